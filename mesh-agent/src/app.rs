@@ -1,0 +1,117 @@
+//! Wiring of `mesh-agent run`: install capture, start the listeners, wait for
+//! a signal. Capture stays installed on exit (see loader.rs).
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use mesh_common::CaptureConfig;
+
+use crate::{
+    admin::{self, AdminState},
+    capture::{
+        bpffs, ebpf_logs, enroll::Enroller, loader, maps, orig_dst::OrigDstTable, pins::PinLayout,
+    },
+    config::AgentConfig,
+    outbound::{listener::Outbound, proxy::ProxySettings},
+    state::connections::ConnectionStats,
+};
+
+/// The first global (non-loopback, non-link-local) IPv4 address of this netns.
+fn detect_ipv4() -> anyhow::Result<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()?
+        .filter_map(|ifa| ifa.address?.as_sockaddr_in().map(|sin| sin.ip()))
+        .find(|ip| !ip.is_loopback() && !ip.is_link_local())
+        .context("no global IPv4 address found for the agent; pass --redirect-ipv4")
+}
+
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let layout = PinLayout::new(&cfg.pins);
+    let cgroup_root: PathBuf = match &cfg.cgroup_root {
+        Some(path) => path.clone(),
+        None => bpffs::cgroup2_mount()?,
+    };
+    let redirect_v4 = match cfg.redirect_ipv4 {
+        Some(ip) => ip,
+        None => detect_ipv4()?,
+    };
+    let capture = CaptureConfig {
+        agent_v4: redirect_v4.octets(),
+        agent_port: cfg.outbound_port,
+        has_v6: u16::from(cfg.redirect_ipv6.is_some()),
+        agent_v6: cfg.redirect_ipv6.map(|ip| ip.octets()).unwrap_or_default(),
+        agent_mark: cfg.socket_mark,
+        _pad: 0,
+    };
+    tracing::info!(
+        instance = %cfg.pins.instance,
+        pins = %layout.root.display(),
+        cgroup = %cgroup_root.display(),
+        redirect = %SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port),
+        "installing capture"
+    );
+    let installed = loader::install(&layout, &cfg.pins.bpffs, &cgroup_root, capture)
+        .context("installing the capture programs")?;
+    if let Some(logger) = installed.logger {
+        tokio::spawn(ebpf_logs::forward(logger));
+    }
+
+    let stats = Arc::new(ConnectionStats::default());
+    let orig_dst = Arc::new(OrigDstTable::new(maps::orig_dst_by_tuple(&layout)?));
+    let settings = ProxySettings {
+        socket_mark: cfg.socket_mark,
+        buffer_size: cfg.buffer_size,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let mut outbound = vec![];
+    let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
+    outbound.push(
+        Outbound::bind(v4_addr, Arc::clone(&orig_dst), Arc::clone(&stats), settings.clone())
+            .await
+            .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
+    );
+    if let Some(v6) = cfg.redirect_ipv6 {
+        let v6_addr = SocketAddr::new(IpAddr::V6(v6), cfg.outbound_port);
+        outbound.push(
+            Outbound::bind(v6_addr, Arc::clone(&orig_dst), Arc::clone(&stats), settings)
+                .await
+                .with_context(|| format!("binding the outbound listener on {v6_addr}"))?,
+        );
+    }
+    let admin_state = Arc::new(AdminState {
+        stats: Arc::clone(&stats),
+        programs: installed.programs,
+        enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
+        kernel_stats: maps::stats(&layout)?,
+    });
+    admin::serve(cfg.admin_addr, admin_state)
+        .await
+        .with_context(|| format!("binding the admin endpoint on {}", cfg.admin_addr))?;
+    let tasks: Vec<_> = outbound.into_iter().map(|o| tokio::spawn(o.serve())).collect();
+    tracing::info!("agent ready");
+
+    wait_for_shutdown().await;
+    for task in tasks {
+        task.abort();
+    }
+    let totals = stats.totals();
+    tracing::info!(
+        accepted = totals.accepted,
+        active = totals.active,
+        "stopping; capture stays installed (run `mesh-agent uninstall` to remove it)"
+    );
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

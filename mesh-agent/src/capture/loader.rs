@@ -1,0 +1,243 @@
+//! Loading, attaching and pinning the capture programs — and, on restart,
+//! reusing what is already pinned instead of attaching a second time.
+//!
+//! Rules:
+//! - maps are pinned by name and reused across restarts, so enrolment
+//!   survives the agent; a pin whose layout no longer matches is replaced;
+//! - a program is attached once per instance: if its link is pinned and the
+//!   pinned program has the same tag (SHA of its instructions) as the one we
+//!   carry, the attachment is kept as is;
+//! - if the program changed (upgrade), the new one is attached first and
+//!   the old link released after, so capture has no gap (the two run side by
+//!   side for an instant; the second sees an already-redirected destination,
+//!   the agent's own port, and leaves it).
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{Array, MapInfo},
+    programs::{
+        links::{FdLink, PinnedLink},
+        CgroupAttachMode, CgroupSockAddr, ProgramInfo, SockOps,
+    },
+    Ebpf, EbpfLoader,
+};
+use mesh_common::{names, stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr};
+use serde::Serialize;
+
+use super::{bpffs, pins::PinLayout, EBPF_OBJECT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Mount(#[from] bpffs::MountError),
+    #[error("cannot create pin directories under {dir}: {source}")]
+    PinDirs { dir: PathBuf, source: std::io::Error },
+    #[error("loading the eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("program {program}: {source}")]
+    Program { program: &'static str, source: aya::programs::ProgramError },
+    #[error("program {program} is missing from the eBPF object")]
+    MissingProgram { program: &'static str },
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: aya::maps::MapError },
+    #[error("cannot open cgroup {path}: {source}")]
+    Cgroup { path: PathBuf, source: std::io::Error },
+    #[error("pinning {path}: {reason}")]
+    Pin { path: PathBuf, reason: String },
+}
+
+/// What happened to one program at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachAction {
+    /// Nothing was pinned: attached and pinned now.
+    Attached,
+    /// The pinned attachment runs the same code: kept.
+    Reused,
+    /// The pinned attachment ran older code: replaced without a gap.
+    Replaced,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramState {
+    pub name: &'static str,
+    pub action: AttachAction,
+    /// Kernel id of the program now attached.
+    pub prog_id: u32,
+}
+
+/// The installed capture: what was done, plus the aya-log reader.
+pub struct Installed {
+    pub programs: Vec<ProgramState>,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Expected (key size, value size, max entries) of each pinned map.
+fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
+    use std::mem::size_of;
+    let s = |n: usize| n as u32;
+    Some(match name {
+        names::MAP_ENROLLED => {
+            (s(size_of::<u64>()), s(size_of::<Enrollment>()), mesh_common::ENROLLED_ENTRIES)
+        }
+        names::MAP_EXCLUDED => {
+            (s(size_of::<PortExclusion>()), 1, mesh_common::EXCLUDED_PORT_ENTRIES)
+        }
+        names::MAP_ORIG_BY_COOKIE => {
+            (s(size_of::<u64>()), s(size_of::<SockAddr>()), mesh_common::ORIG_DST_ENTRIES)
+        }
+        names::MAP_ORIG_BY_TUPLE => {
+            (s(size_of::<ConnTuple>()), s(size_of::<SockAddr>()), mesh_common::ORIG_DST_ENTRIES)
+        }
+        names::MAP_CONFIG => (4, s(size_of::<CaptureConfig>()), 1),
+        names::MAP_STATS => (4, 8, stat::COUNT),
+        _ => return None,
+    })
+}
+
+/// Removes map pins whose layout differs from what this build expects.
+fn drop_incompatible_map_pins(layout: &PinLayout) {
+    for name in super::pins::MAPS {
+        let path = layout.map(name);
+        let Ok(info) = MapInfo::from_pin(&path) else { continue };
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if Some(found) != expected_layout(name) {
+            tracing::warn!(
+                map = name,
+                ?found,
+                expected = ?expected_layout(name),
+                "pinned map has an old layout; replacing it (its entries are lost)"
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Loads, attaches (or reuses) and pins everything, and writes `config`.
+pub fn install(
+    layout: &PinLayout,
+    bpffs_root: &Path,
+    cgroup_root: &Path,
+    config: CaptureConfig,
+) -> Result<Installed, LoadError> {
+    bpffs::ensure_bpffs(bpffs_root)?;
+    layout
+        .create_dirs()
+        .map_err(|source| LoadError::PinDirs { dir: layout.root.clone(), source })?;
+    drop_incompatible_map_pins(layout);
+
+    let map_paths: Vec<(&'static str, PathBuf)> =
+        super::pins::MAPS.iter().map(|&n| (n, layout.map(n))).collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &map_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+
+    // Configuration goes in before anything is attached.
+    let map = ebpf
+        .map_mut(names::MAP_CONFIG)
+        .ok_or(LoadError::Map { map: names::MAP_CONFIG, source: aya::maps::MapError::InvalidName { name: names::MAP_CONFIG.into() } })?;
+    let mut array: Array<_, CaptureConfig> = Array::try_from(map)
+        .map_err(|source| LoadError::Map { map: names::MAP_CONFIG, source })?;
+    array.set(0, config, 0).map_err(|source| LoadError::Map { map: names::MAP_CONFIG, source })?;
+
+    let cgroup = File::open(cgroup_root)
+        .map_err(|source| LoadError::Cgroup { path: cgroup_root.into(), source })?;
+
+    let mut programs = Vec::new();
+    for name in super::pins::PROGRAMS {
+        programs.push(attach_one(&mut ebpf, layout, name, &cgroup)?);
+    }
+
+    let logger = start_logger(&mut ebpf, &programs);
+    Ok(Installed { programs, logger })
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    layout: &PinLayout,
+    name: &'static str,
+    cgroup: &File,
+) -> Result<ProgramState, LoadError> {
+    let perr = |source| LoadError::Program { program: name, source };
+    let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram { program: name })?;
+    let (link_path, prog_path) = (layout.link(name), layout.prog(name));
+
+    // Load (verify) ours, to compare with what is pinned.
+    let attach = |program: &mut aya::programs::Program| -> Result<FdLink, LoadError> {
+        match program {
+            aya::programs::Program::CgroupSockAddr(p) => {
+                let p: &mut CgroupSockAddr = p;
+                let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
+                FdLink::try_from(p.take_link(id).map_err(perr)?)
+                    .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })
+            }
+            aya::programs::Program::SockOps(p) => {
+                let p: &mut SockOps = p;
+                let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
+                FdLink::try_from(p.take_link(id).map_err(perr)?)
+                    .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })
+            }
+            _ => Err(LoadError::MissingProgram { program: name }),
+        }
+    };
+    match program {
+        aya::programs::Program::CgroupSockAddr(p) => p.load().map_err(perr)?,
+        aya::programs::Program::SockOps(p) => p.load().map_err(perr)?,
+        _ => return Err(LoadError::MissingProgram { program: name }),
+    }
+    let ours = program.info().map_err(perr)?;
+
+    let pinned_link = PinnedLink::from_pin(&link_path).ok();
+    let pinned_prog = ProgramInfo::from_pin(&prog_path).ok();
+    if let (Some(_), Some(pinned)) = (&pinned_link, &pinned_prog) {
+        if pinned.tag() == ours.tag() {
+            tracing::info!(program = name, prog_id = pinned.id(), "reusing pinned attachment");
+            return Ok(ProgramState { name, action: AttachAction::Reused, prog_id: pinned.id() });
+        }
+    }
+
+    // Cgroup bpf_links must be created with flags 0 ("Single" in aya);
+    // links are always multi-attach, so other tools' programs are unaffected.
+    let link = attach(program)?;
+    // Keep the old link's fd open until the new one is pinned: no gap.
+    let old = pinned_link;
+    if old.is_some() {
+        let _ = std::fs::remove_file(&link_path);
+    }
+    link.pin(&link_path)
+        .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })?;
+    let _ = std::fs::remove_file(&prog_path);
+    program
+        .pin(&prog_path)
+        .map_err(|e| LoadError::Pin { path: prog_path.clone(), reason: e.to_string() })?;
+    let action = if old.is_some() { AttachAction::Replaced } else { AttachAction::Attached };
+    drop(old);
+    tracing::info!(program = name, prog_id = ours.id(), ?action, "program attached and pinned");
+    Ok(ProgramState { name, action, prog_id: ours.id() })
+}
+
+/// Reads aya-log records of the programs that are attached now.
+fn start_logger(
+    ebpf: &mut Ebpf,
+    programs: &[ProgramState],
+) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+    let result = if programs.iter().all(|p| p.action != AttachAction::Reused) {
+        aya_log::EbpfLogger::init(ebpf)
+    } else {
+        // Reused programs log into the ring buffer of the load that attached them.
+        let id = programs.iter().find(|p| p.action == AttachAction::Reused)?.prog_id;
+        aya_log::EbpfLogger::init_from_id(id)
+    };
+    match result {
+        Ok(logger) => Some(logger),
+        Err(error) => {
+            tracing::warn!(%error, "eBPF logs unavailable");
+            None
+        }
+    }
+}

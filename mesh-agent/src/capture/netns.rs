@@ -1,0 +1,84 @@
+//! Network-namespace cookies: the kernel's stable id of a netns, the key of
+//! the enrolment map (`bpf_get_netns_cookie` on the kernel side).
+use std::{
+    fs::File,
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    sched::{setns, CloneFlags},
+    sys::socket::{socket, AddressFamily, SockFlag, SockType},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot open network namespace {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot enter network namespace {path}: {source}")]
+    Enter { path: PathBuf, source: nix::Error },
+    #[error("cannot read the cookie of network namespace {path}: {source}")]
+    Cookie { path: PathBuf, source: std::io::Error },
+}
+
+/// `SO_NETNS_COOKIE` (Linux 5.14+), not yet in every libc crate release.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace at `path` (`/run/netns/x`,
+/// `/proc/<pid>/ns/net`). Enters it on a short-lived thread, so the caller's
+/// namespace never changes.
+pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
+    let file =
+        File::open(path).map_err(|source| NetnsError::Open { path: path.into(), source })?;
+    let owned = path.to_path_buf();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|source| NetnsError::Enter { path: owned.clone(), source })?;
+                current_cookie().map_err(|source| NetnsError::Cookie { path: owned, source })
+            })
+            .join()
+            .expect("netns cookie thread panicked")
+    })
+}
+
+/// The cookie of the calling thread's network namespace.
+pub fn current_cookie() -> std::io::Result<u64> {
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: valid socket fd; `cookie`/`len` point to live, correctly sized storage.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_namespace_cookie_is_stable_and_matches_the_path_lookup() {
+        let here = current_cookie().unwrap();
+        assert_ne!(here, 0);
+        assert_eq!(cookie_of(Path::new("/proc/self/ns/net")).unwrap(), here);
+    }
+
+    #[test]
+    fn missing_namespace_names_the_path() {
+        let err = cookie_of(Path::new("/run/netns/definitely-missing")).unwrap_err();
+        assert!(err.to_string().contains("definitely-missing"), "{err}");
+    }
+}

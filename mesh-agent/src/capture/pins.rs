@@ -1,0 +1,74 @@
+//! The layout of an agent instance under bpffs. Names say what each object
+//! holds, so `ls -R /sys/fs/bpf/<instance>` and `bpftool` explain themselves:
+//!
+//! ```text
+//! <bpffs>/<instance>/maps/enrolled_netns    netns cookie → enrolment
+//! <bpffs>/<instance>/maps/excluded_ports    (netns cookie, port) pairs kept off the mesh
+//! <bpffs>/<instance>/maps/orig_dst_cookie   socket cookie → original destination
+//! <bpffs>/<instance>/maps/orig_dst_tuple    connection tuple → original destination
+//! <bpffs>/<instance>/maps/capture_config    where captured connections go
+//! <bpffs>/<instance>/maps/capture_stats     per-CPU counters
+//! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops
+//! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
+//! ```
+use std::path::PathBuf;
+
+use mesh_common::names;
+
+use crate::config::PinConfig;
+
+/// The maps the agent pins, in the order `status` shows them.
+pub const MAPS: [&str; 6] = [
+    names::MAP_ENROLLED,
+    names::MAP_EXCLUDED,
+    names::MAP_ORIG_BY_COOKIE,
+    names::MAP_ORIG_BY_TUPLE,
+    names::MAP_CONFIG,
+    names::MAP_STATS,
+];
+
+/// The programs the agent loads and attaches.
+pub const PROGRAMS: [&str; 3] = [names::PROG_CONNECT4, names::PROG_CONNECT6, names::PROG_SOCKOPS];
+
+#[derive(Debug, Clone)]
+pub struct PinLayout {
+    pub root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(cfg: &PinConfig) -> Self {
+        Self { root: cfg.dir() }
+    }
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+    pub fn progs_dir(&self) -> PathBuf {
+        self.root.join("progs")
+    }
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+    pub fn prog(&self, name: &str) -> PathBuf {
+        self.progs_dir().join(name)
+    }
+    pub fn link(&self, name: &str) -> PathBuf {
+        self.links_dir().join(name)
+    }
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for dir in [self.maps_dir(), self.progs_dir(), self.links_dir()] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+    /// Removing the pins of links detaches the programs; removing the map pins
+    /// frees the maps once no program holds them.
+    pub fn remove_all(&self) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Typed agent configuration, read from (highest precedence first) command-line
+//! flags, `MESH_AGENT_*` environment variables, a TOML file (`--config`), and
+//! built-in defaults. Tests build [`AgentConfig`] directly.
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Node agent of the eBPF-assisted mesh.
+///
+/// Loads the capture programs into the kernel (cgroup connect4/connect6 and
+/// sock_ops), pins them under <bpffs>/<instance>/, and proxies every captured
+/// connection of an enrolled pod to its original destination. Pods are
+/// enrolled by network namespace: `mesh-agent enroll --netns /run/netns/pod`.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-agent", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// TOML file with any of the `run` options (snake_case keys); flags and
+    /// environment override it.
+    #[arg(long, global = true, env = "MESH_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Name of this agent's directory under the bpffs mount; lets several agents
+    /// (tests, demos) coexist on one kernel. [default: mesh]
+    #[arg(long, global = true, env = "MESH_AGENT_INSTANCE")]
+    pub instance: Option<String>,
+    /// Where the BPF filesystem is (mounted there if it is not yet). [default: /sys/fs/bpf]
+    #[arg(long, global = true, env = "MESH_AGENT_BPFFS")]
+    pub bpffs: Option<PathBuf>,
+    /// Log filter in RUST_LOG syntax, e.g. `info,mesh_agent::outbound=debug`.
+    /// eBPF-side logs (aya-log) appear under target `mesh_ebpf` at debug. [default: info]
+    #[arg(long, global = true, env = "MESH_AGENT_LOG")]
+    pub log: Option<String>,
+    /// Log line format. [default: text]
+    #[arg(long, global = true, env = "MESH_AGENT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent: load and attach (or reuse pinned) capture programs,
+    /// serve the outbound listener and the admin endpoint until SIGTERM/SIGINT.
+    /// Programs stay attached after exit so a restart loses no enrolment; use
+    /// `uninstall` to remove them.
+    Run(RunArgs),
+    /// Enrol a pod: capture the outbound TCP of its network namespace.
+    Enroll(EnrollArgs),
+    /// Unenrol a pod: new connections go direct again.
+    Unenroll(PodArgs),
+    /// Show what is pinned, enrolled and counted in the kernel.
+    Status,
+    /// Detach the programs and remove every pin of this instance.
+    Uninstall,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// cgroup v2 directory the programs attach to (all pods must live below it).
+    /// [default: the cgroup2 mount found in /proc/self/mountinfo]
+    #[arg(long, env = "MESH_AGENT_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
+    /// Node address pods reach the agent on, for IPv4 traffic.
+    /// [default: the first global IPv4 address of the agent's network namespace]
+    #[arg(long, env = "MESH_AGENT_REDIRECT_IPV4")]
+    pub redirect_ipv4: Option<Ipv4Addr>,
+    /// Node address pods reach the agent on, for IPv6 traffic. Without it,
+    /// IPv6 destinations are not captured (counted as bypass_no_ipv6_agent).
+    #[arg(long, env = "MESH_AGENT_REDIRECT_IPV6")]
+    pub redirect_ipv6: Option<Ipv6Addr>,
+    /// Outbound capture port. [default: 15001]
+    #[arg(long, env = "MESH_AGENT_OUTBOUND_PORT")]
+    pub outbound_port: Option<u16>,
+    /// Admin endpoint (connections, kernel counters, readiness). [default: 127.0.0.1:15000]
+    #[arg(long, env = "MESH_AGENT_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// SO_MARK put on the agent's own sockets, which capture skips. [default: 1337]
+    #[arg(long, env = "MESH_AGENT_SOCKET_MARK")]
+    pub socket_mark: Option<u32>,
+    /// Per-direction copy buffer of a proxied connection, bytes. [default: 65536]
+    #[arg(long, env = "MESH_AGENT_BUFFER_SIZE")]
+    pub buffer_size: Option<usize>,
+    /// Tokio worker threads. [default: 2]
+    #[arg(long, env = "MESH_AGENT_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PodArgs {
+    /// The pod's network namespace, as a path (/run/netns/NAME, /proc/PID/ns/net).
+    #[arg(long, conflicts_with = "pid", required_unless_present = "pid")]
+    pub netns: Option<PathBuf>,
+    /// Any process id inside the pod's network namespace.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+impl PodArgs {
+    pub fn netns_path(&self) -> PathBuf {
+        match (&self.netns, self.pid) {
+            (Some(path), _) => path.clone(),
+            (None, Some(pid)) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            (None, None) => unreachable!("clap requires --netns or --pid"),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub pod: PodArgs,
+    /// Destination port this pod keeps off the mesh (repeatable).
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    pub exclude_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where this agent's kernel objects live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinConfig {
+    pub bpffs: PathBuf,
+    pub instance: String,
+}
+
+impl PinConfig {
+    /// `<bpffs>/<instance>`.
+    pub fn dir(&self) -> PathBuf {
+        self.bpffs.join(&self.instance)
+    }
+}
+
+/// Everything `mesh-agent run` needs, fully resolved.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub pins: PinConfig,
+    pub cgroup_root: Option<PathBuf>,
+    pub redirect_ipv4: Option<Ipv4Addr>,
+    pub redirect_ipv6: Option<Ipv6Addr>,
+    pub outbound_port: u16,
+    pub admin_addr: SocketAddr,
+    pub socket_mark: u32,
+    pub buffer_size: usize,
+    pub worker_threads: usize,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub instance: Option<String>,
+    pub bpffs: Option<PathBuf>,
+    pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub cgroup_root: Option<PathBuf>,
+    pub redirect_ipv4: Option<Ipv4Addr>,
+    pub redirect_ipv6: Option<Ipv6Addr>,
+    pub outbound_port: Option<u16>,
+    pub admin_addr: Option<SocketAddr>,
+    pub socket_mark: Option<u32>,
+    pub buffer_size: Option<usize>,
+    pub worker_threads: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{field} must be {expected}, got {got}")]
+    Invalid { field: &'static str, expected: &'static str, got: String },
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+}
+
+/// Log settings after merging flags, env and file.
+pub fn log_settings(common: &CommonArgs, file: &FileConfig) -> (String, LogFormat) {
+    let filter = common.log.clone().or_else(|| file.log.clone()).unwrap_or_else(|| "info".into());
+    let format = common.log_format.or(file.log_format).unwrap_or_default();
+    (filter, format)
+}
+
+pub fn pin_config(common: &CommonArgs, file: &FileConfig) -> PinConfig {
+    PinConfig {
+        bpffs: common
+            .bpffs
+            .clone()
+            .or_else(|| file.bpffs.clone())
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf")),
+        instance: common
+            .instance
+            .clone()
+            .or_else(|| file.instance.clone())
+            .unwrap_or_else(|| "mesh".into()),
+    }
+}
+
+impl AgentConfig {
+    /// Merges flags/env (`run`) over the file over defaults, and validates.
+    pub fn resolve(
+        common: &CommonArgs,
+        run: &RunArgs,
+        file: &FileConfig,
+    ) -> Result<Self, ConfigError> {
+        let cfg = Self {
+            pins: pin_config(common, file),
+            cgroup_root: run.cgroup_root.clone().or_else(|| file.cgroup_root.clone()),
+            redirect_ipv4: run.redirect_ipv4.or(file.redirect_ipv4),
+            redirect_ipv6: run.redirect_ipv6.or(file.redirect_ipv6),
+            outbound_port: run.outbound_port.or(file.outbound_port).unwrap_or(15001),
+            admin_addr: run
+                .admin_addr
+                .or(file.admin_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 15000))),
+            socket_mark: run
+                .socket_mark
+                .or(file.socket_mark)
+                .unwrap_or(mesh_common::AGENT_SOCKET_MARK),
+            buffer_size: run.buffer_size.or(file.buffer_size).unwrap_or(64 * 1024),
+            worker_threads: run.worker_threads.or(file.worker_threads).unwrap_or(2),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, expected, got: String| ConfigError::Invalid { field, expected, got };
+        if self.outbound_port == 0 || self.outbound_port == mesh_common::HBONE_PORT {
+            return Err(invalid(
+                "outbound_port",
+                "a non-zero port other than 15008",
+                self.outbound_port.to_string(),
+            ));
+        }
+        if !(4096..=16 << 20).contains(&self.buffer_size) {
+            return Err(invalid(
+                "buffer_size",
+                "between 4096 and 16777216",
+                self.buffer_size.to_string(),
+            ));
+        }
+        if !(1..=64).contains(&self.worker_threads) {
+            return Err(invalid(
+                "worker_threads",
+                "between 1 and 64",
+                self.worker_threads.to_string(),
+            ));
+        }
+        if self.pins.instance.is_empty() || self.pins.instance.contains('/') {
+            return Err(invalid(
+                "instance",
+                "a non-empty name without '/'",
+                self.pins.instance.clone(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common() -> CommonArgs {
+        CommonArgs { config: None, instance: None, bpffs: None, log: None, log_format: None }
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let file: FileConfig =
+            toml::from_str("outbound_port = 16001\nbuffer_size = 8192\ninstance = \"f\"").unwrap();
+        let run = RunArgs { outbound_port: Some(17001), ..Default::default() };
+        let cfg = AgentConfig::resolve(&common(), &run, &file).unwrap();
+        assert_eq!(cfg.outbound_port, 17001);
+        assert_eq!(cfg.buffer_size, 8192);
+        assert_eq!(cfg.pins.instance, "f");
+        assert_eq!(cfg.admin_addr, SocketAddr::from(([127, 0, 0, 1], 15000)));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_by_name() {
+        let err = toml::from_str::<FileConfig>("outbound_prot = 1").unwrap_err().to_string();
+        assert!(err.contains("outbound_prot"), "{err}");
+    }
+
+    #[test]
+    fn hbone_port_cannot_be_the_capture_port() {
+        let run = RunArgs { outbound_port: Some(15008), ..Default::default() };
+        let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("outbound_port"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! `tracing` set-up. The `log` records that aya-log produces for the eBPF
+//! programs are bridged into tracing (target `mesh_ebpf`).
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::config::LogFormat;
+
+pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init()?,
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init()?,
+    }
+    Ok(())
+}

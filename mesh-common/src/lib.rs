@@ -1,0 +1,151 @@
+//! Map keys, values and constants shared by `mesh-ebpf` (kernel) and the
+//! node agent (userspace).
+//!
+//! Everything here is `#[repr(C)]`, padded explicitly so the kernel verifier
+//! never sees uninitialised bytes, and laid out identically on both sides.
+//! Addresses are kept as 16 bytes in network byte order: IPv4 is stored as an
+//! IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), so one key type serves both
+//! families.
+#![no_std]
+#![cfg_attr(feature = "user", allow(unsafe_code))]
+
+/// The agent's outbound capture port (Istio's ztunnel uses the same).
+pub const OUTBOUND_PORT: u16 = 15001;
+/// HBONE (HTTP/2 CONNECT over mTLS); never captured.
+pub const HBONE_PORT: u16 = 15008;
+/// `SO_MARK` the agent puts on its own sockets; the capture hooks skip them.
+/// The value is Istio's ztunnel mark (1337), so operators recognise it.
+pub const AGENT_SOCKET_MARK: u32 = 0x539;
+
+/// Size of the LRU maps that carry original destinations.
+pub const ORIG_DST_ENTRIES: u32 = 65_536;
+/// Most pods a node agent enrols.
+pub const ENROLLED_ENTRIES: u32 = 4_096;
+/// Most (pod, port) exclusions.
+pub const EXCLUDED_PORT_ENTRIES: u32 = 16_384;
+
+/// Address family tags used in [`SockAddr::family`].
+pub const FAMILY_V4: u16 = 4;
+pub const FAMILY_V6: u16 = 6;
+
+/// An IP address and port. `addr` is network byte order (IPv4 mapped into
+/// IPv6), `port` is host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockAddr {
+    pub addr: [u8; 16],
+    pub port: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]: what the application asked for.
+    pub family: u16,
+    pub _pad: u32,
+}
+
+/// A TCP connection as seen from the client side: the pod's own address and
+/// the address it actually connected to (after redirection: the agent).
+/// The agent builds the same key from `peer_addr()`/`local_addr()` of the
+/// accepted socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnTuple {
+    pub src: SockAddr,
+    pub dst: SockAddr,
+}
+
+/// Value of the `enrolled_netns` map, keyed by network-namespace cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Enrollment {
+    /// Bit set of `ENROLL_*` flags.
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// Capture outbound TCP of this network namespace.
+pub const ENROLL_CAPTURE_OUTBOUND: u32 = 1;
+
+/// Key of the `excluded_ports` map: destination ports a pod keeps off the mesh.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortExclusion {
+    pub netns_cookie: u64,
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Single entry of the `capture_config` array map: where captured connections go.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CaptureConfig {
+    /// Agent outbound listener address for IPv4 pods (network order).
+    pub agent_v4: [u8; 4],
+    /// Agent outbound listener port (host order).
+    pub agent_port: u16,
+    /// Non-zero when `agent_v6` is set; IPv6 destinations are otherwise left alone.
+    pub has_v6: u16,
+    /// Agent outbound listener address for IPv6 pods (network order).
+    pub agent_v6: [u8; 16],
+    /// Socket mark of the agent's own sockets.
+    pub agent_mark: u32,
+    pub _pad: u32,
+}
+
+/// Indexes of the per-CPU `capture_stats` array.
+pub mod stat {
+    /// connect() redirected to the agent.
+    pub const REDIRECTED: u32 = 0;
+    /// Enrolled, but the destination is loopback.
+    pub const BYPASS_LOOPBACK: u32 = 1;
+    /// Enrolled, but the destination port is HBONE or the agent's own.
+    pub const BYPASS_MESH_PORT: u32 = 2;
+    /// Enrolled, but the port is in the pod's exclusion list.
+    pub const BYPASS_EXCLUDED: u32 = 3;
+    /// The socket carries the agent's mark.
+    pub const BYPASS_AGENT: u32 = 4;
+    /// IPv6 destination and no IPv6 agent address configured.
+    pub const BYPASS_NO_V6: u32 = 5;
+    /// sock_ops moved an original destination to the tuple map.
+    pub const ORIG_DST_RECORDED: u32 = 6;
+    /// A map update failed (map full); the connection was not captured.
+    pub const MAP_ERRORS: u32 = 7;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+    /// Human names, index-aligned with the constants above.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "redirected",
+        "bypass_loopback",
+        "bypass_mesh_port",
+        "bypass_excluded_port",
+        "bypass_agent_socket",
+        "bypass_no_ipv6_agent",
+        "orig_dst_recorded",
+        "map_errors",
+    ];
+}
+
+/// Names of the programs and maps, shared so pins and lookups agree.
+pub mod names {
+    pub const PROG_CONNECT4: &str = "mesh_connect4";
+    pub const PROG_CONNECT6: &str = "mesh_connect6";
+    pub const PROG_SOCKOPS: &str = "mesh_sockops";
+    pub const MAP_ENROLLED: &str = "enrolled_netns";
+    pub const MAP_EXCLUDED: &str = "excluded_ports";
+    pub const MAP_ORIG_BY_COOKIE: &str = "orig_dst_cookie";
+    pub const MAP_ORIG_BY_TUPLE: &str = "orig_dst_tuple";
+    pub const MAP_CONFIG: &str = "capture_config";
+    pub const MAP_STATS: &str = "capture_stats";
+}
+
+#[cfg(feature = "user")]
+mod pod_impls {
+    // SAFETY: all these types are #[repr(C)], Copy, contain only integers and
+    // byte arrays, and have explicit padding, so any bit pattern is valid.
+    unsafe impl aya::Pod for super::SockAddr {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ConnTuple {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Enrollment {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PortExclusion {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CaptureConfig {}
+}

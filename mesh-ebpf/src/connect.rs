@@ -1,0 +1,158 @@
+//! `cgroup/connect4` and `cgroup/connect6`: hop ① of the data path.
+//!
+//! For a TCP socket whose network namespace is enrolled, rewrite the
+//! destination to the agent's outbound listener and record the original one
+//! under the socket cookie. Everything else is left untouched. The programs
+//! always allow the `connect()` (return 1): capture never blocks a pod.
+use aya_ebpf::{
+    helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+    EbpfContext,
+};
+use aya_log_ebpf::debug;
+use mesh_common::{
+    stat, CaptureConfig, PortExclusion, SockAddr, ENROLL_CAPTURE_OUTBOUND, HBONE_PORT,
+};
+
+use crate::{
+    addr::{is_loopback_v4, is_loopback_v6, is_v4_mapped, sock_addr_v4, sock_addr_v6},
+    maps::{count, CAPTURE_CONFIG, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_COOKIE},
+};
+
+const SOCK_STREAM: u32 = 1;
+const ALLOW: i32 = 1;
+
+#[cgroup_sock_addr(connect4)]
+pub fn mesh_connect4(ctx: SockAddrContext) -> i32 {
+    let _ = try_connect4(&ctx);
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn mesh_connect6(ctx: SockAddrContext) -> i32 {
+    let _ = try_connect6(&ctx);
+    ALLOW
+}
+
+/// What the checks common to both families decided.
+enum Verdict {
+    Capture { netns: u64, config: CaptureConfig },
+    Leave,
+}
+
+/// Enrolment, agent-socket, port and exclusion checks shared by both hooks.
+#[inline(always)]
+fn decide(ctx: &SockAddrContext, port: u16) -> Verdict {
+    // SAFETY: the kernel hands us a valid bpf_sock_addr for the program's lifetime.
+    let sa = unsafe { &*ctx.sock_addr };
+    if sa.type_ != SOCK_STREAM {
+        return Verdict::Leave;
+    }
+    // SAFETY: helper valid in cgroup_sock_addr programs; the context is ours.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    // SAFETY: read-only lookup; the value is copied before any map update.
+    let Some(enrolled) = (unsafe { ENROLLED_NETNS.get(netns) }) else {
+        return Verdict::Leave;
+    };
+    if enrolled.flags & ENROLL_CAPTURE_OUTBOUND == 0 {
+        return Verdict::Leave;
+    }
+    let Some(config) = CAPTURE_CONFIG.get(0) else {
+        return Verdict::Leave;
+    };
+    let config = *config;
+    // SAFETY: in connect hooks ctx->sk is a full, non-null socket pointer.
+    let mark = unsafe { (*sa.__bindgen_anon_1.sk).mark };
+    if config.agent_mark != 0 && mark == config.agent_mark {
+        count(stat::BYPASS_AGENT);
+        return Verdict::Leave;
+    }
+    if port == HBONE_PORT || port == config.agent_port {
+        count(stat::BYPASS_MESH_PORT);
+        return Verdict::Leave;
+    }
+    let exclusion = PortExclusion { netns_cookie: netns, port, _pad: [0; 6] };
+    // SAFETY: presence check only.
+    if unsafe { EXCLUDED_PORTS.get(exclusion) }.is_some() {
+        count(stat::BYPASS_EXCLUDED);
+        return Verdict::Leave;
+    }
+    Verdict::Capture { netns, config }
+}
+
+/// Remembers `orig` for this socket; false if the map refused it.
+#[inline(always)]
+fn remember(ctx: &SockAddrContext, orig: &SockAddr) -> bool {
+    // SAFETY: helper valid in cgroup_sock_addr programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if ORIG_DST_BY_COOKIE.insert(cookie, orig, 0).is_err() {
+        count(stat::MAP_ERRORS);
+        return false;
+    }
+    true
+}
+
+fn try_connect4(ctx: &SockAddrContext) -> Result<(), i64> {
+    // SAFETY: valid context pointer, see `decide`.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let ip = sa.user_ip4;
+    let port = u16::from_be(sa.user_port as u16);
+    let Verdict::Capture { netns, config } = decide(ctx, port) else {
+        return Ok(());
+    };
+    if is_loopback_v4(ip) {
+        count(stat::BYPASS_LOOPBACK);
+        return Ok(());
+    }
+    if !remember(ctx, &sock_addr_v4(ip, port)) {
+        return Ok(());
+    }
+    sa.user_ip4 = u32::from_ne_bytes(config.agent_v4);
+    sa.user_port = u32::from(config.agent_port.to_be());
+    count(stat::REDIRECTED);
+    debug!(ctx, "connect4 netns={} dst={:i}:{} -> agent", netns, u32::from_be(ip), port);
+    Ok(())
+}
+
+fn try_connect6(ctx: &SockAddrContext) -> Result<(), i64> {
+    // SAFETY: valid context pointer, see `decide`.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let words = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+    let port = u16::from_be(sa.user_port as u16);
+    let Verdict::Capture { netns, config } = decide(ctx, port) else {
+        return Ok(());
+    };
+    if is_v4_mapped(words) {
+        // A dual-stack socket talking IPv4: capture it through the IPv4 agent.
+        if is_loopback_v4(words[3]) {
+            count(stat::BYPASS_LOOPBACK);
+            return Ok(());
+        }
+        if !remember(ctx, &sock_addr_v4(words[3], port)) {
+            return Ok(());
+        }
+        sa.user_ip6[3] = u32::from_ne_bytes(config.agent_v4);
+    } else {
+        if is_loopback_v6(words) {
+            count(stat::BYPASS_LOOPBACK);
+            return Ok(());
+        }
+        if config.has_v6 == 0 {
+            count(stat::BYPASS_NO_V6);
+            return Ok(());
+        }
+        if !remember(ctx, &sock_addr_v6(words, port)) {
+            return Ok(());
+        }
+        let a = config.agent_v6;
+        sa.user_ip6[0] = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+        sa.user_ip6[1] = u32::from_ne_bytes([a[4], a[5], a[6], a[7]]);
+        sa.user_ip6[2] = u32::from_ne_bytes([a[8], a[9], a[10], a[11]]);
+        sa.user_ip6[3] = u32::from_ne_bytes([a[12], a[13], a[14], a[15]]);
+    }
+    sa.user_port = u32::from(config.agent_port.to_be());
+    count(stat::REDIRECTED);
+    debug!(ctx, "connect6 netns={} port={} -> agent", netns, port);
+    Ok(())
+}

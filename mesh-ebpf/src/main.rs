@@ -1,0 +1,29 @@
+//! Kernel half of the mesh: capture pod TCP without iptables or sidecars.
+//!
+//! Data path hop ① (see ARCHITECTURE.md):
+//! - [`connect`]: `cgroup/connect4` and `cgroup/connect6` rewrite the
+//!   destination of enrolled pods' TCP `connect()` to the node agent's
+//!   outbound listener and remember the original destination by socket cookie;
+//! - [`sockops`]: once the redirected connection is established, moves the
+//!   original destination to a map keyed by the connection's address tuple,
+//!   where the agent finds it for the socket it accepted.
+//!
+//! Maps live in [`maps`]; their key and value types in `mesh-common`.
+#![no_std]
+#![no_main]
+#![allow(unsafe_code)]
+
+mod addr;
+mod connect;
+mod maps;
+mod sockops;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,50 @@
+//! Every map the capture programs use. BTF-defined, so `bpftool map dump`
+//! prints keys and values as named structs. The agent pins them under
+//! `/sys/fs/bpf/<instance>/maps/<name>`.
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use mesh_common::{
+    stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr, ENROLLED_ENTRIES,
+    EXCLUDED_PORT_ENTRIES, ORIG_DST_ENTRIES,
+};
+
+/// Network-namespace cookie → enrolment of the pod living in it.
+#[btf_map(name = "enrolled_netns")]
+pub static ENROLLED_NETNS: HashMap<u64, Enrollment, { ENROLLED_ENTRIES as usize }> =
+    HashMap::new();
+
+/// (netns cookie, destination port) pairs a pod keeps off the mesh.
+#[btf_map(name = "excluded_ports")]
+pub static EXCLUDED_PORTS: HashMap<PortExclusion, u8, { EXCLUDED_PORT_ENTRIES as usize }> =
+    HashMap::new();
+
+/// Socket cookie → original destination, between `connect()` and establishment.
+#[btf_map(name = "orig_dst_cookie")]
+pub static ORIG_DST_BY_COOKIE: LruHashMap<u64, SockAddr, { ORIG_DST_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Client-side connection tuple → original destination, read (and deleted)
+/// by the agent when it accepts the connection.
+#[btf_map(name = "orig_dst_tuple")]
+pub static ORIG_DST_BY_TUPLE: LruHashMap<ConnTuple, SockAddr, { ORIG_DST_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Index 0: where captured connections go (written by the agent at start).
+#[btf_map(name = "capture_config")]
+pub static CAPTURE_CONFIG: Array<CaptureConfig, 1> = Array::new();
+
+/// Per-CPU counters, indexed by `mesh_common::stat::*`.
+#[btf_map(name = "capture_stats")]
+pub static CAPTURE_STATS: PerCpuArray<u64, { stat::COUNT as usize }> = PerCpuArray::new();
+
+/// Adds one to counter `index` on this CPU.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = CAPTURE_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this program on this CPU writes it
+        // while it runs (programs are not preempted mid-run on one CPU).
+        unsafe { *slot += 1 };
+    }
+}
