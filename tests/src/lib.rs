@@ -1,1 +1,29 @@
+//! End-to-end harness: a node and its pods as network namespaces joined by a
+//! bridge, pod processes in their own cgroup v2 leaves, and the real
+//! `mesh-agent` with real eBPF. Used by the tests in `tests/tests/` and by
+//! `cargo xtask demo|bench`.
+//!
+//! Every resource is owned by a guard that removes it on drop, also when a
+//! test panics; resources left by a killed run are swept by [`sweep`] on the
+//! next start (their names carry the creating process id).
+pub mod agent;
+pub mod bins;
+pub mod bpftool;
+pub mod cgroup;
+pub mod cmd;
+pub mod netns;
+pub mod pod;
+pub mod sweep;
+pub mod topology;
 
+pub use agent::Agent;
+pub use bins::Binaries;
+pub use topology::{Pod, Topology};
+
+/// Fails clearly when not root: these tests create namespaces and load eBPF.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests need root (network namespaces, cgroups, eBPF): run `cargo xtask test` as root"
+    );
+}

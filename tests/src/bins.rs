@@ -1,0 +1,26 @@
+//! Where the binaries under test are.
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub agent: PathBuf,
+    pub podctl: PathBuf,
+}
+
+impl Binaries {
+    /// For integration tests: `podctl` is given by cargo; the agent comes from
+    /// `MESH_AGENT_BIN` or the same target directory (built by `cargo xtask test`).
+    pub fn for_tests(podctl: &str) -> Self {
+        let podctl = PathBuf::from(podctl);
+        let agent = std::env::var_os("MESH_AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            podctl.parent().unwrap_or(Path::new(".")).join("mesh-agent")
+        });
+        assert!(
+            agent.exists(),
+            "mesh-agent binary not found at {} — build it (`cargo build -p mesh-agent`) or run \
+             `cargo xtask test`, or set MESH_AGENT_BIN",
+            agent.display()
+        );
+        Self { agent, podctl }
+    }
+}

@@ -1,0 +1,67 @@
+//! cgroup v2 directories for pods, removed on drop (processes killed first).
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// The cgroup v2 mount (hybrid hosts: `/sys/fs/cgroup/unified`).
+pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    info.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })
+        .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount in /proc/self/mountinfo"))
+}
+
+#[derive(Debug)]
+pub struct Cgroup {
+    pub path: PathBuf,
+}
+
+impl Cgroup {
+    pub fn create(path: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir(&path)
+            .map_err(|e| anyhow::anyhow!("cannot create cgroup {}: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+/// Kills everything in `path` and below, then removes the directories.
+pub fn remove_tree(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let children: Vec<PathBuf> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    for child in children {
+        remove_tree(&child);
+    }
+    // cgroup.kill (5.14+) SIGKILLs every process in the subtree.
+    let _ = std::fs::write(path.join("cgroup.kill"), "1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => {
+                eprintln!("cleanup: cannot remove cgroup {}: {e}", path.display());
+                return;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        remove_tree(&self.path);
+    }
+}

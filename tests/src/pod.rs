@@ -1,0 +1,98 @@
+//! Processes inside a pod: `podctl` joined to the pod's cgroup leaf and netns.
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use crate::topology::Pod;
+
+fn podctl(bin: &std::path::Path, pod: &Pod, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--netns").arg(pod.netns.path()).arg("--cgroup").arg(&pod.cgroup.path).args(args);
+    cmd
+}
+
+/// Runs `podctl <args>` in `pod` to completion; returns its last JSON line.
+pub fn run(bin: &std::path::Path, pod: &Pod, args: &[&str]) -> anyhow::Result<Value> {
+    let out = podctl(bin, pod, args)
+        .output()
+        .with_context(|| format!("running podctl in pod {}", pod.name))?;
+    if !out.status.success() {
+        bail!(
+            "podctl {} in pod {} failed: {}",
+            args.join(" "),
+            pod.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("podctl printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// A long-running `podctl serve` in a pod; killed on drop.
+pub struct Server {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    pub pod: String,
+}
+
+impl Server {
+    pub fn start(bin: &std::path::Path, pod: &Pod, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = podctl(bin, pod, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting podctl serve in pod {}", pod.name))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let server = Self { child, lines, pod: pod.name.clone() };
+        server.wait_for(Duration::from_secs(10), |v| v["ready"] == true)?;
+        Ok(server)
+    }
+
+    /// Waits (bounded) until a line matching `pred` was printed.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
+                return Ok(v.clone());
+            }
+            if Instant::now() > deadline {
+                bail!("server in pod {} did not print the expected line in {timeout:?}", self.pod);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Peer addresses of accepted connections on `port`, in order.
+    pub fn accepted_peers(&self, port: u16) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["port"] == port)
+            .filter_map(|v| v["accepted"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
