@@ -28,9 +28,9 @@ fn detect_ipv4() -> anyhow::Result<Ipv4Addr> {
         .context("no global IPv4 address found for the agent; pass --redirect-ipv4")
 }
 
-pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    let layout = PinLayout::new(&cfg.pins);
-    let cgroup_root: PathBuf = match &cfg.cgroup_root {
+/// The cgroup to attach at and the configuration the programs read.
+pub fn capture_settings(cfg: &AgentConfig) -> anyhow::Result<(PathBuf, CaptureConfig)> {
+    let cgroup_root = match &cfg.cgroup_root {
         Some(path) => path.clone(),
         None => bpffs::cgroup2_mount()?,
     };
@@ -46,6 +46,42 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         agent_mark: cfg.socket_mark,
         _pad: 0,
     };
+    Ok((cgroup_root, capture))
+}
+
+/// Runs `mesh-agent install` as a child process with the resolved settings
+/// and returns what it did.
+fn install_in_child(
+    cfg: &AgentConfig,
+    cgroup_root: &std::path::Path,
+    capture: &CaptureConfig,
+) -> anyhow::Result<Vec<loader::ProgramState>> {
+    let exe = std::env::current_exe().context("locating our own executable")?;
+    let format = match cfg.log_format {
+        crate::config::LogFormat::Text => "text",
+        crate::config::LogFormat::Json => "json",
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--instance").arg(&cfg.pins.instance);
+    cmd.arg("--bpffs").arg(&cfg.pins.bpffs);
+    cmd.args(["--log", &cfg.log, "--log-format", format, "install", "--cgroup-root"]);
+    cmd.arg(cgroup_root);
+    cmd.args(["--redirect-ipv4", &Ipv4Addr::from(capture.agent_v4).to_string()]);
+    if let Some(v6) = cfg.redirect_ipv6 {
+        cmd.args(["--redirect-ipv6", &v6.to_string()]);
+    }
+    cmd.args(["--outbound-port", &capture.agent_port.to_string()]);
+    cmd.args(["--socket-mark", &capture.agent_mark.to_string()]);
+    cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+    let out = cmd.output().context("running `mesh-agent install`")?;
+    anyhow::ensure!(out.status.success(), "`mesh-agent install` failed ({})", out.status);
+    serde_json::from_slice(&out.stdout).context("reading the result of `mesh-agent install`")
+}
+
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let layout = PinLayout::new(&cfg.pins);
+    let (cgroup_root, capture) = capture_settings(&cfg)?;
+    let redirect_v4 = Ipv4Addr::from(capture.agent_v4);
     tracing::info!(
         instance = %cfg.pins.instance,
         pins = %layout.root.display(),
@@ -53,9 +89,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         redirect = %SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port),
         "installing capture"
     );
-    let installed = loader::install(&layout, &cfg.pins.bpffs, &cgroup_root, capture)
+    let programs = install_in_child(&cfg, &cgroup_root, &capture)
         .context("installing the capture programs")?;
-    if let Some(logger) = installed.logger {
+    if let Some(logger) = loader::logger(&programs) {
         tokio::spawn(ebpf_logs::forward(logger));
     }
 
@@ -83,7 +119,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
-        programs: installed.programs,
+        programs,
         enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
         kernel_stats: maps::stats(&layout)?,
     });

@@ -1,9 +1,18 @@
 //! One-shot subcommands. They act on the pinned maps directly, so they work
 //! whether or not the daemon is running (as long as it ran once).
 use crate::{
-    capture::{enroll::Enroller, maps, pins::PinLayout},
-    config::{EnrollArgs, PinConfig, PodArgs},
+    capture::{enroll::Enroller, loader, maps, pins::PinLayout},
+    config::{AgentConfig, EnrollArgs, PinConfig, PodArgs},
 };
+
+/// `mesh-agent install`: prints the program states as one JSON line.
+pub fn install(cfg: &AgentConfig) -> anyhow::Result<()> {
+    let (cgroup_root, capture) = crate::app::capture_settings(cfg)?;
+    let layout = PinLayout::new(&cfg.pins);
+    let programs = loader::install(&layout, &cfg.pins.bpffs, &cgroup_root, capture)?;
+    println!("{}", serde_json::to_string(&programs)?);
+    Ok(())
+}
 
 pub fn enroll(pins: &PinConfig, args: &EnrollArgs) -> anyhow::Result<()> {
     let layout = PinLayout::new(pins);

@@ -54,6 +54,12 @@ pub enum Command {
     /// Programs stay attached after exit so a restart loses no enrolment; use
     /// `uninstall` to remove them.
     Run(RunArgs),
+    /// Load, attach and pin the capture programs (or keep the pinned ones if
+    /// they are current), write the capture configuration, print what was
+    /// done as JSON, and exit. `run` does this in a short-lived child process
+    /// so the daemon never holds the memory aya needs to parse kernel BTF;
+    /// it also suits an init container.
+    Install(RunArgs),
     /// Enrol a pod: capture the outbound TCP of its network namespace.
     Enroll(EnrollArgs),
     /// Unenrol a pod: new connections go direct again.
@@ -87,7 +93,7 @@ pub struct RunArgs {
     /// SO_MARK put on the agent's own sockets, which capture skips. [default: 1337]
     #[arg(long, env = "MESH_AGENT_SOCKET_MARK")]
     pub socket_mark: Option<u32>,
-    /// Per-direction copy buffer of a proxied connection, bytes. [default: 65536]
+    /// Per-direction pipe size of a proxied connection (splice), bytes. [default: 262144]
     #[arg(long, env = "MESH_AGENT_BUFFER_SIZE")]
     pub buffer_size: Option<usize>,
     /// Tokio worker threads. [default: 2]
@@ -150,6 +156,8 @@ impl PinConfig {
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub pins: PinConfig,
+    pub log: String,
+    pub log_format: LogFormat,
     pub cgroup_root: Option<PathBuf>,
     pub redirect_ipv4: Option<Ipv4Addr>,
     pub redirect_ipv6: Option<Ipv6Addr>,
@@ -226,8 +234,11 @@ impl AgentConfig {
         run: &RunArgs,
         file: &FileConfig,
     ) -> Result<Self, ConfigError> {
+        let (log, log_format) = log_settings(common, file);
         let cfg = Self {
             pins: pin_config(common, file),
+            log,
+            log_format,
             cgroup_root: run.cgroup_root.clone().or_else(|| file.cgroup_root.clone()),
             redirect_ipv4: run.redirect_ipv4.or(file.redirect_ipv4),
             redirect_ipv6: run.redirect_ipv6.or(file.redirect_ipv6),
@@ -240,7 +251,7 @@ impl AgentConfig {
                 .socket_mark
                 .or(file.socket_mark)
                 .unwrap_or(mesh_common::AGENT_SOCKET_MARK),
-            buffer_size: run.buffer_size.or(file.buffer_size).unwrap_or(64 * 1024),
+            buffer_size: run.buffer_size.or(file.buffer_size).unwrap_or(256 * 1024),
             worker_threads: run.worker_threads.or(file.worker_threads).unwrap_or(2),
         };
         cfg.validate()?;

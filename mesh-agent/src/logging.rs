@@ -1,5 +1,6 @@
 //! `tracing` set-up. The `log` records that aya-log produces for the eBPF
-//! programs are bridged into tracing (target `mesh_ebpf`).
+//! programs are bridged into tracing (target `mesh_ebpf`). Logs go to
+//! stderr; stdout is kept for command results (`install` prints JSON).
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogFormat;
@@ -9,8 +10,10 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init()?,
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init()?,
+        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr).with_target(true)).try_init()?,
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .try_init()?,
     }
     Ok(())
 }

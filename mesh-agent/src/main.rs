@@ -34,11 +34,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(run) => {
             let cfg = config::AgentConfig::resolve(&cli.common, &run, &file)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(cfg.worker_threads)
-                .enable_all()
-                .build()?
-                .block_on(app::run(cfg))
+            // One worker: a current-thread runtime, no cross-thread wake-ups.
+            let mut builder = if cfg.worker_threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(cfg.worker_threads);
+                b
+            };
+            builder.enable_all().build()?.block_on(app::run(cfg))
+        }
+        Command::Install(run) => {
+            let cfg = config::AgentConfig::resolve(&cli.common, &run, &file)?;
+            commands::install(&cfg)
         }
         Command::Enroll(args) => commands::enroll(&pins, &args),
         Command::Unenroll(args) => commands::unenroll(&pins, &args),

@@ -25,7 +25,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use mesh_common::{names, stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{bpffs, pins::PinLayout, EBPF_OBJECT};
 
@@ -50,7 +50,7 @@ pub enum LoadError {
 }
 
 /// What happened to one program at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttachAction {
     /// Nothing was pinned: attached and pinned now.
@@ -61,18 +61,12 @@ pub enum AttachAction {
     Replaced,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProgramState {
-    pub name: &'static str,
+    pub name: String,
     pub action: AttachAction,
     /// Kernel id of the program now attached.
     pub prog_id: u32,
-}
-
-/// The installed capture: what was done, plus the aya-log reader.
-pub struct Installed {
-    pub programs: Vec<ProgramState>,
-    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 /// Expected (key size, value size, max entries) of each pinned map.
@@ -122,7 +116,7 @@ pub fn install(
     bpffs_root: &Path,
     cgroup_root: &Path,
     config: CaptureConfig,
-) -> Result<Installed, LoadError> {
+) -> Result<Vec<ProgramState>, LoadError> {
     bpffs::ensure_bpffs(bpffs_root)?;
     layout
         .create_dirs()
@@ -132,6 +126,9 @@ pub fn install(
     let map_paths: Vec<(&'static str, PathBuf)> =
         super::pins::MAPS.iter().map(|&n| (n, layout.map(n))).collect();
     let mut loader = EbpfLoader::new();
+    // No CO-RE relocations in our programs: skip parsing the kernel's BTF,
+    // which would cost ~10 MB of peak memory for nothing.
+    loader.btf(None);
     for (name, path) in &map_paths {
         loader.map_pin_path(name, path.as_path());
     }
@@ -152,9 +149,7 @@ pub fn install(
     for name in super::pins::PROGRAMS {
         programs.push(attach_one(&mut ebpf, layout, name, &cgroup)?);
     }
-
-    let logger = start_logger(&mut ebpf, &programs);
-    Ok(Installed { programs, logger })
+    Ok(programs)
 }
 
 fn attach_one(
@@ -197,7 +192,11 @@ fn attach_one(
     if let (Some(_), Some(pinned)) = (&pinned_link, &pinned_prog) {
         if pinned.tag() == ours.tag() {
             tracing::info!(program = name, prog_id = pinned.id(), "reusing pinned attachment");
-            return Ok(ProgramState { name, action: AttachAction::Reused, prog_id: pinned.id() });
+            return Ok(ProgramState {
+                name: name.into(),
+                action: AttachAction::Reused,
+                prog_id: pinned.id(),
+            });
         }
     }
 
@@ -218,22 +217,14 @@ fn attach_one(
     let action = if old.is_some() { AttachAction::Replaced } else { AttachAction::Attached };
     drop(old);
     tracing::info!(program = name, prog_id = ours.id(), ?action, "program attached and pinned");
-    Ok(ProgramState { name, action, prog_id: ours.id() })
+    Ok(ProgramState { name: name.into(), action, prog_id: ours.id() })
 }
 
-/// Reads aya-log records of the programs that are attached now.
-fn start_logger(
-    ebpf: &mut Ebpf,
-    programs: &[ProgramState],
-) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
-    let result = if programs.iter().all(|p| p.action != AttachAction::Reused) {
-        aya_log::EbpfLogger::init(ebpf)
-    } else {
-        // Reused programs log into the ring buffer of the load that attached them.
-        let id = programs.iter().find(|p| p.action == AttachAction::Reused)?.prog_id;
-        aya_log::EbpfLogger::init_from_id(id)
-    };
-    match result {
+/// Reads the aya-log records of the attached programs (they share one ring
+/// buffer per load; the first program's is the one of the current load).
+pub fn logger(programs: &[ProgramState]) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+    let id = programs.first()?.prog_id;
+    match aya_log::EbpfLogger::init_from_id(id) {
         Ok(logger) => Some(logger),
         Err(error) => {
             tracing::warn!(%error, "eBPF logs unavailable");

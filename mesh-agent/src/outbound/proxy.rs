@@ -1,7 +1,8 @@
 //! Plain TCP proxying of one captured connection: both directions, half-close
 //! passed through (EOF on one side shuts down writes on the other), flow
-//! control by the sockets themselves (a bounded buffer per direction; a slow
-//! reader stops the copy, it never buffers without limit).
+//! control by the sockets themselves (a bounded pipe per direction; a slow
+//! reader stops the copy, it never buffers without limit). Bytes move with
+//! splice(2) and never enter userspace.
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use nix::sys::socket::{setsockopt, sockopt};
@@ -35,7 +36,7 @@ async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Result<T
 }
 
 pub async fn run(
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
     stats: Arc<ConnectionStats>,
@@ -43,7 +44,7 @@ pub async fn run(
 ) {
     let open = stats.open(peer, dst);
     let _ = client.set_nodelay(true);
-    let mut upstream = match connect(dst, &settings).await {
+    let upstream = match connect(dst, &settings).await {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::info!(src = %peer, dst = %dst, %error, "upstream connect failed");
@@ -53,9 +54,7 @@ pub async fn run(
         }
     };
     tracing::debug!(id = open.id, src = %peer, dst = %dst, "proxying");
-    let size = settings.buffer_size;
-    let result =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, size, size).await;
+    let result = super::splice::splice_bidirectional(&client, &upstream, settings.buffer_size).await;
     match result {
         Ok((sent, received)) => {
             tracing::debug!(id = open.id, src = %peer, dst = %dst, sent, received, "closed");

@@ -1,0 +1,137 @@
+//! `cargo xtask bench l4`: pod→pod through the agent against the same pods
+//! talking directly, measured in the same run on the same topology.
+//!
+//! Throughput: one TCP stream uploading `--bytes` to a sink (median of
+//! `--repeats`). Latency: 1-byte request/response on one connection,
+//! `--rounds` round trips, p50/p99. Agent: CPU seconds (utime+stime from
+//! /proc) spent during the meshed runs, and peak RSS (VmHWM).
+use clap::Subcommand;
+use mesh_e2e::Topology;
+use serde_json::Value;
+
+use crate::{cargo, setup, step};
+
+#[derive(Subcommand)]
+pub enum Which {
+    /// Plaintext L4 path through the node agent vs direct.
+    L4 {
+        /// Bytes per throughput run.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: u64,
+        /// Throughput runs per path (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+        /// Round trips per latency run.
+        #[arg(long, default_value_t = 20_000)]
+        rounds: u32,
+    },
+}
+
+const ECHO: u16 = 9080;
+const SINK: u16 = 9090;
+
+pub fn run(which: Which) -> anyhow::Result<()> {
+    let Which::L4 { bytes, repeats, rounds } = which;
+    crate::require_root("cargo xtask bench")?;
+    let env = setup::ensure_all()?;
+    cargo::build(&env, true)?;
+    step("topology: pods `meshed` (enrolled), `direct` (not enrolled), `server`");
+    let mut topo = Topology::new("mbench", cargo::binaries(true), &["meshed", "direct", "server"])?;
+    topo.start_agent()?;
+    topo.serve("server", ECHO, Some(SINK))?;
+    topo.agent().enroll(topo.pod("meshed"), &[])?;
+    let pid = topo.agent().pid();
+    let sink = topo.pod("server").addr(SINK).to_string();
+    let echo = topo.pod("server").addr(ECHO).to_string();
+    let bytes_arg = bytes.to_string();
+    let rounds_arg = rounds.to_string();
+
+    let mut direct_tp = vec![];
+    let mut mesh_tp = vec![];
+    let mut mesh_cpu = 0.0;
+    for i in 1..=repeats {
+        step(format!("throughput run {i}/{repeats}: {} MiB direct, then through the agent", bytes >> 20));
+        direct_tp.push(gbit(&topo.client("direct", &["stream", "--to", &sink, "--bytes", &bytes_arg])?)?);
+        let cpu0 = cpu_seconds(pid)?;
+        mesh_tp.push(gbit(&topo.client("meshed", &["stream", "--to", &sink, "--bytes", &bytes_arg])?)?);
+        mesh_cpu += cpu_seconds(pid)? - cpu0;
+    }
+    let mut direct_rr = vec![];
+    let mut mesh_rr = vec![];
+    let mut rr_cpu = 0.0;
+    for i in 1..=repeats {
+        step(format!("latency run {i}/{repeats}: {rounds} 1-byte round trips direct, then through the agent"));
+        direct_rr.push(topo.client("direct", &["rr", "--to", &echo, "--count", &rounds_arg])?);
+        let cpu0 = cpu_seconds(pid)?;
+        mesh_rr.push(topo.client("meshed", &["rr", "--to", &echo, "--count", &rounds_arg])?);
+        rr_cpu += cpu_seconds(pid)? - cpu0;
+    }
+    let hwm_kib = status_kib(pid, "VmHWM")?;
+    let rss_kib = status_kib(pid, "VmRSS")?;
+    let carried = topo.agent().connections()?["totals"]["accepted"].as_u64().unwrap_or(0);
+    anyhow::ensure!(
+        carried == 2 * u64::from(repeats),
+        "agent carried {carried} connections, expected {}",
+        2 * repeats
+    );
+
+    let (dt, mt) = (median(&mut direct_tp), median(&mut mesh_tp));
+    // Median over runs of each run's percentile, in microseconds.
+    let us = |runs: &[Value], k: &str| {
+        let mut v: Vec<f64> = runs.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN) / 1000.0).collect();
+        median(&mut v)
+    };
+    let (d50, d99) = (us(&direct_rr, "p50_ns"), us(&direct_rr, "p99_ns"));
+    let (m50, m99) = (us(&mesh_rr, "p50_ns"), us(&mesh_rr, "p99_ns"));
+    let tp_ratio = mt / dt;
+    let added = m50 - d50;
+    let rss_mb = hwm_kib as f64 / 1024.0;
+    println!();
+    println!("bench l4 (plaintext, one node, same run)      direct      mesh     ratio");
+    println!("  throughput, Gbit/s (median of {repeats})         {dt:>9.2} {mt:>9.2}   {tp_ratio:>6.2}x   target >= 0.60x  {}", verdict(tp_ratio >= 0.6));
+    println!("  1-byte RR p50, us (median of {repeats})                        {d50:>9.1} {m50:>9.1}   +{added:.1} us   target <= +25 us {}", verdict(added <= 25.0));
+    println!("  1-byte RR p99, us (median of {repeats})                        {d99:>9.1} {m99:>9.1}   {:>6.2}x", m99 / d99);
+    println!(
+        "  agent CPU seconds: {mesh_cpu:.2} for {} MiB meshed, {rr_cpu:.2} for {} round trips",
+        (bytes * u64::from(repeats)) >> 20,
+        u64::from(rounds) * u64::from(repeats)
+    );
+    println!(
+        "  agent peak RSS (VmHWM): {rss_mb:.1} MB, RSS after load {:.1} MB   target <= 15 MB  {}",
+        rss_kib as f64 / 1024.0,
+        verdict(rss_mb <= 15.0)
+    );
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn gbit(v: &Value) -> anyhow::Result<f64> {
+    v["gbit_per_s"].as_f64().ok_or_else(|| anyhow::anyhow!("no throughput in {v}"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(ticks as f64 / hz)
+}
+
+fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{key} missing from /proc/{pid}/status"))
+}
