@@ -7,8 +7,14 @@ use std::path::PathBuf;
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mesh-ebpf");
     let root = root.canonicalize()?;
-    let root = root.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {root:?}"))?;
-    let package = aya_build::Package { name: "mesh-ebpf", root_dir: root, ..Default::default() };
+    let root = root
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {root:?}"))?;
+    let package = aya_build::Package {
+        name: "mesh-ebpf",
+        root_dir: root,
+        ..Default::default()
+    };
     // `cargo xtask` sets this when it had to install a dated nightly.
     println!("cargo:rerun-if-env-changed=MESH_EBPF_TOOLCHAIN");
     let toolchain = std::env::var("MESH_EBPF_TOOLCHAIN").ok();

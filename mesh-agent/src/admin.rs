@@ -27,7 +27,10 @@ pub struct AdminState {
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -44,7 +47,10 @@ fn route(state: &AdminState, req: &Request<hyper::body::Incoming>) -> Response<F
         "/stats/capture" => {
             let counters: serde_json::Map<String, serde_json::Value> =
                 match maps::read_stats(&state.kernel_stats) {
-                    Ok(c) => c.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),
+                    Ok(c) => c
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect(),
                     Err(e) => {
                         return json_response(
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -52,7 +58,11 @@ fn route(state: &AdminState, req: &Request<hyper::body::Incoming>) -> Response<F
                         )
                     }
                 };
-            let enrolled = state.enroller.lock().unwrap_or_else(|e| e.into_inner()).list();
+            let enrolled = state
+                .enroller
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .list();
             json_response(
                 StatusCode::OK,
                 json!({"programs": state.programs, "kernel_counters": counters, "enrolled": enrolled}),
@@ -70,15 +80,18 @@ pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<
     tracing::info!(%addr, "admin endpoint ready");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let resp = route(&state, &req);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                if let Err(error) =
-                    http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+                if let Err(error) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
                 {
                     tracing::debug!(%error, "admin connection ended");
                 }

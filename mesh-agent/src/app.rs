@@ -64,17 +64,32 @@ fn install_in_child(
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--instance").arg(&cfg.pins.instance);
     cmd.arg("--bpffs").arg(&cfg.pins.bpffs);
-    cmd.args(["--log", &cfg.log, "--log-format", format, "install", "--cgroup-root"]);
+    cmd.args([
+        "--log",
+        &cfg.log,
+        "--log-format",
+        format,
+        "install",
+        "--cgroup-root",
+    ]);
     cmd.arg(cgroup_root);
-    cmd.args(["--redirect-ipv4", &Ipv4Addr::from(capture.agent_v4).to_string()]);
+    cmd.args([
+        "--redirect-ipv4",
+        &Ipv4Addr::from(capture.agent_v4).to_string(),
+    ]);
     if let Some(v6) = cfg.redirect_ipv6 {
         cmd.args(["--redirect-ipv6", &v6.to_string()]);
     }
     cmd.args(["--outbound-port", &capture.agent_port.to_string()]);
     cmd.args(["--socket-mark", &capture.agent_mark.to_string()]);
-    cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
     let out = cmd.output().context("running `mesh-agent install`")?;
-    anyhow::ensure!(out.status.success(), "`mesh-agent install` failed ({})", out.status);
+    anyhow::ensure!(
+        out.status.success(),
+        "`mesh-agent install` failed ({})",
+        out.status
+    );
     serde_json::from_slice(&out.stdout).context("reading the result of `mesh-agent install`")
 }
 
@@ -105,9 +120,14 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut outbound = vec![];
     let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
     outbound.push(
-        Outbound::bind(v4_addr, Arc::clone(&orig_dst), Arc::clone(&stats), settings.clone())
-            .await
-            .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
+        Outbound::bind(
+            v4_addr,
+            Arc::clone(&orig_dst),
+            Arc::clone(&stats),
+            settings.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
     );
     if let Some(v6) = cfg.redirect_ipv6 {
         let v6_addr = SocketAddr::new(IpAddr::V6(v6), cfg.outbound_port);
@@ -126,7 +146,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     admin::serve(cfg.admin_addr, admin_state)
         .await
         .with_context(|| format!("binding the admin endpoint on {}", cfg.admin_addr))?;
-    let tasks: Vec<_> = outbound.into_iter().map(|o| tokio::spawn(o.serve())).collect();
+    let tasks: Vec<_> = outbound
+        .into_iter()
+        .map(|o| tokio::spawn(o.serve()))
+        .collect();
     tracing::info!("agent ready");
 
     wait_for_shutdown().await;

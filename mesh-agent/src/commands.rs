@@ -37,7 +37,10 @@ pub fn unenroll(pins: &PinConfig, args: &PodArgs) -> anyhow::Result<()> {
     if was {
         println!("unenrolled {} (netns cookie {cookie})", path.display());
     } else {
-        println!("{} (netns cookie {cookie}) was not enrolled", path.display());
+        println!(
+            "{} (netns cookie {cookie}) was not enrolled",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -48,7 +51,10 @@ pub fn status(pins: &PinConfig) -> anyhow::Result<()> {
     println!("pins: {}", layout.root.display());
     for name in crate::capture::pins::PROGRAMS {
         let attached = layout.link(name).exists();
-        println!("  program {name:<16} {}", if attached { "attached" } else { "NOT attached" });
+        println!(
+            "  program {name:<16} {}",
+            if attached { "attached" } else { "NOT attached" }
+        );
     }
     let config = maps::config(&layout)?.get(&0, 0)?;
     println!(
@@ -64,7 +70,10 @@ pub fn status(pins: &PinConfig) -> anyhow::Result<()> {
     );
     println!("enrolled pods (by netns cookie):");
     for pod in enroller.list() {
-        println!("  {:<20} excluded ports {:?}", pod.netns_cookie, pod.excluded_ports);
+        println!(
+            "  {:<20} excluded ports {:?}",
+            pod.netns_cookie, pod.excluded_ports
+        );
     }
     println!("kernel counters:");
     for (name, value) in maps::read_stats(&maps::stats(&layout)?)? {
@@ -76,6 +85,9 @@ pub fn status(pins: &PinConfig) -> anyhow::Result<()> {
 pub fn uninstall(pins: &PinConfig) -> anyhow::Result<()> {
     let layout = PinLayout::new(pins);
     layout.remove_all()?;
-    println!("removed {} (programs detached, maps released)", layout.root.display());
+    println!(
+        "removed {} (programs detached, maps released)",
+        layout.root.display()
+    );
     Ok(())
 }

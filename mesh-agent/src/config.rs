@@ -189,25 +189,46 @@ pub struct FileConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{field} must be {expected}, got {got}")]
-    Invalid { field: &'static str, expected: &'static str, got: String },
+    Invalid {
+        field: &'static str,
+        expected: &'static str,
+        got: String,
+    },
 }
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 }
 
 /// Log settings after merging flags, env and file.
 pub fn log_settings(common: &CommonArgs, file: &FileConfig) -> (String, LogFormat) {
-    let filter = common.log.clone().or_else(|| file.log.clone()).unwrap_or_else(|| "info".into());
+    let filter = common
+        .log
+        .clone()
+        .or_else(|| file.log.clone())
+        .unwrap_or_else(|| "info".into());
     let format = common.log_format.or(file.log_format).unwrap_or_default();
     (filter, format)
 }
@@ -259,7 +280,11 @@ impl AgentConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, expected, got: String| ConfigError::Invalid { field, expected, got };
+        let invalid = |field, expected, got: String| ConfigError::Invalid {
+            field,
+            expected,
+            got,
+        };
         if self.outbound_port == 0 || self.outbound_port == mesh_common::HBONE_PORT {
             return Err(invalid(
                 "outbound_port",
@@ -297,14 +322,23 @@ mod tests {
     use super::*;
 
     fn common() -> CommonArgs {
-        CommonArgs { config: None, instance: None, bpffs: None, log: None, log_format: None }
+        CommonArgs {
+            config: None,
+            instance: None,
+            bpffs: None,
+            log: None,
+            log_format: None,
+        }
     }
 
     #[test]
     fn flags_override_file_which_overrides_defaults() {
         let file: FileConfig =
             toml::from_str("outbound_port = 16001\nbuffer_size = 8192\ninstance = \"f\"").unwrap();
-        let run = RunArgs { outbound_port: Some(17001), ..Default::default() };
+        let run = RunArgs {
+            outbound_port: Some(17001),
+            ..Default::default()
+        };
         let cfg = AgentConfig::resolve(&common(), &run, &file).unwrap();
         assert_eq!(cfg.outbound_port, 17001);
         assert_eq!(cfg.buffer_size, 8192);
@@ -314,13 +348,18 @@ mod tests {
 
     #[test]
     fn unknown_file_keys_are_rejected_by_name() {
-        let err = toml::from_str::<FileConfig>("outbound_prot = 1").unwrap_err().to_string();
+        let err = toml::from_str::<FileConfig>("outbound_prot = 1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outbound_prot"), "{err}");
     }
 
     #[test]
     fn hbone_port_cannot_be_the_capture_port() {
-        let run = RunArgs { outbound_port: Some(15008), ..Default::default() };
+        let run = RunArgs {
+            outbound_port: Some(15008),
+            ..Default::default()
+        };
         let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("outbound_port"), "{err}");
     }

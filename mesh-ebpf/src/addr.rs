@@ -6,7 +6,9 @@ use mesh_common::{SockAddr, FAMILY_V4, FAMILY_V6};
 #[inline(always)]
 pub fn mapped_v4(ip_be: u32) -> [u8; 16] {
     let b = ip_be.to_ne_bytes();
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+    ]
 }
 
 /// 16 bytes of an IPv6 address held as four network-order words.
@@ -45,10 +47,20 @@ pub fn is_loopback_v6(words: [u32; 4]) -> bool {
 
 #[inline(always)]
 pub fn sock_addr_v4(ip_be: u32, port: u16) -> SockAddr {
-    SockAddr { addr: mapped_v4(ip_be), port, family: FAMILY_V4, _pad: 0 }
+    SockAddr {
+        addr: mapped_v4(ip_be),
+        port,
+        family: FAMILY_V4,
+        _pad: 0,
+    }
 }
 
 #[inline(always)]
 pub fn sock_addr_v6(words: [u32; 4], port: u16) -> SockAddr {
-    SockAddr { addr: v6_bytes(words), port, family: FAMILY_V6, _pad: 0 }
+    SockAddr {
+        addr: v6_bytes(words),
+        port,
+        family: FAMILY_V6,
+        _pad: 0,
+    }
 }

@@ -72,7 +72,11 @@ fn decide(ctx: &SockAddrContext, port: u16) -> Verdict {
         count(stat::BYPASS_MESH_PORT);
         return Verdict::Leave;
     }
-    let exclusion = PortExclusion { netns_cookie: netns, port, _pad: [0; 6] };
+    let exclusion = PortExclusion {
+        netns_cookie: netns,
+        port,
+        _pad: [0; 6],
+    };
     // SAFETY: presence check only.
     if unsafe { EXCLUDED_PORTS.get(exclusion) }.is_some() {
         count(stat::BYPASS_EXCLUDED);
@@ -111,14 +115,25 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<(), i64> {
     sa.user_ip4 = u32::from_ne_bytes(config.agent_v4);
     sa.user_port = u32::from(config.agent_port.to_be());
     count(stat::REDIRECTED);
-    debug!(ctx, "connect4 netns={} dst={:i}:{} -> agent", netns, u32::from_be(ip), port);
+    debug!(
+        ctx,
+        "connect4 netns={} dst={:i}:{} -> agent",
+        netns,
+        u32::from_be(ip),
+        port
+    );
     Ok(())
 }
 
 fn try_connect6(ctx: &SockAddrContext) -> Result<(), i64> {
     // SAFETY: valid context pointer, see `decide`.
     let sa = unsafe { &mut *ctx.sock_addr };
-    let words = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+    let words = [
+        sa.user_ip6[0],
+        sa.user_ip6[1],
+        sa.user_ip6[2],
+        sa.user_ip6[3],
+    ];
     let port = u16::from_be(sa.user_port as u16);
     let Verdict::Capture { netns, config } = decide(ctx, port) else {
         return Ok(());

@@ -12,8 +12,7 @@ use mesh_common::{
 
 /// Network-namespace cookie → enrolment of the pod living in it.
 #[btf_map(name = "enrolled_netns")]
-pub static ENROLLED_NETNS: HashMap<u64, Enrollment, { ENROLLED_ENTRIES as usize }> =
-    HashMap::new();
+pub static ENROLLED_NETNS: HashMap<u64, Enrollment, { ENROLLED_ENTRIES as usize }> = HashMap::new();
 
 /// (netns cookie, destination port) pairs a pod keeps off the mesh.
 #[btf_map(name = "excluded_ports")]

@@ -7,10 +7,8 @@
 //! before it sends the final ACK — so the entry exists before the agent's
 //! `accept()` can return.
 use aya_ebpf::{
-    bindings::BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
-    helpers::generated::bpf_get_socket_cookie,
-    macros::sock_ops,
-    programs::SockOpsContext,
+    bindings::BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, helpers::generated::bpf_get_socket_cookie,
+    macros::sock_ops, programs::SockOpsContext,
 };
 use aya_log_ebpf::debug;
 use mesh_common::{stat, ConnTuple, SockAddr};
@@ -60,8 +58,14 @@ fn try_sockops(ctx: &SockOpsContext) -> Result<(), i64> {
     // The agent cannot know which family tag the client used (an IPv4 peer
     // may arrive on a dual-stack listener), so keys carry addresses only.
     let tuple = ConnTuple {
-        src: SockAddr { family: 0, ..tuple.src },
-        dst: SockAddr { family: 0, ..tuple.dst },
+        src: SockAddr {
+            family: 0,
+            ..tuple.src
+        },
+        dst: SockAddr {
+            family: 0,
+            ..tuple.dst
+        },
     };
     if ORIG_DST_BY_TUPLE.insert(tuple, orig, 0).is_err() {
         count(stat::MAP_ERRORS);
@@ -69,7 +73,10 @@ fn try_sockops(ctx: &SockOpsContext) -> Result<(), i64> {
     }
     let _ = ORIG_DST_BY_COOKIE.remove(cookie);
     count(stat::ORIG_DST_RECORDED);
-    debug!(ctx, "sockops: original destination recorded, src port {}", local_port);
+    debug!(
+        ctx,
+        "sockops: original destination recorded, src port {}", local_port
+    );
     Ok(())
 }
 

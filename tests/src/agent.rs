@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::topology::{Pod, Topology, NODE_IP};
 
-pub const ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15000);
+pub const ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15000);
 
 pub fn log_path(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-agent.log"))
@@ -35,7 +36,14 @@ impl Agent {
             .arg(format!("--net={}", topo.node.path().display()))
             .arg("--")
             .arg(&topo.bins.agent)
-            .args(["--instance", &topo.prefix, "--log", "info", "run", "--cgroup-root"])
+            .args([
+                "--instance",
+                &topo.prefix,
+                "--log",
+                "info",
+                "run",
+                "--cgroup-root",
+            ])
             .arg(&topo.cgroup_root.path)
             .args(["--redirect-ipv4", &NODE_IP.to_string()])
             .stdout(Stdio::from(out.try_clone()?))
@@ -52,7 +60,10 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = agent.child.try_wait()? {
-                bail!("mesh-agent exited during start-up ({status}):\n{}", agent.log_tail());
+                bail!(
+                    "mesh-agent exited during start-up ({status}):\n{}",
+                    agent.log_tail()
+                );
             }
             if topo.node.http_get(ADMIN, "/healthz/ready").is_ok() {
                 return Ok(agent);
@@ -91,24 +102,41 @@ impl Agent {
     }
 
     fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin).args(["--instance", &self.instance]).args(args).output()?;
+        let out = Command::new(&self.bin)
+            .args(["--instance", &self.instance])
+            .args(args)
+            .output()?;
         if !out.status.success() {
-            bail!("mesh-agent {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "mesh-agent {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn enroll(&self, pod: &Pod, exclude_ports: &[u16]) -> anyhow::Result<()> {
         let path = pod.netns.path();
-        let mut args = vec!["enroll".to_string(), "--netns".into(), path.display().to_string()];
+        let mut args = vec![
+            "enroll".to_string(),
+            "--netns".into(),
+            path.display().to_string(),
+        ];
         for port in exclude_ports {
             args.extend(["--exclude-port".into(), port.to_string()]);
         }
-        self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).map(drop)
+        self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .map(drop)
     }
 
     pub fn unenroll(&self, pod: &Pod) -> anyhow::Result<()> {
-        self.cli(&["unenroll", "--netns", &pod.netns.path().display().to_string()]).map(drop)
+        self.cli(&[
+            "unenroll",
+            "--netns",
+            &pod.netns.path().display().to_string(),
+        ])
+        .map(drop)
     }
 
     fn admin(&self, path: &str) -> anyhow::Result<Value> {

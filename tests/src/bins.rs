@@ -12,9 +12,9 @@ impl Binaries {
     /// `MESH_AGENT_BIN` or the same target directory (built by `cargo xtask test`).
     pub fn for_tests(podctl: &str) -> Self {
         let podctl = PathBuf::from(podctl);
-        let agent = std::env::var_os("MESH_AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| {
-            podctl.parent().unwrap_or(Path::new(".")).join("mesh-agent")
-        });
+        let agent = std::env::var_os("MESH_AGENT_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| podctl.parent().unwrap_or(Path::new(".")).join("mesh-agent"));
         assert!(
             agent.exists(),
             "mesh-agent binary not found at {} — build it (`cargo build -p mesh-agent`) or run \

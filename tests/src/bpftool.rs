@@ -12,7 +12,9 @@ pub struct CgroupProg {
 
 /// Programs attached directly at `cgroup` (`bpftool -j cgroup show`).
 pub fn cgroup_programs(cgroup: &Path) -> anyhow::Result<Vec<CgroupProg>> {
-    let path = cgroup.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 cgroup path"))?;
+    let path = cgroup
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 cgroup path"))?;
     let out = crate::cmd::run("bpftool", &["-j", "cgroup", "show", path])?;
     if out.trim().is_empty() {
         return Ok(vec![]);

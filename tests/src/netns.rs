@@ -17,7 +17,9 @@ pub struct Netns {
 impl Netns {
     pub fn create(name: &str) -> anyhow::Result<Self> {
         ip(&["netns", "add", name])?;
-        let ns = Self { name: name.to_string() };
+        let ns = Self {
+            name: name.to_string(),
+        };
         ns.exec(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -67,7 +69,11 @@ pub fn http_get_in(netns: &Path, addr: SocketAddr, path: &str) -> anyhow::Result
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| anyhow::anyhow!("malformed HTTP response from {addr}{path}"))?;
-    anyhow::ensure!(head.contains(" 200 "), "GET {path}: {}", head.lines().next().unwrap_or(""));
+    anyhow::ensure!(
+        head.contains(" 200 "),
+        "GET {path}: {}",
+        head.lines().next().unwrap_or("")
+    );
     Ok(body.to_string())
 }
 

@@ -13,7 +13,11 @@ use crate::topology::Pod;
 
 fn podctl(bin: &std::path::Path, pod: &Pod, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("--netns").arg(pod.netns.path()).arg("--cgroup").arg(&pod.cgroup.path).args(args);
+    cmd.arg("--netns")
+        .arg(pod.netns.path())
+        .arg("--cgroup")
+        .arg(&pod.cgroup.path)
+        .args(args);
     cmd
 }
 
@@ -59,20 +63,31 @@ impl Server {
                 }
             }
         });
-        let server = Self { child, lines, pod: pod.name.clone() };
+        let server = Self {
+            child,
+            lines,
+            pod: pod.name.clone(),
+        };
         server.wait_for(Duration::from_secs(10), |v| v["ready"] == true)?;
         Ok(server)
     }
 
     /// Waits (bounded) until a line matching `pred` was printed.
-    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
                 return Ok(v.clone());
             }
             if Instant::now() > deadline {
-                bail!("server in pod {} did not print the expected line in {timeout:?}", self.pod);
+                bail!(
+                    "server in pod {} did not print the expected line in {timeout:?}",
+                    self.pod
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -11,7 +11,11 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh name prefix for one topology of this process.
 pub fn unique_prefix(tag: &str) -> String {
-    format!("{tag}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The creating pid encoded in `name`, if it has the form `<tag><pid>x…`.
@@ -44,7 +48,11 @@ pub fn sweep(tag: &str) -> usize {
             }
         }
     }
-    for entry in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/sys/fs/bpf")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if orphaned(tag, &entry.file_name().to_string_lossy())
             && std::fs::remove_dir_all(entry.path()).is_ok()
         {

@@ -54,7 +54,15 @@ impl Topology {
         node.exec(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "br0"])?;
         node.exec(&["link", "set", "br0", "up"])?;
         let cgroup_root = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
-        let mut topo = Self { agent: None, servers: vec![], pods: vec![], node, cgroup_root, prefix, bins };
+        let mut topo = Self {
+            agent: None,
+            servers: vec![],
+            pods: vec![],
+            node,
+            cgroup_root,
+            prefix,
+            bins,
+        };
         for name in pods {
             topo.add_pod(name)?;
         }
@@ -67,20 +75,39 @@ impl Topology {
         let netns = Netns::create(&format!("{}-{name}", self.prefix))?;
         let veth = format!("veth{index}");
         crate::cmd::ip(&[
-            "link", "add", &veth, "netns", &self.node.name, "type", "veth", "peer", "name",
-            "eth0", "netns", &netns.name,
+            "link",
+            "add",
+            &veth,
+            "netns",
+            &self.node.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &netns.name,
         ])?;
-        self.node.exec(&["link", "set", &veth, "master", "br0", "up"])?;
+        self.node
+            .exec(&["link", "set", &veth, "master", "br0", "up"])?;
         netns.exec(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
         netns.exec(&["link", "set", "eth0", "up"])?;
         netns.exec(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
         let cgroup = Cgroup::create(self.cgroup_root.path.join(name))?;
-        self.pods.push(Pod { name: name.to_string(), ip, netns, cgroup });
+        self.pods.push(Pod {
+            name: name.to_string(),
+            ip,
+            netns,
+            cgroup,
+        });
         Ok(())
     }
 
     pub fn pod(&self, name: &str) -> &Pod {
-        self.pods.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pod {name}"))
+        self.pods
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
     }
 
     /// `<bpffs>/<instance>` of this topology's agent.
@@ -105,7 +132,12 @@ impl Topology {
     }
 
     /// Starts `podctl serve` in `pod` (echo on `echo_port`, optional sink).
-    pub fn serve(&mut self, pod: &str, echo_port: u16, sink_port: Option<u16>) -> anyhow::Result<usize> {
+    pub fn serve(
+        &mut self,
+        pod: &str,
+        echo_port: u16,
+        sink_port: Option<u16>,
+    ) -> anyhow::Result<usize> {
         let echo = echo_port.to_string();
         let sink = sink_port.map(|p| p.to_string());
         let mut args = vec!["serve", "--echo-port", echo.as_str()];

@@ -20,18 +20,37 @@ fn ip_of(peer: &str) -> &str {
 
 /// One echo exchange of `bytes` from `pod` to `to`; asserts it came back intact.
 fn echo_intact(topo: &Topology, pod: &str, to: std::net::SocketAddr, bytes: u64) -> Value {
-    let out = topo.client(pod, &["echo", "--to", &to.to_string(), "--bytes", &bytes.to_string()]);
+    let out = topo.client(
+        pod,
+        &[
+            "echo",
+            "--to",
+            &to.to_string(),
+            "--bytes",
+            &bytes.to_string(),
+        ],
+    );
     let out = out.unwrap();
     assert_eq!(out["sent"], bytes, "{out}");
     assert_eq!(out["received"], bytes, "{out}");
-    assert_eq!(out["sent_sha256"], out["received_sha256"], "echo came back altered: {out}");
+    assert_eq!(
+        out["sent_sha256"], out["received_sha256"],
+        "echo came back altered: {out}"
+    );
     out
 }
 
 fn assert_gone(prefix: &str, cgroup_root: &Path) {
     let netns = mesh_e2e::cmd::ip(&["netns", "list"]).unwrap();
-    assert!(!netns.contains(prefix), "network namespaces left behind:\n{netns}");
-    assert!(!cgroup_root.exists(), "cgroup left behind: {}", cgroup_root.display());
+    assert!(
+        !netns.contains(prefix),
+        "network namespaces left behind:\n{netns}"
+    );
+    assert!(
+        !cgroup_root.exists(),
+        "cgroup left behind: {}",
+        cgroup_root.display()
+    );
     let pins = Path::new("/sys/fs/bpf").join(prefix);
     assert!(!pins.exists(), "pins left behind: {}", pins.display());
 }
@@ -48,7 +67,10 @@ fn enrolled_pod_traffic_passes_through_the_agent_intact() {
 
     // The server saw the agent's address, not pod a's: the connection was proxied.
     let peers = topo.servers[0].accepted_peers(ECHO);
-    assert_eq!(peers.iter().map(|p| ip_of(p)).collect::<Vec<_>>(), vec![NODE_IP.to_string()]);
+    assert_eq!(
+        peers.iter().map(|p| ip_of(p)).collect::<Vec<_>>(),
+        vec![NODE_IP.to_string()]
+    );
     // The agent's own record: this source, this original destination, every byte.
     let conns = topo.agent().connections().unwrap();
     let recent = conns["recent"].as_array().unwrap();
@@ -73,7 +95,11 @@ fn non_enrolled_pod_goes_direct() {
     echo_intact(&topo, "c", topo.pod("b").addr(ECHO), 64 << 10);
 
     let peers = topo.servers[0].accepted_peers(ECHO);
-    assert_eq!(ip_of(&peers[0]), topo.pod("c").ip.to_string(), "c must reach b directly");
+    assert_eq!(
+        ip_of(&peers[0]),
+        topo.pod("c").ip.to_string(),
+        "c must reach b directly"
+    );
     assert_eq!(topo.agent().connections().unwrap()["totals"]["accepted"], 0);
     assert_eq!(topo.agent().kernel_counter("redirected").unwrap(), 0);
 }
@@ -89,11 +115,20 @@ fn unenrolling_restores_the_direct_path() {
     topo.agent().unenroll(topo.pod("a")).unwrap();
     echo_intact(&topo, "a", dst, 4096);
 
-    let peers: Vec<String> =
-        topo.servers[0].accepted_peers(ECHO).iter().map(|p| ip_of(p).to_string()).collect();
-    assert_eq!(peers, vec![NODE_IP.to_string(), topo.pod("a").ip.to_string()]);
+    let peers: Vec<String> = topo.servers[0]
+        .accepted_peers(ECHO)
+        .iter()
+        .map(|p| ip_of(p).to_string())
+        .collect();
+    assert_eq!(
+        peers,
+        vec![NODE_IP.to_string(), topo.pod("a").ip.to_string()]
+    );
     assert_eq!(topo.agent().connections().unwrap()["totals"]["accepted"], 1);
-    assert!(topo.agent().capture().unwrap()["enrolled"].as_array().unwrap().is_empty());
+    assert!(topo.agent().capture().unwrap()["enrolled"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -108,14 +143,28 @@ fn bypass_rules_keep_loopback_hbone_and_excluded_ports_off_the_agent() {
     let a_ip = topo.pod("a").ip.to_string();
     echo_intact(&topo, "a", topo.pod("b").addr(9090), 1024);
     echo_intact(&topo, "a", "127.0.0.1:7070".parse().unwrap(), 1024);
-    let hbone = topo.client("a", &["connect", "--to", &topo.pod("b").addr(15008).to_string()]);
+    let hbone = topo.client(
+        "a",
+        &["connect", "--to", &topo.pod("b").addr(15008).to_string()],
+    );
     assert_eq!(hbone.unwrap()["ok"], true);
     echo_intact(&topo, "a", topo.pod("b").addr(ECHO), 1024); // still captured
 
-    assert_eq!(ip_of(&topo.servers[1].accepted_peers(9090)[0]), a_ip, "excluded port went via agent");
-    assert_eq!(ip_of(&topo.servers[0].accepted_peers(15008)[0]), a_ip, "HBONE port went via agent");
+    assert_eq!(
+        ip_of(&topo.servers[1].accepted_peers(9090)[0]),
+        a_ip,
+        "excluded port went via agent"
+    );
+    assert_eq!(
+        ip_of(&topo.servers[0].accepted_peers(15008)[0]),
+        a_ip,
+        "HBONE port went via agent"
+    );
     assert_eq!(ip_of(&topo.servers[2].accepted_peers(7070)[0]), "127.0.0.1");
-    assert_eq!(ip_of(&topo.servers[0].accepted_peers(ECHO)[0]), NODE_IP.to_string());
+    assert_eq!(
+        ip_of(&topo.servers[0].accepted_peers(ECHO)[0]),
+        NODE_IP.to_string()
+    );
     let agent = topo.agent();
     assert_eq!(agent.kernel_counter("bypass_excluded_port").unwrap(), 1);
     assert_eq!(agent.kernel_counter("bypass_mesh_port").unwrap(), 1);
@@ -133,7 +182,11 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     let before = bpftool::cgroup_programs(&topo.cgroup_root.path).unwrap();
     let mut names: Vec<&str> = before.iter().map(|p| p.name.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["mesh_connect4", "mesh_connect6", "mesh_sockops"], "{before:?}");
+    assert_eq!(
+        names,
+        ["mesh_connect4", "mesh_connect6", "mesh_sockops"],
+        "{before:?}"
+    );
 
     topo.stop_agent();
     topo.start_agent().unwrap();
@@ -144,7 +197,10 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     let mut ids_after: Vec<u32> = after.iter().map(|p| p.id).collect();
     ids_before.sort_unstable();
     ids_after.sort_unstable();
-    assert_eq!(ids_before, ids_after, "the pinned programs were not the ones kept");
+    assert_eq!(
+        ids_before, ids_after,
+        "the pinned programs were not the ones kept"
+    );
     let capture = topo.agent().capture().unwrap();
     for program in capture["programs"].as_array().unwrap() {
         assert_eq!(program["action"], "reused", "{program}");
@@ -166,7 +222,9 @@ fn agent_down_enrolled_connect_is_refused_and_others_unaffected() {
     let dst = topo.pod("b").addr(ECHO).to_string();
 
     // A hang would surface as TimedOut after the 5 s connect timeout.
-    let a = topo.client("a", &["connect", "--to", &dst, "--timeout-ms", "5000"]).unwrap();
+    let a = topo
+        .client("a", &["connect", "--to", &dst, "--timeout-ms", "5000"])
+        .unwrap();
     assert_eq!(a["ok"], false, "{a}");
     assert_eq!(a["error_kind"], "ConnectionRefused", "{a}");
     let c = topo.client("c", &["connect", "--to", &dst]).unwrap();

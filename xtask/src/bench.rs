@@ -31,12 +31,20 @@ const ECHO: u16 = 9080;
 const SINK: u16 = 9090;
 
 pub fn run(which: Which) -> anyhow::Result<()> {
-    let Which::L4 { bytes, repeats, rounds } = which;
+    let Which::L4 {
+        bytes,
+        repeats,
+        rounds,
+    } = which;
     crate::require_root("cargo xtask bench")?;
     let env = setup::ensure_all()?;
     cargo::build(&env, true)?;
     step("topology: pods `meshed` (enrolled), `direct` (not enrolled), `server`");
-    let mut topo = Topology::new("mbench", cargo::binaries(true), &["meshed", "direct", "server"])?;
+    let mut topo = Topology::new(
+        "mbench",
+        cargo::binaries(true),
+        &["meshed", "direct", "server"],
+    )?;
     topo.start_agent()?;
     topo.serve("server", ECHO, Some(SINK))?;
     topo.agent().enroll(topo.pod("meshed"), &[])?;
@@ -50,17 +58,28 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     let mut mesh_tp = vec![];
     let mut mesh_cpu = 0.0;
     for i in 1..=repeats {
-        step(format!("throughput run {i}/{repeats}: {} MiB direct, then through the agent", bytes >> 20));
-        direct_tp.push(gbit(&topo.client("direct", &["stream", "--to", &sink, "--bytes", &bytes_arg])?)?);
+        step(format!(
+            "throughput run {i}/{repeats}: {} MiB direct, then through the agent",
+            bytes >> 20
+        ));
+        direct_tp.push(gbit(&topo.client(
+            "direct",
+            &["stream", "--to", &sink, "--bytes", &bytes_arg],
+        )?)?);
         let cpu0 = cpu_seconds(pid)?;
-        mesh_tp.push(gbit(&topo.client("meshed", &["stream", "--to", &sink, "--bytes", &bytes_arg])?)?);
+        mesh_tp.push(gbit(&topo.client(
+            "meshed",
+            &["stream", "--to", &sink, "--bytes", &bytes_arg],
+        )?)?);
         mesh_cpu += cpu_seconds(pid)? - cpu0;
     }
     let mut direct_rr = vec![];
     let mut mesh_rr = vec![];
     let mut rr_cpu = 0.0;
     for i in 1..=repeats {
-        step(format!("latency run {i}/{repeats}: {rounds} 1-byte round trips direct, then through the agent"));
+        step(format!(
+            "latency run {i}/{repeats}: {rounds} 1-byte round trips direct, then through the agent"
+        ));
         direct_rr.push(topo.client("direct", &["rr", "--to", &echo, "--count", &rounds_arg])?);
         let cpu0 = cpu_seconds(pid)?;
         mesh_rr.push(topo.client("meshed", &["rr", "--to", &echo, "--count", &rounds_arg])?);
@@ -68,7 +87,9 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     }
     let hwm_kib = status_kib(pid, "VmHWM")?;
     let rss_kib = status_kib(pid, "VmRSS")?;
-    let carried = topo.agent().connections()?["totals"]["accepted"].as_u64().unwrap_or(0);
+    let carried = topo.agent().connections()?["totals"]["accepted"]
+        .as_u64()
+        .unwrap_or(0);
     anyhow::ensure!(
         carried == 2 * u64::from(repeats),
         "agent carried {carried} connections, expected {}",
@@ -78,7 +99,10 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     let (dt, mt) = (median(&mut direct_tp), median(&mut mesh_tp));
     // Median over runs of each run's percentile, in microseconds.
     let us = |runs: &[Value], k: &str| {
-        let mut v: Vec<f64> = runs.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN) / 1000.0).collect();
+        let mut v: Vec<f64> = runs
+            .iter()
+            .map(|r| r[k].as_f64().unwrap_or(f64::NAN) / 1000.0)
+            .collect();
         median(&mut v)
     };
     let (d50, d99) = (us(&direct_rr, "p50_ns"), us(&direct_rr, "p99_ns"));
@@ -105,11 +129,17 @@ pub fn run(which: Which) -> anyhow::Result<()> {
 }
 
 fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "MISSED" }
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
 }
 
 fn gbit(v: &Value) -> anyhow::Result<f64> {
-    v["gbit_per_s"].as_f64().ok_or_else(|| anyhow::anyhow!("no throughput in {v}"))
+    v["gbit_per_s"]
+        .as_f64()
+        .ok_or_else(|| anyhow::anyhow!("no throughput in {v}"))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -132,6 +162,13 @@ fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix(key)?.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .ok_or_else(|| anyhow::anyhow!("{key} missing from /proc/{pid}/status"))
 }

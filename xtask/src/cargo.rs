@@ -1,15 +1,22 @@
 //! Invoking cargo for the workspace.
 use std::{path::PathBuf, process::Command};
 
-use crate::{setup::{run_visible, Env}, step};
+use crate::{
+    setup::{run_visible, Env},
+    step,
+};
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn cargo(env: &Env) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root()).env("MESH_EBPF_TOOLCHAIN", &env.ebpf_toolchain);
+    cmd.current_dir(workspace_root())
+        .env("MESH_EBPF_TOOLCHAIN", &env.ebpf_toolchain);
     cmd
 }
 
@@ -22,7 +29,10 @@ pub fn target_dir(release: bool) -> PathBuf {
 
 /// Builds the agent (and with it the eBPF object) and `podctl`.
 pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
-    step(format!("building mesh-agent (with eBPF) and podctl{}", if release { " in release mode" } else { "" }));
+    step(format!(
+        "building mesh-agent (with eBPF) and podctl{}",
+        if release { " in release mode" } else { "" }
+    ));
     let mut cmd = cargo(env);
     cmd.args(["build", "-p", "mesh-agent", "-p", "mesh-e2e", "--bins"]);
     if release {
@@ -34,5 +44,8 @@ pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
 /// Binaries built by [`build`].
 pub fn binaries(release: bool) -> mesh_e2e::Binaries {
     let dir = target_dir(release);
-    mesh_e2e::Binaries { agent: dir.join("mesh-agent"), podctl: dir.join("podctl") }
+    mesh_e2e::Binaries {
+        agent: dir.join("mesh-agent"),
+        podctl: dir.join("podctl"),
+    }
 }

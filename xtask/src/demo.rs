@@ -25,7 +25,11 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
     step("creating the node and pods (network namespaces, bridge, cgroup leaves)");
-    let mut topo = Topology::new("mdemo", cargo::binaries(true), &["productpage", "reviews", "legacy"])?;
+    let mut topo = Topology::new(
+        "mdemo",
+        cargo::binaries(true),
+        &["productpage", "reviews", "legacy"],
+    )?;
     step("starting mesh-agent in the node namespace (loads and pins the eBPF)");
     topo.start_agent()?;
     topo.serve("reviews", PORT, None)?;
@@ -34,28 +38,56 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
 
     let pins = topo.pin_dir();
     println!();
-    println!("  pods: productpage {} (enrolled), reviews {} (enrolled), legacy {} (not enrolled)",
-        topo.pod("productpage").ip, topo.pod("reviews").ip, topo.pod("legacy").ip);
+    println!(
+        "  pods: productpage {} (enrolled), reviews {} (enrolled), legacy {} (not enrolled)",
+        topo.pod("productpage").ip,
+        topo.pod("reviews").ip,
+        topo.pod("legacy").ip
+    );
     println!("  inspect while it runs:");
     println!("    bpftool prog show name mesh_connect4        # and mesh_connect6, mesh_sockops");
     println!("    bpftool map show | grep -A1 -E 'enrolled_netns|orig_dst'");
-    println!("    bpftool map dump pinned {}/maps/enrolled_netns", pins.display());
-    println!("    bpftool cgroup show {}", topo.cgroup_root.path.display());
-    println!("    {} --instance {} status", topo.bins.agent.display(), topo.prefix);
-    println!("  agent log: {}", mesh_e2e::agent::log_path(&topo.prefix).display());
-    println!("  stop with Ctrl-C{}", duration.map(|d| format!(" (or wait {d} s)")).unwrap_or_default());
+    println!(
+        "    bpftool map dump pinned {}/maps/enrolled_netns",
+        pins.display()
+    );
+    println!(
+        "    bpftool cgroup show {}",
+        topo.cgroup_root.path.display()
+    );
+    println!(
+        "    {} --instance {} status",
+        topo.bins.agent.display(),
+        topo.prefix
+    );
+    println!(
+        "  agent log: {}",
+        mesh_e2e::agent::log_path(&topo.prefix).display()
+    );
+    println!(
+        "  stop with Ctrl-C{}",
+        duration
+            .map(|d| format!(" (or wait {d} s)"))
+            .unwrap_or_default()
+    );
     println!();
 
     let started = Instant::now();
     let dst = topo.pod("reviews").addr(PORT).to_string();
-    while !stop.load(Ordering::SeqCst) && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d)) {
+    while !stop.load(Ordering::SeqCst)
+        && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d))
+    {
         // productpage → reviews goes through the agent; legacy → reviews goes direct.
         let meshed = topo.client("productpage", &["echo", "--to", &dst, "--bytes", "262144"]);
         let direct = topo.client("legacy", &["echo", "--to", &dst, "--bytes", "65536"]);
         let conns = topo.agent().connections()?;
         let capture = topo.agent().capture()?;
         let totals = &conns["totals"];
-        let last = conns["recent"].as_array().and_then(|r| r.last()).cloned().unwrap_or_default();
+        let last = conns["recent"]
+            .as_array()
+            .and_then(|r| r.last())
+            .cloned()
+            .unwrap_or_default();
         println!(
             "[{:>4}s] agent: {} connections ({} active), {} B out / {} B back | kernel: redirected {}, orig-dst recorded {} | last: {} -> {} | legacy direct: {}",
             started.elapsed().as_secs(),

@@ -15,7 +15,10 @@ mod test;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, demo, test and benchmark the mesh")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, demo, test and benchmark the mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -56,7 +59,10 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::Setup => setup::ensure_all().map(drop),
         Cmd::Build { release } => setup::ensure_all().and_then(|env| cargo::build(&env, release)),
-        Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
+        Cmd::Test {
+            no_lint,
+            cargo_args,
+        } => test::run(!no_lint, &cargo_args),
         Cmd::Demo { duration } => demo::run(duration),
         Cmd::Bench { which } => bench::run(which),
     };

@@ -25,13 +25,18 @@ pub struct Env {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs a command with its output shown (it is the progress).
 pub fn run_visible(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed ({status})");
     }
@@ -39,15 +44,21 @@ pub fn run_visible(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn ensure_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> =
-        PACKAGES.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         step("Debian packages: bpftool, iproute2, util-linux present");
         return Ok(());
     }
     step(format!("installing Debian packages: {}", missing.join(" ")));
     if !have("apt-get") {
-        bail!("missing {} and no apt-get to install them; install them by hand", missing.join(" "));
+        bail!(
+            "missing {} and no apt-get to install them; install them by hand",
+            missing.join(" ")
+        );
     }
     // update, then install: never both at once (a clean hook can race).
     run_visible(Command::new("apt-get").args(["update", "-q"]))
@@ -62,33 +73,62 @@ fn ensure_packages() -> anyhow::Result<()> {
 }
 
 fn toolchains() -> anyhow::Result<String> {
-    let out = Command::new("rustup").args(["toolchain", "list"]).output().context(
-        "rustup not found: the eBPF build needs rustup (nightly toolchain with rust-src)",
-    )?;
+    let out = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .context(
+            "rustup not found: the eBPF build needs rustup (nightly toolchain with rust-src)",
+        )?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn ensure_nightly() -> anyhow::Result<String> {
     let list = toolchains()?;
-    let toolchain = if list.lines().any(|l| l.starts_with("nightly-x86_64") || l.starts_with("nightly ")) {
+    let toolchain = if list
+        .lines()
+        .any(|l| l.starts_with("nightly-x86_64") || l.starts_with("nightly "))
+    {
         "nightly".to_string()
     } else if list.lines().any(|l| l.starts_with(DATED_NIGHTLY)) {
         DATED_NIGHTLY.to_string()
     } else {
-        step(format!("installing Rust {DATED_NIGHTLY} (eBPF build toolchain)"));
+        step(format!(
+            "installing Rust {DATED_NIGHTLY} (eBPF build toolchain)"
+        ));
         run_visible(Command::new("rustup").args([
-            "toolchain", "install", DATED_NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+            "toolchain",
+            "install",
+            DATED_NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
         ]))?;
         DATED_NIGHTLY.to_string()
     };
     let components = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", &toolchain])
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            &toolchain,
+        ])
         .output()?;
-    if String::from_utf8_lossy(&components.stdout).lines().any(|l| l.starts_with("rust-src")) {
+    if String::from_utf8_lossy(&components.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
         step(format!("toolchain {toolchain} with rust-src present"));
     } else {
         step(format!("adding rust-src to {toolchain}"));
-        run_visible(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", &toolchain]))?;
+        run_visible(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            &toolchain,
+        ]))?;
     }
     Ok(toolchain)
 }
@@ -101,16 +141,26 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    step(format!("installing bpf-linker {BPF_LINKER_VERSION} (about a minute)"));
+    step(format!(
+        "installing bpf-linker {BPF_LINKER_VERSION} (about a minute)"
+    ));
     run_visible(Command::new("cargo").args([
-        "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force",
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--locked",
+        "--force",
     ]))
     .context("could not install bpf-linker; the eBPF programs cannot be linked without it")
 }
 
 fn ensure_lint_tools() -> anyhow::Result<()> {
     let ok = |sub: &str| {
-        Command::new("cargo").args([sub, "--version"]).output().is_ok_and(|o| o.status.success())
+        Command::new("cargo")
+            .args([sub, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
     if ok("fmt") && ok("clippy") {
         return Ok(());

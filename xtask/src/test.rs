@@ -8,12 +8,21 @@ pub fn run(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         step("cargo fmt --check");
         setup::run_visible(cargo::cargo(&env).args(["fmt", "--all", "--check"]))?;
         step("cargo clippy --all-targets -- -D warnings");
-        setup::run_visible(cargo::cargo(&env).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+        setup::run_visible(cargo::cargo(&env).args([
+            "clippy",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     }
     cargo::build(&env, false)?;
     step("cargo test (unit tests, then end-to-end tests in network namespaces)");
     let agent = cargo::binaries(false).agent;
     setup::run_visible(
-        cargo::cargo(&env).args(["test"]).args(extra).env("MESH_AGENT_BIN", agent),
+        cargo::cargo(&env)
+            .args(["test"])
+            .args(extra)
+            .env("MESH_AGENT_BIN", agent),
     )
 }

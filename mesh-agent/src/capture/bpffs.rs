@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 pub enum MountError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     MountInfo(std::io::Error),
-    #[error("no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); pass --cgroup-root")]
+    #[error(
+        "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); pass --cgroup-root"
+    )]
     NoCgroup2,
     #[error("cannot mount bpffs at {path}: {source}")]
     MountBpffs { path: PathBuf, source: nix::Error },
     #[error("cannot create {path}: {source}")]
-    Mkdir { path: PathBuf, source: std::io::Error },
+    Mkdir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Mount points of a filesystem type, from mountinfo text.
@@ -50,7 +55,10 @@ fn unescape_octal(s: &str) -> String {
 /// The first cgroup2 mount point (`/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> Result<PathBuf, MountError> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(MountError::MountInfo)?;
-    mounts_of_type(&info, "cgroup2").into_iter().next().ok_or(MountError::NoCgroup2)
+    mounts_of_type(&info, "cgroup2")
+        .into_iter()
+        .next()
+        .ok_or(MountError::NoCgroup2)
 }
 
 /// Makes sure `path` is a bpffs mount, mounting one if it is not.
@@ -59,8 +67,10 @@ pub fn ensure_bpffs(path: &Path) -> Result<(), MountError> {
     if mounts_of_type(&info, "bpf").iter().any(|m| m == path) {
         return Ok(());
     }
-    std::fs::create_dir_all(path)
-        .map_err(|source| MountError::Mkdir { path: path.into(), source })?;
+    std::fs::create_dir_all(path).map_err(|source| MountError::Mkdir {
+        path: path.into(),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "mounting bpffs");
     nix::mount::mount(
         Some("bpf"),
@@ -69,7 +79,10 @@ pub fn ensure_bpffs(path: &Path) -> Result<(), MountError> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|source| MountError::MountBpffs { path: path.into(), source })
+    .map_err(|source| MountError::MountBpffs {
+        path: path.into(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -86,14 +99,20 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_on_hybrid_layout() {
-        assert_eq!(mounts_of_type(HYBRID, "cgroup2"), vec![PathBuf::from("/sys/fs/cgroup/unified")]);
+        assert_eq!(
+            mounts_of_type(HYBRID, "cgroup2"),
+            vec![PathBuf::from("/sys/fs/cgroup/unified")]
+        );
     }
 
     #[test]
     fn finds_bpffs_and_unescapes_spaces() {
         assert_eq!(
             mounts_of_type(HYBRID, "bpf"),
-            vec![PathBuf::from("/sys/fs/bpf"), PathBuf::from("/mnt/with space")]
+            vec![
+                PathBuf::from("/sys/fs/bpf"),
+                PathBuf::from("/mnt/with space")
+            ]
         );
     }
 }

@@ -17,7 +17,9 @@ pub async fn forward(logger: EbpfLogger<&'static dyn log::Log>) {
         }
     };
     loop {
-        let Ok(mut guard) = fd.readable_mut().await else { return };
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
         guard.get_inner_mut().flush();
         guard.clear_ready();
     }

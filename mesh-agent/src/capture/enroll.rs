@@ -18,7 +18,11 @@ pub enum EnrollError {
     #[error(transparent)]
     Maps(#[from] MapsError),
     #[error("updating {map} for netns cookie {cookie}: {source}")]
-    Update { map: &'static str, cookie: u64, source: aya::maps::MapError },
+    Update {
+        map: &'static str,
+        cookie: u64,
+        source: aya::maps::MapError,
+    },
 }
 
 /// One enrolled pod as the kernel sees it.
@@ -37,7 +41,10 @@ pub struct Enroller {
 
 impl Enroller {
     pub fn open(layout: &PinLayout) -> Result<Self, EnrollError> {
-        Ok(Self { enrolled: maps::enrolled(layout)?, excluded: maps::excluded(layout)? })
+        Ok(Self {
+            enrolled: maps::enrolled(layout)?,
+            excluded: maps::excluded(layout)?,
+        })
     }
 
     /// Enrols the pod whose network namespace is at `netns_path`; replaces
@@ -47,19 +54,30 @@ impl Enroller {
         self.clear_exclusions(cookie)?;
         // Exclusions first, so no connection is captured that should not be.
         for &port in exclude_ports {
-            let key = PortExclusion { netns_cookie: cookie, port, _pad: [0; 6] };
-            self.excluded.insert(key, 1, 0).map_err(|source| EnrollError::Update {
-                map: mesh_common::names::MAP_EXCLUDED,
+            let key = PortExclusion {
+                netns_cookie: cookie,
+                port,
+                _pad: [0; 6],
+            };
+            self.excluded
+                .insert(key, 1, 0)
+                .map_err(|source| EnrollError::Update {
+                    map: mesh_common::names::MAP_EXCLUDED,
+                    cookie,
+                    source,
+                })?;
+        }
+        let value = Enrollment {
+            flags: ENROLL_CAPTURE_OUTBOUND,
+            _reserved: 0,
+        };
+        self.enrolled
+            .insert(cookie, value, 0)
+            .map_err(|source| EnrollError::Update {
+                map: mesh_common::names::MAP_ENROLLED,
                 cookie,
                 source,
             })?;
-        }
-        let value = Enrollment { flags: ENROLL_CAPTURE_OUTBOUND, _reserved: 0 };
-        self.enrolled.insert(cookie, value, 0).map_err(|source| EnrollError::Update {
-            map: mesh_common::names::MAP_ENROLLED,
-            cookie,
-            source,
-        })?;
         Ok(cookie)
     }
 

@@ -34,17 +34,29 @@ pub enum LoadError {
     #[error(transparent)]
     Mount(#[from] bpffs::MountError),
     #[error("cannot create pin directories under {dir}: {source}")]
-    PinDirs { dir: PathBuf, source: std::io::Error },
+    PinDirs {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("loading the eBPF object: {0}")]
     Object(#[from] aya::EbpfError),
     #[error("program {program}: {source}")]
-    Program { program: &'static str, source: aya::programs::ProgramError },
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("program {program} is missing from the eBPF object")]
     MissingProgram { program: &'static str },
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("cannot open cgroup {path}: {source}")]
-    Cgroup { path: PathBuf, source: std::io::Error },
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("pinning {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
 }
@@ -74,18 +86,26 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
     use std::mem::size_of;
     let s = |n: usize| n as u32;
     Some(match name {
-        names::MAP_ENROLLED => {
-            (s(size_of::<u64>()), s(size_of::<Enrollment>()), mesh_common::ENROLLED_ENTRIES)
-        }
-        names::MAP_EXCLUDED => {
-            (s(size_of::<PortExclusion>()), 1, mesh_common::EXCLUDED_PORT_ENTRIES)
-        }
-        names::MAP_ORIG_BY_COOKIE => {
-            (s(size_of::<u64>()), s(size_of::<SockAddr>()), mesh_common::ORIG_DST_ENTRIES)
-        }
-        names::MAP_ORIG_BY_TUPLE => {
-            (s(size_of::<ConnTuple>()), s(size_of::<SockAddr>()), mesh_common::ORIG_DST_ENTRIES)
-        }
+        names::MAP_ENROLLED => (
+            s(size_of::<u64>()),
+            s(size_of::<Enrollment>()),
+            mesh_common::ENROLLED_ENTRIES,
+        ),
+        names::MAP_EXCLUDED => (
+            s(size_of::<PortExclusion>()),
+            1,
+            mesh_common::EXCLUDED_PORT_ENTRIES,
+        ),
+        names::MAP_ORIG_BY_COOKIE => (
+            s(size_of::<u64>()),
+            s(size_of::<SockAddr>()),
+            mesh_common::ORIG_DST_ENTRIES,
+        ),
+        names::MAP_ORIG_BY_TUPLE => (
+            s(size_of::<ConnTuple>()),
+            s(size_of::<SockAddr>()),
+            mesh_common::ORIG_DST_ENTRIES,
+        ),
         names::MAP_CONFIG => (4, s(size_of::<CaptureConfig>()), 1),
         names::MAP_STATS => (4, 8, stat::COUNT),
         _ => return None,
@@ -96,7 +116,9 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
 fn drop_incompatible_map_pins(layout: &PinLayout) {
     for name in super::pins::MAPS {
         let path = layout.map(name);
-        let Ok(info) = MapInfo::from_pin(&path) else { continue };
+        let Ok(info) = MapInfo::from_pin(&path) else {
+            continue;
+        };
         let found = (info.key_size(), info.value_size(), info.max_entries());
         if Some(found) != expected_layout(name) {
             tracing::warn!(
@@ -118,13 +140,16 @@ pub fn install(
     config: CaptureConfig,
 ) -> Result<Vec<ProgramState>, LoadError> {
     bpffs::ensure_bpffs(bpffs_root)?;
-    layout
-        .create_dirs()
-        .map_err(|source| LoadError::PinDirs { dir: layout.root.clone(), source })?;
+    layout.create_dirs().map_err(|source| LoadError::PinDirs {
+        dir: layout.root.clone(),
+        source,
+    })?;
     drop_incompatible_map_pins(layout);
 
-    let map_paths: Vec<(&'static str, PathBuf)> =
-        super::pins::MAPS.iter().map(|&n| (n, layout.map(n))).collect();
+    let map_paths: Vec<(&'static str, PathBuf)> = super::pins::MAPS
+        .iter()
+        .map(|&n| (n, layout.map(n)))
+        .collect();
     let mut loader = EbpfLoader::new();
     // No CO-RE relocations in our programs: skip parsing the kernel's BTF,
     // which would cost ~10 MB of peak memory for nothing.
@@ -135,15 +160,26 @@ pub fn install(
     let mut ebpf = loader.load(EBPF_OBJECT)?;
 
     // Configuration goes in before anything is attached.
-    let map = ebpf
-        .map_mut(names::MAP_CONFIG)
-        .ok_or(LoadError::Map { map: names::MAP_CONFIG, source: aya::maps::MapError::InvalidName { name: names::MAP_CONFIG.into() } })?;
-    let mut array: Array<_, CaptureConfig> = Array::try_from(map)
-        .map_err(|source| LoadError::Map { map: names::MAP_CONFIG, source })?;
-    array.set(0, config, 0).map_err(|source| LoadError::Map { map: names::MAP_CONFIG, source })?;
+    let map = ebpf.map_mut(names::MAP_CONFIG).ok_or(LoadError::Map {
+        map: names::MAP_CONFIG,
+        source: aya::maps::MapError::InvalidName {
+            name: names::MAP_CONFIG.into(),
+        },
+    })?;
+    let mut array: Array<_, CaptureConfig> =
+        Array::try_from(map).map_err(|source| LoadError::Map {
+            map: names::MAP_CONFIG,
+            source,
+        })?;
+    array.set(0, config, 0).map_err(|source| LoadError::Map {
+        map: names::MAP_CONFIG,
+        source,
+    })?;
 
-    let cgroup = File::open(cgroup_root)
-        .map_err(|source| LoadError::Cgroup { path: cgroup_root.into(), source })?;
+    let cgroup = File::open(cgroup_root).map_err(|source| LoadError::Cgroup {
+        path: cgroup_root.into(),
+        source,
+    })?;
 
     let mut programs = Vec::new();
     for name in super::pins::PROGRAMS {
@@ -158,8 +194,13 @@ fn attach_one(
     name: &'static str,
     cgroup: &File,
 ) -> Result<ProgramState, LoadError> {
-    let perr = |source| LoadError::Program { program: name, source };
-    let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram { program: name })?;
+    let perr = |source| LoadError::Program {
+        program: name,
+        source,
+    };
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram { program: name })?;
     let (link_path, prog_path) = (layout.link(name), layout.prog(name));
 
     // Load (verify) ours, to compare with what is pinned.
@@ -168,14 +209,18 @@ fn attach_one(
             aya::programs::Program::CgroupSockAddr(p) => {
                 let p: &mut CgroupSockAddr = p;
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                FdLink::try_from(p.take_link(id).map_err(perr)?)
-                    .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })
+                FdLink::try_from(p.take_link(id).map_err(perr)?).map_err(|e| LoadError::Pin {
+                    path: link_path.clone(),
+                    reason: e.to_string(),
+                })
             }
             aya::programs::Program::SockOps(p) => {
                 let p: &mut SockOps = p;
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                FdLink::try_from(p.take_link(id).map_err(perr)?)
-                    .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })
+                FdLink::try_from(p.take_link(id).map_err(perr)?).map_err(|e| LoadError::Pin {
+                    path: link_path.clone(),
+                    reason: e.to_string(),
+                })
             }
             _ => Err(LoadError::MissingProgram { program: name }),
         }
@@ -191,7 +236,11 @@ fn attach_one(
     let pinned_prog = ProgramInfo::from_pin(&prog_path).ok();
     if let (Some(_), Some(pinned)) = (&pinned_link, &pinned_prog) {
         if pinned.tag() == ours.tag() {
-            tracing::info!(program = name, prog_id = pinned.id(), "reusing pinned attachment");
+            tracing::info!(
+                program = name,
+                prog_id = pinned.id(),
+                "reusing pinned attachment"
+            );
             return Ok(ProgramState {
                 name: name.into(),
                 action: AttachAction::Reused,
@@ -208,16 +257,32 @@ fn attach_one(
     if old.is_some() {
         let _ = std::fs::remove_file(&link_path);
     }
-    link.pin(&link_path)
-        .map_err(|e| LoadError::Pin { path: link_path.clone(), reason: e.to_string() })?;
+    link.pin(&link_path).map_err(|e| LoadError::Pin {
+        path: link_path.clone(),
+        reason: e.to_string(),
+    })?;
     let _ = std::fs::remove_file(&prog_path);
-    program
-        .pin(&prog_path)
-        .map_err(|e| LoadError::Pin { path: prog_path.clone(), reason: e.to_string() })?;
-    let action = if old.is_some() { AttachAction::Replaced } else { AttachAction::Attached };
+    program.pin(&prog_path).map_err(|e| LoadError::Pin {
+        path: prog_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let action = if old.is_some() {
+        AttachAction::Replaced
+    } else {
+        AttachAction::Attached
+    };
     drop(old);
-    tracing::info!(program = name, prog_id = ours.id(), ?action, "program attached and pinned");
-    Ok(ProgramState { name: name.into(), action, prog_id: ours.id() })
+    tracing::info!(
+        program = name,
+        prog_id = ours.id(),
+        ?action,
+        "program attached and pinned"
+    );
+    Ok(ProgramState {
+        name: name.into(),
+        action,
+        prog_id: ours.id(),
+    })
 }
 
 /// Reads the aya-log records of the attached programs (they share one ring

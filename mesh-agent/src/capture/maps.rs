@@ -11,14 +11,22 @@ pub enum MapsError {
         "capture maps are not pinned at {dir} ({source}); is `mesh-agent run` started with the \
          same --instance and --bpffs?"
     )]
-    NotPinned { dir: String, source: aya::maps::MapError },
+    NotPinned {
+        dir: String,
+        source: aya::maps::MapError,
+    },
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
 }
 
 fn open(layout: &PinLayout, name: &'static str) -> Result<MapData, MapsError> {
-    MapData::from_pin(layout.map(name))
-        .map_err(|source| MapsError::NotPinned { dir: layout.root.display().to_string(), source })
+    MapData::from_pin(layout.map(name)).map_err(|source| MapsError::NotPinned {
+        dir: layout.root.display().to_string(),
+        source,
+    })
 }
 
 fn typed<T>(name: &'static str, map: Map) -> Result<T, MapsError>
@@ -35,28 +43,44 @@ pub type ConfigMap = Array<MapData, CaptureConfig>;
 pub type StatsMap = PerCpuArray<MapData, u64>;
 
 pub fn enrolled(layout: &PinLayout) -> Result<EnrolledMap, MapsError> {
-    typed(names::MAP_ENROLLED, Map::HashMap(open(layout, names::MAP_ENROLLED)?))
+    typed(
+        names::MAP_ENROLLED,
+        Map::HashMap(open(layout, names::MAP_ENROLLED)?),
+    )
 }
 pub fn excluded(layout: &PinLayout) -> Result<ExcludedMap, MapsError> {
-    typed(names::MAP_EXCLUDED, Map::HashMap(open(layout, names::MAP_EXCLUDED)?))
+    typed(
+        names::MAP_EXCLUDED,
+        Map::HashMap(open(layout, names::MAP_EXCLUDED)?),
+    )
 }
 pub fn orig_dst_by_tuple(layout: &PinLayout) -> Result<OrigDstMap, MapsError> {
-    typed(names::MAP_ORIG_BY_TUPLE, Map::LruHashMap(open(layout, names::MAP_ORIG_BY_TUPLE)?))
+    typed(
+        names::MAP_ORIG_BY_TUPLE,
+        Map::LruHashMap(open(layout, names::MAP_ORIG_BY_TUPLE)?),
+    )
 }
 pub fn config(layout: &PinLayout) -> Result<ConfigMap, MapsError> {
-    typed(names::MAP_CONFIG, Map::Array(open(layout, names::MAP_CONFIG)?))
+    typed(
+        names::MAP_CONFIG,
+        Map::Array(open(layout, names::MAP_CONFIG)?),
+    )
 }
 pub fn stats(layout: &PinLayout) -> Result<StatsMap, MapsError> {
-    typed(names::MAP_STATS, Map::PerCpuArray(open(layout, names::MAP_STATS)?))
+    typed(
+        names::MAP_STATS,
+        Map::PerCpuArray(open(layout, names::MAP_STATS)?),
+    )
 }
 
 /// Kernel counters summed over CPUs, with their names.
 pub fn read_stats(map: &StatsMap) -> Result<Vec<(&'static str, u64)>, MapsError> {
     (0..stat::COUNT)
         .map(|i| {
-            let per_cpu = map
-                .get(&i, 0)
-                .map_err(|source| MapsError::Map { map: names::MAP_STATS, source })?;
+            let per_cpu = map.get(&i, 0).map_err(|source| MapsError::Map {
+                map: names::MAP_STATS,
+                source,
+            })?;
             Ok((stat::NAMES[i as usize], per_cpu.iter().sum()))
         })
         .collect()

@@ -14,11 +14,17 @@ use nix::{
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     #[error("cannot open network namespace {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot enter network namespace {path}: {source}")]
     Enter { path: PathBuf, source: nix::Error },
     #[error("cannot read the cookie of network namespace {path}: {source}")]
-    Cookie { path: PathBuf, source: std::io::Error },
+    Cookie {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `SO_NETNS_COOKIE` (Linux 5.14+), not yet in every libc crate release.
@@ -28,15 +34,24 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 /// `/proc/<pid>/ns/net`). Enters it on a short-lived thread, so the caller's
 /// namespace never changes.
 pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
-    let file =
-        File::open(path).map_err(|source| NetnsError::Open { path: path.into(), source })?;
+    let file = File::open(path).map_err(|source| NetnsError::Open {
+        path: path.into(),
+        source,
+    })?;
     let owned = path.to_path_buf();
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|source| NetnsError::Enter { path: owned.clone(), source })?;
-                current_cookie().map_err(|source| NetnsError::Cookie { path: owned, source })
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| {
+                    NetnsError::Enter {
+                        path: owned.clone(),
+                        source,
+                    }
+                })?;
+                current_cookie().map_err(|source| NetnsError::Cookie {
+                    path: owned,
+                    source,
+                })
             })
             .join()
             .expect("netns cookie thread panicked")
@@ -45,7 +60,12 @@ pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
 
 /// The cookie of the calling thread's network namespace.
 pub fn current_cookie() -> std::io::Result<u64> {
-    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: valid socket fd; `cookie`/`len` point to live, correctly sized storage.

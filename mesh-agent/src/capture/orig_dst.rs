@@ -21,7 +21,12 @@ fn key_addr(addr: SocketAddr) -> SockAddr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6, |v4| v4.to_ipv6_mapped()),
     };
-    SockAddr { addr: v6.octets(), port: addr.port(), family: 0, _pad: 0 }
+    SockAddr {
+        addr: v6.octets(),
+        port: addr.port(),
+        family: 0,
+        _pad: 0,
+    }
 }
 
 /// The address an application asked for, back as a `SocketAddr`.
@@ -37,12 +42,17 @@ pub fn to_socket_addr(value: &SockAddr) -> SocketAddr {
 /// The tuple key of a connection the agent accepted: the pod is the peer,
 /// the agent's listener is the local address.
 pub fn tuple_for(peer: SocketAddr, local: SocketAddr) -> ConnTuple {
-    ConnTuple { src: key_addr(peer), dst: key_addr(local) }
+    ConnTuple {
+        src: key_addr(peer),
+        dst: key_addr(local),
+    }
 }
 
 impl OrigDstTable {
     pub fn new(map: OrigDstMap) -> Self {
-        Self { map: Mutex::new(map) }
+        Self {
+            map: Mutex::new(map),
+        }
     }
 
     /// Takes (reads and deletes) the original destination of the connection
@@ -63,7 +73,10 @@ mod tests {
 
     #[test]
     fn v4_and_v4_mapped_peers_give_the_same_key() {
-        let a = tuple_for("10.1.0.2:40000".parse().unwrap(), "10.1.0.1:15001".parse().unwrap());
+        let a = tuple_for(
+            "10.1.0.2:40000".parse().unwrap(),
+            "10.1.0.1:15001".parse().unwrap(),
+        );
         let b = tuple_for(
             "[::ffff:10.1.0.2]:40000".parse().unwrap(),
             "[::ffff:10.1.0.1]:15001".parse().unwrap(),

@@ -28,7 +28,11 @@ pub const MAPS: [&str; 6] = [
 ];
 
 /// The programs the agent loads and attaches.
-pub const PROGRAMS: [&str; 3] = [names::PROG_CONNECT4, names::PROG_CONNECT6, names::PROG_SOCKOPS];
+pub const PROGRAMS: [&str; 3] = [
+    names::PROG_CONNECT4,
+    names::PROG_CONNECT6,
+    names::PROG_SOCKOPS,
+];
 
 #[derive(Debug, Clone)]
 pub struct PinLayout {

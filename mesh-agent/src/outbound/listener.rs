@@ -22,7 +22,12 @@ impl Outbound {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(%addr, "outbound capture listener ready");
-        Ok(Self { listener, orig_dst, stats, settings })
+        Ok(Self {
+            listener,
+            orig_dst,
+            stats,
+            settings,
+        })
     }
 
     /// Runs until the task is dropped.

@@ -21,13 +21,20 @@ pub struct ProxySettings {
 /// Closes with RST, so the pod sees "connection reset" rather than a clean EOF
 /// it might take for a complete response.
 pub fn reset(stream: TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     let _ = setsockopt(&stream, sockopt::Linger, &linger);
     drop(stream);
 }
 
 async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Result<TcpStream> {
-    let socket = if dst.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if dst.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     setsockopt(&socket, sockopt::Mark, &settings.socket_mark)?;
     socket.set_nodelay(true)?;
     tokio::time::timeout(settings.connect_timeout, socket.connect(dst))
@@ -54,7 +61,8 @@ pub async fn run(
         }
     };
     tracing::debug!(id = open.id, src = %peer, dst = %dst, "proxying");
-    let result = super::splice::splice_bidirectional(&client, &upstream, settings.buffer_size).await;
+    let result =
+        super::splice::splice_bidirectional(&client, &upstream, settings.buffer_size).await;
     match result {
         Ok((sent, received)) => {
             tracing::debug!(id = open.id, src = %peer, dst = %dst, sent, received, "closed");

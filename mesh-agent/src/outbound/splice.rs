@@ -23,7 +23,10 @@ fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     // Larger pipes mean fewer syscalls per byte; the kernel may cap the size
     // (fs.pipe-max-size), which is fine: splice works with any size.
-    let _ = fcntl(std::os::fd::AsRawFd::as_raw_fd(&w), FcntlArg::F_SETPIPE_SZ(size as libc::c_int));
+    let _ = fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&w),
+        FcntlArg::F_SETPIPE_SZ(size as libc::c_int),
+    );
     Ok((r, w))
 }
 
@@ -37,7 +40,8 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, pipe_size: usize) -> io::Resu
         let n = loop {
             src.readable().await?;
             match src.try_io(Interest::READABLE, || {
-                splice(src.as_fd(), None, pipe_w.as_fd(), None, pipe_size, FLAGS).map_err(io::Error::from)
+                splice(src.as_fd(), None, pipe_w.as_fd(), None, pipe_size, FLAGS)
+                    .map_err(io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -56,7 +60,8 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, pipe_size: usize) -> io::Resu
         while in_pipe > 0 {
             dst.writable().await?;
             match dst.try_io(Interest::WRITABLE, || {
-                splice(pipe_r.as_fd(), None, dst.as_fd(), None, in_pipe, FLAGS).map_err(io::Error::from)
+                splice(pipe_r.as_fd(), None, dst.as_fd(), None, in_pipe, FLAGS)
+                    .map_err(io::Error::from)
             }) {
                 Ok(m) => {
                     in_pipe -= m;

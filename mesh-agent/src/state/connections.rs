@@ -102,7 +102,10 @@ impl ConnectionStats {
             bytes_sent: sent,
             bytes_received: received,
             duration_ms: ms(open.started.elapsed()),
-            opened_at_ms: ms(open.opened_at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()),
+            opened_at_ms: ms(open
+                .opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()),
             error: error.unwrap_or_default(),
         };
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,7 +130,12 @@ impl ConnectionStats {
 
     /// Finished connections, oldest first.
     pub fn recent(&self) -> Vec<ConnectionRecord> {
-        self.history.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -139,12 +147,21 @@ mod tests {
     fn finish_moves_a_connection_from_active_to_history() {
         let stats = ConnectionStats::default();
         stats.accepted();
-        let open = stats.open("10.0.0.2:1000".parse().unwrap(), "10.0.0.3:80".parse().unwrap());
+        let open = stats.open(
+            "10.0.0.2:1000".parse().unwrap(),
+            "10.0.0.3:80".parse().unwrap(),
+        );
         assert_eq!(stats.totals().active, 1);
         stats.finish(open, 10, 20, None);
         let t = stats.totals();
-        assert_eq!((t.active, t.completed, t.bytes_sent, t.bytes_received), (0, 1, 10, 20));
-        assert_eq!(stats.recent()[0].original_destination, "10.0.0.3:80".parse().unwrap());
+        assert_eq!(
+            (t.active, t.completed, t.bytes_sent, t.bytes_received),
+            (0, 1, 10, 20)
+        );
+        assert_eq!(
+            stats.recent()[0].original_destination,
+            "10.0.0.3:80".parse().unwrap()
+        );
     }
 
     #[test]

@@ -83,10 +83,18 @@ fn main() -> anyhow::Result<()> {
         nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)?;
     }
     match cli.cmd {
-        Cmd::Serve { bind, echo_port, sink_port } => serve(&bind, echo_port, sink_port),
+        Cmd::Serve {
+            bind,
+            echo_port,
+            sink_port,
+        } => serve(&bind, echo_port, sink_port),
         Cmd::Echo { to, bytes } => echo(to, bytes),
         Cmd::Connect { to, timeout_ms } => connect(to, timeout_ms),
-        Cmd::Rr { to, count, max_seconds } => rr(to, count, max_seconds),
+        Cmd::Rr {
+            to,
+            count,
+            max_seconds,
+        } => rr(to, count, max_seconds),
         Cmd::Stream { to, bytes } => stream(to, bytes),
     }
 }
@@ -99,7 +107,9 @@ fn println_json(value: serde_json::Value) {
 
 fn serve(bind: &str, echo_port: u16, sink_port: Option<u16>) -> anyhow::Result<()> {
     let echo = TcpListener::bind((bind, echo_port))?;
-    let sink = sink_port.map(|p| TcpListener::bind((bind, p))).transpose()?;
+    let sink = sink_port
+        .map(|p| TcpListener::bind((bind, p)))
+        .transpose()?;
     if let Some(sink) = sink {
         std::thread::spawn(move || accept_loop(sink, handle_sink));
     }
@@ -191,8 +201,9 @@ fn echo(to: SocketAddr, bytes: u64) -> anyhow::Result<()> {
     writer.flush()?;
     drop(writer);
     conn.shutdown(Shutdown::Write)?;
-    let (received, received_sha) =
-        receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    let (received, received_sha) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
     println_json(json!({
         "local": local.to_string(),
         "sent": bytes,
@@ -239,7 +250,11 @@ fn rr(to: SocketAddr, count: u32, max_seconds: u64) -> anyhow::Result<()> {
         }
     }
     samples.sort_unstable();
-    let pct = |p: f64| samples.get(((samples.len() as f64 - 1.0) * p) as usize).copied();
+    let pct = |p: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * p) as usize)
+            .copied()
+    };
     println_json(json!({
         "count": samples.len(),
         "p50_ns": pct(0.50),
