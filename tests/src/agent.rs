@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
-use crate::topology::{Pod, Topology, NODE_IP};
+use crate::topology::{Pod, Topology, NODE_IP, NODE_IP6};
 
 pub const ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15000);
@@ -46,6 +46,7 @@ impl Agent {
             ])
             .arg(&topo.cgroup_root.path)
             .args(["--redirect-ipv4", &NODE_IP.to_string()])
+            .args(["--redirect-ipv6", &NODE_IP6.to_string()])
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()

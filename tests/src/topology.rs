@@ -1,9 +1,9 @@
 //! A node and its pods: the node is a network namespace with a bridge
-//! (`br0`, 10.244.0.1/24); each pod is a network namespace with `eth0` on
-//! that bridge (10.244.0.2, .3, …) and a cgroup v2 leaf under the node's
+//! (`br0`, 10.244.0.1/24 and fd00::1/64); each pod is a network namespace
+//! with `eth0` on that bridge (10.244.0.2, .3, … and fd00::2, ::3, …) and a cgroup v2 leaf under the node's
 //! cgroup root, where the agent attaches its programs.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
 };
 
@@ -18,10 +18,12 @@ use crate::{
 };
 
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+pub const NODE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 
 pub struct Pod {
     pub name: String,
     pub ip: Ipv4Addr,
+    pub ip6: Ipv6Addr,
     pub netns: Netns,
     pub cgroup: Cgroup,
 }
@@ -29,6 +31,10 @@ pub struct Pod {
 impl Pod {
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::from((self.ip, port))
+    }
+
+    pub fn addr6(&self, port: u16) -> SocketAddr {
+        SocketAddr::from((self.ip6, port))
     }
 }
 
@@ -52,6 +58,15 @@ impl Topology {
         let node = Netns::create(&format!("{prefix}-node"))?;
         node.exec(&["link", "add", "br0", "type", "bridge"])?;
         node.exec(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "br0"])?;
+        // nodad: usable at once, no duplicate-address-detection delay.
+        node.exec(&[
+            "addr",
+            "add",
+            &format!("{NODE_IP6}/64"),
+            "dev",
+            "br0",
+            "nodad",
+        ])?;
         node.exec(&["link", "set", "br0", "up"])?;
         let cgroup_root = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
         let mut topo = Self {
@@ -72,6 +87,7 @@ impl Topology {
     fn add_pod(&mut self, name: &str) -> anyhow::Result<()> {
         let index = self.pods.len();
         let ip = Ipv4Addr::new(10, 244, 0, 2 + u8::try_from(index)?);
+        let ip6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2 + u16::try_from(index)?);
         let netns = Netns::create(&format!("{}-{name}", self.prefix))?;
         let veth = format!("veth{index}");
         crate::cmd::ip(&[
@@ -91,12 +107,22 @@ impl Topology {
         self.node
             .exec(&["link", "set", &veth, "master", "br0", "up"])?;
         netns.exec(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        netns.exec(&["addr", "add", &format!("{ip6}/64"), "dev", "eth0", "nodad"])?;
         netns.exec(&["link", "set", "eth0", "up"])?;
         netns.exec(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
+        netns.exec(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &NODE_IP6.to_string(),
+        ])?;
         let cgroup = Cgroup::create(self.cgroup_root.path.join(name))?;
         self.pods.push(Pod {
             name: name.to_string(),
             ip,
+            ip6,
             netns,
             cgroup,
         });

@@ -3,7 +3,12 @@
 //! Needs root. Each test builds its own topology, so they run in parallel.
 use std::path::Path;
 
-use mesh_e2e::{bins::Binaries, bpftool, topology::NODE_IP, Topology};
+use mesh_e2e::{
+    bins::Binaries,
+    bpftool,
+    topology::{NODE_IP, NODE_IP6},
+    Topology,
+};
 use serde_json::Value;
 
 const ECHO: u16 = 9080;
@@ -14,8 +19,9 @@ fn topology(pods: &[&str]) -> Topology {
     Topology::new(TAG, Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")), pods).unwrap()
 }
 
-fn ip_of(peer: &str) -> &str {
-    peer.rsplit_once(':').map_or(peer, |(ip, _)| ip)
+fn ip_of(peer: &str) -> String {
+    let addr: std::net::SocketAddr = peer.parse().unwrap_or_else(|e| panic!("{peer}: {e}"));
+    addr.ip().to_string()
 }
 
 /// One echo exchange of `bytes` from `pod` to `to`; asserts it came back intact.
@@ -83,6 +89,29 @@ fn enrolled_pod_traffic_passes_through_the_agent_intact() {
     assert_eq!(record["bytes_received"], 10u64 << 20);
     assert_eq!(topo.agent().kernel_counter("redirected").unwrap(), 1);
     assert_eq!(topo.agent().kernel_counter("orig_dst_recorded").unwrap(), 1);
+}
+
+#[test]
+fn ipv6_connections_are_captured_through_connect6() {
+    let mut topo = topology(&["a", "b"]);
+    topo.start_agent().unwrap();
+    topo.serve("b", ECHO, None).unwrap();
+    topo.agent().enroll(topo.pod("a"), &[]).unwrap();
+    let dst = topo.pod("b").addr6(ECHO);
+
+    let out = echo_intact(&topo, "a", dst, 1 << 20);
+
+    let peers = topo.servers[0].accepted_peers(ECHO);
+    assert_eq!(
+        ip_of(&peers[0]),
+        NODE_IP6.to_string(),
+        "not proxied: {peers:?}"
+    );
+    let conns = topo.agent().connections().unwrap();
+    let record = &conns["recent"][0];
+    assert_eq!(record["source"], out["local"], "{conns}");
+    assert_eq!(record["original_destination"], dst.to_string(), "{conns}");
+    assert_eq!(record["bytes_received"], 1u64 << 20);
 }
 
 #[test]

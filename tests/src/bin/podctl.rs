@@ -33,7 +33,8 @@ enum Cmd {
     /// to EOF, answers the byte count as 8 bytes). Prints `{"ready":…}`, then
     /// `{"accepted":peer,"port":…}` per connection.
     Serve {
-        #[arg(long, default_value = "0.0.0.0")]
+        /// Listen address; the default `::` is dual-stack.
+        #[arg(long, default_value = "::")]
         bind: String,
         #[arg(long)]
         echo_port: u16,
@@ -122,7 +123,11 @@ fn accept_loop(listener: TcpListener, handler: fn(TcpStream)) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        // Canonical form: an IPv4 peer on the dual-stack socket prints as IPv4.
+        let peer = conn
+            .peer_addr()
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()).to_string())
+            .unwrap_or_default();
         println_json(json!({"accepted": peer, "port": port}));
         let _ = conn.set_nodelay(true);
         std::thread::spawn(move || handler(conn));
