@@ -10,9 +10,9 @@ pub enum MountError {
         "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); pass --cgroup-root"
     )]
     NoCgroup2,
-    #[error("cannot mount bpffs at {path}: {source}")]
+    #[error("cannot mount bpffs at {path}")]
     MountBpffs { path: PathBuf, source: nix::Error },
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     Mkdir {
         path: PathBuf,
         source: std::io::Error,

@@ -17,7 +17,7 @@ pub enum EnrollError {
     Netns(#[from] NetnsError),
     #[error(transparent)]
     Maps(#[from] MapsError),
-    #[error("updating {map} for netns cookie {cookie}: {source}")]
+    #[error("updating {map} for netns cookie {cookie}")]
     Update {
         map: &'static str,
         cookie: u64,

@@ -33,26 +33,26 @@ use super::{bpffs, pins::PinLayout, EBPF_OBJECT};
 pub enum LoadError {
     #[error(transparent)]
     Mount(#[from] bpffs::MountError),
-    #[error("cannot create pin directories under {dir}: {source}")]
+    #[error("cannot create pin directories under {dir}")]
     PinDirs {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("loading the eBPF object: {0}")]
+    #[error("loading the eBPF object")]
     Object(#[from] aya::EbpfError),
-    #[error("program {program}: {source}")]
+    #[error("program {program}")]
     Program {
         program: &'static str,
         source: aya::programs::ProgramError,
     },
     #[error("program {program} is missing from the eBPF object")]
     MissingProgram { program: &'static str },
-    #[error("map {map}: {source}")]
+    #[error("map {map}")]
     Map {
         map: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("cannot open cgroup {path}: {source}")]
+    #[error("cannot open cgroup {path}")]
     Cgroup {
         path: PathBuf,
         source: std::io::Error,

@@ -8,14 +8,14 @@ use super::pins::PinLayout;
 #[derive(Debug, thiserror::Error)]
 pub enum MapsError {
     #[error(
-        "capture maps are not pinned at {dir} ({source}); is `mesh-agent run` started with the \
+        "capture maps are not pinned at {dir}; is `mesh-agent run` started with the \
          same --instance and --bpffs?"
     )]
     NotPinned {
         dir: String,
         source: aya::maps::MapError,
     },
-    #[error("map {map}: {source}")]
+    #[error("map {map}")]
     Map {
         map: &'static str,
         source: aya::maps::MapError,

@@ -13,14 +13,14 @@ use nix::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("cannot open network namespace {path}: {source}")]
+    #[error("cannot open network namespace {path}")]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot enter network namespace {path}: {source}")]
+    #[error("cannot enter network namespace {path}")]
     Enter { path: PathBuf, source: nix::Error },
-    #[error("cannot read the cookie of network namespace {path}: {source}")]
+    #[error("cannot read the cookie of network namespace {path}")]
     Cookie {
         path: PathBuf,
         source: std::io::Error,
