@@ -150,6 +150,26 @@ impl Agent {
         self.admin("/stats/connections")
     }
 
+    /// The agent's record of the finished connection from `source`, waiting
+    /// (at most 10 s): the agent writes it after both directions closed,
+    /// which may be just after the client saw its EOF.
+    pub fn finished_connection(&self, source: &str) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let conns = self.connections()?;
+            let found = conns["recent"]
+                .as_array()
+                .and_then(|r| r.iter().find(|c| c["source"] == source).cloned());
+            if let Some(record) = found {
+                return Ok(record);
+            }
+            if Instant::now() > deadline {
+                bail!("agent has no record of a connection from {source}: {conns}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `/stats/capture`: programs, kernel counters, enrolled pods.
     pub fn capture(&self) -> anyhow::Result<Value> {
         self.admin("/stats/capture")

@@ -93,8 +93,21 @@ impl Server {
         }
     }
 
-    /// Peer addresses of accepted connections on `port`, in order.
-    pub fn accepted_peers(&self, port: u16) -> Vec<String> {
+    /// Peer addresses of the first `n` connections accepted on `port`,
+    /// waiting (at most 10 s) for the server to report them: its output
+    /// reaches us asynchronously.
+    pub fn accepted_peers(&self, port: u16, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let peers = self.peers_now(port);
+            if peers.len() >= n || Instant::now() > deadline {
+                return peers;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn peers_now(&self, port: u16) -> Vec<String> {
         self.lines
             .lock()
             .unwrap()

@@ -72,18 +72,16 @@ fn enrolled_pod_traffic_passes_through_the_agent_intact() {
     let out = echo_intact(&topo, "a", dst, 10 << 20);
 
     // The server saw the agent's address, not pod a's: the connection was proxied.
-    let peers = topo.servers[0].accepted_peers(ECHO);
+    let peers = topo.servers[0].accepted_peers(ECHO, 1);
     assert_eq!(
         peers.iter().map(|p| ip_of(p)).collect::<Vec<_>>(),
         vec![NODE_IP.to_string()]
     );
     // The agent's own record: this source, this original destination, every byte.
-    let conns = topo.agent().connections().unwrap();
-    let recent = conns["recent"].as_array().unwrap();
-    let record = recent
-        .iter()
-        .find(|r| r["source"] == out["local"])
-        .unwrap_or_else(|| panic!("agent has no record of {}: {conns}", out["local"]));
+    let record = topo
+        .agent()
+        .finished_connection(out["local"].as_str().unwrap())
+        .unwrap();
     assert_eq!(record["original_destination"], dst.to_string());
     assert_eq!(record["bytes_sent"], 10u64 << 20);
     assert_eq!(record["bytes_received"], 10u64 << 20);
@@ -101,16 +99,17 @@ fn ipv6_connections_are_captured_through_connect6() {
 
     let out = echo_intact(&topo, "a", dst, 1 << 20);
 
-    let peers = topo.servers[0].accepted_peers(ECHO);
+    let peers = topo.servers[0].accepted_peers(ECHO, 1);
     assert_eq!(
         ip_of(&peers[0]),
         NODE_IP6.to_string(),
         "not proxied: {peers:?}"
     );
-    let conns = topo.agent().connections().unwrap();
-    let record = &conns["recent"][0];
-    assert_eq!(record["source"], out["local"], "{conns}");
-    assert_eq!(record["original_destination"], dst.to_string(), "{conns}");
+    let record = topo
+        .agent()
+        .finished_connection(out["local"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(record["original_destination"], dst.to_string(), "{record}");
     assert_eq!(record["bytes_received"], 1u64 << 20);
 }
 
@@ -123,7 +122,7 @@ fn non_enrolled_pod_goes_direct() {
 
     echo_intact(&topo, "c", topo.pod("b").addr(ECHO), 64 << 10);
 
-    let peers = topo.servers[0].accepted_peers(ECHO);
+    let peers = topo.servers[0].accepted_peers(ECHO, 1);
     assert_eq!(
         ip_of(&peers[0]),
         topo.pod("c").ip.to_string(),
@@ -145,7 +144,7 @@ fn unenrolling_restores_the_direct_path() {
     echo_intact(&topo, "a", dst, 4096);
 
     let peers: Vec<String> = topo.servers[0]
-        .accepted_peers(ECHO)
+        .accepted_peers(ECHO, 2)
         .iter()
         .map(|p| ip_of(p).to_string())
         .collect();
@@ -180,18 +179,21 @@ fn bypass_rules_keep_loopback_hbone_and_excluded_ports_off_the_agent() {
     echo_intact(&topo, "a", topo.pod("b").addr(ECHO), 1024); // still captured
 
     assert_eq!(
-        ip_of(&topo.servers[1].accepted_peers(9090)[0]),
+        ip_of(&topo.servers[1].accepted_peers(9090, 1)[0]),
         a_ip,
         "excluded port went via agent"
     );
     assert_eq!(
-        ip_of(&topo.servers[0].accepted_peers(15008)[0]),
+        ip_of(&topo.servers[0].accepted_peers(15008, 1)[0]),
         a_ip,
         "HBONE port went via agent"
     );
-    assert_eq!(ip_of(&topo.servers[2].accepted_peers(7070)[0]), "127.0.0.1");
     assert_eq!(
-        ip_of(&topo.servers[0].accepted_peers(ECHO)[0]),
+        ip_of(&topo.servers[2].accepted_peers(7070, 1)[0]),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        ip_of(&topo.servers[0].accepted_peers(ECHO, 1)[0]),
         NODE_IP.to_string()
     );
     let agent = topo.agent();
@@ -236,7 +238,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     }
     // Enrolment survived in the pinned map: no re-enrol, still captured.
     echo_intact(&topo, "a", topo.pod("b").addr(ECHO), 1 << 20);
-    let peers = topo.servers[0].accepted_peers(ECHO);
+    let peers = topo.servers[0].accepted_peers(ECHO, 1);
     assert_eq!(ip_of(&peers[0]), NODE_IP.to_string());
     assert_eq!(topo.agent().connections().unwrap()["totals"]["accepted"], 1);
 }
