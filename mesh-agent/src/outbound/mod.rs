@@ -3,4 +3,4 @@
 //! go, and proxies to it.
 pub mod listener;
 pub mod proxy;
-pub mod splice;
+pub mod relay;

@@ -1,8 +1,8 @@
 //! Plain TCP proxying of one captured connection: both directions, half-close
 //! passed through (EOF on one side shuts down writes on the other), flow
 //! control by the sockets themselves (a bounded pipe per direction; a slow
-//! reader stops the copy, it never buffers without limit). Bytes move with
-//! splice(2) and never enter userspace.
+//! reader stops the copy, it never buffers without limit). See relay.rs for
+//! how bytes move (small messages copied, bulk spliced).
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use nix::sys::socket::{setsockopt, sockopt};
@@ -43,7 +43,7 @@ async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Result<T
 }
 
 pub async fn run(
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
     stats: Arc<ConnectionStats>,
@@ -51,7 +51,7 @@ pub async fn run(
 ) {
     let open = stats.open(peer, dst);
     let _ = client.set_nodelay(true);
-    let upstream = match connect(dst, &settings).await {
+    let mut upstream = match connect(dst, &settings).await {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::info!(src = %peer, dst = %dst, %error, "upstream connect failed");
@@ -61,8 +61,7 @@ pub async fn run(
         }
     };
     tracing::debug!(id = open.id, src = %peer, dst = %dst, "proxying");
-    let result =
-        super::splice::splice_bidirectional(&client, &upstream, settings.buffer_size).await;
+    let result = super::relay::relay(&mut client, &mut upstream, settings.buffer_size).await;
     match result {
         Ok((sent, received)) => {
             tracing::debug!(id = open.id, src = %peer, dst = %dst, sent, received, "closed");
