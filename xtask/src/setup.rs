@@ -13,6 +13,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
+    ("protoc", "protobuf-compiler"),
+    ("tcpdump", "tcpdump"),
 ];
 const BPF_LINKER_VERSION: &str = "0.10.4";
 /// Used only when no `nightly` toolchain exists: LLVM 22, like bpf-linker's.
@@ -50,7 +52,7 @@ fn ensure_packages() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        step("Debian packages: bpftool, iproute2, util-linux present");
+        step("Debian packages present: bpftool, iproute2, util-linux, protobuf-compiler, tcpdump");
         return Ok(());
     }
     step(format!("installing Debian packages: {}", missing.join(" ")));

@@ -1,0 +1,1 @@
+//! HBONE client and server (issue 3, in progress).
