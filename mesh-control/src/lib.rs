@@ -1,1 +1,2 @@
 //! Control plane library (issue 3, in progress).
+pub mod model;

@@ -1,0 +1,92 @@
+//! The mesh as the control plane understands it, independent of any wire
+//! format: what `source/` produces from Kubernetes/Istio YAML and what the
+//! xDS server converts into Istio's workload-discovery resources.
+//!
+//! Only pods of namespaces labelled `istio.io/dataplane-mode=ambient` (and
+//! not opted out with the same label set to `none` on the pod) are mesh
+//! workloads; other pods still appear as endpoints of services with
+//! `mesh: false` so clients can reach them in plaintext.
+use std::{collections::BTreeMap, net::IpAddr};
+
+/// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity {
+    pub trust_domain: String,
+    pub namespace: String,
+    pub service_account: String,
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spiffe://{}/ns/{}/sa/{}", self.trust_domain, self.namespace, self.service_account)
+    }
+}
+
+/// A pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// `Kubernetes//Pod/<namespace>/<name>` (Istio's workload uid form).
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub ips: Vec<IpAddr>,
+    /// `spec.nodeName`.
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+    /// True when the pod is enrolled in the mesh (ambient namespace, not opted out).
+    pub mesh: bool,
+    /// Names (`<namespace>/<hostname>`) of the services selecting this pod,
+    /// with their port mapping service port → target port.
+    pub services: BTreeMap<String, BTreeMap<u16, u16>>,
+}
+
+/// A Kubernetes Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// `<name>.<namespace>.svc.<cluster_domain>`.
+    pub hostname: String,
+    /// ClusterIP(s), the VIPs clients connect to.
+    pub vips: Vec<IpAddr>,
+    /// service port → target port.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+/// A node and the address its agent is reached on for HBONE (port 15008).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+/// PeerAuthentication mTLS mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MtlsMode {
+    #[default]
+    Permissive,
+    Strict,
+    Disable,
+}
+
+/// A PeerAuthentication, resolved to its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAuthentication {
+    pub name: String,
+    /// The root namespace (mesh-wide) or the policy's namespace.
+    pub namespace: String,
+    /// Empty: namespace-wide (or mesh-wide in the root namespace).
+    pub selector: BTreeMap<String, String>,
+    pub mode: MtlsMode,
+}
+
+/// Everything the control plane serves, rebuilt from the source on change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshState {
+    pub trust_domain: String,
+    pub workloads: BTreeMap<String, Workload>,
+    pub services: BTreeMap<String, Service>,
+    pub nodes: BTreeMap<String, Node>,
+    pub peer_authentications: Vec<PeerAuthentication>,
+}
