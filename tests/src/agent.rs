@@ -1,7 +1,7 @@
 //! The real `mesh-agent`, run inside the node's network namespace.
 use std::{
     fs::OpenOptions,
-    net::SocketAddr,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
-use crate::topology::{Pod, Topology, NODE_IP, NODE_IP6};
+use crate::topology::Pod;
 
 pub const ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15000);
@@ -20,44 +20,55 @@ pub fn log_path(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-agent.log"))
 }
 
+/// How to start one agent.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub bin: PathBuf,
+    pub instance: String,
+    pub node_netns: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub redirect_ipv4: Ipv4Addr,
+    pub redirect_ipv6: Option<Ipv6Addr>,
+    /// More `run` flags (xDS, node name, …).
+    pub extra_args: Vec<String>,
+    pub log: PathBuf,
+}
+
 pub struct Agent {
     child: Child,
-    bin: PathBuf,
-    instance: String,
-    node_netns: PathBuf,
-    log: PathBuf,
+    pub spec: AgentSpec,
 }
 
 impl Agent {
-    pub fn start(topo: &Topology) -> anyhow::Result<Self> {
-        let log = log_path(&topo.prefix);
-        let out = OpenOptions::new().create(true).append(true).open(&log)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", topo.node.path().display()))
+    pub fn start(spec: AgentSpec) -> anyhow::Result<Self> {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", spec.node_netns.display()))
             .arg("--")
-            .arg(&topo.bins.agent)
+            .arg(&spec.bin)
             .args([
                 "--instance",
-                &topo.prefix,
+                &spec.instance,
                 "--log",
                 "info",
                 "run",
                 "--cgroup-root",
             ])
-            .arg(&topo.cgroup_root.path)
-            .args(["--redirect-ipv4", &NODE_IP.to_string()])
-            .args(["--redirect-ipv6", &NODE_IP6.to_string()])
+            .arg(&spec.cgroup_root)
+            .args(["--redirect-ipv4", &spec.redirect_ipv4.to_string()]);
+        if let Some(v6) = spec.redirect_ipv6 {
+            cmd.args(["--redirect-ipv6", &v6.to_string()]);
+        }
+        let child = cmd
+            .args(&spec.extra_args)
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()
             .context("starting mesh-agent under nsenter")?;
-        let mut agent = Self {
-            child,
-            bin: topo.bins.agent.clone(),
-            instance: topo.prefix.clone(),
-            node_netns: topo.node.path(),
-            log,
-        };
+        let mut agent = Self { child, spec };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = agent.child.try_wait()? {
@@ -66,7 +77,7 @@ impl Agent {
                     agent.log_tail()
                 );
             }
-            if topo.node.http_get(ADMIN, "/healthz/ready").is_ok() {
+            if crate::netns::http_get_in(&agent.spec.node_netns, ADMIN, "/healthz/ready").is_ok() {
                 return Ok(agent);
             }
             if Instant::now() > deadline {
@@ -82,7 +93,7 @@ impl Agent {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -103,8 +114,8 @@ impl Agent {
     }
 
     fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin)
-            .args(["--instance", &self.instance])
+        let out = Command::new(&self.spec.bin)
+            .args(["--instance", &self.spec.instance])
             .args(args)
             .output()?;
         if !out.status.success() {
@@ -141,7 +152,7 @@ impl Agent {
     }
 
     fn admin(&self, path: &str) -> anyhow::Result<Value> {
-        let body = crate::netns::http_get_in(&self.node_netns, ADMIN, path)?;
+        let body = crate::netns::http_get_in(&self.spec.node_netns, ADMIN, path)?;
         Ok(serde_json::from_str(&body)?)
     }
 
@@ -186,5 +197,19 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Removes an agent instance's pins and, unless the test is failing, its log.
+pub fn remove_pins_and_log(pins: &std::path::Path, log: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(pins) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("cleanup: cannot remove {}: {e}", pins.display());
+        }
+    }
+    if std::thread::panicking() {
+        eprintln!("agent log kept for inspection: {}", log.display());
+    } else {
+        let _ = std::fs::remove_file(log);
     }
 }

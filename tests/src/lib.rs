@@ -12,6 +12,7 @@ pub mod bpftool;
 pub mod cgroup;
 pub mod cmd;
 pub mod netns;
+pub mod node;
 pub mod pod;
 pub mod sweep;
 pub mod topology;

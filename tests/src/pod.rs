@@ -72,6 +72,22 @@ impl Server {
         Ok(server)
     }
 
+    /// `podctl serve` with an echo port and an optional sink port.
+    pub fn serve(
+        bin: &std::path::Path,
+        pod: &Pod,
+        echo_port: u16,
+        sink_port: Option<u16>,
+    ) -> anyhow::Result<Self> {
+        let echo = echo_port.to_string();
+        let sink = sink_port.map(|p| p.to_string());
+        let mut args = vec!["serve", "--echo-port", echo.as_str()];
+        if let Some(sink) = &sink {
+            args.extend(["--sink-port", sink.as_str()]);
+        }
+        Self::start(bin, pod, &args)
+    }
+
     /// Waits (bounded) until a line matching `pred` was printed.
     pub fn wait_for(
         &self,

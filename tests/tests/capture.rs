@@ -210,7 +210,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     topo.start_agent().unwrap();
     topo.serve("b", ECHO, None).unwrap();
     topo.agent().enroll(topo.pod("a"), &[]).unwrap();
-    let before = bpftool::cgroup_programs(&topo.cgroup_root.path).unwrap();
+    let before = bpftool::cgroup_programs(topo.cgroup_root()).unwrap();
     let mut names: Vec<&str> = before.iter().map(|p| p.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(
@@ -222,7 +222,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     topo.stop_agent();
     topo.start_agent().unwrap();
 
-    let after = bpftool::cgroup_programs(&topo.cgroup_root.path).unwrap();
+    let after = bpftool::cgroup_programs(topo.cgroup_root()).unwrap();
     assert_eq!(after.len(), 3, "attached twice after restart: {after:?}");
     let mut ids_before: Vec<u32> = before.iter().map(|p| p.id).collect();
     let mut ids_after: Vec<u32> = after.iter().map(|p| p.id).collect();
@@ -268,7 +268,7 @@ fn teardown_leaves_nothing_behind_even_when_a_test_fails() {
     let mut leftovers = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut topo = topology(&["a", "b"]);
-        leftovers = Some((topo.prefix.clone(), topo.cgroup_root.path.clone()));
+        leftovers = Some((topo.prefix.clone(), topo.cgroup_root().to_path_buf()));
         topo.start_agent().unwrap();
         topo.serve("b", ECHO, None).unwrap();
         topo.agent().enroll(topo.pod("a"), &[]).unwrap();

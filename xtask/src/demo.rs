@@ -51,10 +51,7 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
         "    bpftool map dump pinned {}/maps/enrolled_netns",
         pins.display()
     );
-    println!(
-        "    bpftool cgroup show {}",
-        topo.cgroup_root.path.display()
-    );
+    println!("    bpftool cgroup show {}", topo.cgroup_root().display());
     println!(
         "    {} --instance {} status",
         topo.bins.agent.display(),
