@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 pub struct Binaries {
     pub agent: PathBuf,
     pub podctl: PathBuf,
+    /// `mesh-control` (same directory as the agent unless `MESH_CONTROL_BIN`).
+    pub control: PathBuf,
 }
 
 impl Binaries {
@@ -21,6 +23,18 @@ impl Binaries {
              `cargo xtask test`, or set MESH_AGENT_BIN",
             agent.display()
         );
-        Self { agent, podctl }
+        let control = std::env::var_os("MESH_CONTROL_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                agent
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("mesh-control")
+            });
+        Self {
+            agent,
+            podctl,
+            control,
+        }
     }
 }

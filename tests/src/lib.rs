@@ -10,6 +10,7 @@ pub mod agent;
 pub mod bins;
 pub mod bpftool;
 pub mod cgroup;
+pub mod cluster;
 pub mod cmd;
 pub mod netns;
 pub mod node;

@@ -47,5 +47,6 @@ pub fn binaries(release: bool) -> mesh_e2e::Binaries {
     mesh_e2e::Binaries {
         agent: dir.join("mesh-agent"),
         podctl: dir.join("podctl"),
+        control: dir.join("mesh-control"),
     }
 }

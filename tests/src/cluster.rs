@@ -1,0 +1,387 @@
+//! Several nodes and one control plane. An underlay network namespace holds
+//! a bridge (10.0.0.254/24) every node is plugged into (node `i` is
+//! 10.0.0.i, its pods 10.244.i.0/24, routed between nodes), and runs
+//! `mesh-control` on 10.0.0.254:15010/15012 with a YAML directory the
+//! harness writes from the topology (plus whatever a test adds).
+use std::{
+    collections::BTreeMap,
+    fs::OpenOptions,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+
+use crate::{
+    agent::{Agent, AgentSpec},
+    bins::Binaries,
+    cgroup::{self, Cgroup},
+    netns::Netns,
+    node::NodeNet,
+    pod::Server,
+    topology::Pod,
+};
+
+pub const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+
+pub fn node_ip(index: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, index)
+}
+
+/// The control plane process; killed on drop.
+pub struct ControlPlane {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Field order is teardown order.
+pub struct Cluster {
+    pub agents: BTreeMap<String, Agent>,
+    pub servers: Vec<Server>,
+    pub control: Option<ControlPlane>,
+    pub nodes: Vec<NodeNet>,
+    pub underlay: Netns,
+    pub cgroup: Cgroup,
+    /// Temporary directory: `config/` (YAML source), `ca/` (mesh CA).
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub bins: Binaries,
+    /// Pod name → (node name, service account).
+    pub placement: BTreeMap<String, (String, String)>,
+}
+
+impl Cluster {
+    /// `nodes`: node name → its pods. Pod service accounts default to the
+    /// pod name; every pod is in namespace `default`, labelled ambient.
+    pub fn new(tag: &str, bins: Binaries, nodes: &[(&str, &[&str])]) -> anyhow::Result<Self> {
+        crate::sweep::sweep(tag);
+        let prefix = crate::sweep::unique_prefix(tag);
+        let cgroup = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
+        let underlay = Netns::create(&format!("{prefix}-net"))?;
+        underlay.exec(&["link", "add", "br-u", "type", "bridge"])?;
+        underlay.exec(&["addr", "add", &format!("{CONTROL_IP}/24"), "dev", "br-u"])?;
+        underlay.exec(&["link", "set", "br-u", "up"])?;
+        let dir = std::env::temp_dir().join(format!("{prefix}-cluster"));
+        std::fs::create_dir_all(dir.join("config"))?;
+        let mut cluster = Self {
+            agents: BTreeMap::new(),
+            servers: vec![],
+            control: None,
+            nodes: vec![],
+            underlay,
+            cgroup,
+            dir,
+            prefix,
+            bins,
+            placement: BTreeMap::new(),
+        };
+        let count = u8::try_from(nodes.len())?;
+        for (i, (name, pods)) in nodes.iter().enumerate() {
+            let index = u8::try_from(i)? + 1;
+            cluster.add_node(name, index, count)?;
+            for pod in *pods {
+                let prefix = cluster.prefix.clone();
+                cluster.node_mut(name).add_pod(&prefix, pod)?;
+                cluster
+                    .placement
+                    .insert(pod.to_string(), (name.to_string(), pod.to_string()));
+            }
+        }
+        cluster.write_config("00-topology.yaml", &cluster.topology_yaml())?;
+        Ok(cluster)
+    }
+
+    fn add_node(&mut self, name: &str, index: u8, count: u8) -> anyhow::Result<()> {
+        let cgroup = Cgroup::create(self.cgroup.path.join(name))?;
+        let node = NodeNet::create(&self.prefix, name, index, cgroup)?;
+        let uplink = format!("n{index}");
+        crate::cmd::ip(&[
+            "link",
+            "add",
+            &uplink,
+            "netns",
+            &self.underlay.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            &node.netns.name,
+        ])?;
+        self.underlay
+            .exec(&["link", "set", &uplink, "master", "br-u", "up"])?;
+        node.netns.exec(&[
+            "addr",
+            "add",
+            &format!("{}/24", node_ip(index)),
+            "dev",
+            "up0",
+        ])?;
+        node.netns.exec(&["link", "set", "up0", "up"])?;
+        for other in 1..=count {
+            if other != index {
+                let subnet = format!("10.244.{other}.0/24");
+                node.netns
+                    .exec(&["route", "add", &subnet, "via", &node_ip(other).to_string()])?;
+            }
+        }
+        let netns_arg = format!("--net={}", node.netns.path().display());
+        crate::cmd::run(
+            "nsenter",
+            &[
+                &netns_arg,
+                "--",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            ],
+        )?;
+        self.nodes.push(node);
+        Ok(())
+    }
+
+    pub fn node(&self, name: &str) -> &NodeNet {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut NodeNet {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn pod(&self, name: &str) -> &Pod {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.pods.iter())
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
+    /// Writes (or replaces) a file in the control plane's YAML directory.
+    pub fn write_config(&self, file: &str, yaml: &str) -> anyhow::Result<()> {
+        let tmp = self.config_dir().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, yaml)?;
+        // Rename: the control plane never sees a half-written file.
+        std::fs::rename(&tmp, self.config_dir().join(file))?;
+        Ok(())
+    }
+
+    /// Namespace `default` (ambient), the nodes and the pods as Kubernetes YAML.
+    pub fn topology_yaml(&self) -> String {
+        let mut out = String::from(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels:\n    istio.io/dataplane-mode: ambient\n",
+        );
+        for node in &self.nodes {
+            out += &format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {}\n",
+                node.name,
+                node_ip(node.index)
+            );
+            for pod in &node.pods {
+                out += &format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    app: {name}\nspec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
+                    name = pod.name,
+                    node = node.name,
+                    ip = pod.ip
+                );
+            }
+        }
+        out
+    }
+
+    pub fn start_control(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        anyhow::ensure!(self.control.is_none(), "control plane already running");
+        let log = std::env::temp_dir().join(format!("{}-control.log", self.prefix));
+        let out = OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.underlay.path().display()))
+            .arg("--")
+            .arg(&self.bins.control)
+            .arg("--config-dir")
+            .arg(self.config_dir())
+            .arg("--ca-dir")
+            .arg(self.ca_dir())
+            .args(["--xds-addr", &format!("{CONTROL_IP}:15010")])
+            .args(["--xds-tls-addr", &format!("{CONTROL_IP}:15012")])
+            .args(["--reload-interval", "200ms"])
+            .args(extra)
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .context("starting mesh-control")?;
+        let mut control = ControlPlane { child, log };
+        let addr = SocketAddr::from((CONTROL_IP, 15010));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = control.child.try_wait()? {
+                bail!("mesh-control exited ({status}):\n{}", tail(&control.log));
+            }
+            let up =
+                crate::netns::connect_in(&self.underlay.path(), addr, Duration::from_millis(200));
+            if up.is_ok() && self.ca_dir().join("root-cert.pem").exists() {
+                break;
+            }
+            if Instant::now() > deadline {
+                control.stop();
+                bail!(
+                    "mesh-control not listening after 20 s:\n{}",
+                    tail(&control.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.control = Some(control);
+        Ok(())
+    }
+
+    pub fn stop_control(&mut self) {
+        if let Some(mut control) = self.control.take() {
+            control.stop();
+        }
+    }
+
+    pub fn instance(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    pub fn agent_spec(&self, node: &str, extra: &[&str]) -> AgentSpec {
+        let n = self.node(node);
+        let mut extra_args: Vec<String> = vec![
+            "--node-name".into(),
+            node.into(),
+            "--xds-address".into(),
+            format!("http://{CONTROL_IP}:15010"),
+            "--trust-bundle".into(),
+            self.ca_dir().join("root-cert.pem").display().to_string(),
+            "--hbone-addr".into(),
+            format!("{}:15008", node_ip(n.index)),
+        ];
+        extra_args.extend(extra.iter().map(|s| s.to_string()));
+        AgentSpec {
+            bin: self.bins.agent.clone(),
+            instance: self.instance(node),
+            node_netns: n.netns.path(),
+            cgroup_root: n.cgroup.path.clone(),
+            redirect_ipv4: NodeNet::bridge_ip(n.index),
+            redirect_ipv6: None,
+            extra_args,
+            log: std::env::temp_dir().join(format!("{}-agent.log", self.instance(node))),
+        }
+    }
+
+    /// Starts the agent of `node` and enrols all its pods.
+    pub fn start_agent(&mut self, node: &str, extra: &[&str]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.agents.contains_key(node),
+            "agent on {node} already running"
+        );
+        let agent = Agent::start(self.agent_spec(node, extra))?;
+        for pod in &self.node(node).pods {
+            agent.enroll(pod, &[])?;
+        }
+        self.agents.insert(node.to_string(), agent);
+        Ok(())
+    }
+
+    pub fn stop_agent(&mut self, node: &str) {
+        if let Some(mut agent) = self.agents.remove(node) {
+            agent.stop();
+        }
+    }
+
+    pub fn agent(&self, node: &str) -> &Agent {
+        self.agents
+            .get(node)
+            .unwrap_or_else(|| panic!("no agent on {node}"))
+    }
+
+    pub fn serve(
+        &mut self,
+        pod: &str,
+        echo_port: u16,
+        sink_port: Option<u16>,
+    ) -> anyhow::Result<usize> {
+        let server = Server::serve(&self.bins.podctl, self.pod(pod), echo_port, sink_port)?;
+        self.servers.push(server);
+        Ok(self.servers.len() - 1)
+    }
+
+    pub fn client(&self, pod: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        crate::pod::run(&self.bins.podctl, self.pod(pod), args)
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let nodes: Vec<String> = self.agents.keys().cloned().collect();
+        for node in &nodes {
+            self.stop_agent(node);
+        }
+        self.servers.clear();
+        self.stop_control();
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        self.nodes.clear();
+        for node in names {
+            let instance = self.instance(&node);
+            crate::agent::remove_pins_and_log(
+                &PathBuf::from("/sys/fs/bpf").join(&instance),
+                &std::env::temp_dir().join(format!("{instance}-agent.log")),
+            );
+        }
+        let control_log = std::env::temp_dir().join(format!("{}-control.log", self.prefix));
+        if std::thread::panicking() {
+            eprintln!(
+                "cluster files kept: {} and {}",
+                self.dir.display(),
+                control_log.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_file(control_log);
+        }
+    }
+}
