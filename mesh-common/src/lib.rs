@@ -107,8 +107,10 @@ pub mod stat {
     pub const ORIG_DST_RECORDED: u32 = 6;
     /// A map update failed (map full); the connection was not captured.
     pub const MAP_ERRORS: u32 = 7;
+    /// A plaintext connection attempt to a STRICT pod was dropped.
+    pub const DENIED_PLAINTEXT: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
     /// Human names, index-aligned with the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
         "redirected",
@@ -119,6 +121,7 @@ pub mod stat {
         "bypass_no_ipv6_agent",
         "orig_dst_recorded",
         "map_errors",
+        "denied_plaintext_strict",
     ];
 }
 
@@ -127,12 +130,14 @@ pub mod names {
     pub const PROG_CONNECT4: &str = "mesh_connect4";
     pub const PROG_CONNECT6: &str = "mesh_connect6";
     pub const PROG_SOCKOPS: &str = "mesh_sockops";
+    pub const PROG_INBOUND: &str = "mesh_inbound";
     pub const MAP_ENROLLED: &str = "enrolled_netns";
     pub const MAP_EXCLUDED: &str = "excluded_ports";
     pub const MAP_ORIG_BY_COOKIE: &str = "orig_dst_cookie";
     pub const MAP_ORIG_BY_TUPLE: &str = "orig_dst_tuple";
     pub const MAP_CONFIG: &str = "capture_config";
     pub const MAP_STATS: &str = "capture_stats";
+    pub const MAP_STRICT: &str = "strict_pods";
 }
 
 #[cfg(feature = "user")]

@@ -6,7 +6,9 @@
 //!   outbound listener and remember the original destination by socket cookie;
 //! - [`sockops`]: once the redirected connection is established, moves the
 //!   original destination to a map keyed by the connection's address tuple,
-//!   where the agent finds it for the socket it accepted.
+//!   where the agent finds it for the socket it accepted;
+//! - [`inbound`]: `cgroup_skb/ingress` drops plaintext connection attempts
+//!   to pods under PeerAuthentication STRICT (hop ④, in the kernel).
 //!
 //! Maps live in [`maps`]; their key and value types in `mesh-common`.
 #![no_std]
@@ -15,6 +17,7 @@
 
 mod addr;
 mod connect;
+mod inbound;
 mod maps;
 mod sockops;
 

@@ -30,6 +30,11 @@ pub static ORIG_DST_BY_COOKIE: LruHashMap<u64, SockAddr, { ORIG_DST_ENTRIES as u
 pub static ORIG_DST_BY_TUPLE: LruHashMap<ConnTuple, SockAddr, { ORIG_DST_ENTRIES as usize }> =
     LruHashMap::new();
 
+/// Pod addresses (IPv4 mapped) under PeerAuthentication STRICT: new
+/// connections must come through the agent.
+#[btf_map(name = "strict_pods")]
+pub static STRICT_PODS: HashMap<[u8; 16], u8, { ENROLLED_ENTRIES as usize }> = HashMap::new();
+
 /// Index 0: where captured connections go (written by the agent at start).
 #[btf_map(name = "capture_config")]
 pub static CAPTURE_CONFIG: Array<CaptureConfig, 1> = Array::new();

@@ -215,7 +215,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["mesh_connect4", "mesh_connect6", "mesh_sockops"],
+        ["mesh_connect4", "mesh_connect6", "mesh_inbound", "mesh_sockops"],
         "{before:?}"
     );
 
@@ -223,7 +223,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     topo.start_agent().unwrap();
 
     let after = bpftool::cgroup_programs(topo.cgroup_root()).unwrap();
-    assert_eq!(after.len(), 3, "attached twice after restart: {after:?}");
+    assert_eq!(after.len(), 4, "attached twice after restart: {after:?}");
     let mut ids_before: Vec<u32> = before.iter().map(|p| p.id).collect();
     let mut ids_after: Vec<u32> = after.iter().map(|p| p.id).collect();
     ids_before.sort_unstable();

@@ -20,7 +20,7 @@ use aya::{
     maps::{Array, MapInfo},
     programs::{
         links::{FdLink, PinnedLink},
-        CgroupAttachMode, CgroupSockAddr, ProgramInfo, SockOps,
+        CgroupAttachMode, CgroupSkbAttachType, ProgramInfo,
     },
     Ebpf, EbpfLoader,
 };
@@ -108,6 +108,7 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
         ),
         names::MAP_CONFIG => (4, s(size_of::<CaptureConfig>()), 1),
         names::MAP_STATS => (4, 8, stat::COUNT),
+        names::MAP_STRICT => (16, 1, mesh_common::ENROLLED_ENTRIES),
         _ => return None,
     })
 }
@@ -205,22 +206,28 @@ fn attach_one(
 
     // Load (verify) ours, to compare with what is pinned.
     let attach = |program: &mut aya::programs::Program| -> Result<FdLink, LoadError> {
+        let fd_link = |link: Result<FdLink, aya::programs::links::LinkError>| {
+            link.map_err(|e| LoadError::Pin {
+                path: link_path.clone(),
+                reason: e.to_string(),
+            })
+        };
+        use aya::programs::Program;
         match program {
-            aya::programs::Program::CgroupSockAddr(p) => {
-                let p: &mut CgroupSockAddr = p;
+            Program::CgroupSockAddr(p) => {
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                FdLink::try_from(p.take_link(id).map_err(perr)?).map_err(|e| LoadError::Pin {
-                    path: link_path.clone(),
-                    reason: e.to_string(),
-                })
+                fd_link(FdLink::try_from(p.take_link(id).map_err(perr)?))
             }
-            aya::programs::Program::SockOps(p) => {
-                let p: &mut SockOps = p;
+            Program::SockOps(p) => {
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                FdLink::try_from(p.take_link(id).map_err(perr)?).map_err(|e| LoadError::Pin {
-                    path: link_path.clone(),
-                    reason: e.to_string(),
-                })
+                fd_link(FdLink::try_from(p.take_link(id).map_err(perr)?))
+            }
+            Program::CgroupSkb(p) => {
+                let ingress = CgroupSkbAttachType::Ingress;
+                let id = p
+                    .attach(cgroup, ingress, CgroupAttachMode::Single)
+                    .map_err(perr)?;
+                fd_link(FdLink::try_from(p.take_link(id).map_err(perr)?))
             }
             _ => Err(LoadError::MissingProgram { program: name }),
         }
@@ -228,6 +235,7 @@ fn attach_one(
     match program {
         aya::programs::Program::CgroupSockAddr(p) => p.load().map_err(perr)?,
         aya::programs::Program::SockOps(p) => p.load().map_err(perr)?,
+        aya::programs::Program::CgroupSkb(p) => p.load().map_err(perr)?,
         _ => return Err(LoadError::MissingProgram { program: name }),
     }
     let ours = program.info().map_err(perr)?;

@@ -8,7 +8,8 @@
 //! <bpffs>/<instance>/maps/orig_dst_tuple    connection tuple → original destination
 //! <bpffs>/<instance>/maps/capture_config    where captured connections go
 //! <bpffs>/<instance>/maps/capture_stats     per-CPU counters
-//! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops
+//! <bpffs>/<instance>/maps/strict_pods       pod addresses under STRICT mTLS
+//! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound
 //! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
 //! ```
 use std::path::PathBuf;
@@ -18,20 +19,22 @@ use mesh_common::names;
 use crate::config::PinConfig;
 
 /// The maps the agent pins, in the order `status` shows them.
-pub const MAPS: [&str; 6] = [
+pub const MAPS: [&str; 7] = [
     names::MAP_ENROLLED,
     names::MAP_EXCLUDED,
     names::MAP_ORIG_BY_COOKIE,
     names::MAP_ORIG_BY_TUPLE,
     names::MAP_CONFIG,
     names::MAP_STATS,
+    names::MAP_STRICT,
 ];
 
 /// The programs the agent loads and attaches.
-pub const PROGRAMS: [&str; 3] = [
+pub const PROGRAMS: [&str; 4] = [
     names::PROG_CONNECT4,
     names::PROG_CONNECT6,
     names::PROG_SOCKOPS,
+    names::PROG_INBOUND,
 ];
 
 #[derive(Debug, Clone)]
