@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod bins;
 pub mod bpftool;
+pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod cmd;

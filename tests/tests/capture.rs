@@ -215,7 +215,12 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["mesh_connect4", "mesh_connect6", "mesh_inbound", "mesh_sockops"],
+        [
+            "mesh_connect4",
+            "mesh_connect6",
+            "mesh_inbound",
+            "mesh_sockops"
+        ],
         "{before:?}"
     );
 

@@ -48,6 +48,13 @@ enum Cmd {
         to: SocketAddr,
         #[arg(long)]
         bytes: u64,
+        /// Send this ASCII text repeated instead of random bytes (to look
+        /// for it on the wire).
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Pause between 64 KiB chunks, to make a transfer last.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
     },
     /// One connection attempt; reports success or the error kind.
     Connect {
@@ -89,7 +96,17 @@ fn main() -> anyhow::Result<()> {
             echo_port,
             sink_port,
         } => serve(&bind, echo_port, sink_port),
-        Cmd::Echo { to, bytes } => echo(to, bytes),
+        Cmd::Echo {
+            to,
+            bytes,
+            pattern,
+            chunk_delay_ms,
+        } => echo(
+            to,
+            bytes,
+            pattern.as_deref(),
+            Duration::from_millis(chunk_delay_ms),
+        ),
         Cmd::Connect { to, timeout_ms } => connect(to, timeout_ms),
         Cmd::Rr {
             to,
@@ -172,10 +189,10 @@ fn fill(buf: &mut [u8], state: &mut u64) {
     }
 }
 
-fn echo(to: SocketAddr, bytes: u64) -> anyhow::Result<()> {
+fn echo(to: SocketAddr, bytes: u64, pattern: Option<&str>, pause: Duration) -> anyhow::Result<()> {
     let conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
     let local = conn.local_addr()?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30) + pause * 64))?;
     let mut reader = conn.try_clone()?;
     let receiver = std::thread::spawn(move || -> std::io::Result<(u64, String)> {
         let mut hash = Sha256::new();
@@ -198,10 +215,22 @@ fn echo(to: SocketAddr, bytes: u64) -> anyhow::Result<()> {
     let mut left = bytes;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
-        fill(&mut buf[..n], &mut state);
+        match pattern {
+            Some(p) if !p.is_empty() => {
+                let offset = (bytes - left) as usize;
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = p.as_bytes()[(offset + i) % p.len()];
+                }
+            }
+            _ => fill(&mut buf[..n], &mut state),
+        }
         writer.write_all(&buf[..n])?;
         hash.update(&buf[..n]);
         left -= n as u64;
+        if !pause.is_zero() {
+            writer.flush()?;
+            std::thread::sleep(pause);
+        }
     }
     writer.flush()?;
     drop(writer);
