@@ -1,1 +1,26 @@
-//! The small xDS client shared by the agent and the waypoint (issue 3, in progress).
+//! The small xDS client shared by the agent and the waypoint, and the
+//! protobuf/gRPC definitions the control plane serves.
+//!
+//! - [`proto`]: our own minimal `.proto` files (wire-compatible with Envoy's
+//!   discovery v3, Istio's workload/authorization types and Istio's CA),
+//!   compiled with client *and* server stubs:
+//!   [`proto::envoy_discovery`], [`proto::envoy_core`], [`proto::google_rpc`],
+//!   [`proto::istio_workload`], [`proto::istio_security`], [`proto::istio_ca`].
+//! - [`client`]: a Delta ADS client ([`XdsClient::spawn`]) that keeps typed,
+//!   validated caches and publishes them as an [`XdsSnapshot`] on a
+//!   `tokio::sync::watch` channel, ACKing/NACKing every response.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod proto;
+pub mod transport;
+
+pub use client::{
+    Backoff, CachedResource, XdsClient, XdsClientConfig, XdsHandle, XdsResource, XdsSnapshot,
+    XdsTls,
+};
+
+/// Type URL of Istio's workload-discovery resource (a workload or a service).
+pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
+/// Type URL of Istio's L4 authorization policy resource.
+pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";

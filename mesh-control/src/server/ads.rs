@@ -1,0 +1,382 @@
+//! Delta ADS server (`envoy.service.discovery.v3.AggregatedDiscoveryService/
+//! DeltaAggregatedResources`).
+//!
+//! Per stream we track, per type URL: the subscription (wildcard when the
+//! first request names nothing, or names `*`), what the client holds
+//! (name → version: seeded from `initial_resource_versions`, updated as we
+//! send), and the responses in flight (nonce → what they changed). Every
+//! change of the served [`Resources`] sends each stream only the resources
+//! whose version differs from what it holds, and the names it holds that
+//! are gone. A NACK rolls our record of what the client holds back to
+//! before that response, so the rejected resources are sent again with the
+//! next change; the reason is logged and kept in [`ConnectedProxies`].
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use mesh_xds::proto::envoy_discovery::{
+    aggregated_discovery_service_server::AggregatedDiscoveryService, DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse, Resource,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::{proxies::ConnectedProxies, resources::Resources};
+
+/// Responses awaiting ACK kept per type; older ones are forgotten (treated
+/// as accepted) so a client that never ACKs cannot grow our memory.
+const MAX_PENDING: usize = 32;
+/// Responses buffered per stream before the stream task waits for the client.
+const RESPONSE_BUFFER: usize = 4;
+/// The wildcard resource name.
+const WILDCARD: &str = "*";
+
+/// The gRPC service; one task per stream.
+pub struct AdsService {
+    resources: watch::Receiver<Arc<Resources>>,
+    proxies: Arc<ConnectedProxies>,
+    next_stream: AtomicU64,
+}
+
+impl AdsService {
+    pub fn new(resources: watch::Receiver<Arc<Resources>>, proxies: Arc<ConnectedProxies>) -> Self {
+        AdsService {
+            resources,
+            proxies,
+            next_stream: AtomicU64::new(1),
+        }
+    }
+}
+
+type ResponseTx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn delta_aggregated_resources(
+        &self,
+        req: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let peer = mesh_xds::transport::remote_addr(&req);
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        let stream = AdsStream {
+            id,
+            peer,
+            node_id: None,
+            nonce_prefix: format!("{:08x}", rand::random::<u32>()),
+            nonces: 0,
+            types: BTreeMap::new(),
+            proxies: self.proxies.clone(),
+        };
+        self.proxies.connected(id, peer);
+        tokio::spawn(stream.run(req.into_inner(), self.resources.clone(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// A response in flight: per name, what the client held before it.
+struct Pending {
+    nonce: String,
+    before: Vec<(String, Option<String>)>,
+    after: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Default)]
+struct TypeState {
+    wildcard: bool,
+    /// Explicitly subscribed names.
+    names: BTreeSet<String>,
+    /// What the client holds, name → version.
+    held: BTreeMap<String, String>,
+    /// Names to send (or report absent) even if the client holds them.
+    force: BTreeSet<String>,
+    /// Send a response even if it is empty (answers a first subscription).
+    respond: bool,
+    pending: VecDeque<Pending>,
+}
+
+impl TypeState {
+    fn subscribed(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+}
+
+struct AdsStream {
+    id: u64,
+    peer: Option<SocketAddr>,
+    node_id: Option<String>,
+    nonce_prefix: String,
+    nonces: u64,
+    types: BTreeMap<String, TypeState>,
+    proxies: Arc<ConnectedProxies>,
+}
+
+/// Why a stream ends.
+enum End {
+    /// The client went away or the server is shutting down.
+    Closed,
+    /// Tell the client why.
+    Error(Status),
+}
+
+impl AdsStream {
+    fn node(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("")
+    }
+
+    async fn run(
+        mut self,
+        mut requests: Streaming<DeltaDiscoveryRequest>,
+        mut resources: watch::Receiver<Arc<Resources>>,
+        tx: ResponseTx,
+    ) {
+        debug!(stream = self.id, peer = ?self.peer, "ADS stream opened");
+        let end = loop {
+            let step = tokio::select! {
+                req = requests.message() => match req {
+                    Ok(Some(req)) => {
+                        let current = resources.borrow().clone();
+                        self.on_request(req, &current, &tx).await
+                    }
+                    Ok(None) => Err(End::Closed),
+                    Err(status) => {
+                        debug!(stream = self.id, node = self.node(), %status, "ADS request stream failed");
+                        Err(End::Closed)
+                    }
+                },
+                changed = resources.changed() => match changed {
+                    Ok(()) => {
+                        let current = resources.borrow_and_update().clone();
+                        self.push_all(&current, &tx).await
+                    }
+                    Err(_) => Err(End::Error(Status::unavailable("control plane shutting down"))),
+                },
+                _ = tx.closed() => Err(End::Closed),
+            };
+            if let Err(end) = step {
+                break end;
+            }
+        };
+        if let End::Error(status) = end {
+            let _ = tx.send(Err(status)).await;
+        }
+        self.proxies.disconnected(self.id);
+        info!(stream = self.id, node = self.node(), peer = ?self.peer, "ADS stream closed");
+    }
+
+    async fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        current: &Resources,
+        tx: &ResponseTx,
+    ) -> Result<(), End> {
+        if self.node_id.is_none() {
+            let id = req.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+            if id.is_empty() {
+                warn!(stream = self.id, peer = ?self.peer, "first ADS request has no node id");
+            } else {
+                info!(stream = self.id, node = %id, peer = ?self.peer, "ADS stream from node");
+            }
+            self.proxies.set_node(self.id, &id);
+            self.node_id = Some(id);
+        }
+        if req.type_url.is_empty() {
+            return Err(End::Error(Status::invalid_argument(
+                "DeltaDiscoveryRequest without type_url",
+            )));
+        }
+        let type_url = req.type_url.clone();
+        let first = !self.types.contains_key(&type_url);
+        let ts = self.types.entry(type_url.clone()).or_default();
+
+        if !req.response_nonce.is_empty() {
+            match &req.error_detail {
+                Some(detail) => {
+                    warn!(
+                        node = self.node_id.as_deref().unwrap_or(""),
+                        %type_url,
+                        nonce = %req.response_nonce,
+                        code = detail.code,
+                        "NACK: {}",
+                        detail.message
+                    );
+                    if let Some(p) = take_pending(ts, &req.response_nonce) {
+                        // The client kept what it had; so do we.
+                        for (name, before) in p.before {
+                            if ts.held.get(&name) != p.after.get(&name).and_then(Option::as_ref) {
+                                continue; // changed again by a later response
+                            }
+                            match before {
+                                Some(v) => ts.held.insert(name, v),
+                                None => ts.held.remove(&name),
+                            };
+                        }
+                    }
+                    self.proxies.nacked(
+                        self.id,
+                        &type_url,
+                        &req.response_nonce,
+                        &detail.message,
+                        ts.held.len(),
+                    );
+                }
+                None => {
+                    take_pending(ts, &req.response_nonce);
+                    debug!(node = self.node_id.as_deref().unwrap_or(""), %type_url, nonce = %req.response_nonce, "ACK");
+                    self.proxies.acked(self.id, &type_url, &req.response_nonce);
+                }
+            }
+        }
+
+        let mut changed = first;
+        if first {
+            ts.wildcard = req.resource_names_subscribe.is_empty()
+                || req.resource_names_subscribe.iter().any(|n| n == WILDCARD);
+            ts.held = req.initial_resource_versions.clone().into_iter().collect();
+            ts.respond = true;
+            debug!(
+                stream = self.id,
+                %type_url,
+                wildcard = ts.wildcard,
+                initial = ts.held.len(),
+                "subscribed"
+            );
+        }
+        for name in &req.resource_names_subscribe {
+            changed = true;
+            if name == WILDCARD {
+                ts.wildcard = true;
+            } else {
+                ts.names.insert(name.clone());
+                ts.force.insert(name.clone());
+            }
+        }
+        for name in &req.resource_names_unsubscribe {
+            changed = true;
+            if name == WILDCARD {
+                ts.wildcard = false;
+            } else {
+                ts.names.remove(name);
+            }
+            if !ts.subscribed(name) {
+                ts.held.remove(name);
+            }
+        }
+        if changed {
+            self.push(&type_url, current, tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_all(&mut self, current: &Resources, tx: &ResponseTx) -> Result<(), End> {
+        let type_urls: Vec<String> = self.types.keys().cloned().collect();
+        for type_url in type_urls {
+            self.push(&type_url, current, tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what the client of `type_url` lacks, if anything.
+    async fn push(
+        &mut self,
+        type_url: &str,
+        current: &Resources,
+        tx: &ResponseTx,
+    ) -> Result<(), End> {
+        let Some(ts) = self.types.get_mut(type_url) else {
+            return Ok(());
+        };
+        let empty = Default::default();
+        let available = current.of_type(type_url).unwrap_or(&empty);
+        let mut resources = Vec::new();
+        let mut removed = Vec::new();
+        let mut before = Vec::new();
+        for (name, r) in available {
+            if !ts.subscribed(name) {
+                continue;
+            }
+            let held = ts.held.get(name);
+            if held == Some(&r.version) && !ts.force.contains(name) {
+                continue;
+            }
+            before.push((name.clone(), held.cloned()));
+            resources.push(Resource {
+                name: name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.any.clone()),
+                ..Default::default()
+            });
+        }
+        for name in ts.held.keys() {
+            if !available.contains_key(name) {
+                before.push((name.clone(), Some(ts.held[name].clone())));
+                removed.push(name.clone());
+            }
+        }
+        // Explicitly requested names that do not exist: say so.
+        for name in &ts.force {
+            if !available.contains_key(name) && !ts.held.contains_key(name) {
+                removed.push(name.clone());
+            }
+        }
+        ts.force.clear();
+        if resources.is_empty() && removed.is_empty() && !std::mem::take(&mut ts.respond) {
+            return Ok(());
+        }
+        ts.respond = false;
+
+        for r in &resources {
+            ts.held.insert(r.name.clone(), r.version.clone());
+        }
+        for name in &removed {
+            ts.held.remove(name);
+        }
+        self.nonces += 1;
+        let nonce = format!("{}-{}-{}", self.nonce_prefix, self.id, self.nonces);
+        let after = before
+            .iter()
+            .map(|(n, _)| (n.clone(), ts.held.get(n).cloned()))
+            .collect();
+        ts.pending.push_back(Pending {
+            nonce: nonce.clone(),
+            before,
+            after,
+        });
+        if ts.pending.len() > MAX_PENDING {
+            ts.pending.pop_front();
+        }
+        debug!(
+            node = self.node_id.as_deref().unwrap_or(""),
+            %type_url,
+            %nonce,
+            generation = current.generation,
+            sent = resources.len(),
+            removed = removed.len(),
+            "push"
+        );
+        self.proxies
+            .sent(self.id, type_url, current.generation, &nonce, ts.held.len());
+        let resp = DeltaDiscoveryResponse {
+            system_version_info: current.generation.to_string(),
+            resources,
+            type_url: type_url.to_string(),
+            nonce,
+            removed_resources: removed,
+        };
+        tx.send(Ok(resp)).await.map_err(|_| End::Closed)
+    }
+}
+
+fn take_pending(ts: &mut TypeState, nonce: &str) -> Option<Pending> {
+    let i = ts.pending.iter().position(|p| p.nonce == nonce)?;
+    ts.pending.remove(i)
+}

@@ -1,0 +1,133 @@
+//! The control plane's gRPC side: Delta ADS (workloads, services,
+//! authorization policies) and the Istio CA service, on one port —
+//! plaintext (15010) or TLS (15012).
+//!
+//! - [`convert`]: `MeshState` → Istio workload/authorization resources.
+//! - [`resources`]: the encoded, versioned resources, rebuilt once per change.
+//! - [`ads`]: the per-stream Delta ADS protocol.
+//! - [`proxies`]: [`ConnectedProxies`], who is connected and in what state.
+//! - [`ca_service`]: `IstioCertificateService` over a [`CsrSigner`].
+pub mod ads;
+pub mod ca_service;
+pub mod convert;
+pub mod proxies;
+pub mod resources;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use mesh_xds::proto::{
+    envoy_discovery::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer,
+    istio_ca::istio_certificate_service_server::IstioCertificateServiceServer,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use ads::AdsService;
+pub use ca_service::{CaService, CsrSigner, DEFAULT_CERT_TTL};
+pub use convert::ConvertOptions;
+pub use proxies::{ConnectedProxies, Nack, ProxyStatus, TypeStatus};
+
+use crate::model::MeshState;
+
+/// Largest gRPC message we send or accept (a full Address push of a big
+/// mesh is one message).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Settings of [`serve_listener`] beyond the arguments of [`serve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    pub convert: ConvertOptions,
+    /// Certificate validity when a client asks for none.
+    pub default_cert_ttl: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            convert: ConvertOptions::default(),
+            default_cert_ttl: DEFAULT_CERT_TTL,
+        }
+    }
+}
+
+/// Binds `addr` and serves Delta ADS and the CA service until an error,
+/// with default [`ServerOptions`]. `tls: Some` serves over TLS (15012),
+/// `None` plaintext (15010).
+pub async fn serve(
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: watch::Receiver<Arc<MeshState>>,
+    signer: Arc<dyn CsrSigner>,
+    proxies: Arc<ConnectedProxies>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    serve_listener(
+        listener,
+        tls,
+        state,
+        signer,
+        proxies,
+        ServerOptions::default(),
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Serves on an already bound listener (tests bind port 0 and read the
+/// address first) until `shutdown` completes; then every ADS stream is ended
+/// with UNAVAILABLE (clients reconnect elsewhere) and the server returns
+/// once the connections have closed.
+pub async fn serve_listener(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: watch::Receiver<Arc<MeshState>>,
+    signer: Arc<dyn CsrSigner>,
+    proxies: Arc<ConnectedProxies>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("listener address")?;
+    let (resources, builder) = resources::spawn_builder(state, opts.convert, proxies.clone());
+    let ads = AggregatedDiscoveryServiceServer::new(AdsService::new(resources, proxies))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let ca = IstioCertificateServiceServer::new(CaService::new(signer, opts.default_cert_ttl));
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(ads)
+        .add_service(ca);
+    // Closing the resources channel ends the ADS streams, which lets the
+    // graceful shutdown finish.
+    let abort = builder.abort_handle();
+    let shutdown = async move {
+        shutdown.await;
+        abort.abort();
+    };
+    tracing::info!(addr = %local, tls = tls.is_some(), "serving xDS and CA");
+    let served = match tls {
+        Some(acceptor) => {
+            let incoming = mesh_xds::transport::tls_incoming(listener, acceptor);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = TcpListenerStream::new(listener).map(|conn| {
+                if let Ok(tcp) = &conn {
+                    let _ = tcp.set_nodelay(true);
+                }
+                conn
+            });
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    builder.abort();
+    served.with_context(|| format!("serving gRPC on {local}"))
+}

@@ -1,0 +1,152 @@
+//! What the xDS client connects to, as whom, and how it retries.
+use std::{collections::BTreeMap, time::Duration};
+
+/// Configuration of one [`XdsClient`](super::XdsClient).
+#[derive(Debug, Clone)]
+pub struct XdsClientConfig {
+    /// `http://host:port` (plaintext, the control plane's 15010) or
+    /// `https://host:port` (with [`tls`](Self::tls), 15012).
+    pub endpoint: String,
+    /// `Node.id` sent on the first request of every stream (the agent uses
+    /// its node name; the server's proxy-status is keyed by it).
+    pub node_id: String,
+    /// `Node.cluster`; may be empty.
+    pub node_cluster: String,
+    /// `Node.metadata`, sent as a `google.protobuf.Struct` of strings.
+    pub node_metadata: BTreeMap<String, String>,
+    /// Wildcard subscriptions, one per type URL, e.g.
+    /// [`ADDRESS_TYPE_URL`](crate::ADDRESS_TYPE_URL) and
+    /// [`AUTHORIZATION_TYPE_URL`](crate::AUTHORIZATION_TYPE_URL).
+    pub type_urls: Vec<String>,
+    /// TLS to the control plane; `None` for plaintext.
+    pub tls: Option<XdsTls>,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+    /// Limit on TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+}
+
+impl XdsClientConfig {
+    /// A plaintext config subscribing to the Address and Authorization types.
+    pub fn new(endpoint: impl Into<String>, node_id: impl Into<String>) -> Self {
+        XdsClientConfig {
+            endpoint: endpoint.into(),
+            node_id: node_id.into(),
+            node_cluster: String::new(),
+            node_metadata: BTreeMap::new(),
+            type_urls: vec![
+                crate::ADDRESS_TYPE_URL.to_string(),
+                crate::AUTHORIZATION_TYPE_URL.to_string(),
+            ],
+            tls: None,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// TLS settings: the CA bundle the server certificate must chain to, and
+/// optionally a client certificate for mutual TLS.
+#[derive(Clone)]
+pub struct XdsTls {
+    /// PEM, one or more CA certificates.
+    pub root_pem: Vec<u8>,
+    /// PEM certificate chain (leaf first) and PEM private key.
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name to verify the server certificate against (and send as SNI);
+    /// `None` uses the endpoint's host (a DNS name or an IP address).
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for XdsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("XdsTls")
+            .field("root_pem_bytes", &self.root_pem.len())
+            .field("client_cert", &self.client_cert.is_some())
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+/// Exponential reconnect backoff with jitter: `initial`, doubling up to
+/// `max`, each delay scaled by a random factor in `[1 - jitter, 1]`. It is
+/// reset once a stream delivers a response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    /// Fraction in `[0, 1]`.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            jitter: 0.2,
+        }
+    }
+}
+
+/// The running state of a [`Backoff`].
+#[derive(Debug)]
+pub(crate) struct BackoffState {
+    cfg: Backoff,
+    next: Duration,
+}
+
+impl BackoffState {
+    pub(crate) fn new(cfg: Backoff) -> Self {
+        BackoffState {
+            cfg,
+            next: cfg.initial,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.cfg.initial;
+    }
+
+    /// The delay before the next attempt; advances the state.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next.min(self.cfg.max);
+        self.next = (base * 2).min(self.cfg.max);
+        let jitter = self.cfg.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - jitter * rand::random::<f64>();
+        base.mul_f64(factor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_max_and_resets() {
+        let cfg = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        };
+        let mut b = BackoffState::new(cfg);
+        let got: Vec<u128> = (0..6).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_in_range() {
+        let mut b = BackoffState::new(Backoff::default());
+        for _ in 0..100 {
+            b.reset();
+            let d = b.next_delay();
+            assert!(
+                d <= Duration::from_millis(100) && d >= Duration::from_millis(80),
+                "{d:?}"
+            );
+        }
+    }
+}

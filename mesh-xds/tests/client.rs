@@ -1,0 +1,538 @@
+//! The Delta ADS client against a scripted in-process ADS server: pushes,
+//! ACK nonces, NACKs naming the bad resource, removals, server restart with
+//! `initial_resource_versions`, and TLS.
+use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use mesh_xds::{
+    proto::{
+        envoy_discovery::{
+            aggregated_discovery_service_server::{
+                AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+            },
+            DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+        },
+        istio_security::{Action, Authorization, Scope},
+        istio_workload::{address, Address, NetworkAddress, Port, Service, Workload},
+        to_any,
+    },
+    transport, Backoff, XdsClient, XdsClientConfig, XdsSnapshot, XdsTls, ADDRESS_TYPE_URL,
+    AUTHORIZATION_TYPE_URL,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+type RespTx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+/// One client stream as the fake server sees it.
+struct FakeStream {
+    requests: Streaming<DeltaDiscoveryRequest>,
+    responses: RespTx,
+}
+
+impl FakeStream {
+    async fn next_request(&mut self) -> DeltaDiscoveryRequest {
+        bounded("next request", self.requests.message())
+            .await
+            .unwrap()
+            .expect("stream ended")
+    }
+
+    async fn push(&self, resp: DeltaDiscoveryResponse) {
+        self.responses.send(Ok(resp)).await.unwrap();
+    }
+}
+
+struct FakeAds {
+    streams: mpsc::UnboundedSender<FakeStream>,
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for FakeAds {
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn delta_aggregated_resources(
+        &self,
+        req: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let _ = self.streams.send(FakeStream {
+            requests: req.into_inner(),
+            responses: tx,
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct FakeServer {
+    addr: SocketAddr,
+    streams: mpsc::UnboundedReceiver<FakeStream>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeServer {
+    async fn start(listener: TcpListener) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let (tx, streams) = mpsc::unbounded_channel();
+        let (shutdown, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(AggregatedDiscoveryServiceServer::new(FakeAds {
+                    streams: tx,
+                }))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeServer {
+            addr,
+            streams,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    async fn accept(&mut self) -> FakeStream {
+        bounded("client stream", self.streams.recv()).await.unwrap()
+    }
+
+    /// Ends every stream with UNAVAILABLE and stops the server.
+    async fn stop(mut self, open: Vec<FakeStream>) -> SocketAddr {
+        let _ = self.shutdown.take().unwrap().send(());
+        for s in open {
+            let _ = s
+                .responses
+                .send(Err(Status::unavailable("restarting")))
+                .await;
+        }
+        bounded("server shutdown", self.task).await.unwrap();
+        self.addr
+    }
+}
+
+fn workload(uid: &str, ip: [u8; 4]) -> Workload {
+    Workload {
+        uid: uid.into(),
+        name: uid.rsplit('/').next().unwrap().into(),
+        namespace: "default".into(),
+        addresses: vec![ip.to_vec()],
+        ..Default::default()
+    }
+}
+
+fn address_resource(name: &str, version: &str, a: address::Type) -> Resource {
+    Resource {
+        name: name.into(),
+        version: version.into(),
+        resource: Some(to_any(ADDRESS_TYPE_URL, &Address { r#type: Some(a) })),
+        ..Default::default()
+    }
+}
+
+fn response(
+    type_url: &str,
+    nonce: &str,
+    resources: Vec<Resource>,
+    removed: &[&str],
+) -> DeltaDiscoveryResponse {
+    DeltaDiscoveryResponse {
+        type_url: type_url.into(),
+        nonce: nonce.into(),
+        resources,
+        removed_resources: removed.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn config(addr: SocketAddr) -> XdsClientConfig {
+    let mut cfg = XdsClientConfig::new(format!("http://{addr}"), "node-a");
+    cfg.node_metadata
+        .insert("NAMESPACE".into(), "mesh-system".into());
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        jitter: 0.1,
+    };
+    cfg
+}
+
+async fn wait_for(
+    rx: &mut watch::Receiver<Arc<XdsSnapshot>>,
+    what: &str,
+    f: impl FnMut(&Arc<XdsSnapshot>) -> bool,
+) -> Arc<XdsSnapshot> {
+    bounded(what, rx.wait_for(f)).await.unwrap().clone()
+}
+
+async fn subscribe(stream: &mut FakeStream) -> HashMap<String, DeltaDiscoveryRequest> {
+    let mut by_type = HashMap::new();
+    for _ in 0..2 {
+        let req = stream.next_request().await;
+        assert!(req.response_nonce.is_empty());
+        assert!(req.resource_names_subscribe.is_empty(), "wildcard");
+        by_type.insert(req.type_url.clone(), req);
+    }
+    by_type
+}
+
+#[tokio::test]
+async fn push_ack_nack_and_remove() {
+    let mut server = FakeServer::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+    let (handle, mut rx) = XdsClient::spawn(config(server.addr));
+    let mut stream = server.accept().await;
+
+    let subs = subscribe(&mut stream).await;
+    let first = &subs[ADDRESS_TYPE_URL];
+    let node = first.node.as_ref().expect("node on the first request");
+    assert_eq!(node.id, "node-a");
+    let meta = &node.metadata.as_ref().unwrap().fields["NAMESPACE"];
+    assert_eq!(
+        meta.kind,
+        Some(prost_types::value::Kind::StringValue("mesh-system".into()))
+    );
+    assert!(first.initial_resource_versions.is_empty());
+    assert!(subs.contains_key(AUTHORIZATION_TYPE_URL));
+    wait_for(&mut rx, "connected", |s| s.connected).await;
+
+    // Push a workload and a service: applied, then ACKed with the nonce.
+    let svc = Service {
+        name: "web".into(),
+        namespace: "default".into(),
+        hostname: "web.default.svc.cluster.local".into(),
+        addresses: vec![NetworkAddress {
+            network: String::new(),
+            address: vec![10, 96, 0, 10],
+        }],
+        ports: vec![Port {
+            service_port: 80,
+            target_port: 8080,
+        }],
+        ..Default::default()
+    };
+    let w1 = workload("Kubernetes//Pod/default/w1", [10, 244, 0, 5]);
+    stream
+        .push(response(
+            ADDRESS_TYPE_URL,
+            "n1",
+            vec![
+                address_resource(&w1.uid, "v1", address::Type::Workload(w1.clone())),
+                address_resource(
+                    "default/web.default.svc.cluster.local",
+                    "s1",
+                    address::Type::Service(svc.clone()),
+                ),
+            ],
+            &[],
+        ))
+        .await;
+    let ack = stream.next_request().await;
+    assert_eq!(
+        (ack.type_url.as_str(), ack.response_nonce.as_str()),
+        (ADDRESS_TYPE_URL, "n1")
+    );
+    assert!(ack.error_detail.is_none());
+    let snap = rx.borrow().clone();
+    assert_eq!(snap.workload(&w1.uid), Some(&w1));
+    assert_eq!(
+        snap.service("default/web.default.svc.cluster.local"),
+        Some(&svc)
+    );
+    assert_eq!(snap.acked_nonce[ADDRESS_TYPE_URL], "n1");
+    assert!(snap.synced.contains(ADDRESS_TYPE_URL));
+    assert_eq!(snap.get(ADDRESS_TYPE_URL, &w1.uid).unwrap().version, "v1");
+
+    // A response with one malformed resource: NACKed, nothing of it applied.
+    let w2 = workload("Kubernetes//Pod/default/w2", [10, 244, 0, 6]);
+    let mut bad = workload("Kubernetes//Pod/default/bad", [0; 4]);
+    bad.addresses = vec![vec![10, 0, 0]];
+    stream
+        .push(response(
+            ADDRESS_TYPE_URL,
+            "n2",
+            vec![
+                address_resource(&w2.uid, "v1", address::Type::Workload(w2.clone())),
+                address_resource(&bad.uid.clone(), "v1", address::Type::Workload(bad)),
+            ],
+            &[&w1.uid],
+        ))
+        .await;
+    let nack = stream.next_request().await;
+    assert_eq!(nack.response_nonce, "n2");
+    let detail = nack.error_detail.expect("NACK carries error_detail");
+    assert!(
+        detail.message.contains("Kubernetes//Pod/default/bad"),
+        "{}",
+        detail.message
+    );
+    assert!(
+        detail.message.contains("workload.addresses[0]"),
+        "{}",
+        detail.message
+    );
+    assert_eq!(detail.code, 3);
+    let snap = rx.borrow().clone();
+    assert_eq!(
+        snap.workload(&w1.uid),
+        Some(&w1),
+        "removal in the NACKed response not applied"
+    );
+    assert!(snap.workload(&w2.uid).is_none());
+    assert_eq!(snap.acked_nonce[ADDRESS_TYPE_URL], "n1");
+    assert!(snap
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("workload.addresses[0]"));
+
+    // Removal.
+    stream
+        .push(response(
+            ADDRESS_TYPE_URL,
+            "n3",
+            vec![],
+            &["default/web.default.svc.cluster.local"],
+        ))
+        .await;
+    let ack = stream.next_request().await;
+    assert_eq!(ack.response_nonce, "n3");
+    assert!(ack.error_detail.is_none());
+    let snap = rx.borrow().clone();
+    assert_eq!(snap.services().count(), 0);
+    assert_eq!(snap.workloads().count(), 1);
+    assert!(snap.last_error.is_none());
+
+    // The other type is independent.
+    let policy = Authorization {
+        name: "deny-all".into(),
+        namespace: "default".into(),
+        scope: Scope::Namespace as i32,
+        action: Action::Deny as i32,
+        ..Default::default()
+    };
+    let res = Resource {
+        name: "default/deny-all".into(),
+        version: "p1".into(),
+        resource: Some(to_any(AUTHORIZATION_TYPE_URL, &policy)),
+        ..Default::default()
+    };
+    stream
+        .push(response(AUTHORIZATION_TYPE_URL, "a1", vec![res], &[]))
+        .await;
+    let ack = stream.next_request().await;
+    assert_eq!(
+        (ack.type_url.as_str(), ack.response_nonce.as_str()),
+        (AUTHORIZATION_TYPE_URL, "a1")
+    );
+    let snap = rx.borrow().clone();
+    assert_eq!(snap.authorization("default/deny-all"), Some(&policy));
+    assert_eq!(snap.authorizations().count(), 1);
+    assert_eq!(snap.acked_nonce[ADDRESS_TYPE_URL], "n3");
+
+    bounded("stop", handle.stop()).await;
+    assert!(!rx.borrow().connected);
+}
+
+#[tokio::test]
+async fn reconnects_with_initial_resource_versions() {
+    let mut server = FakeServer::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+    let (handle, mut rx) = XdsClient::spawn(config(server.addr));
+    let mut stream = server.accept().await;
+    subscribe(&mut stream).await;
+    let w1 = workload("Kubernetes//Pod/default/w1", [10, 244, 0, 5]);
+    stream
+        .push(response(
+            ADDRESS_TYPE_URL,
+            "n1",
+            vec![address_resource(
+                &w1.uid,
+                "v7",
+                address::Type::Workload(w1.clone()),
+            )],
+            &[],
+        ))
+        .await;
+    assert_eq!(stream.next_request().await.response_nonce, "n1");
+
+    // The server goes away: the client keeps its data, marked disconnected.
+    let addr = server.stop(vec![stream]).await;
+    let snap = wait_for(&mut rx, "disconnected", |s| !s.connected).await;
+    assert_eq!(snap.workload(&w1.uid), Some(&w1));
+    assert!(snap.last_error.is_some());
+    // Let it fail to connect at least once while the port is closed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.borrow().workload(&w1.uid), Some(&w1));
+
+    // Same port again.
+    let listener = bounded("rebind", async {
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let mut server = FakeServer::start(listener).await;
+    let mut stream = server.accept().await;
+    let subs = subscribe(&mut stream).await;
+    let addr_sub = &subs[ADDRESS_TYPE_URL];
+    assert_eq!(
+        addr_sub.node.as_ref().map(|n| n.id.as_str()),
+        Some("node-a")
+    );
+    assert_eq!(
+        addr_sub.initial_resource_versions,
+        HashMap::from([(w1.uid.clone(), "v7".to_string())])
+    );
+    assert!(subs[AUTHORIZATION_TYPE_URL]
+        .initial_resource_versions
+        .is_empty());
+    let snap = wait_for(&mut rx, "reconnected", |s| s.connected).await;
+    assert_eq!(snap.workload(&w1.uid), Some(&w1));
+
+    // And the new stream works.
+    stream
+        .push(response(ADDRESS_TYPE_URL, "m1", vec![], &[&w1.uid]))
+        .await;
+    assert_eq!(stream.next_request().await.response_nonce, "m1");
+    assert_eq!(rx.borrow().workloads().count(), 0);
+    bounded("stop", handle.stop()).await;
+}
+
+struct TestPki {
+    root_pem: String,
+    server_cert_pem: String,
+    server_key_pem: String,
+}
+
+fn make_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["mesh-control.mesh-system.svc".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    TestPki {
+        root_pem: ca_cert.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
+    }
+}
+
+fn acceptor(pki: &TestPki) -> tokio_rustls::TlsAcceptor {
+    let certs = transport::parse_certs(pki.server_cert_pem.as_bytes(), "server").unwrap();
+    let key = transport::parse_key(pki.server_key_pem.as_bytes()).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(transport::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+#[tokio::test]
+async fn tls_stream_and_untrusted_server() {
+    let pki = make_pki();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut streams) = mpsc::unbounded_channel();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(FakeAds {
+                streams: tx,
+            }))
+            .serve_with_incoming(transport::tls_incoming(listener, acceptor(&pki))),
+    );
+
+    // Verifying by IP SAN.
+    let mut cfg = config(addr);
+    cfg.endpoint = format!("https://{addr}");
+    cfg.tls = Some(XdsTls {
+        root_pem: pki.root_pem.clone().into_bytes(),
+        client_cert: None,
+        server_name: None,
+    });
+    let (handle, mut rx) = XdsClient::spawn(cfg.clone());
+    let mut stream = bounded("tls stream", streams.recv()).await.unwrap();
+    subscribe(&mut stream).await;
+    let w1 = workload("Kubernetes//Pod/default/w1", [10, 244, 0, 5]);
+    stream
+        .push(response(
+            ADDRESS_TYPE_URL,
+            "t1",
+            vec![address_resource(
+                &w1.uid,
+                "v1",
+                address::Type::Workload(w1.clone()),
+            )],
+            &[],
+        ))
+        .await;
+    assert_eq!(stream.next_request().await.response_nonce, "t1");
+    let snap = wait_for(&mut rx, "tls snapshot", |s| s.workloads().count() == 1).await;
+    assert!(snap.connected);
+    bounded("stop", handle.stop()).await;
+
+    // Verifying by DNS name.
+    cfg.tls.as_mut().unwrap().server_name = Some("mesh-control.mesh-system.svc".into());
+    let (handle, mut rx) = XdsClient::spawn(cfg.clone());
+    let mut stream = bounded("tls stream by name", streams.recv()).await.unwrap();
+    subscribe(&mut stream).await;
+    wait_for(&mut rx, "connected by name", |s| s.connected).await;
+    bounded("stop", handle.stop()).await;
+
+    // A client trusting another CA never connects and says why.
+    cfg.tls.as_mut().unwrap().root_pem = make_pki().root_pem.into_bytes();
+    let (handle, mut rx) = XdsClient::spawn(cfg);
+    let snap = wait_for(&mut rx, "tls error", |s| s.last_error.is_some()).await;
+    assert!(!snap.connected);
+    let err = snap.last_error.clone().unwrap();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    bounded("stop", handle.stop()).await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn bad_tls_settings_stop_the_client() {
+    let mut cfg = config("127.0.0.1:1".parse().unwrap());
+    cfg.tls = Some(XdsTls {
+        root_pem: b"not pem".to_vec(),
+        client_cert: None,
+        server_name: None,
+    });
+    let (handle, mut rx) = XdsClient::spawn(cfg);
+    let snap = wait_for(&mut rx, "config error", |s| s.last_error.is_some()).await;
+    assert!(snap
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no certificate in root PEM"));
+    bounded("task ends", async {
+        while !handle.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
