@@ -1,1 +1,75 @@
-//! HBONE client and server (issue 3, in progress).
+//! HBONE: HTTP/2 `CONNECT` over mutual TLS with SPIFFE identities, as
+//! Istio's ztunnel speaks it (hop ③ of the data path).
+//!
+//! * [`Identity`] is `spiffe://<td>/ns/<ns>/sa/<sa>`; [`sni_for`] names the
+//!   destination identity in TLS SNI so one server (the node agent on
+//!   :15008) can present the certificate of whichever local workload the
+//!   client wants to reach.
+//! * [`CertStore`] holds every local identity's [`WorkloadCert`] and the
+//!   [`TrustBundle`]; replacing a certificate rotates it for the next
+//!   handshake without touching established connections.
+//! * [`HboneClient::connect`] returns an [`HboneStream`] (tokio
+//!   `AsyncRead + AsyncWrite`) tunnelled through a pooled connection;
+//!   [`HboneServer`] accepts tunnels and relays each to what a
+//!   [`ConnectHandler`] returns.
+//!
+//! TLS is 1.3 only with ALPN `h2` and rustls' ring provider, installed
+//! explicitly (the process-default provider is never consulted).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mesh_hbone::*;
+//!
+//! # async fn demo(root_pem: &str, chain_pem: &str, key_pem: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(CertStore::new(TrustBundle::from_pem(root_pem)?));
+//! store.insert(WorkloadCert::from_pem(chain_pem, key_pem)?); // again to rotate
+//!
+//! // Server (inbound, :15008): decide per CONNECT, then bytes are relayed.
+//! let handler = handler_fn(|req: ConnectRequest| async move {
+//!     // authorize req.peer for req.local_identity / req.authority here
+//!     tokio::net::TcpStream::connect(req.authority)
+//!         .await
+//!         .map_err(|_| http::StatusCode::SERVICE_UNAVAILABLE)
+//! });
+//! let listener = tokio::net::TcpListener::bind(("0.0.0.0", HBONE_PORT)).await?;
+//! tokio::spawn(HboneServer::new(store.clone(), handler).serve(listener));
+//!
+//! // Client (outbound): a tunnel is an AsyncRead + AsyncWrite.
+//! let client = HboneClient::new(store, ClientOptions { socket_mark: Some(0x539), ..Default::default() });
+//! let src: Identity = "spiffe://cluster.local/ns/a/sa/web".parse()?;
+//! let dst: Identity = "spiffe://cluster.local/ns/b/sa/api".parse()?;
+//! let mut tunnel = client
+//!     .connect(&src, "192.168.1.2:15008".parse()?, &dst, "10.244.1.7:9080".parse()?)
+//!     .await?;
+//! # let mut pod = tokio::net::TcpStream::connect("127.0.0.1:1").await?;
+//! tokio::io::copy_bidirectional(&mut pod, &mut tunnel).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod alert;
+mod certs;
+mod client;
+mod identity;
+mod pool;
+mod server;
+pub mod settings;
+mod store;
+mod stream;
+mod tls;
+
+pub use certs::{parse_leaf, CertError, LeafInfo, TrustBundle, WorkloadCert};
+pub use client::{ClientError, ClientOptions, HboneClient};
+pub use identity::{sni_for, Identity, IdentityError};
+pub use server::{
+    handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer, RelayOutcome,
+    ServerError, ServerOptions, ServerStats, Upstream,
+};
+pub use store::CertStore;
+pub use stream::HboneStream;
+pub use tls::{client_config, provider, server_config, PeerIdentityError, TlsError, ALPN_H2};
+
+/// The HBONE port (Istio's `hbone_mtls_port`).
+pub const HBONE_PORT: u16 = 15008;

@@ -1,0 +1,40 @@
+//! HTTP/2 settings shared by the HBONE client and server, sized for bulk
+//! tunnels rather than for small HTTP requests.
+//!
+//! The defaults (64 KiB windows, 16 KiB frames) cap one stream at about one
+//! window per round trip; tunnels carry whole TCP connections, so windows
+//! are raised to what a fast TCP connection keeps in flight.
+
+/// Initial per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE).
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Initial connection-level receive window (WINDOW_UPDATE on stream 0).
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Largest DATA frame we accept (SETTINGS_MAX_FRAME_SIZE). HTTP/2 allows
+/// 16 KiB ..= 16 MiB - 1; 1 MiB keeps per-frame overhead negligible while
+/// bounding the buffer a single frame needs.
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+/// Data h2 queues per stream before asking the writer to wait.
+pub const MAX_SEND_BUFFER: usize = 1 << 20;
+
+/// The client's stream limit is the server's SETTINGS_MAX_CONCURRENT_STREAMS
+/// (and `ClientOptions::max_streams_per_connection`), not set here.
+pub(crate) fn client_builder() -> h2::client::Builder {
+    let mut b = h2::client::Builder::new();
+    b.initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        // Servers never push; a tunnel has no use for it.
+        .enable_push(false);
+    b
+}
+
+pub(crate) fn server_builder(max_concurrent_streams: u32) -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_concurrent_streams(max_concurrent_streams);
+    b
+}
