@@ -3,6 +3,7 @@
 //!
 //! - `GET /stats/connections` — totals and recent connections (JSON)
 //! - `GET /stats/capture` — programs, kernel counters, enrolled pods (JSON)
+//! - `GET /stats/mesh` — xDS state, workloads known, certificates held (JSON)
 //! - `GET /healthz/ready` — 200 once the capture is installed and listening
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -19,6 +20,8 @@ use crate::{
 
 pub struct AdminState {
     pub stats: Arc<ConnectionStats>,
+    /// Set when a control plane feeds the agent.
+    pub mesh: Option<Arc<crate::outbound::proxy::MeshRuntime>>,
     pub programs: Vec<ProgramState>,
     pub enroller: std::sync::Mutex<Enroller>,
     pub kernel_stats: maps::StatsMap,
@@ -44,6 +47,13 @@ fn route(state: &AdminState, req: &Request<hyper::body::Incoming>) -> Response<F
             StatusCode::OK,
             json!({"totals": state.stats.totals(), "recent": state.stats.recent()}),
         ),
+        "/stats/mesh" => match &state.mesh {
+            Some(mesh) => json_response(StatusCode::OK, mesh.admin_json()),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no control plane configured"}),
+            ),
+        },
         "/stats/capture" => {
             let counters: serde_json::Map<String, serde_json::Value> =
                 match maps::read_stats(&state.kernel_stats) {
@@ -70,7 +80,7 @@ fn route(state: &AdminState, req: &Request<hyper::body::Incoming>) -> Response<F
         }
         _ => json_response(
             StatusCode::NOT_FOUND,
-            json!({"endpoints": ["/stats/connections", "/stats/capture", "/healthz/ready"]}),
+            json!({"endpoints": ["/stats/connections", "/stats/capture", "/stats/mesh", "/healthz/ready"]}),
         ),
     }
 }

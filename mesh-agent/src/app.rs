@@ -117,6 +117,14 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         buffer_size: cfg.buffer_size,
         connect_timeout: Duration::from_secs(10),
     };
+    let mesh = match &cfg.mesh {
+        Some(mesh_cfg) => Some(
+            crate::mesh::start(mesh_cfg, &cfg, &layout, redirect_v4, Arc::clone(&stats))
+                .await
+                .context("starting the mesh side (xDS, certificates, HBONE)")?,
+        ),
+        None => None,
+    };
     let mut outbound = vec![];
     let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
     outbound.push(
@@ -125,6 +133,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             Arc::clone(&orig_dst),
             Arc::clone(&stats),
             settings.clone(),
+            mesh.clone(),
         )
         .await
         .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
@@ -132,13 +141,20 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     if let Some(v6) = cfg.redirect_ipv6 {
         let v6_addr = SocketAddr::new(IpAddr::V6(v6), cfg.outbound_port);
         outbound.push(
-            Outbound::bind(v6_addr, Arc::clone(&orig_dst), Arc::clone(&stats), settings)
-                .await
-                .with_context(|| format!("binding the outbound listener on {v6_addr}"))?,
+            Outbound::bind(
+                v6_addr,
+                Arc::clone(&orig_dst),
+                Arc::clone(&stats),
+                settings,
+                mesh.clone(),
+            )
+            .await
+            .with_context(|| format!("binding the outbound listener on {v6_addr}"))?,
         );
     }
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
+        mesh: mesh.clone(),
         programs,
         enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
         kernel_stats: maps::stats(&layout)?,

@@ -75,6 +75,8 @@ pub fn status(pins: &PinConfig) -> anyhow::Result<()> {
             pod.netns_cookie, pod.excluded_ports
         );
     }
+    let strict = crate::capture::strict::StrictPods::open(&layout)?.list();
+    println!("pods under STRICT mTLS (plaintext dropped in the kernel): {strict:?}");
     println!("kernel counters:");
     for (name, value) in maps::read_stats(&maps::stats(&layout)?)? {
         println!("  {name:<24} {value}");

@@ -99,6 +99,48 @@ pub struct RunArgs {
     /// Tokio worker threads. [default: 2]
     #[arg(long, env = "MESH_AGENT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// This node's name, as in the pods' spec.nodeName. [default: the hostname]
+    #[arg(long, env = "MESH_AGENT_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Control plane xDS endpoint, e.g. http://10.0.0.254:15010 (plaintext, local
+    /// dev) or https://mesh-control:15012. Without it the agent runs capture
+    /// only: every captured connection is passed through in plaintext.
+    #[arg(long, env = "MESH_AGENT_XDS_ADDRESS")]
+    pub xds_address: Option<String>,
+    /// CA endpoint for workload certificates. [default: the xDS endpoint]
+    #[arg(long, env = "MESH_AGENT_CA_ADDRESS")]
+    pub ca_address: Option<String>,
+    /// PEM file with the mesh's root certificate(s): verifies peers' HBONE
+    /// certificates and the control plane's TLS. Required with --xds-address.
+    #[arg(long, env = "MESH_AGENT_TRUST_BUNDLE")]
+    pub trust_bundle: Option<PathBuf>,
+    /// Where inbound HBONE is accepted (this node's address, port 15008).
+    /// [default: <redirect-ipv4>:15008]
+    #[arg(long, env = "MESH_AGENT_HBONE_ADDR")]
+    pub hbone_addr: Option<SocketAddr>,
+    /// Lifetime requested for workload certificates (`90s`, `30m`, `24h`);
+    /// they are renewed at half-life. [default: 24h]
+    #[arg(long, env = "MESH_AGENT_CERT_TTL", value_parser = parse_duration)]
+    pub cert_ttl: Option<std::time::Duration>,
+}
+
+/// `90s`, `30m`, `24h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 24h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +208,19 @@ pub struct AgentConfig {
     pub socket_mark: u32,
     pub buffer_size: usize,
     pub worker_threads: usize,
+    /// The mesh side; `None`: capture-only (plaintext passthrough).
+    pub mesh: Option<MeshConfig>,
+}
+
+/// Settings that only matter when the agent is fed by a control plane.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub node_name: String,
+    pub xds_address: String,
+    pub ca_address: String,
+    pub trust_bundle: PathBuf,
+    pub hbone_addr: Option<SocketAddr>,
+    pub cert_ttl: std::time::Duration,
 }
 
 /// The TOML file: every key optional.
@@ -184,6 +239,12 @@ pub struct FileConfig {
     pub socket_mark: Option<u32>,
     pub buffer_size: Option<usize>,
     pub worker_threads: Option<usize>,
+    pub node_name: Option<String>,
+    pub xds_address: Option<String>,
+    pub ca_address: Option<String>,
+    pub trust_bundle: Option<PathBuf>,
+    pub hbone_addr: Option<SocketAddr>,
+    pub cert_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,9 +335,48 @@ impl AgentConfig {
                 .unwrap_or(mesh_common::AGENT_SOCKET_MARK),
             buffer_size: run.buffer_size.or(file.buffer_size).unwrap_or(256 * 1024),
             worker_threads: run.worker_threads.or(file.worker_threads).unwrap_or(2),
+            mesh: Self::resolve_mesh(run, file)?,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    fn resolve_mesh(run: &RunArgs, file: &FileConfig) -> Result<Option<MeshConfig>, ConfigError> {
+        let Some(xds_address) = run.xds_address.clone().or_else(|| file.xds_address.clone()) else {
+            return Ok(None);
+        };
+        let trust_bundle = run
+            .trust_bundle
+            .clone()
+            .or_else(|| file.trust_bundle.clone())
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "trust_bundle",
+                expected: "a PEM file path when xds_address is set",
+                got: "nothing".into(),
+            })?;
+        let node_name = match run.node_name.clone().or_else(|| file.node_name.clone()) {
+            Some(name) => name,
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
+        };
+        let cert_ttl = run
+            .cert_ttl
+            .or(file.cert_ttl_seconds.map(std::time::Duration::from_secs))
+            .unwrap_or(std::time::Duration::from_secs(24 * 3600));
+        Ok(Some(MeshConfig {
+            node_name,
+            ca_address: run
+                .ca_address
+                .clone()
+                .or_else(|| file.ca_address.clone())
+                .unwrap_or_else(|| xds_address.clone()),
+            xds_address,
+            trust_bundle,
+            hbone_addr: run.hbone_addr.or(file.hbone_addr),
+            cert_ttl,
+        }))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -352,6 +452,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("outbound_prot"), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_units_and_reject_garbage() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_duration("15").unwrap().as_secs(), 15);
+        assert!(parse_duration("1d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn xds_without_trust_bundle_is_rejected_by_field_name() {
+        let run = RunArgs {
+            xds_address: Some("http://10.0.0.254:15010".into()),
+            ..Default::default()
+        };
+        let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("trust_bundle"), "{err}");
     }
 
     #[test]

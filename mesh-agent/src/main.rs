@@ -8,7 +8,9 @@ mod app;
 mod capture;
 mod commands;
 mod config;
+mod inbound;
 mod logging;
+mod mesh;
 mod outbound;
 mod state;
 

@@ -181,6 +181,11 @@ impl Agent {
         }
     }
 
+    /// `/stats/mesh`: xDS state, workloads and certificates (mesh mode only).
+    pub fn mesh(&self) -> anyhow::Result<Value> {
+        self.admin("/stats/mesh")
+    }
+
     /// `/stats/capture`: programs, kernel counters, enrolled pods.
     pub fn capture(&self) -> anyhow::Result<Value> {
         self.admin("/stats/capture")

@@ -60,6 +60,12 @@ pub fn orig_dst_by_tuple(layout: &PinLayout) -> Result<OrigDstMap, MapsError> {
         Map::LruHashMap(open(layout, names::MAP_ORIG_BY_TUPLE)?),
     )
 }
+pub fn strict(layout: &PinLayout) -> Result<HashMap<MapData, [u8; 16], u8>, MapsError> {
+    typed(
+        names::MAP_STRICT,
+        Map::HashMap(open(layout, names::MAP_STRICT)?),
+    )
+}
 pub fn config(layout: &PinLayout) -> Result<ConfigMap, MapsError> {
     typed(
         names::MAP_CONFIG,

@@ -11,6 +11,7 @@ pub mod maps;
 pub mod netns;
 pub mod orig_dst;
 pub mod pins;
+pub mod strict;
 
 /// The compiled `mesh-ebpf` object, built by build.rs with aya-build.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mesh-ebpf"));

@@ -3,7 +3,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 
-use super::proxy::{self, ProxySettings};
+use super::proxy::{self, MeshRuntime, ProxySettings};
 use crate::{capture::orig_dst::OrigDstTable, state::connections::ConnectionStats};
 
 pub struct Outbound {
@@ -11,6 +11,7 @@ pub struct Outbound {
     pub orig_dst: Arc<OrigDstTable>,
     pub stats: Arc<ConnectionStats>,
     pub settings: ProxySettings,
+    pub mesh: Option<Arc<MeshRuntime>>,
 }
 
 impl Outbound {
@@ -19,6 +20,7 @@ impl Outbound {
         orig_dst: Arc<OrigDstTable>,
         stats: Arc<ConnectionStats>,
         settings: ProxySettings,
+        mesh: Option<Arc<MeshRuntime>>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(%addr, "outbound capture listener ready");
@@ -27,6 +29,7 @@ impl Outbound {
             orig_dst,
             stats,
             settings,
+            mesh,
         })
     }
 
@@ -59,7 +62,14 @@ impl Outbound {
             };
             let stats = Arc::clone(&self.stats);
             let settings = self.settings.clone();
-            tokio::spawn(proxy::run(client, peer, dst, stats, settings));
+            tokio::spawn(proxy::run(
+                client,
+                peer,
+                dst,
+                stats,
+                settings,
+                self.mesh.clone(),
+            ));
         }
     }
 }

@@ -8,7 +8,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::state::connections::ConnectionStats;
+use mesh_hbone::HboneClient;
+
+use crate::{
+    mesh::route::{MeshView, Route},
+    state::connections::ConnectionStats,
+};
 
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
@@ -42,14 +47,132 @@ async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Result<T
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
+/// What the mesh side adds to proxying: routing and the HBONE client.
+pub struct MeshRuntime {
+    pub view: tokio::sync::watch::Receiver<Arc<MeshView>>,
+    pub hbone: HboneClient,
+    pub store: Arc<mesh_hbone::CertStore>,
+    /// Certificates obtained from the CA since start.
+    pub issued: Arc<std::sync::atomic::AtomicU64>,
+    pub xds: tokio::sync::watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
+}
+
+impl MeshRuntime {
+    /// What `/stats/mesh` shows.
+    pub fn admin_json(&self) -> serde_json::Value {
+        let view = self.view.borrow().clone();
+        let snapshot = self.xds.borrow().clone();
+        let certs: Vec<serde_json::Value> = self
+            .store
+            .identities()
+            .iter()
+            .filter_map(|id| self.store.get(id))
+            .map(|c| {
+                let expires = c
+                    .not_after()
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                serde_json::json!({
+                    "identity": c.identity().to_string(),
+                    "serial": c.serial(),
+                    "not_after_unix": expires,
+                })
+            })
+            .collect();
+        let workloads: Vec<serde_json::Value> = view
+            .workloads()
+            .map(|w| {
+                serde_json::json!({
+                    "uid": w.uid, "identity": w.identity.to_string(), "node": w.node,
+                    "ips": w.ips, "mesh": w.mesh,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "node": view.node,
+            "xds_connected": snapshot.connected,
+            "xds_last_error": snapshot.last_error,
+            "workloads": workloads,
+            "services": view.service_count(),
+            "certificates": certs,
+            "certificates_issued": self.issued.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
 pub async fn run(
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
     stats: Arc<ConnectionStats>,
     settings: ProxySettings,
+    mesh: Option<Arc<MeshRuntime>>,
 ) {
-    let open = stats.open(peer, dst);
+    let route = match &mesh {
+        Some(mesh) => mesh.view.borrow().route(peer.ip(), dst),
+        None => Route::Direct {
+            dst,
+            reason: "passthrough: no control plane configured",
+        },
+    };
+    let mut open = stats.open(peer, dst);
+    match route {
+        Route::Direct {
+            dst: target,
+            reason,
+        } => {
+            open.route = if reason.starts_with("local") {
+                "local"
+            } else {
+                "passthrough"
+            };
+            direct(client, peer, target, open, stats, settings).await;
+        }
+        Route::Hbone {
+            gateway,
+            authority,
+            src,
+            dst: dst_id,
+        } => {
+            let Some(mesh) = mesh else { return };
+            open.route = "hbone";
+            open.source_identity = src.to_string();
+            open.destination_identity = dst_id.to_string();
+            let mut client = client;
+            let _ = client.set_nodelay(true);
+            let mut tunnel = match mesh.hbone.connect(&src, gateway, &dst_id, authority).await {
+                Ok(tunnel) => tunnel,
+                Err(error) => {
+                    tracing::info!(src = %peer, %gateway, %authority, %error, "HBONE connect failed");
+                    reset(client);
+                    stats.finish(open, 0, 0, Some(format!("connect: {error}")));
+                    return;
+                }
+            };
+            tracing::debug!(id = open.id, src = %peer, %authority, %gateway, "proxying over HBONE");
+            match tokio::io::copy_bidirectional(&mut client, &mut tunnel).await {
+                Ok((sent, received)) => stats.finish(open, sent, received, None),
+                Err(error) => stats.finish(open, 0, 0, Some(error.to_string())),
+            }
+        }
+        Route::Refuse { reason } => {
+            tracing::info!(src = %peer, %dst, %reason, "connection refused by routing");
+            open.route = "refused";
+            reset(client);
+            stats.finish(open, 0, 0, Some(reason));
+        }
+    }
+}
+
+async fn direct(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    open: crate::state::connections::Open,
+    stats: Arc<ConnectionStats>,
+    settings: ProxySettings,
+) {
     let _ = client.set_nodelay(true);
     let mut upstream = match connect(dst, &settings).await {
         Ok(upstream) => upstream,

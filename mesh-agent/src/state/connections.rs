@@ -18,6 +18,13 @@ const HISTORY: usize = 256;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ConnectionRecord {
     pub id: u64,
+    /// `outbound` (captured from a local pod) or `inbound` (HBONE from a peer).
+    pub direction: &'static str,
+    /// `passthrough`, `local`, `hbone`, or `refused`.
+    pub route: &'static str,
+    /// SPIFFE identities; empty when a side has none (plaintext).
+    pub source_identity: String,
+    pub destination_identity: String,
     /// The pod that connected.
     pub source: SocketAddr,
     /// Where the pod meant to go.
@@ -61,6 +68,10 @@ pub struct ConnectionStats {
 /// A connection in flight; counted active until [`ConnectionStats::finish`].
 pub struct Open {
     pub id: u64,
+    pub direction: &'static str,
+    pub route: &'static str,
+    pub source_identity: String,
+    pub destination_identity: String,
     pub source: SocketAddr,
     pub original_destination: SocketAddr,
     started: std::time::Instant,
@@ -79,6 +90,10 @@ impl ConnectionStats {
         self.active.fetch_add(1, Ordering::Relaxed);
         Open {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            direction: "outbound",
+            route: "passthrough",
+            source_identity: String::new(),
+            destination_identity: String::new(),
             source,
             original_destination,
             started: std::time::Instant::now(),
@@ -97,6 +112,10 @@ impl ConnectionStats {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let record = ConnectionRecord {
             id: open.id,
+            direction: open.direction,
+            route: open.route,
+            source_identity: open.source_identity,
+            destination_identity: open.destination_identity,
             source: open.source,
             original_destination: open.original_destination,
             bytes_sent: sent,

@@ -1,0 +1,2 @@
+//! Hop ④: traffic arriving at this node for its pods.
+pub mod hbone;

@@ -1,0 +1,128 @@
+//! The mesh side of the agent, active when a control plane is configured:
+//! the xDS view of workloads and services, routing (hop ②), workload
+//! certificates, and the STRICT pod list pushed into the kernel.
+pub mod certs;
+pub mod route;
+pub mod xds_view;
+
+use std::{net::Ipv4Addr, sync::Arc};
+
+use anyhow::Context as _;
+use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, TrustBundle};
+use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use tokio::sync::watch;
+
+use crate::{
+    capture::{pins::PinLayout, strict::StrictPods},
+    config::{AgentConfig, MeshConfig},
+    inbound::hbone::InboundHandler,
+    outbound::proxy::MeshRuntime,
+    state::connections::ConnectionStats,
+};
+
+/// Starts everything the mesh side needs and returns what the outbound
+/// proxy uses. Tasks run until the process exits.
+pub async fn start(
+    mesh: &MeshConfig,
+    cfg: &AgentConfig,
+    layout: &PinLayout,
+    node_ip: Ipv4Addr,
+    stats: Arc<ConnectionStats>,
+) -> anyhow::Result<Arc<MeshRuntime>> {
+    let bundle_pem = std::fs::read(&mesh.trust_bundle)
+        .with_context(|| format!("reading the trust bundle {}", mesh.trust_bundle.display()))?;
+    let bundle = TrustBundle::from_pem(&bundle_pem)
+        .with_context(|| format!("trust bundle {}", mesh.trust_bundle.display()))?;
+    let store = Arc::new(CertStore::new(bundle));
+
+    // xDS: workloads, services, authorization policies.
+    let node_id = format!("agent~{}~{}", mesh.node_name, cfg.pins.instance);
+    let mut xds_cfg = XdsClientConfig::new(mesh.xds_address.clone(), node_id);
+    xds_cfg.type_urls = vec![
+        ADDRESS_TYPE_URL.to_string(),
+        AUTHORIZATION_TYPE_URL.to_string(),
+    ];
+    if mesh.xds_address.starts_with("https://") {
+        xds_cfg.tls = Some(mesh_xds::XdsTls {
+            root_pem: bundle_pem.clone(),
+            client_cert: None,
+            server_name: None,
+        });
+    }
+    let (xds, mut snapshots) = XdsClient::spawn(xds_cfg);
+    let xds_rx = snapshots.clone();
+    let node = mesh.node_name.clone();
+    let initial = Arc::new(xds_view::view(&node, &snapshots.borrow()));
+    let (view_tx, view_rx) = watch::channel(initial);
+    let mut strict = StrictPods::open(layout)?;
+    tokio::spawn(async move {
+        let _keep_client = xds;
+        loop {
+            let snapshot = snapshots.borrow_and_update().clone();
+            let view = xds_view::view(&node, &snapshot);
+            tracing::debug!(
+                workloads = view.workload_count(),
+                services = view.service_count(),
+                connected = snapshot.connected,
+                "mesh view updated"
+            );
+            view_tx.send_replace(Arc::new(view));
+            if let Err(error) = strict.set(&xds_view::strict_pod_ips(&node, &snapshot)) {
+                tracing::warn!(%error, "cannot update strict_pods");
+            }
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // Certificates for this node's pods.
+    let ca_channel = tonic::transport::Channel::from_shared(mesh.ca_address.clone())
+        .with_context(|| format!("CA address {:?}", mesh.ca_address))?
+        .connect_lazy();
+    let certs = certs::CertManager {
+        store: Arc::clone(&store),
+        ca: mesh_xds::proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient::new(
+            ca_channel,
+        ),
+        ttl: mesh.cert_ttl,
+        issued: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let issued = Arc::clone(&certs.issued);
+    tokio::spawn(certs.run(view_rx.clone()));
+
+    // Inbound HBONE.
+    let hbone_addr = mesh
+        .hbone_addr
+        .unwrap_or_else(|| std::net::SocketAddr::from((node_ip, mesh_common::HBONE_PORT)));
+    let listener = tokio::net::TcpListener::bind(hbone_addr)
+        .await
+        .with_context(|| format!("binding the HBONE listener on {hbone_addr}"))?;
+    let handler = Arc::new(InboundHandler {
+        view: view_rx.clone(),
+        stats,
+        socket_mark: cfg.socket_mark,
+    });
+    let server = HboneServer::new(Arc::clone(&store), handler);
+    tokio::spawn(async move {
+        if let Err(error) = server.serve(listener).await {
+            tracing::error!(%error, "HBONE server stopped");
+        }
+    });
+    tracing::info!(%hbone_addr, xds = %mesh.xds_address, node = %mesh.node_name, "mesh side started");
+
+    let hbone = HboneClient::new(
+        Arc::clone(&store),
+        ClientOptions {
+            socket_mark: Some(cfg.socket_mark),
+            ..ClientOptions::default()
+        },
+    );
+    Ok(Arc::new(MeshRuntime {
+        view: view_rx,
+        hbone,
+        store,
+        issued,
+        xds: xds_rx,
+    }))
+}

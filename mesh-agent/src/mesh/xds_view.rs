@@ -1,0 +1,142 @@
+//! Turning the xDS snapshot (Istio workload discovery) into the agent's
+//! [`MeshView`], and picking out which local pods are under STRICT mTLS.
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+};
+
+use mesh_hbone::Identity;
+use mesh_xds::{
+    proto::{istio_security, istio_workload},
+    XdsSnapshot,
+};
+
+use super::route::{MeshView, ServiceInfo, WorkloadInfo};
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
+fn gateway(w: &istio_workload::Workload) -> Option<SocketAddr> {
+    let gw = w.network_gateway.as_ref()?;
+    let istio_workload::gateway_address::Destination::Address(addr) = gw.destination.as_ref()?
+    else {
+        return None;
+    };
+    let port = u16::try_from(gw.hbone_mtls_port)
+        .ok()
+        .filter(|p| *p != 0)
+        .unwrap_or(15008);
+    Some(SocketAddr::new(ip_from_bytes(&addr.address)?, port))
+}
+
+fn workload_info(w: &istio_workload::Workload) -> Option<WorkloadInfo> {
+    let identity = Identity::new(&w.trust_domain, &w.namespace, &w.service_account).ok()?;
+    Some(WorkloadInfo {
+        uid: w.uid.clone(),
+        name: w.name.clone(),
+        namespace: w.namespace.clone(),
+        identity,
+        node: w.node.clone(),
+        ips: w
+            .addresses
+            .iter()
+            .filter_map(|a| ip_from_bytes(a))
+            .collect(),
+        mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
+        gateway: gateway(w),
+    })
+}
+
+/// The routing view for the agent of `node`.
+pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
+    let workloads: Vec<WorkloadInfo> = snapshot
+        .workloads()
+        .filter_map(|(_, w)| workload_info(w))
+        .collect();
+    let mut services = Vec::new();
+    for (name, svc) in snapshot.services() {
+        let key = format!("{}/{}", svc.namespace, svc.hostname);
+        for port in &svc.ports {
+            let Ok(service_port) = u16::try_from(port.service_port) else {
+                continue;
+            };
+            let endpoints: Vec<(String, u16)> = snapshot
+                .workloads()
+                .filter_map(|(_, w)| {
+                    let list = w.services.get(&key)?;
+                    let p = list
+                        .ports
+                        .iter()
+                        .find(|p| p.service_port == port.service_port)?;
+                    let target = if p.target_port == 0 {
+                        p.service_port
+                    } else {
+                        p.target_port
+                    };
+                    Some((w.uid.clone(), u16::try_from(target).ok()?))
+                })
+                .collect();
+            for vip in svc
+                .addresses
+                .iter()
+                .filter_map(|a| ip_from_bytes(&a.address))
+            {
+                services.push(ServiceInfo {
+                    key: name.to_string(),
+                    vip: SocketAddr::new(vip, service_port),
+                    endpoints: endpoints.clone(),
+                });
+            }
+        }
+    }
+    MeshView::new(node, workloads, services)
+}
+
+/// True for the policy shape a PeerAuthentication STRICT becomes: DENY
+/// connections that have no peer principal (plaintext).
+fn denies_plaintext(policy: &istio_security::Authorization) -> bool {
+    policy.action == istio_security::Action::Deny as i32
+        && policy.rules.iter().any(|r| {
+            r.clauses.iter().any(|c| {
+                c.matches.iter().any(|m| {
+                    m.not_principals.iter().any(|p| {
+                        matches!(
+                            p.match_type,
+                            Some(istio_security::string_match::MatchType::Presence(_))
+                        )
+                    })
+                })
+            })
+        })
+}
+
+/// Addresses of this node's mesh pods that only accept mTLS.
+pub fn strict_pod_ips(node: &str, snapshot: &XdsSnapshot) -> BTreeSet<IpAddr> {
+    let strict: Vec<&istio_security::Authorization> = snapshot
+        .authorizations()
+        .map(|(_, p)| p)
+        .filter(|p| denies_plaintext(p))
+        .collect();
+    let mut ips = BTreeSet::new();
+    for (_, w) in snapshot.workloads() {
+        if w.node != node || w.tunnel_protocol != istio_workload::TunnelProtocol::Hbone as i32 {
+            continue;
+        }
+        let applies = strict.iter().any(|p| match p.scope {
+            s if s == istio_security::Scope::Global as i32 => true,
+            s if s == istio_security::Scope::Namespace as i32 => p.namespace == w.namespace,
+            _ => w
+                .authorization_policies
+                .contains(&format!("{}/{}", p.namespace, p.name)),
+        });
+        if applies {
+            ips.extend(w.addresses.iter().filter_map(|a| ip_from_bytes(a)));
+        }
+    }
+    ips
+}
