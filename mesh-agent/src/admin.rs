@@ -25,6 +25,7 @@ pub struct AdminState {
     pub programs: Vec<ProgramState>,
     pub enroller: std::sync::Mutex<Enroller>,
     pub kernel_stats: maps::StatsMap,
+    pub strict: std::sync::Mutex<crate::capture::strict::StrictPods>,
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
@@ -73,9 +74,19 @@ fn route(state: &AdminState, req: &Request<hyper::body::Incoming>) -> Response<F
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .list();
+            let strict = state
+                .strict
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .list();
             json_response(
                 StatusCode::OK,
-                json!({"programs": state.programs, "kernel_counters": counters, "enrolled": enrolled}),
+                json!({
+                    "programs": state.programs,
+                    "kernel_counters": counters,
+                    "enrolled": enrolled,
+                    "strict_pods": strict,
+                }),
             )
         }
         _ => json_response(

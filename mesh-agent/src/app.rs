@@ -158,6 +158,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         programs,
         enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
         kernel_stats: maps::stats(&layout)?,
+        strict: std::sync::Mutex::new(crate::capture::strict::StrictPods::open(&layout)?),
     });
     admin::serve(cfg.admin_addr, admin_state)
         .await

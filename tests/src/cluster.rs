@@ -204,7 +204,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Namespace `default` (ambient), the nodes and the pods as Kubernetes YAML.
+    /// Namespace `default` (ambient), the nodes and the pods as Kubernetes
+    /// YAML. Pods carry `app: <name without trailing digits>`.
     pub fn topology_yaml(&self) -> String {
         let mut out = String::from(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels:\n    istio.io/dataplane-mode: ambient\n",
@@ -216,9 +217,11 @@ impl Cluster {
                 node_ip(node.index)
             );
             for pod in &node.pods {
+                // `app` drops trailing digits: web1 and web2 are both `app: web`.
                 out += &format!(
-                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    app: {name}\nspec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    app: {app}\nspec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
                     name = pod.name,
+                    app = pod.name.trim_end_matches(|c: char| c.is_ascii_digit()),
                     node = node.name,
                     ip = pod.ip
                 );
@@ -331,6 +334,43 @@ impl Cluster {
         self.agents
             .get(node)
             .unwrap_or_else(|| panic!("no agent on {node}"))
+    }
+
+    /// Waits (at most 30 s) until `node`'s agent is connected to the control
+    /// plane, knows at least `workloads` workloads and holds certificates for
+    /// the service accounts `identities` (namespace `default`). Returns its
+    /// `/stats/mesh`.
+    pub fn wait_ready(
+        &self,
+        node: &str,
+        workloads: usize,
+        identities: &[&str],
+    ) -> anyhow::Result<serde_json::Value> {
+        let wanted: Vec<String> = identities
+            .iter()
+            .map(|sa| format!("spiffe://cluster.local/ns/default/sa/{sa}"))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mesh = self.agent(node).mesh();
+            if let Ok(m) = &mesh {
+                let certs: Vec<&str> = m["certificates"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|c| c["identity"].as_str()).collect())
+                    .unwrap_or_default();
+                let known = m["workloads"].as_array().map_or(0, Vec::len);
+                if m["xds_connected"] == true
+                    && known >= workloads
+                    && wanted.iter().all(|id| certs.contains(&id.as_str()))
+                {
+                    return Ok(m.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("agent on {node} not ready after 30 s: {mesh:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn serve(

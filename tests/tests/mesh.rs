@@ -27,33 +27,8 @@ fn spiffe(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/default/sa/{sa}")
 }
 
-/// Waits (bounded) until `node`'s agent is connected to the control plane,
-/// knows `workloads` and holds certificates for its own `identities`.
 fn wait_mesh_ready(c: &Cluster, node: &str, workloads: usize, identities: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mesh = c.agent(node).mesh();
-        if let Ok(m) = &mesh {
-            let certs: Vec<&str> = m["certificates"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|c| c["identity"].as_str()).collect())
-                .unwrap_or_default();
-            let known = m["workloads"].as_array().map_or(0, Vec::len);
-            if m["xds_connected"] == true
-                && known >= workloads
-                && identities
-                    .iter()
-                    .all(|id| certs.contains(&spiffe(id).as_str()))
-            {
-                return m.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent on {node} not ready: {mesh:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_ready(node, workloads, identities).unwrap()
 }
 
 fn echo(c: &Cluster, pod: &str, to: &str, bytes: u64, extra: &[&str]) -> Value {
@@ -113,4 +88,200 @@ fn cross_node_traffic_is_hbone_mtls_with_spiffe_identities() {
     assert_eq!(seen["source_identity"], spiffe("a"), "{seen}");
     assert_eq!(seen["destination_identity"], spiffe("b"), "{seen}");
     assert_eq!(seen["bytes_sent"], 4u64 << 20, "{seen}");
+}
+
+#[test]
+fn service_vip_spreads_over_endpoints_on_both_nodes() {
+    let mut c = cluster(&[("node1", &["a", "web1"]), ("node2", &["web2"])]);
+    c.write_config(
+        "10-service.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  clusterIP: 10.96.0.10\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 9080\n",
+    )
+    .unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.serve("web1", ECHO, None).unwrap();
+    c.serve("web2", ECHO, None).unwrap();
+    wait_mesh_ready(&c, "node1", 3, &["a", "web1"]);
+    wait_mesh_ready(&c, "node2", 3, &["web2"]);
+
+    for _ in 0..10 {
+        echo(&c, "a", "10.96.0.10:80", 4096, &[]);
+    }
+    let local = c.servers[0].accepted_peers(ECHO, 1).len();
+    let remote = c.servers[1].accepted_peers(ECHO, 1).len();
+    assert_eq!(local + remote, 10);
+    assert!(
+        local >= 3 && remote >= 3,
+        "VIP not spread: web1 {local}, web2 {remote}"
+    );
+    let recent = c.agent("node1").connections().unwrap();
+    let routes: Vec<&str> = recent["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["route"].as_str())
+        .collect();
+    assert!(
+        routes.contains(&"hbone") && routes.contains(&"local"),
+        "{routes:?}"
+    );
+}
+
+const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls:\n    mode: STRICT\n";
+const PERMISSIVE: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls:\n    mode: PERMISSIVE\n";
+
+fn wait_strict(c: &Cluster, node: &str, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let capture = c.agent(node).capture().unwrap();
+        let strict = capture["strict_pods"].as_array().map_or(0, Vec::len);
+        if (strict > 0) == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "strict pods on {node} never became {want}: {capture}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn strict_refuses_plaintext_while_permissive_accepts_it() {
+    let mut c = cluster(&[("node1", &["a"]), ("node2", &["b", "legacy"])]);
+    c.write_config("20-peerauth.yaml", PERMISSIVE).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    // `legacy` keeps its traffic off the mesh: a plaintext client.
+    c.agent("node2").unenroll(c.pod("legacy")).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    wait_mesh_ready(&c, "node1", 3, &["a"]);
+    wait_mesh_ready(&c, "node2", 3, &["b"]);
+    let dst = c.pod("b").addr(ECHO).to_string();
+    let connect = |pod: &str| {
+        c.client(pod, &["connect", "--to", &dst, "--timeout-ms", "2000"])
+            .unwrap()
+    };
+
+    assert_eq!(
+        connect("legacy")["ok"],
+        true,
+        "PERMISSIVE must accept plaintext"
+    );
+
+    c.write_config("20-peerauth.yaml", STRICT).unwrap();
+    wait_strict(&c, "node2", true);
+    let refused = connect("legacy");
+    assert_eq!(
+        refused["ok"], false,
+        "STRICT must refuse plaintext: {refused}"
+    );
+    echo(&c, "a", &dst, 64 << 10, &[]); // mTLS still gets through
+    let denied = c
+        .agent("node2")
+        .kernel_counter("denied_plaintext_strict")
+        .unwrap();
+    assert!(denied >= 1, "no plaintext attempt counted as denied");
+
+    c.write_config("20-peerauth.yaml", PERMISSIVE).unwrap();
+    wait_strict(&c, "node2", false);
+    assert_eq!(
+        connect("legacy")["ok"],
+        true,
+        "back to PERMISSIVE must accept plaintext"
+    );
+}
+
+#[test]
+fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
+    let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    wait_mesh_ready(&c, "node1", 2, &["a"]);
+    wait_mesh_ready(&c, "node2", 2, &["b"]);
+    let dst = c.pod("b").addr(ECHO).to_string();
+
+    // A transfer that spans the control plane's restart.
+    let mut control = c.control.take().unwrap();
+    let long = std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            echo(&c, "a", &dst, 1 << 20, &["--chunk-delay-ms", "150"]) // ~2.4 s
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        control.stop();
+        // While it is down: new connections still work on the last state.
+        echo(&c, "a", &dst, 64 << 10, &[]);
+        running.join().unwrap()
+    });
+    assert_eq!(long["received"], 1u64 << 20);
+    c.start_control(&[]).unwrap();
+    wait_mesh_ready(&c, "node1", 2, &["a"]);
+    wait_mesh_ready(&c, "node2", 2, &["b"]);
+
+    // A malformed file is rejected; the last good state keeps serving.
+    c.write_config(
+        "30-bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: broken\n  namespace: default\nspec:\n  nodeName: node1\nstatus:\n  podIP: not-an-ip\n",
+    )
+    .unwrap();
+    let log = c.control.as_ref().unwrap().log.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("30-bad.yaml") && text.contains("podIP") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error naming the file and field:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    echo(&c, "a", &dst, 256 << 10, &[]);
+    let mesh = wait_mesh_ready(&c, "node1", 2, &["a"]);
+    let names: Vec<&str> = mesh["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["uid"].as_str())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("broken")),
+        "bad resource was served: {names:?}"
+    );
+}
+
+#[test]
+fn certificate_rotation_keeps_a_long_transfer_alive() {
+    let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &["--cert-ttl", "10s"]).unwrap();
+    c.start_agent("node2", &["--cert-ttl", "10s"]).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    let before = wait_mesh_ready(&c, "node1", 2, &["a"]);
+    wait_mesh_ready(&c, "node2", 2, &["b"]);
+    let first_serial = before["certificates"][0]["serial"].clone();
+
+    // ~13 s: longer than the certificate lifetime, renewed at half-life.
+    let out = echo(
+        &c,
+        "a",
+        &c.pod("b").addr(ECHO).to_string(),
+        2 << 20,
+        &["--chunk-delay-ms", "400"],
+    );
+    assert_eq!(out["received"], 2u64 << 20);
+    let after = c.agent("node1").mesh().unwrap();
+    assert!(
+        after["certificates_issued"].as_u64().unwrap() >= 2,
+        "never renewed: {after}"
+    );
+    assert_ne!(after["certificates"][0]["serial"], first_serial, "{after}");
+    // New connections use the renewed certificate.
+    echo(&c, "a", &c.pod("b").addr(ECHO).to_string(), 64 << 10, &[]);
 }

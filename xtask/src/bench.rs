@@ -39,7 +39,12 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench")?;
     let env = setup::ensure_all()?;
     cargo::build(&env, true)?;
-    step("topology: pods `meshed` (enrolled), `direct` (not enrolled), `server`");
+    same_node(bytes, repeats, rounds)?;
+    cross_node(bytes, repeats, rounds)
+}
+
+fn same_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
+    step("same node, plaintext: pods `meshed` (enrolled), `direct` (not enrolled), `server`");
     let mut topo = Topology::new(
         "mbench",
         cargo::binaries(true),
@@ -171,4 +176,119 @@ fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
                 .ok()
         })
         .ok_or_else(|| anyhow::anyhow!("{key} missing from /proc/{pid}/status"))
+}
+
+/// One path's measurements.
+struct PathFigures {
+    gbit: f64,
+    p50_us: f64,
+    p99_us: f64,
+    setup_p50_us: f64,
+}
+
+fn measure(
+    c: &mesh_e2e::cluster::Cluster,
+    pod: &str,
+    sink: &str,
+    echo: &str,
+    bytes: u64,
+    rounds: u32,
+) -> anyhow::Result<PathFigures> {
+    let stream = c.client(
+        pod,
+        &["stream", "--to", sink, "--bytes", &bytes.to_string()],
+    )?;
+    let rr = c.client(pod, &["rr", "--to", echo, "--count", &rounds.to_string()])?;
+    let setup = c.client(pod, &["conn-rr", "--to", echo, "--count", "300"])?;
+    let us = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN) / 1000.0;
+    Ok(PathFigures {
+        gbit: gbit(&stream)?,
+        p50_us: us(&rr, "p50_ns"),
+        p99_us: us(&rr, "p99_ns"),
+        setup_p50_us: us(&setup, "p50_ns"),
+    })
+}
+
+/// Two nodes, HBONE mTLS between them, against the same pods talking
+/// directly across the same link.
+fn cross_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
+    step(
+        "cross node, HBONE mTLS: node1 pods `meshed` (enrolled) and `direct` (not), node2 `server`",
+    );
+    let mut c = mesh_e2e::cluster::Cluster::new(
+        "mbench",
+        cargo::binaries(true),
+        &[("node1", &["meshed", "direct"]), ("node2", &["server"])],
+    )?;
+    c.start_control(&[])?;
+    c.start_agent("node1", &[])?;
+    c.start_agent("node2", &[])?;
+    c.agent("node1").unenroll(c.pod("direct"))?;
+    c.serve("server", ECHO, Some(SINK))?;
+    c.wait_ready("node1", 3, &["meshed"])?;
+    c.wait_ready("node2", 3, &["server"])?;
+    let sink = c.pod("server").addr(SINK).to_string();
+    let echo = c.pod("server").addr(ECHO).to_string();
+    let pids = [c.agent("node1").pid(), c.agent("node2").pid()];
+    let mut direct = vec![];
+    let mut mesh = vec![];
+    let mut cpu = 0.0;
+    for i in 1..=repeats {
+        step(format!(
+            "cross-node run {i}/{repeats}: direct, then over HBONE"
+        ));
+        direct.push(measure(&c, "direct", &sink, &echo, bytes, rounds)?);
+        let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p).unwrap_or(0.0)).sum();
+        mesh.push(measure(&c, "meshed", &sink, &echo, bytes, rounds)?);
+        cpu += pids
+            .iter()
+            .map(|p| cpu_seconds(*p).unwrap_or(0.0))
+            .sum::<f64>()
+            - cpu0;
+    }
+    let med = |v: &[PathFigures], f: fn(&PathFigures) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        median(&mut x)
+    };
+    let (dt, mt) = (med(&direct, |p| p.gbit), med(&mesh, |p| p.gbit));
+    let (d50, m50) = (med(&direct, |p| p.p50_us), med(&mesh, |p| p.p50_us));
+    let (d99, m99) = (med(&direct, |p| p.p99_us), med(&mesh, |p| p.p99_us));
+    let (ds, ms) = (
+        med(&direct, |p| p.setup_p50_us),
+        med(&mesh, |p| p.setup_p50_us),
+    );
+    let rss: Vec<f64> = pids
+        .iter()
+        .map(|p| status_kib(*p, "VmHWM").unwrap_or(0) as f64 / 1024.0)
+        .collect();
+    let rss_max = rss.iter().copied().fold(0.0, f64::max);
+    println!();
+    println!("bench l4 (cross node, HBONE mTLS vs direct, same run)  direct      mesh     ratio");
+    println!(
+        "  throughput, Gbit/s (median of {repeats})                {dt:>9.2} {mt:>9.2}   {:>6.2}x   target >= 0.45x  {}",
+        mt / dt,
+        verdict(mt / dt >= 0.45)
+    );
+    println!(
+        "  1-byte RR p50, us                               {d50:>9.1} {m50:>9.1}   +{:.1} us   target <= 60 us  {}",
+        m50 - d50,
+        verdict(m50 <= 60.0)
+    );
+    println!(
+        "  1-byte RR p99, us                               {d99:>9.1} {m99:>9.1}   {:>6.2}x",
+        m99 / d99
+    );
+    println!(
+        "  new connection + 1 RT, p50, us                  {ds:>9.1} {ms:>9.1}   {:>6.2}x   target <= 500 us {}",
+        ms / ds,
+        verdict(ms <= 500.0)
+    );
+    println!("  agents' CPU seconds during the meshed runs: {cpu:.2}");
+    println!(
+        "  agent peak RSS (VmHWM): node1 {:.1} MB, node2 {:.1} MB   target <= 20 MB  {}",
+        rss[0],
+        rss[1],
+        verdict(rss_max <= 20.0)
+    );
+    Ok(())
 }

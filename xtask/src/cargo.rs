@@ -34,7 +34,16 @@ pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
         if release { " in release mode" } else { "" }
     ));
     let mut cmd = cargo(env);
-    cmd.args(["build", "-p", "mesh-agent", "-p", "mesh-e2e", "--bins"]);
+    cmd.args([
+        "build",
+        "-p",
+        "mesh-agent",
+        "-p",
+        "mesh-control",
+        "-p",
+        "mesh-e2e",
+        "--bins",
+    ]);
     if release {
         cmd.arg("--release");
     }

@@ -1,6 +1,9 @@
-//! `cargo xtask demo`: a node with three pods on this host — `productpage`
-//! and `reviews` enrolled in the mesh, `legacy` not — with traffic flowing
-//! and a live summary of what the agent carried.
+//! `cargo xtask demo`: two nodes on this host, each a network namespace with
+//! its own mesh-agent, one control plane fed by a YAML directory.
+//! `productpage` (node1) calls `reviews` (node2) over HBONE mTLS and
+//! `details` (node1) locally; `legacy` (node2) is not enrolled and talks
+//! plaintext. A live summary shows, per connection, the route and the
+//! SPIFFE identities on both ends.
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -9,11 +12,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh_e2e::Topology;
+use mesh_e2e::cluster::Cluster;
+use serde_json::Value;
 
 use crate::{cargo, setup, step};
 
 const PORT: u16 = 9080;
+
+fn short(identity: &Value) -> String {
+    identity
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map_or("-".into(), |s| {
+            s.rsplit_once("/sa/")
+                .map_or(s.to_string(), |(_, sa)| format!("sa/{sa}"))
+        })
+}
 
 pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     crate::require_root("cargo xtask demo")?;
@@ -24,42 +38,45 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
-    step("creating the node and pods (network namespaces, bridge, cgroup leaves)");
-    let mut topo = Topology::new(
+    step("creating two nodes and their pods (network namespaces, bridges, cgroup leaves)");
+    let mut c = Cluster::new(
         "mdemo",
         cargo::binaries(true),
-        &["productpage", "reviews", "legacy"],
+        &[
+            ("node1", &["productpage", "details"]),
+            ("node2", &["reviews", "legacy"]),
+        ],
     )?;
-    step("starting mesh-agent in the node namespace (loads and pins the eBPF)");
-    topo.start_agent()?;
-    topo.serve("reviews", PORT, None)?;
-    topo.agent().enroll(topo.pod("productpage"), &[])?;
-    topo.agent().enroll(topo.pod("reviews"), &[])?;
+    step("starting mesh-control (YAML directory, CA, Delta ADS on 10.0.0.254:15010)");
+    c.start_control(&[])?;
+    step("starting mesh-agent on both nodes (eBPF capture, xDS, certificates, HBONE :15008)");
+    c.start_agent("node1", &[])?;
+    c.start_agent("node2", &[])?;
+    c.agent("node2").unenroll(c.pod("legacy"))?;
+    c.serve("reviews", PORT, None)?;
+    c.serve("details", PORT, None)?;
 
-    let pins = topo.pin_dir();
     println!();
     println!(
-        "  pods: productpage {} (enrolled), reviews {} (enrolled), legacy {} (not enrolled)",
-        topo.pod("productpage").ip,
-        topo.pod("reviews").ip,
-        topo.pod("legacy").ip
+        "  control plane YAML: {} (edit it: changes apply live)",
+        c.config_dir().display()
     );
     println!("  inspect while it runs:");
-    println!("    bpftool prog show name mesh_connect4        # and mesh_connect6, mesh_sockops");
-    println!("    bpftool map show | grep -A1 -E 'enrolled_netns|orig_dst'");
+    println!("    bpftool prog show name mesh_connect4      # and mesh_connect6, mesh_sockops, mesh_inbound");
     println!(
-        "    bpftool map dump pinned {}/maps/enrolled_netns",
-        pins.display()
+        "    bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
+        c.instance("node1")
     );
-    println!("    bpftool cgroup show {}", topo.cgroup_root().display());
+    for node in ["node1", "node2"] {
+        println!(
+            "    {} --instance {} status",
+            c.bins.agent.display(),
+            c.instance(node)
+        );
+    }
     println!(
-        "    {} --instance {} status",
-        topo.bins.agent.display(),
-        topo.prefix
-    );
-    println!(
-        "  agent log: {}",
-        mesh_e2e::agent::log_path(&topo.prefix).display()
+        "    nsenter --net={} curl -s 127.0.0.1:15000/stats/mesh",
+        c.node("node1").netns.path().display()
     );
     println!(
         "  stop with Ctrl-C{}",
@@ -69,42 +86,57 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     );
     println!();
 
+    let reviews = c.pod("reviews").addr(PORT).to_string();
+    let details = c.pod("details").addr(PORT).to_string();
     let started = Instant::now();
-    let dst = topo.pod("reviews").addr(PORT).to_string();
+    let mut last_ids = [0u64; 2];
     while !stop.load(Ordering::SeqCst)
         && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d))
     {
-        // productpage → reviews goes through the agent; legacy → reviews goes direct.
-        let meshed = topo.client("productpage", &["echo", "--to", &dst, "--bytes", "262144"]);
-        let direct = topo.client("legacy", &["echo", "--to", &dst, "--bytes", "65536"]);
-        let conns = topo.agent().connections()?;
-        let capture = topo.agent().capture()?;
-        let totals = &conns["totals"];
-        let last = conns["recent"]
-            .as_array()
-            .and_then(|r| r.last())
-            .cloned()
-            .unwrap_or_default();
-        println!(
-            "[{:>4}s] agent: {} connections ({} active), {} B out / {} B back | kernel: redirected {}, orig-dst recorded {} | last: {} -> {} | legacy direct: {}",
-            started.elapsed().as_secs(),
-            totals["accepted"], totals["active"], totals["bytes_sent"], totals["bytes_received"],
-            capture["kernel_counters"]["redirected"], capture["kernel_counters"]["orig_dst_recorded"],
-            last["source"].as_str().unwrap_or("-"), last["original_destination"].as_str().unwrap_or("-"),
-            if direct.is_ok() { "ok" } else { "FAILED" },
-        );
-        if let Err(e) = meshed {
-            println!("         productpage -> reviews failed: {e:#}");
+        let calls = [
+            ("productpage", reviews.as_str()),
+            ("productpage", details.as_str()),
+            ("legacy", reviews.as_str()),
+        ];
+        for (pod, dst) in calls {
+            if let Err(e) = c.client(pod, &["echo", "--to", dst, "--bytes", "65536"]) {
+                println!("  {pod} -> {dst} failed: {e:#}");
+            }
         }
-        for _ in 0..10 {
+        for (i, node) in ["node1", "node2"].into_iter().enumerate() {
+            let seen = last_ids[i];
+            let conns = c.agent(node).connections()?;
+            let recent = conns["recent"].as_array().cloned().unwrap_or_default();
+            for r in recent
+                .iter()
+                .filter(|r| r["id"].as_u64().unwrap_or(0) > seen)
+            {
+                last_ids[i] = r["id"].as_u64().unwrap_or(0);
+                println!(
+                    "[{:>4}s] {node} {:<8} {:<11} {:>17} -> {:<17} {} -> {}  {} B",
+                    started.elapsed().as_secs(),
+                    r["direction"].as_str().unwrap_or("-"),
+                    r["route"].as_str().unwrap_or("-"),
+                    r["source"].as_str().unwrap_or("-"),
+                    r["original_destination"].as_str().unwrap_or("-"),
+                    short(&r["source_identity"]),
+                    short(&r["destination_identity"]),
+                    r["bytes_sent"],
+                );
+            }
+        }
+        println!(
+            "         legacy -> reviews goes direct in plaintext (not enrolled; no agent record)"
+        );
+        for _ in 0..20 {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    step("tearing down (agent, pods, namespaces, cgroups, pins)");
-    drop(topo);
+    step("tearing down (agents, control plane, pods, namespaces, cgroups, pins)");
+    drop(c);
     step("done: nothing left behind");
     Ok(())
 }

@@ -72,6 +72,13 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         max_seconds: u64,
     },
+    /// New connection + one 1-byte round trip, `count` times: setup latency.
+    ConnRr {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u32,
+    },
     /// Bulk upload to a sink server: throughput.
     Stream {
         #[arg(long)]
@@ -114,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             max_seconds,
         } => rr(to, count, max_seconds),
         Cmd::Stream { to, bytes } => stream(to, bytes),
+        Cmd::ConnRr { to, count } => conn_rr(to, count),
     }
 }
 
@@ -295,6 +303,32 @@ fn rr(to: SocketAddr, count: u32, max_seconds: u64) -> anyhow::Result<()> {
         "p90_ns": pct(0.90),
         "p99_ns": pct(0.99),
     }));
+    Ok(())
+}
+
+fn conn_rr(to: SocketAddr, count: u32) -> anyhow::Result<()> {
+    let mut samples = Vec::with_capacity(count as usize);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..count {
+        if Instant::now() > deadline {
+            break;
+        }
+        let start = Instant::now();
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        conn.set_nodelay(true)?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(&[i as u8])?;
+        let mut byte = [0u8; 1];
+        conn.read_exact(&mut byte)?;
+        samples.push(start.elapsed().as_nanos() as u64);
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * p) as usize)
+            .copied()
+    };
+    println_json(json!({"count": samples.len(), "p50_ns": pct(0.5), "p99_ns": pct(0.99)}));
     Ok(())
 }
 
