@@ -1,3 +1,6 @@
 //! Control plane library (issue 3, in progress).
+pub mod app;
+pub mod ca;
 pub mod model;
 pub mod server;
+pub mod source;

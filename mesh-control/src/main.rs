@@ -1,0 +1,24 @@
+//! `mesh-control`: the control plane binary. `main` parses the
+//! configuration, sets up logging and runs [`mesh_control::app`].
+use clap::Parser as _;
+use mesh_control::app::{self, ControlConfig};
+
+fn main() -> std::process::ExitCode {
+    let config = ControlConfig::parse();
+    if let Err(error) = app::logging::init(&config.log, config.log_format) {
+        eprintln!("mesh-control: {error:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(app::run(config)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mesh-control: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

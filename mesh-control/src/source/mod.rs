@@ -1,0 +1,146 @@
+//! The local-directory source: every `*.yaml` / `*.yml` file of one
+//! directory (sorted by name, not recursive), each holding any number of
+//! Kubernetes / Istio documents, becomes a [`MeshState`].
+//!
+//! Read into the state: `v1` Namespace, Pod, Service, Node and
+//! `security.istio.io` PeerAuthentication (v1, v1beta1). Kept raw, for
+//! later translation ([`RawResource`]): the other Istio kinds
+//! (VirtualService, DestinationRule, Gateway, ServiceEntry,
+//! AuthorizationPolicy, …) and Gateway API kinds. Anything else is warned
+//! about and skipped.
+//!
+//! A load is all or nothing: one invalid file or resource rejects the whole
+//! directory, every problem is reported (file, resource, field), and a
+//! watcher keeps serving the last good state ([`watch_directory`]).
+mod build;
+mod documents;
+mod error;
+mod fields;
+mod kube;
+mod watch;
+
+use std::path::Path;
+
+pub use build::DATAPLANE_MODE_LABEL;
+pub use error::{LoadError, Problem};
+pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
+
+use crate::model::MeshState;
+
+/// Settings of the source that are not in the YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// Trust domain of the SPIFFE identities. [default: cluster.local]
+    pub trust_domain: String,
+    /// Istio's root namespace: a PeerAuthentication there without a
+    /// selector is mesh-wide. [default: istio-system]
+    pub root_namespace: String,
+    /// Suffix of service hostnames `<name>.<namespace>.svc.<cluster_domain>`.
+    /// [default: cluster.local]
+    pub cluster_domain: String,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            trust_domain: "cluster.local".into(),
+            root_namespace: "istio-system".into(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+/// An accepted Istio / Gateway API resource the state does not model yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawResource {
+    /// As written, e.g. `networking.istio.io/v1alpha3`.
+    pub api_version: String,
+    pub kind: String,
+    /// `default` when the document names none; empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+    /// File name inside the directory.
+    pub file: String,
+    /// The whole document.
+    pub value: serde_yaml::Value,
+}
+
+/// The result of a successful load.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub state: MeshState,
+    /// In file order, then document order.
+    pub raw: Vec<RawResource>,
+    /// Tolerated oddities (skipped kinds, pods without an address, …),
+    /// one line each, naming file and resource.
+    pub warnings: Vec<String>,
+}
+
+/// Loads `dir` once. Any problem rejects the whole directory.
+pub fn load_directory(dir: &Path, config: &SourceConfig) -> Result<Snapshot, LoadError> {
+    let directory_error = |error| LoadError::Directory {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let mut files = vec![];
+    let mut problems = vec![];
+    for (name, path) in documents::yaml_files(dir).map_err(directory_error)? {
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => files.push((name, text)),
+                Err(_) => problems.push(file_problem(&name, "not UTF-8 text")),
+            },
+            Err(error) => problems.push(file_problem(&name, &format!("cannot be read: {error}"))),
+        }
+    }
+    let result = load_files(&files, config);
+    match result {
+        Ok(snapshot) if problems.is_empty() => Ok(snapshot),
+        Ok(_) => Err(LoadError::Invalid {
+            path: dir.to_path_buf(),
+            problems,
+        }),
+        Err(more) => {
+            problems.extend(more);
+            Err(LoadError::Invalid {
+                path: dir.to_path_buf(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Loads in-memory files (`(file name, content)`, in the order given):
+/// what [`load_directory`] does after reading, for tests and tools.
+pub fn load_files(
+    files: &[(String, String)],
+    config: &SourceConfig,
+) -> Result<Snapshot, Vec<Problem>> {
+    let mut problems = vec![];
+    let mut warnings = vec![];
+    let mut objects = kube::Objects::default();
+    for (name, text) in files {
+        for doc in documents::parse(name, text, &mut problems, &mut warnings) {
+            kube::read(&doc, &mut objects, &mut problems, &mut warnings);
+        }
+    }
+    let state = build::build(&objects, config, &mut problems, &mut warnings);
+    if problems.is_empty() {
+        Ok(Snapshot {
+            state,
+            raw: objects.raw,
+            warnings,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn file_problem(file: &str, message: &str) -> Problem {
+    Problem {
+        file: file.to_string(),
+        resource: String::new(),
+        field: String::new(),
+        message: message.to_string(),
+    }
+}
