@@ -72,6 +72,8 @@ pub struct Cluster {
     pub bins: Binaries,
     /// Pod name → (node name, service account).
     pub placement: BTreeMap<String, (String, String)>,
+    /// Agents talk to the control plane over TLS (15012) instead of 15010.
+    pub xds_tls: bool,
 }
 
 impl Cluster {
@@ -98,6 +100,7 @@ impl Cluster {
             prefix,
             bins,
             placement: BTreeMap::new(),
+            xds_tls: false,
         };
         let count = u8::try_from(nodes.len())?;
         for (i, (name, pods)) in nodes.iter().enumerate() {
@@ -291,7 +294,11 @@ impl Cluster {
             "--node-name".into(),
             node.into(),
             "--xds-address".into(),
-            format!("http://{CONTROL_IP}:15010"),
+            if self.xds_tls {
+                format!("https://{CONTROL_IP}:15012")
+            } else {
+                format!("http://{CONTROL_IP}:15010")
+            },
             "--trust-bundle".into(),
             self.ca_dir().join("root-cert.pem").display().to_string(),
             "--hbone-addr".into(),

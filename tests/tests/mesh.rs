@@ -198,6 +198,7 @@ fn strict_refuses_plaintext_while_permissive_accepts_it() {
 #[test]
 fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
     let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
+    c.xds_tls = true; // xDS and CA over TLS (15012), verified with the mesh root
     c.start_control(&[]).unwrap();
     c.start_agent("node1", &[]).unwrap();
     c.start_agent("node2", &[]).unwrap();

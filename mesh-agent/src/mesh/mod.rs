@@ -77,9 +77,19 @@ pub async fn start(
     });
 
     // Certificates for this node's pods.
-    let ca_channel = tonic::transport::Channel::from_shared(mesh.ca_address.clone())
-        .with_context(|| format!("CA address {:?}", mesh.ca_address))?
-        .connect_lazy();
+    let endpoint = tonic::transport::Endpoint::from_shared(mesh.ca_address.clone())
+        .with_context(|| format!("CA address {:?}", mesh.ca_address))?;
+    let ca_channel = if mesh.ca_address.starts_with("https://") {
+        let tls = mesh_xds::XdsTls {
+            root_pem: bundle_pem.clone(),
+            client_cert: None,
+            server_name: None,
+        };
+        let connector = mesh_xds::transport::TlsConnector::new(&tls).context("CA TLS settings")?;
+        endpoint.connect_with_connector_lazy(connector)
+    } else {
+        endpoint.connect_lazy()
+    };
     let certs = certs::CertManager {
         store: Arc::clone(&store),
         ca: mesh_xds::proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient::new(
