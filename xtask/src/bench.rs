@@ -39,8 +39,15 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench")?;
     let env = setup::ensure_all()?;
     cargo::build(&env, true)?;
-    same_node(bytes, repeats, rounds)?;
-    cross_node(bytes, repeats, rounds)
+    // MESH_BENCH_ONLY=same|cross runs one half (for iterating on one path).
+    let only = std::env::var("MESH_BENCH_ONLY").unwrap_or_default();
+    if only != "cross" {
+        same_node(bytes, repeats, rounds)?;
+    }
+    if only != "same" {
+        cross_node(bytes, repeats, rounds)?;
+    }
+    Ok(())
 }
 
 fn same_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {

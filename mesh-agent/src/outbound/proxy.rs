@@ -47,6 +47,8 @@ async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Result<T
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
+const HBONE_COPY_BUFFER: usize = 64 * 1024;
+
 /// What the mesh side adds to proxying: routing and the HBONE client.
 pub struct MeshRuntime {
     pub view: tokio::sync::watch::Receiver<Arc<MeshView>>,
@@ -151,7 +153,12 @@ pub async fn run(
                 }
             };
             tracing::debug!(id = open.id, src = %peer, %authority, %gateway, "proxying over HBONE");
-            match tokio::io::copy_bidirectional(&mut client, &mut tunnel).await {
+            // Userspace buffers (allocated per connection, unlike the splice
+            // pipes): 64 KiB per direction, as on the HBONE server side.
+            let size = HBONE_COPY_BUFFER;
+            match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut tunnel, size, size)
+                .await
+            {
                 Ok((sent, received)) => stats.finish(open, sent, received, None),
                 Err(error) => stats.finish(open, 0, 0, Some(error.to_string())),
             }
