@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
 use crate::topology::Pod;
@@ -100,17 +99,7 @@ impl Agent {
 
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::cmd::terminate(&mut self.child);
     }
 
     fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
