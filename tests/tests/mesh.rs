@@ -31,6 +31,19 @@ fn wait_mesh_ready(c: &Cluster, node: &str, workloads: usize, identities: &[&str
     c.wait_ready(node, workloads, identities).unwrap()
 }
 
+/// The common two-node set-up: control plane, both agents (with
+/// `agent_args`), an echo server in `b`, both agents ready. Returns node1's
+/// `/stats/mesh`.
+fn start_a_to_b(c: &mut Cluster, agent_args: &[&str]) -> Value {
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", agent_args).unwrap();
+    c.start_agent("node2", agent_args).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    let node1 = wait_mesh_ready(c, "node1", 2, &["a"]);
+    wait_mesh_ready(c, "node2", 2, &["b"]);
+    node1
+}
+
 fn echo(c: &Cluster, pod: &str, to: &str, bytes: u64, extra: &[&str]) -> Value {
     let mut args = vec!["echo", "--to", to];
     let bytes = bytes.to_string();
@@ -48,12 +61,7 @@ fn echo(c: &Cluster, pod: &str, to: &str, bytes: u64, extra: &[&str]) -> Value {
 #[test]
 fn cross_node_traffic_is_hbone_mtls_with_spiffe_identities() {
     let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
-    c.start_control(&[]).unwrap();
-    c.start_agent("node1", &[]).unwrap();
-    c.start_agent("node2", &[]).unwrap();
-    c.serve("b", ECHO, None).unwrap();
-    wait_mesh_ready(&c, "node1", 2, &["a"]);
-    wait_mesh_ready(&c, "node2", 2, &["b"]);
+    start_a_to_b(&mut c, &[]);
 
     let pcap_file = std::env::temp_dir().join(format!("{}-underlay.pcap", c.prefix));
     let wire = Capture::start(&c.underlay.path(), "br-u", pcap_file).unwrap();
@@ -199,12 +207,7 @@ fn strict_refuses_plaintext_while_permissive_accepts_it() {
 fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
     let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
     c.xds_tls = true; // xDS and CA over TLS (15012), verified with the mesh root
-    c.start_control(&[]).unwrap();
-    c.start_agent("node1", &[]).unwrap();
-    c.start_agent("node2", &[]).unwrap();
-    c.serve("b", ECHO, None).unwrap();
-    wait_mesh_ready(&c, "node1", 2, &["a"]);
-    wait_mesh_ready(&c, "node2", 2, &["b"]);
+    start_a_to_b(&mut c, &[]);
     let dst = c.pod("b").addr(ECHO).to_string();
 
     // A transfer that spans the control plane's restart.
@@ -260,12 +263,7 @@ fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
 #[test]
 fn certificate_rotation_keeps_a_long_transfer_alive() {
     let mut c = cluster(&[("node1", &["a"]), ("node2", &["b"])]);
-    c.start_control(&[]).unwrap();
-    c.start_agent("node1", &["--cert-ttl", "10s"]).unwrap();
-    c.start_agent("node2", &["--cert-ttl", "10s"]).unwrap();
-    c.serve("b", ECHO, None).unwrap();
-    let before = wait_mesh_ready(&c, "node1", 2, &["a"]);
-    wait_mesh_ready(&c, "node2", 2, &["b"]);
+    let before = start_a_to_b(&mut c, &["--cert-ttl", "10s"]);
     let first_serial = before["certificates"][0]["serial"].clone();
 
     // ~13 s: longer than the certificate lifetime, renewed at half-life.
