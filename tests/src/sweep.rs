@@ -27,7 +27,8 @@ fn orphaned(tag: &str, name: &str) -> bool {
     owner_pid(tag, name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Removes network namespaces, cgroups and bpffs pins named with `tag`
+/// Removes network namespaces, cgroups, bpffs pins and temporary files
+/// (logs kept by failed tests) named with `tag`
 /// whose creating process no longer exists. Returns how many it removed.
 pub fn sweep(tag: &str) -> usize {
     let mut removed = 0;
@@ -44,6 +45,25 @@ pub fn sweep(tag: &str) -> usize {
         for entry in std::fs::read_dir(&cg).into_iter().flatten().flatten() {
             if orphaned(tag, &entry.file_name().to_string_lossy()) {
                 crate::cgroup::remove_tree(&entry.path());
+                removed += 1;
+            }
+        }
+    }
+    // Logs and cluster directories kept by failed runs.
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if orphaned(tag, name.split('-').next().unwrap_or(&name)) {
+            let path = entry.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if gone.is_ok() {
                 removed += 1;
             }
         }

@@ -283,4 +283,6 @@ fn teardown_leaves_nothing_behind_even_when_a_test_fails() {
     assert!(result.is_err());
     let (prefix, cgroup_root) = leftovers.unwrap();
     assert_gone(&prefix, &cgroup_root);
+    // The agent log is kept on purpose when a test fails; this failure was ours.
+    let _ = std::fs::remove_file(mesh_e2e::agent::log_path(&prefix));
 }
