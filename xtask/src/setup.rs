@@ -8,13 +8,18 @@ use anyhow::{bail, Context as _};
 
 use crate::step;
 
-/// Debian packages: (command that proves it is installed, package).
+/// Debian packages: (command, or absolute path of a file, that proves it is
+/// installed; package).
 const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
     ("protoc", "protobuf-compiler"),
+    // protoc's well-known types (google/protobuf/*.proto) ship separately.
+    ("/usr/include/google/protobuf/struct.proto", "libprotobuf-dev"),
     ("tcpdump", "tcpdump"),
+    // The metrics test scrapes the agent with a real Prometheus.
+    ("prometheus", "prometheus"),
 ];
 const BPF_LINKER_VERSION: &str = "0.10.4";
 /// Used only when no `nightly` toolchain exists: LLVM 22, like bpf-linker's.
@@ -48,11 +53,18 @@ pub fn run_visible(cmd: &mut Command) -> anyhow::Result<()> {
 fn ensure_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(cmd, _)| !have(cmd))
+        .filter(|(probe, _)| {
+            if probe.starts_with('/') {
+                !std::path::Path::new(probe).exists()
+            } else {
+                !have(probe)
+            }
+        })
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        step("Debian packages present: bpftool, iproute2, util-linux, protobuf-compiler, tcpdump");
+        let all: Vec<&str> = PACKAGES.iter().map(|(_, pkg)| *pkg).collect();
+        step(format!("Debian packages present: {}", all.join(", ")));
         return Ok(());
     }
     step(format!("installing Debian packages: {}", missing.join(" ")));
