@@ -2,7 +2,7 @@
 //! connection to a gateway (the destination node's agent on :15008).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,6 +169,21 @@ impl HboneClient {
         expected: &Identity,
         authority: SocketAddr,
     ) -> Result<HboneStream, ClientError> {
+        self.connect_from(src, gateway, expected, authority, None)
+            .await
+    }
+
+    /// [`Self::connect`], telling the server the source pod's address in a
+    /// `forwarded: for=<ip>` header (RFC 7239, as ztunnel sends it), so the
+    /// destination can name the source workload and match `ipBlocks`.
+    pub async fn connect_from(
+        &self,
+        src: &Identity,
+        gateway: SocketAddr,
+        expected: &Identity,
+        authority: SocketAddr,
+        source_ip: Option<IpAddr>,
+    ) -> Result<HboneStream, ClientError> {
         // Authority-form URI: `ip:port` (`[v6]:port`), as ztunnel sends it.
         let uri: Uri = authority
             .to_string()
@@ -181,7 +196,7 @@ impl HboneClient {
         };
         let (conn, guard, fresh) = self.checkout_or_dial(&key).await?;
         match self
-            .send_connect(&conn, guard, gateway, authority, &uri)
+            .send_connect(&conn, guard, gateway, authority, &uri, source_ip)
             .await
         {
             // A pooled connection may have died since its last use (GOAWAY,
@@ -191,7 +206,7 @@ impl HboneClient {
                 conn.shared.mark_closed();
                 self.inner.pool.remove(&key, conn.id);
                 let (conn, guard, _) = self.checkout_or_dial(&key).await?;
-                self.send_connect(&conn, guard, gateway, authority, &uri)
+                self.send_connect(&conn, guard, gateway, authority, &uri, source_ip)
                     .await
             }
             other => other,
@@ -337,6 +352,7 @@ impl HboneClient {
         gateway: SocketAddr,
         authority: SocketAddr,
         uri: &Uri,
+        source_ip: Option<IpAddr>,
     ) -> Result<HboneStream, ClientError> {
         // TLS 1.3: the server judges our certificate after our side of the
         // handshake finished, so its verdict (an alert) surfaces here.
@@ -349,10 +365,14 @@ impl HboneClient {
             None => ClientError::H2 { gateway, source },
         };
         let mut send = conn.send.clone().ready().await.map_err(h2_error)?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::CONNECT)
             .version(Version::HTTP_2)
-            .uri(uri.clone())
+            .uri(uri.clone());
+        if let Some(ip) = source_ip {
+            request = request.header("forwarded", crate::forwarded::header_value(ip));
+        }
+        let request = request
             .body(())
             .map_err(|_| ClientError::InvalidAuthority { authority })?;
         let (response, send_stream) = send.send_request(request, false).map_err(h2_error)?;

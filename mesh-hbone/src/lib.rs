@@ -52,6 +52,7 @@
 mod alert;
 mod certs;
 mod client;
+mod forwarded;
 mod identity;
 mod pool;
 mod server;

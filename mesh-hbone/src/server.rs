@@ -39,6 +39,16 @@ pub struct ConnectRequest {
     pub headers: HeaderMap,
 }
 
+impl ConnectRequest {
+    /// The source pod's address the client named in `forwarded: for=`;
+    /// only as trustworthy as the peer's identity (a node agent vouches for
+    /// its own pods).
+    pub fn forwarded_for(&self) -> Option<std::net::IpAddr> {
+        let value = self.headers.get("forwarded")?.to_str().ok()?;
+        crate::forwarded::parse_for(value)
+    }
+}
+
 /// An upstream byte stream the server relays a tunnel to.
 pub trait Upstream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Upstream for T {}

@@ -16,7 +16,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("protoc", "protobuf-compiler"),
     // protoc's well-known types (google/protobuf/*.proto) ship separately.
-    ("/usr/include/google/protobuf/struct.proto", "libprotobuf-dev"),
+    (
+        "/usr/include/google/protobuf/struct.proto",
+        "libprotobuf-dev",
+    ),
     ("tcpdump", "tcpdump"),
     // The metrics test scrapes the agent with a real Prometheus.
     ("prometheus", "prometheus"),

@@ -143,7 +143,11 @@ pub async fn run(
             open.destination_identity = dst_id.to_string();
             let mut client = client;
             let _ = client.set_nodelay(true);
-            let mut tunnel = match mesh.hbone.connect(&src, gateway, &dst_id, authority).await {
+            let mut tunnel = match mesh
+                .hbone
+                .connect_from(&src, gateway, &dst_id, authority, Some(peer.ip()))
+                .await
+            {
                 Ok(tunnel) => tunnel,
                 Err(error) => {
                     tracing::info!(src = %peer, %gateway, %authority, %error, "HBONE connect failed");
