@@ -12,6 +12,7 @@ mod inbound;
 mod logging;
 mod mesh;
 mod outbound;
+mod policy;
 mod state;
 
 use clap::Parser as _;

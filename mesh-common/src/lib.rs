@@ -23,6 +23,8 @@ pub const ORIG_DST_ENTRIES: u32 = 65_536;
 pub const ENROLLED_ENTRIES: u32 = 4_096;
 /// Most (pod, port) exclusions.
 pub const EXCLUDED_PORT_ENTRIES: u32 = 16_384;
+/// Most (pod, destination) pairs denied at `connect()`.
+pub const DENY_CONNECT_ENTRIES: u32 = 65_536;
 
 /// Address family tags used in [`SockAddr::family`].
 pub const FAMILY_V4: u16 = 4;
@@ -58,6 +60,22 @@ pub struct Enrollment {
     /// Bit set of `ENROLL_*` flags.
     pub flags: u32,
     pub _reserved: u32,
+    /// The pod's address (IPv4 mapped), read from its namespace at
+    /// enrolment; all zero when it had none. Lets the agent tell which
+    /// workload a netns cookie is (for `deny_connect`).
+    pub pod_ip: [u8; 16],
+}
+
+/// Key of the `deny_connect` map: a destination an enrolled pod may not
+/// `connect()` to, by authorization policy. `port` 0 means every port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DenyKey {
+    pub netns_cookie: u64,
+    /// Destination address as the application gave it (IPv4 mapped).
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: [u8; 6],
 }
 
 /// Capture outbound TCP of this network namespace.
@@ -109,8 +127,10 @@ pub mod stat {
     pub const MAP_ERRORS: u32 = 7;
     /// A plaintext connection attempt to a STRICT pod was dropped.
     pub const DENIED_PLAINTEXT: u32 = 8;
+    /// A `connect()` refused in the kernel by an authorization DENY.
+    pub const DENIED_CONNECT: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Human names, index-aligned with the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
         "redirected",
@@ -122,6 +142,7 @@ pub mod stat {
         "orig_dst_recorded",
         "map_errors",
         "denied_plaintext_strict",
+        "denied_connect_policy",
     ];
 }
 
@@ -138,6 +159,7 @@ pub mod names {
     pub const MAP_CONFIG: &str = "capture_config";
     pub const MAP_STATS: &str = "capture_stats";
     pub const MAP_STRICT: &str = "strict_pods";
+    pub const MAP_DENY: &str = "deny_connect";
 }
 
 #[cfg(feature = "user")]
@@ -153,4 +175,6 @@ mod pod_impls {
     unsafe impl aya::Pod for super::PortExclusion {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DenyKey {}
 }

@@ -3,7 +3,9 @@
 //! For a TCP socket whose network namespace is enrolled, rewrite the
 //! destination to the agent's outbound listener and record the original one
 //! under the socket cookie. Everything else is left untouched. The programs
-//! always allow the `connect()` (return 1): capture never blocks a pod.
+//! allow every `connect()` (return 1) except one an authorization DENY
+//! compiled into `deny_connect` forbids (return 0: the caller gets EPERM,
+//! no packet leaves the pod).
 use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     macros::cgroup_sock_addr,
@@ -12,38 +14,71 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use mesh_common::{
-    stat, CaptureConfig, PortExclusion, SockAddr, ENROLL_CAPTURE_OUTBOUND, HBONE_PORT,
+    stat, CaptureConfig, DenyKey, PortExclusion, SockAddr, ENROLL_CAPTURE_OUTBOUND, HBONE_PORT,
 };
 
 use crate::{
-    addr::{is_loopback_v4, is_loopback_v6, is_v4_mapped, sock_addr_v4, sock_addr_v6},
-    maps::{count, CAPTURE_CONFIG, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_COOKIE},
+    addr::{
+        is_loopback_v4, is_loopback_v6, is_v4_mapped, mapped_v4, sock_addr_v4, sock_addr_v6,
+        v6_bytes,
+    },
+    maps::{
+        count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_COOKIE,
+    },
 };
 
 const SOCK_STREAM: u32 = 1;
 const ALLOW: i32 = 1;
+const REJECT: i32 = 0;
 
 #[cgroup_sock_addr(connect4)]
 pub fn mesh_connect4(ctx: SockAddrContext) -> i32 {
-    let _ = try_connect4(&ctx);
-    ALLOW
+    match try_connect4(&ctx) {
+        Err(Denied) => REJECT,
+        Ok(()) => ALLOW,
+    }
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn mesh_connect6(ctx: SockAddrContext) -> i32 {
-    let _ = try_connect6(&ctx);
-    ALLOW
+    match try_connect6(&ctx) {
+        Err(Denied) => REJECT,
+        Ok(()) => ALLOW,
+    }
 }
+
+/// An authorization DENY forbids this `connect()`.
+struct Denied;
 
 /// What the checks common to both families decided.
 enum Verdict {
     Capture { netns: u64, config: CaptureConfig },
     Leave,
+    Deny,
 }
 
-/// Enrolment, agent-socket, port and exclusion checks shared by both hooks.
+/// True when `deny_connect` holds (netns, addr, port) or (netns, addr, any).
 #[inline(always)]
-fn decide(ctx: &SockAddrContext, port: u16) -> Verdict {
+fn denied(netns: u64, addr: [u8; 16], port: u16) -> bool {
+    let mut key = DenyKey {
+        netns_cookie: netns,
+        addr,
+        port,
+        _pad: [0; 6],
+    };
+    // SAFETY: presence checks only.
+    if unsafe { DENY_CONNECT.get(key) }.is_some() {
+        return true;
+    }
+    key.port = 0;
+    // SAFETY: as above.
+    unsafe { DENY_CONNECT.get(key) }.is_some()
+}
+
+/// Enrolment, agent-socket, policy, port and exclusion checks shared by
+/// both hooks. `addr` is the destination, IPv4 mapped.
+#[inline(always)]
+fn decide(ctx: &SockAddrContext, addr: [u8; 16], port: u16) -> Verdict {
     // SAFETY: the kernel hands us a valid bpf_sock_addr for the program's lifetime.
     let sa = unsafe { &*ctx.sock_addr };
     if sa.type_ != SOCK_STREAM {
@@ -67,6 +102,12 @@ fn decide(ctx: &SockAddrContext, port: u16) -> Verdict {
     if config.agent_mark != 0 && mark == config.agent_mark {
         count(stat::BYPASS_AGENT);
         return Verdict::Leave;
+    }
+    // Before the bypass rules: an excluded port is off the mesh, not off
+    // policy.
+    if denied(netns, addr, port) {
+        count(stat::DENIED_CONNECT);
+        return Verdict::Deny;
     }
     if port == HBONE_PORT || port == config.agent_port {
         count(stat::BYPASS_MESH_PORT);
@@ -97,13 +138,15 @@ fn remember(ctx: &SockAddrContext, orig: &SockAddr) -> bool {
     true
 }
 
-fn try_connect4(ctx: &SockAddrContext) -> Result<(), i64> {
+fn try_connect4(ctx: &SockAddrContext) -> Result<(), Denied> {
     // SAFETY: valid context pointer, see `decide`.
     let sa = unsafe { &mut *ctx.sock_addr };
     let ip = sa.user_ip4;
     let port = u16::from_be(sa.user_port as u16);
-    let Verdict::Capture { netns, config } = decide(ctx, port) else {
-        return Ok(());
+    let (netns, config) = match decide(ctx, mapped_v4(ip), port) {
+        Verdict::Capture { netns, config } => (netns, config),
+        Verdict::Leave => return Ok(()),
+        Verdict::Deny => return Err(Denied),
     };
     if is_loopback_v4(ip) {
         count(stat::BYPASS_LOOPBACK);
@@ -125,7 +168,7 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<(), i64> {
     Ok(())
 }
 
-fn try_connect6(ctx: &SockAddrContext) -> Result<(), i64> {
+fn try_connect6(ctx: &SockAddrContext) -> Result<(), Denied> {
     // SAFETY: valid context pointer, see `decide`.
     let sa = unsafe { &mut *ctx.sock_addr };
     let words = [
@@ -135,8 +178,10 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<(), i64> {
         sa.user_ip6[3],
     ];
     let port = u16::from_be(sa.user_port as u16);
-    let Verdict::Capture { netns, config } = decide(ctx, port) else {
-        return Ok(());
+    let (netns, config) = match decide(ctx, v6_bytes(words), port) {
+        Verdict::Capture { netns, config } => (netns, config),
+        Verdict::Leave => return Ok(()),
+        Verdict::Deny => return Err(Denied),
     };
     if is_v4_mapped(words) {
         // A dual-stack socket talking IPv4: capture it through the IPv4 agent.

@@ -6,8 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use mesh_common::{
-    stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr, ENROLLED_ENTRIES,
-    EXCLUDED_PORT_ENTRIES, ORIG_DST_ENTRIES,
+    stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr,
+    DENY_CONNECT_ENTRIES, ENROLLED_ENTRIES, EXCLUDED_PORT_ENTRIES, ORIG_DST_ENTRIES,
 };
 
 /// Network-namespace cookie → enrolment of the pod living in it.
@@ -34,6 +34,11 @@ pub static ORIG_DST_BY_TUPLE: LruHashMap<ConnTuple, SockAddr, { ORIG_DST_ENTRIES
 /// connections must come through the agent.
 #[btf_map(name = "strict_pods")]
 pub static STRICT_PODS: HashMap<[u8; 16], u8, { ENROLLED_ENTRIES as usize }> = HashMap::new();
+
+/// (pod netns cookie, destination, port or 0) an authorization DENY forbids:
+/// `connect()` fails with EPERM. Written by the agent from the policies.
+#[btf_map(name = "deny_connect")]
+pub static DENY_CONNECT: HashMap<DenyKey, u8, { DENY_CONNECT_ENTRIES as usize }> = HashMap::new();
 
 /// Index 0: where captured connections go (written by the agent at start).
 #[btf_map(name = "capture_config")]

@@ -1,6 +1,9 @@
 //! Enrolment is a map update: no program is attached per pod. A pod is
 //! identified by its network namespace cookie.
-use std::path::Path;
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    path::Path,
+};
 
 use mesh_common::{Enrollment, PortExclusion, ENROLL_CAPTURE_OUTBOUND};
 use serde::Serialize;
@@ -25,10 +28,29 @@ pub enum EnrollError {
     },
 }
 
+/// 16 bytes, IPv4 mapped, as the maps keep addresses.
+pub fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address behind [`mapped`] bytes; `None` for all zero.
+pub fn unmapped(bytes: [u8; 16]) -> Option<IpAddr> {
+    if bytes == [0; 16] {
+        return None;
+    }
+    let v6 = Ipv6Addr::from(bytes);
+    Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+}
+
 /// One enrolled pod as the kernel sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct EnrolledPod {
     pub netns_cookie: u64,
+    /// The pod's address found in its namespace at enrolment.
+    pub pod_ip: Option<IpAddr>,
     pub capture_outbound: bool,
     pub excluded_ports: Vec<u16>,
 }
@@ -50,7 +72,7 @@ impl Enroller {
     /// Enrols the pod whose network namespace is at `netns_path`; replaces
     /// its port exclusions with `exclude_ports`. Returns the netns cookie.
     pub fn enroll(&mut self, netns_path: &Path, exclude_ports: &[u16]) -> Result<u64, EnrollError> {
-        let cookie = netns::cookie_of(netns_path)?;
+        let (cookie, pod_ip) = netns::identify(netns_path)?;
         self.clear_exclusions(cookie)?;
         // Exclusions first, so no connection is captured that should not be.
         for &port in exclude_ports {
@@ -70,6 +92,7 @@ impl Enroller {
         let value = Enrollment {
             flags: ENROLL_CAPTURE_OUTBOUND,
             _reserved: 0,
+            pod_ip: pod_ip.map(mapped).unwrap_or_default(),
         };
         self.enrolled
             .insert(cookie, value, 0)
@@ -134,6 +157,7 @@ impl Enroller {
             .filter_map(Result::ok)
             .map(|(cookie, e)| EnrolledPod {
                 netns_cookie: cookie,
+                pod_ip: unmapped(e.pod_ip),
                 capture_outbound: e.flags & ENROLL_CAPTURE_OUTBOUND != 0,
                 excluded_ports: Vec::new(),
             })

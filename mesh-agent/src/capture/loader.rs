@@ -109,6 +109,11 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
         names::MAP_CONFIG => (4, s(size_of::<CaptureConfig>()), 1),
         names::MAP_STATS => (4, 8, stat::COUNT),
         names::MAP_STRICT => (16, 1, mesh_common::ENROLLED_ENTRIES),
+        names::MAP_DENY => (
+            s(size_of::<mesh_common::DenyKey>()),
+            1,
+            mesh_common::DENY_CONNECT_ENTRIES,
+        ),
         _ => return None,
     })
 }

@@ -1,7 +1,9 @@
 //! Typed handles on the pinned maps, for everything that runs after load:
 //! the daemon, and the `enroll`/`status` subcommands (which need no daemon).
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
-use mesh_common::{names, stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr};
+use mesh_common::{
+    names, stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr,
+};
 
 use super::pins::PinLayout;
 
@@ -41,6 +43,7 @@ pub type ExcludedMap = HashMap<MapData, PortExclusion, u8>;
 pub type OrigDstMap = HashMap<MapData, ConnTuple, SockAddr>;
 pub type ConfigMap = Array<MapData, CaptureConfig>;
 pub type StatsMap = PerCpuArray<MapData, u64>;
+pub type DenyMap = HashMap<MapData, DenyKey, u8>;
 
 pub fn enrolled(layout: &PinLayout) -> Result<EnrolledMap, MapsError> {
     typed(
@@ -64,6 +67,12 @@ pub fn strict(layout: &PinLayout) -> Result<HashMap<MapData, [u8; 16], u8>, Maps
     typed(
         names::MAP_STRICT,
         Map::HashMap(open(layout, names::MAP_STRICT)?),
+    )
+}
+pub fn deny(layout: &PinLayout) -> Result<DenyMap, MapsError> {
+    typed(
+        names::MAP_DENY,
+        Map::HashMap(open(layout, names::MAP_DENY)?),
     )
 }
 pub fn config(layout: &PinLayout) -> Result<ConfigMap, MapsError> {

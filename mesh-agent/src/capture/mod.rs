@@ -4,6 +4,7 @@
 //! This is the one module of the agent allowed `unsafe`: the netns cookie
 //! needs a raw `getsockopt`.
 pub mod bpffs;
+pub mod deny;
 pub mod ebpf_logs;
 pub mod enroll;
 pub mod loader;

@@ -2,6 +2,7 @@
 //! the enrolment map (`bpf_get_netns_cookie` on the kernel side).
 use std::{
     fs::File,
+    net::IpAddr,
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
 };
@@ -31,9 +32,15 @@ pub enum NetnsError {
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// The cookie of the network namespace at `path` (`/run/netns/x`,
-/// `/proc/<pid>/ns/net`). Enters it on a short-lived thread, so the caller's
-/// namespace never changes.
+/// `/proc/<pid>/ns/net`).
 pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
+    identify(path).map(|(cookie, _)| cookie)
+}
+
+/// The cookie of the network namespace at `path` and the pod address in it
+/// (its first global IPv4 address, else its first global IPv6 one). Enters
+/// it on a short-lived thread, so the caller's namespace never changes.
+pub fn identify(path: &Path) -> Result<(u64, Option<IpAddr>), NetnsError> {
     let file = File::open(path).map_err(|source| NetnsError::Open {
         path: path.into(),
         source,
@@ -48,14 +55,37 @@ pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
                         source,
                     }
                 })?;
-                current_cookie().map_err(|source| NetnsError::Cookie {
+                let cookie = current_cookie().map_err(|source| NetnsError::Cookie {
                     path: owned,
                     source,
-                })
+                })?;
+                Ok((cookie, pod_address()))
             })
             .join()
             .expect("netns cookie thread panicked")
     })
+}
+
+/// The calling thread's namespace's first global address.
+fn pod_address() -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
 }
 
 /// The cookie of the calling thread's network namespace.

@@ -9,6 +9,7 @@
 //! <bpffs>/<instance>/maps/capture_config    where captured connections go
 //! <bpffs>/<instance>/maps/capture_stats     per-CPU counters
 //! <bpffs>/<instance>/maps/strict_pods       pod addresses under STRICT mTLS
+//! <bpffs>/<instance>/maps/deny_connect      (pod, destination) pairs a DENY policy forbids
 //! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound
 //! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
 //! ```
@@ -19,7 +20,7 @@ use mesh_common::names;
 use crate::config::PinConfig;
 
 /// The maps the agent pins, in the order `status` shows them.
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 8] = [
     names::MAP_ENROLLED,
     names::MAP_EXCLUDED,
     names::MAP_ORIG_BY_COOKIE,
@@ -27,6 +28,7 @@ pub const MAPS: [&str; 7] = [
     names::MAP_CONFIG,
     names::MAP_STATS,
     names::MAP_STRICT,
+    names::MAP_DENY,
 ];
 
 /// The programs the agent loads and attaches.

@@ -2,6 +2,7 @@
 //! the xDS view of workloads and services, routing (hop ②), workload
 //! certificates, and the STRICT pod list pushed into the kernel.
 pub mod certs;
+pub mod policy_sync;
 pub mod route;
 pub mod xds_view;
 
@@ -12,11 +13,14 @@ use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, TrustBundle
 use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use tokio::sync::watch;
 
+use self::policy_sync::PolicySync;
+
 use crate::{
-    capture::{pins::PinLayout, strict::StrictPods},
+    capture::{deny::KernelDenies, enroll::Enroller, pins::PinLayout, strict::StrictPods},
     config::{AgentConfig, MeshConfig},
     inbound::hbone::InboundHandler,
     outbound::proxy::MeshRuntime,
+    policy::live::LiveConnections,
     state::connections::ConnectionStats,
 };
 
@@ -54,7 +58,16 @@ pub async fn start(
     let node = mesh.node_name.clone();
     let initial = Arc::new(xds_view::view(&node, &snapshots.borrow()));
     let (view_tx, view_rx) = watch::channel(initial);
-    let mut strict = StrictPods::open(layout)?;
+    let live = Arc::new(LiveConnections::default());
+    let kernel_denies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sync = PolicySync {
+        strict: StrictPods::open(layout)?,
+        denies: KernelDenies::open(layout)?,
+        enroller: Enroller::open(layout)?,
+        live: Arc::clone(&live),
+        compiled: Arc::clone(&kernel_denies),
+    };
+    tokio::spawn(sync.run(view_rx.clone()));
     tokio::spawn(async move {
         let _keep_client = xds;
         loop {
@@ -63,13 +76,11 @@ pub async fn start(
             tracing::debug!(
                 workloads = view.workload_count(),
                 services = view.service_count(),
+                policies = view.policies.len(),
                 connected = snapshot.connected,
                 "mesh view updated"
             );
             view_tx.send_replace(Arc::new(view));
-            if let Err(error) = strict.set(&xds_view::strict_pod_ips(&node, &snapshot)) {
-                tracing::warn!(%error, "cannot update strict_pods");
-            }
             if snapshots.changed().await.is_err() {
                 return;
             }
@@ -111,6 +122,7 @@ pub async fn start(
     let handler = Arc::new(InboundHandler {
         view: view_rx.clone(),
         stats,
+        live: Arc::clone(&live),
         socket_mark: cfg.socket_mark,
     });
     let server = HboneServer::new(Arc::clone(&store), handler);
@@ -134,5 +146,7 @@ pub async fn start(
         store,
         issued,
         xds: xds_rx,
+        live,
+        kernel_denies,
     }))
 }

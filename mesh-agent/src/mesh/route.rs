@@ -32,6 +32,9 @@ pub struct WorkloadInfo {
     pub mesh: bool,
     /// Where HBONE for this workload goes (its node's agent).
     pub gateway: Option<SocketAddr>,
+    /// `<ns>/<name>` of the selector-scoped authorization policies that
+    /// name this workload.
+    pub authorization_policies: Vec<String>,
 }
 
 /// One port of a Service VIP and its endpoints.
@@ -66,6 +69,8 @@ pub enum Route {
 #[derive(Debug, Default)]
 pub struct MeshView {
     pub node: String,
+    /// Authorization policies, evaluated at hop ④.
+    pub policies: crate::policy::PolicySet,
     workloads: HashMap<String, WorkloadInfo>,
     by_ip: HashMap<IpAddr, String>,
     services: HashMap<SocketAddr, ServiceInfo>,
@@ -80,11 +85,17 @@ impl MeshView {
             .collect();
         Self {
             node: node.to_string(),
+            policies: crate::policy::PolicySet::default(),
             by_ip,
             workloads: workloads.into_iter().map(|w| (w.uid.clone(), w)).collect(),
             services: services.into_iter().map(|s| (s.vip, s)).collect(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    pub fn with_policies(mut self, policies: crate::policy::PolicySet) -> Self {
+        self.policies = policies;
+        self
     }
 
     pub fn workload_by_ip(&self, ip: IpAddr) -> Option<&WorkloadInfo> {
@@ -100,6 +111,13 @@ impl MeshView {
 
     pub fn workloads(&self) -> impl Iterator<Item = &WorkloadInfo> {
         self.workloads.values()
+    }
+
+    /// Every service VIP:port and its endpoints (workload uid, target port).
+    pub fn service_endpoints(&self) -> impl Iterator<Item = (SocketAddr, &[(String, u16)])> {
+        self.services
+            .values()
+            .map(|s| (s.vip, s.endpoints.as_slice()))
     }
 
     pub fn workload_count(&self) -> usize {
@@ -197,6 +215,7 @@ mod tests {
                 .parse()
                 .unwrap(),
             ),
+            authorization_policies: Vec::new(),
         }
     }
 

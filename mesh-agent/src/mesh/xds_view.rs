@@ -6,10 +6,7 @@ use std::{
 };
 
 use mesh_hbone::Identity;
-use mesh_xds::{
-    proto::{istio_security, istio_workload},
-    XdsSnapshot,
-};
+use mesh_xds::{proto::istio_workload, XdsSnapshot};
 
 use super::route::{MeshView, ServiceInfo, WorkloadInfo};
 
@@ -49,6 +46,7 @@ fn workload_info(w: &istio_workload::Workload) -> Option<WorkloadInfo> {
             .collect(),
         mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
         gateway: gateway(w),
+        authorization_policies: w.authorization_policies.clone(),
     })
 }
 
@@ -94,49 +92,16 @@ pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
             }
         }
     }
-    MeshView::new(node, workloads, services)
+    let policies = crate::policy::PolicySet::new(snapshot.authorizations().map(|(_, p)| p.clone()));
+    MeshView::new(node, workloads, services).with_policies(policies)
 }
 
-/// True for the policy shape a PeerAuthentication STRICT becomes: DENY
-/// connections that have no peer principal (plaintext).
-fn denies_plaintext(policy: &istio_security::Authorization) -> bool {
-    policy.action == istio_security::Action::Deny as i32
-        && policy.rules.iter().any(|r| {
-            r.clauses.iter().any(|c| {
-                c.matches.iter().any(|m| {
-                    m.not_principals.iter().any(|p| {
-                        matches!(
-                            p.match_type,
-                            Some(istio_security::string_match::MatchType::Presence(_))
-                        )
-                    })
-                })
-            })
-        })
-}
-
-/// Addresses of this node's mesh pods that only accept mTLS.
-pub fn strict_pod_ips(node: &str, snapshot: &XdsSnapshot) -> BTreeSet<IpAddr> {
-    let strict: Vec<&istio_security::Authorization> = snapshot
-        .authorizations()
-        .map(|(_, p)| p)
-        .filter(|p| denies_plaintext(p))
-        .collect();
-    let mut ips = BTreeSet::new();
-    for (_, w) in snapshot.workloads() {
-        if w.node != node || w.tunnel_protocol != istio_workload::TunnelProtocol::Hbone as i32 {
-            continue;
-        }
-        let applies = strict.iter().any(|p| match p.scope {
-            s if s == istio_security::Scope::Global as i32 => true,
-            s if s == istio_security::Scope::Namespace as i32 => p.namespace == w.namespace,
-            _ => w
-                .authorization_policies
-                .contains(&format!("{}/{}", p.namespace, p.name)),
-        });
-        if applies {
-            ips.extend(w.addresses.iter().filter_map(|a| ip_from_bytes(a)));
-        }
-    }
-    ips
+/// Addresses of this node's mesh pods that no plaintext client may reach:
+/// STRICT mTLS (istiod's converted DENY-without-principal policy) or any
+/// policy set that admits no identity-less source (policy/kernel.rs).
+pub fn plaintext_denied_ips(view: &MeshView) -> BTreeSet<IpAddr> {
+    view.local_workloads()
+        .filter(|w| crate::policy::kernel::plaintext_always_denied(&view.policies.applicable(w)))
+        .flat_map(|w| w.ips.iter().copied())
+        .collect()
 }

@@ -8,10 +8,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use mesh_hbone::HboneClient;
+use mesh_hbone::{HboneClient, Identity};
 
 use crate::{
     mesh::route::{MeshView, Route},
+    policy::{live::LiveConnections, Conn, Verdict},
     state::connections::ConnectionStats,
 };
 
@@ -57,6 +58,10 @@ pub struct MeshRuntime {
     /// Certificates obtained from the CA since start.
     pub issued: Arc<std::sync::atomic::AtomicU64>,
     pub xds: tokio::sync::watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
+    /// Open connections to local pods, re-checked on policy change.
+    pub live: Arc<crate::policy::live::LiveConnections>,
+    /// What `deny_connect` holds and why.
+    pub kernel_denies: Arc<std::sync::Mutex<Vec<crate::policy::kernel::KernelDeny>>>,
 }
 
 impl MeshRuntime {
@@ -91,8 +96,32 @@ impl MeshRuntime {
                 })
             })
             .collect();
+        let kernel_denies: Vec<serde_json::Value> = self
+            .kernel_denies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "netns_cookie": d.key.netns_cookie,
+                    "destination": crate::capture::enroll::unmapped(d.key.addr),
+                    "port": d.key.port,
+                    "policy": d.policy,
+                })
+            })
+            .collect();
+        let mut policies: Vec<String> = view
+            .policies
+            .all()
+            .map(crate::policy::eval::policy_name)
+            .collect();
+        policies.sort();
         serde_json::json!({
             "node": view.node,
+            "policies": policies,
+            "kernel_denies": kernel_denies,
+            "live_connections": self.live.len(),
+            "closed_by_policy": self.live.closed(),
             "xds_connected": snapshot.connected,
             "xds_last_error": snapshot.last_error,
             "workloads": workloads,
@@ -129,7 +158,21 @@ pub async fn run(
             } else {
                 "passthrough"
             };
-            direct(client, peer, target, open, stats, settings).await;
+            // Same-node delivery: this agent is the destination's too, so
+            // hop ④ happens here.
+            let mut track = None;
+            if let (Some(mesh), "local") = (&mesh, open.route) {
+                match authorize_local(mesh, peer, target) {
+                    Ok(src) => track = Some((Arc::clone(&mesh.live), src)),
+                    Err(policy) => {
+                        open.route = "denied";
+                        reset(client);
+                        stats.finish(open, 0, 0, Some(format!("denied by policy {policy}")));
+                        return;
+                    }
+                }
+            }
+            direct(client, peer, target, open, stats, settings, track).await;
         }
         Route::Hbone {
             gateway,
@@ -176,6 +219,34 @@ pub async fn run(
     }
 }
 
+/// Hop ④ for same-node delivery: `Ok(source identity)` or `Err(policy)`.
+fn authorize_local(
+    mesh: &MeshRuntime,
+    peer: SocketAddr,
+    target: SocketAddr,
+) -> Result<Option<Identity>, String> {
+    let view = mesh.view.borrow().clone();
+    let Some(dst) = view.workload_by_ip(target.ip()) else {
+        return Ok(None);
+    };
+    let src = view
+        .workload_by_ip(peer.ip())
+        .filter(|w| w.mesh)
+        .map(|w| w.identity.clone());
+    let conn = Conn {
+        src_ip: Some(peer.ip()),
+        src: src.as_ref(),
+        dst_ip: target.ip(),
+        dst_port: target.port(),
+    };
+    let evaluation = view.policies.evaluate(dst, &conn);
+    crate::policy::log(&evaluation, dst, &conn, "local");
+    match evaluation.verdict {
+        Verdict::Allow => Ok(src),
+        Verdict::Deny { policy } => Err(policy),
+    }
+}
+
 async fn direct(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -183,6 +254,7 @@ async fn direct(
     open: crate::state::connections::Open,
     stats: Arc<ConnectionStats>,
     settings: ProxySettings,
+    track: Option<(Arc<LiveConnections>, Option<Identity>)>,
 ) {
     let _ = client.set_nodelay(true);
     let mut upstream = match connect(dst, &settings).await {
@@ -194,6 +266,14 @@ async fn direct(
             return;
         }
     };
+    // Registered until the relay ends: a policy change may close it.
+    let _live = track.and_then(|(live, src)| {
+        live.register(Some(peer.ip()), src.as_ref(), dst, &[&client, &upstream])
+            .map_err(
+                |error| tracing::warn!(%error, "cannot track the connection for policy updates"),
+            )
+            .ok()
+    });
     tracing::debug!(id = open.id, src = %peer, dst = %dst, "proxying");
     let result = super::relay::relay(&mut client, &mut upstream, settings.buffer_size).await;
     match result {

@@ -1,0 +1,176 @@
+//! Open connections to this node's pods, so that a policy change applies to
+//! established connections too: after every update of the view, each is
+//! evaluated again and those no longer allowed are closed (both sockets shut
+//! down, which ends the relay; the pod sees the connection end).
+//!
+//! The registry keeps a duplicate of each socket's descriptor, so closing
+//! never races with the relay dropping its own handle.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+};
+
+use mesh_hbone::Identity;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::eval::{Conn, Verdict};
+use crate::mesh::route::MeshView;
+
+struct Entry {
+    src_ip: Option<IpAddr>,
+    src: Option<Identity>,
+    dst: SocketAddr,
+    sockets: Vec<OwnedFd>,
+}
+
+/// Connections to local pods that policy may have to close.
+#[derive(Default)]
+pub struct LiveConnections {
+    next: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+    closed: AtomicU64,
+}
+
+/// Removes its connection from the registry when dropped.
+pub struct LiveGuard {
+    id: u64,
+    registry: Arc<LiveConnections>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl LiveConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tracks a connection from `src` to the local pod address `dst`,
+    /// carried on `sockets` (the pod-side socket, and the client's when the
+    /// agent holds it).
+    pub fn register(
+        self: &Arc<Self>,
+        src_ip: Option<IpAddr>,
+        src: Option<&Identity>,
+        dst: SocketAddr,
+        sockets: &[&dyn AsFd],
+    ) -> std::io::Result<LiveGuard> {
+        let sockets = sockets
+            .iter()
+            .map(|s| s.as_fd().try_clone_to_owned())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Entry {
+                src_ip,
+                src: src.cloned(),
+                dst,
+                sockets,
+            },
+        );
+        Ok(LiveGuard {
+            id,
+            registry: Arc::clone(self),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Connections closed by policy since start.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Evaluates every open connection under `view`; shuts down those now
+    /// denied. Returns how many were closed.
+    pub fn enforce(&self, view: &MeshView) -> usize {
+        let mut closed = 0;
+        let mut entries = self.lock();
+        entries.retain(|_, e| {
+            let Some(dst) = view.workload_by_ip(e.dst.ip()) else {
+                return true;
+            };
+            let conn = Conn {
+                src_ip: e.src_ip,
+                src: e.src.as_ref(),
+                dst_ip: e.dst.ip(),
+                dst_port: e.dst.port(),
+            };
+            let evaluation = view.policies.evaluate(dst, &conn);
+            let Verdict::Deny { policy } = &evaluation.verdict else {
+                return true;
+            };
+            tracing::info!(
+                %policy,
+                source = %e.src.as_ref().map(ToString::to_string).unwrap_or_default(),
+                destination = %e.dst,
+                "closing an established connection the new policy denies"
+            );
+            for socket in &e.sockets {
+                let _ = nix::sys::socket::shutdown(
+                    socket.as_raw_fd(),
+                    nix::sys::socket::Shutdown::Both,
+                );
+            }
+            closed += 1;
+            false
+        });
+        self.closed.fetch_add(closed as u64, Ordering::Relaxed);
+        closed
+    }
+}
+
+/// A stream that stays registered while it lives (the inbound HBONE
+/// server owns the pod-side stream until the tunnel ends).
+pub struct Guarded<S> {
+    inner: S,
+    _guard: LiveGuard,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(inner: S, guard: LiveGuard) -> Self {
+        Self {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
