@@ -381,6 +381,19 @@ impl Cluster {
         Ok(self.servers.len() - 1)
     }
 
+    /// `podctl <args>` in `pod`, in the background, once it printed a line
+    /// matching `ready`; killed with the cluster.
+    pub fn background(
+        &mut self,
+        pod: &str,
+        args: &[&str],
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<usize> {
+        let server = Server::start_until(&self.bins.podctl, self.pod(pod), args, ready)?;
+        self.servers.push(server);
+        Ok(self.servers.len() - 1)
+    }
+
     pub fn client(&self, pod: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         crate::pod::run(&self.bins.podctl, self.pod(pod), args)
     }

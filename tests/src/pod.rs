@@ -48,6 +48,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(bin: &std::path::Path, pod: &Pod, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_until(bin, pod, args, |v| v["ready"] == true)
+    }
+
+    /// Starts `podctl <args>` in the background and waits (10 s) for a line
+    /// matching `ready`.
+    pub fn start_until(
+        bin: &std::path::Path,
+        pod: &Pod,
+        args: &[&str],
+        ready: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Self> {
         let mut child = podctl(bin, pod, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -68,7 +79,7 @@ impl Server {
             lines,
             pod: pod.name.clone(),
         };
-        server.wait_for(Duration::from_secs(10), |v| v["ready"] == true)?;
+        server.wait_for(Duration::from_secs(10), ready)?;
         Ok(server)
     }
 

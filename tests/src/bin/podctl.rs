@@ -63,6 +63,25 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
+    /// Connect, send a few bytes, read the echo: reports whether the
+    /// exchange worked and, if not, where it failed (`connect`: refused
+    /// locally, e.g. EPERM from a kernel DENY; `exchange`: accepted, then
+    /// reset or closed, e.g. a proxy DENY).
+    Probe {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Keeps one connection to an echo server, one round trip every 100 ms,
+    /// until it breaks or `max_seconds` pass. Prints `{"connected":…}` once
+    /// the first round trip worked, then `{"closed":…}` at the end.
+    Hold {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 30)]
+        max_seconds: u64,
+    },
     /// 1-byte request/response over one connection: latency percentiles.
     Rr {
         #[arg(long)]
@@ -115,6 +134,8 @@ fn main() -> anyhow::Result<()> {
             Duration::from_millis(chunk_delay_ms),
         ),
         Cmd::Connect { to, timeout_ms } => connect(to, timeout_ms),
+        Cmd::Probe { to, timeout_ms } => probe(to, Duration::from_millis(timeout_ms)),
+        Cmd::Hold { to, max_seconds } => hold(to, Duration::from_secs(max_seconds)),
         Cmd::Rr {
             to,
             count,
@@ -269,6 +290,59 @@ fn connect(to: SocketAddr, timeout_ms: u64) -> anyhow::Result<()> {
             "elapsed_us": elapsed_us
         })),
     }
+    Ok(())
+}
+
+fn probe(to: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let fail = |stage: &str, e: std::io::Error| {
+        println_json(json!({
+            "ok": false, "stage": stage, "error_kind": format!("{:?}", e.kind()),
+            "error": e.to_string(),
+        }))
+    };
+    let mut conn = match TcpStream::connect_timeout(&to, timeout) {
+        Ok(conn) => conn,
+        Err(e) => {
+            fail("connect", e);
+            return Ok(());
+        }
+    };
+    conn.set_read_timeout(Some(timeout))?;
+    let msg = b"probe-1234";
+    let mut back = [0u8; 10];
+    let exchanged = conn.write_all(msg).and_then(|()| conn.read_exact(&mut back));
+    match exchanged {
+        Ok(()) if &back == msg => println_json(json!({"ok": true})),
+        Ok(()) => println_json(json!({"ok": false, "stage": "exchange", "error": "echo differs"})),
+        Err(e) => fail("exchange", e),
+    }
+    Ok(())
+}
+
+fn hold(to: SocketAddr, max: Duration) -> anyhow::Result<()> {
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let start = Instant::now();
+    let mut round_trips = 0u64;
+    let mut byte = [0u8; 1];
+    let error = loop {
+        if start.elapsed() > max {
+            break "still open at the deadline".to_string();
+        }
+        let r = conn.write_all(b"h").and_then(|()| conn.read_exact(&mut byte));
+        if let Err(e) = r {
+            break format!("{:?}: {e}", e.kind());
+        }
+        round_trips += 1;
+        if round_trips == 1 {
+            println_json(json!({"connected": true, "local": conn.local_addr()?.to_string()}));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println_json(json!({
+        "closed": true, "round_trips": round_trips, "error": error,
+        "after_ms": start.elapsed().as_millis() as u64,
+    }));
     Ok(())
 }
 
