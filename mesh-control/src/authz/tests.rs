@@ -5,7 +5,7 @@ use mesh_xds::proto::istio_security::{
 use super::*;
 use crate::{
     server::convert::{self, ConvertOptions},
-    source::{load_files, SourceConfig, Snapshot},
+    source::{load_files, Snapshot, SourceConfig},
 };
 
 const BASE: &str = r#"
@@ -131,13 +131,21 @@ fn scopes_and_the_workloads_that_list_policies() {
     let policies = [
         policy("shop", "ns-wide", "  action: DENY\n"),
         policy("istio-system", "mesh-wide", "  action: DENY\n"),
-        policy("shop", "by-label", "  selector: {matchLabels: {app: web}}\n"),
+        policy(
+            "shop",
+            "by-label",
+            "  selector: {matchLabels: {app: web}}\n",
+        ),
         policy(
             "istio-system",
             "root-label",
             "  selector: {matchLabels: {app: web}}\n",
         ),
-        policy("shop", "by-service", "  targetRefs: [{kind: Service, name: web}]\n"),
+        policy(
+            "shop",
+            "by-service",
+            "  targetRefs: [{kind: Service, name: web}]\n",
+        ),
         policy("shop", "all-pods", "  selector: {}\n"),
     ]
     .concat();
@@ -236,7 +244,9 @@ fn actions_dry_run_and_custom() {
             Some("spec.action".into())
         )]
     );
-    assert!(findings[0].message.contains("CUSTOM (provider \"opa\") needs an external authorizer"));
+    assert!(findings[0]
+        .message
+        .contains("CUSTOM (provider \"opa\") needs an external authorizer"));
     // Not listed either.
     assert_eq!(listed(&policies)["shop/web-1"], [STRICT]);
 }
@@ -507,15 +517,16 @@ fn selectors_and_targets_that_reach_nothing_are_findings() {
         findings[1].message,
         "selector {app=old} matches no mesh workload (1 matching pod(s) are outside the mesh, where agents enforce nothing)"
     );
-    assert_eq!(
-        listed(&policies)["shop/web-1"],
-        [STRICT, "shop/mixed"]
-    );
+    assert_eq!(listed(&policies)["shop/web-1"], [STRICT, "shop/mixed"]);
 }
 
 #[test]
 fn findings_are_in_the_load_warnings() {
-    let snapshot = load(&policy("shop", "c", "  action: CUSTOM\n  provider: {name: x}\n"));
+    let snapshot = load(&policy(
+        "shop",
+        "c",
+        "  action: CUSTOM\n  provider: {name: x}\n",
+    ));
     assert_eq!(snapshot.findings.len(), 1);
     let line = snapshot
         .warnings
