@@ -6,7 +6,11 @@
 //! not opted out with the same label set to `none` on the pod) are mesh
 //! workloads; other pods still appear as endpoints of services with
 //! `mesh: false` so clients can reach them in plaintext.
+pub mod authz;
+
 use std::{collections::BTreeMap, net::IpAddr};
+
+pub use authz::AuthorizationPolicy;
 
 /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,4 +97,6 @@ pub struct MeshState {
     pub services: BTreeMap<String, Service>,
     pub nodes: BTreeMap<String, Node>,
     pub peer_authentications: Vec<PeerAuthentication>,
+    /// In file order, then document order.
+    pub authorization_policies: Vec<AuthorizationPolicy>,
 }

@@ -17,6 +17,10 @@
 //!   selector); when several tie, the first in `MeshState` order wins
 //!   (Istio: the oldest). PERMISSIVE and DISABLE produce nothing (ambient
 //!   ignores DISABLE: the tunnel is always mTLS).
+//! - AuthorizationPolicy: one `Authorization` per publishable policy,
+//!   converted by [`crate::authz`]; selector and `targetRefs` policies are
+//!   listed in `authorization_policies` of the workloads they select,
+//!   beside the static STRICT one (sorted, without duplicates).
 use std::{collections::BTreeMap, net::IpAddr};
 
 use mesh_xds::proto::{
@@ -180,10 +184,13 @@ pub fn workload_address(
         }
         (false, _) => None,
     };
-    let mut authorization_policies = Vec::new();
+    let mut authorization_policies =
+        crate::authz::policies_for_workload(state, w, &opts.root_namespace);
     if w.mesh && is_strict(state, w, opts) {
         authorization_policies.push(format!("{}/{STATIC_STRICT_POLICY}", opts.root_namespace));
     }
+    authorization_policies.sort();
+    authorization_policies.dedup();
     Workload {
         uid: w.uid.clone(),
         name: w.name.clone(),
@@ -271,13 +278,17 @@ pub fn static_strict_policy(root_namespace: &str) -> Authorization {
     }
 }
 
-/// Every Authorization resource of the mesh: (resource name, resource).
+/// Every Authorization resource of the mesh: (resource name, resource),
+/// sorted by name. Translation findings are not logged here (this runs
+/// once per listener and change); the source logs them once per load.
 pub fn authorizations(state: &MeshState, opts: &ConvertOptions) -> Vec<(String, Authorization)> {
-    if state.peer_authentications.is_empty() {
-        return vec![];
+    let mut out = crate::authz::translate(state, &opts.root_namespace).authorizations;
+    if !state.peer_authentications.is_empty() {
+        let strict = static_strict_policy(&opts.root_namespace);
+        out.push((authorization_resource_name(&strict), strict));
     }
-    let strict = static_strict_policy(&opts.root_namespace);
-    vec![(authorization_resource_name(&strict), strict)]
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ fn state(workloads: Vec<model::Workload>, pas: Vec<PeerAuthentication>) -> MeshS
         ]
         .into(),
         peer_authentications: pas,
+        authorization_policies: vec![],
     }
 }
 

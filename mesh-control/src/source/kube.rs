@@ -11,7 +11,7 @@ use super::{
     fields::{self, lookup, Reporter},
     RawResource,
 };
-use crate::model::MtlsMode;
+use crate::model::{AuthorizationPolicy, MtlsMode};
 
 /// Where a resource came from, for problems found when resources are
 /// checked against each other.
@@ -108,6 +108,8 @@ pub(crate) struct Objects {
     pub services: Vec<ServiceObj>,
     pub nodes: Vec<NodeObj>,
     pub peer_authentications: Vec<PeerAuthObj>,
+    /// Also kept in `raw`, as written.
+    pub authorization_policies: Vec<AuthorizationPolicy>,
     pub raw: Vec<RawResource>,
     /// Where each of `raw` came from (same order).
     pub raw_origins: Vec<Origin>,
@@ -280,6 +282,11 @@ pub(crate) fn read(
                     );
                     return;
                 }
+            }
+            if group == "security.istio.io" && kind == "AuthorizationPolicy" {
+                let policy =
+                    super::authz::authorization_policy(&mut rep, value, version, &name, &namespace);
+                objects.authorization_policies.extend(policy);
             }
             if rep.count() == before {
                 objects.raw_origins.push(origin);

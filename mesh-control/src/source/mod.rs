@@ -3,7 +3,8 @@
 //! Kubernetes / Istio documents, becomes a [`MeshState`].
 //!
 //! Read into the state: `v1` Namespace, Pod, Service, Node and
-//! `security.istio.io` PeerAuthentication (v1, v1beta1). Kept raw, for
+//! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
+//! v1beta1; AuthorizationPolicy is also kept raw). Kept raw, for
 //! later translation ([`RawResource`]): the other Istio kinds
 //! (VirtualService, DestinationRule, Gateway, ServiceEntry,
 //! AuthorizationPolicy, …) and Gateway API kinds. Anything else is warned
@@ -12,6 +13,7 @@
 //! A load is all or nothing: one invalid file or resource rejects the whole
 //! directory, every problem is reported (file, resource, field), and a
 //! watcher keeps serving the last good state ([`watch_directory`]).
+mod authz;
 mod build;
 mod documents;
 mod error;
@@ -25,7 +27,7 @@ pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
-use crate::model::MeshState;
+use crate::{analyze::Finding, model::MeshState};
 
 /// Settings of the source that are not in the YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +74,12 @@ pub struct Snapshot {
     /// In file order, then document order.
     pub raw: Vec<RawResource>,
     /// Tolerated oddities (skipped kinds, pods without an address, …),
-    /// one line each, naming file and resource.
+    /// one line each, naming file and resource; includes `findings`.
     pub warnings: Vec<String>,
+    /// What the AuthorizationPolicy translation could not do as written
+    /// (CUSTOM, L7 attributes, selectors matching nothing, …), computed
+    /// once per load so it is logged once, not on every push.
+    pub findings: Vec<Finding>,
 }
 
 /// Loads `dir` once. Any problem rejects the whole directory.
@@ -126,10 +132,13 @@ pub fn load_files(
     }
     let state = build::build(&objects, config, &mut problems, &mut warnings);
     if problems.is_empty() {
+        let findings = crate::authz::translate(&state, &config.root_namespace).findings;
+        warnings.extend(findings.iter().map(ToString::to_string));
         Ok(Snapshot {
             state,
             raw: objects.raw,
             warnings,
+            findings,
         })
     } else {
         Err(problems)

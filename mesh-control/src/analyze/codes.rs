@@ -1,0 +1,30 @@
+//! The stable finding codes. A code never changes meaning once released;
+//! retired codes are not reused.
+
+/// A file or resource the control plane rejects (syntax, validation).
+pub const INVALID: &str = "MESH0001";
+
+/// VirtualService destination host is no known Service or ServiceEntry.
+pub const VS_UNKNOWN_HOST: &str = "MESH0101";
+/// VirtualService destination subset no DestinationRule defines.
+pub const VS_UNKNOWN_SUBSET: &str = "MESH0102";
+/// DestinationRule subset whose labels match no pod of its host.
+pub const DR_SUBSET_NO_PODS: &str = "MESH0103";
+
+/// AuthorizationPolicy with action CUSTOM (no external authorizer).
+pub const AUTHZ_CUSTOM: &str = "MESH0201";
+/// ALLOW rule with L7 attributes: dropped at L4 (allows less).
+pub const AUTHZ_L7_ALLOW_DROPPED: &str = "MESH0202";
+/// DENY/AUDIT rule with L7 attributes: they are ignored (denies more).
+pub const AUTHZ_L7_IGNORED: &str = "MESH0203";
+/// AuthorizationPolicy selector matching no mesh workload.
+pub const AUTHZ_SELECTOR_EMPTY: &str = "MESH0204";
+/// targetRef to a kind agents do not enforce (Gateway, ServiceEntry, …).
+pub const AUTHZ_TARGET_NOT_ENFORCED: &str = "MESH0205";
+/// targetRef to a Service that does not exist.
+pub const AUTHZ_TARGET_UNKNOWN_SERVICE: &str = "MESH0206";
+/// Principal not in `<trust-domain>/ns/<namespace>/sa/<account>` form.
+pub const AUTHZ_PRINCIPAL_FORM: &str = "MESH0207";
+
+/// PeerAuthentication selector matching no workload.
+pub const PA_SELECTOR_EMPTY: &str = "MESH0301";
