@@ -75,12 +75,14 @@ fn allowed(c: &Cluster, from: &str, port: u16) {
     assert_eq!(r["ok"], true, "{from} -> b:{port} should be allowed: {r}");
 }
 
-/// Denied by a proxy: the connect succeeds (to the agent), the exchange fails.
+/// Denied by a proxy: the agent accepted the connection, then reset it
+/// (the reset may beat the client's connect() return, so the stage varies;
+/// what it never is, is the kernel's EPERM).
 #[track_caller]
 fn denied_by_proxy(c: &Cluster, from: &str, port: u16) {
     let r = probe(c, from, port);
     assert_eq!(r["ok"], false, "{from} -> b:{port} should be denied: {r}");
-    assert_eq!(r["stage"], "exchange", "{r}");
+    assert_ne!(r["error_kind"], "PermissionDenied", "{r}");
 }
 
 /// Denied by the kernel at connect(): EPERM.
@@ -145,7 +147,9 @@ fn authorization_policy_matrix() {
         &policy(
             "allow-ip",
             "default",
-            &format!("{SELECT_B}  rules:\n  - from:\n    - source:\n        ipBlocks: [\"{a_ip}/32\"]\n"),
+            &format!(
+                "{SELECT_B}  rules:\n  - from:\n    - source:\n        ipBlocks: [\"{a_ip}/32\"]\n"
+            ),
         ),
         &["default/allow-ip"],
     );
@@ -184,7 +188,10 @@ fn authorization_policy_matrix() {
         .agent("node1")
         .kernel_counter("denied_connect_policy")
         .unwrap();
-    assert!(after > before, "kernel denial not counted ({before} -> {after})");
+    assert!(
+        after > before,
+        "kernel denial not counted ({before} -> {after})"
+    );
 
     // notPorts cannot be kernel entries: the destination's proxy denies.
     apply(

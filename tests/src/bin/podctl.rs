@@ -310,7 +310,9 @@ fn probe(to: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     conn.set_read_timeout(Some(timeout))?;
     let msg = b"probe-1234";
     let mut back = [0u8; 10];
-    let exchanged = conn.write_all(msg).and_then(|()| conn.read_exact(&mut back));
+    let exchanged = conn
+        .write_all(msg)
+        .and_then(|()| conn.read_exact(&mut back));
     match exchanged {
         Ok(()) if &back == msg => println_json(json!({"ok": true})),
         Ok(()) => println_json(json!({"ok": false, "stage": "exchange", "error": "echo differs"})),
@@ -329,7 +331,9 @@ fn hold(to: SocketAddr, max: Duration) -> anyhow::Result<()> {
         if start.elapsed() > max {
             break "still open at the deadline".to_string();
         }
-        let r = conn.write_all(b"h").and_then(|()| conn.read_exact(&mut byte));
+        let r = conn
+            .write_all(b"h")
+            .and_then(|()| conn.read_exact(&mut byte));
         if let Err(e) = r {
             break format!("{:?}: {e}", e.kind());
         }
