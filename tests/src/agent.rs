@@ -14,6 +14,9 @@ use crate::topology::Pod;
 
 pub const ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15000);
+/// The agent's Prometheus endpoint (bound on every address of the node).
+pub const METRICS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15020);
 
 pub fn log_path(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-agent.log"))
@@ -178,6 +181,21 @@ impl Agent {
     /// `/stats/capture`: programs, kernel counters, enrolled pods.
     pub fn capture(&self) -> anyhow::Result<Value> {
         self.admin("/stats/capture")
+    }
+
+    /// The Prometheus exposition on the metrics port (15020).
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        crate::netns::http_get_in(&self.spec.node_netns, METRICS, "/metrics")
+    }
+
+    /// `POST <path>` on the admin endpoint; the response body.
+    pub fn admin_post(&self, path: &str) -> anyhow::Result<String> {
+        crate::netns::http_in(&self.spec.node_netns, ADMIN, "POST", path)
+    }
+
+    /// A GET on the admin endpoint, as JSON.
+    pub fn admin_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.admin(path)
     }
 
     /// A kernel counter by name.

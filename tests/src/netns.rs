@@ -60,10 +60,19 @@ pub fn connect_in(netns: &Path, addr: SocketAddr, timeout: Duration) -> std::io:
 
 /// A minimal HTTP/1.0 GET from inside the namespace at `netns`; returns the body.
 pub fn http_get_in(netns: &Path, addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    http_in(netns, addr, "GET", path)
+}
+
+/// A minimal HTTP/1.0 request (no body) from inside the namespace at
+/// `netns`; returns the body of a 200 answer.
+pub fn http_in(netns: &Path, addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let mut conn = connect_in(netns, addr, Duration::from_secs(2))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    write!(
+        conn,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut text = String::new();
     conn.read_to_string(&mut text)?;
     let (head, body) = text
@@ -71,7 +80,7 @@ pub fn http_get_in(netns: &Path, addr: SocketAddr, path: &str) -> anyhow::Result
         .ok_or_else(|| anyhow::anyhow!("malformed HTTP response from {addr}{path}"))?;
     anyhow::ensure!(
         head.contains(" 200 "),
-        "GET {path}: {}",
+        "{method} {path}: {}",
         head.lines().next().unwrap_or("")
     );
     Ok(body.to_string())

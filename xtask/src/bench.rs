@@ -39,13 +39,16 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench")?;
     let env = setup::ensure_all()?;
     cargo::build(&env, true)?;
-    // MESH_BENCH_ONLY=same|cross runs one half (for iterating on one path).
+    // MESH_BENCH_ONLY=same|cross|policy runs one part (for iterating on one path).
     let only = std::env::var("MESH_BENCH_ONLY").unwrap_or_default();
-    if only != "cross" {
+    if only.is_empty() || only == "same" {
         same_node(bytes, repeats, rounds)?;
     }
-    if only != "same" {
+    if only != "same" && only != "policy" {
         cross_node(bytes, repeats, rounds)?;
+    }
+    if only.is_empty() || only == "policy" {
+        crate::bench_policy::run(bytes, repeats, rounds)?;
     }
     Ok(())
 }
@@ -140,7 +143,7 @@ fn same_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -148,13 +151,13 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn gbit(v: &Value) -> anyhow::Result<f64> {
+pub fn gbit(v: &Value) -> anyhow::Result<f64> {
     v["gbit_per_s"]
         .as_f64()
         .ok_or_else(|| anyhow::anyhow!("no throughput in {v}"))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -7,6 +7,7 @@
 //! - `cargo xtask demo [--duration S]` — a local mesh with a live summary (root)
 //! - `cargo xtask bench l4` — throughput/latency through the agent vs direct (root)
 mod bench;
+mod bench_policy;
 mod cargo;
 mod demo;
 mod setup;
