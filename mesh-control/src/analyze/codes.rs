@@ -3,6 +3,9 @@
 
 /// A file or resource the control plane rejects (syntax, validation).
 pub const INVALID: &str = "MESH0001";
+/// Something the control plane tolerates while loading and logs (a
+/// skipped kind, tab indentation, a pod without an address, …).
+pub const LOAD_NOTE: &str = "MESH0002";
 
 /// VirtualService destination host is no known Service or ServiceEntry.
 pub const VS_UNKNOWN_HOST: &str = "MESH0101";

@@ -10,14 +10,11 @@
 //! field of `source` / `operation` this version does not know (a newer
 //! Istio's) is kept by name and treated the same way: accepted, never
 //! matched at L4.
-use std::net::IpAddr;
-
 use serde_yaml::{Mapping, Value};
 
-use super::fields::{self, lookup, Reporter};
+use super::fields::{self, blocks, lookup, ports, strings, Reporter};
 use crate::model::authz::{
-    AuthorizationPolicy, AuthzAction, AuthzRule, Condition, IpBlock, L4Values, Operation, Source,
-    TargetRef,
+    AuthorizationPolicy, AuthzAction, AuthzRule, Condition, L4Values, Operation, Source, TargetRef,
 };
 
 /// The annotation that makes a policy dry-run (evaluated and logged only).
@@ -518,117 +515,6 @@ fn l4_values(rep: &mut Reporter<'_>, key: &str, items: &Value, field: &str) -> L
         // principal by [`crate::authz`]; kept as written here.
         _ => L4Values::SourcePrincipal(strings(rep, items, field)),
     }
-}
-
-/// A list of non-empty strings.
-fn strings(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<String> {
-    items(rep, value, field, |rep, item, at| match item {
-        Value::String(s) if s.is_empty() => {
-            rep.error(at, "must not be empty");
-            None
-        }
-        Value::String(s) => Some(s.clone()),
-        other => {
-            rep.error(
-                at,
-                format!("expected a string, found {}", fields::show(other)),
-            );
-            None
-        }
-    })
-}
-
-/// A list of IP addresses or CIDRs.
-fn blocks(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<IpBlock> {
-    items(rep, value, field, |rep, item, at| match item {
-        Value::String(s) => match parse_block(s) {
-            Ok(block) => Some(block),
-            Err(why) => {
-                rep.error(at, format!("{s:?} is not an IP address or CIDR: {why}"));
-                None
-            }
-        },
-        other => {
-            rep.error(
-                at,
-                format!(
-                    "expected an IP address or CIDR string, found {}",
-                    fields::show(other)
-                ),
-            );
-            None
-        }
-    })
-}
-
-/// A list of ports, written as strings (as Istio's API has them) or numbers.
-fn ports(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<u16> {
-    items(rep, value, field, |rep, item, at| match item {
-        Value::String(s) => {
-            match s.trim().parse::<u64>() {
-                Ok(n @ 1..=65535) => Some(n as u16),
-                Ok(n) => {
-                    rep.error(at, format!("{n} is not a port number (1-65535)"));
-                    None
-                }
-                Err(_) => {
-                    rep.error(
-                    at,
-                    format!("{s:?} is not a port number (1-65535); named ports are not allowed here"),
-                );
-                    None
-                }
-            }
-        }
-        other => fields::port(rep, at, other),
-    })
-}
-
-fn items<T>(
-    rep: &mut Reporter<'_>,
-    value: &Value,
-    field: &str,
-    mut each: impl FnMut(&mut Reporter<'_>, &Value, &str) -> Option<T>,
-) -> Vec<T> {
-    match value {
-        Value::Null => vec![],
-        Value::Sequence(list) => list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| each(rep, item, &format!("{field}[{i}]")))
-            .collect(),
-        other => {
-            rep.error(
-                field,
-                format!("expected a list, found {}", fields::type_name(other)),
-            );
-            vec![]
-        }
-    }
-}
-
-/// `10.0.0.0/8`, `fd00::/64`, or a bare address (a host block).
-pub(crate) fn parse_block(text: &str) -> Result<IpBlock, String> {
-    let text = text.trim();
-    let (address, len) = match text.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (text, None),
-    };
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| format!("{address:?} is not an IP address"))?;
-    let max = if address.is_ipv4() { 32 } else { 128 };
-    let prefix_len = match len {
-        None => max,
-        Some(l) => match l.parse::<u8>() {
-            Ok(n) if n <= max => n,
-            _ => return Err(format!("prefix length {l:?} is not 0-{max}")),
-        },
-    };
-    Ok(IpBlock {
-        address,
-        prefix_len,
-    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::source::fields::parse_block;
 use crate::{
     model::authz::AuthzRule,
     source::{load_files, SourceConfig},

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use serde_yaml::Value;
 
 use super::error::Problem;
+use crate::model::authz::IpBlock;
 
 /// Collects the problems of one resource.
 pub(crate) struct Reporter<'a> {
@@ -225,6 +226,114 @@ pub(crate) fn check_name(
         rep.error(field, format!("{name:?} is not a valid name ({what})"));
     }
     valid
+}
+
+/// A list of non-empty strings; absent (null) is empty.
+pub(crate) fn strings(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<String> {
+    items(rep, value, field, |rep, item, at| match item {
+        Value::String(s) if s.is_empty() => {
+            rep.error(at, "must not be empty");
+            None
+        }
+        Value::String(s) => Some(s.clone()),
+        other => {
+            rep.error(at, format!("expected a string, found {}", show(other)));
+            None
+        }
+    })
+}
+
+/// A list of IP addresses or CIDRs (`10.0.0.0/8`, `fd00::1`).
+pub(crate) fn blocks(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<IpBlock> {
+    items(rep, value, field, |rep, item, at| match item {
+        Value::String(s) => match parse_block(s) {
+            Ok(block) => Some(block),
+            Err(why) => {
+                rep.error(at, format!("{s:?} is not an IP address or CIDR: {why}"));
+                None
+            }
+        },
+        other => {
+            rep.error(
+                at,
+                format!(
+                    "expected an IP address or CIDR string, found {}",
+                    show(other)
+                ),
+            );
+            None
+        }
+    })
+}
+
+/// A list of ports, written as strings (as Istio's API has them) or numbers.
+pub(crate) fn ports(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<u16> {
+    items(rep, value, field, |rep, item, at| match item {
+        Value::String(s) => {
+            match s.trim().parse::<u64>() {
+                Ok(n @ 1..=65535) => Some(n as u16),
+                Ok(n) => {
+                    rep.error(at, format!("{n} is not a port number (1-65535)"));
+                    None
+                }
+                Err(_) => {
+                    rep.error(
+                    at,
+                    format!("{s:?} is not a port number (1-65535); named ports are not allowed here"),
+                );
+                    None
+                }
+            }
+        }
+        other => port(rep, at, other),
+    })
+}
+
+fn items<T>(
+    rep: &mut Reporter<'_>,
+    value: &Value,
+    field: &str,
+    mut each: impl FnMut(&mut Reporter<'_>, &Value, &str) -> Option<T>,
+) -> Vec<T> {
+    match value {
+        Value::Null => vec![],
+        Value::Sequence(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| each(rep, item, &format!("{field}[{i}]")))
+            .collect(),
+        other => {
+            rep.error(
+                field,
+                format!("expected a list, found {}", type_name(other)),
+            );
+            vec![]
+        }
+    }
+}
+
+/// `10.0.0.0/8`, `fd00::/64`, or a bare address (a host block).
+pub(crate) fn parse_block(text: &str) -> Result<IpBlock, String> {
+    let text = text.trim();
+    let (address, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not an IP address"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("prefix length {l:?} is not 0-{max}")),
+        },
+    };
+    Ok(IpBlock {
+        address,
+        prefix_len,
+    })
 }
 
 fn show_typed(value: &Value) -> String {

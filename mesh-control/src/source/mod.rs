@@ -15,7 +15,7 @@
 //! watcher keeps serving the last good state ([`watch_directory`]).
 mod authz;
 mod build;
-mod documents;
+pub(crate) mod documents;
 mod error;
 mod fields;
 mod kube;
@@ -122,26 +122,56 @@ pub fn load_files(
     files: &[(String, String)],
     config: &SourceConfig,
 ) -> Result<Snapshot, Vec<Problem>> {
+    let loaded = load_all(files, config);
+    if loaded.problems.is_empty() {
+        Ok(loaded.snapshot)
+    } else {
+        Err(loaded.problems)
+    }
+}
+
+/// Everything one load found, kept even when it has problems: the
+/// analyzer reports every problem and still checks what did parse.
+pub(crate) struct Loaded {
+    /// Built from the resources without problems.
+    pub snapshot: Snapshot,
+    pub problems: Vec<Problem>,
+}
+
+/// [`load_files`] without the all-or-nothing rule.
+pub(crate) fn load_all(files: &[(String, String)], config: &SourceConfig) -> Loaded {
     let mut problems = vec![];
     let mut warnings = vec![];
-    let mut objects = kube::Objects::default();
+    let mut docs = vec![];
     for (name, text) in files {
-        for doc in documents::parse(name, text, &mut problems, &mut warnings) {
-            kube::read(&doc, &mut objects, &mut problems, &mut warnings);
-        }
+        docs.extend(documents::parse(name, text, &mut problems, &mut warnings));
+    }
+    load_documents(&docs, problems, warnings, config)
+}
+
+/// Parsed documents → [`Loaded`]; `problems` and `warnings` are those of
+/// parsing so far.
+pub(crate) fn load_documents(
+    docs: &[documents::Document],
+    mut problems: Vec<Problem>,
+    mut warnings: Vec<String>,
+    config: &SourceConfig,
+) -> Loaded {
+    let mut objects = kube::Objects::default();
+    for doc in docs {
+        kube::read(doc, &mut objects, &mut problems, &mut warnings);
     }
     let state = build::build(&objects, config, &mut problems, &mut warnings);
-    if problems.is_empty() {
-        let findings = crate::authz::translate(&state, &config.root_namespace).findings;
-        warnings.extend(findings.iter().map(ToString::to_string));
-        Ok(Snapshot {
+    let findings = crate::authz::translate(&state, &config.root_namespace).findings;
+    warnings.extend(findings.iter().map(ToString::to_string));
+    Loaded {
+        snapshot: Snapshot {
             state,
             raw: objects.raw,
             warnings,
             findings,
-        })
-    } else {
-        Err(problems)
+        },
+        problems,
     }
 }
 

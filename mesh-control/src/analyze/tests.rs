@@ -1,0 +1,257 @@
+use super::*;
+
+const MESH: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: bookinfo, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1, namespace: bookinfo, labels: {app: reviews, version: v1}}
+spec: {nodeName: node-1, serviceAccountName: reviews}
+status: {podIP: 10.244.1.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec: {selector: {app: reviews}, clusterIP: 10.96.0.11, ports: [{port: 9080}]}
+"#;
+
+const ROUTING: &str = r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route:
+    - destination: {host: reviews, subset: v1}
+    - destination: {host: reviews.bookinfo.svc.cluster.local, subset: v3}
+      weight: 10
+    mirror: {host: ratings}
+  tcp:
+  - route:
+    - destination: {host: en.wikipedia.org, port: {number: 443}}
+    - destination: {host: api.example.com}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: external, namespace: bookinfo}
+spec:
+  hosts: [api.example.com, "*.wikipedia.org"]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  resolution: DNS
+"#;
+
+const SECURITY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from:
+    - source: {principals: [sleep, "cluster.local/ns/bookinfo/sa/productpage", "*/sa/x"]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: bookinfo}
+spec: {action: CUSTOM, provider: {name: opa}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict-nobody, namespace: bookinfo}
+spec: {selector: {matchLabels: {app: nope}}, mtls: {mode: STRICT}}
+"#;
+
+fn files(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("00-mesh.yaml".to_string(), MESH.to_string()),
+        ("10-routing.yaml".to_string(), ROUTING.to_string()),
+        ("20-security.yaml".to_string(), SECURITY.to_string()),
+    ];
+    out.extend(extra.iter().map(|(n, t)| (n.to_string(), t.to_string())));
+    out
+}
+
+fn summary(report: &Report) -> Vec<(Severity, &'static str, String, Option<String>)> {
+    report
+        .findings
+        .iter()
+        .map(|f| (f.severity, f.code, f.resource.clone(), f.field.clone()))
+        .collect()
+}
+
+#[test]
+fn finds_broken_references_and_security_issues() {
+    let report = analyze_files(&files(&[]), &SourceConfig::default());
+    let s = |x: &str| x.to_string();
+    let some = |x: &str| Some(x.to_string());
+    assert_eq!(
+        summary(&report),
+        [
+            (
+                Severity::Warning,
+                "MESH0201",
+                s("AuthorizationPolicy bookinfo/ext"),
+                some("spec.action")
+            ),
+            (
+                Severity::Warning,
+                "MESH0103",
+                s("DestinationRule bookinfo/reviews"),
+                some("spec.subsets[1].labels")
+            ),
+            (
+                Severity::Warning,
+                "MESH0301",
+                s("PeerAuthentication bookinfo/strict-nobody"),
+                some("spec.selector.matchLabels")
+            ),
+            (
+                Severity::Warning,
+                "MESH0101",
+                s("VirtualService bookinfo/reviews"),
+                some("spec.http[0].mirror.host")
+            ),
+            (
+                Severity::Warning,
+                "MESH0102",
+                s("VirtualService bookinfo/reviews"),
+                some("spec.http[0].route[1].destination.subset")
+            ),
+            (
+                Severity::Info,
+                "MESH0207",
+                s("AuthorizationPolicy bookinfo/reviews"),
+                some("spec.rules[0].from[0].source.principals[0]")
+            ),
+        ]
+    );
+    assert!(!report.has_errors());
+    let unknown = report.with_code("MESH0101")[0];
+    assert_eq!(
+        unknown.message,
+        "destination host \"ratings\" (ratings.bookinfo.svc.cluster.local) is no known Service or ServiceEntry host"
+    );
+    assert_eq!(unknown.file.as_deref(), Some("10-routing.yaml"));
+    assert_eq!(
+        report.with_code("MESH0301")[0].file.as_deref(),
+        Some("20-security.yaml")
+    );
+    assert_eq!(
+        report.with_code("MESH0103")[0].message,
+        "subset \"v2\" (version=v2) matches no pod of Service bookinfo/reviews"
+    );
+    // Serializable as meshctl prints it.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["findings"][0]["severity"], "Warning");
+    assert_eq!(json["findings"][0]["code"], "MESH0201");
+}
+
+#[test]
+fn invalid_resources_are_errors_naming_the_field_and_the_rest_is_still_checked() {
+    let bad = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bad, namespace: bookinfo}\nspec:\n  rules:\n  - to:\n    - operation: {ports: [\"99999\"]}\n";
+    let report = analyze_files(
+        &files(&[
+            ("30-bad.yaml", bad),
+            ("31-syntax.yaml", "kind: A\n---\nkind: [\n"),
+        ]),
+        &SourceConfig::default(),
+    );
+    let errors: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        "Error [MESH0001] AuthorizationPolicy bookinfo/bad (30-bad.yaml) spec.rules[0].to[0].operation.ports[0]: 99999 is not a port number (1-65535)"
+    );
+    assert!(
+        errors[1].starts_with("Error [MESH0001] document 2 (31-syntax.yaml): invalid YAML"),
+        "{errors:?}"
+    );
+    // The other checks still ran.
+    assert_eq!(report.with_code("MESH0102").len(), 1);
+}
+
+#[test]
+fn values_from_config_dump_are_analyzed() {
+    let values = vec![
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"hosts": ["r"], "http": [{"route": [{"destination": {"host": "r"}}]}]}
+        }),
+        serde_json::json!({
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "a", "namespace": "shop"},
+            "spec": {"action": "BLOCK"}
+        }),
+    ];
+    let report = analyze_values(values);
+    assert_eq!(
+        summary(&report),
+        [
+            (
+                Severity::Error,
+                "MESH0001",
+                "AuthorizationPolicy shop/a".to_string(),
+                Some("spec.action".to_string())
+            ),
+            (
+                Severity::Warning,
+                "MESH0101",
+                "VirtualService shop/r".to_string(),
+                Some("spec.http[0].route[0].destination.host".to_string())
+            ),
+        ]
+    );
+    assert!(report.findings.iter().all(|f| f.file.is_none()));
+}
+
+#[test]
+fn directories() {
+    let err = analyze_dir(Path::new("/nonexistent/analyze")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read configuration directory /nonexistent/analyze: No such file or directory (os error 2)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files(&[]) {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(dir.path().join("99-binary.yaml"), [0xff, 0xfe]).unwrap();
+    let report = analyze_dir(dir.path()).unwrap();
+    assert_eq!(report.with_code("MESH0101").len(), 1);
+    let errors: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        ["Error [MESH0001]  (99-binary.yaml): not UTF-8 text"]
+    );
+}
