@@ -100,6 +100,18 @@ impl Agent {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// Waits (bounded) for the agent to exit by itself; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) {
         crate::cmd::terminate(&mut self.child);

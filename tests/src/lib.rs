@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod netns;
 pub mod node;
 pub mod pod;
+pub mod prometheus;
 pub mod sweep;
 pub mod topology;
 

@@ -1,0 +1,126 @@
+//! A real Prometheus (Debian's `prometheus`) scraping an agent from inside
+//! a node's network namespace; killed and its data removed on drop.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    netns: PathBuf,
+    addr: std::net::SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts Prometheus in `netns`, scraping `target` (`host:port`) every
+    /// second, listening on `127.0.0.1:<port>` there.
+    pub fn start(netns: &Path, target: &str, port: u16, tag: &str) -> anyhow::Result<Self> {
+        let bin = which::which("prometheus")
+            .context("prometheus is not installed (cargo xtask setup installs it)")?;
+        let dir = std::env::temp_dir().join(format!("{tag}-prometheus"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data"))?;
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: mesh-agent\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{target}']\n"
+            ),
+        )?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let log = std::fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg("--")
+            .arg(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting prometheus")?;
+        Ok(Self {
+            child,
+            dir,
+            netns: netns.to_path_buf(),
+            addr,
+        })
+    }
+
+    /// Runs an instant query; the `data.result` array.
+    pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let body = crate::netns::http_get_in(&self.netns, self.addr, &path)?;
+        let v: Value = serde_json::from_str(&body)?;
+        anyhow::ensure!(v["status"] == "success", "query failed: {v}");
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Polls `promql` (at most `timeout`) until its first series' value
+    /// satisfies `ok`; returns that value.
+    pub fn wait_value(
+        &self,
+        promql: &str,
+        timeout: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.query(promql) {
+                Ok(series) => {
+                    if let Some(v) = series
+                        .first()
+                        .and_then(|s| s["value"][1].as_str())
+                        .and_then(|v| v.parse::<f64>().ok())
+                    {
+                        if ok(v) {
+                            return Ok(v);
+                        }
+                        format!("value {v}")
+                    } else {
+                        "no series".to_string()
+                    }
+                }
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                bail!(
+                    "Prometheus query {promql} not satisfied in {timeout:?}: {last}\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Percent-encoding for a query string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        crate::cmd::terminate(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,209 @@
+//! Telemetry and admin end to end: Istio's TCP metrics after known traffic
+//! (checked in the exposition and through a real Prometheus), access log
+//! lines and their runtime switch, `/config_dump`, readiness and
+//! `/quitquitquit`. Needs root and Debian's `prometheus`.
+use std::time::{Duration, Instant};
+
+use mesh_e2e::{bins::Binaries, cluster::Cluster, prometheus::Prometheus};
+
+const ECHO: u16 = 9080;
+const TAG: &str = "mtl";
+
+fn cluster() -> Cluster {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        TAG,
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["a"]), ("node2", &["b"])],
+    )
+    .unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    c.wait_ready("node1", 2, &["a"]).unwrap();
+    c.wait_ready("node2", 2, &["b"]).unwrap();
+    c
+}
+
+/// The value of the series of `name` whose labels include all of `labels`
+/// (summed over matching series), from a Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+fn echo(c: &Cluster, bytes: u64) {
+    let to = c.pod("b").addr(ECHO).to_string();
+    let out = c
+        .client("a", &["echo", "--to", &to, "--bytes", &bytes.to_string()])
+        .unwrap();
+    assert_eq!(out["received"], bytes, "{out}");
+}
+
+/// Waits until `node`'s exposition shows `name{labels}` >= `at_least`.
+fn wait_metric(
+    c: &Cluster,
+    node: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = c.agent(node).metrics_text().unwrap();
+        if sample(&text, name, labels) >= at_least {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node}: {name}{labels:?} never reached {at_least}:\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("istio_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn istio_tcp_metrics_count_known_traffic_and_prometheus_scrapes_them() {
+    let c = cluster();
+    const BYTES: u64 = 1 << 20;
+    const CONNS: u64 = 3;
+    for _ in 0..CONNS {
+        echo(&c, BYTES);
+    }
+    let identity_labels = [
+        ("source_workload", "a"),
+        ("source_workload_namespace", "default"),
+        ("source_principal", "spiffe://cluster.local/ns/default/sa/a"),
+        ("source_app", "a"),
+        ("destination_workload", "b"),
+        ("destination_workload_namespace", "default"),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/default/sa/b",
+        ),
+        ("destination_app", "b"),
+        ("connection_security_policy", "mutual_tls"),
+        ("response_flags", "-"),
+    ];
+    for (node, reporter) in [("node1", "source"), ("node2", "destination")] {
+        let mut labels = vec![("reporter", reporter)];
+        labels.extend_from_slice(&identity_labels);
+        let text = wait_metric(
+            &c,
+            node,
+            "istio_tcp_connections_closed_total",
+            &labels,
+            CONNS as f64,
+        );
+        let opened = sample(&text, "istio_tcp_connections_opened_total", &labels);
+        let sent = sample(&text, "istio_tcp_sent_bytes_total", &labels);
+        let received = sample(&text, "istio_tcp_received_bytes_total", &labels);
+        assert_eq!(opened, CONNS as f64, "{node} opened");
+        // An echo: as many bytes each way.
+        assert_eq!(sent, (CONNS * BYTES) as f64, "{node} sent");
+        assert_eq!(received, (CONNS * BYTES) as f64, "{node} received");
+        assert!(!text.contains("_total_total"), "doubled suffix");
+    }
+
+    // The same series through a real Prometheus, scraping node2's agent.
+    let prom = Prometheus::start(
+        &c.node("node2").netns.path(),
+        "127.0.0.1:15020",
+        19090,
+        &c.prefix,
+    )
+    .unwrap();
+    let got = prom
+        .wait_value(
+            "sum(istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\",destination_workload=\"b\"})",
+            Duration::from_secs(30),
+            |v| v >= CONNS as f64,
+        )
+        .unwrap();
+    assert_eq!(got, CONNS as f64);
+    let bytes = prom
+        .wait_value(
+            "sum(istio_tcp_received_bytes_total{reporter=\"destination\",destination_app=\"b\"})",
+            Duration::from_secs(10),
+            |v| v > 0.0,
+        )
+        .unwrap();
+    assert_eq!(bytes, (CONNS * BYTES) as f64);
+    // Agent health: connected to xDS.
+    prom.wait_value("mesh_agent_xds_connected", Duration::from_secs(10), |v| {
+        v == 1.0
+    })
+    .unwrap();
+}
+
+#[test]
+fn access_log_switches_at_runtime_and_admin_endpoints_answer() {
+    let mut c = cluster();
+    let log_path = c.agent("node2").spec.log.clone();
+    let access_lines = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"access\"") || l.contains("access_log"))
+            .count()
+    };
+    echo(&c, 4096);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while access_lines() == 0 {
+        assert!(Instant::now() < deadline, "no access log line on node2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = access_lines();
+    let answer = c.agent("node2").admin_post("/logging?access=off").unwrap();
+    assert!(answer.contains("access=off"), "{answer}");
+    echo(&c, 4096);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(access_lines(), before, "access log still written when off");
+    let bad = c.agent("node2").admin_post("/logging?level=loud");
+    assert!(
+        format!("{bad:?}").contains("400"),
+        "a bad level must be refused with 400: {bad:?}"
+    );
+
+    let dump = c.agent("node2").admin_json("/config_dump").unwrap();
+    assert!(dump["workloads"].as_array().unwrap().len() >= 2, "{dump}");
+    assert!(
+        !dump["certificates"].as_array().unwrap().is_empty(),
+        "{dump}"
+    );
+    assert!(
+        !dump.to_string().contains("PRIVATE KEY"),
+        "key material in config_dump"
+    );
+
+    let ready = mesh_e2e::netns::http_get_in(
+        &c.node("node2").netns.path(),
+        "127.0.0.1:15021".parse().unwrap(),
+        "/healthz/ready",
+    );
+    assert!(ready.is_ok(), "readiness on 15021: {ready:?}");
+
+    c.agent("node2").admin_post("/quitquitquit").unwrap();
+    let status = c
+        .agents
+        .get_mut("node2")
+        .unwrap()
+        .wait_exit(Duration::from_secs(15))
+        .expect("agent did not exit after /quitquitquit");
+    assert!(status.success(), "agent exited with {status}");
+}
