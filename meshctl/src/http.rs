@@ -115,7 +115,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = get_json(&format!("127.0.0.1:{port}"), "/x").await.unwrap_err();
+        let err = get_json(&format!("127.0.0.1:{port}"), "/x")
+            .await
+            .unwrap_err();
         assert!(err.is_unreachable(), "{err}");
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -131,7 +131,10 @@ pub fn render_table(syncz: &Syncz) -> String {
         out.push_str(&render::truncate(&line, render::WIDTH));
         out.push('\n');
     }
-    out.push_str(&format!("Control plane version: {}\n", syncz.server_version));
+    out.push_str(&format!(
+        "Control plane version: {}\n",
+        syncz.server_version
+    ));
     out
 }
 
@@ -185,11 +188,25 @@ mod tests {
         );
         assert_eq!(
             cells(lines[1]),
-            ["agent~node1~mesh", "10.0.0.1:40000", "SYNCED", "NACKED", "-", "6"]
+            [
+                "agent~node1~mesh",
+                "10.0.0.1:40000",
+                "SYNCED",
+                "NACKED",
+                "-",
+                "6"
+            ]
         );
         assert_eq!(
             cells(lines[2]),
-            ["agent~node2~mesh", "10.0.0.2:40001", "STALE", "-", "NOT SENT", "6"]
+            [
+                "agent~node2~mesh",
+                "10.0.0.2:40001",
+                "STALE",
+                "-",
+                "NOT SENT",
+                "6"
+            ]
         );
         assert_eq!(
             lines[3],
@@ -203,10 +220,17 @@ mod tests {
     fn json_yaml_and_empty() {
         let doc = fixture();
         let json = render(&doc, Output::Json).unwrap();
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap(), doc);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            doc
+        );
         let yaml = render(&doc, Output::Yaml).unwrap();
         assert!(yaml.contains("server_version: '7'"), "{yaml}");
-        let empty = render(&json!({"server_version": "1", "proxies": []}), Output::Table).unwrap();
+        let empty = render(
+            &json!({"server_version": "1", "proxies": []}),
+            Output::Table,
+        )
+        .unwrap();
         assert_eq!(
             empty,
             "No agent is connected to the control plane.\nControl plane version: 1\n"

@@ -208,7 +208,10 @@ mod tests {
         let mut t = Table::new(["NAME", "VALUE"]);
         t.row(["a", "1"]);
         t.row(["longer-name", "22"]);
-        assert_eq!(t.render(100), "NAME         VALUE\na            1\nlonger-name  22\n");
+        assert_eq!(
+            t.render(100),
+            "NAME         VALUE\na            1\nlonger-name  22\n"
+        );
         let mut t = Table::new(["A", "B"]);
         t.row(["x".repeat(30), "y".repeat(10)]);
         let out = t.render(20);

@@ -41,7 +41,10 @@ pub enum TargetError {
             ""
         }
     )]
-    Enter { name: String, source: nix::errno::Errno },
+    Enter {
+        name: String,
+        source: nix::errno::Errno,
+    },
 }
 
 /// A parsed target.
@@ -122,11 +125,9 @@ impl Target {
             path: path.clone(),
             source,
         })?;
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| {
-            TargetError::Enter {
-                name: name.clone(),
-                source,
-            }
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| TargetError::Enter {
+            name: name.clone(),
+            source,
         })
     }
 }
@@ -148,8 +149,14 @@ mod tests {
             parse("localhost:15000").unwrap(),
             Target::Addr("localhost:15000".into())
         );
-        assert_eq!(parse("[::1]:15000").unwrap(), Target::Addr("[::1]:15000".into()));
-        assert_eq!(parse("10.0.0.2").unwrap(), Target::Addr("10.0.0.2:15000".into()));
+        assert_eq!(
+            parse("[::1]:15000").unwrap(),
+            Target::Addr("[::1]:15000".into())
+        );
+        assert_eq!(
+            parse("10.0.0.2").unwrap(),
+            Target::Addr("10.0.0.2:15000".into())
+        );
         assert_eq!(parse("::1").unwrap(), Target::Addr("[::1]:15000".into()));
         let ns = parse("node1").unwrap();
         assert_eq!(ns, Target::Netns("node1".into()));
@@ -158,7 +165,10 @@ mod tests {
         assert_eq!(Target::default().admin_addr(), "127.0.0.1:15000");
         for bad in ["node2", "", "../node1", "host:port", "host:99999", "a:b:1"] {
             let err = parse(bad).unwrap_err().to_string();
-            assert!(err.contains("neither host:port nor a network namespace"), "{bad}: {err}");
+            assert!(
+                err.contains("neither host:port nor a network namespace"),
+                "{bad}: {err}"
+            );
         }
         assert!(parse("node2")
             .unwrap_err()
@@ -170,8 +180,13 @@ mod tests {
     fn entering_a_missing_namespace_says_which() {
         let dir = tempfile::tempdir().unwrap();
         let err = Target::Netns("gone".into()).enter(dir.path()).unwrap_err();
-        assert!(err.to_string().starts_with("cannot open network namespace"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot open network namespace"),
+            "{err}"
+        );
         // An address needs no namespace.
-        Target::Addr("127.0.0.1:1".into()).enter(dir.path()).unwrap();
+        Target::Addr("127.0.0.1:1".into())
+            .enter(dir.path())
+            .unwrap();
     }
 }

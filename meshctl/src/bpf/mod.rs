@@ -37,10 +37,7 @@ pub enum BpfError {
         dir: String,
     },
     #[error("cannot list {dir}: {source}")]
-    List {
-        dir: String,
-        source: std::io::Error,
-    },
+    List { dir: String, source: std::io::Error },
 }
 
 /// One pinned program.
@@ -248,10 +245,7 @@ pub fn collect(bpffs: &Path, instance: &str) -> Result<Report, BpfError> {
 /// The two tables (each object's explanation on its own indented line, so
 /// the tables stay within 100 columns), or the report as JSON/YAML.
 pub fn render(report: &Report, output: Output) -> String {
-    if let Some(text) = render::data(
-        &serde_json::to_value(report).unwrap_or_default(),
-        output,
-    ) {
+    if let Some(text) = render::data(&serde_json::to_value(report).unwrap_or_default(), output) {
         return text;
     }
     let mut out = format!("Agent instance {:?} ({})\n\n", report.instance, report.dir);
@@ -271,7 +265,10 @@ pub fn render(report: &Report, output: Output) -> String {
         out.push_str(&t.render(render::WIDTH));
         out.push('\n');
         for p in &report.programs {
-            out.push_str(&render::truncate(&format!("  {}: {}", p.pin, p.what), render::WIDTH));
+            out.push_str(&render::truncate(
+                &format!("  {}: {}", p.pin, p.what),
+                render::WIDTH,
+            ));
             out.push('\n');
         }
     }
@@ -292,7 +289,10 @@ pub fn render(report: &Report, output: Output) -> String {
         out.push_str(&t.render(render::WIDTH));
         out.push('\n');
         for m in &report.maps {
-            out.push_str(&render::truncate(&format!("  {}: {}", m.pin, m.what), render::WIDTH));
+            out.push_str(&render::truncate(
+                &format!("  {}: {}", m.pin, m.what),
+                render::WIDTH,
+            ));
             out.push('\n');
         }
     }

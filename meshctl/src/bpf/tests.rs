@@ -18,14 +18,26 @@ fn fixture() -> Report {
         id: 40,
         entries,
         max_entries: max,
-        what: catalog::map(pin).unwrap_or("not a pin this meshctl knows").into(),
+        what: catalog::map(pin)
+            .unwrap_or("not a pin this meshctl knows")
+            .into(),
     };
     Report {
         instance: "mesh".into(),
         dir: "/sys/fs/bpf/mesh".into(),
         programs: vec![
-            prog("mesh_connect4", "cgroup_sock_addr", "cgroup/connect4 (link 7)", 101),
-            prog("mesh_sockops", "sock_ops", "sock_ops: not attached (no link pin)", 103),
+            prog(
+                "mesh_connect4",
+                "cgroup_sock_addr",
+                "cgroup/connect4 (link 7)",
+                101,
+            ),
+            prog(
+                "mesh_sockops",
+                "sock_ops",
+                "sock_ops: not attached (no link pin)",
+                103,
+            ),
         ],
         maps: vec![
             map("capture_stats", "per_cpu_array", Some(9), 9),
@@ -37,7 +49,10 @@ fn fixture() -> Report {
 }
 
 fn cells(line: &str) -> Vec<&str> {
-    line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 #[test]
@@ -45,20 +60,38 @@ fn tables_and_explanations() {
     let out = render(&fixture(), Output::Table);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "Agent instance \"mesh\" (/sys/fs/bpf/mesh)");
-    assert_eq!(cells(lines[2]), ["PROGRAM", "TYPE", "ATTACHED", "ID", "TAG"]);
+    assert_eq!(
+        cells(lines[2]),
+        ["PROGRAM", "TYPE", "ATTACHED", "ID", "TAG"]
+    );
     assert_eq!(
         cells(lines[3]),
-        ["mesh_connect4", "cgroup_sock_addr", "cgroup/connect4 (link 7)", "101", "8f2b3c4d5e6f7081"]
+        [
+            "mesh_connect4",
+            "cgroup_sock_addr",
+            "cgroup/connect4 (link 7)",
+            "101",
+            "8f2b3c4d5e6f7081"
+        ]
     );
     assert_eq!(cells(lines[4])[2], "sock_ops: not attached (no link pin)");
     assert!(lines[6].starts_with("  mesh_connect4: connect() of enrolled pods (IPv4)"));
     let maps = lines.iter().position(|l| l.starts_with("MAP")).unwrap();
     assert_eq!(cells(lines[maps]), ["MAP", "TYPE", "ID", "ENTRIES", "MAX"]);
-    assert_eq!(cells(lines[maps + 1]), ["capture_stats", "per_cpu_array", "40", "9", "9"]);
-    assert_eq!(cells(lines[maps + 2]), ["enrolled_netns", "hash_map", "40", "2", "4096"]);
+    assert_eq!(
+        cells(lines[maps + 1]),
+        ["capture_stats", "per_cpu_array", "40", "9", "9"]
+    );
+    assert_eq!(
+        cells(lines[maps + 2]),
+        ["enrolled_netns", "hash_map", "40", "2", "4096"]
+    );
     assert_eq!(cells(lines[maps + 3])[3], "?", "uncounted");
     assert!(out.contains("  enrolled_netns: network-namespace cookie → enrolment"));
-    assert_eq!(*lines.last().unwrap(), "warning: maps/strict_pods: permission denied");
+    assert_eq!(
+        *lines.last().unwrap(),
+        "warning: maps/strict_pods: permission denied"
+    );
     assert!(lines.iter().all(|l| l.chars().count() <= 100), "{out}");
 }
 

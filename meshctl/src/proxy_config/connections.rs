@@ -25,9 +25,10 @@ fn ip_of(addr: &str) -> String {
 }
 
 fn keep(c: &Connection, f: &Filters) -> bool {
-    let address_ok = f.address.as_deref().is_none_or(|ip| {
-        ip_of(&c.source) == ip || ip_of(&c.original_destination) == ip
-    });
+    let address_ok = f
+        .address
+        .as_deref()
+        .is_none_or(|ip| ip_of(&c.source) == ip || ip_of(&c.original_destination) == ip);
     let namespace_ok = f.namespace.as_deref().is_none_or(|ns| {
         let marker = format!("/ns/{ns}/");
         c.source_identity.contains(&marker) || c.destination_identity.contains(&marker)
@@ -73,7 +74,11 @@ fn details(c: &Connection) -> Vec<String> {
 /// Detail lines start under the second column.
 const INDENT: &str = "        ";
 
-pub(super) fn render(doc: &Value, f: &Filters, output: Output) -> Result<String, serde_json::Error> {
+pub(super) fn render(
+    doc: &Value,
+    f: &Filters,
+    output: Output,
+) -> Result<String, serde_json::Error> {
     let stats: Connections = serde_json::from_value(doc.clone())?;
     let mut active = typed::<Connection>(&stats.active);
     active.sort_by_key(|(c, _)| c.id);

@@ -64,7 +64,9 @@ impl Service {
         self.key.split_once('/').map_or("", |(ns, _)| ns)
     }
     pub fn hostname(&self) -> &str {
-        self.key.split_once('/').map_or(self.key.as_str(), |(_, h)| h)
+        self.key
+            .split_once('/')
+            .map_or(self.key.as_str(), |(_, h)| h)
     }
     pub fn vips(&self) -> Vec<String> {
         match &self.vip {

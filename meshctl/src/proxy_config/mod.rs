@@ -92,7 +92,13 @@ fn or_dash(s: String) -> String {
 fn workloads(dump: &ConfigDump, f: &Filters) -> (Table, Vec<Value>, Vec<String>) {
     // The policy names are also under `proxy-config policy --workload`.
     let mut table = Table::new([
-        "NAME", "NAMESPACE", "IP", "NODE", "IDENTITY", "PROTOCOL", "POLICIES",
+        "NAME",
+        "NAMESPACE",
+        "IP",
+        "NODE",
+        "IDENTITY",
+        "PROTOCOL",
+        "POLICIES",
     ])
     .squeeze_first(6);
     let mut data = vec![];
@@ -175,7 +181,10 @@ fn services(dump: &ConfigDump, f: &Filters) -> (Table, Vec<Value>) {
         let host = s.hostname();
         let short = host
             .strip_suffix(&format!(".{}.svc", s.namespace()))
-            .or_else(|| host.split_once(&format!(".{}.svc.", s.namespace())).map(|(n, _)| n))
+            .or_else(|| {
+                host.split_once(&format!(".{}.svc.", s.namespace()))
+                    .map(|(n, _)| n)
+            })
             .unwrap_or(host);
         table.row([
             short.to_string(),
@@ -191,13 +200,14 @@ fn services(dump: &ConfigDump, f: &Filters) -> (Table, Vec<Value>) {
 fn policies(dump: &ConfigDump, f: &Filters) -> (Table, Vec<Value>, Vec<String>) {
     // `--workload`/`--address`: the policies that apply to those workloads —
     // those listed on them, their namespace's, and the global ones.
-    let selected: Option<Vec<Workload>> = (f.workload.is_some() || f.address.is_some()).then(|| {
-        typed::<Workload>(&dump.workloads)
-            .into_iter()
-            .map(|(w, _)| w)
-            .filter(|w| f.workload_ok(w))
-            .collect()
-    });
+    let selected: Option<Vec<Workload>> =
+        (f.workload.is_some() || f.address.is_some()).then(|| {
+            typed::<Workload>(&dump.workloads)
+                .into_iter()
+                .map(|(w, _)| w)
+                .filter(|w| f.workload_ok(w))
+                .collect()
+        });
     let list = typed::<Policy>(&dump.policies);
     let with_kernel = list.iter().any(|(p, _)| p.kernel_denies.is_some());
     let mut headers = vec!["NAME", "NAMESPACE", "SCOPE", "ACTION", "RULES", "DRY-RUN"];
@@ -315,7 +325,11 @@ pub fn render(
         out.push('\n');
     }
     if !dump.xds.connected && !dump.xds.address.is_empty() {
-        let why = dump.xds.last_error.as_deref().unwrap_or("no error recorded");
+        let why = dump
+            .xds
+            .last_error
+            .as_deref()
+            .unwrap_or("no error recorded");
         out.push_str(&render::truncate(
             &format!(
                 "warning: agent {} is not connected to {} ({why}); this is its last known state",

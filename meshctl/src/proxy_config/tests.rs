@@ -38,7 +38,15 @@ fn workloads() {
     let rows = lines(&out);
     assert_eq!(
         rows[0],
-        ["NAME", "NAMESPACE", "IP", "NODE", "IDENTITY", "PROTOCOL", "POLICIES"]
+        [
+            "NAME",
+            "NAMESPACE",
+            "IP",
+            "NODE",
+            "IDENTITY",
+            "PROTOCOL",
+            "POLICIES"
+        ]
     );
     assert_eq!(rows.len(), 5, "{out}");
     // The policy names go first, then the widest cells lose their middle.
@@ -57,7 +65,15 @@ fn workloads() {
     assert_eq!(rows[2][4], "default/bookinfo-reviews");
     assert_eq!(
         rows[3],
-        ["sleep", "legacy", "10.244.1.9", "node1", "legacy/sleep", "TCP", "-"]
+        [
+            "sleep",
+            "legacy",
+            "10.244.1.9",
+            "node1",
+            "legacy/sleep",
+            "TCP",
+            "-"
+        ]
     );
     assert_eq!(
         out.lines().last().unwrap(),
@@ -120,13 +136,30 @@ fn policies() {
     );
     assert_eq!(
         rows[1],
-        ["istio_converted_static_strict", "istio-system", "WORKLOAD_SELECTOR", "DENY", "1", "no"]
+        [
+            "istio_converted_static_strict",
+            "istio-system",
+            "WORKLOAD_SELECTOR",
+            "DENY",
+            "1",
+            "no"
+        ]
     );
     assert_eq!(
         rows[2],
-        ["productpage-viewer", "default", "WORKLOAD_SELECTOR", "ALLOW", "2", "yes"]
+        [
+            "productpage-viewer",
+            "default",
+            "WORKLOAD_SELECTOR",
+            "ALLOW",
+            "2",
+            "yes"
+        ]
     );
-    assert_eq!(rows[3], ["deny-legacy", "legacy", "NAMESPACE", "AUDIT", "0", "no"]);
+    assert_eq!(
+        rows[3],
+        ["deny-legacy", "legacy", "NAMESPACE", "AUDIT", "0", "no"]
+    );
     assert_eq!(out.lines().last().unwrap(), "Kernel deny map: 2 entries");
 
     // The policies that apply to one workload: listed on it, its
@@ -150,19 +183,34 @@ fn certificates() {
     assert_eq!(rows[0], ["IDENTITY", "SERIAL", "NOT-AFTER"]);
     assert_eq!(
         rows[1],
-        ["cluster.local/ns/default/sa/bookinfo-productpage", "5f3a9c", "in 23h"]
+        [
+            "cluster.local/ns/default/sa/bookinfo-productpage",
+            "5f3a9c",
+            "in 23h"
+        ]
     );
-    assert_eq!(rows[2], ["cluster.local/ns/legacy/sa/sleep", "77aa01", "16m ago"]);
+    assert_eq!(
+        rows[2],
+        ["cluster.local/ns/legacy/sa/sleep", "77aa01", "16m ago"]
+    );
 }
 
 #[test]
 fn connections() {
     let out = show(Kind::Connections, &Filters::default());
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(cells(lines[0]), ["STATE", "SOURCE → DESTINATION", "ROUTE", "BYTES"]);
+    assert_eq!(
+        cells(lines[0]),
+        ["STATE", "SOURCE → DESTINATION", "ROUTE", "BYTES"]
+    );
     assert_eq!(
         cells(lines[1]),
-        ["open", "10.244.1.2:40312 → 10.96.0.21:9080", "outbound/hbone", "↑512B ↓2.0KiB"]
+        [
+            "open",
+            "10.244.1.2:40312 → 10.96.0.21:9080",
+            "outbound/hbone",
+            "↑512B ↓2.0KiB"
+        ]
     );
     assert_eq!(
         lines[2],
@@ -171,13 +219,21 @@ fn connections() {
     // Recent: newest first, the error under its row.
     assert_eq!(
         cells(lines[3]),
-        ["closed", "10.244.2.7:6000 → 10.244.1.2:9080", "inbound/refused", "↑0B ↓0B"]
+        [
+            "closed",
+            "10.244.2.7:6000 → 10.244.1.2:9080",
+            "inbound/refused",
+            "↑0B ↓0B"
+        ]
     );
     assert_eq!(
         lines[4],
         "        identities: legacy/sleep → default/bookinfo-productpage"
     );
-    assert_eq!(lines[5], "        error: denied by default/productpage-viewer");
+    assert_eq!(
+        lines[5],
+        "        error: denied by default/productpage-viewer"
+    );
     assert_eq!(cells(lines[6])[1], "10.244.1.9:5000 → 1.1.1.1:443");
     assert_eq!(lines[7], "        identities: - → -");
     assert_eq!(
@@ -203,7 +259,14 @@ fn json_output_is_the_filtered_data() {
     let data: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(data.as_array().unwrap().len(), 1);
     assert_eq!(data[0]["uid"], "Kubernetes//Pod/legacy/sleep");
-    let out = render(Kind::Certificate, &doc, &Filters::default(), Output::Yaml, NOW).unwrap();
+    let out = render(
+        Kind::Certificate,
+        &doc,
+        &Filters::default(),
+        Output::Yaml,
+        NOW,
+    )
+    .unwrap();
     assert!(out.contains("serial: 5f3a9c"), "{out}");
 }
 
