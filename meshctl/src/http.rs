@@ -13,14 +13,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         addr: String,
         source: std::io::Error,
     },
     #[error("{addr} did not answer within {}s", TIMEOUT.as_secs())]
     Timeout { addr: String },
-    #[error("HTTP to {addr} failed: {source}")]
+    #[error("HTTP to {addr} failed")]
     Protocol { addr: String, source: hyper::Error },
     #[error("{method} {path} on {addr} returned {status}: {body}")]
     Status {
@@ -30,7 +30,7 @@ pub enum HttpError {
         status: StatusCode,
         body: String,
     },
-    #[error("{path} on {addr} is not the JSON expected: {source}")]
+    #[error("{path} on {addr} is not the JSON expected")]
     Json {
         addr: String,
         path: String,

@@ -165,6 +165,30 @@ impl Table {
     }
 }
 
+/// `text` word-wrapped to `max` columns; the first line starts with
+/// `first`, the others with `rest` (a hanging indent).
+pub fn wrap(text: &str, max: usize, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && width(&line) + 1 + width(word) > max {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
 /// `1.5KiB`, `12B`, `3.0MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -242,5 +266,9 @@ mod tests {
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(ellipsize("reviews-v1-7f99cc4496-x2x2x", 12), "review…x2x2x");
         assert_eq!(ellipsize("short", 12), "short");
+        assert_eq!(
+            wrap("one two three four", 12, "  x: ", "     "),
+            "  x: one two\n     three\n     four\n"
+        );
     }
 }

@@ -28,14 +28,14 @@ pub enum TargetError {
          (`ip netns list` shows the namespaces)"
     )]
     Unknown { text: String, dir: String },
-    #[error("cannot open network namespace {path}: {source}")]
+    #[error("cannot open network namespace {path}")]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "cannot enter network namespace {name}: {source}{hint}",
-        hint = if *source == nix::errno::Errno::EPERM {
+        "cannot enter network namespace {name}: {errno}{hint}",
+        hint = if *errno == nix::errno::Errno::EPERM {
             " (entering a namespace needs root: run meshctl with sudo)"
         } else {
             ""
@@ -43,7 +43,7 @@ pub enum TargetError {
     )]
     Enter {
         name: String,
-        source: nix::errno::Errno,
+        errno: nix::errno::Errno,
     },
 }
 
@@ -125,9 +125,9 @@ impl Target {
             path: path.clone(),
             source,
         })?;
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| TargetError::Enter {
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| TargetError::Enter {
             name: name.clone(),
-            source,
+            errno,
         })
     }
 }

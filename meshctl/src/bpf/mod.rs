@@ -140,21 +140,23 @@ fn count_keys<K: aya::Pod, V: aya::Pod>(map: Map) -> Option<u64> {
     Some(map.keys().filter(Result::is_ok).count() as u64)
 }
 
-/// Entry count of `path`: typed for the agent's maps, `bpftool` otherwise.
+/// Entry count of a hash map: typed for the agent's maps, `bpftool` otherwise.
 fn entries(pin: &str, path: &Path, data: MapData, map_type: Option<MapType>) -> Option<u64> {
     let hash = |d| match map_type {
         Some(MapType::LruHash) => Map::LruHashMap(d),
         _ => Map::HashMap(d),
     };
-    match (pin, map_type) {
-        (_, Some(MapType::Array | MapType::PerCpuArray)) => None, // caller: max entries
-        (names::MAP_ENROLLED, _) => count_keys::<u64, Enrollment>(hash(data)),
-        (names::MAP_EXCLUDED, _) => count_keys::<PortExclusion, u8>(hash(data)),
-        (names::MAP_ORIG_BY_COOKIE, _) => count_keys::<u64, SockAddr>(hash(data)),
-        (names::MAP_ORIG_BY_TUPLE, _) => count_keys::<ConnTuple, SockAddr>(hash(data)),
-        (names::MAP_STRICT, _) => count_keys::<[u8; 16], u8>(hash(data)),
-        _ => bpftool_count(path),
-    }
+    let typed = match pin {
+        names::MAP_ENROLLED => count_keys::<u64, Enrollment>(hash(data)),
+        names::MAP_EXCLUDED => count_keys::<PortExclusion, u8>(hash(data)),
+        names::MAP_ORIG_BY_COOKIE => count_keys::<u64, SockAddr>(hash(data)),
+        names::MAP_ORIG_BY_TUPLE => count_keys::<ConnTuple, SockAddr>(hash(data)),
+        names::MAP_STRICT => count_keys::<[u8; 16], u8>(hash(data)),
+        _ => None,
+    };
+    // Unknown maps, and agents built with other key/value layouts than
+    // this meshctl (the typed handle refuses a size mismatch).
+    typed.or_else(|| bpftool_count(path))
 }
 
 /// `bpftool -j map dump pinned <path>`: the number of elements, if bpftool
@@ -242,6 +244,13 @@ pub fn collect(bpffs: &Path, instance: &str) -> Result<Report, BpfError> {
     Ok(report)
 }
 
+/// `  <pin>: <what>`, wrapped under the text.
+fn explain(pin: &str, what: &str) -> String {
+    let first = format!("  {pin}: ");
+    let rest = " ".repeat(first.chars().count());
+    render::wrap(what, render::WIDTH, &first, &rest)
+}
+
 /// The two tables (each object's explanation on its own indented line, so
 /// the tables stay within 100 columns), or the report as JSON/YAML.
 pub fn render(report: &Report, output: Output) -> String {
@@ -265,11 +274,7 @@ pub fn render(report: &Report, output: Output) -> String {
         out.push_str(&t.render(render::WIDTH));
         out.push('\n');
         for p in &report.programs {
-            out.push_str(&render::truncate(
-                &format!("  {}: {}", p.pin, p.what),
-                render::WIDTH,
-            ));
-            out.push('\n');
+            out.push_str(&explain(&p.pin, &p.what));
         }
     }
     out.push('\n');
@@ -289,11 +294,7 @@ pub fn render(report: &Report, output: Output) -> String {
         out.push_str(&t.render(render::WIDTH));
         out.push('\n');
         for m in &report.maps {
-            out.push_str(&render::truncate(
-                &format!("  {}: {}", m.pin, m.what),
-                render::WIDTH,
-            ));
-            out.push('\n');
+            out.push_str(&explain(&m.pin, &m.what));
         }
     }
     for problem in &report.problems {
