@@ -1,4 +1,7 @@
-//! Control plane library (issue 3, in progress).
+//! Control plane library: source (YAML directory / Kubernetes), model,
+//! AuthorizationPolicy translation (`authz`), analysis (`analyze`), xDS and
+//! CA servers (`server`, `ca`), admin endpoint (`admin`), wiring (`app`).
+pub mod admin;
 pub mod analyze;
 pub mod app;
 pub mod authz;

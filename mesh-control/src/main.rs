@@ -5,15 +5,18 @@ use mesh_control::app::{self, ControlConfig};
 
 fn main() -> std::process::ExitCode {
     let config = ControlConfig::parse();
-    if let Err(error) = app::logging::init(&config.log, config.log_format) {
-        eprintln!("mesh-control: {error:#}");
-        return std::process::ExitCode::FAILURE;
-    }
+    let log = match app::logging::init(&config.log, config.log_format) {
+        Ok(log) => log,
+        Err(error) => {
+            eprintln!("mesh-control: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(app::run(config)));
+        .and_then(|runtime| runtime.block_on(app::run(config, Some(log))));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -13,7 +13,9 @@ use clap::{Parser, ValueEnum};
 /// workload-discovery types) and Istio's CA service, plaintext on
 /// --xds-addr and over TLS on --xds-tls-addr. The mesh CA root is kept in
 /// --ca-dir (generated on first start) and its certificate written to
-/// <ca-dir>/root-cert.pem as the agents' trust bundle.
+/// <ca-dir>/root-cert.pem as the agents' trust bundle. An admin endpoint
+/// (--admin-addr) shows who is connected and in sync, the served state,
+/// and changes the log level at runtime.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mesh-control", version, about, long_about)]
 pub struct ControlConfig {
@@ -95,6 +97,22 @@ pub struct ControlConfig {
     )]
     pub xds_tls_addr: SocketAddr,
 
+    /// Admin HTTP endpoint (what `meshctl proxy-status` reads):
+    /// /debug/syncz, /config_dump, /logging, /quitquitquit, /healthz/ready.
+    /// Unauthenticated, so keep it on loopback.
+    #[arg(
+        long,
+        env = "MESH_CONTROL_ADMIN_ADDR",
+        default_value = "127.0.0.1:15000"
+    )]
+    pub admin_addr: SocketAddr,
+
+    /// Readiness endpoint (GET /healthz/ready: 200 once the configuration is
+    /// loaded and the gRPC ports are served, 503 before and while stopping),
+    /// for Kubernetes probes.
+    #[arg(long, env = "MESH_CONTROL_READY_ADDR", default_value = "0.0.0.0:15021")]
+    pub ready_addr: SocketAddr,
+
     /// How often --config-dir is polled for changes (200ms, 1s, …).
     /// Polling works on ConfigMap volumes, bind mounts and network
     /// filesystems, where file events are unreliable.
@@ -132,6 +150,8 @@ impl ControlConfig {
             server_sans: vec![],
             xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             xds_tls_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             reload_interval: crate::source::DEFAULT_RELOAD_INTERVAL,
             log: "info".into(),
             log_format: LogFormat::Text,
@@ -223,6 +243,8 @@ mod tests {
         assert_eq!(config.reload_interval, Duration::from_secs(1));
         assert_eq!(config.xds_addr, "0.0.0.0:15010".parse().unwrap());
         assert_eq!(config.xds_tls_addr, "0.0.0.0:15012".parse().unwrap());
+        assert_eq!(config.admin_addr, "127.0.0.1:15000".parse().unwrap());
+        assert_eq!(config.ready_addr, "0.0.0.0:15021".parse().unwrap());
         assert_eq!(config.trust_domain, "cluster.local");
         assert_eq!(config.root_namespace, "istio-system");
         assert_eq!(config.server_sans, ["cp.example", "10.0.0.254"]);

@@ -1,6 +1,8 @@
-//! The control plane process: builds the CA, the directory source and the
-//! two gRPC listeners from a [`ControlConfig`], then serves until shutdown.
-//! `main.rs` only parses the configuration and calls [`run`].
+//! The control plane process: builds the CA, the directory source, the
+//! two gRPC listeners and the admin/readiness listeners from a
+//! [`ControlConfig`], then serves until SIGTERM/SIGINT or `/quitquitquit`.
+//! `main.rs` only parses the configuration, installs logging and calls
+//! [`run`].
 pub mod config;
 pub mod logging;
 
@@ -12,6 +14,7 @@ use tokio::{net::TcpListener, sync::watch};
 pub use config::{parse_duration, ControlConfig, LogFormat};
 
 use crate::{
+    admin::{self, AdminState, Endpoints},
     ca::{self, Ca, ServerNames},
     model::MeshState,
     server::{self, ConnectedProxies, ConvertOptions, ServerOptions},
@@ -28,8 +31,13 @@ pub struct App {
     /// The directory source (state, raw resources, last load error).
     pub source: DirectoryWatch,
     pub proxies: Arc<ConnectedProxies>,
+    /// Runtime control of the log filter for `/logging`; `None` unless the
+    /// caller installed logging with [`logging::init`].
+    pub log: Option<Arc<logging::LogControl>>,
     xds: TcpListener,
     xds_tls: TcpListener,
+    admin: TcpListener,
+    ready: TcpListener,
     tls: tokio_rustls::TlsAcceptor,
 }
 
@@ -83,13 +91,22 @@ impl App {
         let xds_tls = TcpListener::bind(config.xds_tls_addr)
             .await
             .with_context(|| format!("binding --xds-tls-addr {}", config.xds_tls_addr))?;
+        let admin = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| format!("binding --admin-addr {}", config.admin_addr))?;
+        let ready = TcpListener::bind(config.ready_addr)
+            .await
+            .with_context(|| format!("binding --ready-addr {}", config.ready_addr))?;
         Ok(App {
             config,
             ca,
             source,
             proxies: Arc::new(ConnectedProxies::new()),
+            log: None,
             xds,
             xds_tls,
+            admin,
+            ready,
             tls,
         })
     }
@@ -104,13 +121,24 @@ impl App {
         self.xds_tls.local_addr().expect("bound listener")
     }
 
+    /// The bound admin address (port 0 resolved).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener")
+    }
+
+    /// The bound readiness address (port 0 resolved).
+    pub fn ready_addr(&self) -> SocketAddr {
+        self.ready.local_addr().expect("bound listener")
+    }
+
     /// The published mesh state.
     pub fn state(&self) -> watch::Receiver<Arc<MeshState>> {
         self.source.state.clone()
     }
 
-    /// Serves both ports until `shutdown` completes (then closes streams
-    /// gracefully) or a server fails.
+    /// Serves all ports until `shutdown` completes or `/quitquitquit` is
+    /// posted (then closes streams gracefully and returns `Ok`), or a gRPC
+    /// server fails.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let options = ServerOptions {
             convert: ConvertOptions {
@@ -123,6 +151,35 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let (quit_tx, mut quit_rx) = watch::channel(false);
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let admin_state = Arc::new(AdminState {
+            proxies: self.proxies.clone(),
+            state: self.source.state.clone(),
+            raw: self.source.raw.clone(),
+            last_error: self.source.last_error.clone(),
+            convert: options.convert.clone(),
+            log: self.log.clone(),
+            ready: ready_rx,
+            quit: quit_tx,
+        });
+        // The admin endpoints outlive the gRPC servers' drain, so readiness
+        // reports 503 and syncz shows streams going away while stopping.
+        let admin_tasks = [
+            tokio::spawn(admin::serve(
+                self.admin,
+                admin_state.clone(),
+                Endpoints::Admin,
+                stopped(admin_stop_rx.clone()),
+            )),
+            tokio::spawn(admin::serve(
+                self.ready,
+                admin_state,
+                Endpoints::Ready,
+                stopped(admin_stop_rx),
+            )),
+        ];
         let signer: Arc<dyn server::CsrSigner> = self.ca.clone();
         let state = self.source.state.clone();
         let mut plain = tokio::spawn(server::serve_listener(
@@ -143,15 +200,26 @@ impl App {
             options,
             stopped(stop_rx),
         ));
+        // Both listeners were bound in `build` and the state is loaded.
+        ready_tx.send_replace(true);
         let failed = tokio::select! {
             () = shutdown => None,
+            _ = quit_rx.wait_for(|quit| *quit) => None,
             r = &mut plain => Some(("--xds-addr", r)),
             r = &mut tls => Some(("--xds-tls-addr", r)),
         };
+        ready_tx.send_replace(false);
         let _ = stop_tx.send(true);
+        let stop_admin = || async {
+            let _ = admin_stop_tx.send(true);
+            for task in admin_tasks {
+                let _ = task.await;
+            }
+        };
         if let Some((which, result)) = failed {
             plain.abort();
             tls.abort();
+            stop_admin().await;
             return match result {
                 Ok(Ok(())) => Err(anyhow::anyhow!("the server on {which} stopped")),
                 Ok(Err(e)) => Err(e.context(format!("the server on {which} failed"))),
@@ -168,17 +236,22 @@ impl App {
             plain.abort();
             tls.abort();
         }
+        stop_admin().await;
         self.source.stop();
         Ok(())
     }
 }
 
-/// Builds the app and serves until SIGTERM or SIGINT.
-pub async fn run(config: ControlConfig) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+/// Builds the app and serves until SIGTERM, SIGINT or `/quitquitquit`.
+/// `log` is the handle [`logging::init`] returned, for `/logging`.
+pub async fn run(config: ControlConfig, log: Option<logging::LogControl>) -> anyhow::Result<()> {
+    let mut app = App::build(config).await?;
+    app.log = log.map(Arc::new);
     tracing::info!(
         xds = %app.xds_addr(),
         xds_tls = %app.xds_tls_addr(),
+        admin = %app.admin_addr(),
+        ready = %app.ready_addr(),
         config_dir = %app.config.config_dir.display(),
         "mesh-control ready"
     );

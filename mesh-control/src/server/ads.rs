@@ -243,6 +243,7 @@ impl AdsStream {
                 || req.resource_names_subscribe.iter().any(|n| n == WILDCARD);
             ts.held = req.initial_resource_versions.clone().into_iter().collect();
             ts.respond = true;
+            self.proxies.subscribed(self.id, &type_url);
             debug!(
                 stream = self.id,
                 %type_url,
@@ -330,6 +331,8 @@ impl AdsStream {
         }
         ts.force.clear();
         if resources.is_empty() && removed.is_empty() && !std::mem::take(&mut ts.respond) {
+            self.proxies
+                .up_to_date(self.id, type_url, current.generation);
             return Ok(());
         }
         ts.respond = false;

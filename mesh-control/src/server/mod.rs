@@ -27,7 +27,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use ads::AdsService;
 pub use ca_service::{CaService, CsrSigner, DEFAULT_CERT_TTL};
 pub use convert::ConvertOptions;
-pub use proxies::{ConnectedProxies, Nack, ProxyStatus, TypeStatus};
+pub use proxies::{ConnectedProxies, Nack, ProxyStatus, SyncStatus, TypeStatus};
 
 use crate::model::MeshState;
 

@@ -1,0 +1,50 @@
+//! What each pinned object of an agent instance is for, keyed by pin name
+//! (names from `mesh_common::names`; meanings from `mesh-ebpf/src/*.rs`
+//! and ARCHITECTURE.md, "Kernel objects"). A pin meshctl does not know is
+//! still listed, explained as unknown.
+use mesh_common::names;
+
+/// A program: the hook it is attached to and what it does.
+pub fn program(pin: &str) -> Option<(&'static str, &'static str)> {
+    Some(match pin {
+        names::PROG_CONNECT4 => (
+            "cgroup/connect4",
+            "connect() of enrolled pods (IPv4): redirected to the agent's :15001, the original \
+             destination kept by socket cookie",
+        ),
+        names::PROG_CONNECT6 => (
+            "cgroup/connect6",
+            "connect() of enrolled pods (IPv6): redirected to the agent, original destination \
+             kept by socket cookie",
+        ),
+        names::PROG_SOCKOPS => (
+            "sock_ops",
+            "on connection establishment: moves the original destination from the cookie map to \
+             the tuple map the agent reads on accept",
+        ),
+        names::PROG_INBOUND => (
+            "cgroup_skb/ingress",
+            "drops plaintext SYNs to STRICT (PeerAuthentication) pods unless they come from the \
+             agent, the pod itself or loopback",
+        ),
+        _ => return None,
+    })
+}
+
+/// A map: what it holds.
+pub fn map(pin: &str) -> Option<&'static str> {
+    Some(match pin {
+        names::MAP_ENROLLED => "network-namespace cookie → enrolment of the pod living in it",
+        names::MAP_EXCLUDED => "(netns cookie, port) pairs a pod keeps off the mesh",
+        names::MAP_ORIG_BY_COOKIE => {
+            "socket cookie → original destination, between connect() and establishment (LRU)"
+        }
+        names::MAP_ORIG_BY_TUPLE => {
+            "connection tuple → original destination, taken by the agent on accept (LRU)"
+        }
+        names::MAP_CONFIG => "where captured connections go: agent address, port, socket mark",
+        names::MAP_STATS => "per-CPU counters: redirected, bypasses, map errors, plaintext denied",
+        names::MAP_STRICT => "pod addresses under STRICT mTLS: plaintext SYNs to them are dropped",
+        _ => return None,
+    })
+}

@@ -1,0 +1,94 @@
+//! The command line (clap). Every target-taking command resolves its target
+//! with [`crate::target`] before any thread starts.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{proxy_config::Kind, render::Output};
+
+/// Operator CLI of the eBPF-assisted ambient mesh, in istioctl's idiom.
+///
+/// Talks to the admin endpoints (127.0.0.1:15000 by default) of the control
+/// plane (mesh-control) and of node agents (mesh-agent), and reads an
+/// agent's pinned eBPF objects. A TARGET is `host:port`, a bare IP (port
+/// 15000), or the name of a network namespace in /run/netns (`ip netns
+/// list`): meshctl enters it (root needed) and uses 127.0.0.1:15000 there,
+/// which is how loopback-only admin ports of a node are reached.
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version, about, long_about)]
+pub struct Cli {
+    /// The control plane's admin endpoint (TARGET, see above).
+    #[arg(
+        long,
+        global = true,
+        env = "MESHCTL_CONTROL_PLANE",
+        default_value = crate::target::DEFAULT_ADMIN,
+        value_name = "TARGET"
+    )]
+    pub control_plane: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Which agents are connected to the control plane and whether each has
+    /// the current configuration, per xDS type.
+    ///
+    /// SYNCED: the last response was ACKed at the current version. STALE:
+    /// sent but not ACKed yet, or ACKed an older version. NOT SENT:
+    /// subscribed, nothing sent yet. NACKED: the agent rejected the last
+    /// response (the reason is printed below the table).
+    #[command(alias = "ps")]
+    ProxyStatus {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+
+    /// What one agent holds: workloads, services, policies, certificates,
+    /// connections — read from its admin endpoint.
+    #[command(alias = "pc")]
+    ProxyConfig {
+        #[arg(value_enum)]
+        kind: Kind,
+
+        /// The agent's admin endpoint (TARGET, see `meshctl --help`), e.g.
+        /// the node's network namespace name.
+        #[arg(default_value = crate::target::DEFAULT_ADMIN, value_name = "AGENT")]
+        agent: String,
+
+        /// Only this namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+
+        /// Only this workload (pod name or a prefix of it, or uid); for
+        /// `policy`: the policies that apply to it.
+        #[arg(short, long)]
+        workload: Option<String>,
+
+        /// Only this IP (workload or service address; either end of a
+        /// connection).
+        #[arg(short, long)]
+        address: Option<String>,
+
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+
+    /// The eBPF programs, links and maps an agent instance has pinned, with
+    /// what each does and how full each map is. Reads bpffs directly (root
+    /// needed); the agent need not be running.
+    Bpf {
+        /// The agent's --instance.
+        #[arg(long, default_value = "mesh")]
+        instance: String,
+
+        /// Where bpffs is mounted (the agent's --bpffs).
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}

@@ -1,0 +1,136 @@
+//! `meshctl`: the operator CLI. [`run`] executes a parsed [`cli::Cli`]:
+//!
+//! - [`target`]: `host:port` or a network namespace to enter
+//! - [`http`]: the tiny admin-endpoint client
+//! - [`proxy_status`], [`proxy_config`], [`bpf`]: one module per subcommand
+//! - [`render`]: tables and `-o json|yaml`
+#![forbid(unsafe_code)]
+
+pub mod bpf;
+pub mod cli;
+pub mod http;
+pub mod proxy_config;
+pub mod proxy_status;
+pub mod render;
+pub mod target;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use cli::{Cli, Command};
+use target::Target;
+
+/// What to say when an admin endpoint does not answer.
+fn unreachable_hint(what: &str, target: &Target, flag: &str) -> String {
+    format!(
+        "cannot reach the {what} admin at {}: is {} running? pass {flag}",
+        target.describe(),
+        if what == "control plane" {
+            "mesh-control"
+        } else {
+            "mesh-agent"
+        },
+    )
+}
+
+/// Fetches `path` from `target`, turning "nothing answered" into advice.
+async fn fetch(
+    target: &Target,
+    path: &str,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<serde_json::Value> {
+    match http::get_json(target.admin_addr(), path).await {
+        Ok(doc) => Ok(doc),
+        Err(e) if e.is_unreachable() => {
+            Err(anyhow::Error::new(e).context(unreachable_hint(what, target, flag)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The current time, for relative certificate expiries.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `proxy-status` against `target`: the text to print.
+pub async fn proxy_status(target: &Target, output: render::Output) -> anyhow::Result<String> {
+    let doc = fetch(
+        target,
+        "/debug/syncz",
+        "control plane",
+        "--control-plane (or MESHCTL_CONTROL_PLANE)",
+    )
+    .await?;
+    proxy_status::render(&doc, output).context("the control plane's /debug/syncz")
+}
+
+/// Runs one command; the text to print on stdout.
+pub fn run(cli: Cli) -> anyhow::Result<String> {
+    let netns_dir = Path::new(target::NETNS_DIR);
+    // The target is resolved and entered here, on the only thread, before
+    // the runtime exists (setns moves only the calling thread).
+    let (target, work): (Target, Work) = match cli.command {
+        Command::Bpf {
+            instance,
+            bpffs,
+            output,
+        } => {
+            let report = bpf::collect(&bpffs, &instance)?;
+            return Ok(bpf::render(&report, output));
+        }
+        Command::ProxyStatus { output } => (
+            Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
+            Work::Status(output),
+        ),
+        Command::ProxyConfig {
+            kind,
+            agent,
+            namespace,
+            workload,
+            address,
+            output,
+        } => (
+            Target::parse(&agent, netns_dir).context("AGENT")?,
+            Work::Config(
+                kind,
+                proxy_config::Filters {
+                    namespace,
+                    workload,
+                    address,
+                },
+                output,
+            ),
+        ),
+    };
+    target.enter(netns_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match work {
+            Work::Status(output) => proxy_status(&target, output).await,
+            Work::Config(kind, filters, output) => {
+                let doc = fetch(
+                    &target,
+                    kind.path(),
+                    "agent",
+                    "the agent as host:port or its node's netns name",
+                )
+                .await?;
+                proxy_config::render(kind, &doc, &filters, output, now_unix())
+                    .with_context(|| format!("the agent's {}", kind.path()))
+            }
+        }
+    })
+}
+
+enum Work {
+    Status(render::Output),
+    Config(proxy_config::Kind, proxy_config::Filters, render::Output),
+}
