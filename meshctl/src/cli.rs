@@ -76,6 +76,27 @@ pub enum Command {
         output: Output,
     },
 
+    /// Validates Istio configuration and explains problems: invalid
+    /// resources (naming the field), unknown hosts, subsets no
+    /// DestinationRule defines, policies that cannot take effect at L4, and
+    /// selectors that match nothing. Reads DIR, or with --live the
+    /// configuration the control plane is serving. Exits 1 when any Error
+    /// is found.
+    Analyze {
+        /// A directory of Istio/Kubernetes YAML (what mesh-control
+        /// --config-dir reads).
+        #[arg(value_name = "DIR", required_unless_present = "live")]
+        dir: Option<PathBuf>,
+
+        /// Analyze the control plane's live configuration instead
+        /// (--control-plane).
+        #[arg(long, conflicts_with = "dir")]
+        live: bool,
+
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+
     /// The eBPF programs, links and maps an agent instance has pinned, with
     /// what each does and how full each map is. Reads bpffs directly (root
     /// needed); the agent need not be running.

@@ -6,6 +6,7 @@
 //! - [`render`]: tables and `-o json|yaml`
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod bpf;
 pub mod cli;
 pub mod http;
@@ -83,6 +84,19 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
             let report = bpf::collect(&bpffs, &instance)?;
             return Ok(bpf::render(&report, output));
         }
+        Command::Analyze {
+            dir: Some(dir),
+            output,
+            ..
+        } => {
+            let report = mesh_control::analyze::analyze_dir(&dir)
+                .with_context(|| format!("analyzing {}", dir.display()))?;
+            return analyze::finish(&report, output);
+        }
+        Command::Analyze { output, .. } => (
+            Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
+            Work::Analyze(output),
+        ),
         Command::ProxyStatus { output } => (
             Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
             Work::Status(output),
@@ -115,6 +129,18 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
     runtime.block_on(async {
         match work {
             Work::Status(output) => proxy_status(&target, output).await,
+            Work::Analyze(output) => {
+                let doc = fetch(
+                    &target,
+                    "/config_dump",
+                    "control plane",
+                    "--control-plane (or MESHCTL_CONTROL_PLANE)",
+                )
+                .await?;
+                let resources = doc["resources"].as_array().cloned().unwrap_or_default();
+                let report = mesh_control::analyze::analyze_values(resources);
+                analyze::finish(&report, output)
+            }
             Work::Config(kind, filters, output) => {
                 let doc = fetch(
                     &target,
@@ -132,5 +158,6 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
 
 enum Work {
     Status(render::Output),
+    Analyze(render::Output),
     Config(proxy_config::Kind, proxy_config::Filters, render::Output),
 }

@@ -12,6 +12,10 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Err(error) => {
+            if let Some(found) = error.downcast_ref::<meshctl::analyze::FoundErrors>() {
+                let _ = std::io::stdout().write_all(found.0.as_bytes());
+                return std::process::ExitCode::FAILURE;
+            }
             eprintln!("meshctl: {error:#}");
             std::process::ExitCode::FAILURE
         }
