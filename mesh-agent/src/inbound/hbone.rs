@@ -1,19 +1,135 @@
 //! The HBONE server (port 15008): terminates mTLS + HTTP/2 CONNECT from
 //! peers, checks the tunnel targets a mesh pod of this node whose identity
 //! is the one the peer asked for (TLS SNI), and connects to the pod.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+//!
+//! Each tunnel is a connection in `ConnectionStats` from the moment it is
+//! asked for: opened in `handle` (labelled for telemetry there), finished
+//! in `handle` when refused, else in `finished` (found again by the
+//! request's id). If the stream vanishes in between (client cancels, 200
+//! cannot be sent), a drop guard finishes it, so nothing stays "active".
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use http::StatusCode;
 use mesh_hbone::{ConnectHandler, ConnectRequest, HandlerFuture, RelayOutcome, Upstream};
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::{net::TcpSocket, sync::watch};
 
-use crate::{mesh::route::MeshView, state::connections::ConnectionStats};
+use crate::{
+    mesh::route::MeshView,
+    metrics::labels::ConnLabels,
+    state::connections::{ConnectionStats, Open},
+};
 
 pub struct InboundHandler {
     pub view: watch::Receiver<Arc<MeshView>>,
     pub stats: Arc<ConnectionStats>,
     pub socket_mark: u32,
+    /// Tunnels accepted by `handle`, waiting for `finished`, by request id.
+    pub relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
+}
+
+impl InboundHandler {
+    pub fn new(
+        view: watch::Receiver<Arc<MeshView>>,
+        stats: Arc<ConnectionStats>,
+        socket_mark: u32,
+    ) -> Self {
+        Self {
+            view,
+            stats,
+            socket_mark,
+            relaying: Arc::default(),
+        }
+    }
+}
+
+/// An inbound connection being decided; finished with `error` if dropped
+/// before [`Pending::refuse`] or [`Pending::relaying`] took it.
+struct Pending {
+    stats: Arc<ConnectionStats>,
+    open: Option<Open>,
+}
+
+impl Pending {
+    fn open(&mut self) -> &mut Open {
+        self.open.as_mut().expect("taken only by consuming methods")
+    }
+
+    fn refuse(mut self, route: &'static str, error: String) {
+        if let Some(mut open) = self.open.take() {
+            open.route = route;
+            self.stats.finish(open, 0, 0, Some(error));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.stats
+                .finish(open, 0, 0, Some("cancelled before the tunnel was set up".into()));
+        }
+    }
+}
+
+/// Finishes a tunnel `finished` never saw (the stream died before the
+/// relay started); dropped with the upstream stream.
+struct Unreported {
+    id: u64,
+    stats: Arc<ConnectionStats>,
+    relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
+}
+
+impl Drop for Unreported {
+    fn drop(&mut self) {
+        let open = self
+            .relaying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        if let Some(open) = open {
+            self.stats
+                .finish(open, 0, 0, Some("tunnel closed before relaying".into()));
+        }
+    }
+}
+
+/// The pod connection, carrying the guard above.
+struct Tracked {
+    stream: tokio::net::TcpStream,
+    _guard: Unreported,
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 async fn connect_pod(dst: SocketAddr, mark: u32) -> std::io::Result<tokio::net::TcpStream> {
@@ -33,16 +149,38 @@ impl ConnectHandler for InboundHandler {
     fn handle(&self, request: ConnectRequest) -> HandlerFuture {
         let view = self.view.borrow().clone();
         let mark = self.socket_mark;
+        let stats = Arc::clone(&self.stats);
+        let relaying = Arc::clone(&self.relaying);
         Box::pin(async move {
+            stats.accepted();
+            let mut open = stats.open(request.peer_addr, request.authority);
+            open.direction = "inbound";
+            open.route = "hbone";
+            open.upstream = Some(request.authority);
+            open.source_identity = request.peer.to_string();
+            open.destination_identity = request.local_identity.to_string();
+            let mut pending = Pending {
+                stats: Arc::clone(&stats),
+                open: Some(open),
+            };
             let target = view
                 .workload_by_ip(request.authority.ip())
                 .filter(|w| w.mesh && w.node == view.node);
+            let labels = ConnLabels::inbound(
+                &view,
+                &request.peer,
+                request.forwarded_for(),
+                target,
+                request.authority.port(),
+            );
+            stats.begin(pending.open(), labels);
             let Some(target) = target else {
                 tracing::info!(
                     peer = %request.peer,
                     authority = %request.authority,
                     "inbound HBONE refused: not a mesh pod of this node"
                 );
+                pending.refuse("refused", "not a mesh pod of this node".into());
                 return Err(StatusCode::NOT_FOUND);
             };
             if target.identity != request.local_identity {
@@ -52,12 +190,32 @@ impl ConnectHandler for InboundHandler {
                     authority = %request.authority,
                     "inbound HBONE refused: identity does not match the destination pod"
                 );
+                pending.refuse(
+                    "refused",
+                    format!("identity {} is not the pod's", request.local_identity),
+                );
                 return Err(StatusCode::FORBIDDEN);
             }
             match connect_pod(request.authority, mark).await {
-                Ok(stream) => Ok(Box::new(stream) as Box<dyn Upstream>),
+                Ok(stream) => {
+                    let open = pending.open.take().expect("still pending");
+                    relaying
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(request.id, open);
+                    let guard = Unreported {
+                        id: request.id,
+                        stats,
+                        relaying,
+                    };
+                    Ok(Box::new(Tracked {
+                        stream,
+                        _guard: guard,
+                    }) as Box<dyn Upstream>)
+                }
                 Err(error) => {
                     tracing::info!(authority = %request.authority, %error, "pod refused the connection");
+                    pending.refuse("hbone", format!("connect: {error}"));
                     Err(StatusCode::SERVICE_UNAVAILABLE)
                 }
             }
@@ -65,12 +223,14 @@ impl ConnectHandler for InboundHandler {
     }
 
     fn finished(&self, request: &ConnectRequest, outcome: &RelayOutcome) {
-        let mut open = self.stats.open(request.peer_addr, request.authority);
-        open.direction = "inbound";
-        open.route = "hbone";
-        open.source_identity = request.peer.to_string();
-        open.destination_identity = request.local_identity.to_string();
-        self.stats.accepted();
+        let open = self
+            .relaying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.id);
+        let Some(open) = open else {
+            return;
+        };
         let error = outcome.error.as_ref().map(ToString::to_string);
         self.stats
             .finish(open, outcome.bytes_in, outcome.bytes_out, error);

@@ -5,10 +5,19 @@ pub mod certs;
 pub mod route;
 pub mod xds_view;
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
-use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, TrustBundle};
+use mesh_hbone::{
+    CertStore, ClientOptions, HboneClient, HboneServer, ServerOptions, TrustBundle,
+};
 use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use tokio::sync::watch;
 
@@ -17,6 +26,7 @@ use crate::{
     config::{AgentConfig, MeshConfig},
     inbound::hbone::InboundHandler,
     outbound::proxy::MeshRuntime,
+    shutdown::Shutdown,
     state::connections::ConnectionStats,
 };
 
@@ -28,6 +38,7 @@ pub async fn start(
     layout: &PinLayout,
     node_ip: Ipv4Addr,
     stats: Arc<ConnectionStats>,
+    shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<Arc<MeshRuntime>> {
     let bundle_pem = std::fs::read(&mesh.trust_bundle)
         .with_context(|| format!("reading the trust bundle {}", mesh.trust_bundle.display()))?;
@@ -55,10 +66,23 @@ pub async fn start(
     let initial = Arc::new(xds_view::view(&node, &snapshots.borrow()));
     let (view_tx, view_rx) = watch::channel(initial);
     let mut strict = StrictPods::open(layout)?;
+    let xds_updated_unix_ms = Arc::new(AtomicU64::new(0));
+    let updated = Arc::clone(&xds_updated_unix_ms);
     tokio::spawn(async move {
         let _keep_client = xds;
+        let mut generation = 0;
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
+            if snapshot.generation != generation {
+                generation = snapshot.generation;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                updated.store(
+                    u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+            }
             let view = xds_view::view(&node, &snapshot);
             tracing::debug!(
                 workloads = view.workload_count(),
@@ -108,14 +132,18 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(hbone_addr)
         .await
         .with_context(|| format!("binding the HBONE listener on {hbone_addr}"))?;
-    let handler = Arc::new(InboundHandler {
-        view: view_rx.clone(),
-        stats,
-        socket_mark: cfg.socket_mark,
+    let handler = Arc::new(InboundHandler::new(view_rx.clone(), stats, cfg.socket_mark));
+    // On shutdown the server stops accepting, sends GOAWAY and lets open
+    // tunnels finish within the agent's drain timeout.
+    let server = HboneServer::new(Arc::clone(&store), handler).with_options(ServerOptions {
+        drain_timeout: cfg.drain_timeout,
+        ..ServerOptions::default()
     });
-    let server = HboneServer::new(Arc::clone(&store), handler);
     tokio::spawn(async move {
-        if let Err(error) = server.serve(listener).await {
+        let stop = async move {
+            shutdown.triggered().await;
+        };
+        if let Err(error) = server.serve_with_shutdown(listener, stop).await {
             tracing::error!(%error, "HBONE server stopped");
         }
     });
@@ -134,5 +162,7 @@ pub async fn start(
         store,
         issued,
         xds: xds_rx,
+        xds_address: mesh.xds_address.clone(),
+        xds_updated_unix_ms,
     }))
 }

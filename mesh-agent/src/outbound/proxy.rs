@@ -11,7 +11,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use mesh_hbone::HboneClient;
 
 use crate::{
-    mesh::route::{MeshView, Route},
+    mesh::route::{MeshView, Resolved, Route},
+    metrics::labels::ConnLabels,
     state::connections::ConnectionStats,
 };
 
@@ -57,6 +58,10 @@ pub struct MeshRuntime {
     /// Certificates obtained from the CA since start.
     pub issued: Arc<std::sync::atomic::AtomicU64>,
     pub xds: tokio::sync::watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
+    /// The control plane's address, as configured.
+    pub xds_address: String,
+    /// Unix ms of the last xDS change applied to the view (0: none yet).
+    pub xds_updated_unix_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MeshRuntime {
@@ -111,24 +116,29 @@ pub async fn run(
     settings: ProxySettings,
     mesh: Option<Arc<MeshRuntime>>,
 ) {
-    let route = match &mesh {
-        Some(mesh) => mesh.view.borrow().route(peer.ip(), dst),
-        None => Route::Direct {
-            dst,
-            reason: "passthrough: no control plane configured",
+    let view = mesh.as_ref().map(|m| m.view.borrow().clone());
+    let resolved = match &view {
+        Some(view) => view.resolve(peer.ip(), dst),
+        None => Resolved {
+            route: Route::Direct {
+                dst,
+                reason: "passthrough: no control plane configured",
+            },
+            service: None,
         },
     };
     let mut open = stats.open(peer, dst);
-    match route {
-        Route::Direct {
-            dst: target,
-            reason,
-        } => {
-            open.route = if reason.starts_with("local") {
-                "local"
-            } else {
-                "passthrough"
-            };
+    open.upstream = resolved.endpoint();
+    open.route = match &resolved.route {
+        Route::Direct { reason, .. } if reason.starts_with("local") => "local",
+        Route::Direct { .. } => "passthrough",
+        Route::Hbone { .. } => "hbone",
+        Route::Refuse { .. } => "refused",
+    };
+    let labels = ConnLabels::outbound(view.as_deref(), peer.ip(), &resolved);
+    stats.begin(&mut open, labels);
+    match resolved.route {
+        Route::Direct { dst: target, .. } => {
             direct(client, peer, target, open, stats, settings).await;
         }
         Route::Hbone {
@@ -138,7 +148,6 @@ pub async fn run(
             dst: dst_id,
         } => {
             let Some(mesh) = mesh else { return };
-            open.route = "hbone";
             open.source_identity = src.to_string();
             open.destination_identity = dst_id.to_string();
             let mut client = client;
@@ -169,7 +178,6 @@ pub async fn run(
         }
         Route::Refuse { reason } => {
             tracing::info!(src = %peer, %dst, %reason, "connection refused by routing");
-            open.route = "refused";
             reset(client);
             stats.finish(open, 0, 0, Some(reason));
         }
