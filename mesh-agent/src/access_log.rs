@@ -176,7 +176,10 @@ pub(crate) mod tests {
         assert_eq!(line["src_addr"], "10.244.1.2:40000");
         assert_eq!(line["dst_addr"], "10.244.2.2:8080");
         assert_eq!(line["original_dst"], "10.96.0.10:80");
-        assert_eq!(line["src_identity"], "spiffe://cluster.local/ns/default/sa/a");
+        assert_eq!(
+            line["src_identity"],
+            "spiffe://cluster.local/ns/default/sa/a"
+        );
         assert_eq!(line["dst_workload"], "unknown");
         assert_eq!(line["service"], "unknown");
         assert_eq!(line["bytes_sent"], 120);

@@ -385,7 +385,9 @@ impl AgentConfig {
             access_log: run.access_log.or(file.access_log).unwrap_or(true),
             drain_timeout: run
                 .drain_timeout
-                .or(file.drain_timeout_seconds.map(std::time::Duration::from_secs))
+                .or(file
+                    .drain_timeout_seconds
+                    .map(std::time::Duration::from_secs))
                 .unwrap_or(std::time::Duration::from_secs(5)),
         };
         cfg.validate()?;
@@ -537,8 +539,8 @@ mod tests {
 
     #[test]
     fn telemetry_flags_default_on_and_switch_off() {
-        let cfg = AgentConfig::resolve(&common(), &RunArgs::default(), &FileConfig::default())
-            .unwrap();
+        let cfg =
+            AgentConfig::resolve(&common(), &RunArgs::default(), &FileConfig::default()).unwrap();
         assert!(cfg.metrics && cfg.access_log);
         assert_eq!(cfg.metrics_addr, SocketAddr::from(([0, 0, 0, 0], 15020)));
         assert_eq!(cfg.ready_addr, SocketAddr::from(([0, 0, 0, 0], 15021)));

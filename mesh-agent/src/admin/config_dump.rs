@@ -187,7 +187,10 @@ fn match_json(m: &Match) -> Value {
         out.insert("destination_ports".into(), json!(m.destination_ports));
     }
     if !m.not_destination_ports.is_empty() {
-        out.insert("not_destination_ports".into(), json!(m.not_destination_ports));
+        out.insert(
+            "not_destination_ports".into(),
+            json!(m.not_destination_ports),
+        );
     }
     Value::Object(out)
 }
@@ -292,7 +295,10 @@ pub(crate) mod tests {
         );
         assert_eq!(p["dry_run"], false);
         let first = &p["rules"][0]["clauses"][0]["matches"][0];
-        assert_eq!(first["principals"][0]["exact"], "cluster.local/ns/legacy/sa/old");
+        assert_eq!(
+            first["principals"][0]["exact"],
+            "cluster.local/ns/legacy/sa/old"
+        );
         assert_eq!(first["source_ips"][0], "10.1.0.0/16");
         assert!(first.get("not_principals").is_none(), "{first}");
         assert_eq!(

@@ -68,7 +68,13 @@ fn logging_endpoint_changes_the_filter_and_names_a_bad_level() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "debug,access=info,mesh_agent::policy=trace\n");
     let (status, body) = call(&state, Method::POST, "/logging?access=off");
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "debug,access=off,mesh_agent::policy=trace\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::OK,
+            "debug,access=off,mesh_agent::policy=trace\n"
+        )
+    );
     let (status, body) = call(&state, Method::POST, "/logging?level=verbose");
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("\"verbose\""), "{body}");
@@ -99,7 +105,10 @@ fn reads_are_get_and_changes_post() {
     let (status, body) = call(&state, Method::GET, "/stats/connections");
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(json["active"].is_array() && json["recent"].is_array(), "{json}");
+    assert!(
+        json["active"].is_array() && json["recent"].is_array(),
+        "{json}"
+    );
     let dump: serde_json::Value =
         serde_json::from_str(&call(&state, Method::GET, "/config_dump").1).unwrap();
     assert!(dump["workloads"].as_array().unwrap().is_empty());
@@ -113,7 +122,10 @@ fn readiness_follows_start_and_drain() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     state.shutdown.set_ready();
-    assert_eq!(call(&state, Method::GET, "/healthz/ready").0, StatusCode::OK);
+    assert_eq!(
+        call(&state, Method::GET, "/healthz/ready").0,
+        StatusCode::OK
+    );
     state.shutdown.trigger(Reason::Sigterm);
     let (status, body) = call(&state, Method::GET, "/healthz/ready");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -122,7 +134,10 @@ fn readiness_follows_start_and_drain() {
 
 /// A stand-in data-path listener: each accepted connection is "open"
 /// until the client closes it.
-fn data_listener(listener: TcpListener, stats: Arc<ConnectionStats>) -> tokio::task::JoinHandle<()> {
+fn data_listener(
+    listener: TcpListener,
+    stats: Arc<ConnectionStats>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let (mut conn, peer) = listener.accept().await.unwrap();
@@ -139,7 +154,9 @@ fn data_listener(listener: TcpListener, stats: Arc<ConnectionStats>) -> tokio::t
 
 async fn post(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
@@ -182,7 +199,10 @@ async fn quitquitquit_stops_accepting_and_waits_for_open_connections() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(refused, "the data listener still accepts after quitquitquit");
+    assert!(
+        refused,
+        "the data listener still accepts after quitquitquit"
+    );
     // ...while the open one still works and the drain waits for it.
     client.write_all(b"still here").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;

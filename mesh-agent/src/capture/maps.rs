@@ -177,7 +177,10 @@ pub fn occupancy(layout: &PinLayout) -> Vec<(String, u64)> {
             let kind = map.info().ok()?.map_type().ok()?;
             if !matches!(
                 kind,
-                MapType::Hash | MapType::LruHash | MapType::PerCpuHash | MapType::LruPerCpuHash
+                MapType::Hash
+                    | MapType::LruHash
+                    | MapType::PerCpuHash
+                    | MapType::LruPerCpuHash
                     | MapType::LpmTrie
             ) {
                 return None;

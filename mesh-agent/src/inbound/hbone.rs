@@ -66,8 +66,12 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(open) = self.open.take() {
-            self.stats
-                .finish(open, 0, 0, Some("cancelled before the tunnel was set up".into()));
+            self.stats.finish(
+                open,
+                0,
+                0,
+                Some("cancelled before the tunnel was set up".into()),
+            );
         }
     }
 }

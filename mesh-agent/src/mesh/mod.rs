@@ -15,9 +15,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use mesh_hbone::{
-    CertStore, ClientOptions, HboneClient, HboneServer, ServerOptions, TrustBundle,
-};
+use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, ServerOptions, TrustBundle};
 use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use tokio::sync::watch;
 

@@ -401,10 +401,7 @@ pub(crate) mod tests {
         assert!(via_vip.endpoint().is_some());
         let direct = v.resolve(a, "10.244.2.2:9080".parse().unwrap());
         assert_eq!(direct.service, None);
-        assert_eq!(
-            direct.route,
-            v.route(a, "10.244.2.2:9080".parse().unwrap())
-        );
+        assert_eq!(direct.route, v.route(a, "10.244.2.2:9080".parse().unwrap()));
     }
 
     #[test]

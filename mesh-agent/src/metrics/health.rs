@@ -166,20 +166,29 @@ mod tests {
     #[test]
     fn active_connections_are_read_at_scrape_time() {
         let stats = Arc::new(ConnectionStats::default());
-        let metrics = Metrics::new(crate::metrics::TcpMetrics::default(), Some(Health {
-            stats: Arc::clone(&stats),
-            mesh: None,
-            layout: None,
-            kernel_stats: None,
-        }));
+        let metrics = Metrics::new(
+            crate::metrics::TcpMetrics::default(),
+            Some(Health {
+                stats: Arc::clone(&stats),
+                mesh: None,
+                layout: None,
+                kernel_stats: None,
+            }),
+        );
         let text = metrics.encode().unwrap();
-        assert_eq!(value(&text, "mesh_agent_active_connections", &[]), Some(0.0));
+        assert_eq!(
+            value(&text, "mesh_agent_active_connections", &[]),
+            Some(0.0)
+        );
         let open = stats.open(
             "10.0.0.2:1000".parse().unwrap(),
             "10.0.0.3:80".parse().unwrap(),
         );
         let text = metrics.encode().unwrap();
-        assert_eq!(value(&text, "mesh_agent_active_connections", &[]), Some(1.0));
+        assert_eq!(
+            value(&text, "mesh_agent_active_connections", &[]),
+            Some(1.0)
+        );
         stats.finish(open, 0, 0, None);
     }
 }

@@ -262,7 +262,10 @@ mod tests {
         let t = TcpLabels::new(&remote, Reporter::Source, "-");
         assert_eq!(t.source_workload, "a");
         assert_eq!(t.source_principal, id("a").to_string());
-        assert_eq!((t.source_app.as_str(), t.source_version.as_str()), ("a", "v1"));
+        assert_eq!(
+            (t.source_app.as_str(), t.source_version.as_str()),
+            ("a", "v1")
+        );
         assert_eq!(t.destination_workload, "c");
         assert_eq!(t.destination_workload_namespace, "default");
         assert_eq!(t.destination_principal, id("c").to_string());
@@ -345,7 +348,10 @@ mod tests {
 
     #[test]
     fn response_flags_follow_istio() {
-        assert_eq!(response_flags("denied", Some("denied by policy ns/p")), "DENY");
+        assert_eq!(
+            response_flags("denied", Some("denied by policy ns/p")),
+            "DENY"
+        );
         assert_eq!(response_flags("refused", Some("no endpoints")), "NR");
         assert_eq!(response_flags("hbone", Some("connect: refused")), "UF");
         assert_eq!(response_flags("local", Some("reset by peer")), "-");

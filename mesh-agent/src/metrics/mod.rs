@@ -122,8 +122,11 @@ pub(crate) mod tests {
     use super::*;
     use labels::{ConnLabels, Reporter};
 
-    /// `name{labels} value` lines of an exposition, as (name, labels, value).
-    pub(crate) fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    /// One `name{labels} value` line of an exposition.
+    pub(crate) type Sample = (String, Vec<(String, String)>, f64);
+
+    /// The sample lines of an exposition.
+    pub(crate) fn samples(text: &str) -> Vec<Sample> {
         text.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .map(|line| {
@@ -145,11 +148,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub(crate) fn value(
-        text: &str,
-        name: &str,
-        want: &[(&str, &str)],
-    ) -> Option<f64> {
+    pub(crate) fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         samples(text)
             .into_iter()
             .filter(|(n, labels, _)| {
@@ -215,8 +214,14 @@ pub(crate) mod tests {
             ("connection_security_policy", "mutual_tls"),
             ("destination_service", "unknown"),
         ];
-        assert_eq!(value(&text, "istio_tcp_sent_bytes_total", &who), Some(2500.0));
-        assert_eq!(value(&text, "istio_tcp_received_bytes_total", &who), Some(100.0));
+        assert_eq!(
+            value(&text, "istio_tcp_sent_bytes_total", &who),
+            Some(2500.0)
+        );
+        assert_eq!(
+            value(&text, "istio_tcp_received_bytes_total", &who),
+            Some(100.0)
+        );
         assert_eq!(
             value(&text, "istio_tcp_connections_closed_total", &who),
             Some(1.0)

@@ -423,11 +423,19 @@ mod tests {
         let text = metrics.encode().unwrap();
         use crate::metrics::tests::value;
         assert_eq!(
-            value(&text, "istio_tcp_connections_opened_total", &[("reporter", "source")]),
+            value(
+                &text,
+                "istio_tcp_connections_opened_total",
+                &[("reporter", "source")]
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&text, "istio_tcp_connections_closed_total", &[("response_flags", "NR")]),
+            value(
+                &text,
+                "istio_tcp_connections_closed_total",
+                &[("response_flags", "NR")]
+            ),
             Some(1.0)
         );
         assert!(stats.active().is_empty());
