@@ -1,5 +1,7 @@
-//! Wiring of `mesh-agent run`: install capture, start the listeners, wait for
-//! a signal. Capture stays installed on exit (see loader.rs).
+//! Wiring of `mesh-agent run`: install capture, start the listeners and
+//! the admin, readiness and metrics endpoints, then wait for SIGTERM, SIGINT
+//! or `POST /quitquitquit` and drain (shutdown.rs). Capture stays installed
+//! on exit (see loader.rs).
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
@@ -11,12 +13,15 @@ use anyhow::Context as _;
 use mesh_common::CaptureConfig;
 
 use crate::{
-    admin::{self, AdminState},
+    admin::{self, AdminState, CaptureState},
     capture::{
         bpffs, ebpf_logs, enroll::Enroller, loader, maps, orig_dst::OrigDstTable, pins::PinLayout,
     },
     config::AgentConfig,
+    logging::LogControl,
+    metrics::{health::Health, Metrics, TcpMetrics},
     outbound::{listener::Outbound, proxy::ProxySettings},
+    shutdown::{self, Shutdown},
     state::connections::ConnectionStats,
 };
 
@@ -93,7 +98,7 @@ fn install_in_child(
     serde_json::from_slice(&out.stdout).context("reading the result of `mesh-agent install`")
 }
 
-pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
     let layout = PinLayout::new(&cfg.pins);
     let (cgroup_root, capture) = capture_settings(&cfg)?;
     let redirect_v4 = Ipv4Addr::from(capture.agent_v4);
@@ -110,7 +115,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tokio::spawn(ebpf_logs::forward(logger));
     }
 
-    let stats = Arc::new(ConnectionStats::default());
+    let shutdown = Arc::new(Shutdown::default());
+    tokio::spawn(shutdown::on_signals(Arc::clone(&shutdown)));
+    let tcp_metrics = cfg.metrics.then(TcpMetrics::default);
+    let stats = Arc::new(ConnectionStats::new(tcp_metrics.clone()));
     let orig_dst = Arc::new(OrigDstTable::new(maps::orig_dst_by_tuple(&layout)?));
     let settings = ProxySettings {
         socket_mark: cfg.socket_mark,
@@ -119,9 +127,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     let mesh = match &cfg.mesh {
         Some(mesh_cfg) => Some(
-            crate::mesh::start(mesh_cfg, &cfg, &layout, redirect_v4, Arc::clone(&stats))
-                .await
-                .context("starting the mesh side (xDS, certificates, HBONE)")?,
+            crate::mesh::start(
+                mesh_cfg,
+                &cfg,
+                &layout,
+                redirect_v4,
+                Arc::clone(&stats),
+                Arc::clone(&shutdown),
+            )
+            .await
+            .context("starting the mesh side (xDS, certificates, HBONE)")?,
         ),
         None => None,
     };
@@ -155,39 +170,58 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
         mesh: mesh.clone(),
-        programs,
-        enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
-        kernel_stats: maps::stats(&layout)?,
-        strict: std::sync::Mutex::new(crate::capture::strict::StrictPods::open(&layout)?),
+        capture: Some(CaptureState {
+            programs,
+            enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
+            kernel_stats: maps::stats(&layout)?,
+            strict: std::sync::Mutex::new(crate::capture::strict::StrictPods::open(&layout)?),
+        }),
+        log: Some(log),
+        shutdown: Arc::clone(&shutdown),
     });
     admin::serve(cfg.admin_addr, admin_state)
         .await
         .with_context(|| format!("binding the admin endpoint on {}", cfg.admin_addr))?;
-    let tasks: Vec<_> = outbound
+    let ready = admin::serve_ready(cfg.ready_addr, Arc::clone(&shutdown))
+        .await
+        .with_context(|| format!("binding the readiness endpoint on {}", cfg.ready_addr))?;
+    match tcp_metrics {
+        Some(tcp) => {
+            let health = Health {
+                stats: Arc::clone(&stats),
+                mesh: mesh.clone(),
+                layout: Some(layout.clone()),
+                kernel_stats: Some(maps::stats(&layout)?),
+            };
+            let metrics = Arc::new(Metrics::new(tcp, Some(health)));
+            admin::serve_metrics(cfg.metrics_addr, metrics)
+                .await
+                .with_context(|| format!("binding the metrics endpoint on {}", cfg.metrics_addr))?;
+        }
+        None => tracing::info!("metrics disabled (--metrics=false)"),
+    }
+    let mut accepting: Vec<_> = outbound
         .into_iter()
         .map(|o| tokio::spawn(o.serve()))
         .collect();
+    accepting.push(ready);
+    shutdown.set_ready();
     tracing::info!("agent ready");
 
-    wait_for_shutdown().await;
-    for task in tasks {
-        task.abort();
-    }
+    let reason = shutdown.triggered().await;
+    let before = stats.totals().active;
+    tracing::info!(
+        ?reason,
+        active = before,
+        timeout = ?cfg.drain_timeout,
+        "stopping: listeners closed, draining open connections"
+    );
+    let left = shutdown::stop_and_drain(accepting, &stats, cfg.drain_timeout).await;
     let totals = stats.totals();
     tracing::info!(
         accepted = totals.accepted,
-        active = totals.active,
-        "stopping; capture stays installed (run `mesh-agent uninstall` to remove it)"
+        cut_short = left,
+        "stopped; capture stays installed (run `mesh-agent uninstall` to remove it)"
     );
     Ok(())
-}
-
-async fn wait_for_shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 /// Node agent of the eBPF-assisted mesh.
@@ -122,6 +122,30 @@ pub struct RunArgs {
     /// they are renewed at half-life. [default: 24h]
     #[arg(long, env = "MESH_AGENT_CERT_TTL", value_parser = parse_duration)]
     pub cert_ttl: Option<std::time::Duration>,
+    /// Prometheus endpoint (`/metrics`, `/stats/prometheus`): Istio's
+    /// istio_tcp_* metrics and the agent's mesh_agent_* health.
+    /// [default: 0.0.0.0:15020]
+    #[arg(long, env = "MESH_AGENT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Record metrics. `--metrics=false` records nothing and serves no
+    /// metrics endpoint (to measure what metrics cost). [default: true]
+    #[arg(long, env = "MESH_AGENT_METRICS", action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub metrics: Option<bool>,
+    /// Readiness endpoint for probes (`GET /healthz/ready`; also on the admin
+    /// endpoint). [default: 0.0.0.0:15021]
+    #[arg(long, env = "MESH_AGENT_READY_ADDR")]
+    pub ready_addr: Option<SocketAddr>,
+    /// Write one JSON access-log line per finished connection (target
+    /// `access`, on stderr). Can be switched at runtime with
+    /// `POST /logging?access=off|info`. [default: true]
+    #[arg(long, env = "MESH_AGENT_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub access_log: Option<bool>,
+    /// On SIGTERM, SIGINT or `POST /quitquitquit`: how long open connections
+    /// may run on after the listeners stop accepting (`5s`, `2m`). [default: 5s]
+    #[arg(long, env = "MESH_AGENT_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: Option<std::time::Duration>,
 }
 
 /// `90s`, `30m`, `24h`, or plain seconds.
@@ -210,6 +234,14 @@ pub struct AgentConfig {
     pub worker_threads: usize,
     /// The mesh side; `None`: capture-only (plaintext passthrough).
     pub mesh: Option<MeshConfig>,
+    pub metrics_addr: SocketAddr,
+    /// `false`: no metrics recorded, no metrics endpoint.
+    pub metrics: bool,
+    pub ready_addr: SocketAddr,
+    /// Access log on at start (the `access` target of the log filter).
+    pub access_log: bool,
+    /// How long open connections may finish when stopping.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Settings that only matter when the agent is fed by a control plane.
@@ -245,6 +277,11 @@ pub struct FileConfig {
     pub trust_bundle: Option<PathBuf>,
     pub hbone_addr: Option<SocketAddr>,
     pub cert_ttl_seconds: Option<u64>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics: Option<bool>,
+    pub ready_addr: Option<SocketAddr>,
+    pub access_log: Option<bool>,
+    pub drain_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +373,22 @@ impl AgentConfig {
             buffer_size: run.buffer_size.or(file.buffer_size).unwrap_or(256 * 1024),
             worker_threads: run.worker_threads.or(file.worker_threads).unwrap_or(2),
             mesh: Self::resolve_mesh(run, file)?,
+            metrics_addr: run
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 15020))),
+            metrics: run.metrics.or(file.metrics).unwrap_or(true),
+            ready_addr: run
+                .ready_addr
+                .or(file.ready_addr)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 15021))),
+            access_log: run.access_log.or(file.access_log).unwrap_or(true),
+            drain_timeout: run
+                .drain_timeout
+                .or(file
+                    .drain_timeout_seconds
+                    .map(std::time::Duration::from_secs))
+                .unwrap_or(std::time::Duration::from_secs(5)),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -482,5 +535,38 @@ mod tests {
         };
         let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("outbound_port"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_flags_default_on_and_switch_off() {
+        let cfg =
+            AgentConfig::resolve(&common(), &RunArgs::default(), &FileConfig::default()).unwrap();
+        assert!(cfg.metrics && cfg.access_log);
+        assert_eq!(cfg.metrics_addr, SocketAddr::from(([0, 0, 0, 0], 15020)));
+        assert_eq!(cfg.ready_addr, SocketAddr::from(([0, 0, 0, 0], 15021)));
+        assert_eq!(cfg.drain_timeout, std::time::Duration::from_secs(5));
+        let cli = Cli::try_parse_from([
+            "mesh-agent",
+            "run",
+            "--metrics=false",
+            "--access-log",
+            "false",
+            "--drain-timeout",
+            "30s",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        let file: FileConfig = toml::from_str("access_log = true\nmetrics = true").unwrap();
+        let cfg = AgentConfig::resolve(&cli.common, &run, &file).unwrap();
+        assert!(!cfg.metrics && !cfg.access_log);
+        assert_eq!(cfg.drain_timeout.as_secs(), 30);
+        // A bare flag means true.
+        let cli = Cli::try_parse_from(["mesh-agent", "run", "--metrics"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.metrics, Some(true));
     }
 }

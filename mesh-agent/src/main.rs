@@ -3,6 +3,7 @@
 //! `commands.rs` for the one-shot subcommands.
 #![deny(unsafe_code)]
 
+mod access_log;
 mod admin;
 mod app;
 mod capture;
@@ -11,8 +12,10 @@ mod config;
 mod inbound;
 mod logging;
 mod mesh;
+mod metrics;
 mod outbound;
 mod policy;
+mod shutdown;
 mod state;
 
 use clap::Parser as _;
@@ -32,28 +35,38 @@ fn main() -> std::process::ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.common.config.as_deref())?;
     let (filter, format) = config::log_settings(&cli.common, &file);
-    logging::init(&filter, format)?;
     let pins = config::pin_config(&cli.common, &file);
+    let Command::Run(run) = &cli.command else {
+        logging::init(&logging::initial_filter(&filter, false), format)?;
+        return one_shot(cli, &pins, &file);
+    };
+    let cfg = config::AgentConfig::resolve(&cli.common, run, &file)?;
+    let log = logging::init(&logging::initial_filter(&filter, cfg.access_log), format)?;
+    // One worker: a current-thread runtime, no cross-thread wake-ups.
+    let mut builder = if cfg.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cfg.worker_threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()?
+        .block_on(app::run(cfg, std::sync::Arc::new(log)))
+}
+
+/// The subcommands that do their job and exit.
+fn one_shot(cli: Cli, pins: &config::PinConfig, file: &FileConfig) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(run) => {
-            let cfg = config::AgentConfig::resolve(&cli.common, &run, &file)?;
-            // One worker: a current-thread runtime, no cross-thread wake-ups.
-            let mut builder = if cfg.worker_threads == 1 {
-                tokio::runtime::Builder::new_current_thread()
-            } else {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(cfg.worker_threads);
-                b
-            };
-            builder.enable_all().build()?.block_on(app::run(cfg))
-        }
+        Command::Run(_) => unreachable!("run is handled by real_main"),
         Command::Install(run) => {
-            let cfg = config::AgentConfig::resolve(&cli.common, &run, &file)?;
+            let cfg = config::AgentConfig::resolve(&cli.common, &run, file)?;
             commands::install(&cfg)
         }
-        Command::Enroll(args) => commands::enroll(&pins, &args),
-        Command::Unenroll(args) => commands::unenroll(&pins, &args),
-        Command::Status => commands::status(&pins),
-        Command::Uninstall => commands::uninstall(&pins),
+        Command::Enroll(args) => commands::enroll(pins, &args),
+        Command::Unenroll(args) => commands::unenroll(pins, &args),
+        Command::Status => commands::status(pins),
+        Command::Uninstall => commands::uninstall(pins),
     }
 }

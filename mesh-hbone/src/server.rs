@@ -25,6 +25,9 @@ mod conn;
 /// One CONNECT the handler is asked to serve.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
+    /// Unique among the CONNECTs of this process: lets a handler pair its
+    /// `handle` call with the `finished` call of the same stream.
+    pub id: u64,
     /// The client's verified SPIFFE identity.
     pub peer: Identity,
     /// The client's leaf certificate.

@@ -3,7 +3,14 @@
 //! is the one the peer asked for (TLS SNI), authorizes it (hop ④: the
 //! pod's authorization policies; a denial answers 403), and connects to
 //! the pod.
+//!
+//! Each tunnel is a connection in `ConnectionStats` from the moment it is
+//! asked for: opened in `handle` (labelled for telemetry there), finished
+//! in `handle` when refused, else in `finished` (found again by the
+//! request's id). If the stream vanishes in between (client cancels, 200
+//! cannot be sent), a drop guard finishes it, so nothing stays "active".
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
@@ -16,11 +23,12 @@ use tokio::{net::TcpSocket, sync::watch};
 
 use crate::{
     mesh::route::MeshView,
+    metrics::labels::ConnLabels,
     policy::{
         live::{Guarded, LiveConnections},
         Conn, Verdict,
     },
-    state::connections::ConnectionStats,
+    state::connections::{ConnectionStats, Open},
 };
 
 pub struct InboundHandler {
@@ -29,6 +37,117 @@ pub struct InboundHandler {
     /// Connections policy may close later.
     pub live: Arc<LiveConnections>,
     pub socket_mark: u32,
+    /// Tunnels accepted by `handle`, waiting for `finished`, by request id.
+    pub relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
+}
+
+impl InboundHandler {
+    pub fn new(
+        view: watch::Receiver<Arc<MeshView>>,
+        stats: Arc<ConnectionStats>,
+        socket_mark: u32,
+    ) -> Self {
+        Self {
+            view,
+            stats,
+            socket_mark,
+            relaying: Arc::default(),
+            live: Arc::default(),
+        }
+    }
+}
+
+/// An inbound connection being decided; finished with `error` if dropped
+/// before [`Pending::refuse`] or [`Pending::relaying`] took it.
+struct Pending {
+    stats: Arc<ConnectionStats>,
+    open: Option<Open>,
+}
+
+impl Pending {
+    fn open(&mut self) -> &mut Open {
+        self.open.as_mut().expect("taken only by consuming methods")
+    }
+
+    fn refuse(mut self, route: &'static str, error: String) {
+        if let Some(mut open) = self.open.take() {
+            open.route = route;
+            self.stats.finish(open, 0, 0, Some(error));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.stats.finish(
+                open,
+                0,
+                0,
+                Some("cancelled before the tunnel was set up".into()),
+            );
+        }
+    }
+}
+
+/// Finishes a tunnel `finished` never saw (the stream died before the
+/// relay started); dropped with the upstream stream.
+struct Unreported {
+    id: u64,
+    stats: Arc<ConnectionStats>,
+    relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
+}
+
+impl Drop for Unreported {
+    fn drop(&mut self) {
+        let open = self
+            .relaying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        if let Some(open) = open {
+            self.stats
+                .finish(open, 0, 0, Some("tunnel closed before relaying".into()));
+        }
+    }
+}
+
+/// The pod connection, carrying the guard above.
+struct Tracked {
+    stream: Box<dyn Upstream>,
+    _guard: Unreported,
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// The source pod address from `forwarded`, trusted only when the mesh
@@ -59,16 +178,37 @@ impl ConnectHandler for InboundHandler {
         let mark = self.socket_mark;
         let stats = Arc::clone(&self.stats);
         let live = Arc::clone(&self.live);
+        let relaying = Arc::clone(&self.relaying);
         Box::pin(async move {
+            stats.accepted();
+            let mut open = stats.open(request.peer_addr, request.authority);
+            open.direction = "inbound";
+            open.route = "hbone";
+            open.upstream = Some(request.authority);
+            open.source_identity = request.peer.to_string();
+            open.destination_identity = request.local_identity.to_string();
+            let mut pending = Pending {
+                stats: Arc::clone(&stats),
+                open: Some(open),
+            };
             let target = view
                 .workload_by_ip(request.authority.ip())
                 .filter(|w| w.mesh && w.node == view.node);
+            let labels = ConnLabels::inbound(
+                &view,
+                &request.peer,
+                request.forwarded_for(),
+                target,
+                request.authority.port(),
+            );
+            stats.begin(pending.open(), labels);
             let Some(target) = target else {
                 tracing::info!(
                     peer = %request.peer,
                     authority = %request.authority,
                     "inbound HBONE refused: not a mesh pod of this node"
                 );
+                pending.refuse("refused", "not a mesh pod of this node".into());
                 return Err(StatusCode::NOT_FOUND);
             };
             if target.identity != request.local_identity {
@@ -77,6 +217,10 @@ impl ConnectHandler for InboundHandler {
                     asked_for = %request.local_identity,
                     authority = %request.authority,
                     "inbound HBONE refused: identity does not match the destination pod"
+                );
+                pending.refuse(
+                    "refused",
+                    format!("identity {} is not the pod's", request.local_identity),
                 );
                 return Err(StatusCode::FORBIDDEN);
             }
@@ -91,28 +235,42 @@ impl ConnectHandler for InboundHandler {
             let evaluation = view.policies.evaluate(target, &conn);
             crate::policy::log(&evaluation, target, &conn, "inbound");
             if let Verdict::Deny { policy } = evaluation.verdict {
-                let source = SocketAddr::new(src_ip.unwrap_or(request.peer_addr.ip()), 0);
-                let mut open = stats.open(source, request.authority);
-                open.direction = "inbound";
-                open.route = "denied";
-                open.source_identity = request.peer.to_string();
-                open.destination_identity = request.local_identity.to_string();
-                stats.finish(open, 0, 0, Some(format!("denied by policy {policy}")));
+                pending.refuse("denied", format!("denied by policy {policy}"));
                 return Err(StatusCode::FORBIDDEN);
             }
             match connect_pod(request.authority, mark).await {
                 Ok(stream) => {
-                    match live.register(src_ip, Some(&request.peer), request.authority, &[&stream])
-                    {
-                        Ok(guard) => Ok(Box::new(Guarded::new(stream, guard)) as Box<dyn Upstream>),
+                    let open = pending.open.take().expect("still pending");
+                    relaying
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(request.id, open);
+                    let guard = Unreported {
+                        id: request.id,
+                        stats,
+                        relaying,
+                    };
+                    // Registered while it lives: a policy change may close it.
+                    let stream: Box<dyn Upstream> = match live.register(
+                        src_ip,
+                        Some(&request.peer),
+                        request.authority,
+                        &[&stream],
+                    ) {
+                        Ok(live) => Box::new(Guarded::new(stream, live)),
                         Err(error) => {
                             tracing::warn!(%error, "cannot track the connection for policy updates");
-                            Ok(Box::new(stream) as Box<dyn Upstream>)
+                            Box::new(stream)
                         }
-                    }
+                    };
+                    Ok(Box::new(Tracked {
+                        stream,
+                        _guard: guard,
+                    }) as Box<dyn Upstream>)
                 }
                 Err(error) => {
                     tracing::info!(authority = %request.authority, %error, "pod refused the connection");
+                    pending.refuse("hbone", format!("connect: {error}"));
                     Err(StatusCode::SERVICE_UNAVAILABLE)
                 }
             }
@@ -120,12 +278,14 @@ impl ConnectHandler for InboundHandler {
     }
 
     fn finished(&self, request: &ConnectRequest, outcome: &RelayOutcome) {
-        let mut open = self.stats.open(request.peer_addr, request.authority);
-        open.direction = "inbound";
-        open.route = "hbone";
-        open.source_identity = request.peer.to_string();
-        open.destination_identity = request.local_identity.to_string();
-        self.stats.accepted();
+        let open = self
+            .relaying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.id);
+        let Some(open) = open else {
+            return;
+        };
         let error = outcome.error.as_ref().map(ToString::to_string);
         self.stats
             .finish(open, outcome.bytes_in, outcome.bytes_out, error);

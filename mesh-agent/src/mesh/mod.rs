@@ -6,10 +6,17 @@ pub mod policy_sync;
 pub mod route;
 pub mod xds_view;
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
-use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, TrustBundle};
+use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, ServerOptions, TrustBundle};
 use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use tokio::sync::watch;
 
@@ -21,6 +28,7 @@ use crate::{
     inbound::hbone::InboundHandler,
     outbound::proxy::MeshRuntime,
     policy::live::LiveConnections,
+    shutdown::Shutdown,
     state::connections::ConnectionStats,
 };
 
@@ -32,6 +40,7 @@ pub async fn start(
     layout: &PinLayout,
     node_ip: Ipv4Addr,
     stats: Arc<ConnectionStats>,
+    shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<Arc<MeshRuntime>> {
     let bundle_pem = std::fs::read(&mesh.trust_bundle)
         .with_context(|| format!("reading the trust bundle {}", mesh.trust_bundle.display()))?;
@@ -68,10 +77,23 @@ pub async fn start(
         compiled: Arc::clone(&kernel_denies),
     };
     tokio::spawn(sync.run(view_rx.clone()));
+    let xds_updated_unix_ms = Arc::new(AtomicU64::new(0));
+    let updated = Arc::clone(&xds_updated_unix_ms);
     tokio::spawn(async move {
         let _keep_client = xds;
+        let mut generation = 0;
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
+            if snapshot.generation != generation {
+                generation = snapshot.generation;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                updated.store(
+                    u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+            }
             let view = xds_view::view(&node, &snapshot);
             tracing::debug!(
                 workloads = view.workload_count(),
@@ -119,15 +141,20 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(hbone_addr)
         .await
         .with_context(|| format!("binding the HBONE listener on {hbone_addr}"))?;
-    let handler = Arc::new(InboundHandler {
-        view: view_rx.clone(),
-        stats,
-        live: Arc::clone(&live),
-        socket_mark: cfg.socket_mark,
+    let mut handler = InboundHandler::new(view_rx.clone(), stats, cfg.socket_mark);
+    handler.live = Arc::clone(&live);
+    let handler = Arc::new(handler);
+    // On shutdown the server stops accepting, sends GOAWAY and lets open
+    // tunnels finish within the agent's drain timeout.
+    let server = HboneServer::new(Arc::clone(&store), handler).with_options(ServerOptions {
+        drain_timeout: cfg.drain_timeout,
+        ..ServerOptions::default()
     });
-    let server = HboneServer::new(Arc::clone(&store), handler);
     tokio::spawn(async move {
-        if let Err(error) = server.serve(listener).await {
+        let stop = async move {
+            shutdown.triggered().await;
+        };
+        if let Err(error) = server.serve_with_shutdown(listener, stop).await {
             tracing::error!(%error, "HBONE server stopped");
         }
     });
@@ -148,5 +175,7 @@ pub async fn start(
         xds: xds_rx,
         live,
         kernel_denies,
+        xds_address: mesh.xds_address.clone(),
+        xds_updated_unix_ms,
     }))
 }

@@ -14,7 +14,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use mesh_hbone::Identity;
@@ -23,8 +26,18 @@ use mesh_hbone::Identity;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadInfo {
     pub uid: String,
+    /// The pod's name.
     pub name: String,
     pub namespace: String,
+    pub service_account: String,
+    /// The owning workload (Deployment, …) as Istio names it; what
+    /// telemetry reports as `*_workload`.
+    pub workload_name: String,
+    /// Istio's canonical service name and revision (telemetry's app/version).
+    pub canonical_name: String,
+    pub canonical_revision: String,
+    /// `<namespace>/<name>` of the policies selecting this workload.
+    pub authorization_policies: Vec<String>,
     pub identity: Identity,
     pub node: String,
     pub ips: Vec<IpAddr>,
@@ -32,9 +45,16 @@ pub struct WorkloadInfo {
     pub mesh: bool,
     /// Where HBONE for this workload goes (its node's agent).
     pub gateway: Option<SocketAddr>,
-    /// `<ns>/<name>` of the selector-scoped authorization policies that
-    /// name this workload.
-    pub authorization_policies: Vec<String>,
+}
+
+/// Who a Service is, as telemetry names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    /// `reviews.default.svc.cluster.local`.
+    pub hostname: String,
+    /// `reviews`.
+    pub name: String,
+    pub namespace: String,
 }
 
 /// One port of a Service VIP and its endpoints.
@@ -42,6 +62,9 @@ pub struct WorkloadInfo {
 pub struct ServiceInfo {
     /// `<namespace>/<hostname>`.
     pub key: String,
+    /// Shared by every VIP:port entry of the service, so routing can hand it
+    /// to telemetry without copying strings.
+    pub name: Arc<ServiceName>,
     pub vip: SocketAddr,
     /// (workload uid, target port).
     pub endpoints: Vec<(String, u16)>,
@@ -64,6 +87,25 @@ pub enum Route {
     },
     /// Nowhere to go (e.g. a service without endpoints).
     Refuse { reason: String },
+}
+
+/// A routing decision and the service it went through, if the destination
+/// was a Service VIP (telemetry's `destination_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub route: Route,
+    pub service: Option<Arc<ServiceName>>,
+}
+
+impl Resolved {
+    /// The address the agent connects or tunnels to (the chosen endpoint).
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        match &self.route {
+            Route::Direct { dst, .. } => Some(*dst),
+            Route::Hbone { authority, .. } => Some(*authority),
+            Route::Refuse { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -128,9 +170,44 @@ impl MeshView {
         self.services.len()
     }
 
+    /// Every VIP:port entry.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceInfo> {
+        self.services.values()
+    }
+
+    /// The service a connection arriving at `workload`'s `port` most likely
+    /// came through: the one service whose endpoints name that workload and
+    /// target port. HBONE carries the pod address, not the VIP the client
+    /// dialled, so this is a guess (ztunnel guesses the same way); two
+    /// candidates give `None` rather than a wrong name.
+    pub fn guess_service(&self, workload_uid: &str, port: u16) -> Option<Arc<ServiceName>> {
+        let mut found: Option<&Arc<ServiceName>> = None;
+        for service in self.services.values() {
+            if !service
+                .endpoints
+                .iter()
+                .any(|(uid, p)| uid == workload_uid && *p == port)
+            {
+                continue;
+            }
+            match found {
+                Some(prev) if prev.hostname != service.name.hostname => return None,
+                _ => found = Some(&service.name),
+            }
+        }
+        found.cloned()
+    }
+
     /// Resolves a service VIP to one endpoint address, round robin.
-    fn resolve_service(&self, dst: SocketAddr) -> Option<Result<SocketAddr, String>> {
+    fn resolve_service(
+        &self,
+        dst: SocketAddr,
+    ) -> Option<(Arc<ServiceName>, Result<SocketAddr, String>)> {
         let service = self.services.get(&dst)?;
+        Some((Arc::clone(&service.name), self.pick_endpoint(service, dst)))
+    }
+
+    fn pick_endpoint(&self, service: &ServiceInfo, dst: SocketAddr) -> Result<SocketAddr, String> {
         let endpoints: Vec<(IpAddr, u16)> = service
             .endpoints
             .iter()
@@ -145,20 +222,40 @@ impl MeshView {
             })
             .collect();
         if endpoints.is_empty() {
-            return Some(Err(format!("service {} has no endpoints", service.key)));
+            return Err(format!("service {} has no endpoints", service.key));
         }
         let pick = self.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
-        Some(Ok(SocketAddr::from(endpoints[pick])))
+        Ok(SocketAddr::from(endpoints[pick]))
     }
 
     /// Decides where a connection from `src` (a pod on this node) to `dst`
     /// (its original destination) goes.
+    // The proxy uses `resolve`; this stays for callers that need no service.
+    #[allow(dead_code)]
     pub fn route(&self, src: IpAddr, dst: SocketAddr) -> Route {
-        let dst = match self.resolve_service(dst) {
-            Some(Ok(endpoint)) => endpoint,
-            Some(Err(reason)) => return Route::Refuse { reason },
-            None => dst,
+        self.resolve(src, dst).route
+    }
+
+    /// [`MeshView::route`], also naming the service the VIP belonged to.
+    pub fn resolve(&self, src: IpAddr, dst: SocketAddr) -> Resolved {
+        let (service, dst) = match self.resolve_service(dst) {
+            Some((service, Ok(endpoint))) => (Some(service), endpoint),
+            Some((service, Err(reason))) => {
+                return Resolved {
+                    route: Route::Refuse { reason },
+                    service: Some(service),
+                }
+            }
+            None => (None, dst),
         };
+        Resolved {
+            route: self.route_endpoint(src, dst),
+            service,
+        }
+    }
+
+    /// Rules 2–4, for a destination that is not (or no longer) a VIP.
+    fn route_endpoint(&self, src: IpAddr, dst: SocketAddr) -> Route {
         let Some(target) = self.workload_by_ip(dst.ip()).filter(|w| w.mesh) else {
             return Route::Direct {
                 dst,
@@ -192,14 +289,20 @@ impl MeshView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn workload(name: &str, ip: &str, node: &str, mesh: bool) -> WorkloadInfo {
+    /// A workload `name` with pod `<name>-pod`, app `name`, version `v1`.
+    pub(crate) fn workload(name: &str, ip: &str, node: &str, mesh: bool) -> WorkloadInfo {
         WorkloadInfo {
             uid: format!("Kubernetes//Pod/default/{name}"),
-            name: name.into(),
+            name: format!("{name}-pod"),
             namespace: "default".into(),
+            service_account: name.into(),
+            workload_name: name.into(),
+            canonical_name: name.into(),
+            canonical_revision: "v1".into(),
+            authorization_policies: vec![],
             identity: format!("spiffe://cluster.local/ns/default/sa/{name}")
                 .parse()
                 .unwrap(),
@@ -215,11 +318,12 @@ mod tests {
                 .parse()
                 .unwrap(),
             ),
-            authorization_policies: Vec::new(),
         }
     }
 
-    fn view() -> MeshView {
+    /// Node n1: mesh pods a, b; n2: mesh pod c, non-mesh pod legacy; service
+    /// svc (10.96.0.10:80) → b and c on 8080.
+    pub(crate) fn view() -> MeshView {
         MeshView::new(
             "n1",
             vec![
@@ -230,6 +334,11 @@ mod tests {
             ],
             vec![ServiceInfo {
                 key: "default/svc.default.svc.cluster.local".into(),
+                name: Arc::new(ServiceName {
+                    hostname: "svc.default.svc.cluster.local".into(),
+                    name: "svc".into(),
+                    namespace: "default".into(),
+                }),
                 vip: "10.96.0.10:80".parse().unwrap(),
                 endpoints: vec![
                     ("Kubernetes//Pod/default/b".into(), 8080),
@@ -296,5 +405,26 @@ mod tests {
                 "10.244.2.2:8080"
             ]
         );
+    }
+
+    #[test]
+    fn resolve_names_the_service_only_for_vips_and_keeps_routing() {
+        let v = view();
+        let a: IpAddr = "10.244.1.2".parse().unwrap();
+        let via_vip = v.resolve(a, "10.96.0.10:80".parse().unwrap());
+        assert_eq!(via_vip.service.as_ref().unwrap().name, "svc");
+        assert!(via_vip.endpoint().is_some());
+        let direct = v.resolve(a, "10.244.2.2:9080".parse().unwrap());
+        assert_eq!(direct.service, None);
+        assert_eq!(direct.route, v.route(a, "10.244.2.2:9080".parse().unwrap()));
+    }
+
+    #[test]
+    fn inbound_service_is_guessed_from_workload_and_target_port() {
+        let v = view();
+        let b = "Kubernetes//Pod/default/b";
+        assert_eq!(v.guess_service(b, 8080).unwrap().name, "svc");
+        assert_eq!(v.guess_service(b, 9999), None);
+        assert_eq!(v.guess_service("Kubernetes//Pod/default/a", 8080), None);
     }
 }

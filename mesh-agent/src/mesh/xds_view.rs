@@ -8,7 +8,7 @@ use std::{
 use mesh_hbone::Identity;
 use mesh_xds::{proto::istio_workload, XdsSnapshot};
 
-use super::route::{MeshView, ServiceInfo, WorkloadInfo};
+use super::route::{MeshView, ServiceInfo, ServiceName, WorkloadInfo};
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
@@ -37,6 +37,11 @@ fn workload_info(w: &istio_workload::Workload) -> Option<WorkloadInfo> {
         uid: w.uid.clone(),
         name: w.name.clone(),
         namespace: w.namespace.clone(),
+        service_account: w.service_account.clone(),
+        workload_name: w.workload_name.clone(),
+        canonical_name: w.canonical_name.clone(),
+        canonical_revision: w.canonical_revision.clone(),
+        authorization_policies: w.authorization_policies.clone(),
         identity,
         node: w.node.clone(),
         ips: w
@@ -46,7 +51,6 @@ fn workload_info(w: &istio_workload::Workload) -> Option<WorkloadInfo> {
             .collect(),
         mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
         gateway: gateway(w),
-        authorization_policies: w.authorization_policies.clone(),
     })
 }
 
@@ -59,6 +63,11 @@ pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
     let mut services = Vec::new();
     for (name, svc) in snapshot.services() {
         let key = format!("{}/{}", svc.namespace, svc.hostname);
+        let service_name = std::sync::Arc::new(ServiceName {
+            hostname: svc.hostname.clone(),
+            name: svc.name.clone(),
+            namespace: svc.namespace.clone(),
+        });
         for port in &svc.ports {
             let Ok(service_port) = u16::try_from(port.service_port) else {
                 continue;
@@ -86,6 +95,7 @@ pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
             {
                 services.push(ServiceInfo {
                     key: name.to_string(),
+                    name: std::sync::Arc::clone(&service_name),
                     vip: SocketAddr::new(vip, service_port),
                     endpoints: endpoints.clone(),
                 });

@@ -11,7 +11,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use mesh_hbone::{HboneClient, Identity};
 
 use crate::{
-    mesh::route::{MeshView, Route},
+    mesh::route::{MeshView, Resolved, Route},
+    metrics::labels::ConnLabels,
     policy::{live::LiveConnections, Conn, Verdict},
     state::connections::ConnectionStats,
 };
@@ -62,6 +63,10 @@ pub struct MeshRuntime {
     pub live: Arc<crate::policy::live::LiveConnections>,
     /// What `deny_connect` holds and why.
     pub kernel_denies: Arc<std::sync::Mutex<Vec<crate::policy::kernel::KernelDeny>>>,
+    /// The control plane's address, as configured.
+    pub xds_address: String,
+    /// Unix ms of the last xDS change applied to the view (0: none yet).
+    pub xds_updated_unix_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MeshRuntime {
@@ -140,24 +145,29 @@ pub async fn run(
     settings: ProxySettings,
     mesh: Option<Arc<MeshRuntime>>,
 ) {
-    let route = match &mesh {
-        Some(mesh) => mesh.view.borrow().route(peer.ip(), dst),
-        None => Route::Direct {
-            dst,
-            reason: "passthrough: no control plane configured",
+    let view = mesh.as_ref().map(|m| m.view.borrow().clone());
+    let resolved = match &view {
+        Some(view) => view.resolve(peer.ip(), dst),
+        None => Resolved {
+            route: Route::Direct {
+                dst,
+                reason: "passthrough: no control plane configured",
+            },
+            service: None,
         },
     };
     let mut open = stats.open(peer, dst);
-    match route {
-        Route::Direct {
-            dst: target,
-            reason,
-        } => {
-            open.route = if reason.starts_with("local") {
-                "local"
-            } else {
-                "passthrough"
-            };
+    open.upstream = resolved.endpoint();
+    open.route = match &resolved.route {
+        Route::Direct { reason, .. } if reason.starts_with("local") => "local",
+        Route::Direct { .. } => "passthrough",
+        Route::Hbone { .. } => "hbone",
+        Route::Refuse { .. } => "refused",
+    };
+    let labels = ConnLabels::outbound(view.as_deref(), peer.ip(), &resolved);
+    stats.begin(&mut open, labels);
+    match resolved.route {
+        Route::Direct { dst: target, .. } => {
             // Same-node delivery: this agent is the destination's too, so
             // hop ④ happens here.
             let mut track = None;
@@ -181,7 +191,6 @@ pub async fn run(
             dst: dst_id,
         } => {
             let Some(mesh) = mesh else { return };
-            open.route = "hbone";
             open.source_identity = src.to_string();
             open.destination_identity = dst_id.to_string();
             let mut client = client;
@@ -212,7 +221,6 @@ pub async fn run(
         }
         Route::Refuse { reason } => {
             tracing::info!(src = %peer, %dst, %reason, "connection refused by routing");
-            open.route = "refused";
             reset(client);
             stats.finish(open, 0, 0, Some(reason));
         }

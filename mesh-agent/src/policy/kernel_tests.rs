@@ -15,6 +15,10 @@ fn workload(name: &str, ns: &str, ip: &str) -> WorkloadInfo {
         uid: format!("Kubernetes//Pod/{ns}/{name}"),
         name: name.into(),
         namespace: ns.into(),
+        service_account: name.into(),
+        workload_name: name.into(),
+        canonical_name: name.into(),
+        canonical_revision: "latest".into(),
         identity: format!("spiffe://cluster.local/ns/{ns}/sa/{name}")
             .parse()
             .unwrap(),
@@ -37,6 +41,11 @@ fn view(policies: Vec<Authorization>) -> MeshView {
         ],
         vec![ServiceInfo {
             key: "default/server.default.svc.cluster.local".into(),
+            name: std::sync::Arc::new(crate::mesh::route::ServiceName {
+                hostname: "server.default.svc.cluster.local".into(),
+                name: "server".into(),
+                namespace: "default".into(),
+            }),
             vip: "10.96.0.10:80".parse().unwrap(),
             endpoints: vec![("Kubernetes//Pod/default/server".into(), 8080)],
         }],

@@ -1,7 +1,10 @@
-//! Totals and a short history of proxied connections, for the admin
-//! endpoint, the demo's live summary and the end-to-end tests.
+//! Totals, the open connections and a short history of proxied
+//! connections, for the admin endpoint, the demo's live summary and the
+//! end-to-end tests. Every connection goes through [`ConnectionStats::open`]
+//! and [`ConnectionStats::finish`], so this is also where Istio's TCP metrics
+//! and the access log are recorded.
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -12,6 +15,11 @@ use std::{
 
 use serde::Serialize;
 
+use crate::metrics::{
+    labels::{response_flags, ConnLabels, Reporter, TcpLabels, UNKNOWN},
+    TcpMetrics,
+};
+
 /// How many finished connections are remembered.
 const HISTORY: usize = 256;
 
@@ -20,15 +28,22 @@ pub struct ConnectionRecord {
     pub id: u64,
     /// `outbound` (captured from a local pod) or `inbound` (HBONE from a peer).
     pub direction: &'static str,
-    /// `passthrough`, `local`, `hbone`, or `refused`.
+    /// `passthrough`, `local`, `hbone`, `refused` or `denied`.
     pub route: &'static str,
     /// SPIFFE identities; empty when a side has none (plaintext).
     pub source_identity: String,
     pub destination_identity: String,
-    /// The pod that connected.
+    /// Workload names (Istio's `*_workload`), `unknown` when not known.
+    pub source_workload: String,
+    pub destination_workload: String,
+    /// Hostname of the Service dialled, `unknown` if none.
+    pub service: String,
+    /// The pod that connected (inbound: the peer agent).
     pub source: SocketAddr,
     /// Where the pod meant to go.
     pub original_destination: SocketAddr,
+    /// Where the agent connected or tunnelled to (the chosen endpoint).
+    pub upstream: Option<SocketAddr>,
     /// Bytes from the pod to the destination.
     pub bytes_sent: u64,
     /// Bytes from the destination back to the pod.
@@ -36,8 +51,29 @@ pub struct ConnectionRecord {
     pub duration_ms: u64,
     /// Unix time (ms) the connection was accepted.
     pub opened_at_ms: u64,
+    /// Istio's response flags: `-`, `UF`, `NR`, `DENY`.
+    pub response_flags: &'static str,
     /// Empty on success, else what ended it.
     pub error: String,
+}
+
+/// An open connection, as `/stats/connections` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ActiveConnection {
+    pub id: u64,
+    pub direction: &'static str,
+    pub route: &'static str,
+    pub source: SocketAddr,
+    pub original_destination: SocketAddr,
+    pub upstream: Option<SocketAddr>,
+    pub source_identity: String,
+    pub destination_identity: String,
+    pub source_workload: String,
+    pub destination_workload: String,
+    pub service: String,
+    pub opened_at_ms: u64,
+    /// Filled in when listed.
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Default, Serialize, Clone, PartialEq, Eq)]
@@ -63,6 +99,9 @@ pub struct ConnectionStats {
     no_original_destination: AtomicU64,
     upstream_connect_failed: AtomicU64,
     history: Mutex<VecDeque<ConnectionRecord>>,
+    open: Mutex<HashMap<u64, (ActiveConnection, std::time::Instant)>>,
+    /// `None`: metrics disabled (`--metrics=false`), nothing recorded.
+    metrics: Option<TcpMetrics>,
 }
 
 /// A connection in flight; counted active until [`ConnectionStats::finish`].
@@ -74,11 +113,75 @@ pub struct Open {
     pub destination_identity: String,
     pub source: SocketAddr,
     pub original_destination: SocketAddr,
+    /// Where the agent connects or tunnels to, once routed.
+    pub upstream: Option<SocketAddr>,
     started: std::time::Instant,
     opened_at: SystemTime,
+    /// Set by [`ConnectionStats::begin`]; `None` until then.
+    labels: Option<ConnLabels>,
+    /// Who reported the open (kept so the close matches it even if the
+    /// route changes in between, e.g. to `denied`).
+    reporters: &'static [Reporter],
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    ms(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default())
+}
+
+/// Who reports a connection: the source side for outbound, the destination
+/// side for inbound, and both for local delivery, where this agent is both.
+fn reporters(direction: &str, route: &str) -> &'static [Reporter] {
+    match (direction, route) {
+        ("inbound", _) => &[Reporter::Destination],
+        (_, "local") => &[Reporter::Source, Reporter::Destination],
+        _ => &[Reporter::Source],
+    }
+}
+
+fn service_name(labels: Option<&ConnLabels>) -> String {
+    labels
+        .and_then(|l| l.service.as_ref())
+        .map_or_else(|| UNKNOWN.to_string(), |s| s.hostname.clone())
+}
+
+impl Open {
+    fn active(&self) -> ActiveConnection {
+        let workload = |f: fn(&ConnLabels) -> &String| {
+            self.labels
+                .as_ref()
+                .map_or_else(|| UNKNOWN.to_string(), |l| f(l).clone())
+        };
+        ActiveConnection {
+            id: self.id,
+            direction: self.direction,
+            route: self.route,
+            source: self.source,
+            original_destination: self.original_destination,
+            upstream: self.upstream,
+            source_identity: self.source_identity.clone(),
+            destination_identity: self.destination_identity.clone(),
+            source_workload: workload(|l| &l.source.workload),
+            destination_workload: workload(|l| &l.destination.workload),
+            service: service_name(self.labels.as_ref()),
+            opened_at_ms: unix_ms(self.opened_at),
+            duration_ms: 0,
+        }
+    }
 }
 
 impl ConnectionStats {
+    /// `metrics`: where Istio's TCP metrics go; `None` records none.
+    pub fn new(metrics: Option<TcpMetrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
     pub fn accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,7 +191,7 @@ impl ConnectionStats {
 
     pub fn open(&self, source: SocketAddr, original_destination: SocketAddr) -> Open {
         self.active.fetch_add(1, Ordering::Relaxed);
-        Open {
+        let open = Open {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             direction: "outbound",
             route: "passthrough",
@@ -96,12 +199,43 @@ impl ConnectionStats {
             destination_identity: String::new(),
             source,
             original_destination,
+            upstream: None,
             started: std::time::Instant::now(),
             opened_at: SystemTime::now(),
-        }
+            labels: None,
+            reporters: &[],
+        };
+        self.lock_open()
+            .insert(open.id, (open.active(), open.started));
+        open
     }
 
-    pub fn finish(&self, open: Open, sent: u64, received: u64, error: Option<String>) {
+    fn lock_open(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (ActiveConnection, std::time::Instant)>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection is routed and its peers are known: count it opened
+    /// (Istio's `connections_opened`, per reporter) and show what it is in
+    /// the open list. Call after setting `direction` and `route`.
+    pub fn begin(&self, open: &mut Open, labels: ConnLabels) {
+        self.count_opened(open, labels);
+        self.lock_open()
+            .insert(open.id, (open.active(), open.started));
+    }
+
+    fn count_opened(&self, open: &mut Open, labels: ConnLabels) {
+        open.reporters = reporters(open.direction, open.route);
+        if let Some(metrics) = &self.metrics {
+            for reporter in open.reporters {
+                metrics.opened(&TcpLabels::new(&labels, *reporter, "-"));
+            }
+        }
+        open.labels = Some(labels);
+    }
+
+    pub fn finish(&self, mut open: Open, sent: u64, received: u64, error: Option<String>) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(sent, Ordering::Relaxed);
@@ -109,24 +243,39 @@ impl ConnectionStats {
         if error.as_deref().is_some_and(|e| e.starts_with("connect")) {
             self.upstream_connect_failed.fetch_add(1, Ordering::Relaxed);
         }
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.lock_open().remove(&open.id);
+        if open.labels.is_none() {
+            // Ended before `begin` (or a path that never calls it): still
+            // one open and one close, with what is known.
+            self.count_opened(&mut open, ConnLabels::unknown());
+        }
+        let flags = response_flags(open.route, error.as_deref());
+        let labels = open.labels.take().unwrap_or_else(ConnLabels::unknown);
+        if let Some(metrics) = &self.metrics {
+            for reporter in open.reporters {
+                metrics.closed(&TcpLabels::new(&labels, *reporter, flags), sent, received);
+            }
+        }
         let record = ConnectionRecord {
             id: open.id,
             direction: open.direction,
             route: open.route,
             source_identity: open.source_identity,
             destination_identity: open.destination_identity,
+            source_workload: labels.source.workload.clone(),
+            destination_workload: labels.destination.workload.clone(),
+            service: service_name(Some(&labels)),
             source: open.source,
             original_destination: open.original_destination,
+            upstream: open.upstream,
             bytes_sent: sent,
             bytes_received: received,
             duration_ms: ms(open.started.elapsed()),
-            opened_at_ms: ms(open
-                .opened_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()),
+            opened_at_ms: unix_ms(open.opened_at),
+            response_flags: flags,
             error: error.unwrap_or_default(),
         };
+        crate::access_log::emit(&record, open.reporters);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         if history.len() == HISTORY {
             history.pop_front();
@@ -155,6 +304,20 @@ impl ConnectionStats {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Open connections, oldest first.
+    pub fn active(&self) -> Vec<ActiveConnection> {
+        let mut list: Vec<ActiveConnection> = self
+            .lock_open()
+            .values()
+            .map(|(conn, started)| ActiveConnection {
+                duration_ms: ms(started.elapsed()),
+                ..conn.clone()
+            })
+            .collect();
+        list.sort_by_key(|c| c.id);
+        list
     }
 }
 
@@ -192,5 +355,89 @@ mod tests {
         }
         assert_eq!(stats.recent().len(), HISTORY);
         assert_eq!(stats.totals().upstream_connect_failed, HISTORY as u64 + 5);
+    }
+
+    #[test]
+    fn open_connections_are_listed_until_finished() {
+        let stats = ConnectionStats::default();
+        let mut open = stats.open(
+            "10.0.0.2:1000".parse().unwrap(),
+            "10.0.0.3:80".parse().unwrap(),
+        );
+        open.route = "local";
+        let mut labels = ConnLabels::unknown();
+        labels.source.workload = "web".into();
+        stats.begin(&mut open, labels);
+        let active = stats.active();
+        assert_eq!(active.len(), 1);
+        assert_eq!(
+            (active[0].route, active[0].source_workload.as_str()),
+            ("local", "web")
+        );
+        stats.finish(open, 1, 2, None);
+        assert!(stats.active().is_empty());
+        assert_eq!(stats.recent()[0].source_workload, "web");
+    }
+
+    #[test]
+    fn local_delivery_is_reported_by_both_sides_and_denial_is_deny() {
+        let tcp = TcpMetrics::default();
+        let metrics = crate::metrics::Metrics::new(tcp.clone(), None);
+        let stats = ConnectionStats::new(Some(tcp));
+        let mut open = stats.open(
+            "10.0.0.2:1000".parse().unwrap(),
+            "10.0.0.3:80".parse().unwrap(),
+        );
+        open.route = "local";
+        stats.begin(&mut open, ConnLabels::unknown());
+        // The policy check runs after routing and turns the route to denied.
+        open.route = "denied";
+        stats.finish(open, 0, 0, Some("denied by policy default/deny-all".into()));
+        let text = metrics.encode().unwrap();
+        use crate::metrics::tests::value;
+        for reporter in ["source", "destination"] {
+            let opened = [("reporter", reporter), ("response_flags", "-")];
+            assert_eq!(
+                value(&text, "istio_tcp_connections_opened_total", &opened),
+                Some(1.0),
+                "{text}"
+            );
+            let closed = [("reporter", reporter), ("response_flags", "DENY")];
+            assert_eq!(
+                value(&text, "istio_tcp_connections_closed_total", &closed),
+                Some(1.0),
+                "{text}"
+            );
+        }
+        assert_eq!(stats.recent()[0].response_flags, "DENY");
+    }
+
+    #[test]
+    fn a_connection_finished_without_begin_is_still_opened_once() {
+        let tcp = TcpMetrics::default();
+        let metrics = crate::metrics::Metrics::new(tcp.clone(), None);
+        let stats = ConnectionStats::new(Some(tcp));
+        let mut open = stats.open("10.0.0.2:1".parse().unwrap(), "10.0.0.3:2".parse().unwrap());
+        open.route = "refused";
+        stats.finish(open, 0, 0, Some("service has no endpoints".into()));
+        let text = metrics.encode().unwrap();
+        use crate::metrics::tests::value;
+        assert_eq!(
+            value(
+                &text,
+                "istio_tcp_connections_opened_total",
+                &[("reporter", "source")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "istio_tcp_connections_closed_total",
+                &[("response_flags", "NR")]
+            ),
+            Some(1.0)
+        );
+        assert!(stats.active().is_empty());
     }
 }

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -134,6 +134,10 @@ pub(super) async fn serve_connection(
     }
 }
 
+/// Source of [`ConnectRequest::id`]; process-wide so ids stay unique even
+/// with several servers.
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
 async fn handle_stream(
     ctx: Arc<Ctx>,
     info: Arc<ConnInfo>,
@@ -156,6 +160,7 @@ async fn handle_stream(
     };
     let (parts, body) = request.into_parts();
     let connect = ConnectRequest {
+        id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         peer: info.peer.clone(),
         peer_certificate: info.peer_certificate.clone(),
         local_identity: info.local_identity.clone(),

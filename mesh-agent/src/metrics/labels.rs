@@ -1,0 +1,360 @@
+//! Who talked to whom, in Istio's telemetry vocabulary: the labels of the
+//! `istio_tcp_*` metrics and the identity fields of the access log.
+//!
+//! Values follow Istio: an unknown value is the string `unknown`; workloads
+//! are named by their owner (`workload_name`, e.g. the Deployment), app and
+//! version are the canonical service name and revision. Labels never carry
+//! IP addresses or ports (cardinality).
+use std::{net::IpAddr, sync::Arc};
+
+use mesh_hbone::Identity;
+use prometheus_client::encoding::EncodeLabelSet;
+
+use crate::mesh::route::{MeshView, Resolved, Route, ServiceName, WorkloadInfo};
+
+pub const UNKNOWN: &str = "unknown";
+
+/// One end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub workload: String,
+    pub namespace: String,
+    /// SPIFFE id, or `unknown`.
+    pub principal: String,
+    pub app: String,
+    pub version: String,
+}
+
+fn or_unknown(value: &str) -> String {
+    if value.is_empty() {
+        UNKNOWN.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+impl Peer {
+    pub fn unknown() -> Self {
+        Self {
+            workload: UNKNOWN.into(),
+            namespace: UNKNOWN.into(),
+            principal: UNKNOWN.into(),
+            app: UNKNOWN.into(),
+            version: UNKNOWN.into(),
+        }
+    }
+
+    /// A workload known from xDS. Only mesh workloads have a principal: a
+    /// pod outside the mesh never presents its service account's identity.
+    pub fn from_workload(w: &WorkloadInfo) -> Self {
+        let workload = if w.workload_name.is_empty() {
+            &w.name
+        } else {
+            &w.workload_name
+        };
+        Self {
+            workload: or_unknown(workload),
+            namespace: or_unknown(&w.namespace),
+            principal: if w.mesh {
+                w.identity.to_string()
+            } else {
+                UNKNOWN.into()
+            },
+            app: or_unknown(&w.canonical_name),
+            version: or_unknown(&w.canonical_revision),
+        }
+    }
+
+    /// Only an identity is known (an mTLS peer we cannot tie to a workload).
+    pub fn from_identity(id: &Identity) -> Self {
+        Self {
+            namespace: or_unknown(id.namespace()),
+            principal: id.to_string(),
+            ..Self::unknown()
+        }
+    }
+}
+
+/// Everything the labels of one connection are computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLabels {
+    pub source: Peer,
+    pub destination: Peer,
+    /// The Service the client dialled (outbound) or most likely dialled
+    /// (inbound), if any.
+    pub service: Option<Arc<ServiceName>>,
+    /// Carried over HBONE (mTLS).
+    pub mutual_tls: bool,
+}
+
+impl ConnLabels {
+    pub fn unknown() -> Self {
+        Self {
+            source: Peer::unknown(),
+            destination: Peer::unknown(),
+            service: None,
+            mutual_tls: false,
+        }
+    }
+
+    /// A connection captured from a pod of this node, routed as `resolved`.
+    /// `view` is `None` when no control plane feeds the agent.
+    pub fn outbound(view: Option<&MeshView>, src: IpAddr, resolved: &Resolved) -> Self {
+        let Some(view) = view else {
+            return Self::unknown();
+        };
+        let source = view
+            .workload_by_ip(src)
+            .map_or_else(Peer::unknown, Peer::from_workload);
+        let destination = resolved
+            .endpoint()
+            .and_then(|dst| view.workload_by_ip(dst.ip()))
+            .map_or_else(Peer::unknown, Peer::from_workload);
+        Self {
+            source,
+            destination,
+            service: resolved.service.clone(),
+            mutual_tls: matches!(resolved.route, Route::Hbone { .. }),
+        }
+    }
+
+    /// An HBONE tunnel from `peer` (the verified mTLS identity) to `target`
+    /// (a pod of this node, if the authority names one) on `port`.
+    ///
+    /// The source pod comes from the `forwarded: for=` address the client
+    /// sent, but that address is only the peer's claim: it is believed only
+    /// if the workload found there has exactly the peer's identity, else the
+    /// source is described by the identity alone.
+    pub fn inbound(
+        view: &MeshView,
+        peer: &Identity,
+        forwarded_for: Option<IpAddr>,
+        target: Option<&WorkloadInfo>,
+        port: u16,
+    ) -> Self {
+        let source = forwarded_for
+            .and_then(|ip| view.workload_by_ip(ip))
+            .filter(|w| w.identity == *peer)
+            .map_or_else(|| Peer::from_identity(peer), Peer::from_workload);
+        Self {
+            source,
+            destination: target.map_or_else(Peer::unknown, Peer::from_workload),
+            service: target.and_then(|t| view.guess_service(&t.uid, port)),
+            mutual_tls: true,
+        }
+    }
+}
+
+/// Who records a metric sample, as Istio's `reporter` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reporter {
+    Source,
+    Destination,
+}
+
+impl Reporter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reporter::Source => "source",
+            Reporter::Destination => "destination",
+        }
+    }
+}
+
+/// Istio's `response_flags` for a finished connection, from how it ended:
+/// `DENY` denied by policy, `NR` no route (refused by routing or the
+/// inbound checks), `UF` upstream connect failure, `-` otherwise.
+pub fn response_flags(route: &str, error: Option<&str>) -> &'static str {
+    match (route, error) {
+        ("denied", _) => "DENY",
+        ("refused", _) => "NR",
+        (_, Some(e)) if e.starts_with("connect") => "UF",
+        _ => "-",
+    }
+}
+
+/// Label values reach the text exposition unescaped (prometheus-client
+/// does not escape them), so characters that would break a line are
+/// replaced; Kubernetes names never contain them anyway.
+fn clean(value: &str) -> String {
+    value.replace(['"', '\\', '\n'], "_")
+}
+
+/// The label set of Istio's TCP metrics, names exactly as Istio's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TcpLabels {
+    pub reporter: String,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub source_app: String,
+    pub source_version: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_service: String,
+    pub destination_service_name: String,
+    pub destination_service_namespace: String,
+    pub destination_app: String,
+    pub destination_version: String,
+    pub connection_security_policy: String,
+    pub response_flags: String,
+}
+
+impl TcpLabels {
+    pub fn new(labels: &ConnLabels, reporter: Reporter, response_flags: &str) -> Self {
+        let (s, d) = (&labels.source, &labels.destination);
+        let svc = |f: fn(&ServiceName) -> &str| {
+            labels
+                .service
+                .as_deref()
+                .map_or_else(|| UNKNOWN.to_string(), |s| clean(&or_unknown(f(s))))
+        };
+        Self {
+            reporter: reporter.as_str().into(),
+            source_workload: clean(&s.workload),
+            source_workload_namespace: clean(&s.namespace),
+            source_principal: clean(&s.principal),
+            source_app: clean(&s.app),
+            source_version: clean(&s.version),
+            destination_workload: clean(&d.workload),
+            destination_workload_namespace: clean(&d.namespace),
+            destination_principal: clean(&d.principal),
+            destination_service: svc(|s| &s.hostname),
+            destination_service_name: svc(|s| &s.name),
+            destination_service_namespace: svc(|s| &s.namespace),
+            destination_app: clean(&d.app),
+            destination_version: clean(&d.version),
+            connection_security_policy: if labels.mutual_tls {
+                "mutual_tls"
+            } else {
+                "none"
+            }
+            .into(),
+            response_flags: response_flags.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::route::tests::view;
+
+    fn id(sa: &str) -> Identity {
+        format!("spiffe://cluster.local/ns/default/sa/{sa}")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn outbound_via_vip_names_both_workloads_and_the_service() {
+        let v = view();
+        let src: IpAddr = "10.244.1.2".parse().unwrap();
+        // Round robin: b (local, plaintext) then c (remote, HBONE).
+        let first = v.resolve(src, "10.96.0.10:80".parse().unwrap());
+        let second = v.resolve(src, "10.96.0.10:80".parse().unwrap());
+        let (local, remote) = match first.route {
+            Route::Hbone { .. } => (second, first),
+            _ => (first, second),
+        };
+        let remote = ConnLabels::outbound(Some(&v), src, &remote);
+        let t = TcpLabels::new(&remote, Reporter::Source, "-");
+        assert_eq!(t.source_workload, "a");
+        assert_eq!(t.source_principal, id("a").to_string());
+        assert_eq!(
+            (t.source_app.as_str(), t.source_version.as_str()),
+            ("a", "v1")
+        );
+        assert_eq!(t.destination_workload, "c");
+        assert_eq!(t.destination_workload_namespace, "default");
+        assert_eq!(t.destination_principal, id("c").to_string());
+        assert_eq!(t.destination_service, "svc.default.svc.cluster.local");
+        assert_eq!(t.destination_service_name, "svc");
+        assert_eq!(t.destination_service_namespace, "default");
+        assert_eq!(t.connection_security_policy, "mutual_tls");
+        let local = TcpLabels::new(
+            &ConnLabels::outbound(Some(&v), src, &local),
+            Reporter::Source,
+            "-",
+        );
+        assert_eq!(local.destination_workload, "b");
+        assert_eq!(local.connection_security_policy, "none");
+    }
+
+    #[test]
+    fn unknown_sides_and_direct_destinations_say_unknown() {
+        let v = view();
+        // Not a VIP, not a known pod: passthrough with nothing known.
+        let r = v.resolve(
+            "10.244.1.2".parse().unwrap(),
+            "192.0.2.1:443".parse().unwrap(),
+        );
+        let t = TcpLabels::new(
+            &ConnLabels::outbound(Some(&v), "10.244.1.99".parse().unwrap(), &r),
+            Reporter::Source,
+            "UF",
+        );
+        for value in [
+            &t.source_workload,
+            &t.source_principal,
+            &t.destination_workload,
+            &t.destination_principal,
+            &t.destination_service,
+            &t.destination_service_name,
+            &t.destination_app,
+        ] {
+            assert_eq!(value, UNKNOWN);
+        }
+        assert_eq!(t.response_flags, "UF");
+        // A pod outside the mesh has a name but no principal.
+        let r = v.resolve(
+            "10.244.1.2".parse().unwrap(),
+            "10.244.2.3:80".parse().unwrap(),
+        );
+        let t = TcpLabels::new(
+            &ConnLabels::outbound(Some(&v), "10.244.1.2".parse().unwrap(), &r),
+            Reporter::Source,
+            "-",
+        );
+        assert_eq!(t.destination_workload, "legacy");
+        assert_eq!(t.destination_principal, UNKNOWN);
+        // No control plane at all.
+        let none = TcpLabels::new(&ConnLabels::unknown(), Reporter::Source, "-");
+        assert_eq!(none.source_workload_namespace, UNKNOWN);
+    }
+
+    #[test]
+    fn inbound_believes_forwarded_for_only_when_identities_match() {
+        let v = view();
+        let target = v.workload_by_ip("10.244.1.3".parse().unwrap());
+        let c_ip = Some("10.244.2.2".parse().unwrap());
+        let honest = ConnLabels::inbound(&v, &id("c"), c_ip, target, 8080);
+        assert_eq!(honest.source.workload, "c");
+        assert_eq!(honest.source.app, "c");
+        assert_eq!(honest.destination.workload, "b");
+        assert_eq!(honest.service.as_ref().unwrap().name, "svc");
+        // Peer "a" claims to forward for c's address: only the identity counts.
+        let liar = ConnLabels::inbound(&v, &id("a"), c_ip, target, 8080);
+        assert_eq!(liar.source.workload, UNKNOWN);
+        assert_eq!(liar.source.namespace, "default");
+        assert_eq!(liar.source.principal, id("a").to_string());
+        // No forwarded header.
+        let bare = ConnLabels::inbound(&v, &id("c"), None, target, 9999);
+        assert_eq!(bare.source.workload, UNKNOWN);
+        assert!(bare.service.is_none());
+        assert!(bare.mutual_tls);
+    }
+
+    #[test]
+    fn response_flags_follow_istio() {
+        assert_eq!(
+            response_flags("denied", Some("denied by policy ns/p")),
+            "DENY"
+        );
+        assert_eq!(response_flags("refused", Some("no endpoints")), "NR");
+        assert_eq!(response_flags("hbone", Some("connect: refused")), "UF");
+        assert_eq!(response_flags("local", Some("reset by peer")), "-");
+        assert_eq!(response_flags("local", None), "-");
+    }
+}
