@@ -42,6 +42,8 @@ pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
         "mesh-control",
         "-p",
         "mesh-e2e",
+        "-p",
+        "meshctl",
         "--bins",
     ]);
     if release {

@@ -2,8 +2,11 @@
 //! its own mesh-agent, one control plane fed by a YAML directory.
 //! `productpage` (node1) calls `reviews` (node2) over HBONE mTLS and
 //! `details` (node1) locally; `legacy` (node2) is not enrolled and talks
-//! plaintext. A live summary shows, per connection, the route and the
-//! SPIFFE identities on both ends.
+//! plaintext. An AuthorizationPolicy lets only `reviews` reach `ratings`
+//! (productpage's attempt is refused by node2's agent) and a DENY keeps
+//! productpage off reviews' admin port 9081 (refused in node1's kernel at
+//! connect()). A live summary shows, per connection, the route and the
+//! SPIFFE identities on both ends, then the Istio metrics it produced.
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -18,6 +21,41 @@ use serde_json::Value;
 use crate::{cargo, setup, step};
 
 const PORT: u16 = 9080;
+const ADMIN_PORT: u16 = 9081;
+
+const POLICIES: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ratings-from-reviews
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: ratings
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: [\"cluster.local/ns/default/sa/reviews\"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: no-admin-from-productpage
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: reviews
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: [\"cluster.local/ns/default/sa/productpage\"]
+    to:
+    - operation:
+        ports: [\"9081\"]
+";
 
 fn short(identity: &Value) -> String {
     identity
@@ -44,9 +82,10 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
         cargo::binaries(true),
         &[
             ("node1", &["productpage", "details"]),
-            ("node2", &["reviews", "legacy"]),
+            ("node2", &["reviews", "ratings", "legacy"]),
         ],
     )?;
+    c.write_config("30-authz.yaml", POLICIES)?;
     step("starting mesh-control (YAML directory, CA, Delta ADS on 10.0.0.254:15010)");
     c.start_control(&[])?;
     step("starting mesh-agent on both nodes (eBPF capture, xDS, certificates, HBONE :15008)");
@@ -55,6 +94,8 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     c.agent("node2").unenroll(c.pod("legacy"))?;
     c.serve("reviews", PORT, None)?;
     c.serve("details", PORT, None)?;
+    c.serve("ratings", PORT, None)?;
+    c.serve("reviews", ADMIN_PORT, None)?;
 
     println!();
     println!(
@@ -75,9 +116,23 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
         );
     }
     println!(
-        "    nsenter --net={} curl -s 127.0.0.1:15000/stats/mesh",
-        c.node("node1").netns.path().display()
+        "    nsenter --net={} curl -s 127.0.0.1:15020/metrics | grep istio_tcp",
+        c.node("node2").netns.path().display()
     );
+    let meshctl = c.bins.agent.with_file_name("meshctl");
+    let m = meshctl.display();
+    println!("    {m} --control-plane {} proxy-status", c.underlay.name);
+    println!(
+        "    {m} proxy-config workload {}",
+        c.node("node1").netns.name
+    );
+    println!("    {m} proxy-config policy {}", c.node("node2").netns.name);
+    println!(
+        "    {m} proxy-config connections {}",
+        c.node("node2").netns.name
+    );
+    println!("    {m} bpf --instance {}", c.instance("node1"));
+    println!("    {m} analyze {}", c.config_dir().display());
     println!(
         "  stop with Ctrl-C{}",
         duration
@@ -88,6 +143,8 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
 
     let reviews = c.pod("reviews").addr(PORT).to_string();
     let details = c.pod("details").addr(PORT).to_string();
+    let ratings = c.pod("ratings").addr(PORT).to_string();
+    let reviews_admin = c.pod("reviews").addr(ADMIN_PORT).to_string();
     let started = Instant::now();
     let mut last_ids = [0u64; 2];
     while !stop.load(Ordering::SeqCst)
@@ -97,11 +154,34 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
             ("productpage", reviews.as_str()),
             ("productpage", details.as_str()),
             ("legacy", reviews.as_str()),
+            ("reviews", ratings.as_str()),
         ];
         for (pod, dst) in calls {
             if let Err(e) = c.client(pod, &["echo", "--to", dst, "--bytes", "65536"]) {
                 println!("  {pod} -> {dst} failed: {e:#}");
             }
+        }
+        for (pod, dst, why) in [
+            (
+                "productpage",
+                ratings.as_str(),
+                "ALLOW ratings-from-reviews, enforced by node2's agent",
+            ),
+            (
+                "productpage",
+                reviews_admin.as_str(),
+                "DENY no-admin-from-productpage, in node1's kernel",
+            ),
+        ] {
+            let r = c.client(pod, &["probe", "--to", dst])?;
+            println!(
+                "         {pod} -> {dst}: {} ({why})",
+                if r["ok"] == true {
+                    "ALLOWED (unexpected)".to_string()
+                } else {
+                    format!("denied: {}", r["error"].as_str().unwrap_or("-"))
+                }
+            );
         }
         for (i, node) in ["node1", "node2"].into_iter().enumerate() {
             let seen = last_ids[i];
@@ -135,6 +215,20 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    step("what the metrics say (node2, Istio names as Grafana/Kiali chart them)");
+    let text = c.agent("node2").metrics_text().unwrap_or_default();
+    for line in text.lines().filter(|l| {
+        l.starts_with("istio_tcp_connections_opened_total")
+            && (l.contains("response_flags=\"DENY\"") || l.contains("destination_app=\"ratings\""))
+    }) {
+        println!("  {line}");
+    }
+    println!(
+        "  node1 kernel: denied_connect_policy = {}",
+        c.agent("node1")
+            .kernel_counter("denied_connect_policy")
+            .unwrap_or(0)
+    );
     step("tearing down (agents, control plane, pods, namespaces, cgroups, pins)");
     drop(c);
     step("done: nothing left behind");
