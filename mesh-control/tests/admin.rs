@@ -170,7 +170,10 @@ async fn syncz_config_dump_and_readiness() {
     assert_eq!(address["resources"], 2, "pod a and service a");
     assert_eq!(address["acked"], true);
     assert_eq!(address["last_nack"], Value::Null);
-    assert_eq!(proxy["types"][AUTHORIZATION_TYPE_URL]["resources"], 1);
+    assert_eq!(
+        proxy["types"][AUTHORIZATION_TYPE_URL]["resources"], 2,
+        "the converted STRICT policy and deny-80"
+    );
 
     // A change that touches only Address: Authorization has nothing new to
     // send and still counts as SYNCED at the new server version.
