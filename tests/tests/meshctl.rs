@@ -1,0 +1,157 @@
+//! `meshctl` against a running two-node mesh: proxy-status from the control
+//! plane, proxy-config from an agent (reached by its node's netns name),
+//! bpf from the pinned objects, analyze on the live configuration and on a
+//! directory. Needs root.
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use mesh_e2e::{bins::Binaries, cluster::Cluster};
+
+const TAG: &str = "mct";
+
+const POLICIES: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-a-9081\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: b\n  action: DENY\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/default/sa/a\"]\n    to:\n    - operation:\n        ports: [\"9081\"]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: selects-nothing\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: ghost\n  rules:\n  - {}\n";
+
+fn meshctl_bin(c: &Cluster) -> PathBuf {
+    let bin = c.bins.agent.with_file_name("meshctl");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo xtask test builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs meshctl; (exit success, stdout, stderr).
+fn meshctl(c: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(meshctl_bin(c)).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[track_caller]
+fn ok(c: &Cluster, args: &[&str]) -> String {
+    let (success, stdout, stderr) = meshctl(c, args);
+    assert!(success, "meshctl {args:?} failed: {stderr}\n{stdout}");
+    stdout
+}
+
+#[test]
+fn meshctl_explains_a_running_mesh() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        TAG,
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["a"]), ("node2", &["b"])],
+    )
+    .unwrap();
+    c.write_config("30-authz.yaml", POLICIES).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.wait_ready("node1", 2, &["a"]).unwrap();
+    c.wait_ready("node2", 2, &["b"]).unwrap();
+    let control = c.underlay.name.clone();
+    let node1 = c.node("node1").netns.name.clone();
+    let node2 = c.node("node2").netns.name.clone();
+
+    // proxy-status: both agents, every type SYNCED.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let out = ok(&c, &["--control-plane", &control, "proxy-status"]);
+        let rows: Vec<&str> = out.lines().filter(|l| l.contains("agent~")).collect();
+        if rows.len() == 2 && rows.iter().all(|r| r.matches("SYNCED").count() == 2) {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agents never both SYNCED:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.contains("agent~node1") && status.contains("agent~node2"),
+        "{status}"
+    );
+
+    // proxy-config through the node's network namespace.
+    let workloads = ok(&c, &["proxy-config", "workload", &node1]);
+    for needle in [
+        "a",
+        "b",
+        &c.pod("a").ip.to_string(),
+        &c.pod("b").ip.to_string(),
+        "HBONE",
+    ] {
+        assert!(workloads.contains(needle), "no {needle} in:\n{workloads}");
+    }
+    let policies = ok(&c, &["proxy-config", "policy", &node2, "-o", "json"]);
+    let policies: serde_json::Value = serde_json::from_str(&policies).unwrap();
+    let names: Vec<&str> = policies
+        .as_array()
+        .or_else(|| policies["policies"].as_array())
+        .unwrap_or_else(|| panic!("no policy list: {policies}"))
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.contains(&"deny-a-9081"), "{names:?}");
+    let certs = ok(&c, &["proxy-config", "certificate", &node1]);
+    assert!(
+        certs.contains("default/a") || certs.contains("sa/a"),
+        "{certs}"
+    );
+
+    // bpf: node1's kernel objects, incl. the deny entry compiled for `a`.
+    let bpf = ok(&c, &["bpf", "--instance", &c.instance("node1")]);
+    for needle in [
+        "mesh_connect4",
+        "mesh_sockops",
+        "enrolled_netns",
+        "deny_connect",
+    ] {
+        assert!(bpf.contains(needle), "no {needle} in:\n{bpf}");
+    }
+    let bpf_json: serde_json::Value = serde_json::from_str(&ok(
+        &c,
+        &["bpf", "--instance", &c.instance("node1"), "-o", "json"],
+    ))
+    .unwrap();
+    let text = bpf_json.to_string();
+    assert!(text.contains("deny_connect"), "{text}");
+
+    // analyze, live: the policy that selects nothing is reported.
+    let live = ok(&c, &["--control-plane", &control, "analyze", "--live"]);
+    assert!(
+        live.contains("MESH0204") && live.contains("selects-nothing"),
+        "{live}"
+    );
+
+    // analyze, a directory with an invalid policy: exit 1, field named.
+    let dir = std::env::temp_dir().join(format!("{}-analyze", c.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  rules:\n  - from:\n    - source:\n        ipBlocks: [\"10.0.0.300/8\"]\n",
+    )
+    .unwrap();
+    let (success, stdout, _) = meshctl(&c, &["analyze", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !success,
+        "an invalid policy must fail the analysis:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Error") && stdout.contains("ipBlocks"),
+        "{stdout}"
+    );
+
+    // An unreachable target says what to do.
+    let (success, _, stderr) = meshctl(&c, &["--control-plane", "127.0.0.1:1", "proxy-status"]);
+    assert!(!success);
+    assert!(stderr.contains("--control-plane"), "{stderr}");
+}
