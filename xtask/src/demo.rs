@@ -218,8 +218,10 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     step("what the metrics say (node2, Istio names as Grafana/Kiali chart them)");
     let text = c.agent("node2").metrics_text().unwrap_or_default();
     for line in text.lines().filter(|l| {
-        l.starts_with("istio_tcp_connections_opened_total")
-            && (l.contains("response_flags=\"DENY\"") || l.contains("destination_app=\"ratings\""))
+        (l.starts_with("istio_tcp_connections_closed_total")
+            && l.contains("response_flags=\"DENY\""))
+            || (l.starts_with("istio_tcp_connections_opened_total")
+                && l.contains("destination_app=\"ratings\""))
     }) {
         println!("  {line}");
     }

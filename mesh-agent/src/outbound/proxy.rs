@@ -173,7 +173,16 @@ pub async fn run(
             let mut track = None;
             if let (Some(mesh), "local") = (&mesh, open.route) {
                 match authorize_local(mesh, peer, target) {
-                    Ok(src) => track = Some((Arc::clone(&mesh.live), src)),
+                    Ok(src) => {
+                        let view = mesh.view.borrow().clone();
+                        if let Some(dst) = view.workload_by_ip(target.ip()) {
+                            open.destination_identity = dst.identity.to_string();
+                        }
+                        if let Some(src) = &src {
+                            open.source_identity = src.to_string();
+                        }
+                        track = Some((Arc::clone(&mesh.live), src));
+                    }
                     Err(policy) => {
                         open.route = "denied";
                         reset(client);
