@@ -69,6 +69,9 @@ fn restart(c: &mut mesh_e2e::cluster::Cluster, args: &[&str]) -> anyhow::Result<
 }
 
 pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
+    // The differences measured here are a few percent and microseconds,
+    // below run-to-run noise on a small VM: at least five interleaved pairs.
+    let repeats = repeats.max(5);
     step("policy and telemetry cost: node1 pods `client` and `server`, same-node delivery");
     let mut c = mesh_e2e::cluster::Cluster::new(
         "mbench",
@@ -89,10 +92,12 @@ pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
         restart(&mut c, BASELINE)?;
         wait_policies(&c, 0)?;
         base.push(measure(&c, bytes, rounds)?);
+        report("baseline", base.last());
         c.write_config("40-bench-policy.yaml", &hundred_rules())?;
         restart(&mut c, FEATURED)?;
         wait_policies(&c, 1)?;
         feat.push(measure(&c, bytes, rounds)?);
+        report("featured", feat.last());
     }
     let metrics = c.agent("node1").metrics_text().unwrap_or_default();
     anyhow::ensure!(
@@ -128,6 +133,15 @@ pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
         fs - bs
     );
     Ok(())
+}
+
+fn report(what: &str, f: Option<&Figures>) {
+    if let Some(f) = f {
+        println!(
+            "    {what}: {:.2} Gbit/s, RR p50 {:.1} us, connect+RT p50 {:.1} us",
+            f.gbit, f.p50_us, f.setup_p50_us
+        );
+    }
 }
 
 /// Waits until the agent holds `n` user policies.
