@@ -28,6 +28,9 @@ pub const AUTHZ_TARGET_NOT_ENFORCED: &str = "MESH0205";
 pub const AUTHZ_TARGET_UNKNOWN_SERVICE: &str = "MESH0206";
 /// Principal not in `<trust-domain>/ns/<namespace>/sa/<account>` form.
 pub const AUTHZ_PRINCIPAL_FORM: &str = "MESH0207";
+/// Address-based rule: matched for mesh clients only (plaintext from
+/// outside the mesh is not evaluated per connection).
+pub const AUTHZ_ADDRESS_PLAINTEXT: &str = "MESH0208";
 
 /// PeerAuthentication selector matching no workload.
 pub const PA_SELECTOR_EMPTY: &str = "MESH0301";

@@ -1,7 +1,7 @@
 //! Security checks beyond what the AuthorizationPolicy translation reports
 //! (those findings come with the load): principals that cannot match a
-//! mesh identity as written, and PeerAuthentication selectors that select
-//! nothing.
+//! mesh identity as written, address-based rules that only mesh clients
+//! are held to, and PeerAuthentication selectors that select nothing.
 use serde_yaml::Value;
 
 use super::{codes, Finding, Severity};
@@ -17,6 +17,7 @@ pub(crate) fn check(
     findings: &mut Vec<Finding>,
 ) {
     principals(snapshot, findings);
+    address_rules(snapshot, findings);
     peer_authentication_selectors(snapshot, docs, config, findings);
 }
 
@@ -88,6 +89,43 @@ fn principals(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
 }
 
 /// The file a resource was read from, from the documents analyzed.
+/// ipBlocks / notIpBlocks / `when: source.ip`: the agents match them for
+/// mesh clients (HBONE carries the source pod's address, same-node
+/// delivery knows it). Plaintext from outside the mesh is not captured on
+/// the way in, so it is only stopped when the pod's policies admit no
+/// identity-less client at all (ARCHITECTURE.md, decision 25).
+fn address_rules(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
+    for policy in &snapshot.state.authorization_policies {
+        let mut fields = vec![];
+        for (r, rule) in policy.rules.iter().enumerate() {
+            for (f, source) in rule.from.iter().flatten().enumerate() {
+                if !source.ip_blocks.is_empty() {
+                    fields.push(format!("spec.rules[{r}].from[{f}].source.ipBlocks"));
+                }
+                if !source.not_ip_blocks.is_empty() {
+                    fields.push(format!("spec.rules[{r}].from[{f}].source.notIpBlocks"));
+                }
+            }
+            for (w, condition) in rule.when.iter().enumerate() {
+                if matches!(condition, Condition::L4 { key, .. } if key == "source.ip") {
+                    fields.push(format!("spec.rules[{r}].when[{w}]"));
+                }
+            }
+        }
+        if let Some(field) = fields.into_iter().next() {
+            findings.push(Finding {
+                severity: Severity::Info,
+                code: codes::AUTHZ_ADDRESS_PLAINTEXT,
+                resource: policy.resource(),
+                file: Some(policy.file.clone()),
+                field: Some(field),
+                message: "source addresses are matched for mesh clients; plaintext clients outside the mesh are not captured on the way in, so an address rule alone does not stop them".into(),
+                suggestion: "combine with PeerAuthentication STRICT, or require principals/namespaces in the ALLOW rules (pods whose policies admit no identity-less client drop plaintext in the kernel)".into(),
+            });
+        }
+    }
+}
+
 fn file_of(docs: &[Document], kind: &str, namespace: &str, name: &str) -> Option<String> {
     docs.iter()
         .find(|d| {

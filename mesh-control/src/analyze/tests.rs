@@ -255,3 +255,34 @@ fn directories() {
         ["Error [MESH0001]  (99-binary.yaml): not UTF-8 text"]
     );
 }
+
+#[test]
+fn address_rules_are_flagged_as_mesh_clients_only() {
+    let policy = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-office, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/bookinfo/sa/productpage"]}}]
+  - from: [{source: {ipBlocks: ["192.168.0.0/16"]}}]
+"#;
+    let report = analyze_files(
+        &files(&[("30-office.yaml", policy)]),
+        &SourceConfig::default(),
+    );
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == codes::AUTHZ_ADDRESS_PLAINTEXT)
+        .map(|f| (f.resource.clone(), f.field.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "AuthorizationPolicy bookinfo/from-office".to_string(),
+            Some("spec.rules[1].from[0].source.ipBlocks".to_string())
+        )]
+    );
+}
