@@ -56,6 +56,12 @@ fn meshctl_explains_a_running_mesh() {
     c.start_agent("node2", &[]).unwrap();
     c.wait_ready("node1", 2, &["a"]).unwrap();
     c.wait_ready("node2", 2, &["b"]).unwrap();
+    c.serve("b", 9080, None).unwrap();
+    let to_b = c.pod("b").addr(9080).to_string();
+    let echoed = c
+        .client("a", &["echo", "--to", &to_b, "--bytes", "4096"])
+        .unwrap();
+    assert_eq!(echoed["received"], 4096, "{echoed}");
     let control = c.underlay.name.clone();
     let node1 = c.node("node1").netns.name.clone();
     let node2 = c.node("node2").netns.name.clone();
@@ -100,6 +106,23 @@ fn meshctl_explains_a_running_mesh() {
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert!(names.contains(&"deny-a-9081"), "{names:?}");
+    // The connection just made, as node2's agent recorded it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conns = loop {
+        let out = ok(&c, &["proxy-config", "connections", &node2]);
+        if out.contains("inbound") {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no inbound connection listed:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        conns.contains(&to_b) && conns.contains("default/a → default/b"),
+        "{conns}"
+    );
     let certs = ok(&c, &["proxy-config", "certificate", &node1]);
     assert!(
         certs.contains("default/a") || certs.contains("sa/a"),

@@ -9,13 +9,13 @@ pub fn program(pin: &str) -> Option<(&'static str, &'static str)> {
     Some(match pin {
         names::PROG_CONNECT4 => (
             "cgroup/connect4",
-            "connect() of enrolled pods (IPv4): redirected to the agent's :15001, the original \
-             destination kept by socket cookie",
+            "connect() of enrolled pods (IPv4): refused (EPERM) if deny_connect forbids it, else \
+             redirected to the agent's :15001, the original destination kept by socket cookie",
         ),
         names::PROG_CONNECT6 => (
             "cgroup/connect6",
-            "connect() of enrolled pods (IPv6): redirected to the agent, original destination \
-             kept by socket cookie",
+            "connect() of enrolled pods (IPv6): refused if deny_connect forbids it, else \
+             redirected to the agent, original destination kept by socket cookie",
         ),
         names::PROG_SOCKOPS => (
             "sock_ops",
@@ -43,8 +43,18 @@ pub fn map(pin: &str) -> Option<&'static str> {
             "connection tuple → original destination, taken by the agent on accept (LRU)"
         }
         names::MAP_CONFIG => "where captured connections go: agent address, port, socket mark",
-        names::MAP_STATS => "per-CPU counters: redirected, bypasses, map errors, plaintext denied",
-        names::MAP_STRICT => "pod addresses under STRICT mTLS: plaintext SYNs to them are dropped",
+        names::MAP_STATS => {
+            "per-CPU counters: redirected, bypasses, map errors, plaintext denied, \
+             connect() denied by policy"
+        }
+        names::MAP_STRICT => {
+            "pods no plaintext client may reach (STRICT mTLS, or policies admitting no \
+             identity-less source): plaintext SYNs to them are dropped"
+        }
+        names::MAP_DENY => {
+            "(pod netns cookie, destination, port; 0 = any) an AuthorizationPolicy DENY \
+             forbids: connect() fails with EPERM"
+        }
         _ => return None,
     })
 }

@@ -20,7 +20,7 @@ use aya::{
     maps::{HashMap, Map, MapData, MapType},
     programs::{links::FdLink, links::PinnedLink, ProgramInfo},
 };
-use mesh_common::{names, ConnTuple, Enrollment, PortExclusion, SockAddr};
+use mesh_common::{names, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr};
 use serde::Serialize;
 
 use crate::render::{self, Output, Table};
@@ -152,6 +152,7 @@ fn entries(pin: &str, path: &Path, data: MapData, map_type: Option<MapType>) -> 
         names::MAP_ORIG_BY_COOKIE => count_keys::<u64, SockAddr>(hash(data)),
         names::MAP_ORIG_BY_TUPLE => count_keys::<ConnTuple, SockAddr>(hash(data)),
         names::MAP_STRICT => count_keys::<[u8; 16], u8>(hash(data)),
+        names::MAP_DENY => count_keys::<DenyKey, u8>(hash(data)),
         _ => None,
     };
     // Unknown maps, and agents built with other key/value layouts than

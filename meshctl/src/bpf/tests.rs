@@ -130,6 +130,7 @@ fn every_agent_pin_is_explained() {
         names::MAP_CONFIG,
         names::MAP_STATS,
         names::MAP_STRICT,
+        names::MAP_DENY,
     ] {
         assert!(catalog::map(pin).is_some(), "{pin}");
     }
