@@ -236,6 +236,26 @@ fn authorization_policy_matrix() {
     allowed(&c, "a", P1);
     denied_in_kernel(&c, "c", P1);
 
+    // targetRefs to a Service: the Service's endpoints are the targets.
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: b-svc\n  namespace: default\nspec:\n  clusterIP: 10.96.0.20\n  selector:\n    app: b\n  ports:\n  - port: 80\n    targetPort: 9080\n";
+    c.write_config("25-service.yaml", svc).unwrap();
+    apply(
+        &c,
+        &policy(
+            "deny-c-via-service",
+            "default",
+            "spec:\n  targetRefs:\n  - kind: Service\n    group: \"\"\n    name: b-svc\n  action: DENY\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/default/sa/c\"]\n",
+        ),
+        &["default/deny-c-via-service"],
+    );
+    allowed(&c, "a", P1);
+    denied_in_kernel(&c, "c", P1);
+    // …and the VIP itself, whose only endpoint is denied.
+    let vip = c
+        .client("c", &["probe", "--to", "10.96.0.20:80", "--timeout-ms", "3000"])
+        .unwrap();
+    assert_eq!(vip["error_kind"], "PermissionDenied", "{vip}");
+
     // Mesh-wide (root namespace) DENY, then the same as dry-run, and AUDIT:
     // the last two never block.
     apply(
