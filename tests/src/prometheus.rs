@@ -1,5 +1,7 @@
 //! A real Prometheus (Debian's `prometheus`) scraping an agent from inside
-//! a node's network namespace; killed and its data removed on drop.
+//! a node's network namespace; killed and its data removed on drop. It runs
+//! in a cgroup leaf under the cluster's cgroup, so a killed test run's
+//! Prometheus is reaped by the next run's sweep with everything else.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -11,6 +13,8 @@ use serde_json::Value;
 
 pub struct Prometheus {
     child: Child,
+    /// Dropped after the child is stopped (field order).
+    _cgroup: crate::cgroup::Cgroup,
     dir: PathBuf,
     netns: PathBuf,
     addr: std::net::SocketAddr,
@@ -19,7 +23,13 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus in `netns`, scraping `target` (`host:port`) every
     /// second, listening on `127.0.0.1:<port>` there.
-    pub fn start(netns: &Path, target: &str, port: u16, tag: &str) -> anyhow::Result<Self> {
+    pub fn start(
+        netns: &Path,
+        cgroup_parent: &Path,
+        target: &str,
+        port: u16,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
         let bin = which::which("prometheus")
             .context("prometheus is not installed (cargo xtask setup installs it)")?;
         let dir = std::env::temp_dir().join(format!("{tag}-prometheus"));
@@ -48,8 +58,13 @@ impl Prometheus {
             .stderr(Stdio::from(log))
             .spawn()
             .context("starting prometheus")?;
+        // nsenter execs Prometheus: same pid.
+        let cgroup = crate::cgroup::Cgroup::create(cgroup_parent.join("prometheus"))?;
+        std::fs::write(cgroup.path.join("cgroup.procs"), child.id().to_string())
+            .context("moving prometheus into its cgroup")?;
         Ok(Self {
             child,
+            _cgroup: cgroup,
             dir,
             netns: netns.to_path_buf(),
             addr,

@@ -252,7 +252,10 @@ fn authorization_policy_matrix() {
     denied_in_kernel(&c, "c", P1);
     // …and the VIP itself, whose only endpoint is denied.
     let vip = c
-        .client("c", &["probe", "--to", "10.96.0.20:80", "--timeout-ms", "3000"])
+        .client(
+            "c",
+            &["probe", "--to", "10.96.0.20:80", "--timeout-ms", "3000"],
+        )
         .unwrap();
     assert_eq!(vip["error_kind"], "PermissionDenied", "{vip}");
 

@@ -123,6 +123,7 @@ fn istio_tcp_metrics_count_known_traffic_and_prometheus_scrapes_them() {
     // The same series through a real Prometheus, scraping node2's agent.
     let prom = Prometheus::start(
         &c.node("node2").netns.path(),
+        &c.cgroup.path,
         "127.0.0.1:15020",
         19090,
         &c.prefix,
