@@ -8,7 +8,8 @@ use clap::{Parser, ValueEnum};
 /// Control plane of the eBPF-assisted ambient mesh.
 ///
 /// Reads Kubernetes / Istio YAML (Namespace, Pod, Service, Node,
-/// PeerAuthentication; VirtualService, DestinationRule, … kept for later)
+/// PeerAuthentication, AuthorizationPolicy; VirtualService, DestinationRule, …
+/// kept for later and checked by `meshctl analyze`)
 /// from a directory and reloads it on change; serves Delta ADS (Istio's
 /// workload-discovery types) and Istio's CA service, plaintext on
 /// --xds-addr and over TLS on --xds-tls-addr. The mesh CA root is kept in
