@@ -123,6 +123,19 @@ fn meshctl_explains_a_running_mesh() {
         conns.contains(&to_b) && conns.contains("default/a → default/b"),
         "{conns}"
     );
+    // node1's kernel refuses a -> b:9081 itself, and says which policy.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ok(&c, &["proxy-config", "policy", &node1]);
+        if out.contains("default/deny-a-9081: 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no kernel entry for deny-a-9081:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let certs = ok(&c, &["proxy-config", "certificate", &node1]);
     assert!(
         certs.contains("default/a") || certs.contains("sa/a"),

@@ -254,7 +254,27 @@ fn policies(dump: &ConfigDump, f: &Filters) -> (Table, Vec<Value>, Vec<String>) 
     }
     let mut notes = vec![];
     if let Some(n) = dump.kernel_denies.as_ref().and_then(count_of) {
-        notes.push(format!("Kernel deny map: {n} entries"));
+        // Which policy put how many entries into the kernel's deny map.
+        let mut by_policy: std::collections::BTreeMap<&str, usize> = Default::default();
+        for entry in dump
+            .kernel_denies
+            .iter()
+            .flat_map(|v| v.as_array())
+            .flatten()
+        {
+            if let Some(policy) = entry["policy"].as_str() {
+                *by_policy.entry(policy).or_default() += 1;
+            }
+        }
+        let detail: Vec<String> = by_policy.iter().map(|(p, k)| format!("{p}: {k}")).collect();
+        notes.push(if detail.is_empty() {
+            format!("Kernel deny map: {n} entries")
+        } else {
+            format!(
+                "Kernel deny map (connect() refused in the kernel): {n} entries ({})",
+                detail.join(", ")
+            )
+        });
     }
     (table, data, notes)
 }
