@@ -7,10 +7,12 @@
 //! workloads; other pods still appear as endpoints of services with
 //! `mesh: false` so clients can reach them in plaintext.
 pub mod authz;
+pub mod routing;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 pub use authz::AuthorizationPolicy;
+pub use routing::{DestinationRule, VirtualService};
 
 /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,4 +101,9 @@ pub struct MeshState {
     pub peer_authentications: Vec<PeerAuthentication>,
     /// In file order, then document order.
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// `networking.istio.io` VirtualServices, in file order, then document
+    /// order (also kept raw in the snapshot, as written).
+    pub virtual_services: Vec<VirtualService>,
+    /// DestinationRules, in the same order (also kept raw).
+    pub destination_rules: Vec<DestinationRule>,
 }

@@ -84,8 +84,9 @@ async fn publishes_valid_changes_and_keeps_the_last_good_state() {
     raw.borrow_and_update();
     write(
         dir.path(),
-        "40-vs.yaml",
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec: {hosts: [r]}\n",
+        "40-se.yaml",
+        // Not a VirtualService: those are typed into the mesh state now.
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: r}\nspec: {hosts: [r.example.com]}\n",
     );
     tokio::time::timeout(WAIT, raw.changed())
         .await

@@ -176,13 +176,25 @@ fn realistic_directory() {
         Some(80)
     );
 
-    // Tolerated: the Deployment, the pod without an address; the hidden
-    // file and notes.txt are not read at all.
-    assert_eq!(snapshot.warnings.len(), 2, "{:#?}", snapshot.warnings);
+    // The typed copy reads the `// comment` off, with a warning.
+    let dr = &snapshot.state.destination_rules[0];
+    let v2_policy = dr.subsets[1].traffic_policy.as_ref().unwrap();
+    assert_eq!(
+        v2_policy.settings.load_balancer.as_ref().unwrap().simple,
+        Some(mesh_control::model::routing::SimpleLb::RoundRobin)
+    );
+
+    // Tolerated: the Deployment, the pod without an address, the five
+    // `// comments` of the DestinationRule; the hidden file and notes.txt
+    // are not read at all.
+    assert_eq!(snapshot.warnings.len(), 7, "{:#?}", snapshot.warnings);
     assert!(snapshot.warnings[0]
         .starts_with("20-bookinfo.yaml: Pod default/details-v1: no status.podIP"));
+    assert!(snapshot.warnings[1..6].iter().all(|w| w
+        .starts_with("50-istio.yaml: DestinationRule default/my-destination-rule: spec.")
+        && w.contains("does not start a comment")));
     assert_eq!(
-        snapshot.warnings[1],
+        snapshot.warnings[6],
         "60-ignored.yml: document 1: apps/v1 Deployment hello-nginx is not a kind the mesh reads; skipped"
     );
 }

@@ -38,7 +38,9 @@ spec:
   tcp:
   - route:
     - destination: {host: en.wikipedia.org, port: {number: 443}}
+      weight: 50
     - destination: {host: api.example.com}
+      weight: 50
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: DestinationRule
@@ -135,6 +137,9 @@ fn finds_broken_references_and_security_issues() {
                 s("VirtualService bookinfo/reviews"),
                 some("spec.http[0].route[1].destination.subset")
             ),
+            // The http route's weights (none and 10) sum to 10: relative,
+            // noted (decision 28).
+            (Severity::Info, "MESH0002", s(""), None),
             (
                 Severity::Info,
                 "MESH0207",

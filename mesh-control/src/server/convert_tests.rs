@@ -57,6 +57,7 @@ fn state(workloads: Vec<model::Workload>, pas: Vec<PeerAuthentication>) -> MeshS
         .into(),
         peer_authentications: pas,
         authorization_policies: vec![],
+        ..Default::default()
     }
 }
 

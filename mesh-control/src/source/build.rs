@@ -204,6 +204,8 @@ pub(crate) fn build(
     state.peer_authentications = resolve_peer_authentications(&policies, config, warnings);
     // Duplicates were caught with the raw resources above (the load fails).
     state.authorization_policies = objects.authorization_policies.clone();
+    state.virtual_services = objects.virtual_services.clone();
+    state.destination_rules = objects.destination_rules.clone();
     state
 }
 

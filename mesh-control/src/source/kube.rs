@@ -11,7 +11,7 @@ use super::{
     fields::{self, lookup, Reporter},
     RawResource,
 };
-use crate::model::{AuthorizationPolicy, MtlsMode};
+use crate::model::{AuthorizationPolicy, DestinationRule, MtlsMode, VirtualService};
 
 /// Where a resource came from, for problems found when resources are
 /// checked against each other.
@@ -110,6 +110,10 @@ pub(crate) struct Objects {
     pub peer_authentications: Vec<PeerAuthObj>,
     /// Also kept in `raw`, as written.
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// Also kept in `raw`, as written.
+    pub virtual_services: Vec<VirtualService>,
+    /// Also kept in `raw`, as written.
+    pub destination_rules: Vec<DestinationRule>,
     pub raw: Vec<RawResource>,
     /// Where each of `raw` came from (same order).
     pub raw_origins: Vec<Origin>,
@@ -287,6 +291,25 @@ pub(crate) fn read(
                 let policy =
                     super::authz::authorization_policy(&mut rep, value, version, &name, &namespace);
                 objects.authorization_policies.extend(policy);
+            }
+            if group == "networking.istio.io"
+                && matches!(kind.as_str(), "VirtualService" | "DestinationRule")
+            {
+                let mut cx = super::routing::Cx {
+                    rep: &mut rep,
+                    warnings,
+                };
+                if kind == "VirtualService" {
+                    let vs = super::virtual_service::virtual_service(
+                        &mut cx, value, version, &name, &namespace,
+                    );
+                    objects.virtual_services.extend(vs);
+                } else {
+                    let dr = super::destination_rule::destination_rule(
+                        &mut cx, value, version, &name, &namespace,
+                    );
+                    objects.destination_rules.extend(dr);
+                }
             }
             if rep.count() == before {
                 objects.raw_origins.push(origin);

@@ -2,12 +2,12 @@
 //! directory (sorted by name, not recursive), each holding any number of
 //! Kubernetes / Istio documents, becomes a [`MeshState`].
 //!
-//! Read into the state: `v1` Namespace, Pod, Service, Node and
+//! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
-//! v1beta1; AuthorizationPolicy is also kept raw). Kept raw, for
-//! later translation ([`RawResource`]): the other Istio kinds
-//! (VirtualService, DestinationRule, Gateway, ServiceEntry,
-//! AuthorizationPolicy, …) and Gateway API kinds. Anything else is warned
+//! v1beta1) and `networking.istio.io` VirtualService and DestinationRule
+//! (v1, v1beta1, v1alpha3); the last three are also kept raw. Kept raw,
+//! for later translation ([`RawResource`]): the other Istio kinds
+//! (Gateway, ServiceEntry, …) and Gateway API kinds. Anything else is warned
 //! about and skipped.
 //!
 //! A load is all or nothing: one invalid file or resource rejects the whole
@@ -15,10 +15,13 @@
 //! watcher keeps serving the last good state ([`watch_directory`]).
 mod authz;
 mod build;
+mod destination_rule;
 pub(crate) mod documents;
 mod error;
 mod fields;
 mod kube;
+mod routing;
+mod virtual_service;
 mod watch;
 
 use std::path::Path;
