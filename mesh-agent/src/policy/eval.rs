@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use mesh_hbone::Identity;
 use mesh_xds::proto::istio_security::{
-    string_match::MatchType, Action, Address, Authorization, Clause, Match, Rule, StringMatch,
+    string_match::MatchType, Action, Address, Authorization, Match, StringMatch,
 };
 
 /// The L4 facts of a connection that policies look at.
@@ -72,8 +72,9 @@ pub fn evaluate<'p>(
     let mut allow_matched = false;
     let mut dry_allow_exists = false;
     let mut dry_allow_matched = false;
+    let subject = Subject::of(conn);
     for p in policies {
-        let matched = policy_matches(p, conn);
+        let matched = matches_with(p, conn, &subject);
         match (action(p), p.dry_run) {
             (Some(Action::Deny), false) => {
                 if matched && deny.is_none() {
@@ -123,16 +124,32 @@ pub fn evaluate<'p>(
     }
 }
 
+/// The source's principal and namespace, formatted once per evaluation
+/// (not once per match: a 100-rule policy would format 100 times).
+struct Subject<'a> {
+    principal: Option<String>,
+    namespace: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    fn of(conn: &Conn<'a>) -> Self {
+        Subject {
+            principal: conn.src.map(principal),
+            namespace: conn.src.map(Identity::namespace),
+        }
+    }
+}
+
 pub fn policy_matches(p: &Authorization, conn: &Conn<'_>) -> bool {
-    p.rules.iter().any(|r| rule_matches(r, conn))
+    matches_with(p, conn, &Subject::of(conn))
 }
 
-fn rule_matches(rule: &Rule, conn: &Conn<'_>) -> bool {
-    rule.clauses.iter().all(|c| clause_matches(c, conn))
-}
-
-fn clause_matches(clause: &Clause, conn: &Conn<'_>) -> bool {
-    clause.matches.iter().any(|m| match_holds(m, conn))
+fn matches_with(p: &Authorization, conn: &Conn<'_>, subject: &Subject<'_>) -> bool {
+    p.rules.iter().any(|rule| {
+        rule.clauses
+            .iter()
+            .all(|clause| clause.matches.iter().any(|m| match_holds(m, conn, subject)))
+    })
 }
 
 /// `principal` as policies write it: the SPIFFE id without `spiffe://`.
@@ -145,11 +162,11 @@ pub fn principal(id: &Identity) -> String {
     )
 }
 
-fn match_holds(m: &Match, conn: &Conn<'_>) -> bool {
-    let principal = conn.src.map(principal);
-    let namespace = conn.src.map(Identity::namespace);
-    positive_str(&m.principals, principal.as_deref())
-        && negative_str(&m.not_principals, principal.as_deref())
+fn match_holds(m: &Match, conn: &Conn<'_>, subject: &Subject<'_>) -> bool {
+    let principal = subject.principal.as_deref();
+    let namespace = subject.namespace;
+    positive_str(&m.principals, principal)
+        && negative_str(&m.not_principals, principal)
         && positive_str(&m.namespaces, namespace)
         && negative_str(&m.not_namespaces, namespace)
         && positive_ip(&m.source_ips, conn.src_ip)

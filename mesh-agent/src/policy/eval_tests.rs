@@ -1,5 +1,5 @@
 //! Istio's evaluation order and ztunnel's matching, case by case.
-use mesh_xds::proto::istio_security::{Scope, StringMatch};
+use mesh_xds::proto::istio_security::{Clause, Rule, Scope, StringMatch};
 
 use super::*;
 
