@@ -1,10 +1,9 @@
-//! Generates the prost messages and tonic client/server code from `proto/`.
+//! Generates the prost messages and tonic client/server code for Istio's
+//! protos in `proto/`. Envoy's discovery API and the protobuf well-known
+//! types come pre-generated from `envoy-types`, so Istio's messages refer
+//! to those (`extern_path`) and one `Any`/`Struct` type serves both.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const PROTOS: &[&str] = &[
-        "proto/envoy/config/core/v3/base.proto",
-        "proto/google/rpc/status.proto",
-        "proto/envoy/service/discovery/v3/discovery.proto",
-        "proto/envoy/service/discovery/v3/ads.proto",
         "proto/istio/workload/workload.proto",
         "proto/istio/security/authorization.proto",
         "proto/istio/ca/ca.proto",
@@ -13,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_client(true)
         .build_server(true)
+        // Without this, prost maps .google.protobuf to prost_types itself.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::envoy_types::pb::google::protobuf")
         .compile_protos(PROTOS, &["proto"])?;
     Ok(())
 }

@@ -293,12 +293,16 @@ struct RawStream {
 
 impl RawStream {
     async fn open(addr: SocketAddr) -> Self {
-        let mut client = bounded(
+        // envoy-types' generated client has no `connect` shortcut.
+        let channel = bounded(
             "connect",
-            AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")),
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect(),
         )
         .await
         .unwrap();
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
         let (requests, rx) = mpsc::channel(8);
         let responses = bounded(
             "open",

@@ -1,6 +1,7 @@
-//! Generated protobuf messages and gRPC stubs (client and server), from the
-//! `.proto` files in `mesh-xds/proto/` (see its README for what each one
-//! follows upstream). The nested modules mirror the protobuf packages (the
+//! Protobuf messages and gRPC stubs (client and server): Istio's, generated
+//! from the `.proto` files in `mesh-xds/proto/` (see its README for what
+//! each one follows upstream), and Envoy's discovery API from
+//! `envoy-types`. The nested modules mirror the protobuf packages (the
 //! generated code refers across packages by those paths); use the flat
 //! aliases:
 //!
@@ -9,39 +10,22 @@
 //! | [`envoy_discovery`] | `envoy.service.discovery.v3` (Delta ADS messages, client and server) |
 //! | [`envoy_core`] | `envoy.config.core.v3` (`Node`) |
 //! | [`google_rpc`] | `google.rpc` (`Status`) |
+//! | [`wkt`] | `google.protobuf` (`Any`, `Struct`, …) |
 //! | [`istio_workload`] | `istio.workload` (`Address`, `Workload`, `Service`, …) |
 //! | [`istio_security`] | `istio.security` (`Authorization`, …) |
 //! | [`istio_ca`] | `istio.v1.auth` (`IstioCertificateService`, client and server) |
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
-pub use envoy::config::core::v3 as envoy_core;
-pub use envoy::service::discovery::v3 as envoy_discovery;
-pub use google::rpc as google_rpc;
+pub use envoy_types::pb::envoy::config::core::v3 as envoy_core;
+pub use envoy_types::pb::envoy::service::discovery::v3 as envoy_discovery;
+/// Protobuf well-known types (`Any`, `Struct`, `Value`, …), as
+/// `envoy-types` generates them; Istio's messages use the same ones.
+pub use envoy_types::pb::google::protobuf as wkt;
+pub use envoy_types::pb::google::rpc as google_rpc;
 pub use istio::security as istio_security;
 pub use istio::v1::auth as istio_ca;
 pub use istio::workload as istio_workload;
 
-pub mod envoy {
-    pub mod config {
-        pub mod core {
-            pub mod v3 {
-                tonic::include_proto!("envoy.config.core.v3");
-            }
-        }
-    }
-    pub mod service {
-        pub mod discovery {
-            pub mod v3 {
-                tonic::include_proto!("envoy.service.discovery.v3");
-            }
-        }
-    }
-}
-pub mod google {
-    pub mod rpc {
-        tonic::include_proto!("google.rpc");
-    }
-}
 pub mod istio {
     pub mod workload {
         tonic::include_proto!("istio.workload");
@@ -58,8 +42,8 @@ pub mod istio {
 
 /// Wraps a message into a `google.protobuf.Any` with its
 /// `type.googleapis.com/<package>.<Message>` type URL.
-pub fn to_any<M: prost::Message>(type_url: &str, msg: &M) -> prost_types::Any {
-    prost_types::Any {
+pub fn to_any<M: prost::Message>(type_url: &str, msg: &M) -> wkt::Any {
+    wkt::Any {
         type_url: type_url.to_string(),
         value: msg.encode_to_vec(),
     }

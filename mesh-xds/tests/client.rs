@@ -62,6 +62,15 @@ struct FakeAds {
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for FakeAds {
     type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream =
+        ReceiverStream<Result<mesh_xds::proto::envoy_discovery::DiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        _req: Request<Streaming<mesh_xds::proto::envoy_discovery::DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented("delta only"))
+    }
 
     async fn delta_aggregated_resources(
         &self,
@@ -203,7 +212,9 @@ async fn push_ack_nack_and_remove() {
     let meta = &node.metadata.as_ref().unwrap().fields["NAMESPACE"];
     assert_eq!(
         meta.kind,
-        Some(prost_types::value::Kind::StringValue("mesh-system".into()))
+        Some(mesh_xds::proto::wkt::value::Kind::StringValue(
+            "mesh-system".into()
+        ))
     );
     assert!(first.initial_resource_versions.is_empty());
     assert!(subs.contains_key(AUTHORIZATION_TYPE_URL));

@@ -130,7 +130,7 @@ fn not_principals_and_presence() {
         Action::Deny,
         vec![Match {
             not_principals: vec![StringMatch {
-                match_type: Some(MatchType::Presence(())),
+                match_type: Some(MatchType::Presence(mesh_xds::proto::wkt::Empty {})),
             }],
             ..Default::default()
         }],

@@ -141,7 +141,7 @@ fn not_ports_dry_run_and_allow_stay_in_the_proxy() {
 #[test]
 fn plaintext_denial_follows_strict_and_allow_sets() {
     let presence = StringMatch {
-        match_type: Some(MatchType::Presence(())),
+        match_type: Some(MatchType::Presence(mesh_xds::proto::wkt::Empty {})),
     };
     let strict = policy(
         "strict",

@@ -114,7 +114,7 @@ fn string_matches(list: &[StringMatch]) -> Value {
             Some(MatchType::Exact(v)) => json!({"exact": v}),
             Some(MatchType::Prefix(v)) => json!({"prefix": v}),
             Some(MatchType::Suffix(v)) => json!({"suffix": v}),
-            Some(MatchType::Presence(())) => json!({"presence": {}}),
+            Some(MatchType::Presence(mesh_xds::proto::wkt::Empty {})) => json!({"presence": {}}),
             None => json!({}),
         })
         .collect()

@@ -245,7 +245,7 @@ fn strings(values: &[String], principal: bool) -> Vec<StringMatch> {
 /// suffix; anything else, including a `*` in the middle, is exact.
 pub(crate) fn string_match(value: &str) -> StringMatch {
     let match_type = if value == "*" {
-        MatchType::Presence(())
+        MatchType::Presence(mesh_xds::proto::wkt::Empty {})
     } else if let Some(suffix) = value.strip_prefix('*') {
         MatchType::Suffix(suffix.to_string())
     } else if let Some(prefix) = value.strip_suffix('*') {

@@ -295,7 +295,7 @@ fn every_l4_field_becomes_clauses() {
                     Match {
                         principals: vec![
                             exact("cluster.local/ns/a/sa/b"),
-                            sm(MatchType::Presence(())),
+                            sm(MatchType::Presence(mesh_xds::proto::wkt::Empty {})),
                             sm(MatchType::Prefix("cluster.local/ns/a/".into())),
                             sm(MatchType::Suffix("/sa/admin".into())),
                         ],
@@ -348,7 +348,7 @@ fn every_l4_field_becomes_clauses() {
             }),
             one(Match {
                 principals: vec![exact("td/ns/n/sa/s")],
-                not_principals: vec![sm(MatchType::Presence(()))],
+                not_principals: vec![sm(MatchType::Presence(mesh_xds::proto::wkt::Empty {}))],
                 ..Match::default()
             }),
             one(Match {

@@ -21,7 +21,7 @@ use std::{
 
 use mesh_xds::proto::envoy_discovery::{
     aggregated_discovery_service_server::AggregatedDiscoveryService, DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse, Resource,
+    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -60,6 +60,18 @@ type ResponseTx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsService {
     type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+
+    /// State-of-the-world ADS is not served: Istio's clients (ztunnel, our
+    /// agents) and Envoy with `api_type: DELTA_GRPC` speak Delta.
+    async fn stream_aggregated_resources(
+        &self,
+        _req: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "this control plane serves Delta ADS only (DeltaAggregatedResources)",
+        ))
+    }
 
     async fn delta_aggregated_resources(
         &self,
@@ -374,6 +386,7 @@ impl AdsStream {
             type_url: type_url.to_string(),
             nonce,
             removed_resources: removed,
+            ..DeltaDiscoveryResponse::default()
         };
         tx.send(Ok(resp)).await.map_err(|_| End::Closed)
     }

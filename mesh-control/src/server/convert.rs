@@ -259,7 +259,7 @@ pub fn addresses(state: &MeshState, opts: &ConvertOptions) -> Vec<(String, Addre
 /// identity (i.e. not over mTLS), for the workloads that reference it.
 pub fn static_strict_policy(root_namespace: &str) -> Authorization {
     let presence = StringMatch {
-        match_type: Some(MatchType::Presence(())),
+        match_type: Some(MatchType::Presence(mesh_xds::proto::wkt::Empty {})),
     };
     Authorization {
         name: STATIC_STRICT_POLICY.into(),

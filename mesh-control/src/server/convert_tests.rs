@@ -265,7 +265,7 @@ fn strict_policy_shape() {
     assert_eq!(
         m[0].not_principals,
         vec![StringMatch {
-            match_type: Some(MatchType::Presence(()))
+            match_type: Some(MatchType::Presence(mesh_xds::proto::wkt::Empty {}))
         }]
     );
     assert!(m[0].principals.is_empty() && m[0].destination_ports.is_empty());

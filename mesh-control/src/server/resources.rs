@@ -18,7 +18,7 @@ use crate::model::MeshState;
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionedResource {
     pub version: String,
-    pub any: prost_types::Any,
+    pub any: mesh_xds::proto::wkt::Any,
 }
 
 /// Name → resource, for one type URL.

@@ -114,8 +114,8 @@ fn node(cfg: &XdsClientConfig) -> Node {
         .node_metadata
         .iter()
         .map(|(k, v)| {
-            let value = prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue(v.clone())),
+            let value = crate::proto::wkt::Value {
+                kind: Some(crate::proto::wkt::value::Kind::StringValue(v.clone())),
             };
             (k.clone(), value)
         })
@@ -123,8 +123,9 @@ fn node(cfg: &XdsClientConfig) -> Node {
     Node {
         id: cfg.node_id.clone(),
         cluster: cfg.node_cluster.clone(),
-        metadata: Some(prost_types::Struct { fields }),
+        metadata: Some(crate::proto::wkt::Struct { fields }),
         user_agent_name: concat!("mesh-xds/", env!("CARGO_PKG_VERSION")).to_string(),
+        ..Node::default()
     }
 }
 

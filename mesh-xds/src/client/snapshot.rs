@@ -20,7 +20,7 @@ pub enum XdsResource {
     Service(istio_workload::Service),
     Authorization(Authorization),
     /// A type this crate does not decode, kept as received.
-    Other(prost_types::Any),
+    Other(crate::proto::wkt::Any),
 }
 
 /// One accepted resource and the version the server gave it.
