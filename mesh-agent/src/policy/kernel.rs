@@ -22,7 +22,10 @@ use mesh_common::DenyKey;
 use mesh_xds::proto::istio_security::{Action, Authorization, Match};
 
 use super::eval::{self, Conn};
-use crate::{capture::enroll::mapped, mesh::route::MeshView};
+use crate::{
+    capture::enroll::mapped,
+    mesh::route::{MeshView, WorkloadInfo},
+};
 
 /// The ports on which something holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +126,25 @@ fn is_enforced_deny(p: &Authorization) -> bool {
 
 /// The `deny_connect` entries for `pods` under the view's policies.
 pub fn compile(view: &MeshView, pods: &[LocalPod]) -> Vec<KernelDeny> {
+    // The destinations that have an enforced DENY at all, found once (not
+    // once per local pod): usually a handful out of every mesh workload.
+    let targets: Vec<(&WorkloadInfo, Vec<&Authorization>)> = view
+        .workloads()
+        .filter(|w| w.mesh)
+        .filter_map(|dst| {
+            let denies: Vec<&Authorization> = view
+                .policies
+                .applicable(dst)
+                .into_iter()
+                .filter(|p| is_enforced_deny(p))
+                .collect();
+            (!denies.is_empty()).then_some((dst, denies))
+        })
+        .collect();
     let mut out = Vec::new();
+    if targets.is_empty() {
+        return out;
+    }
     for pod in pods {
         let Some(src) = view.workload_by_ip(pod.ip).filter(|w| w.mesh) else {
             continue;
@@ -132,16 +153,7 @@ pub fn compile(view: &MeshView, pods: &[LocalPod]) -> Vec<KernelDeny> {
         let mut denied: BTreeMap<(IpAddr, u16), String> = BTreeMap::new();
         // Per destination workload uid: the ports denied (for VIPs).
         let mut by_uid: BTreeMap<&str, Ports> = BTreeMap::new();
-        for dst in view.workloads().filter(|w| w.mesh) {
-            let denies: Vec<&Authorization> = view
-                .policies
-                .applicable(dst)
-                .into_iter()
-                .filter(|p| is_enforced_deny(p))
-                .collect();
-            if denies.is_empty() {
-                continue;
-            }
+        for (dst, denies) in &targets {
             let mut all_ips = Ports::all();
             for &dst_ip in &dst.ips {
                 let conn = Conn {
@@ -151,7 +163,7 @@ pub fn compile(view: &MeshView, pods: &[LocalPod]) -> Vec<KernelDeny> {
                     dst_port: 0,
                 };
                 let mut here = Ports::none();
-                for p in &denies {
+                for p in denies {
                     let ports = policy_ports(p, &conn);
                     let name = eval::policy_name(p);
                     match &ports {
