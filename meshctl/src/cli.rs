@@ -76,6 +76,25 @@ pub enum Command {
         output: Output,
     },
 
+    /// Shows or changes an agent's (or the control plane's) log levels at
+    /// runtime, like `istioctl proxy-config log`. Without options it prints
+    /// the current filter. The access log is the module `access`
+    /// (`--module access=off` switches it off).
+    Log {
+        /// The admin endpoint (TARGET, see `meshctl --help`), e.g. a node's
+        /// network namespace name.
+        #[arg(default_value = crate::target::DEFAULT_ADMIN, value_name = "TARGET")]
+        target: String,
+
+        /// New default level: trace, debug, info, warn, error, off.
+        #[arg(long)]
+        level: Option<String>,
+
+        /// One module's level, e.g. `mesh_agent::policy=debug`; repeatable.
+        #[arg(long = "module", value_name = "MODULE=LEVEL")]
+        modules: Vec<String>,
+    },
+
     /// Validates Istio configuration and explains problems: invalid
     /// resources (naming the field), unknown hosts, subsets no
     /// DestinationRule defines, policies that cannot take effect at L4, and

@@ -70,6 +70,30 @@ pub async fn proxy_status(target: &Target, output: render::Output) -> anyhow::Re
     proxy_status::render(&doc, output).context("the control plane's /debug/syncz")
 }
 
+/// `log`: applies each change with `POST /logging?<change>`, then shows
+/// the filter in force.
+async fn log_levels(target: &Target, changes: &[String]) -> anyhow::Result<String> {
+    let addr = target.admin_addr();
+    for change in changes {
+        http::request(addr, hyper::Method::POST, &format!("/logging?{change}"))
+            .await
+            .map_err(|e| {
+                let hint = if e.is_unreachable() {
+                    unreachable_hint("admin endpoint", target, "TARGET")
+                } else {
+                    format!("the change {change:?} was refused")
+                };
+                anyhow::Error::new(e).context(hint)
+            })?;
+    }
+    let filter = http::request(addr, hyper::Method::GET, "/logging")
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("reading the filter from {}", target.describe()))
+        })?;
+    Ok(format!("{}\n", String::from_utf8_lossy(&filter).trim()))
+}
+
 /// Runs one command; the text to print on stdout.
 pub fn run(cli: Cli) -> anyhow::Result<String> {
     let netns_dir = Path::new(target::NETNS_DIR);
@@ -97,6 +121,25 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
             Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
             Work::Analyze(output),
         ),
+        Command::Log {
+            target,
+            level,
+            modules,
+        } => {
+            let mut changes: Vec<String> =
+                level.map(|l| format!("level={l}")).into_iter().collect();
+            for m in modules {
+                anyhow::ensure!(
+                    m.contains('='),
+                    "--module wants MODULE=LEVEL (e.g. mesh_agent::policy=debug), got {m:?}"
+                );
+                changes.push(m);
+            }
+            (
+                Target::parse(&target, netns_dir).context("TARGET")?,
+                Work::Log(changes),
+            )
+        }
         Command::ProxyStatus { output } => (
             Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
             Work::Status(output),
@@ -129,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
     runtime.block_on(async {
         match work {
             Work::Status(output) => proxy_status(&target, output).await,
+            Work::Log(changes) => log_levels(&target, &changes).await,
             Work::Analyze(output) => {
                 let doc = fetch(
                     &target,
@@ -158,6 +202,8 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
 
 enum Work {
     Status(render::Output),
+    /// `level=…` / `module=level` changes; empty: just show the filter.
+    Log(Vec<String>),
     Analyze(render::Output),
     Config(proxy_config::Kind, proxy_config::Filters, render::Output),
 }

@@ -186,6 +186,12 @@ fn meshctl_explains_a_running_mesh() {
         "{stdout}"
     );
 
+    // Log levels at runtime, on an agent through its node's namespace.
+    let filter = ok(&c, &["log", &node1, "--module", "mesh_agent::policy=debug"]);
+    assert!(filter.contains("mesh_agent::policy=debug"), "{filter}");
+    let (success, _, stderr) = meshctl(&c, &["log", &node1, "--level", "loud"]);
+    assert!(!success && stderr.contains("refused"), "{stderr}");
+
     // An unreachable target says what to do.
     let (success, _, stderr) = meshctl(&c, &["--control-plane", "127.0.0.1:1", "proxy-status"]);
     assert!(!success);
