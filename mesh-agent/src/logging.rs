@@ -8,68 +8,14 @@
 //! layer so it stays JSON when the agent's log is text; the agent's layer
 //! skips that target so no line is written twice.
 //!
-//! The filter is kept as a default level plus per-target levels, so
-//! `POST /logging?level=debug` replaces only the default and
-//! `POST /logging?mesh_agent::outbound=trace` only that target, as Envoy's,
-//! ztunnel's and our control plane's `/logging` do. The `access` target
-//! always has an explicit directive, so changing the default level neither
-//! silences nor revives the access log.
-use std::{collections::BTreeMap, sync::Mutex};
-
-use tracing_subscriber::{filter::filter_fn, fmt, prelude::*, reload, EnvFilter, Registry};
+//! The filter and `/logging` are the ones every daemon shares
+//! (`mesh_admin::log_control`). The `access` target always has an explicit
+//! directive, so changing the default level neither silences nor revives
+//! the access log.
+pub use mesh_admin::log_control::{Directives, LogControl};
+use tracing_subscriber::{filter::filter_fn, fmt, prelude::*};
 
 use crate::{access_log, config::LogFormat};
-
-/// Levels accepted by `/logging`.
-pub const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
-
-/// What went wrong changing the log filter.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LogError {
-    #[error("bad level {level:?} for {target}: use one of off, error, warn, info, debug, trace")]
-    BadLevel { target: String, level: String },
-    #[error("bad target {0:?}: use a module path such as mesh_agent::outbound")]
-    BadTarget(String),
-    #[error("invalid log filter {filter:?}: {message}")]
-    BadFilter { filter: String, message: String },
-    #[error("the log subscriber is gone: {0}")]
-    Reload(String),
-}
-
-/// The filter as a default level and per-target directives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Directives {
-    default: Option<String>,
-    /// target (or any directive left of `=`) → level, in target order.
-    targets: BTreeMap<String, String>,
-}
-
-impl Directives {
-    fn parse(filter: &str) -> Self {
-        let mut directives = Directives {
-            default: None,
-            targets: BTreeMap::new(),
-        };
-        for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.rsplit_once('=') {
-                Some((target, level)) => {
-                    directives.targets.insert(target.into(), level.into());
-                }
-                None => directives.default = Some(part.into()),
-            }
-        }
-        directives
-    }
-
-    fn render(&self) -> String {
-        self.default
-            .iter()
-            .cloned()
-            .chain(self.targets.iter().map(|(t, l)| format!("{t}={l}")))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
 
 /// The starting filter: `--log`, plus `access=info|off` from
 /// `--access-log` unless `--log` already names the access target.
@@ -80,75 +26,6 @@ pub fn initial_filter(log: &str, access_log: bool) -> String {
         .entry(access_log::TARGET.into())
         .or_insert_with(|| if access_log { "info" } else { "off" }.into());
     directives.render()
-}
-
-/// The runtime handle on the log filter, shared with the admin endpoint.
-pub struct LogControl {
-    handle: reload::Handle<EnvFilter, Registry>,
-    current: Mutex<Directives>,
-}
-
-impl LogControl {
-    /// The reload layer to put first on a `Registry`, and its control.
-    pub fn new(filter: &str) -> Result<(reload::Layer<EnvFilter, Registry>, LogControl), LogError> {
-        let env = EnvFilter::try_new(filter).map_err(|e| LogError::BadFilter {
-            filter: filter.into(),
-            message: e.to_string(),
-        })?;
-        let (layer, handle) = reload::Layer::new(env);
-        let control = LogControl {
-            handle,
-            current: Mutex::new(Directives::parse(filter)),
-        };
-        Ok((layer, control))
-    }
-
-    /// The filter in force, in `RUST_LOG` syntax.
-    pub fn current(&self) -> String {
-        self.lock().render()
-    }
-
-    /// Applies `(target, level)` pairs (target `level` = the default
-    /// level) all or nothing; returns the new filter.
-    pub fn set(&self, changes: &[(String, String)]) -> Result<String, LogError> {
-        let mut current = self.lock();
-        let mut next = current.clone();
-        for (target, level) in changes {
-            let lower = level.to_ascii_lowercase();
-            if !LEVELS.contains(&lower.as_str()) {
-                return Err(LogError::BadLevel {
-                    target: target.clone(),
-                    level: level.clone(),
-                });
-            }
-            let valid_target = !target.is_empty()
-                && target
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'));
-            if !valid_target {
-                return Err(LogError::BadTarget(target.clone()));
-            }
-            if target == "level" {
-                next.default = Some(lower);
-            } else {
-                next.targets.insert(target.clone(), lower);
-            }
-        }
-        let text = next.render();
-        let filter = EnvFilter::try_new(&text).map_err(|e| LogError::BadFilter {
-            filter: text.clone(),
-            message: e.to_string(),
-        })?;
-        self.handle
-            .reload(filter)
-            .map_err(|e| LogError::Reload(e.to_string()))?;
-        *current = next;
-        Ok(text)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Directives> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// Installs the global subscriber; the returned control changes its filter.
@@ -184,6 +61,7 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<LogControl> {
 mod tests {
     use super::*;
     use crate::access_log::tests::Buffer;
+    use mesh_admin::log_control::LogError;
 
     fn set(control: &LogControl, pairs: &[(&str, &str)]) -> Result<String, LogError> {
         let pairs: Vec<(String, String)> = pairs

@@ -199,71 +199,9 @@ fn config_dump(mesh: Option<&MeshRuntime>) -> serde_json::Value {
     dump
 }
 
-/// `%3A` → `:` and friends; `+` is a space, as in forms.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `a=b&c=d` → pairs, decoded.
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 fn logging(log: Option<&LogControl>, req: &Req<'_>) -> Response<Body> {
-    let Some(log) = log else {
-        return text_response(
-            StatusCode::NOT_IMPLEMENTED,
-            "no runtime log control in this process",
-        );
-    };
-    if req.method == Method::GET {
-        return text_response(StatusCode::OK, log.current());
-    }
-    let changes = parse_query(req.query.unwrap_or(""));
-    if changes.is_empty() {
-        return text_response(
-            StatusCode::BAD_REQUEST,
-            "nothing to change: POST /logging?level=<lvl> or /logging?<target>=<lvl> \
-             (levels: off, error, warn, info, debug, trace)",
-        );
-    }
-    match log.set(&changes) {
-        Ok(filter) => {
-            tracing::info!(%filter, "log filter changed");
-            text_response(StatusCode::OK, filter)
-        }
-        Err(e @ crate::logging::LogError::Reload(_)) => {
-            text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
-        Err(e) => text_response(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    let (status, body) = mesh_admin::logging::handle(log, req.method, req.query);
+    text_response(status, body)
 }
 
 /// The admin endpoint on `addr`.

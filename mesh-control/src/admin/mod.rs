@@ -89,42 +89,6 @@ fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Body> 
     respond(status, "text/plain; charset=utf-8", body.into() + "\n")
 }
 
-/// `a=b&c=d` with `%XX` and `+` decoded; a key without `=` has value "".
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn ready_response(state: &AdminState) -> Response<Body> {
     if *state.ready.borrow() {
         json_response(StatusCode::OK, &json!({"ready": true}))
@@ -134,33 +98,8 @@ fn ready_response(state: &AdminState) -> Response<Body> {
 }
 
 fn logging(state: &AdminState, method: &Method, query: Option<&str>) -> Response<Body> {
-    let Some(log) = &state.log else {
-        return text_response(
-            StatusCode::NOT_IMPLEMENTED,
-            "no runtime log control in this process",
-        );
-    };
-    if method == Method::GET {
-        return text_response(StatusCode::OK, log.current());
-    }
-    let changes = parse_query(query.unwrap_or(""));
-    if changes.is_empty() {
-        return text_response(
-            StatusCode::BAD_REQUEST,
-            "nothing to change: POST /logging?level=<lvl> or /logging?<module>=<lvl> \
-             (levels: off, error, warn, info, debug, trace)",
-        );
-    }
-    match log.set(&changes) {
-        Ok(filter) => {
-            tracing::info!(%filter, "log filter changed");
-            text_response(StatusCode::OK, filter)
-        }
-        Err(e @ crate::app::logging::LogError::Reload(_)) => {
-            text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
-        Err(e) => text_response(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    let (status, body) = mesh_admin::logging::handle(state.log.as_deref(), method, query);
+    text_response(status, body)
 }
 
 const ADMIN_ENDPOINTS: &[&str] = &[
@@ -261,23 +200,6 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_strings() {
-        assert_eq!(
-            parse_query("level=debug&mesh_control%3A%3Aserver=trace&x"),
-            [
-                ("level".to_string(), "debug".to_string()),
-                ("mesh_control::server".into(), "trace".into()),
-                ("x".into(), "".into())
-            ]
-        );
-        assert_eq!(
-            parse_query("a=%zz%4"),
-            [("a".to_string(), "%zz%4".to_string())]
-        );
-        assert!(parse_query("").is_empty());
-    }
 
     #[test]
     fn not_ready_is_503() {
