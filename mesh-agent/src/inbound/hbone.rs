@@ -25,7 +25,7 @@ use crate::{
     mesh::route::MeshView,
     metrics::labels::ConnLabels,
     policy::{
-        live::{Guarded, LiveConnections},
+        live::{LiveConnections, LiveGuard},
         Conn, Verdict,
     },
     state::connections::{ConnectionStats, Open},
@@ -112,10 +112,12 @@ impl Drop for Unreported {
     }
 }
 
-/// The pod connection, carrying the guard above.
+/// The pod connection, carrying the guard above and its registration
+/// with the live connections policy may close.
 struct Tracked {
-    stream: Box<dyn Upstream>,
+    stream: tokio::net::TcpStream,
     _guard: Unreported,
+    _live: Option<LiveGuard>,
 }
 
 impl tokio::io::AsyncRead for Tracked {
@@ -251,21 +253,16 @@ impl ConnectHandler for InboundHandler {
                         relaying,
                     };
                     // Registered while it lives: a policy change may close it.
-                    let stream: Box<dyn Upstream> = match live.register(
-                        src_ip,
-                        Some(&request.peer),
-                        request.authority,
-                        &[&stream],
-                    ) {
-                        Ok(live) => Box::new(Guarded::new(stream, live)),
-                        Err(error) => {
+                    let live = live
+                        .register(src_ip, Some(&request.peer), request.authority, &[&stream])
+                        .map_err(|error| {
                             tracing::warn!(%error, "cannot track the connection for policy updates");
-                            Box::new(stream)
-                        }
-                    };
+                        })
+                        .ok();
                     Ok(Box::new(Tracked {
                         stream,
                         _guard: guard,
+                        _live: live,
                     }) as Box<dyn Upstream>)
                 }
                 Err(error) => {

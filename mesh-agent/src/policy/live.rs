@@ -9,16 +9,13 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     os::fd::{AsFd, AsRawFd, OwnedFd},
-    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    task::{Context, Poll},
 };
 
 use mesh_hbone::Identity;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::eval::{Conn, Verdict};
 use crate::mesh::route::MeshView;
@@ -130,47 +127,5 @@ impl LiveConnections {
         });
         self.closed.fetch_add(closed as u64, Ordering::Relaxed);
         closed
-    }
-}
-
-/// A stream that stays registered while it lives (the inbound HBONE
-/// server owns the pod-side stream until the tunnel ends).
-pub struct Guarded<S> {
-    inner: S,
-    _guard: LiveGuard,
-}
-
-impl<S> Guarded<S> {
-    pub fn new(inner: S, guard: LiveGuard) -> Self {
-        Self {
-            inner,
-            _guard: guard,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
