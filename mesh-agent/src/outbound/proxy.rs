@@ -171,12 +171,11 @@ pub async fn run(
             // Same-node delivery: this agent is the destination's too, so
             // hop ④ happens here.
             let mut track = None;
-            if let (Some(mesh), "local") = (&mesh, open.route) {
-                match authorize_local(mesh, peer, target) {
-                    Ok(src) => {
-                        let view = mesh.view.borrow().clone();
-                        if let Some(dst) = view.workload_by_ip(target.ip()) {
-                            open.destination_identity = dst.identity.to_string();
+            if let (Some(mesh), Some(view), "local") = (&mesh, &view, open.route) {
+                match authorize_local(view, peer, target) {
+                    Ok((src, dst)) => {
+                        if let Some(dst) = dst {
+                            open.destination_identity = dst.to_string();
                         }
                         if let Some(src) = &src {
                             open.source_identity = src.to_string();
@@ -236,15 +235,15 @@ pub async fn run(
     }
 }
 
-/// Hop ④ for same-node delivery: `Ok(source identity)` or `Err(policy)`.
+/// Hop ④ for same-node delivery, on the view the route came from:
+/// `Ok((source identity, destination identity))` or `Err(policy)`.
 fn authorize_local(
-    mesh: &MeshRuntime,
+    view: &MeshView,
     peer: SocketAddr,
     target: SocketAddr,
-) -> Result<Option<Identity>, String> {
-    let view = mesh.view.borrow().clone();
+) -> Result<(Option<Identity>, Option<Identity>), String> {
     let Some(dst) = view.workload_by_ip(target.ip()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let src = view
         .workload_by_ip(peer.ip())
@@ -259,7 +258,7 @@ fn authorize_local(
     let evaluation = view.policies.evaluate(dst, &conn);
     crate::policy::log(&evaluation, dst, &conn, "local");
     match evaluation.verdict {
-        Verdict::Allow => Ok(src),
+        Verdict::Allow => Ok((src, Some(dst.identity.clone()))),
         Verdict::Deny { policy } => Err(policy),
     }
 }
