@@ -16,11 +16,21 @@ pub mod proto;
 pub mod transport;
 
 pub use client::{
-    Backoff, CachedResource, XdsClient, XdsClientConfig, XdsHandle, XdsResource, XdsSnapshot,
-    XdsTls,
+    Backoff, CachedResource, FieldRejection, Validator, XdsClient, XdsClientConfig, XdsHandle,
+    XdsResource, XdsSnapshot, XdsTls,
 };
 
 /// Type URL of Istio's workload-discovery resource (a workload or a service).
 pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
 /// Type URL of Istio's L4 authorization policy resource.
 pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
+
+/// Envoy's Listener (LDS), consumed by waypoints (and a stock Envoy).
+pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// Envoy's RouteConfiguration (RDS).
+pub const ROUTE_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Envoy's Cluster (CDS).
+pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Envoy's ClusterLoadAssignment (EDS).
+pub const ENDPOINT_TYPE_URL: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";

@@ -16,7 +16,15 @@
 //! | [`istio_ca`] | `istio.v1.auth` (`IstioCertificateService`, client and server) |
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+/// `envoy.config.cluster.v3` (CDS).
+pub use envoy_types::pb::envoy::config::cluster::v3 as envoy_cluster;
 pub use envoy_types::pb::envoy::config::core::v3 as envoy_core;
+/// `envoy.config.endpoint.v3` (EDS).
+pub use envoy_types::pb::envoy::config::endpoint::v3 as envoy_endpoint;
+/// `envoy.config.listener.v3` (LDS).
+pub use envoy_types::pb::envoy::config::listener::v3 as envoy_listener;
+/// `envoy.config.route.v3` (RDS).
+pub use envoy_types::pb::envoy::config::route::v3 as envoy_route;
 pub use envoy_types::pb::envoy::service::discovery::v3 as envoy_discovery;
 /// Protobuf well-known types (`Any`, `Struct`, `Value`, …), as
 /// `envoy-types` generates them; Istio's messages use the same ones.

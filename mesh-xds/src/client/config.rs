@@ -24,6 +24,47 @@ pub struct XdsClientConfig {
     pub backoff: Backoff,
     /// Limit on TCP connect plus TLS handshake.
     pub connect_timeout: Duration,
+    /// Extra checks a consumer runs on every decoded resource before a
+    /// response is accepted (the waypoint checks regexes, references, …):
+    /// a failure NACKs the whole response and the last good config stays.
+    pub validator: Option<Validator>,
+}
+
+/// Why a resource is refused: (field path, reason).
+pub type FieldRejection = (String, String);
+
+type CheckFn = dyn Fn(&str, &crate::XdsResource) -> Result<(), FieldRejection> + Send + Sync;
+
+/// A consumer's resource check, called with (type URL, resource).
+#[derive(Clone)]
+pub struct Validator(std::sync::Arc<CheckFn>);
+
+impl Validator {
+    pub fn new(
+        f: impl Fn(&str, &crate::XdsResource) -> Result<(), FieldRejection> + Send + Sync + 'static,
+    ) -> Self {
+        Validator(std::sync::Arc::new(f))
+    }
+
+    pub(crate) fn check(
+        &self,
+        type_url: &str,
+        name: &str,
+        r: &crate::XdsResource,
+    ) -> Result<(), super::InvalidResource> {
+        (self.0)(type_url, r).map_err(|(field, reason)| super::InvalidResource {
+            type_url: type_url.to_string(),
+            name: name.to_string(),
+            field,
+            reason,
+        })
+    }
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Validator(..)")
+    }
 }
 
 impl XdsClientConfig {
@@ -41,6 +82,7 @@ impl XdsClientConfig {
             tls: None,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
+            validator: None,
         }
     }
 }

@@ -186,7 +186,7 @@ async fn run_stream(
 
     while let Some(resp) = responses.message().await? {
         backoff.reset();
-        let reply = handle_response(tx, resp);
+        let reply = handle_response(tx, resp, cfg.validator.as_ref());
         req_tx
             .send(reply)
             .await
@@ -201,6 +201,7 @@ async fn run_stream(
 fn handle_response(
     tx: &watch::Sender<Arc<XdsSnapshot>>,
     resp: DeltaDiscoveryResponse,
+    validator: Option<&super::config::Validator>,
 ) -> DeltaDiscoveryRequest {
     let type_url = resp.type_url.clone();
     let mut decoded = BTreeMap::new();
@@ -209,7 +210,11 @@ fn handle_response(
         errors.push("response has no type_url".to_string());
     }
     for res in &resp.resources {
-        match decode_resource(&type_url, res) {
+        let checked = decode_resource(&type_url, res).and_then(|r| match validator {
+            Some(v) => v.check(&type_url, &res.name, &r).map(|()| r),
+            None => Ok(r),
+        });
+        match checked {
             Ok(r) => {
                 decoded.insert(
                     res.name.clone(),

@@ -19,6 +19,11 @@ pub enum XdsResource {
     Workload(istio_workload::Workload),
     Service(istio_workload::Service),
     Authorization(Authorization),
+    /// Envoy LDS / RDS / CDS / EDS resources (the waypoint's config).
+    Listener(Box<crate::proto::envoy_listener::Listener>),
+    RouteConfiguration(Box<crate::proto::envoy_route::RouteConfiguration>),
+    Cluster(Box<crate::proto::envoy_cluster::Cluster>),
+    ClusterLoadAssignment(Box<crate::proto::envoy_endpoint::ClusterLoadAssignment>),
     /// A type this crate does not decode, kept as received.
     Other(crate::proto::wkt::Any),
 }

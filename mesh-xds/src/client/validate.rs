@@ -80,8 +80,44 @@ fn decode_inner(type_url: &str, res: &Resource) -> Result<XdsResource, FieldErro
             validate_authorization(&a)?;
             Ok(XdsResource::Authorization(a))
         }
+        crate::LISTENER_TYPE_URL => {
+            let l = crate::proto::envoy_listener::Listener::decode(any.value.as_slice())
+                .map_err(decode_err)?;
+            check_name("name", &l.name, &res.name)?;
+            Ok(XdsResource::Listener(Box::new(l)))
+        }
+        crate::ROUTE_TYPE_URL => {
+            let r = crate::proto::envoy_route::RouteConfiguration::decode(any.value.as_slice())
+                .map_err(decode_err)?;
+            check_name("name", &r.name, &res.name)?;
+            Ok(XdsResource::RouteConfiguration(Box::new(r)))
+        }
+        crate::CLUSTER_TYPE_URL => {
+            let c = crate::proto::envoy_cluster::Cluster::decode(any.value.as_slice())
+                .map_err(decode_err)?;
+            check_name("name", &c.name, &res.name)?;
+            Ok(XdsResource::Cluster(Box::new(c)))
+        }
+        crate::ENDPOINT_TYPE_URL => {
+            let c =
+                crate::proto::envoy_endpoint::ClusterLoadAssignment::decode(any.value.as_slice())
+                    .map_err(decode_err)?;
+            check_name("cluster_name", &c.cluster_name, &res.name)?;
+            Ok(XdsResource::ClusterLoadAssignment(Box::new(c)))
+        }
         _ => Ok(XdsResource::Other(any.clone())),
     }
+}
+
+/// Envoy resources carry their own name; it must be the resource's.
+fn check_name(field: &str, inner: &str, outer: &str) -> Result<(), FieldError> {
+    if inner != outer {
+        return Err(FieldError::new(
+            field,
+            format_args!("{inner:?} differs from the resource name {outer:?}"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_ip(field: impl fmt::Display, bytes: &[u8]) -> Result<(), FieldError> {

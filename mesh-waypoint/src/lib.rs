@@ -1,0 +1,13 @@
+//! mesh-waypoint: the optional L7 proxy of the mesh (Istio's waypoint).
+//!
+//! Traffic arrives in HBONE tunnels from node agents (`server/`), is routed
+//! by Istio VirtualService / DestinationRule semantics received as standard
+//! Envoy xDS (`config/`, `route/`), and leaves through `upstream/` to the
+//! chosen endpoint — over HBONE when it is a mesh workload. `telemetry/`
+//! reports every request. `docs/issue5-interfaces.md` is the contract
+//! between these parts.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod upstream;
+pub mod telemetry;
