@@ -7,6 +7,11 @@ pub struct Binaries {
     pub podctl: PathBuf,
     /// `mesh-control` (same directory as the agent unless `MESH_CONTROL_BIN`).
     pub control: PathBuf,
+    /// `mesh-waypoint` (same directory as the agent unless
+    /// `MESH_WAYPOINT_BIN`).
+    pub waypoint: PathBuf,
+    /// `podhttp` (next to `podctl`).
+    pub podhttp: PathBuf,
 }
 
 impl Binaries {
@@ -31,10 +36,21 @@ impl Binaries {
                     .unwrap_or(Path::new("."))
                     .join("mesh-control")
             });
+        let waypoint = std::env::var_os("MESH_WAYPOINT_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                agent
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("mesh-waypoint")
+            });
+        let podhttp = podctl.parent().unwrap_or(Path::new(".")).join("podhttp");
         Self {
             agent,
             podctl,
             control,
+            waypoint,
+            podhttp,
         }
     }
 }

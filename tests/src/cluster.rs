@@ -22,6 +22,7 @@ use crate::{
     node::NodeNet,
     pod::Server,
     topology::Pod,
+    waypoint::{HostsFile, Waypoint, WaypointSpec},
 };
 
 pub const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
@@ -50,6 +51,7 @@ impl Drop for ControlPlane {
 
 /// Field order is teardown order.
 pub struct Cluster {
+    pub waypoints: Vec<Waypoint>,
     pub agents: BTreeMap<String, Agent>,
     pub servers: Vec<Server>,
     pub control: Option<ControlPlane>,
@@ -64,6 +66,12 @@ pub struct Cluster {
     pub placement: BTreeMap<String, (String, String)>,
     /// Agents talk to the control plane over TLS (15012) instead of 15010.
     pub xds_tls: bool,
+    /// Extra labels per pod (besides `app`), written into the topology.
+    pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Extra labels of namespace `default` (besides ambient mode).
+    pub namespace_labels: BTreeMap<String, String>,
+    /// `/etc/netns/<pod netns>/hosts` files (service names for `ip netns exec`).
+    pub hosts: Vec<HostsFile>,
 }
 
 impl Cluster {
@@ -91,6 +99,10 @@ impl Cluster {
             bins,
             placement: BTreeMap::new(),
             xds_tls: false,
+            pod_labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
+            hosts: vec![],
+            waypoints: vec![],
         };
         let count = u8::try_from(nodes.len())?;
         for (i, (name, pods)) in nodes.iter().enumerate() {
@@ -203,6 +215,9 @@ impl Cluster {
         let mut out = String::from(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels:\n    istio.io/dataplane-mode: ambient\n",
         );
+        for (k, v) in &self.namespace_labels {
+            out += &format!("    {k}: {v:?}\n");
+        }
         for node in &self.nodes {
             out += &format!(
                 "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {}\n",
@@ -211,10 +226,20 @@ impl Cluster {
             );
             for pod in &node.pods {
                 // `app` drops trailing digits: web1 and web2 are both `app: web`.
+                let mut labels = BTreeMap::from([(
+                    "app".to_string(),
+                    pod.name
+                        .trim_end_matches(|c: char| c.is_ascii_digit())
+                        .to_string(),
+                )]);
+                labels.extend(self.pod_labels.get(&pod.name).cloned().unwrap_or_default());
+                let labels: String = labels
+                    .iter()
+                    .map(|(k, v)| format!("    {k}: {v:?}\n"))
+                    .collect();
                 out += &format!(
-                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    app: {app}\nspec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n{labels}spec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
                     name = pod.name,
-                    app = pod.name.trim_end_matches(|c: char| c.is_ascii_digit()),
                     node = node.name,
                     ip = pod.ip
                 );
@@ -315,6 +340,9 @@ impl Cluster {
         );
         let agent = Agent::start(self.agent_spec(node, extra))?;
         for pod in &self.node(node).pods {
+            if !self.captured(&pod.name) {
+                continue;
+            }
             agent.enroll(pod, &[])?;
         }
         self.agents.insert(node.to_string(), agent);
@@ -397,6 +425,140 @@ impl Cluster {
     pub fn client(&self, pod: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         crate::pod::run(&self.bins.podctl, self.pod(pod), args)
     }
+
+    /// Adds labels to a pod (e.g. `version`) and rewrites the topology.
+    pub fn label_pod(&mut self, pod: &str, labels: &[(&str, &str)]) -> anyhow::Result<()> {
+        let entry = self.pod_labels.entry(pod.to_string()).or_default();
+        for (k, v) in labels {
+            entry.insert(k.to_string(), v.to_string());
+        }
+        self.write_config("00-topology.yaml", &self.topology_yaml())
+    }
+
+    /// Adds a label to namespace `default` (e.g. `istio.io/use-waypoint`).
+    pub fn label_namespace(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.namespace_labels
+            .insert(key.to_string(), value.to_string());
+        self.write_config("00-topology.yaml", &self.topology_yaml())
+    }
+
+    /// False for a waypoint's pod or one opted out of the mesh: the harness
+    /// does not enrol it.
+    pub fn captured(&self, pod: &str) -> bool {
+        self.pod_labels
+            .get(pod)
+            .is_none_or(|l| !crate::waypoint::never_captured(l))
+    }
+
+    /// Makes `pod` the pod of waypoint `name` (a `Gateway` of class
+    /// `istio-waypoint` in `default`), before the agents start.
+    pub fn declare_waypoint(&mut self, pod: &str, name: &str) -> anyhow::Result<()> {
+        self.label_pod(pod, &[("gateway.networking.k8s.io/gateway-name", name)])?;
+        self.write_config(
+            &format!("05-waypoint-{name}.yaml"),
+            &format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
+            ),
+        )
+    }
+
+    /// Starts `mesh-waypoint` for waypoint `name` in `pod`.
+    pub fn start_waypoint(
+        &mut self,
+        pod: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<&Waypoint> {
+        let p = self.pod(pod);
+        let spec = WaypointSpec {
+            bin: self.bins.waypoint.clone(),
+            name: name.to_string(),
+            namespace: "default".into(),
+            service_account: pod.to_string(),
+            pod_ip: p.ip,
+            pod_name: pod.to_string(),
+            netns: p.netns.path(),
+            xds: format!("http://{CONTROL_IP}:15010"),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            log: std::env::temp_dir().join(format!("{}-{pod}-waypoint.log", self.prefix)),
+        };
+        self.waypoints.push(Waypoint::start(spec)?);
+        Ok(self.waypoints.last().expect("just pushed"))
+    }
+
+    /// `podhttp serve` in `pod` on `port`, reporting `version`.
+    pub fn serve_http(
+        &mut self,
+        pod: &str,
+        version: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<usize> {
+        let port = port.to_string();
+        let mut args = vec!["serve", "--port", &port, "--pod", pod, "--version", version];
+        args.extend_from_slice(extra);
+        let server = Server::start(&self.bins.podhttp, self.pod(pod), &args)
+            .with_context(|| format!("podhttp in pod {pod}"))?;
+        self.servers.push(server);
+        Ok(self.servers.len() - 1)
+    }
+
+    /// Service names (`name`, `name.default`, `name.default.svc`,
+    /// `name.default.svc.cluster.local`) resolve to their VIPs inside every
+    /// pod, for `ip netns exec <pod> curl http://name:port/`.
+    pub fn resolve_services(&mut self, services: &[(&str, std::net::IpAddr)]) -> anyhow::Result<()> {
+        let entries: Vec<(std::net::IpAddr, Vec<String>)> = services
+            .iter()
+            .map(|(name, ip)| {
+                (
+                    *ip,
+                    vec![
+                        name.to_string(),
+                        format!("{name}.default"),
+                        format!("{name}.default.svc"),
+                        format!("{name}.default.svc.cluster.local"),
+                    ],
+                )
+            })
+            .collect();
+        self.hosts.clear();
+        let names: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.pods.iter().map(|p| p.netns.name.clone()))
+            .collect();
+        for netns in names {
+            self.hosts.push(HostsFile::write(&netns, &entries)?);
+        }
+        Ok(())
+    }
+
+    /// Real `curl` in `pod` (its cgroup, then `ip netns exec`, so service
+    /// names resolve and the connection is captured): (status, body).
+    pub fn curl(&self, pod: &str, args: &[&str]) -> anyhow::Result<(u16, String)> {
+        let p = self.pod(pod);
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec ip netns exec {} curl -sS -m 20 -o - -w '\n%{{http_code}}' \"$@\"",
+            p.cgroup.path.display(),
+            p.netns.name
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script, "curl"])
+            .args(args)
+            .output()
+            .context("running curl")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        let status: u16 = code.trim().parse().unwrap_or(0);
+        if status == 0 {
+            bail!(
+                "curl {} in {pod} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok((status, body.to_string()))
+    }
 }
 
 fn tail(path: &Path) -> String {
@@ -407,6 +569,8 @@ fn tail(path: &Path) -> String {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.waypoints.clear();
+        self.hosts.clear();
         let nodes: Vec<String> = self.agents.keys().cloned().collect();
         for node in &nodes {
             self.stop_agent(node);

@@ -49,6 +49,15 @@ pub fn sweep(tag: &str) -> usize {
             }
         }
     }
+    // Name-resolution files of pod namespaces (`ip netns exec`).
+    for entry in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if orphaned(tag, name.split('-').next().unwrap_or(&name))
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
     // Logs and cluster directories kept by failed runs.
     for entry in std::fs::read_dir(std::env::temp_dir())
         .into_iter()

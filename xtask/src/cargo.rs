@@ -27,7 +27,8 @@ pub fn target_dir(release: bool) -> PathBuf {
     base.join(if release { "release" } else { "debug" })
 }
 
-/// Builds the agent (and with it the eBPF object) and `podctl`.
+/// Builds the agent (and with it the eBPF object), the control plane, the
+/// waypoint, meshctl and the test binaries (`podctl`, `podhttp`, …).
 pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
     step(format!(
         "building mesh-agent (with eBPF) and podctl{}",
@@ -44,6 +45,8 @@ pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
         "mesh-e2e",
         "-p",
         "meshctl",
+        "-p",
+        "mesh-waypoint",
         "--bins",
     ]);
     if release {
@@ -59,5 +62,7 @@ pub fn binaries(release: bool) -> mesh_e2e::Binaries {
         agent: dir.join("mesh-agent"),
         podctl: dir.join("podctl"),
         control: dir.join("mesh-control"),
+        waypoint: dir.join("mesh-waypoint"),
+        podhttp: dir.join("podhttp"),
     }
 }

@@ -68,6 +68,9 @@ pub struct ServiceInfo {
     pub vip: SocketAddr,
     /// (workload uid, target port).
     pub endpoints: Vec<(String, u16)>,
+    /// The waypoint (its HBONE address) this service's traffic is handed
+    /// to (`istio.io/use-waypoint`), if any.
+    pub waypoint: Option<SocketAddr>,
 }
 
 /// Where a captured connection goes.
@@ -78,7 +81,8 @@ pub enum Route {
         dst: SocketAddr,
         reason: &'static str,
     },
-    /// HBONE through `gateway`, CONNECT to `authority`.
+    /// HBONE through `gateway`, CONNECT to `authority` (a pod address, or
+    /// the service VIP:port when `gateway` is the service's waypoint).
     Hbone {
         gateway: SocketAddr,
         authority: SocketAddr,
@@ -155,10 +159,14 @@ impl MeshView {
         self.workloads.values()
     }
 
-    /// Every service VIP:port and its endpoints (workload uid, target port).
+    /// Every service VIP:port clients reach directly (no waypoint) and its
+    /// endpoints (workload uid, target port). A waypoint's traffic reaches
+    /// the endpoints with the waypoint's identity, so what the client may
+    /// reach through a VIP with a waypoint is not the endpoints' policy.
     pub fn service_endpoints(&self) -> impl Iterator<Item = (SocketAddr, &[(String, u16)])> {
         self.services
             .values()
+            .filter(|s| s.waypoint.is_none())
             .map(|s| (s.vip, s.endpoints.as_slice()))
     }
 
@@ -238,6 +246,9 @@ impl MeshView {
 
     /// [`MeshView::route`], also naming the service the VIP belonged to.
     pub fn resolve(&self, src: IpAddr, dst: SocketAddr) -> Resolved {
+        if let Some(resolved) = self.via_waypoint(src, dst) {
+            return resolved;
+        }
         let (service, dst) = match self.resolve_service(dst) {
             Some((service, Ok(endpoint))) => (Some(service), endpoint),
             Some((service, Err(reason))) => {
@@ -252,6 +263,38 @@ impl MeshView {
             route: self.route_endpoint(src, dst),
             service,
         }
+    }
+
+    /// Rule 0: a Service VIP whose service uses a waypoint is tunnelled to
+    /// the waypoint with the VIP:port as `:authority`, unchanged; the
+    /// waypoint picks the endpoint (L7 policy lives there). Traffic from the
+    /// waypoint itself, or from a source without a mesh identity, is
+    /// routed as if there were none.
+    fn via_waypoint(&self, src: IpAddr, dst: SocketAddr) -> Option<Resolved> {
+        let service = self.services.get(&dst)?;
+        let waypoint = service.waypoint?;
+        if waypoint.ip() == src {
+            return None;
+        }
+        let source = self.workload_by_ip(src).filter(|w| w.mesh)?;
+        let route = match self.workload_by_ip(waypoint.ip()) {
+            Some(w) => Route::Hbone {
+                gateway: waypoint,
+                authority: dst,
+                src: source.identity.clone(),
+                dst: w.identity.clone(),
+            },
+            None => Route::Refuse {
+                reason: format!(
+                    "service {} uses waypoint {waypoint}, which is not a known workload",
+                    service.key
+                ),
+            },
+        };
+        Some(Resolved {
+            route,
+            service: Some(Arc::clone(&service.name)),
+        })
     }
 
     /// Rules 2–4, for a destination that is not (or no longer) a VIP.
@@ -344,8 +387,63 @@ pub(crate) mod tests {
                     ("Kubernetes//Pod/default/b".into(), 8080),
                     ("Kubernetes//Pod/default/c".into(), 8080),
                 ],
+                waypoint: None,
             }],
         )
+    }
+
+    /// [`view`] plus a waypoint pod `wp` (not captured) on n2 that the
+    /// service uses.
+    fn view_with_waypoint() -> MeshView {
+        let base = view();
+        let mut workloads: Vec<WorkloadInfo> = base.workloads().cloned().collect();
+        workloads.push(workload("wp", "10.244.2.9", "n2", false));
+        let services = base
+            .services()
+            .cloned()
+            .map(|mut s| {
+                s.waypoint = Some("10.244.2.9:15008".parse().unwrap());
+                s
+            })
+            .collect();
+        MeshView::new("n1", workloads, services)
+    }
+
+    #[test]
+    fn service_with_waypoint_is_tunnelled_to_the_waypoint_with_the_vip_as_authority() {
+        let view = view_with_waypoint();
+        let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+        let r = view.resolve("10.244.1.2".parse().unwrap(), vip);
+        assert_eq!(
+            r.route,
+            Route::Hbone {
+                gateway: "10.244.2.9:15008".parse().unwrap(),
+                authority: vip,
+                src: "spiffe://cluster.local/ns/default/sa/a".parse().unwrap(),
+                dst: "spiffe://cluster.local/ns/default/sa/wp".parse().unwrap(),
+            }
+        );
+        assert_eq!(r.service.unwrap().name, "svc");
+        // A pod address is not a service: no waypoint (service-addressed only).
+        assert!(matches!(
+            view.route("10.244.1.2".parse().unwrap(), "10.244.1.3:8080".parse().unwrap()),
+            Route::Direct { .. }
+        ));
+        // No kernel deny is compiled for a VIP the waypoint fronts.
+        assert_eq!(view.service_endpoints().count(), 0);
+    }
+
+    #[test]
+    fn the_waypoints_own_traffic_to_the_vip_is_not_sent_back_to_it() {
+        let view = view_with_waypoint();
+        let r = view.resolve(
+            "10.244.2.9".parse().unwrap(),
+            "10.96.0.10:80".parse().unwrap(),
+        );
+        assert!(!matches!(
+            r.route,
+            Route::Hbone { gateway, .. } if gateway.port() == 15008 && gateway.ip() == "10.244.2.9".parse::<IpAddr>().unwrap()
+        ));
     }
 
     #[test]

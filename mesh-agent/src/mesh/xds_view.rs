@@ -68,6 +68,7 @@ pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
             name: svc.name.clone(),
             namespace: svc.namespace.clone(),
         });
+        let waypoint = svc.waypoint.as_ref().and_then(waypoint_addr);
         for port in &svc.ports {
             let Ok(service_port) = u16::try_from(port.service_port) else {
                 continue;
@@ -98,12 +99,24 @@ pub fn view(node: &str, snapshot: &XdsSnapshot) -> MeshView {
                     name: std::sync::Arc::clone(&service_name),
                     vip: SocketAddr::new(vip, service_port),
                     endpoints: endpoints.clone(),
+                    waypoint,
                 });
             }
         }
     }
     let policies = crate::policy::PolicySet::new(snapshot.authorizations().map(|(_, p)| p.clone()));
     MeshView::new(node, workloads, services).with_policies(policies)
+}
+
+/// The HBONE address of a service's waypoint (an IP address; a hostname
+/// waypoint is not supported and ignored).
+fn waypoint_addr(gw: &mesh_xds::proto::istio_workload::GatewayAddress) -> Option<SocketAddr> {
+    use mesh_xds::proto::istio_workload::gateway_address::Destination;
+    let Some(Destination::Address(a)) = &gw.destination else {
+        return None;
+    };
+    let port = u16::try_from(gw.hbone_mtls_port).ok().filter(|p| *p != 0)?;
+    Some(SocketAddr::new(ip_from_bytes(&a.address)?, port))
 }
 
 /// Addresses of this node's mesh pods that no plaintext client may reach:

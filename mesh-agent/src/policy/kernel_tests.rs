@@ -48,6 +48,7 @@ fn view(policies: Vec<Authorization>) -> MeshView {
             }),
             vip: "10.96.0.10:80".parse().unwrap(),
             endpoints: vec![("Kubernetes//Pod/default/server".into(), 8080)],
+            waypoint: None,
         }],
     )
     .with_policies(PolicySet::new(policies))
