@@ -68,8 +68,10 @@ pub struct Cluster {
     pub xds_tls: bool,
     /// Extra labels per pod (besides `app`), written into the topology.
     pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
-    /// Extra labels of namespace `default` (besides ambient mode).
+    /// Extra labels of every namespace (besides ambient mode).
     pub namespace_labels: BTreeMap<String, String>,
+    /// Pod → namespace, for pods not in `default`.
+    pub pod_namespaces: BTreeMap<String, String>,
     /// `/etc/netns/<pod netns>/hosts` files (service names for `ip netns exec`).
     pub hosts: Vec<HostsFile>,
 }
@@ -101,6 +103,7 @@ impl Cluster {
             xds_tls: false,
             pod_labels: BTreeMap::new(),
             namespace_labels: BTreeMap::new(),
+            pod_namespaces: BTreeMap::new(),
             hosts: vec![],
             waypoints: vec![],
         };
@@ -212,11 +215,20 @@ impl Cluster {
     /// Namespace `default` (ambient), the nodes and the pods as Kubernetes
     /// YAML. Pods carry `app: <name without trailing digits>`.
     pub fn topology_yaml(&self) -> String {
-        let mut out = String::from(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels:\n    istio.io/dataplane-mode: ambient\n",
-        );
-        for (k, v) in &self.namespace_labels {
-            out += &format!("    {k}: {v:?}\n");
+        let mut namespaces: std::collections::BTreeSet<&str> =
+            self.pod_namespaces.values().map(String::as_str).collect();
+        namespaces.insert("default");
+        let mut out = String::new();
+        for ns in namespaces {
+            if !out.is_empty() {
+                out += "---\n";
+            }
+            out += &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    istio.io/dataplane-mode: ambient\n"
+            );
+            for (k, v) in &self.namespace_labels {
+                out += &format!("    {k}: {v:?}\n");
+            }
         }
         for node in &self.nodes {
             out += &format!(
@@ -238,8 +250,9 @@ impl Cluster {
                     .map(|(k, v)| format!("    {k}: {v:?}\n"))
                     .collect();
                 out += &format!(
-                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n{labels}spec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n{labels}spec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
                     name = pod.name,
+                    ns = self.namespace_of(&pod.name),
                     node = node.name,
                     ip = pod.ip
                 );
@@ -435,7 +448,20 @@ impl Cluster {
         self.write_config("00-topology.yaml", &self.topology_yaml())
     }
 
-    /// Adds a label to namespace `default` (e.g. `istio.io/use-waypoint`).
+    /// The namespace of a pod (`default` unless moved).
+    pub fn namespace_of(&self, pod: &str) -> &str {
+        self.pod_namespaces.get(pod).map_or("default", String::as_str)
+    }
+
+    /// Moves pods to namespace `ns` (ambient, with the common labels).
+    pub fn move_pods(&mut self, ns: &str, pods: &[&str]) -> anyhow::Result<()> {
+        for pod in pods {
+            self.pod_namespaces.insert(pod.to_string(), ns.to_string());
+        }
+        self.write_config("00-topology.yaml", &self.topology_yaml())
+    }
+
+    /// Adds a label to every namespace (e.g. `istio.io/use-waypoint`).
     pub fn label_namespace(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
         self.namespace_labels
             .insert(key.to_string(), value.to_string());
@@ -454,10 +480,11 @@ impl Cluster {
     /// `istio-waypoint` in `default`), before the agents start.
     pub fn declare_waypoint(&mut self, pod: &str, name: &str) -> anyhow::Result<()> {
         self.label_pod(pod, &[("gateway.networking.k8s.io/gateway-name", name)])?;
+        let ns = self.namespace_of(pod).to_string();
         self.write_config(
             &format!("05-waypoint-{name}.yaml"),
             &format!(
-                "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n"
             ),
         )
     }
@@ -473,7 +500,7 @@ impl Cluster {
         let spec = WaypointSpec {
             bin: self.bins.waypoint.clone(),
             name: name.to_string(),
-            namespace: "default".into(),
+            namespace: self.namespace_of(pod).to_string(),
             service_account: pod.to_string(),
             pod_ip: p.ip,
             pod_name: pod.to_string(),
@@ -503,20 +530,24 @@ impl Cluster {
         Ok(self.servers.len() - 1)
     }
 
-    /// Service names (`name`, `name.default`, `name.default.svc`,
-    /// `name.default.svc.cluster.local`) resolve to their VIPs inside every
+    /// Service names (`name`, `name.<ns>`, `name.<ns>.svc`,
+    /// `name.<ns>.svc.cluster.local`) resolve to their VIPs inside every
     /// pod, for `ip netns exec <pod> curl http://name:port/`.
-    pub fn resolve_services(&mut self, services: &[(&str, std::net::IpAddr)]) -> anyhow::Result<()> {
+    /// `services`: (name, namespace, VIP).
+    pub fn resolve_services(
+        &mut self,
+        services: &[(&str, &str, std::net::IpAddr)],
+    ) -> anyhow::Result<()> {
         let entries: Vec<(std::net::IpAddr, Vec<String>)> = services
             .iter()
-            .map(|(name, ip)| {
+            .map(|(name, ns, ip)| {
                 (
                     *ip,
                     vec![
                         name.to_string(),
-                        format!("{name}.default"),
-                        format!("{name}.default.svc"),
-                        format!("{name}.default.svc.cluster.local"),
+                        format!("{name}.{ns}"),
+                        format!("{name}.{ns}.svc"),
+                        format!("{name}.{ns}.svc.cluster.local"),
                     ],
                 )
             })

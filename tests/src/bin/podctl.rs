@@ -98,6 +98,28 @@ enum Cmd {
         #[arg(long)]
         count: u32,
     },
+    /// A bounded batch of HTTP requests; prints a summary by status and
+    /// by the version/pod named in each reply (mesh_e2e::httpc).
+    Http {
+        #[arg(long)]
+        url: hyper::Uri,
+        #[arg(long, default_value = "GET")]
+        method: hyper::Method,
+        /// `name:value`, repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// h2c with prior knowledge instead of HTTP/1.1.
+        #[arg(long)]
+        h2: bool,
+        #[arg(long, default_value_t = 20_000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 120)]
+        max_seconds: u64,
+    },
     /// Bulk upload to a sink server: throughput.
     Stream {
         #[arg(long)]
@@ -143,6 +165,37 @@ fn main() -> anyhow::Result<()> {
         } => rr(to, count, max_seconds),
         Cmd::Stream { to, bytes } => stream(to, bytes),
         Cmd::ConnRr { to, count } => conn_rr(to, count),
+        Cmd::Http {
+            url,
+            method,
+            headers,
+            count,
+            concurrency,
+            h2,
+            timeout_ms,
+            max_seconds,
+        } => {
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--header {h:?}: want name:value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let summary = mesh_e2e::httpc::run(mesh_e2e::httpc::Batch {
+                url,
+                method,
+                headers,
+                count,
+                concurrency,
+                h2,
+                timeout: Duration::from_millis(timeout_ms),
+                max_time: Duration::from_secs(max_seconds),
+            })?;
+            println_json(summary.to_json());
+            Ok(())
+        }
     }
 }
 
