@@ -450,7 +450,9 @@ impl Cluster {
 
     /// The namespace of a pod (`default` unless moved).
     pub fn namespace_of(&self, pod: &str) -> &str {
-        self.pod_namespaces.get(pod).map_or("default", String::as_str)
+        self.pod_namespaces
+            .get(pod)
+            .map_or("default", String::as_str)
     }
 
     /// Moves pods to namespace `ns` (ambient, with the common labels).

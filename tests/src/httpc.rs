@@ -104,8 +104,7 @@ async fn run_async(batch: Batch) -> anyhow::Result<Summary> {
                     break;
                 }
                 let start = Instant::now();
-                let outcome =
-                    tokio::time::timeout(batch.timeout, one(&batch, &mut conn)).await;
+                let outcome = tokio::time::timeout(batch.timeout, one(&batch, &mut conn)).await;
                 let outcome = match outcome {
                     Ok(r) => r,
                     Err(_) => {
@@ -202,7 +201,12 @@ async fn one(
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = resp
         .into_body()
@@ -230,7 +234,10 @@ mod tests {
         s.record(reply("v1"), 3);
         s.record(reply("v2"), 5);
         s.record(reply("v2"), 4);
-        s.record(Ok((503, Bytes::from("no healthy upstream"), BTreeMap::new())), 1);
+        s.record(
+            Ok((503, Bytes::from("no healthy upstream"), BTreeMap::new())),
+            1,
+        );
         s.record(Err("connect: refused".into()), 0);
         let j = s.to_json();
         assert_eq!(j["statuses"]["200"], 3);

@@ -50,7 +50,11 @@ pub fn sweep(tag: &str) -> usize {
         }
     }
     // Name-resolution files of pod namespaces (`ip netns exec`).
-    for entry in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/etc/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if orphaned(tag, name.split('-').next().unwrap_or(&name))
             && std::fs::remove_dir_all(entry.path()).is_ok()

@@ -10,7 +10,6 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-
 /// The waypoint's admin port (contract: docs/issue5-interfaces.md §4).
 pub const ADMIN_PORT: u16 = 15000;
 /// The plain HTTP listener (the same routes as inside HBONE).

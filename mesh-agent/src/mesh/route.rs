@@ -426,7 +426,10 @@ pub(crate) mod tests {
         assert_eq!(r.service.unwrap().name, "svc");
         // A pod address is not a service: no waypoint (service-addressed only).
         assert!(matches!(
-            view.route("10.244.1.2".parse().unwrap(), "10.244.1.3:8080".parse().unwrap()),
+            view.route(
+                "10.244.1.2".parse().unwrap(),
+                "10.244.1.3:8080".parse().unwrap()
+            ),
             Route::Direct { .. }
         ));
         // No kernel deny is compiled for a VIP the waypoint fronts.
