@@ -74,12 +74,41 @@ pub struct Cluster {
     pub pod_namespaces: BTreeMap<String, String>,
     /// `/etc/netns/<pod netns>/hosts` files (service names for `ip netns exec`).
     pub hosts: Vec<HostsFile>,
+    /// Agents attach at the cgroup v2 root instead of their node's cgroup.
+    pub attach_at_root: bool,
 }
 
 impl Cluster {
     /// `nodes`: node name → its pods. Pod service accounts default to the
     /// pod name; every pod is in namespace `default`, labelled ambient.
     pub fn new(tag: &str, bins: Binaries, nodes: &[(&str, &[&str])]) -> anyhow::Result<Self> {
+        Self::build(tag, bins, nodes, false)
+    }
+
+    /// Like [`Cluster::new`], for a person at a shell: pod network
+    /// namespaces are named after the pods (`ip netns exec reviews-v1 …`;
+    /// stale ones of the same name are removed first) and the agents attach
+    /// at the cgroup v2 root, so a shell's `ip netns exec <pod> curl …` is
+    /// captured like the pod's own processes.
+    pub fn for_people(
+        tag: &str,
+        bins: Binaries,
+        nodes: &[(&str, &[&str])],
+    ) -> anyhow::Result<Self> {
+        for (_, pods) in nodes {
+            for pod in *pods {
+                let _ = crate::cmd::ip(&["netns", "del", pod]);
+            }
+        }
+        Self::build(tag, bins, nodes, true)
+    }
+
+    fn build(
+        tag: &str,
+        bins: Binaries,
+        nodes: &[(&str, &[&str])],
+        for_people: bool,
+    ) -> anyhow::Result<Self> {
         crate::sweep::sweep(tag);
         let prefix = crate::sweep::unique_prefix(tag);
         let cgroup = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
@@ -106,13 +135,18 @@ impl Cluster {
             pod_namespaces: BTreeMap::new(),
             hosts: vec![],
             waypoints: vec![],
+            attach_at_root: for_people,
         };
         let count = u8::try_from(nodes.len())?;
         for (i, (name, pods)) in nodes.iter().enumerate() {
             let index = u8::try_from(i)? + 1;
             cluster.add_node(name, index, count)?;
             for pod in *pods {
-                let prefix = cluster.prefix.clone();
+                let prefix = if for_people {
+                    String::new()
+                } else {
+                    cluster.prefix.clone()
+                };
                 cluster.node_mut(name).add_pod(&prefix, pod)?;
                 cluster
                     .placement
@@ -337,7 +371,11 @@ impl Cluster {
             bin: self.bins.agent.clone(),
             instance: self.instance(node),
             node_netns: n.netns.path(),
-            cgroup_root: n.cgroup.path.clone(),
+            cgroup_root: if self.attach_at_root {
+                cgroup::cgroup2_mount().unwrap_or_else(|_| n.cgroup.path.clone())
+            } else {
+                n.cgroup.path.clone()
+            },
             redirect_ipv4: NodeNet::bridge_ip(n.index),
             redirect_ipv6: None,
             extra_args,

@@ -57,7 +57,14 @@ impl NodeNet {
             0,
             2 + u16::try_from(slot)?,
         );
-        let netns = Netns::create(&format!("{prefix}-{name}"))?;
+        // An empty prefix names the namespace after the pod itself (the
+        // demo: `ip netns exec productpage …`).
+        let netns_name = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}-{name}")
+        };
+        let netns = Netns::create(&netns_name)?;
         let veth = format!("veth{slot}");
         crate::cmd::ip(&[
             "link",

@@ -4,12 +4,15 @@
 //! - `cargo xtask setup` — only install prerequisites
 //! - `cargo xtask build [--release]` — eBPF + agent + test workload
 //! - `cargo xtask test` — lint and the whole test suite (needs root)
-//! - `cargo xtask demo [--duration S]` — a local mesh with a live summary (root)
+//! - `cargo xtask demo [--duration S] [--config DIR] [--l4]` — a local
+//!   bookinfo-like mesh behind a waypoint with a live summary (root); `--l4`
+//!   runs the L4 authorization demo instead
 //! - `cargo xtask bench l4` — throughput/latency through the agent vs direct (root)
 mod bench;
 mod bench_policy;
 mod cargo;
 mod demo;
+mod demo_bookinfo;
 mod setup;
 mod test;
 
@@ -43,11 +46,21 @@ enum Cmd {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Run a local demo mesh in network namespaces until Ctrl-C or --duration. Needs root.
+    /// Run a local demo mesh in network namespaces until Ctrl-C or --duration:
+    /// bookinfo-like services behind a waypoint (VirtualService canary,
+    /// DestinationRule subsets). Needs root.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
+        /// A directory of Istio YAML applied over the demo's defaults
+        /// (xtask/demo/bookinfo/), e.g. the course notes' VirtualServices.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// The L4 demo instead: AuthorizationPolicy enforced by the agents
+        /// and in the kernel, no waypoint.
+        #[arg(long)]
+        l4: bool,
     },
     /// Benchmarks; prints ratios against a baseline measured in the same run. Needs root.
     Bench {
@@ -64,7 +77,12 @@ fn main() -> std::process::ExitCode {
             no_lint,
             cargo_args,
         } => test::run(!no_lint, &cargo_args),
-        Cmd::Demo { duration } => demo::run(duration),
+        Cmd::Demo {
+            duration, l4: true, ..
+        } => demo::run(duration),
+        Cmd::Demo {
+            duration, config, ..
+        } => demo_bookinfo::run(duration, config.as_deref()),
         Cmd::Bench { which } => bench::run(which),
     };
     match result {

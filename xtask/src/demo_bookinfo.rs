@@ -1,0 +1,253 @@
+//! `cargo xtask demo`: a bookinfo-like mesh behind a waypoint, on this host.
+//!
+//! Two nodes (network namespaces with their own mesh-agent), one control
+//! plane fed by the YAML in `xtask/demo/bookinfo/` (plus `--config <dir>`),
+//! and a `mesh-waypoint` that every service of namespace `default` uses
+//! (`istio.io/use-waypoint: waypoint`). Pods are network namespaces named
+//! after the pod, every pod runs `podhttp` (replies name pod and version),
+//! and service names resolve inside them, so
+//! `ip netns exec sleep curl http://reviews:9080/` works from a shell.
+//! A live summary shows which versions answered, per call.
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use mesh_e2e::cluster::Cluster;
+use serde_json::Value;
+
+use crate::{cargo, setup, step};
+
+const PORT: u16 = 9080;
+
+/// The embedded default configuration (`xtask/demo/bookinfo/`).
+const DEFAULTS: &[(&str, &str)] = &[
+    (
+        "10-services.yaml",
+        include_str!("../demo/bookinfo/10-services.yaml"),
+    ),
+    (
+        "20-destination-rules.yaml",
+        include_str!("../demo/bookinfo/20-destination-rules.yaml"),
+    ),
+    (
+        "30-virtual-services.yaml",
+        include_str!("../demo/bookinfo/30-virtual-services.yaml"),
+    ),
+];
+
+/// (pod, app, version) per node.
+const NODE1: &[(&str, &str, &str)] = &[
+    ("sleep", "sleep", "v1"),
+    ("productpage-v1", "productpage", "v1"),
+    ("details-v1", "details", "v1"),
+];
+const NODE2: &[(&str, &str, &str)] = &[
+    ("waypoint", "waypoint", "v1"),
+    ("reviews-v1", "reviews", "v1"),
+    ("reviews-v2", "reviews", "v2"),
+    ("reviews-v3", "reviews", "v3"),
+    ("ratings-v1", "ratings", "v1"),
+];
+
+const SERVICES: &[(&str, &str)] = &[
+    ("productpage", "10.96.1.10"),
+    ("details", "10.96.1.11"),
+    ("reviews", "10.96.1.12"),
+    ("ratings", "10.96.1.13"),
+];
+
+pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
+    crate::require_root("cargo xtask demo")?;
+    let user_files = config.map(read_dir_yaml).transpose()?;
+    let env = setup::ensure_all()?;
+    cargo::build(&env, true)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
+    step("creating two nodes; pods are network namespaces named after the pod");
+    let pods1: Vec<&str> = NODE1.iter().map(|p| p.0).collect();
+    let pods2: Vec<&str> = NODE2.iter().map(|p| p.0).collect();
+    let mut c = Cluster::for_people(
+        "mdemo",
+        cargo::binaries(true),
+        &[("node1", &pods1), ("node2", &pods2)],
+    )?;
+    for (pod, app, version) in NODE1.iter().chain(NODE2) {
+        c.label_pod(pod, &[("app", app), ("version", version)])?;
+    }
+    c.declare_waypoint("waypoint", "waypoint")?;
+    c.label_namespace("istio.io/use-waypoint", "waypoint")?;
+    for (file, yaml) in DEFAULTS {
+        c.write_config(file, yaml)?;
+    }
+    if let Some(files) = &user_files {
+        for (name, yaml) in files {
+            c.write_config(&format!("50-user-{name}"), yaml)?;
+        }
+        println!(
+            "  applied {} file(s) from --config over the defaults",
+            files.len()
+        );
+    }
+    let names: Vec<(&str, &str, std::net::IpAddr)> = SERVICES
+        .iter()
+        .map(|(n, ip)| Ok((*n, "default", ip.parse()?)))
+        .collect::<anyhow::Result<_>>()?;
+    c.resolve_services(&names)?;
+
+    step("starting mesh-control (YAML directory, CA, Delta ADS incl. Envoy LDS/RDS/CDS/EDS)");
+    c.start_control(&[])?;
+    step("starting mesh-agent on both nodes (eBPF at the cgroup root, HBONE :15008)");
+    c.start_agent("node1", &[])?;
+    c.start_agent("node2", &[])?;
+    for (pod, _, version) in NODE1.iter().chain(NODE2).filter(|p| p.0 != "waypoint") {
+        c.serve_http(pod, version, PORT, &[])?;
+    }
+    step("starting mesh-waypoint in pod `waypoint` (HBONE :15008, admin :15000)");
+    c.start_waypoint("waypoint", "waypoint", &[])?;
+    print_guide(&c);
+
+    let started = Instant::now();
+    while !stop.load(Ordering::SeqCst)
+        && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d))
+    {
+        let t = started.elapsed().as_secs();
+        let calls: [(&str, &str, &[&str]); 5] = [
+            ("sleep", "http://10.96.1.10:9080/productpage", &[]),
+            ("productpage-v1", "http://10.96.1.12:9080/reviews/1", &[]),
+            (
+                "productpage-v1",
+                "http://10.96.1.12:9080/reviews/1",
+                &["--header", "end-user: jason"],
+            ),
+            ("productpage-v1", "http://10.96.1.11:9080/details/1", &[]),
+            ("reviews-v2", "http://10.96.1.13:9080/ratings/1", &[]),
+        ];
+        for (pod, url, extra) in calls {
+            let mut args = vec!["http", "--url", url, "--count", "20", "--max-seconds", "10"];
+            args.extend_from_slice(extra);
+            match c.client(pod, &args) {
+                Ok(r) => println!(
+                    "[{t:>4}s] {pod:<15} -> {:<38} {:<18} {}",
+                    format!(
+                        "{url}{}",
+                        extra.get(1).map(|h| format!(" ({h})")).unwrap_or_default()
+                    )
+                    .trim_start_matches("http://"),
+                    summary(&r["statuses"]),
+                    summary(&r["versions"]),
+                ),
+                Err(e) => println!("[{t:>4}s] {pod} -> {url} failed: {e:#}"),
+            }
+        }
+        for _ in 0..30 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    step("what the waypoint reported (istio_requests_total, reporter=\"waypoint\")");
+    let text = c.waypoints[0].metrics_text().unwrap_or_default();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+    {
+        println!("  {}", short_metric(line));
+    }
+    step("tearing down (waypoint, agents, control plane, pods, namespaces, cgroups, pins)");
+    drop(c);
+    step("done: nothing left behind");
+    Ok(())
+}
+
+/// `*.yaml`/`*.yml` files of a directory, by name.
+fn read_dir_yaml(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("--config {}", dir.display()))? {
+        let path = entry?.path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if is_yaml {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            out.insert(name, text);
+        }
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "--config {}: no .yaml files",
+        dir.display()
+    );
+    Ok(out)
+}
+
+/// `{"v1": 16, "v2": 4}` → `v1:16 v2:4`.
+fn summary(map: &Value) -> String {
+    map.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps the labels a person reads first.
+fn short_metric(line: &str) -> String {
+    let Some((labels, value)) = line.rsplit_once(' ') else {
+        return line.to_string();
+    };
+    let keep = [
+        "source_workload=",
+        "destination_service_name=",
+        "destination_version=",
+        "response_code=",
+        "response_flags=",
+    ];
+    let picked: Vec<&str> = labels
+        .trim_start_matches("istio_requests_total{")
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+        .collect();
+    format!("istio_requests_total{{{}}} {value}", picked.join(","))
+}
+
+fn print_guide(c: &Cluster) {
+    let meshctl = c.bins.agent.with_file_name("meshctl");
+    let m = meshctl.display();
+    let wp = c.pod("waypoint").ip;
+    println!();
+    println!(
+        "  control plane YAML: {} (edit it: changes apply live)",
+        c.config_dir().display()
+    );
+    println!("  try, from another shell:");
+    println!("    ip netns exec sleep curl -s http://reviews:9080/");
+    println!("    ip netns exec sleep curl -s -H 'end-user: jason' http://reviews:9080/");
+    println!("    ip netns exec productpage-v1 curl -s http://ratings:9080/?status=500");
+    println!("    ip netns exec waypoint curl -s {wp}:15000/metrics | grep istio_requests_total");
+    println!("    {m} proxy-config route waypoint      # also listener, cluster, endpoint");
+    println!("    {m} --control-plane {} proxy-status", c.underlay.name);
+    println!("    {m} analyze {}", c.config_dir().display());
+    println!(
+        "    bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
+        c.instance("node1")
+    );
+    println!("  stop with Ctrl-C");
+    println!();
+}
