@@ -107,6 +107,9 @@ pub struct PeerAuthentication {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshState {
     pub trust_domain: String,
+    /// Suffix of service hostnames (`<name>.<ns>.svc.<cluster_domain>`);
+    /// empty means `cluster.local`.
+    pub cluster_domain: String,
     pub workloads: BTreeMap<String, Workload>,
     pub services: BTreeMap<String, Service>,
     pub nodes: BTreeMap<String, Node>,
@@ -123,6 +126,15 @@ pub struct MeshState {
 }
 
 impl MeshState {
+    /// [`Self::cluster_domain`], `cluster.local` when unset.
+    pub fn cluster_domain(&self) -> &str {
+        if self.cluster_domain.is_empty() {
+            "cluster.local"
+        } else {
+            &self.cluster_domain
+        }
+    }
+
     /// The waypoint `r` names, if it exists.
     pub fn waypoint(&self, r: &WaypointRef) -> Option<&Waypoint> {
         self.waypoints.get(&r.key())

@@ -27,6 +27,7 @@ pub(crate) fn build(
 ) -> MeshState {
     let mut state = MeshState {
         trust_domain: config.trust_domain.clone(),
+        cluster_domain: config.cluster_domain.clone(),
         ..MeshState::default()
     };
 
