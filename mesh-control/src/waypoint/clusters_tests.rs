@@ -36,7 +36,7 @@ fn defaults_are_istios() {
         "outbound|80||a.b.svc.cluster.local"
     );
     let th = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
-    assert_eq!(th.max_connections.clone().unwrap().value, u32::MAX);
+    assert_eq!(th.max_connections.unwrap().value, u32::MAX);
     assert!(c.outlier_detection.is_none());
     assert!(matches!(
         protocol(&c),
@@ -102,10 +102,10 @@ fn connection_pool_limits_and_timeouts() {
     let th = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
     assert_eq!(
         (
-            th.max_connections.clone().unwrap().value,
-            th.max_pending_requests.clone().unwrap().value,
-            th.max_requests.clone().unwrap().value,
-            th.max_retries.clone().unwrap().value
+            th.max_connections.unwrap().value,
+            th.max_pending_requests.unwrap().value,
+            th.max_requests.unwrap().value,
+            th.max_retries.unwrap().value
         ),
         (10, u32::MAX, 100, 3)
     );

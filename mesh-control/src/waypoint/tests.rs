@@ -15,6 +15,16 @@ use envoy_types::pb::envoy::config::{
 use super::*;
 use crate::source::{load_files, SourceConfig};
 
+/// (namespace, name, port, target port, versions, third IP octet).
+type ServiceSpec = (
+    &'static str,
+    &'static str,
+    u16,
+    u16,
+    &'static [&'static str],
+    u8,
+);
+
 pub(crate) fn base_yaml() -> String {
     let mut out = String::from(
         "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 172.18.0.2}]}\n",
@@ -24,7 +34,7 @@ pub(crate) fn base_yaml() -> String {
             "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: wp}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: wp, namespace: {ns}}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]\n"
         ));
     }
-    let services: &[(&str, &str, u16, u16, &[&str], u8)] = &[
+    let services: &[ServiceSpec] = &[
         ("tutorial", "reviews", 9080, 9080, &["v1", "v2", "v3"], 1),
         ("tutorial", "order", 8080, 8080, &["v1"], 2),
         ("tutorial", "delivery", 8080, 8081, &["v1"], 3),
@@ -101,7 +111,7 @@ fn clusters_of(r: &Route) -> Vec<(String, u32)> {
         Some(ClusterSpecifier::WeightedClusters(w)) => w
             .clusters
             .iter()
-            .map(|c| (c.name.clone(), c.weight.clone().unwrap().value))
+            .map(|c| (c.name.clone(), c.weight.unwrap().value))
             .collect(),
         other => panic!("unexpected cluster specifier {other:?}"),
     }
@@ -376,10 +386,10 @@ fn seed_003_07_circuit_breakers_and_outlier() {
     let t = translated(&["003-07"]);
     let c = cluster(&t, "outbound|8000||httpbin.default.svc.cluster.local");
     let th = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
-    assert_eq!(th.max_connections.clone().unwrap().value, 1);
-    assert_eq!(th.max_pending_requests.clone().unwrap().value, 1);
-    assert_eq!(th.max_requests.clone().unwrap().value, u32::MAX);
-    assert_eq!(th.max_retries.clone().unwrap().value, u32::MAX);
+    assert_eq!(th.max_connections.unwrap().value, 1);
+    assert_eq!(th.max_pending_requests.unwrap().value, 1);
+    assert_eq!(th.max_requests.unwrap().value, u32::MAX);
+    assert_eq!(th.max_retries.unwrap().value, u32::MAX);
     let o = c.outlier_detection.clone().unwrap();
     assert_eq!(o.consecutive_5xx.unwrap().value, 1);
     assert_eq!(
@@ -488,11 +498,8 @@ fn every_seed_translates_without_duplicate_domains_and_with_positive_weights() {
                 for r in &vh.routes {
                     if let Some(Action::Route(a)) = &r.action {
                         if let Some(ClusterSpecifier::WeightedClusters(w)) = &a.cluster_specifier {
-                            let total: u32 = w
-                                .clusters
-                                .iter()
-                                .map(|c| c.weight.clone().unwrap().value)
-                                .sum();
+                            let total: u32 =
+                                w.clusters.iter().map(|c| c.weight.unwrap().value).sum();
                             assert!(total > 0, "{s}: {}", r.name);
                         }
                     }
@@ -500,7 +507,7 @@ fn every_seed_translates_without_duplicate_domains_and_with_positive_weights() {
             }
         }
         for c in t.clusters.values() {
-            let ct = c.connect_timeout.clone().unwrap();
+            let ct = c.connect_timeout.unwrap();
             assert!(ct.seconds > 0 || ct.nanos > 0, "{s}: {}", c.name);
         }
     }
