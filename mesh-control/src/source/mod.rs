@@ -31,6 +31,7 @@ use std::path::Path;
 
 pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
+pub(crate) use fields::parse_block;
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
 use crate::{analyze::Finding, model::MeshState};
