@@ -9,5 +9,5 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
-pub mod upstream;
 pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,277 @@
+//! One cluster at run time: its endpoints (each with a pool and an active
+//! request count), circuit breakers, outlier detector and balancer, and
+//! how one attempt is sent (pick a host, take the breaker units, send,
+//! feed the outcome to outlier detection).
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use http::Request;
+use tokio::time::Instant;
+
+use super::{
+    api::{SendContext, UpstreamError, UpstreamResponse},
+    breaker::{Breaker, Resource},
+    cluster::{ClusterConfig, EndpointConfig},
+    connector::{Connector, Route},
+    directory::Directory,
+    guarded::{ActiveGuard, GuardedBody},
+    lb::Balancer,
+    metrics::UpstreamMetrics,
+    outlier::{Detector, Outcome},
+    pool::Pool,
+};
+use crate::body::{self, Body};
+
+/// Envoy's `host_selection_retry_max_attempts` as Istio writes it.
+const HOST_SELECTION_ATTEMPTS: u32 = 5;
+
+/// One endpoint of a cluster.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// Istio workload uid (EDS metadata, else the Address xDS by IP).
+    pub workload: Option<Arc<str>>,
+    pub route: Route,
+    pub pool: Arc<Pool>,
+    pub active: Arc<AtomicU64>,
+}
+
+/// Runtime state of one cluster; rebuilt on every config change, sharing
+/// the parts that must survive it (breaker, detector, pools, counts).
+pub struct HostSet {
+    pub cfg: ClusterConfig,
+    pub breaker: Arc<Breaker>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    by_addr: HashMap<SocketAddr, Arc<Endpoint>>,
+    pub outlier: Option<Arc<Mutex<Detector>>>,
+    balancer: Mutex<Arc<Balancer>>,
+}
+
+impl HostSet {
+    /// The new state of a cluster from its config and endpoints, keeping
+    /// what `old` had for the endpoints that stay.
+    pub fn build(
+        old: Option<&HostSet>,
+        cfg: ClusterConfig,
+        endpoints: Vec<EndpointConfig>,
+        dir: &Directory,
+    ) -> HostSet {
+        let breaker = match old {
+            Some(o) => {
+                o.breaker.set_limits(cfg.limits);
+                Arc::clone(&o.breaker)
+            }
+            None => Breaker::new(cfg.limits),
+        };
+        let mut eps = Vec::with_capacity(endpoints.len());
+        let mut by_addr = HashMap::new();
+        for e in endpoints {
+            if by_addr.contains_key(&e.addr) {
+                continue;
+            }
+            let known = dir.endpoint_workload(e.workload_uid.as_deref(), e.addr.ip());
+            let route =
+                known
+                    .and_then(|w| w.hbone_target())
+                    .map_or(Route::Plain, |(gateway, peer)| Route::Hbone {
+                        gateway,
+                        peer,
+                    });
+            let workload = e
+                .workload_uid
+                .or_else(|| known.map(|w| w.uid.clone()))
+                .map(Arc::from);
+            let prev = old
+                .and_then(|o| o.by_addr.get(&e.addr))
+                .filter(|p| p.pool.protocol() == cfg.pool.protocol && p.route == route);
+            let ep = Arc::new(Endpoint {
+                addr: e.addr,
+                workload,
+                route,
+                pool: prev.map_or_else(
+                    || Pool::new(e.addr, cfg.pool.protocol),
+                    |p| Arc::clone(&p.pool),
+                ),
+                active: prev.map_or_else(Default::default, |p| Arc::clone(&p.active)),
+            });
+            by_addr.insert(e.addr, Arc::clone(&ep));
+            eps.push(ep);
+        }
+        let addrs: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
+        let outlier = cfg.outlier.clone().map(|ocfg| {
+            let d = match old.and_then(|o| o.outlier.as_ref()) {
+                Some(d) => {
+                    d.lock().unwrap().set_config(ocfg);
+                    Arc::clone(d)
+                }
+                None => Arc::new(Mutex::new(Detector::new(ocfg, Instant::now()))),
+            };
+            d.lock().unwrap().set_hosts(addrs.iter().copied());
+            d
+        });
+        let balancer = Mutex::new(Arc::new(Balancer::new(cfg.lb, addrs)));
+        HostSet {
+            cfg,
+            breaker,
+            endpoints: eps,
+            by_addr,
+            outlier,
+            balancer,
+        }
+    }
+
+    pub fn endpoint(&self, addr: &SocketAddr) -> Option<&Arc<Endpoint>> {
+        self.by_addr.get(addr)
+    }
+
+    pub fn is_ejected(&self, addr: &SocketAddr) -> bool {
+        self.outlier
+            .as_ref()
+            .is_some_and(|d| d.lock().unwrap().is_ejected(addr))
+    }
+
+    pub fn total_ejections(&self, addr: &SocketAddr) -> u64 {
+        self.outlier
+            .as_ref()
+            .map_or(0, |d| d.lock().unwrap().total_ejections(addr))
+    }
+
+    /// Hosts the balancer may use now: the healthy ones, or all of them in
+    /// panic mode (healthy share below `healthy_panic_threshold`).
+    fn eligible(&self, now: Instant) -> Result<Vec<SocketAddr>, UpstreamError> {
+        let all = || self.endpoints.iter().map(|e| e.addr).collect::<Vec<_>>();
+        if self.endpoints.is_empty() {
+            return Err(UpstreamError::NoHealthyUpstream);
+        }
+        let Some(d) = &self.outlier else {
+            return Ok(all());
+        };
+        let mut d = d.lock().unwrap();
+        d.advance(now);
+        let healthy: Vec<SocketAddr> = self
+            .endpoints
+            .iter()
+            .map(|e| e.addr)
+            .filter(|a| !d.is_ejected(a))
+            .collect();
+        let panic = self.cfg.healthy_panic_threshold;
+        let share = 100.0 * healthy.len() as f64 / self.endpoints.len() as f64;
+        if panic > 0.0 && share < panic {
+            return Ok(all());
+        }
+        if healthy.is_empty() {
+            return Err(UpstreamError::NoHealthyUpstream);
+        }
+        Ok(healthy)
+    }
+
+    /// Chooses the endpoint of one attempt.
+    pub fn pick(&self, ctx: &SendContext, now: Instant) -> Result<Arc<Endpoint>, UpstreamError> {
+        let eligible = self.eligible(now)?;
+        let balancer = {
+            let mut b = self.balancer.lock().unwrap();
+            if b.hosts() != eligible.as_slice() {
+                *b = Arc::new(Balancer::new(self.cfg.lb, eligible));
+            }
+            Arc::clone(&b)
+        };
+        let active = |a: &SocketAddr| {
+            self.by_addr
+                .get(a)
+                .map_or(0, |e| e.active.load(Ordering::Relaxed))
+        };
+        let mut chosen = None;
+        for attempt in 0..HOST_SELECTION_ATTEMPTS {
+            let Some(addr) = balancer.pick(ctx.hash, attempt, active) else {
+                break;
+            };
+            chosen = Some(addr);
+            if !ctx.previous_hosts.contains(&addr) {
+                break;
+            }
+        }
+        chosen
+            .and_then(|a| self.by_addr.get(&a).cloned())
+            .ok_or(UpstreamError::NoHealthyUpstream)
+    }
+
+    /// Sends one attempt: breaker check, host pick, pooled send, outlier
+    /// bookkeeping.
+    pub async fn send(
+        self: Arc<Self>,
+        req: Request<Body>,
+        ctx: SendContext,
+        connector: Connector,
+        metrics: UpstreamMetrics,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let name = self.cfg.name.as_str();
+        let overflow = |r: Resource| {
+            metrics
+                .overflow
+                .get_or_create(&super::metrics::OverflowLabels {
+                    cluster: name.to_string(),
+                    breaker: r.name().to_string(),
+                })
+                .inc();
+            UpstreamError::Overflow(r.name())
+        };
+        let request_unit = self
+            .breaker
+            .try_acquire(Resource::Requests)
+            .ok_or_else(|| overflow(Resource::Requests))?;
+        let ep = self.pick(&ctx, Instant::now())?;
+        let active = ActiveGuard::new(&ep.active);
+        let gauge = metrics
+            .active_requests
+            .get_or_create(&UpstreamMetrics::cluster(name))
+            .clone();
+        gauge.inc();
+        let result = ep
+            .pool
+            .send(req, self.cfg.pool, &self.breaker, &connector, &ep.route)
+            .await;
+        gauge.dec();
+        let outcome = match &result {
+            Ok(resp) => Some(Outcome::Status(resp.status().as_u16())),
+            Err(UpstreamError::ConnectFailure(_)) => {
+                metrics
+                    .connect_failures
+                    .get_or_create(&UpstreamMetrics::cluster(name))
+                    .inc();
+                Some(Outcome::LocalFailure)
+            }
+            Err(UpstreamError::Reset(_)) => Some(Outcome::LocalFailure),
+            Err(UpstreamError::Overflow(r)) => {
+                metrics
+                    .overflow
+                    .get_or_create(&super::metrics::OverflowLabels {
+                        cluster: name.to_string(),
+                        breaker: r.to_string(),
+                    })
+                    .inc();
+                None
+            }
+            Err(_) => None,
+        };
+        if let (Some(outcome), Some(d)) = (outcome, &self.outlier) {
+            if d.lock().unwrap().report(ep.addr, outcome, Instant::now()) {
+                metrics
+                    .ejections
+                    .get_or_create(&UpstreamMetrics::cluster(name))
+                    .inc();
+            }
+        }
+        let response = result?;
+        let response = response.map(|b| body::boxed(GuardedBody::new(b, request_unit, active)));
+        Ok(UpstreamResponse {
+            response,
+            endpoint: ep.addr,
+            workload: ep.workload.clone(),
+        })
+    }
+}
