@@ -25,3 +25,6 @@ pub use api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamRespons
 pub use directory::{Directory, ServiceEntry, WorkloadEntry};
 pub use manager::{validate, ClusterManager, UpstreamOptions};
 pub use metrics::UpstreamMetrics;
+
+#[cfg(test)]
+mod live_tests;
