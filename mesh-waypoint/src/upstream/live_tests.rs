@@ -34,15 +34,15 @@ use crate::body;
 
 /// A test endpoint: answers `<name> <version>` with `status`, after
 /// `delay`; counts connections and the most open at once.
-struct Server {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    max_open: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
-    status: Arc<AtomicU32>,
+pub(super) struct Server {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub max_open: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
+    pub status: Arc<AtomicU32>,
 }
 
-async fn server(name: &'static str, status: u16, delay: Duration) -> Server {
+pub(super) async fn server(name: &'static str, status: u16, delay: Duration) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -92,7 +92,7 @@ async fn server(name: &'static str, status: u16, delay: Duration) -> Server {
     s
 }
 
-fn cluster(name: &str, lb: cluster::LbPolicy) -> Cluster {
+pub(super) fn cluster(name: &str, lb: cluster::LbPolicy) -> Cluster {
     Cluster {
         name: name.into(),
         lb_policy: lb as i32,
@@ -122,7 +122,10 @@ fn get(path: &str) -> Request<body::Body> {
         .unwrap()
 }
 
-async fn call(cm: &ClusterManager, cluster: &str) -> Result<(StatusCode, String), UpstreamError> {
+pub(super) async fn call(
+    cm: &ClusterManager,
+    cluster: &str,
+) -> Result<(StatusCode, String), UpstreamError> {
     let r = cm.send(cluster, get("/"), SendContext::default()).await?;
     let status = r.response.status();
     let bytes = r.response.into_body().collect().await.unwrap().to_bytes();

@@ -192,7 +192,7 @@ impl Pool {
                             pool: Arc::clone(self),
                             sender: Sender::H1(idle.sender),
                             id: idle.id,
-                            used: idle.used,
+                            used: idle.used + 1,
                             cfg,
                         });
                     }
