@@ -398,11 +398,19 @@ pub(crate) mod tests {
     }
 
     pub fn protocol_options(http2: bool, max_per_conn: Option<u32>) -> wkt::Any {
+        protocol_options_idle(http2, max_per_conn, Duration::from_secs(30))
+    }
+
+    pub fn protocol_options_idle(
+        http2: bool,
+        max_per_conn: Option<u32>,
+        idle: Duration,
+    ) -> wkt::Any {
         let opts = HttpProtocolOptions {
             common_http_protocol_options: Some(CommonOpts {
                 idle_timeout: Some(wkt::Duration {
-                    seconds: 30,
-                    nanos: 0,
+                    seconds: idle.as_secs() as i64,
+                    nanos: idle.subsec_nanos() as i32,
                 }),
                 max_requests_per_connection: max_per_conn.map(|value| wkt::UInt32Value { value }),
                 ..Default::default()

@@ -225,19 +225,17 @@ impl HostSet {
             .try_acquire(Resource::Requests)
             .ok_or_else(|| overflow(Resource::Requests))?;
         let ep = self.pick(&ctx, Instant::now())?;
-        let active = ActiveGuard::new(&ep.active);
         let gauge = metrics
             .active_requests
             .get_or_create(&UpstreamMetrics::cluster(name))
             .clone();
-        gauge.inc();
+        let active = ActiveGuard::new(&ep.active, gauge);
         let result = ep
             .pool
             .send(req, self.cfg.pool, &self.breaker, &connector, &ep.route)
             .await;
-        gauge.dec();
         let outcome = match &result {
-            Ok(resp) => Some(Outcome::Status(resp.status().as_u16())),
+            Ok((resp, _)) => Some(Outcome::Status(resp.status().as_u16())),
             Err(UpstreamError::ConnectFailure(_)) => {
                 metrics
                     .connect_failures
@@ -266,8 +264,9 @@ impl HostSet {
                     .inc();
             }
         }
-        let response = result?;
-        let response = response.map(|b| body::boxed(GuardedBody::new(b, request_unit, active)));
+        let (response, release) = result?;
+        let response =
+            response.map(|b| body::boxed(GuardedBody::new(b, request_unit, active, release)));
         Ok(UpstreamResponse {
             response,
             endpoint: ep.addr,

@@ -25,7 +25,7 @@ use mesh_xds::proto::wkt;
 
 use super::{
     cluster::{
-        tests::{cla, protocol_options, thresholds},
+        tests::{cla, protocol_options, protocol_options_idle, thresholds},
         HTTP_PROTOCOL_OPTIONS,
     },
     ClusterManager, Directory, SendContext, Upstream, UpstreamError, UpstreamOptions,
@@ -317,4 +317,88 @@ async fn retry_budget_is_the_clusters_max_retries() {
     assert!(cm.retry_permit("rb").is_none());
     drop(p1);
     assert!(cm.retry_permit("rb").is_some());
+}
+
+#[tokio::test]
+async fn http1_connections_carry_at_most_max_requests_per_connection() {
+    let s = server("a", 200, Duration::ZERO).await;
+    let mut c = cluster("mr", cluster::LbPolicy::RoundRobin);
+    c.typed_extension_protocol_options = [(
+        HTTP_PROTOCOL_OPTIONS.to_string(),
+        protocol_options(false, Some(2)),
+    )]
+    .into();
+    let cm = manager(&c, &[s.addr]);
+    for _ in 0..5 {
+        assert_eq!(call(&cm, "mr").await.unwrap().0, 200);
+    }
+    // 2 + 2 + 1 requests.
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(cm.dump()["endpoints"][0]["active_requests"], 0);
+}
+
+#[tokio::test]
+async fn active_requests_last_until_the_body_is_read() {
+    let s = server("a", 200, Duration::ZERO).await;
+    let cm = manager(&cluster("ar", cluster::LbPolicy::LeastRequest), &[s.addr]);
+    let r = cm
+        .send("ar", get("/"), SendContext::default())
+        .await
+        .unwrap();
+    assert_eq!(cm.dump()["endpoints"][0]["active_requests"], 1);
+    assert!(
+        cm.metrics()
+            .active_requests
+            .get_or_create(&super::UpstreamMetrics::cluster("ar"))
+            .get()
+            == 1
+    );
+    r.response.into_body().collect().await.unwrap();
+    assert_eq!(cm.dump()["endpoints"][0]["active_requests"], 0);
+    // Same endpoint again: the connection went back to the pool.
+    call(&cm, "ar").await.unwrap();
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn endpoint_state_survives_an_update_that_keeps_it() {
+    let a = server("a", 200, Duration::ZERO).await;
+    let b = server("b", 200, Duration::ZERO).await;
+    let c = cluster("up", cluster::LbPolicy::RoundRobin);
+    let cm = manager(&c, &[a.addr]);
+    call(&cm, "up").await.unwrap();
+    cm.apply_resources([&c], [&cla("up", &[a.addr, b.addr])], Directory::default());
+    for _ in 0..4 {
+        call(&cm, "up").await.unwrap();
+    }
+    // a's pooled connection was kept across the update.
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(b.requests.load(Ordering::SeqCst), 2);
+    // A cluster that disappears is gone.
+    cm.apply_resources([], [], Directory::default());
+    assert_eq!(call(&cm, "up").await.unwrap_err().flag(), "NC");
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_idle_timeout() {
+    let s = server("a", 200, Duration::ZERO).await;
+    let mut c = cluster("it", cluster::LbPolicy::RoundRobin);
+    c.typed_extension_protocol_options = [(
+        HTTP_PROTOCOL_OPTIONS.to_string(),
+        protocol_options_idle(false, None, Duration::from_millis(100)),
+    )]
+    .into();
+    let cm = manager(&c, &[s.addr]);
+    call(&cm, "it").await.unwrap();
+    assert_eq!(cm.dump()["endpoints"][0]["connections"], 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cm.dump()["endpoints"][0]["connections"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle connection never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    call(&cm, "it").await.unwrap();
+    assert_eq!(s.connections.load(Ordering::SeqCst), 2);
 }

@@ -72,6 +72,17 @@ pub struct Lease {
     id: u64,
     used: u32,
     cfg: PoolConfig,
+    /// Taken from the idle list (may have been closed by the server).
+    reused: bool,
+}
+
+/// Gives an HTTP/1.1 connection back to its pool.
+pub struct Release(Box<dyn FnOnce() + Send>);
+
+impl Release {
+    pub fn release(self) {
+        (self.0)()
+    }
 }
 
 /// Held by the task driving a connection: the connection counts until
@@ -110,7 +121,8 @@ impl Pool {
     }
 
     /// Sends `req` on a pooled or new connection; returns the response
-    /// head. The connection is given back when the response body ends.
+    /// head and, for HTTP/1.1, the [`Release`] that gives the connection
+    /// back once the response body has been read to its end.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<Body>,
@@ -118,9 +130,16 @@ impl Pool {
         breaker: &Arc<Breaker>,
         connector: &Connector,
         route: &Route,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let lease = self.acquire(cfg, breaker, connector, route).await?;
-        lease.send(req).await
+    ) -> Result<(Response<Incoming>, Option<Release>), UpstreamError> {
+        loop {
+            let mut lease = self.acquire(cfg, breaker, connector, route).await?;
+            match lease.ready().await {
+                Ok(()) => return lease.send(req).await,
+                // A pooled connection the server closed meanwhile: another.
+                Err(_) if lease.reused => continue,
+                Err(e) => return Err(UpstreamError::Reset(format!("{}: {e}", self.addr))),
+            }
+        }
     }
 
     async fn acquire(
@@ -186,14 +205,17 @@ impl Pool {
     fn checkout(self: &Arc<Self>, s: &mut State, cfg: PoolConfig) -> Option<Lease> {
         match self.protocol {
             Protocol::Http1 => {
+                // Given back when the body ended, the connection may not
+                // have been marked ready yet: `Lease::ready` waits for it.
                 while let Some(idle) = s.idle.pop_back() {
-                    if idle.sender.is_ready() {
+                    if !idle.sender.is_closed() {
                         return Some(Lease {
                             pool: Arc::clone(self),
                             sender: Sender::H1(idle.sender),
                             id: idle.id,
                             used: idle.used + 1,
                             cfg,
+                            reused: true,
                         });
                     }
                 }
@@ -216,6 +238,7 @@ impl Pool {
                     id: h2.id,
                     used: h2.used,
                     cfg,
+                    reused: true,
                 })
             }
         }
@@ -259,6 +282,7 @@ impl Pool {
             id,
             used,
             cfg,
+            reused: false,
         })
     }
 
@@ -314,6 +338,11 @@ impl Pool {
             // Dropping the sender closes the connection.
             return;
         }
+        // The idle timer needs a runtime; without one (shutdown) the
+        // connection is simply closed.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         self.state
             .lock()
             .unwrap()
@@ -322,7 +351,7 @@ impl Pool {
         self.ready.notify_one();
         let pool = Arc::downgrade(self);
         let idle_timeout = cfg.idle_timeout;
-        tokio::spawn(async move {
+        rt.spawn(async move {
             tokio::time::sleep(idle_timeout).await;
             if let Some(pool) = pool.upgrade() {
                 let mut s = pool.state.lock().unwrap();
@@ -339,26 +368,29 @@ impl Pool {
 }
 
 impl Lease {
-    async fn send(self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match &mut self.sender {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    async fn send(
+        self,
+        req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Option<Release>), UpstreamError> {
         let addr = self.pool.addr;
         let reset = |e: hyper::Error| UpstreamError::Reset(format!("{addr}: {e}"));
         match self.sender {
             Sender::H1(mut sender) => {
-                let req = origin_form(req);
-                let resp = sender.send_request(req).await.map_err(reset)?;
-                // The connection is free again once the response body has
-                // been read to the end; a dropped body closes it.
+                let resp = sender.send_request(origin_form(req)).await.map_err(reset)?;
                 let (pool, id, used, cfg) = (self.pool, self.id, self.used, self.cfg);
-                tokio::spawn(async move {
-                    if sender.ready().await.is_ok() {
-                        pool.checkin(id, sender, used, cfg);
-                    }
-                });
-                Ok(resp)
+                let release = Release(Box::new(move || pool.checkin(id, sender, used, cfg)));
+                Ok((resp, Some(release)))
             }
             Sender::H2(mut sender) => {
                 let req = absolute_form(req, addr);
-                sender.send_request(req).await.map_err(reset)
+                Ok((sender.send_request(req).await.map_err(reset)?, None))
             }
         }
     }
