@@ -274,3 +274,171 @@ impl HostSet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::upstream::{
+        cluster::{LbPolicy, Limits, PoolConfig, Protocol},
+        outlier::OutlierConfig,
+    };
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 80))
+    }
+
+    fn set(lb: LbPolicy, n: u8, panic: f64) -> HostSet {
+        let cfg = ClusterConfig {
+            name: "c".into(),
+            lb,
+            limits: Limits::default(),
+            pool: PoolConfig {
+                protocol: Protocol::Http1,
+                idle_timeout: Duration::from_secs(60),
+                max_requests_per_connection: 0,
+                connect_timeout: Duration::from_secs(1),
+            },
+            outlier: Some(OutlierConfig {
+                consecutive_5xx: 1,
+                enforcing_consecutive_5xx: 100,
+                consecutive_gateway_failure: 5,
+                enforcing_consecutive_gateway_failure: 0,
+                interval: Duration::from_secs(10),
+                base_ejection_time: Duration::from_secs(30),
+                max_ejection_percent: 100,
+                max_ejection_time: Duration::from_secs(300),
+            }),
+            healthy_panic_threshold: panic,
+        };
+        let eps = (1..=n)
+            .map(|i| EndpointConfig {
+                addr: addr(i),
+                workload_uid: None,
+            })
+            .collect();
+        HostSet::build(None, cfg, eps, &Directory::default())
+    }
+
+    fn eject(s: &HostSet, a: SocketAddr, now: Instant) {
+        let d = s.outlier.as_ref().unwrap();
+        assert!(d.lock().unwrap().report(a, Outcome::Status(500), now));
+    }
+
+    fn picks(s: &HostSet, ctx: &SendContext, now: Instant, n: usize) -> Vec<SocketAddr> {
+        (0..n).map(|_| s.pick(ctx, now).unwrap().addr).collect()
+    }
+
+    #[test]
+    fn ejected_hosts_get_nothing_until_panic() {
+        let now = Instant::now();
+        let s = set(LbPolicy::RoundRobin, 4, 50.0);
+        eject(&s, addr(1), now);
+        let p = picks(&s, &SendContext::default(), now, 30);
+        assert!(!p.contains(&addr(1)), "{p:?}");
+        eject(&s, addr(2), now);
+        // 50% healthy is not below the threshold.
+        assert!(!picks(&s, &SendContext::default(), now, 30).contains(&addr(2)));
+        eject(&s, addr(3), now);
+        // 25% healthy < 50%: panic, all four take traffic.
+        let p = picks(&s, &SendContext::default(), now, 8);
+        for i in 1..=4 {
+            assert!(p.contains(&addr(i)), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn no_panic_threshold_means_no_healthy_upstream() {
+        let now = Instant::now();
+        let s = set(LbPolicy::LeastRequest, 2, 0.0);
+        eject(&s, addr(1), now);
+        eject(&s, addr(2), now);
+        assert!(matches!(
+            s.pick(&SendContext::default(), now),
+            Err(UpstreamError::NoHealthyUpstream)
+        ));
+        // Back at the first sweep after the base ejection time (sweeps run
+        // every 10s from when the detector was made, just after `now`).
+        let later = now + Duration::from_secs(35);
+        assert!(s.pick(&SendContext::default(), later).is_ok());
+    }
+
+    #[test]
+    fn retries_avoid_previous_hosts_when_others_exist() {
+        let now = Instant::now();
+        let s = set(LbPolicy::RoundRobin, 2, 0.0);
+        let ctx = SendContext {
+            hash: None,
+            previous_hosts: vec![addr(1)],
+        };
+        assert!(picks(&s, &ctx, now, 10).iter().all(|a| *a == addr(2)));
+        let only = set(LbPolicy::RoundRobin, 1, 0.0);
+        assert_eq!(only.pick(&ctx, now).unwrap().addr, addr(1));
+    }
+
+    #[test]
+    fn consistent_hash_moves_off_an_ejected_host_and_back() {
+        let now = Instant::now();
+        for lb in [
+            LbPolicy::RingHash {
+                min_ring_size: 1024,
+            },
+            LbPolicy::Maglev { table_size: 65537 },
+        ] {
+            let s = set(lb, 5, 0.0);
+            let ctx = SendContext {
+                hash: Some(0xdead_beef),
+                previous_hosts: vec![],
+            };
+            let home = s.pick(&ctx, now).unwrap().addr;
+            assert!(picks(&s, &ctx, now, 10).iter().all(|a| *a == home));
+            eject(&s, home, now);
+            let away = s.pick(&ctx, now).unwrap().addr;
+            assert_ne!(away, home);
+            assert!(picks(&s, &ctx, now, 10).iter().all(|a| *a == away));
+            assert_eq!(
+                s.pick(&ctx, now + Duration::from_secs(40)).unwrap().addr,
+                home
+            );
+        }
+    }
+
+    #[test]
+    fn rebuild_keeps_pools_and_counts_of_staying_endpoints() {
+        let s = set(LbPolicy::RoundRobin, 2, 0.0);
+        s.endpoint(&addr(1))
+            .unwrap()
+            .active
+            .store(3, Ordering::Relaxed);
+        eject(&s, addr(2), Instant::now());
+        let next = HostSet::build(
+            Some(&s),
+            s.cfg.clone(),
+            vec![
+                EndpointConfig {
+                    addr: addr(2),
+                    workload_uid: None,
+                },
+                EndpointConfig {
+                    addr: addr(1),
+                    workload_uid: None,
+                },
+                EndpointConfig {
+                    addr: addr(9),
+                    workload_uid: None,
+                },
+            ],
+            &Directory::default(),
+        );
+        let (old1, new1) = (
+            s.endpoint(&addr(1)).unwrap(),
+            next.endpoint(&addr(1)).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&old1.pool, &new1.pool));
+        assert_eq!(new1.active.load(Ordering::Relaxed), 3);
+        assert!(next.is_ejected(&addr(2)));
+        assert!(Arc::ptr_eq(&s.breaker, &next.breaker));
+        assert_eq!(next.endpoints.len(), 3);
+    }
+}
