@@ -134,9 +134,11 @@ pub fn continue_trace(headers: &mut HeaderMap) -> Span {
     let incoming = from_traceparent(headers)
         .or_else(|| from_b3_single(headers))
         .or_else(|| from_b3_multi(headers));
+    // `b3: 0` (or `x-b3-sampled: 0` alone) carries only "do not sample".
+    let deny = header(headers, "b3") == Some("0") || header(headers, "x-b3-sampled") == Some("0");
     let (trace_id, parent, sampled) = match incoming {
         Some((t, p, s)) => (t, Some(p), s),
-        None => (rand::random(), None, true),
+        None => (rand::random(), None, !deny),
     };
     let mut new_id: [u8; 8] = rand::random();
     if new_id == [0; 8] {
@@ -234,6 +236,15 @@ mod tests {
         assert_eq!(s.trace_id_hex(), TRACE);
         assert_eq!(h["b3"], format!("{TRACE}-{}-1-{PARENT}", s.span_id_hex()));
         assert!(h.get("x-b3-traceid").is_none());
+    }
+
+    #[test]
+    fn a_bare_b3_deny_starts_an_unsampled_trace() {
+        let mut h = headers(&[("b3", "0")]);
+        let s = continue_trace(&mut h);
+        assert!(!s.sampled);
+        assert_eq!(s.parent_span_id, None);
+        assert!(h["b3"].to_str().unwrap().ends_with("-0"), "{:?}", h["b3"]);
     }
 
     #[test]

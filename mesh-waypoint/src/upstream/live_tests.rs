@@ -402,3 +402,50 @@ async fn idle_connections_close_after_idle_timeout() {
     call(&cm, "it").await.unwrap();
     assert_eq!(s.connections.load(Ordering::SeqCst), 2);
 }
+
+/// A raw HTTP/1.1 server that answers one request per connection with a
+/// keep-alive response, then closes the socket shortly after: the pooled
+/// connection dies while idle.
+async fn one_shot_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_not_used() {
+    let (addr, accepted) = one_shot_server().await;
+    let cm = manager(&cluster("oc", cluster::LbPolicy::RoundRobin), &[addr]);
+    for _ in 0..3 {
+        assert_eq!(
+            call(&cm, "oc").await.unwrap(),
+            (StatusCode::OK, "ok".to_string())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}

@@ -131,13 +131,23 @@ impl Pool {
         connector: &Connector,
         route: &Route,
     ) -> Result<(Response<Incoming>, Option<Release>), UpstreamError> {
+        let mut req = req;
         loop {
             let mut lease = self.acquire(cfg, breaker, connector, route).await?;
-            match lease.ready().await {
-                Ok(()) => return lease.send(req).await,
+            let reused = lease.reused;
+            if let Err(e) = lease.ready().await {
                 // A pooled connection the server closed meanwhile: another.
-                Err(_) if lease.reused => continue,
-                Err(e) => return Err(UpstreamError::Reset(format!("{}: {e}", self.addr))),
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Reset(format!("{}: {e}", self.addr)));
+            }
+            match lease.send(req).await {
+                Ok(sent) => return Ok(sent),
+                // Not written at all (the pooled connection died just now):
+                // safe to send on another one, as hyper-util's client does.
+                Err((_, Some(unsent))) if reused => req = unsent,
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -375,22 +385,36 @@ impl Lease {
         }
     }
 
+    /// Sends on this connection; on failure also gives the request back
+    /// when it was never written.
     async fn send(
         self,
         req: Request<Body>,
-    ) -> Result<(Response<Incoming>, Option<Release>), UpstreamError> {
+    ) -> Result<(Response<Incoming>, Option<Release>), (UpstreamError, Option<Request<Body>>)> {
         let addr = self.pool.addr;
-        let reset = |e: hyper::Error| UpstreamError::Reset(format!("{addr}: {e}"));
+        let failed = |mut e: conn::TrySendError<Request<Body>>| {
+            let unsent = e.take_message();
+            (
+                UpstreamError::Reset(format!("{addr}: {}", e.error())),
+                unsent,
+            )
+        };
         match self.sender {
             Sender::H1(mut sender) => {
-                let resp = sender.send_request(origin_form(req)).await.map_err(reset)?;
+                let resp = sender
+                    .try_send_request(origin_form(req))
+                    .await
+                    .map_err(failed)?;
                 let (pool, id, used, cfg) = (self.pool, self.id, self.used, self.cfg);
                 let release = Release(Box::new(move || pool.checkin(id, sender, used, cfg)));
                 Ok((resp, Some(release)))
             }
             Sender::H2(mut sender) => {
-                let req = absolute_form(req, addr);
-                Ok((sender.send_request(req).await.map_err(reset)?, None))
+                let resp = sender
+                    .try_send_request(absolute_form(req, addr))
+                    .await
+                    .map_err(failed)?;
+                Ok((resp, None))
             }
         }
     }
