@@ -49,7 +49,11 @@ pub struct HostSet {
     pub endpoints: Vec<Arc<Endpoint>>,
     by_addr: HashMap<SocketAddr, Arc<Endpoint>>,
     pub outlier: Option<Arc<Mutex<Detector>>>,
-    balancer: Mutex<Arc<Balancer>>,
+    /// Over all endpoints: what a cluster without outlier detection uses.
+    all: Arc<Balancer>,
+    /// Over the eligible endpoints, for one detector generation; None =
+    /// no healthy upstream.
+    eligible: Mutex<(u64, Option<Arc<Balancer>>)>,
 }
 
 impl HostSet {
@@ -114,14 +118,16 @@ impl HostSet {
             d.lock().unwrap().set_hosts(addrs.iter().copied());
             d
         });
-        let balancer = Mutex::new(Arc::new(Balancer::new(cfg.lb, addrs)));
+        let all = Arc::new(Balancer::new(cfg.lb, addrs));
         HostSet {
             cfg,
             breaker,
             endpoints: eps,
             by_addr,
             outlier,
-            balancer,
+            all,
+            // No detector generation is u64::MAX: computed on first use.
+            eligible: Mutex::new((u64::MAX, None)),
         }
     }
 
@@ -142,17 +148,10 @@ impl HostSet {
     }
 
     /// Hosts the balancer may use now: the healthy ones, or all of them in
-    /// panic mode (healthy share below `healthy_panic_threshold`).
-    fn eligible(&self, now: Instant) -> Result<Vec<SocketAddr>, UpstreamError> {
+    /// panic mode (healthy share below `healthy_panic_threshold`); None
+    /// when there is no healthy host and panic mode is off.
+    fn eligible(&self, d: &Detector) -> Option<Vec<SocketAddr>> {
         let all = || self.endpoints.iter().map(|e| e.addr).collect::<Vec<_>>();
-        if self.endpoints.is_empty() {
-            return Err(UpstreamError::NoHealthyUpstream);
-        }
-        let Some(d) = &self.outlier else {
-            return Ok(all());
-        };
-        let mut d = d.lock().unwrap();
-        d.advance(now);
         let healthy: Vec<SocketAddr> = self
             .endpoints
             .iter()
@@ -160,26 +159,36 @@ impl HostSet {
             .filter(|a| !d.is_ejected(a))
             .collect();
         let panic = self.cfg.healthy_panic_threshold;
-        let share = 100.0 * healthy.len() as f64 / self.endpoints.len() as f64;
+        let share = 100.0 * healthy.len() as f64 / self.endpoints.len().max(1) as f64;
         if panic > 0.0 && share < panic {
-            return Ok(all());
+            return Some(all());
         }
-        if healthy.is_empty() {
+        (!healthy.is_empty()).then_some(healthy)
+    }
+
+    /// The balancer for this moment: rebuilt only when ejections changed.
+    fn balancer(&self, now: Instant) -> Result<Arc<Balancer>, UpstreamError> {
+        if self.endpoints.is_empty() {
             return Err(UpstreamError::NoHealthyUpstream);
         }
-        Ok(healthy)
+        let Some(d) = &self.outlier else {
+            return Ok(Arc::clone(&self.all));
+        };
+        let mut d = d.lock().unwrap();
+        d.advance(now);
+        let mut cache = self.eligible.lock().unwrap();
+        if cache.0 != d.generation() {
+            let b = self
+                .eligible(&d)
+                .map(|hosts| Arc::new(Balancer::new(self.cfg.lb, hosts)));
+            *cache = (d.generation(), b);
+        }
+        cache.1.clone().ok_or(UpstreamError::NoHealthyUpstream)
     }
 
     /// Chooses the endpoint of one attempt.
     pub fn pick(&self, ctx: &SendContext, now: Instant) -> Result<Arc<Endpoint>, UpstreamError> {
-        let eligible = self.eligible(now)?;
-        let balancer = {
-            let mut b = self.balancer.lock().unwrap();
-            if b.hosts() != eligible.as_slice() {
-                *b = Arc::new(Balancer::new(self.cfg.lb, eligible));
-            }
-            Arc::clone(&b)
-        };
+        let balancer = self.balancer(now)?;
         let active = |a: &SocketAddr| {
             self.by_addr
                 .get(a)

@@ -128,6 +128,9 @@ pub struct Detector {
     cfg: OutlierConfig,
     hosts: HashMap<SocketAddr, HostState>,
     last_sweep: Instant,
+    /// Changes whenever a host is ejected or returns (or the host list
+    /// changes): balancers over the healthy hosts are rebuilt then.
+    generation: u64,
     /// Draws in 0..100 for the enforcing percentages (injectable).
     roll: fn() -> u32,
 }
@@ -142,6 +145,7 @@ impl Detector {
             cfg,
             hosts: HashMap::new(),
             last_sweep: now,
+            generation: 0,
             roll: random_percent,
         }
     }
@@ -164,6 +168,11 @@ impl Detector {
             next.insert(h, state);
         }
         self.hosts = next;
+        self.generation += 1;
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn is_ejected(&self, host: &SocketAddr) -> bool {
@@ -214,6 +223,7 @@ impl Detector {
                     let time = base.saturating_mul(h.num_ejections.max(1)).min(max);
                     if t + time <= at {
                         h.ejected_at = None;
+                        self.generation += 1;
                         h.returned_at = Some(at);
                         returned.push(*addr);
                         tracing::info!(host = %addr, ejected_for = ?(at - t), "outlier host returned to service");
@@ -282,6 +292,7 @@ impl Detector {
             return false;
         }
         h.ejected_at = Some(now);
+        self.generation += 1;
         h.num_ejections += 1;
         h.total_ejections += 1;
         tracing::info!(host = %host, reason, times = h.num_ejections, "outlier host ejected");
