@@ -177,7 +177,7 @@ async fn run(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use hyper::{body::Incoming, service::service_fn, Request, Response};
@@ -204,7 +204,7 @@ mod tests {
 
     /// A one-shot OTLP receiver: returns (endpoint, first request's path
     /// and JSON body).
-    async fn receiver() -> (String, mpsc::Receiver<(String, Value)>) {
+    pub(crate) async fn receiver() -> (String, mpsc::Receiver<(String, Value)>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel(4);

@@ -184,3 +184,98 @@ fn access_log_line_and_switch() {
     assert_eq!(v["trace_id"], r.span.as_ref().unwrap().trace_id_hex());
     assert_eq!(v["duration_ms"], 12.0);
 }
+
+#[tokio::test]
+async fn record_exports_the_span_of_a_sampled_request() {
+    let (endpoint, mut rx) = super::otlp::tests::receiver().await;
+    let t = Telemetry::new(TelemetryOptions {
+        otlp_endpoint: Some(endpoint),
+        workload_name: "waypoint".into(),
+        namespace: "default".into(),
+        export: Some(otlp::ExportOptions {
+            queue: 8,
+            batch: 1,
+            flush_after: Duration::from_millis(10),
+        }),
+        ..Default::default()
+    });
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let mut r = record(Some(PRODUCTPAGE));
+    r.span = Some(trace::continue_trace(&mut h));
+    t.record(&r, &dir());
+    // Unsampled: recorded in metrics, not exported.
+    let mut unsampled = record(None);
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "traceparent",
+        "00-11111111111111111111111111111111-00f067aa0ba902b7-00"
+            .parse()
+            .unwrap(),
+    );
+    unsampled.span = Some(trace::continue_trace(&mut h));
+    t.record(&unsampled, &dir());
+    let (_, v) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no export within 10s")
+        .unwrap();
+    let rs = &v["resourceSpans"][0];
+    assert_eq!(
+        rs["resource"]["attributes"][0]["value"]["stringValue"],
+        "waypoint.default"
+    );
+    let span = &rs["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(span["name"], "GET reviews.default.svc.cluster.local");
+    let start: u128 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert_eq!(end - start, 12_000_000);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "the unsampled span was exported"
+    );
+}
+
+#[test]
+fn access_log_goes_to_the_access_target_only_when_on() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let t = Telemetry::new(TelemetryOptions::default());
+    tracing::subscriber::with_default(subscriber, || {
+        t.record(&record(Some(PRODUCTPAGE)), &dir());
+        t.set_access_log(true);
+        t.record(&record(Some(PRODUCTPAGE)), &dir());
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains(" access: "), "{out}");
+    let json = &lines[0][lines[0].find('{').unwrap()..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["response_flags"], "UO");
+    assert_eq!(v["source_principal"], PRODUCTPAGE);
+}
