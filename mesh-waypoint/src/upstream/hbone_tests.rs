@@ -121,3 +121,66 @@ async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
     let dump = cm.dump();
     assert_eq!(dump["endpoints"][0]["hbone"], true);
 }
+
+#[tokio::test]
+async fn a_cancelled_h2_dial_does_not_block_the_pool() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let ca = Ca::new();
+    let waypoint: Identity = "spiffe://cluster.local/ns/default/sa/waypoint"
+        .parse()
+        .unwrap();
+    // A "node agent" that accepts TCP and never answers the TLS handshake.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(tcp);
+        }
+    });
+    let mut w = workload("uid-grpc", [127, 0, 0, 1], true, None);
+    w.network_gateway = Some(GatewayAddress {
+        destination: Some(Destination::Address(NetworkAddress {
+            network: String::new(),
+            address: vec![127, 0, 0, 1],
+        })),
+        hbone_mtls_port: u32::from(gateway.port()),
+    });
+    let dir = Directory::build([WorkloadEntry::from_proto("uid-grpc", &w)], []);
+    let cm = ClusterManager::new(UpstreamOptions {
+        hbone: Some(Arc::new(HboneClient::new(
+            ca.store(&waypoint),
+            ClientOptions::default(),
+        ))),
+        identity: Some(waypoint),
+    });
+    let mut c = cluster("h2c", cluster::LbPolicy::RoundRobin);
+    c.typed_extension_protocol_options = [(
+        super::cluster::HTTP_PROTOCOL_OPTIONS.to_string(),
+        super::cluster::tests::protocol_options(true, None),
+    )]
+    .into();
+    cm.apply_resources(
+        [&c],
+        [&cla("h2c", &["127.0.0.1:50051".parse().unwrap()])],
+        dir,
+    );
+    for expected in 1..=2 {
+        // A route timeout cancels the attempt while it dials.
+        let r = tokio::time::timeout(Duration::from_millis(200), call(&cm, "h2c")).await;
+        assert!(r.is_err());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while accepted.load(Ordering::SeqCst) < expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "attempt {expected} never dialled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(cm.dump()["endpoints"][0]["connections"], 0);
+}

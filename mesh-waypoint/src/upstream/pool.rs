@@ -85,6 +85,16 @@ impl Release {
     }
 }
 
+/// Clears `h2_connecting` and wakes the waiters when dropped.
+struct Connecting(Arc<Pool>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap().h2_connecting = false;
+        self.0.ready.notify_waiters();
+    }
+}
+
 /// Held by the task driving a connection: the connection counts until
 /// that task ends.
 struct ConnGuard {
@@ -262,19 +272,11 @@ impl Pool {
         connector: &Connector,
         route: &Route,
     ) -> Result<Lease, UpstreamError> {
-        let result = self.handshake(guard, cfg, connector, route).await;
+        // Ends the HTTP/2 "connecting" state however this future ends,
+        // also when the request that started the dial is cancelled.
+        let _connecting = (self.protocol == Protocol::Http2).then(|| Connecting(Arc::clone(self)));
+        let sender = self.handshake(guard, cfg, connector, route).await?;
         let mut s = self.state.lock().unwrap();
-        if self.protocol == Protocol::Http2 {
-            s.h2_connecting = false;
-        }
-        let sender = match result {
-            Ok(sender) => sender,
-            Err(e) => {
-                drop(s);
-                self.ready.notify_waiters();
-                return Err(e);
-            }
-        };
         let used = 1;
         if let Sender::H2(h2) = &sender {
             s.h2 = Some(Shared2 {
