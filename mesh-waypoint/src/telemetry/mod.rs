@@ -1,5 +1,143 @@
 //! Per-request telemetry: Istio's `istio_request*` metrics with
 //! `reporter="waypoint"`, the access log, trace propagation and export.
+//!
+//! - [`labels`]: the Istio label set from a [`RequestRecord`] and the
+//!   Address view; [`metrics`]: the four request metrics.
+//! - [`access_log`]: one JSON line per request (target `access`).
+//! - [`trace`]: `traceparent` / B3 propagation; [`otlp`]: span export.
+//!
+//! [`Telemetry::encode_metrics`] also carries the upstream health series
+//! (`mesh_waypoint_*`) once [`Telemetry::register_upstream`] was called.
+pub mod access_log;
+pub mod labels;
+pub mod metrics;
+pub mod otlp;
 pub mod record;
+pub mod trace;
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
+};
+
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 pub use record::{Peer, RequestRecord};
+
+use crate::upstream::{Directory, UpstreamMetrics};
+
+/// What telemetry is built with.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryOptions {
+    /// `http://host:4318`: spans are exported there (OTLP/HTTP JSON).
+    pub otlp_endpoint: Option<String>,
+    pub access_log: bool,
+    /// The waypoint's own workload: uid, name, namespace (the OTLP
+    /// `service.name` and the access log's `waypoint` field).
+    pub workload_uid: String,
+    pub workload_name: String,
+    pub namespace: String,
+    /// Export queue and batch sizes; defaults when None.
+    pub export: Option<otlp::ExportOptions>,
+}
+
+pub struct Telemetry {
+    registry: Mutex<Registry>,
+    metrics: metrics::RequestMetrics,
+    access_log: AtomicBool,
+    exporter: Option<otlp::Exporter>,
+    spans_dropped: Counter,
+    waypoint: String,
+}
+
+impl Telemetry {
+    /// Must run inside a tokio runtime when an OTLP endpoint is set (the
+    /// export task is spawned).
+    pub fn new(opts: TelemetryOptions) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let metrics = metrics::RequestMetrics::default();
+        metrics.register(&mut registry);
+        let spans_dropped = Counter::default();
+        registry.register(
+            "mesh_waypoint_spans_dropped",
+            "Spans dropped because the export queue was full",
+            spans_dropped.clone(),
+        );
+        let waypoint = format!("{}.{}", opts.workload_name, opts.namespace);
+        let exporter = opts
+            .otlp_endpoint
+            .as_deref()
+            .map(|e| otlp::Exporter::spawn(e, waypoint.clone(), opts.export.unwrap_or_default()));
+        Arc::new(Telemetry {
+            registry: Mutex::new(registry),
+            metrics,
+            access_log: AtomicBool::new(opts.access_log),
+            exporter,
+            spans_dropped,
+            waypoint,
+        })
+    }
+
+    /// Adds the upstream side's `mesh_waypoint_*` series to `/metrics`.
+    pub fn register_upstream(&self, m: &UpstreamMetrics) {
+        m.register(&mut self.registry.lock().unwrap());
+    }
+
+    pub fn set_access_log(&self, on: bool) {
+        self.access_log.store(on, Ordering::Relaxed);
+    }
+
+    pub fn access_log_enabled(&self) -> bool {
+        self.access_log.load(Ordering::Relaxed)
+    }
+
+    /// Metrics, access log line and span export of one finished request.
+    pub fn record(&self, r: &RequestRecord, dir: &Directory) {
+        let l = labels::RequestLabels::new(r, dir);
+        self.metrics.observe(
+            &l,
+            r.duration.as_secs_f64() * 1000.0,
+            r.request_bytes,
+            r.response_bytes,
+        );
+        if self.access_log_enabled() {
+            let mut line = access_log::line(r, &l);
+            line["waypoint"] = self.waypoint.clone().into();
+            tracing::info!(target: "access", "{line}");
+        }
+        if let (Some(exporter), Some(span)) = (&self.exporter, &r.span) {
+            if span.sampled {
+                let before = exporter.dropped();
+                exporter.export(otlp::SpanRecord {
+                    span: span.clone(),
+                    name: format!(
+                        "{} {}",
+                        r.method,
+                        r.service.as_deref().unwrap_or(labels::UNKNOWN)
+                    ),
+                    end: span.start + r.duration,
+                    method: r.method.to_string(),
+                    status: r.status,
+                    cluster: r.cluster.as_deref().map(str::to_string),
+                    flags: l.response_flags.clone(),
+                });
+                if exporter.dropped() > before {
+                    self.spans_dropped.inc();
+                }
+            }
+        }
+    }
+
+    /// Prometheus text exposition of everything registered.
+    pub fn encode_metrics(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

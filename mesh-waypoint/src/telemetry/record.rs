@@ -32,6 +32,7 @@ pub struct RequestRecord {
     pub duration: Duration,
     pub request_bytes: u64,
     pub response_bytes: u64,
-    /// W3C trace id, when the request was traced.
-    pub trace_id: Option<String>,
+    /// The waypoint's span ([`super::trace::continue_trace`]), when the
+    /// request was traced.
+    pub span: Option<super::trace::Span>,
 }

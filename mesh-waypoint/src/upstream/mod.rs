@@ -1,6 +1,32 @@
 //! Hop from the waypoint to an endpoint: clusters (CDS), their endpoints
 //! (EDS, resolved against the Address xDS for HBONE), load balancing,
 //! connection pools and circuit breakers, outlier detection.
+//!
+//! - [`api`]: what the route side calls ([`Upstream`]).
+//! - [`manager`]: [`ClusterManager`], the [`Upstream`] implementation.
+//! - [`cluster`]: the Envoy `Cluster` / `ClusterLoadAssignment` fields honoured.
+//! - [`directory`]: the Address xDS view (workloads, services).
+//! - [`host_set`]: one cluster at run time; [`lb`] its balancers.
+//! - [`pool`], [`connector`], [`breaker`], [`outlier`], [`guarded`].
 pub mod api;
+pub mod breaker;
+pub mod cluster;
+pub mod connector;
+pub mod directory;
+pub mod guarded;
+pub mod host_set;
+pub mod lb;
+pub mod manager;
+pub mod metrics;
+pub mod outlier;
+pub mod pool;
 
 pub use api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamResponse};
+pub use directory::{Directory, ServiceEntry, WorkloadEntry};
+pub use manager::{validate, ClusterManager, UpstreamOptions};
+pub use metrics::UpstreamMetrics;
+
+#[cfg(test)]
+mod hbone_tests;
+#[cfg(test)]
+mod live_tests;

@@ -1,0 +1,180 @@
+//! The label set of Istio's request metrics as the waypoint reports them
+//! (`reporter="waypoint"`), with the agent's vocabulary: unknown values are
+//! `unknown`, workloads are named by their owner, app/version are the
+//! canonical service and revision, principals only for mesh workloads.
+use prometheus_client::encoding::EncodeLabelSet;
+
+use super::record::RequestRecord;
+use crate::upstream::{Directory, WorkloadEntry};
+
+pub const UNKNOWN: &str = "unknown";
+
+/// Label values reach the text exposition unescaped: characters that would
+/// break a line are replaced (Kubernetes names never contain them).
+fn clean(value: &str) -> String {
+    if value.is_empty() {
+        UNKNOWN.to_string()
+    } else {
+        value.replace(['"', '\\', '\n'], "_")
+    }
+}
+
+/// One side of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub workload: String,
+    pub namespace: String,
+    pub principal: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub cluster: String,
+}
+
+impl Side {
+    pub fn unknown() -> Self {
+        Side {
+            workload: UNKNOWN.into(),
+            namespace: UNKNOWN.into(),
+            principal: UNKNOWN.into(),
+            canonical_service: UNKNOWN.into(),
+            canonical_revision: UNKNOWN.into(),
+            cluster: UNKNOWN.into(),
+        }
+    }
+
+    pub fn from_workload(w: &WorkloadEntry) -> Self {
+        Side {
+            workload: clean(w.workload_label()),
+            namespace: clean(&w.namespace),
+            principal: match (&w.identity, w.mesh) {
+                (Some(id), true) => clean(&id.to_string()),
+                _ => UNKNOWN.into(),
+            },
+            canonical_service: clean(&w.canonical_name),
+            canonical_revision: clean(&w.canonical_revision),
+            cluster: clean(&w.cluster_id),
+        }
+    }
+}
+
+/// The source of a request: the pod at the source address when it is the
+/// workload the mTLS peer's identity says (the address is only the peer's
+/// claim), else what the identity alone tells.
+pub fn source(r: &RequestRecord, dir: &Directory) -> Side {
+    let by_ip = r.source.ip.and_then(|ip| dir.workload_by_ip(ip));
+    match (&r.source.principal, by_ip) {
+        (Some(p), Some(w)) if w.identity.as_ref().is_some_and(|id| id.to_string() == *p) => {
+            Side::from_workload(w)
+        }
+        (Some(p), _) => {
+            let namespace = p
+                .parse::<mesh_hbone::Identity>()
+                .map_or_else(|_| UNKNOWN.to_string(), |id| clean(id.namespace()));
+            Side {
+                principal: clean(p),
+                namespace,
+                ..Side::unknown()
+            }
+        }
+        // Plain listener: the workload is known by address, not proven.
+        (None, Some(w)) => Side {
+            principal: UNKNOWN.into(),
+            ..Side::from_workload(w)
+        },
+        (None, None) => Side::unknown(),
+    }
+}
+
+/// Istio's `istio_request*` labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub reporter: String,
+    pub source_workload: String,
+    pub source_canonical_service: String,
+    pub source_canonical_revision: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub source_app: String,
+    pub source_version: String,
+    pub source_cluster: String,
+    pub destination_service: String,
+    pub destination_service_namespace: String,
+    pub destination_service_name: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_app: String,
+    pub destination_version: String,
+    pub destination_canonical_service: String,
+    pub destination_canonical_revision: String,
+    pub destination_cluster: String,
+    pub request_protocol: String,
+    pub response_code: String,
+    pub grpc_response_status: String,
+    pub response_flags: String,
+    pub connection_security_policy: String,
+}
+
+impl RequestLabels {
+    pub fn new(r: &RequestRecord, dir: &Directory) -> Self {
+        let s = source(r, dir);
+        let d = r
+            .workload
+            .as_deref()
+            .and_then(|uid| dir.workload_by_uid(uid))
+            .map_or_else(Side::unknown, |w| Side::from_workload(w));
+        let (svc_host, svc_name, svc_ns) = match r.service.as_deref() {
+            None => (
+                UNKNOWN.to_string(),
+                UNKNOWN.to_string(),
+                UNKNOWN.to_string(),
+            ),
+            Some(host) => match dir.service_by_hostname(host) {
+                Some(e) => (clean(host), clean(&e.name), clean(&e.namespace)),
+                // `<name>.<ns>.svc…`: the FQDN tells both.
+                None => {
+                    let mut parts = host.split('.');
+                    let name = parts.next().unwrap_or_default();
+                    let ns = parts.next().unwrap_or_default();
+                    (clean(host), clean(name), clean(ns))
+                }
+            },
+        };
+        RequestLabels {
+            reporter: "waypoint".into(),
+            source_workload: s.workload,
+            source_app: s.canonical_service.clone(),
+            source_version: s.canonical_revision.clone(),
+            source_canonical_service: s.canonical_service,
+            source_canonical_revision: s.canonical_revision,
+            source_workload_namespace: s.namespace,
+            source_principal: s.principal,
+            source_cluster: s.cluster,
+            destination_service: svc_host,
+            destination_service_namespace: svc_ns,
+            destination_service_name: svc_name,
+            destination_workload: d.workload,
+            destination_workload_namespace: d.namespace,
+            destination_principal: d.principal,
+            destination_app: d.canonical_service.clone(),
+            destination_version: d.canonical_revision.clone(),
+            destination_canonical_service: d.canonical_service,
+            destination_canonical_revision: d.canonical_revision,
+            destination_cluster: d.cluster,
+            request_protocol: r.protocol.to_string(),
+            response_code: r.status.to_string(),
+            grpc_response_status: r.grpc_status.map(|g| g.to_string()).unwrap_or_default(),
+            response_flags: if r.flags.is_empty() {
+                "-".into()
+            } else {
+                clean(&r.flags)
+            },
+            connection_security_policy: if r.source.principal.is_some() {
+                "mutual_tls"
+            } else {
+                "none"
+            }
+            .into(),
+        }
+    }
+}

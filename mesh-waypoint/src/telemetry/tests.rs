@@ -1,0 +1,281 @@
+//! Telemetry end to end: labels from the Address view, the Prometheus text,
+//! the access log line.
+use std::{sync::Arc, time::Duration};
+
+use mesh_xds::proto::istio_workload;
+
+use super::{labels::RequestLabels, *};
+use crate::upstream::{directory::tests::workload, ServiceEntry, WorkloadEntry};
+
+fn dir() -> Directory {
+    let mut src = workload(
+        "Kubernetes//Pod/default/productpage-1",
+        [10, 244, 1, 2],
+        true,
+        Some([172, 18, 0, 2]),
+    );
+    src.service_account = "bookinfo-productpage".into();
+    src.workload_name = "productpage-v1".into();
+    src.canonical_name = "productpage".into();
+    src.cluster_id = "Kubernetes".into();
+    let dst = workload(
+        "Kubernetes//Pod/default/reviews-v2-1",
+        [10, 244, 2, 3],
+        true,
+        Some([172, 18, 0, 3]),
+    );
+    Directory::build(
+        [
+            WorkloadEntry::from_proto("a", &src),
+            WorkloadEntry::from_proto("b", &dst),
+        ],
+        [ServiceEntry::from_proto(&istio_workload::Service {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            hostname: "reviews.default.svc.cluster.local".into(),
+            ..Default::default()
+        })],
+    )
+}
+
+fn record(principal: Option<&str>) -> RequestRecord {
+    RequestRecord {
+        source: Peer {
+            principal: principal.map(str::to_string),
+            ip: Some("10.244.1.2".parse().unwrap()),
+        },
+        service: Some(Arc::from("reviews.default.svc.cluster.local")),
+        cluster: Some(Arc::from(
+            "outbound|9080|v2|reviews.default.svc.cluster.local",
+        )),
+        workload: Some(Arc::from("Kubernetes//Pod/default/reviews-v2-1")),
+        method: http::Method::GET,
+        path: "/reviews/0".into(),
+        protocol: "http",
+        status: 503,
+        grpc_status: None,
+        flags: "UO".into(),
+        duration: Duration::from_millis(12),
+        request_bytes: 0,
+        response_bytes: 81,
+        span: None,
+    }
+}
+
+const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";
+
+#[test]
+fn labels_name_both_workloads_and_the_service() {
+    let l = RequestLabels::new(&record(Some(PRODUCTPAGE)), &dir());
+    assert_eq!(l.reporter, "waypoint");
+    assert_eq!(l.source_workload, "productpage-v1");
+    assert_eq!(l.source_principal, PRODUCTPAGE);
+    assert_eq!(l.source_app, "productpage");
+    assert_eq!(l.source_canonical_service, "productpage");
+    assert_eq!(l.source_cluster, "Kubernetes");
+    assert_eq!(l.destination_workload, "reviews-v1");
+    assert_eq!(
+        l.destination_principal,
+        "spiffe://cluster.local/ns/default/sa/reviews"
+    );
+    assert_eq!(l.destination_version, "v1");
+    assert_eq!(l.destination_service, "reviews.default.svc.cluster.local");
+    assert_eq!(l.destination_service_name, "reviews");
+    assert_eq!(l.destination_service_namespace, "default");
+    assert_eq!(l.destination_cluster, "unknown");
+    assert_eq!(l.response_code, "503");
+    assert_eq!(l.response_flags, "UO");
+    assert_eq!(l.grpc_response_status, "");
+    assert_eq!(l.connection_security_policy, "mutual_tls");
+}
+
+#[test]
+fn a_source_address_is_believed_only_with_the_matching_identity() {
+    let other = "spiffe://cluster.local/ns/shop/sa/cart";
+    let l = RequestLabels::new(&record(Some(other)), &dir());
+    assert_eq!(l.source_workload, "unknown");
+    assert_eq!(l.source_principal, other);
+    assert_eq!(l.source_workload_namespace, "shop");
+    // Plain listener: workload by address, no principal, no mTLS.
+    let l = RequestLabels::new(&record(None), &dir());
+    assert_eq!(l.source_workload, "productpage-v1");
+    assert_eq!(l.source_principal, "unknown");
+    assert_eq!(l.connection_security_policy, "none");
+    // Nothing known: every field says unknown.
+    let mut r = record(None);
+    r.source.ip = None;
+    r.service = None;
+    r.workload = None;
+    let l = RequestLabels::new(&r, &dir());
+    for v in [
+        &l.source_workload,
+        &l.destination_workload,
+        &l.destination_service,
+        &l.destination_service_name,
+    ] {
+        assert_eq!(v, "unknown");
+    }
+}
+
+#[test]
+fn prometheus_text_has_istio_names_and_buckets() {
+    let t = Telemetry::new(TelemetryOptions::default());
+    t.record(&record(Some(PRODUCTPAGE)), &dir());
+    t.record(&record(Some(PRODUCTPAGE)), &dir());
+    let um = crate::upstream::UpstreamMetrics::default();
+    um.ejections
+        .get_or_create(&crate::upstream::UpstreamMetrics::cluster("c"))
+        .inc();
+    t.register_upstream(&um);
+    let text = t.encode_metrics();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_string()
+    };
+    let total = line("istio_requests_total{");
+    assert!(total.contains("reporter=\"waypoint\""), "{total}");
+    assert!(
+        total.contains("destination_workload=\"reviews-v1\""),
+        "{total}"
+    );
+    assert!(total.contains("response_flags=\"UO\""), "{total}");
+    assert!(total.ends_with(" 2"), "{total}");
+    // 12 ms falls in the 25 ms bucket, not the 10 ms one.
+    let b10 = line("istio_request_duration_milliseconds_bucket{le=\"10.0\"");
+    let b25 = line("istio_request_duration_milliseconds_bucket{le=\"25.0\"");
+    assert!(b10.ends_with(" 0") && b25.ends_with(" 2"), "{b10}\n{b25}");
+    assert!(text.contains("istio_request_duration_milliseconds_bucket{le=\"3600000.0\""));
+    assert!(text.contains("istio_response_bytes_bucket{le=\"1000000000.0\""));
+    let rb = line("istio_response_bytes_bucket{le=\"100.0\"");
+    assert!(rb.ends_with(" 2"), "{rb}");
+    assert!(text.contains("istio_request_bytes_count{"));
+    assert!(
+        text.contains("mesh_waypoint_outlier_ejections_total{cluster=\"c\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn access_log_line_and_switch() {
+    let t = Telemetry::new(TelemetryOptions {
+        access_log: true,
+        ..Default::default()
+    });
+    assert!(t.access_log_enabled());
+    t.set_access_log(false);
+    assert!(!t.access_log_enabled());
+    let mut r = record(Some(PRODUCTPAGE));
+    let mut h = http::HeaderMap::new();
+    r.span = Some(trace::continue_trace(&mut h));
+    let l = RequestLabels::new(&r, &dir());
+    let v = access_log::line(&r, &l);
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/reviews/0");
+    assert_eq!(v["response_code"], 503);
+    assert_eq!(v["response_flags"], "UO");
+    assert_eq!(v["bytes_sent"], 81);
+    assert_eq!(
+        v["upstream_cluster"],
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+    assert_eq!(v["source_workload"], "productpage-v1");
+    assert_eq!(v["trace_id"], r.span.as_ref().unwrap().trace_id_hex());
+    assert_eq!(v["duration_ms"], 12.0);
+}
+
+#[tokio::test]
+async fn record_exports_the_span_of_a_sampled_request() {
+    let (endpoint, mut rx) = super::otlp::tests::receiver().await;
+    let t = Telemetry::new(TelemetryOptions {
+        otlp_endpoint: Some(endpoint),
+        workload_name: "waypoint".into(),
+        namespace: "default".into(),
+        export: Some(otlp::ExportOptions {
+            queue: 8,
+            batch: 1,
+            flush_after: Duration::from_millis(10),
+        }),
+        ..Default::default()
+    });
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let mut r = record(Some(PRODUCTPAGE));
+    r.span = Some(trace::continue_trace(&mut h));
+    t.record(&r, &dir());
+    // Unsampled: recorded in metrics, not exported.
+    let mut unsampled = record(None);
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "traceparent",
+        "00-11111111111111111111111111111111-00f067aa0ba902b7-00"
+            .parse()
+            .unwrap(),
+    );
+    unsampled.span = Some(trace::continue_trace(&mut h));
+    t.record(&unsampled, &dir());
+    let (_, v) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no export within 10s")
+        .unwrap();
+    let rs = &v["resourceSpans"][0];
+    assert_eq!(
+        rs["resource"]["attributes"][0]["value"]["stringValue"],
+        "waypoint.default"
+    );
+    let span = &rs["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(span["name"], "GET reviews.default.svc.cluster.local");
+    let start: u128 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert_eq!(end - start, 12_000_000);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "the unsampled span was exported"
+    );
+}
+
+#[test]
+fn access_log_goes_to_the_access_target_only_when_on() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let t = Telemetry::new(TelemetryOptions::default());
+    tracing::subscriber::with_default(subscriber, || {
+        t.record(&record(Some(PRODUCTPAGE)), &dir());
+        t.set_access_log(true);
+        t.record(&record(Some(PRODUCTPAGE)), &dir());
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains(" access: "), "{out}");
+    let json = &lines[0][lines[0].find('{').unwrap()..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["response_flags"], "UO");
+    assert_eq!(v["source_principal"], PRODUCTPAGE);
+}

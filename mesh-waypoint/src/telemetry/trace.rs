@@ -1,0 +1,266 @@
+//! Trace context propagation: the waypoint continues the caller's trace
+//! (W3C `traceparent`, else B3 single `b3`, else B3 multi `x-b3-*`) or
+//! starts one, gives its own hop a new span id, and rewrites the headers
+//! going upstream so the next hop's parent is the waypoint's span.
+//!
+//! New traces are sampled; an incoming sampling decision is kept.
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue};
+
+/// The waypoint's span of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The caller's span, when the trace was continued.
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+    pub start: SystemTime,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// 64-bit (16 hex) B3 trace ids are the low half of a 128-bit id.
+fn b3_trace_id(s: &str) -> Option<[u8; 16]> {
+    match s.len() {
+        32 => unhex::<16>(s),
+        16 => {
+            let low = unhex::<8>(s)?;
+            let mut id = [0u8; 16];
+            id[8..].copy_from_slice(&low);
+            Some(id)
+        }
+        _ => None,
+    }
+    .filter(|id| id.iter().any(|b| *b != 0))
+}
+
+fn span_id(s: &str) -> Option<[u8; 8]> {
+    unhex::<8>(s).filter(|id| id.iter().any(|b| *b != 0))
+}
+
+impl Span {
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+
+    pub fn parent_span_id_hex(&self) -> Option<String> {
+        self.parent_span_id.map(|p| hex(&p))
+    }
+
+    /// `traceparent` for the next hop (this span as its parent).
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{}",
+            self.trace_id_hex(),
+            self.span_id_hex(),
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+}
+
+/// The incoming context: (trace id, parent span id, sampled).
+type Context = ([u8; 16], [u8; 8], bool);
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn from_traceparent(h: &HeaderMap) -> Option<Context> {
+    let v = header(h, "traceparent")?;
+    let mut parts = v.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    // Version ff is invalid; later versions may append fields.
+    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    let trace = unhex::<16>(trace).filter(|id| id.iter().any(|b| *b != 0))?;
+    let flags = unhex::<1>(flags)?;
+    Some((trace, span_id(span)?, flags[0] & 1 == 1))
+}
+
+fn b3_sampled(v: &str) -> bool {
+    matches!(v, "1" | "d" | "true")
+}
+
+fn from_b3_single(h: &HeaderMap) -> Option<Context> {
+    let v = header(h, "b3")?;
+    let mut parts = v.split('-');
+    let trace = b3_trace_id(parts.next()?)?;
+    let span = span_id(parts.next()?)?;
+    let sampled = parts.next().is_none_or(b3_sampled);
+    Some((trace, span, sampled))
+}
+
+fn from_b3_multi(h: &HeaderMap) -> Option<Context> {
+    let trace = b3_trace_id(header(h, "x-b3-traceid")?)?;
+    let span = span_id(header(h, "x-b3-spanid")?)?;
+    let sampled =
+        header(h, "x-b3-flags") == Some("1") || header(h, "x-b3-sampled").is_none_or(b3_sampled);
+    Some((trace, span, sampled))
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+/// Continues or starts a trace: rewrites `traceparent` (new span id,
+/// parent = incoming) and the B3 headers (the single `b3` header when the
+/// caller used it, else `x-b3-*`) on the request going upstream; the
+/// returned span goes into the request's record.
+pub fn continue_trace(headers: &mut HeaderMap) -> Span {
+    let single = headers.contains_key("b3");
+    let incoming = from_traceparent(headers)
+        .or_else(|| from_b3_single(headers))
+        .or_else(|| from_b3_multi(headers));
+    // `b3: 0` (or `x-b3-sampled: 0` alone) carries only "do not sample".
+    let deny = header(headers, "b3") == Some("0") || header(headers, "x-b3-sampled") == Some("0");
+    let (trace_id, parent, sampled) = match incoming {
+        Some((t, p, s)) => (t, Some(p), s),
+        None => (rand::random(), None, !deny),
+    };
+    let mut new_id: [u8; 8] = rand::random();
+    if new_id == [0; 8] {
+        new_id[7] = 1;
+    }
+    let span = Span {
+        trace_id,
+        span_id: new_id,
+        parent_span_id: parent,
+        sampled,
+        start: SystemTime::now(),
+    };
+    set(headers, "traceparent", span.traceparent());
+    let flag = if sampled { "1" } else { "0" };
+    if single {
+        let mut v = format!("{}-{}-{flag}", span.trace_id_hex(), span.span_id_hex());
+        if let Some(p) = span.parent_span_id_hex() {
+            v = format!("{v}-{p}");
+        }
+        set(headers, "b3", v);
+    } else {
+        set(headers, "x-b3-traceid", span.trace_id_hex());
+        set(headers, "x-b3-spanid", span.span_id_hex());
+        match span.parent_span_id_hex() {
+            Some(p) => set(headers, "x-b3-parentspanid", p),
+            None => {
+                headers.remove("x-b3-parentspanid");
+            }
+        }
+        set(headers, "x-b3-sampled", flag.to_string());
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn continues_w3c_with_a_new_span() {
+        let mut h = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_id_hex(), TRACE);
+        assert_eq!(s.parent_span_id_hex().as_deref(), Some(PARENT));
+        assert_ne!(s.span_id_hex(), PARENT);
+        assert!(s.sampled);
+        assert_eq!(
+            h["traceparent"],
+            format!("00-{TRACE}-{}-01", s.span_id_hex())
+        );
+        // B3 multi headers are written for B3-only applications.
+        assert_eq!(h["x-b3-traceid"], TRACE);
+        assert_eq!(h["x-b3-spanid"], s.span_id_hex().as_str());
+        assert_eq!(h["x-b3-parentspanid"], PARENT);
+    }
+
+    #[test]
+    fn keeps_an_unsampled_decision() {
+        let mut h = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
+        let s = continue_trace(&mut h);
+        assert!(!s.sampled);
+        assert!(h["traceparent"].to_str().unwrap().ends_with("-00"));
+        assert_eq!(h["x-b3-sampled"], "0");
+    }
+
+    #[test]
+    fn continues_b3_multi_with_64_bit_ids() {
+        let mut h = headers(&[
+            ("x-b3-traceid", "a3ce929d0e0e4736"),
+            ("x-b3-spanid", PARENT),
+            ("x-b3-sampled", "1"),
+        ]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_id_hex(), "0000000000000000a3ce929d0e0e4736");
+        assert_eq!(s.parent_span_id, unhex::<8>(PARENT));
+        assert_eq!(h["x-b3-parentspanid"], PARENT);
+        assert_eq!(h["x-b3-spanid"], s.span_id_hex().as_str());
+    }
+
+    #[test]
+    fn continues_b3_single_and_answers_in_kind() {
+        let mut h = headers(&[("b3", &format!("{TRACE}-{PARENT}-1"))]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_id_hex(), TRACE);
+        assert_eq!(h["b3"], format!("{TRACE}-{}-1-{PARENT}", s.span_id_hex()));
+        assert!(h.get("x-b3-traceid").is_none());
+    }
+
+    #[test]
+    fn a_bare_b3_deny_starts_an_unsampled_trace() {
+        let mut h = headers(&[("b3", "0")]);
+        let s = continue_trace(&mut h);
+        assert!(!s.sampled);
+        assert_eq!(s.parent_span_id, None);
+        assert!(h["b3"].to_str().unwrap().ends_with("-0"), "{:?}", h["b3"]);
+    }
+
+    #[test]
+    fn invalid_context_starts_a_new_trace() {
+        for bad in [
+            format!("00-{}-{PARENT}-01", "0".repeat(32)),
+            format!("00-{TRACE}-{}-01", "0".repeat(16)),
+            format!("ff-{TRACE}-{PARENT}-01"),
+            "garbage".to_string(),
+        ] {
+            let mut h = headers(&[("traceparent", &bad)]);
+            let s = continue_trace(&mut h);
+            assert_eq!(s.parent_span_id, None, "{bad}");
+            assert_ne!(s.trace_id_hex(), TRACE);
+            assert!(s.sampled);
+            assert!(h.get("x-b3-parentspanid").is_none());
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The waypoint's view of Istio's Address xDS: workloads by IP and by uid,
+//! services by VIP. The upstream side uses it to decide how to reach an
+//! endpoint (HBONE through the node agent of a mesh workload, or plain
+//! TCP); telemetry uses it to name both ends of a request.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use mesh_hbone::Identity;
+use mesh_xds::{proto::istio_workload, XdsSnapshot};
+
+/// HBONE port of a node agent when the gateway address names none.
+pub const DEFAULT_HBONE_PORT: u16 = 15008;
+
+/// One workload (pod) as published in the Address xDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadEntry {
+    /// Istio's workload uid (`Kubernetes//Pod/<ns>/<name>`).
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    /// Owner name (the Deployment), empty when unknown.
+    pub workload_name: String,
+    pub canonical_name: String,
+    pub canonical_revision: String,
+    pub node: String,
+    pub cluster_id: String,
+    pub ips: Vec<IpAddr>,
+    /// `spiffe://<td>/ns/<ns>/sa/<sa>`; None when the fields do not form one.
+    pub identity: Option<Identity>,
+    /// Captured by the mesh (tunnel protocol HBONE).
+    pub mesh: bool,
+    /// The node agent's HBONE address that accepts tunnels to this workload.
+    pub gateway: Option<SocketAddr>,
+}
+
+impl WorkloadEntry {
+    /// Where to open an HBONE tunnel to this workload, and whom to expect
+    /// there: only mesh workloads with a gateway and an identity.
+    pub fn hbone_target(&self) -> Option<(SocketAddr, Identity)> {
+        if !self.mesh {
+            return None;
+        }
+        Some((self.gateway?, self.identity.clone()?))
+    }
+
+    /// The owner name when known, else the pod name (Istio's `workload`).
+    pub fn workload_label(&self) -> &str {
+        if self.workload_name.is_empty() {
+            &self.name
+        } else {
+            &self.workload_name
+        }
+    }
+}
+
+/// One Kubernetes Service as published in the Address xDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub name: String,
+    pub namespace: String,
+    /// FQDN, `reviews.default.svc.cluster.local`.
+    pub hostname: String,
+    pub vips: Vec<IpAddr>,
+    /// The waypoint the service is bound to, if any.
+    pub waypoint: Option<SocketAddr>,
+}
+
+/// Workloads and services, indexed; immutable once built.
+#[derive(Debug, Default)]
+pub struct Directory {
+    by_uid: HashMap<String, Arc<WorkloadEntry>>,
+    by_ip: HashMap<IpAddr, Arc<WorkloadEntry>>,
+    by_vip: HashMap<IpAddr, Arc<ServiceEntry>>,
+    by_hostname: HashMap<String, Arc<ServiceEntry>>,
+}
+
+pub(crate) fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
+fn gateway_addr(gw: Option<&istio_workload::GatewayAddress>) -> Option<SocketAddr> {
+    let gw = gw?;
+    let istio_workload::gateway_address::Destination::Address(addr) = gw.destination.as_ref()?
+    else {
+        // A hostname gateway (east-west) needs DNS; not reachable from here.
+        return None;
+    };
+    let port = u16::try_from(gw.hbone_mtls_port)
+        .ok()
+        .filter(|p| *p != 0)
+        .unwrap_or(DEFAULT_HBONE_PORT);
+    Some(SocketAddr::new(ip_from_bytes(&addr.address)?, port))
+}
+
+impl WorkloadEntry {
+    /// Converts an xDS workload; `uid` falls back to the resource name.
+    pub fn from_proto(resource_name: &str, w: &istio_workload::Workload) -> Self {
+        let uid = if w.uid.is_empty() {
+            resource_name.to_string()
+        } else {
+            w.uid.clone()
+        };
+        WorkloadEntry {
+            uid,
+            name: w.name.clone(),
+            namespace: w.namespace.clone(),
+            service_account: w.service_account.clone(),
+            workload_name: w.workload_name.clone(),
+            canonical_name: w.canonical_name.clone(),
+            canonical_revision: w.canonical_revision.clone(),
+            node: w.node.clone(),
+            cluster_id: w.cluster_id.clone(),
+            ips: w
+                .addresses
+                .iter()
+                .filter_map(|a| ip_from_bytes(a))
+                .collect(),
+            identity: Identity::new(&w.trust_domain, &w.namespace, &w.service_account).ok(),
+            mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
+            gateway: gateway_addr(w.network_gateway.as_ref()),
+        }
+    }
+}
+
+impl ServiceEntry {
+    pub fn from_proto(s: &istio_workload::Service) -> Self {
+        ServiceEntry {
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+            hostname: s.hostname.clone(),
+            vips: s
+                .addresses
+                .iter()
+                .filter_map(|a| ip_from_bytes(&a.address))
+                .collect(),
+            waypoint: gateway_addr(s.waypoint.as_ref()),
+        }
+    }
+}
+
+impl Directory {
+    /// The Address view of an xDS snapshot.
+    pub fn from_snapshot(snapshot: &XdsSnapshot) -> Self {
+        Self::build(
+            snapshot
+                .workloads()
+                .map(|(n, w)| WorkloadEntry::from_proto(n, w)),
+            snapshot
+                .services()
+                .map(|(_, s)| ServiceEntry::from_proto(s)),
+        )
+    }
+
+    /// Indexes these workloads and services. When two workloads claim an
+    /// IP, the one with the smaller uid wins (deterministic across updates).
+    pub fn build(
+        workloads: impl IntoIterator<Item = WorkloadEntry>,
+        services: impl IntoIterator<Item = ServiceEntry>,
+    ) -> Self {
+        let mut d = Directory::default();
+        let mut workloads: Vec<_> = workloads.into_iter().map(Arc::new).collect();
+        workloads.sort_by(|a, b| b.uid.cmp(&a.uid));
+        for w in workloads {
+            for ip in &w.ips {
+                d.by_ip.insert(*ip, Arc::clone(&w));
+            }
+            d.by_uid.insert(w.uid.clone(), w);
+        }
+        for s in services.into_iter().map(Arc::new) {
+            for vip in &s.vips {
+                d.by_vip.insert(*vip, Arc::clone(&s));
+            }
+            d.by_hostname.insert(s.hostname.clone(), s);
+        }
+        d
+    }
+
+    pub fn workload_by_ip(&self, ip: IpAddr) -> Option<&Arc<WorkloadEntry>> {
+        self.by_ip.get(&ip)
+    }
+
+    pub fn workload_by_uid(&self, uid: &str) -> Option<&Arc<WorkloadEntry>> {
+        self.by_uid.get(uid)
+    }
+
+    pub fn service_by_vip(&self, ip: IpAddr) -> Option<&Arc<ServiceEntry>> {
+        self.by_vip.get(&ip)
+    }
+
+    pub fn service_by_hostname(&self, hostname: &str) -> Option<&Arc<ServiceEntry>> {
+        self.by_hostname.get(hostname)
+    }
+
+    /// The workload an endpoint belongs to: by the EDS metadata uid when the
+    /// Address xDS knows it, else by the endpoint's IP.
+    pub fn endpoint_workload(&self, uid: Option<&str>, ip: IpAddr) -> Option<&Arc<WorkloadEntry>> {
+        uid.and_then(|u| self.workload_by_uid(u))
+            .or_else(|| self.workload_by_ip(ip))
+    }
+
+    pub fn workloads(&self) -> usize {
+        self.by_uid.len()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use istio_workload::{gateway_address::Destination, GatewayAddress, NetworkAddress};
+
+    pub fn workload(
+        uid: &str,
+        ip: [u8; 4],
+        mesh: bool,
+        node_ip: Option<[u8; 4]>,
+    ) -> istio_workload::Workload {
+        istio_workload::Workload {
+            uid: uid.into(),
+            name: format!("{uid}-pod"),
+            namespace: "default".into(),
+            addresses: vec![ip.to_vec()],
+            trust_domain: "cluster.local".into(),
+            service_account: "reviews".into(),
+            canonical_name: "reviews".into(),
+            canonical_revision: "v1".into(),
+            workload_name: "reviews-v1".into(),
+            node: "node-b".into(),
+            tunnel_protocol: if mesh {
+                istio_workload::TunnelProtocol::Hbone as i32
+            } else {
+                istio_workload::TunnelProtocol::None as i32
+            },
+            network_gateway: node_ip.map(|n| GatewayAddress {
+                destination: Some(Destination::Address(NetworkAddress {
+                    network: String::new(),
+                    address: n.to_vec(),
+                })),
+                hbone_mtls_port: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mesh_workload_is_reached_through_its_node_agent() {
+        let w = WorkloadEntry::from_proto(
+            "r",
+            &workload("uid-1", [10, 244, 1, 3], true, Some([172, 18, 0, 3])),
+        );
+        let (gw, id) = w.hbone_target().expect("hbone target");
+        assert_eq!(gw, "172.18.0.3:15008".parse().unwrap());
+        assert_eq!(
+            id.to_string(),
+            "spiffe://cluster.local/ns/default/sa/reviews"
+        );
+        assert_eq!(w.workload_label(), "reviews-v1");
+    }
+
+    #[test]
+    fn non_mesh_or_gatewayless_workloads_are_plain() {
+        let plain = WorkloadEntry::from_proto(
+            "r",
+            &workload("a", [10, 0, 0, 1], false, Some([1, 1, 1, 1])),
+        );
+        assert!(plain.hbone_target().is_none());
+        let no_gw = WorkloadEntry::from_proto("r", &workload("b", [10, 0, 0, 2], true, None));
+        assert!(no_gw.hbone_target().is_none());
+    }
+
+    #[test]
+    fn lookups_by_ip_uid_and_vip() {
+        let svc = istio_workload::Service {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            hostname: "reviews.default.svc.cluster.local".into(),
+            addresses: vec![NetworkAddress {
+                network: String::new(),
+                address: vec![10, 96, 0, 20],
+            }],
+            ..Default::default()
+        };
+        let d = Directory::build(
+            [
+                WorkloadEntry::from_proto("x", &workload("uid-1", [10, 244, 1, 3], true, None)),
+                WorkloadEntry::from_proto("uid-2", &workload("", [10, 244, 1, 4], true, None)),
+            ],
+            [ServiceEntry::from_proto(&svc)],
+        );
+        let ip: IpAddr = "10.244.1.4".parse().unwrap();
+        assert_eq!(d.workload_by_ip(ip).unwrap().uid, "uid-2");
+        assert_eq!(
+            d.workload_by_uid("uid-1").unwrap().ips,
+            vec![IpAddr::from([10, 244, 1, 3])]
+        );
+        assert_eq!(
+            d.service_by_vip("10.96.0.20".parse().unwrap())
+                .unwrap()
+                .name,
+            "reviews"
+        );
+        // uid metadata wins over the IP.
+        assert_eq!(d.endpoint_workload(Some("uid-1"), ip).unwrap().uid, "uid-1");
+        assert_eq!(d.endpoint_workload(Some("gone"), ip).unwrap().uid, "uid-2");
+        assert_eq!(d.workloads(), 2);
+    }
+}

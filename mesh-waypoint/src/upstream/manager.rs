@@ -1,0 +1,247 @@
+//! [`ClusterManager`]: all clusters, rebuilt from CDS + EDS + Address on
+//! every snapshot, serving [`Upstream::send`] for the route side and the
+//! clusters/endpoints part of `/config_dump`.
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc, RwLock},
+};
+
+use envoy_types::pb::envoy::config::{cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment};
+use futures::future::BoxFuture;
+use http::Request;
+use mesh_xds::{FieldRejection, XdsResource, XdsSnapshot, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+use serde_json::{json, Value};
+
+use super::{
+    api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamResponse},
+    breaker::Resource,
+    cluster::{endpoints, ClusterConfig},
+    connector::{Connector, Route},
+    directory::Directory,
+    host_set::HostSet,
+    metrics::{OverflowLabels, UpstreamMetrics},
+};
+use crate::body::Body;
+
+/// What the upstream side needs from the binary.
+#[derive(Clone, Default)]
+pub struct UpstreamOptions {
+    /// None: plain TCP only (mesh workloads are then unreachable).
+    pub hbone: Option<Arc<mesh_hbone::HboneClient>>,
+    /// The waypoint's own identity (HBONE source).
+    pub identity: Option<mesh_hbone::Identity>,
+}
+
+type Clusters = HashMap<String, Arc<HostSet>>;
+
+pub struct ClusterManager {
+    connector: Connector,
+    clusters: RwLock<Arc<Clusters>>,
+    directory: RwLock<Arc<Directory>>,
+    metrics: UpstreamMetrics,
+}
+
+impl ClusterManager {
+    pub fn new(opts: UpstreamOptions) -> Arc<Self> {
+        Arc::new(ClusterManager {
+            connector: Connector {
+                hbone: opts.hbone,
+                identity: opts.identity,
+            },
+            clusters: RwLock::default(),
+            directory: RwLock::default(),
+            metrics: UpstreamMetrics::default(),
+        })
+    }
+
+    /// The `mesh_waypoint_*` upstream series (telemetry registers them).
+    pub fn metrics(&self) -> &UpstreamMetrics {
+        &self.metrics
+    }
+
+    /// Rebuilds clusters and endpoints from CDS + EDS + Address; keeps
+    /// pools, outlier state and active counts of endpoints that stay.
+    pub fn apply(&self, snapshot: &XdsSnapshot) {
+        let clusters =
+            snapshot
+                .resources(CLUSTER_TYPE_URL)
+                .filter_map(|(_, r)| match &*r.resource {
+                    XdsResource::Cluster(c) => Some(c.as_ref()),
+                    _ => None,
+                });
+        let clas = snapshot
+            .resources(ENDPOINT_TYPE_URL)
+            .filter_map(|(_, r)| match &*r.resource {
+                XdsResource::ClusterLoadAssignment(c) => Some(c.as_ref()),
+                _ => None,
+            });
+        self.apply_resources(clusters, clas, Directory::from_snapshot(snapshot));
+    }
+
+    /// [`Self::apply`] from the resources themselves.
+    pub fn apply_resources<'a>(
+        &self,
+        clusters: impl IntoIterator<Item = &'a Cluster>,
+        clas: impl IntoIterator<Item = &'a ClusterLoadAssignment>,
+        directory: Directory,
+    ) {
+        let clas: HashMap<&str, &ClusterLoadAssignment> = clas
+            .into_iter()
+            .map(|c| (c.cluster_name.as_str(), c))
+            .collect();
+        let old = self.clusters.read().unwrap().clone();
+        let mut next = Clusters::new();
+        for c in clusters {
+            let cfg = match ClusterConfig::from_proto(c) {
+                Ok(cfg) => cfg,
+                Err((field, reason)) => {
+                    tracing::warn!(cluster = %c.name, %field, %reason, "cluster ignored");
+                    continue;
+                }
+            };
+            // EDS, else an inline load_assignment (STATIC clusters).
+            let cla = clas
+                .get(c.name.as_str())
+                .copied()
+                .or(c.load_assignment.as_ref());
+            let eps = match cla.map(endpoints).transpose() {
+                Ok(eps) => eps.unwrap_or_default(),
+                Err((field, reason)) => {
+                    tracing::warn!(cluster = %c.name, %field, %reason, "endpoints ignored");
+                    Vec::new()
+                }
+            };
+            let set = HostSet::build(old.get(&c.name).map(|s| s.as_ref()), cfg, eps, &directory);
+            next.insert(c.name.clone(), Arc::new(set));
+        }
+        tracing::debug!(
+            clusters = next.len(),
+            workloads = directory.workloads(),
+            "upstream config applied"
+        );
+        *self.directory.write().unwrap() = Arc::new(directory);
+        *self.clusters.write().unwrap() = Arc::new(next);
+    }
+
+    /// The current Address view.
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory.read().unwrap())
+    }
+
+    fn cluster(&self, name: &str) -> Option<Arc<HostSet>> {
+        self.clusters.read().unwrap().get(name).cloned()
+    }
+
+    /// `{"clusters": [..], "endpoints": [..]}` for `/config_dump`.
+    pub fn dump(&self) -> Value {
+        let clusters = self.clusters.read().unwrap().clone();
+        let mut names: Vec<&String> = clusters.keys().collect();
+        names.sort();
+        let (mut cs, mut es) = (Vec::new(), Vec::new());
+        for name in names {
+            let set = &clusters[name];
+            let cfg = &set.cfg;
+            let l = cfg.limits;
+            let mut c = json!({
+                "name": name,
+                "lb": cfg.lb.name(),
+                "protocol": format!("{:?}", cfg.pool.protocol),
+                "connect_timeout_ms": cfg.pool.connect_timeout.as_millis() as u64,
+                "max_requests_per_connection": cfg.pool.max_requests_per_connection,
+                "healthy_panic_threshold": cfg.healthy_panic_threshold,
+                "circuit_breakers": {
+                    "max_connections": l.max_connections,
+                    "max_pending_requests": l.max_pending_requests,
+                    "max_requests": l.max_requests,
+                    "max_retries": l.max_retries,
+                },
+                "overflows": {
+                    "max_connections": set.breaker.overflows(Resource::Connections),
+                    "max_pending_requests": set.breaker.overflows(Resource::Pending),
+                    "max_requests": set.breaker.overflows(Resource::Requests),
+                    "max_retries": set.breaker.overflows(Resource::Retries),
+                },
+            });
+            if let Some(o) = &cfg.outlier {
+                c["outlier_detection"] = json!({
+                    "consecutive_5xx": o.consecutive_5xx,
+                    "consecutive_gateway_failure": o.consecutive_gateway_failure,
+                    "enforcing_consecutive_5xx": o.enforcing_consecutive_5xx,
+                    "enforcing_consecutive_gateway_failure": o.enforcing_consecutive_gateway_failure,
+                    "interval_ms": o.interval.as_millis() as u64,
+                    "base_ejection_ms": o.base_ejection_time.as_millis() as u64,
+                    "max_ejection_ms": o.max_ejection_time.as_millis() as u64,
+                    "max_ejection_percent": o.max_ejection_percent,
+                });
+            }
+            cs.push(c);
+            for e in &set.endpoints {
+                es.push(json!({
+                    "cluster": name,
+                    "address": e.addr.to_string(),
+                    "health": if set.is_ejected(&e.addr) { "EJECTED" } else { "HEALTHY" },
+                    "workload": e.workload.as_deref().unwrap_or(""),
+                    "hbone": matches!(e.route, Route::Hbone { .. }),
+                    "active_requests": e.active.load(Ordering::Relaxed),
+                    "connections": e.pool.open_connections(),
+                    "ejections": set.total_ejections(&e.addr),
+                }));
+            }
+        }
+        json!({ "clusters": cs, "endpoints": es })
+    }
+}
+
+impl Upstream for ClusterManager {
+    fn send(
+        &self,
+        cluster: &str,
+        req: Request<Body>,
+        ctx: SendContext,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        let Some(set) = self.cluster(cluster) else {
+            let name = cluster.to_string();
+            return Box::pin(async move { Err(UpstreamError::UnknownCluster(name)) });
+        };
+        Box::pin(set.send(req, ctx, self.connector.clone(), self.metrics.clone()))
+    }
+
+    fn retry_permit(&self, cluster: &str) -> Option<RetryPermit> {
+        let set = self.cluster(cluster)?;
+        match set.breaker.try_acquire(Resource::Retries) {
+            Some(g) => Some(RetryPermit(Box::new(g))),
+            None => {
+                self.metrics
+                    .overflow
+                    .get_or_create(&OverflowLabels {
+                        cluster: cluster.to_string(),
+                        breaker: Resource::Retries.name().to_string(),
+                    })
+                    .inc();
+                None
+            }
+        }
+    }
+}
+
+/// Checks Cluster / ClusterLoadAssignment resources (for the xDS
+/// Validator); other types pass.
+pub fn validate(type_url: &str, r: &XdsResource) -> Result<(), FieldRejection> {
+    match (type_url, r) {
+        (CLUSTER_TYPE_URL, XdsResource::Cluster(c)) => {
+            let cfg = ClusterConfig::from_proto(c)?;
+            if let Some(cla) = &c.load_assignment {
+                endpoints(cla).map_err(|(f, r)| (format!("load_assignment.{f}"), r))?;
+            }
+            let _ = cfg;
+            Ok(())
+        }
+        (ENDPOINT_TYPE_URL, XdsResource::ClusterLoadAssignment(c)) => {
+            if c.cluster_name.is_empty() {
+                return Err(("cluster_name".into(), "empty".into()));
+            }
+            endpoints(c).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
