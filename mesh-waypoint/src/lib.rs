@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
-pub mod upstream;
+pub mod config;
 pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,152 @@
+//! The active routing config: built from an xDS snapshot as a whole and
+//! swapped atomically, so a request sees one consistent listener + route
+//! table. A snapshot that cannot be built leaves the previous config in
+//! place (the xDS validator normally NACKs such resources first).
+use std::sync::{Arc, RwLock};
+
+use mesh_xds::{XdsResource, XdsSnapshot, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
+
+use super::{
+    fault::FaultConfig,
+    listener::{self, HttpFilter, ListenerConfig, RouteSource},
+    route_config,
+    table::RouteTable,
+    ConfigError,
+};
+
+/// One consistent routing config.
+#[derive(Debug, Clone)]
+pub struct ActiveConfig {
+    /// None until LDS delivered a listener.
+    pub listener: Option<ListenerConfig>,
+    pub table: Arc<RouteTable>,
+    /// The HTTP filters to run, in order (the listener's, or fault +
+    /// router when there is no listener yet).
+    pub filters: Vec<HttpFilter>,
+    /// xDS snapshot generation this was built from.
+    pub generation: u64,
+}
+
+impl Default for ActiveConfig {
+    fn default() -> Self {
+        ActiveConfig {
+            listener: None,
+            table: Arc::new(RouteTable::default()),
+            filters: default_filters(),
+            generation: 0,
+        }
+    }
+}
+
+fn default_filters() -> Vec<HttpFilter> {
+    vec![
+        HttpFilter::Fault(Arc::new(FaultConfig::default())),
+        HttpFilter::Router,
+    ]
+}
+
+impl ActiveConfig {
+    /// Builds from `snap`: the listener named `listener_name` (else the
+    /// only/first one) and the RouteConfiguration it names.
+    pub fn from_snapshot(snap: &XdsSnapshot, listener_name: &str) -> Result<Self, ConfigError> {
+        let mut listeners =
+            snap.resources(LISTENER_TYPE_URL)
+                .filter_map(|(n, r)| match &*r.resource {
+                    XdsResource::Listener(l) => Some((n, l)),
+                    _ => None,
+                });
+        let chosen = snap
+            .get(LISTENER_TYPE_URL, listener_name)
+            .and_then(|r| match &*r.resource {
+                XdsResource::Listener(l) => Some(l),
+                _ => None,
+            })
+            .or_else(|| listeners.next().map(|(_, l)| l));
+        let listener = chosen
+            .map(|l| {
+                listener::translate(l).map_err(|e| {
+                    ConfigError::new(format!("Listener {}: {}", l.name, e.field), e.reason)
+                })
+            })
+            .transpose()?;
+        let route_name = match listener.as_ref().map(|l| &l.routes) {
+            Some(RouteSource::Inline(_)) => None,
+            Some(RouteSource::Rds(n)) => Some(n.clone()),
+            None => Some(listener_name.to_string()),
+        };
+        let table = match (&listener, route_name) {
+            (
+                Some(ListenerConfig {
+                    routes: RouteSource::Inline(t),
+                    ..
+                }),
+                _,
+            ) => t.clone(),
+            (_, Some(name)) => match snap.get(ROUTE_TYPE_URL, &name).map(|r| &*r.resource) {
+                Some(XdsResource::RouteConfiguration(rc)) => {
+                    Arc::new(route_config::translate(rc).map_err(|e| {
+                        ConfigError::new(
+                            format!("RouteConfiguration {name}: {}", e.field),
+                            e.reason,
+                        )
+                    })?)
+                }
+                _ => Arc::new(RouteTable::new(name, Vec::new())),
+            },
+            (_, None) => Arc::new(RouteTable::default()),
+        };
+        let filters = listener
+            .as_ref()
+            .map_or_else(default_filters, |l| l.filters.clone());
+        Ok(ActiveConfig {
+            listener,
+            table,
+            filters,
+            generation: snap.generation,
+        })
+    }
+}
+
+/// The shared, swappable active config.
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    current: RwLock<Arc<ActiveConfig>>,
+}
+
+impl ConfigStore {
+    pub fn new(initial: ActiveConfig) -> Self {
+        ConfigStore {
+            current: RwLock::new(Arc::new(initial)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<ActiveConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set(&self, cfg: ActiveConfig) -> Arc<ActiveConfig> {
+        let cfg = Arc::new(cfg);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = cfg.clone();
+        cfg
+    }
+
+    /// Rebuilds from `snap`; on error keeps the current config and says why.
+    pub fn apply(
+        &self,
+        snap: &XdsSnapshot,
+        listener_name: &str,
+    ) -> Result<Arc<ActiveConfig>, ConfigError> {
+        let cfg = ActiveConfig::from_snapshot(snap, listener_name)?;
+        tracing::info!(
+            generation = cfg.generation,
+            listener = cfg.listener.as_ref().map(|l| l.name.as_str()),
+            route_config = cfg.table.name.as_str(),
+            virtual_hosts = cfg.table.vhosts.len(),
+            "routing config applied"
+        );
+        Ok(self.set(cfg))
+    }
+}
