@@ -10,5 +10,6 @@
 
 pub mod body;
 pub mod config;
+pub mod route;
 pub mod telemetry;
 pub mod upstream;

@@ -7,7 +7,7 @@
 //! path (`virtual_hosts[0].routes[2].match.safe_regex.regex`).
 //!
 //! - [`matcher`]: string / header / query matchers, the request view they read
-//! - [`percent`]: `FractionalPercent`
+//! - [`percent`]: Envoy's `FractionalPercent`
 //! - [`table`]: the compiled model (`RouteTable`, `VirtualHost`, `Route`, …)
 //! - [`route_config`] / [`action`]: RouteConfiguration and RouteAction translation
 //! - [`headers`]: header add / remove edits

@@ -362,7 +362,7 @@ mod tests {
         let c = Cidr::compile(
             &CidrRange {
                 address_prefix: "10.1.0.0".into(),
-                prefix_len: Some(16u32.into()),
+                prefix_len: Some(mesh_xds::proto::wkt::UInt32Value { value: 16 }),
             },
             "c",
         )
@@ -383,7 +383,7 @@ mod tests {
         let all = Cidr::compile(
             &CidrRange {
                 address_prefix: "0.0.0.0".into(),
-                prefix_len: Some(0u32.into()),
+                prefix_len: Some(mesh_xds::proto::wkt::UInt32Value { value: 0 }),
             },
             "c",
         )
