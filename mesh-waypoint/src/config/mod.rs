@@ -67,3 +67,6 @@ pub(crate) fn at(base: &str, field: &str) -> String {
         format!("{base}.{field}")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 //! place (the xDS validator normally NACKs such resources first).
 use std::sync::{Arc, RwLock};
 
+use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
 use mesh_xds::{XdsResource, XdsSnapshot, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 
 use super::{
@@ -47,21 +48,35 @@ fn default_filters() -> Vec<HttpFilter> {
 
 impl ActiveConfig {
     /// Builds from `snap`: the listener named `listener_name` (else the
-    /// only/first one) and the RouteConfiguration it names.
+    /// first one) and the RouteConfiguration it names.
     pub fn from_snapshot(snap: &XdsSnapshot, listener_name: &str) -> Result<Self, ConfigError> {
-        let mut listeners =
-            snap.resources(LISTENER_TYPE_URL)
-                .filter_map(|(n, r)| match &*r.resource {
-                    XdsResource::Listener(l) => Some((n, l)),
-                    _ => None,
-                });
-        let chosen = snap
-            .get(LISTENER_TYPE_URL, listener_name)
-            .and_then(|r| match &*r.resource {
-                XdsResource::Listener(l) => Some(l),
+        let listeners: Vec<&Listener> = snap
+            .resources(LISTENER_TYPE_URL)
+            .filter_map(|(_, r)| match &*r.resource {
+                XdsResource::Listener(l) => Some(&**l),
                 _ => None,
             })
-            .or_else(|| listeners.next().map(|(_, l)| l));
+            .collect();
+        let routes = |name: &str| match snap.get(ROUTE_TYPE_URL, name).map(|r| &*r.resource) {
+            Some(XdsResource::RouteConfiguration(rc)) => Some(&**rc),
+            _ => None,
+        };
+        let mut cfg = Self::build(&listeners, routes, listener_name)?;
+        cfg.generation = snap.generation;
+        Ok(cfg)
+    }
+
+    /// Builds from plain resources (what [`from_snapshot`](Self::from_snapshot)
+    /// extracts).
+    pub fn build<'a>(
+        listeners: &[&'a Listener],
+        routes: impl Fn(&str) -> Option<&'a RouteConfiguration>,
+        listener_name: &str,
+    ) -> Result<Self, ConfigError> {
+        let chosen = listeners
+            .iter()
+            .find(|l| l.name == listener_name)
+            .or_else(|| listeners.first());
         let listener = chosen
             .map(|l| {
                 listener::translate(l).map_err(|e| {
@@ -69,31 +84,24 @@ impl ActiveConfig {
                 })
             })
             .transpose()?;
-        let route_name = match listener.as_ref().map(|l| &l.routes) {
-            Some(RouteSource::Inline(_)) => None,
-            Some(RouteSource::Rds(n)) => Some(n.clone()),
-            None => Some(listener_name.to_string()),
-        };
-        let table = match (&listener, route_name) {
-            (
-                Some(ListenerConfig {
-                    routes: RouteSource::Inline(t),
-                    ..
-                }),
-                _,
-            ) => t.clone(),
-            (_, Some(name)) => match snap.get(ROUTE_TYPE_URL, &name).map(|r| &*r.resource) {
-                Some(XdsResource::RouteConfiguration(rc)) => {
-                    Arc::new(route_config::translate(rc).map_err(|e| {
+        let table = match listener.as_ref().map(|l| &l.routes) {
+            Some(RouteSource::Inline(t)) => t.clone(),
+            source => {
+                let name = match source {
+                    Some(RouteSource::Rds(n)) => n.as_str(),
+                    _ => listener_name,
+                };
+                match routes(name) {
+                    Some(rc) => Arc::new(route_config::translate(rc).map_err(|e| {
                         ConfigError::new(
                             format!("RouteConfiguration {name}: {}", e.field),
                             e.reason,
                         )
-                    })?)
+                    })?),
+                    // Not delivered yet: no virtual hosts, every request is NR.
+                    None => Arc::new(RouteTable::new(name.to_string(), Vec::new())),
                 }
-                _ => Arc::new(RouteTable::new(name, Vec::new())),
-            },
-            (_, None) => Arc::new(RouteTable::default()),
+            }
         };
         let filters = listener
             .as_ref()
@@ -102,7 +110,7 @@ impl ActiveConfig {
             listener,
             table,
             filters,
-            generation: snap.generation,
+            generation: 0,
         })
     }
 }
