@@ -11,5 +11,6 @@
 pub mod body;
 pub mod config;
 pub mod route;
+pub mod server;
 pub mod telemetry;
 pub mod upstream;

@@ -24,7 +24,7 @@ pub mod stage;
 
 use std::sync::{Arc, Mutex};
 
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service};
 
 pub use exchange::{Downstream, Exchange};
 pub use observe::{NoObserver, Observer};
@@ -127,13 +127,21 @@ impl Proxy {
             .clone()
     }
 
-    /// Serves one request with the current stack.
-    pub async fn handle(
+    /// Serves one request with the current stack. (A boxed future of a
+    /// concrete type: callers need not prove the stack's future `Send` for
+    /// every lifetime of the boxed body error, which rustc cannot.)
+    pub fn handle(
         &self,
         req: http::Request<crate::body::Body>,
-    ) -> http::Response<crate::body::Body> {
-        let Ok(resp) = self.service().oneshot(req).await;
-        resp
+    ) -> futures::future::BoxFuture<'static, http::Response<crate::body::Body>> {
+        // The stack is always ready (every poll_ready is Ready).
+        let fut = self.service().call(req);
+        Box::pin(async move {
+            match fut.await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        })
     }
 }
 
