@@ -52,17 +52,18 @@ pub fn due(cert: &WorkloadCert, now: SystemTime) -> bool {
     now >= cert.not_before() + life / 2
 }
 
+/// Asks the mesh CA for the waypoint's certificate.
+#[derive(Clone)]
 pub struct CertFetcher {
     pub identity: Identity,
-    pub store: Arc<CertStore>,
     pub ca: IstioCertificateServiceClient<Channel>,
     pub ttl: Duration,
-    /// Take the trust bundle from the CA's chain (no bundle configured).
-    pub learn_root: bool,
 }
 
 impl CertFetcher {
-    async fn fetch(&self) -> Result<(WorkloadCert, Option<String>), CertError> {
+    /// One certificate, and the chain's root (its last certificate) when
+    /// the CA sent more than the leaf.
+    pub async fn fetch(&self) -> Result<(WorkloadCert, Option<String>), CertError> {
         let identity = &self.identity;
         let (csr, key_pem) = csr_for(identity).map_err(|source| CertError::Csr {
             identity: identity.clone(),
@@ -90,48 +91,43 @@ impl CertFetcher {
                 source,
             }
         })?;
+        tracing::info!(identity = %identity, serial = cert.serial(), "waypoint certificate issued");
         Ok((cert, root))
     }
 
-    /// Obtains the certificate, retrying every second until it succeeds.
-    pub async fn first(&self) -> Arc<WorkloadCert> {
+    /// Retries every second until the CA answers.
+    pub async fn first(&self) -> (WorkloadCert, Option<String>) {
         loop {
-            if self.refresh().await {
-                if let Some(c) = self.store.get(&self.identity) {
-                    return c;
+            match self.fetch().await {
+                Ok(r) => return r,
+                Err(error) => {
+                    tracing::warn!(%error, "waypoint certificate request failed; retrying")
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    /// One fetch; true when a certificate was stored.
-    pub async fn refresh(&self) -> bool {
-        match self.fetch().await {
-            Ok((cert, root)) => {
-                if self.learn_root {
-                    if let Some(bundle) = root.and_then(|r| TrustBundle::from_pem(r).ok()) {
-                        self.store.set_trust_bundle(bundle);
-                    }
-                }
-                tracing::info!(identity = %self.identity, serial = cert.serial(), "waypoint certificate issued");
-                self.store.insert(cert);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "waypoint certificate request failed; retrying");
-                false
-            }
-        }
-    }
-
-    /// Renews at half-life, forever.
-    pub async fn run(self) {
+    /// Renews the certificate in `store` at half-life, forever; with
+    /// `learn_root` the CA's root also replaces the trust bundle.
+    pub async fn run(self, store: Arc<CertStore>, learn_root: bool) {
         loop {
-            let now = SystemTime::now();
-            let renew = self.store.get(&self.identity).is_none_or(|c| due(&c, now));
+            let renew = store
+                .get(&self.identity)
+                .is_none_or(|c| due(&c, SystemTime::now()));
             if renew {
-                self.refresh().await;
+                match self.fetch().await {
+                    Ok((cert, root)) => {
+                        if let Some(bundle) = root
+                            .filter(|_| learn_root)
+                            .and_then(|r| TrustBundle::from_pem(r).ok())
+                        {
+                            store.set_trust_bundle(bundle);
+                        }
+                        store.insert(cert);
+                    }
+                    Err(error) => tracing::warn!(%error, "waypoint certificate renewal failed"),
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -144,7 +140,9 @@ mod tests {
 
     #[test]
     fn csr_carries_the_waypoint_identity() {
-        let id: Identity = "spiffe://cluster.local/ns/default/sa/waypoint".parse().unwrap();
+        let id: Identity = "spiffe://cluster.local/ns/default/sa/waypoint"
+            .parse()
+            .unwrap();
         let (csr, key) = csr_for(&id).unwrap();
         assert!(key.contains("PRIVATE KEY"));
         let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();

@@ -13,7 +13,7 @@
 //! - [`headers`]: header add / remove edits
 //! - [`fault`] / [`rbac`]: the per-filter configs
 //! - [`listener`]: the Listener's HttpConnectionManager
-//! - [`store`]: the active config, swapped atomically on update
+//! - [`store`]: the active config (listener + table + filters)
 //! - [`dump`]: the `/config_dump` view of it
 pub mod action;
 pub mod dump;
@@ -31,7 +31,7 @@ mod validate;
 mod wkt;
 
 pub use listener::{HttpFilter, ListenerConfig};
-pub use store::{ActiveConfig, ConfigStore};
+pub use store::ActiveConfig;
 pub use table::RouteTable;
 pub use validate::validate;
 

@@ -1,8 +1,9 @@
-//! The active routing config: built from an xDS snapshot as a whole and
-//! swapped atomically, so a request sees one consistent listener + route
-//! table. A snapshot that cannot be built leaves the previous config in
-//! place (the xDS validator normally NACKs such resources first).
-use std::sync::{Arc, RwLock};
+//! The active routing config, built from an xDS snapshot as a whole so a
+//! request sees one consistent listener + route table. `route::Proxy`
+//! swaps it (with the stack built from it) atomically; a snapshot that
+//! cannot be built leaves the previous one serving (the xDS validator
+//! normally NACKs such resources first).
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
 use mesh_xds::{XdsResource, XdsSnapshot, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
@@ -112,49 +113,5 @@ impl ActiveConfig {
             filters,
             generation: 0,
         })
-    }
-}
-
-/// The shared, swappable active config.
-#[derive(Debug, Default)]
-pub struct ConfigStore {
-    current: RwLock<Arc<ActiveConfig>>,
-}
-
-impl ConfigStore {
-    pub fn new(initial: ActiveConfig) -> Self {
-        ConfigStore {
-            current: RwLock::new(Arc::new(initial)),
-        }
-    }
-
-    pub fn current(&self) -> Arc<ActiveConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set(&self, cfg: ActiveConfig) -> Arc<ActiveConfig> {
-        let cfg = Arc::new(cfg);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = cfg.clone();
-        cfg
-    }
-
-    /// Rebuilds from `snap`; on error keeps the current config and says why.
-    pub fn apply(
-        &self,
-        snap: &XdsSnapshot,
-        listener_name: &str,
-    ) -> Result<Arc<ActiveConfig>, ConfigError> {
-        let cfg = ActiveConfig::from_snapshot(snap, listener_name)?;
-        tracing::info!(
-            generation = cfg.generation,
-            listener = cfg.listener.as_ref().map(|l| l.name.as_str()),
-            route_config = cfg.table.name.as_str(),
-            virtual_hosts = cfg.table.vhosts.len(),
-            "routing config applied"
-        );
-        Ok(self.set(cfg))
     }
 }
