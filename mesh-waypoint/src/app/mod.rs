@@ -89,6 +89,48 @@ async fn cert_store(
     Ok(store)
 }
 
+/// Applies every new xDS snapshot: clusters/endpoints to the
+/// ClusterManager, listener + routes to the route stack (a config that
+/// cannot be built leaves the previous one serving); keeps `synced` true
+/// once every type in [`TYPE_URLS`] arrived. Returns when the client stops.
+pub async fn follow(
+    mut rx: watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
+    proxy: Arc<Proxy>,
+    clusters: Arc<ClusterManager>,
+    synced: Arc<AtomicBool>,
+    listener_name: String,
+) {
+    let mut applied = None;
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if applied != Some(snap.generation) {
+            applied = Some(snap.generation);
+            clusters.apply(&snap);
+            match ActiveConfig::from_snapshot(&snap, &listener_name) {
+                Ok(c) => {
+                    tracing::info!(
+                        generation = c.generation,
+                        virtual_hosts = c.table.vhosts.len(),
+                        "routing config applied"
+                    );
+                    proxy.apply(Arc::new(c));
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    "routing config not applied; the previous one keeps serving"
+                ),
+            }
+        }
+        synced.store(
+            TYPE_URLS.iter().all(|t| snap.synced.contains(*t)),
+            Ordering::Relaxed,
+        );
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Runs the waypoint until SIGTERM / SIGINT / `/quitquitquit`, then drains.
 pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::Result<()> {
     let identity: Identity = cfg.identity().parse().context("waypoint identity")?;
@@ -135,39 +177,17 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         if addr.starts_with("https://") {
             xcfg.tls = Some(tls(bundle_pem.as_deref(), "xDS")?);
         }
-        let (handle, mut rx) = XdsClient::spawn(xcfg);
-        let (proxy, clusters, synced) = (proxy.clone(), clusters.clone(), synced.clone());
-        let listener_name = cfg.listener_name();
+        let (handle, rx) = XdsClient::spawn(xcfg);
+        let follower = follow(
+            rx,
+            proxy.clone(),
+            clusters.clone(),
+            synced.clone(),
+            cfg.listener_name(),
+        );
         tokio::spawn(async move {
             let _keep_client = handle;
-            let mut applied = None;
-            loop {
-                let snap = rx.borrow_and_update().clone();
-                if applied != Some(snap.generation) {
-                    applied = Some(snap.generation);
-                    clusters.apply(&snap);
-                    match ActiveConfig::from_snapshot(&snap, &listener_name) {
-                        Ok(c) => {
-                            tracing::info!(
-                                generation = c.generation,
-                                virtual_hosts = c.table.vhosts.len(),
-                                "routing config applied"
-                            );
-                            proxy.apply(Arc::new(c));
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "routing config not applied; the previous one keeps serving")
-                        }
-                    }
-                }
-                synced.store(
-                    TYPE_URLS.iter().all(|t| snap.synced.contains(*t)),
-                    Ordering::Relaxed,
-                );
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
+            follower.await;
         });
     } else {
         tracing::warn!("no --xds-addr: no routes; every request is answered 404 NR");
