@@ -139,3 +139,59 @@ pub fn direct_response(status: u16, body_bytes: &bytes::Bytes) -> Response<Body>
     }
     resp
 }
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1) and those named in
+/// `Connection`; `te: trailers` stays (gRPC needs it), as in Envoy.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty() && s != "te")
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for h in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(h);
+    }
+    let keep_te = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if keep_te {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_te_trailers_stays() {
+        let mut h = http::HeaderMap::new();
+        h.insert("connection", "keep-alive, x-private".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("te", "trailers, deflate".parse().unwrap());
+        h.insert("x-end-to-end", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"));
+        assert!(!h.contains_key("x-private"));
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-end-to-end"], "1");
+    }
+}

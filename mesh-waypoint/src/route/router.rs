@@ -123,7 +123,9 @@ impl Router {
         let mut resp = match last {
             Final::Response(r) => {
                 ex.set_upstream(cluster.clone(), r.workload.clone());
-                r.response
+                let mut resp = r.response;
+                rewrite::strip_hop_by_hop(resp.headers_mut());
+                resp
             }
             Final::Error(e) => {
                 ex.set_upstream(cluster.clone(), None);
@@ -163,6 +165,7 @@ impl Router {
             std::mem::replace(parts, Request::new(()).into_parts().0),
             (),
         );
+        rewrite::strip_hop_by_hop(req.headers_mut());
         let pq = req
             .uri()
             .path_and_query()

@@ -479,3 +479,40 @@ async fn post_body_is_replayed_on_retry() {
     assert_eq!(&calls[1].body[..], b"order=1");
     assert_eq!(h.recorder.records()[0].request_bytes, 7);
 }
+
+#[tokio::test]
+async fn hash_policy_reaches_the_upstream_and_mirror_at_0_percent_is_skipped() {
+    use envoy_types::pb::envoy::config::route::v3::route_action::{hash_policy, HashPolicy};
+    let mut a = to_cluster("c");
+    a.hash_policy = vec![HashPolicy {
+        terminal: false,
+        policy_specifier: Some(hash_policy::PolicySpecifier::Header(hash_policy::Header {
+            header_name: "x-user".into(),
+            regex_rewrite: None,
+        })),
+    }];
+    a.request_mirror_policies = vec![RequestMirrorPolicy {
+        cluster: "shadow".into(),
+        runtime_fraction: Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent {
+                numerator: 0,
+                denominator: 0,
+            }),
+            runtime_key: String::new(),
+        }),
+        ..Default::default()
+    }];
+    let h = harness(
+        &active(&reviews(vec![route("h", prefix("/"), a)]), filters()),
+        1,
+    );
+    h.get("/", &[("x-user", "alice"), ("connection", "close")])
+        .await;
+    h.get("/", &[]).await;
+    tokio::task::yield_now().await;
+    let calls = h.upstream.calls();
+    assert_eq!(calls.len(), 2, "no mirror at 0 %");
+    assert_eq!(calls[0].ctx.hash, Some(super::hash::fnv1a(b"alice")));
+    assert!(!calls[0].headers.contains_key("connection"));
+    assert_eq!(calls[1].ctx.hash, None);
+}
