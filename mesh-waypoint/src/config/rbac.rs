@@ -390,4 +390,81 @@ mod tests {
         .unwrap();
         assert!(all.contains("1.2.3.4".parse().unwrap()));
     }
+
+    fn input<'a>(
+        headers: &'a http::HeaderMap,
+        principal: Option<&'a str>,
+        port: u16,
+    ) -> RbacInput<'a> {
+        RbacInput {
+            request: RequestView {
+                method: &http::Method::GET,
+                authority: "reviews:9080",
+                path: "/api/x?q=1",
+                scheme: "http",
+                headers,
+            },
+            principal,
+            source_ip: Some("10.244.1.5".parse().unwrap()),
+            direct_ip: Some("192.168.0.2".parse().unwrap()),
+            destination_ip: Some("10.96.0.20".parse().unwrap()),
+            destination_port: Some(port),
+        }
+    }
+
+    fn policy(perm: Permission, principal: Principal) -> RbacRules {
+        RbacRules {
+            action: RbacAction::Allow,
+            policies: vec![Policy {
+                name: "p".into(),
+                permissions: vec![perm],
+                principals: vec![principal],
+            }],
+        }
+    }
+
+    #[test]
+    fn combinators_ports_and_identities() {
+        let h = http::HeaderMap::new();
+        let sleep = "spiffe://cluster.local/ns/default/sa/sleep";
+        let not_sleep = Principal::Not(Box::new(Principal::Authenticated(Some(
+            StringMatcher::exact(sleep),
+        ))));
+        let r = policy(Permission::DestinationPort(9080), not_sleep);
+        assert!(!r.allows(&input(&h, Some(sleep), 9080)));
+        assert!(r.allows(&input(&h, Some("spiffe://cluster.local/ns/x/sa/y"), 9080)));
+        assert!(!r.allows(&input(&h, Some("spiffe://cluster.local/ns/x/sa/y"), 9081)));
+        // Unauthenticated: "any authenticated" fails, its negation matches.
+        let r = policy(Permission::Any, Principal::Authenticated(None));
+        assert!(!r.allows(&input(&h, None, 9080)));
+        let either = Principal::Or(vec![
+            Principal::DirectRemoteIp(Cidr {
+                addr: "192.168.0.0".parse().unwrap(),
+                len: 24,
+            }),
+            Principal::Unsupported,
+        ]);
+        let both = Permission::And(vec![
+            Permission::UrlPath(StringMatcher::exact("/api/x")),
+            Permission::DestinationIp(Cidr {
+                addr: "10.96.0.0".parse().unwrap(),
+                len: 12,
+            }),
+        ]);
+        assert!(policy(both.clone(), either).allows(&input(&h, None, 9080)));
+        // DENY with the same match blocks; LOG never does.
+        let mut deny = policy(both.clone(), Principal::Any);
+        deny.action = RbacAction::Deny;
+        assert!(!deny.allows(&input(&h, None, 9080)));
+        deny.action = RbacAction::Log;
+        assert!(deny.allows(&input(&h, None, 9080)));
+        // An unsupported rule never matches: an ALLOW needing it fails closed.
+        assert!(!policy(Permission::Unsupported, Principal::Any).allows(&input(&h, None, 9080)));
+        // No policies: ALLOW denies everything, DENY allows everything.
+        let empty = RbacRules {
+            action: RbacAction::Allow,
+            policies: vec![],
+        };
+        assert!(!empty.allows(&input(&h, Some(sleep), 9080)));
+    }
 }
