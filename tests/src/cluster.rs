@@ -177,6 +177,15 @@ impl Cluster {
         ])?;
         self.underlay
             .exec(&["link", "set", &uplink, "master", "br-u", "up"])?;
+        // Pods that talk to the control plane themselves (a waypoint) need
+        // the way back.
+        self.underlay.exec(&[
+            "route",
+            "add",
+            &format!("10.244.{index}.0/24"),
+            "via",
+            &node_ip(index).to_string(),
+        ])?;
         node.netns.exec(&[
             "addr",
             "add",

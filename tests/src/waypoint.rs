@@ -35,6 +35,8 @@ pub struct WaypointSpec {
 pub struct Waypoint {
     child: Child,
     pub spec: WaypointSpec,
+    /// Keep the log on drop (start-up failed).
+    keep_log: bool,
 }
 
 impl Waypoint {
@@ -52,16 +54,22 @@ impl Waypoint {
             .args(["--name", &spec.name, "--namespace", &spec.namespace])
             .args(["--service-account", &spec.service_account])
             .args(["--pod-ip", &spec.pod_ip.to_string()])
+            .args(["--pod-name", &spec.pod_name])
             .args(&spec.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()
             .context("starting mesh-waypoint under nsenter")?;
-        let mut wp = Self { child, spec };
+        let mut wp = Self {
+            child,
+            spec,
+            keep_log: false,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = wp.child.try_wait()? {
+                wp.keep_log = true;
                 bail!(
                     "mesh-waypoint exited during start-up ({status}):\n{}",
                     wp.log_tail()
@@ -71,9 +79,13 @@ impl Waypoint {
                 return Ok(wp);
             }
             if Instant::now() > deadline {
-                let tail = wp.log_tail();
                 wp.stop();
-                bail!("mesh-waypoint not ready after 30 s:\n{tail}");
+                wp.keep_log = true;
+                bail!(
+                    "mesh-waypoint not ready after 30 s (log {}):\n{}",
+                    wp.spec.log.display(),
+                    wp.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -118,7 +130,7 @@ impl Waypoint {
 impl Drop for Waypoint {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.keep_log {
             eprintln!("waypoint log kept: {}", self.spec.log.display());
         } else {
             let _ = std::fs::remove_file(&self.spec.log);

@@ -62,8 +62,13 @@ async fn cert_store(
     identity: &Identity,
     bundle_pem: Option<&[u8]>,
 ) -> anyhow::Result<Arc<CertStore>> {
+    // Bounded, so an unreachable CA shows up as logged retries, not a
+    // silent hang.
     let endpoint = tonic::transport::Endpoint::from_shared(ca_addr.to_string())
-        .with_context(|| format!("--ca-addr {ca_addr:?}"))?;
+        .with_context(|| format!("--ca-addr {ca_addr:?}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10));
+    tracing::info!(ca = ca_addr, identity = %identity, "requesting the waypoint certificate");
     let channel = if ca_addr.starts_with("https://") {
         let connector = mesh_xds::transport::TlsConnector::new(&tls(bundle_pem, "the CA")?)
             .context("CA TLS settings")?;
