@@ -13,6 +13,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
+pub mod envoy;
 pub mod httpd;
 pub mod netns;
 pub mod node;

@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker).
+    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker, Envoy).
     Setup,
     /// Build the agent (with its eBPF) and the test workload.
     Build {
