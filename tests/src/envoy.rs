@@ -202,30 +202,11 @@ impl Envoy {
         let config = dir.join("envoy-bootstrap.json");
         std::fs::write(&config, serde_json::to_vec_pretty(&spec.bootstrap())?)
             .with_context(|| format!("writing {}", config.display()))?;
-        let log = File::create(dir.join("envoy.log"))?;
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display())).arg("--");
-                c
-            }
-            None => Command::new("env"),
-        };
-        if let Some(cpu) = spec.cpu {
-            cmd.args(["taskset", "-c", &cpu.to_string()]);
-        }
-        cmd.arg(bin)
-            .arg("--config-path")
-            .arg(&config)
-            .args(["--concurrency", &spec.concurrency.to_string()])
-            .args(["--log-level", &spec.log_level])
-            .arg("--disable-hot-restart")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut args: Vec<String> = vec!["--config-path".into(), config.display().to_string()];
+        args.extend(["--concurrency".into(), spec.concurrency.to_string()]);
+        args.extend(["--log-level".into(), spec.log_level.clone()]);
+        args.push("--disable-hot-restart".into());
+        let child = spawn_in(netns, spec.cpu, bin, &args, &dir.join("envoy.log"))?;
         Ok(Self {
             child,
             spec,
@@ -244,9 +225,7 @@ impl Envoy {
 
     /// The last `lines` lines of Envoy's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.log_path(), lines)
     }
 
     /// Waits (at most `timeout`) until `/ready` answers `LIVE`: Envoy has
@@ -357,6 +336,44 @@ impl Drop for Envoy {
             );
         }
     }
+}
+
+/// Starts `bin args…` in `netns` (through `nsenter`, which execs: the
+/// child's pid is the program's own), pinned to `cpu` with `taskset` when
+/// given, stdout and stderr to `log`.
+pub fn spawn_in(
+    netns: Option<&Path>,
+    cpu: Option<u32>,
+    bin: &Path,
+    args: &[String],
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("--");
+            c
+        }
+        None => Command::new("env"),
+    };
+    if let Some(cpu) = cpu {
+        cmd.args(["taskset", "-c", &cpu.to_string()]);
+    }
+    cmd.arg(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// The last `lines` lines of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A bodyless HTTP/1.0 request to `addr` from inside `netns` (or here).
@@ -486,6 +503,33 @@ impl ConfigDump {
         self.names("ClustersConfigDump", "dynamic_active_clusters", |c| {
             c["cluster"]["name"].as_str()
         })
+    }
+
+    /// Route names per virtual host over all dynamic route configurations.
+    pub fn route_names(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let configs = self
+            .section("RoutesConfigDump")
+            .and_then(|s| s["dynamic_route_configs"].as_array());
+        for rc in configs.into_iter().flatten() {
+            for vh in rc["route_config"]["virtual_hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = vh["name"].as_str() else {
+                    continue;
+                };
+                let routes = vh["routes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r["name"].as_str().unwrap_or("").to_string())
+                    .collect();
+                out.insert(name.to_string(), routes);
+            }
+        }
+        out
     }
 
     /// Endpoint addresses (`ip:port`) per cluster, from the EDS section.
@@ -669,7 +713,9 @@ mod tests {
             {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
              "dynamic_active_clusters": [{"cluster": {"name": "b"}}, {"cluster": {"name": "a"}}]},
             {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-             "dynamic_route_configs": [{"route_config": {"name": "waypoint/default/waypoint"}}]},
+             "dynamic_route_configs": [{"route_config": {"name": "waypoint/default/waypoint",
+                "virtual_hosts": [{"name": "reviews.default.svc.cluster.local:9080",
+                    "routes": [{"name": "default/reviews/0"}, {"match": {"prefix": "/"}}]}]}}]},
             {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
              "dynamic_endpoint_configs": [{"endpoint_config": {"cluster_name": "a",
                 "endpoints": [{"lb_endpoints": [
@@ -679,6 +725,10 @@ mod tests {
         assert_eq!(dump.listeners(), vec!["waypoint/default/waypoint"]);
         assert_eq!(dump.route_configs(), vec!["waypoint/default/waypoint"]);
         assert_eq!(dump.clusters(), vec!["a", "b"]);
+        assert_eq!(
+            dump.route_names()["reviews.default.svc.cluster.local:9080"],
+            vec!["default/reviews/0", ""]
+        );
         assert_eq!(
             dump.endpoints()["a"],
             vec!["10.244.1.3:9080", "10.244.1.4:9080"]

@@ -21,6 +21,7 @@ pub mod pod;
 pub mod prometheus;
 pub mod sweep;
 pub mod topology;
+pub mod waypoint;
 
 pub use agent::Agent;
 pub use bins::Binaries;
