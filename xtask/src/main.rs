@@ -6,7 +6,10 @@
 //! - `cargo xtask test` — lint and the whole test suite (needs root)
 //! - `cargo xtask demo [--duration S]` — a local mesh with a live summary (root)
 //! - `cargo xtask bench l4` — throughput/latency through the agent vs direct (root)
+//! - `cargo xtask bench l7` — HTTP through mesh-waypoint vs Envoy vs direct (root)
 mod bench;
+mod bench_l7;
+mod bench_l7_topology;
 mod bench_policy;
 mod cargo;
 mod demo;
