@@ -9,3 +9,4 @@ pub mod ca;
 pub mod model;
 pub mod server;
 pub mod source;
+pub mod waypoint;

@@ -8,11 +8,13 @@
 //! `mesh: false` so clients can reach them in plaintext.
 pub mod authz;
 pub mod routing;
+pub mod waypoint;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 pub use authz::AuthorizationPolicy;
 pub use routing::{DestinationRule, VirtualService};
+pub use waypoint::{Waypoint, WaypointRef};
 
 /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +54,7 @@ pub struct Workload {
 }
 
 /// A Kubernetes Service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Service {
     pub name: String,
     pub namespace: String,
@@ -62,6 +64,16 @@ pub struct Service {
     pub vips: Vec<IpAddr>,
     /// service port → target port.
     pub ports: BTreeMap<u16, u16>,
+    /// service port → its `appProtocol`, else its `name` (what Istio
+    /// infers the protocol from: `http2-web`, `grpc`, `h2c`, …); ports
+    /// with neither are absent.
+    pub port_protocols: BTreeMap<u16, String>,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The waypoint this service's traffic goes through (`istio.io/use-waypoint`
+    /// on the Service, else on its Namespace), when one is named; whether
+    /// it exists is checked against [`MeshState::waypoints`].
+    pub waypoint: Option<WaypointRef>,
 }
 
 /// A node and the address its agent is reached on for HBONE (port 15008).
@@ -95,6 +107,9 @@ pub struct PeerAuthentication {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshState {
     pub trust_domain: String,
+    /// Suffix of service hostnames (`<name>.<ns>.svc.<cluster_domain>`);
+    /// empty means `cluster.local`.
+    pub cluster_domain: String,
     pub workloads: BTreeMap<String, Workload>,
     pub services: BTreeMap<String, Service>,
     pub nodes: BTreeMap<String, Node>,
@@ -106,4 +121,36 @@ pub struct MeshState {
     pub virtual_services: Vec<VirtualService>,
     /// DestinationRules, in the same order (also kept raw).
     pub destination_rules: Vec<DestinationRule>,
+    /// Waypoints by `<namespace>/<name>`.
+    pub waypoints: BTreeMap<String, Waypoint>,
+}
+
+impl MeshState {
+    /// [`Self::cluster_domain`], `cluster.local` when unset.
+    pub fn cluster_domain(&self) -> &str {
+        if self.cluster_domain.is_empty() {
+            "cluster.local"
+        } else {
+            &self.cluster_domain
+        }
+    }
+
+    /// The waypoint `r` names, if it exists.
+    pub fn waypoint(&self, r: &WaypointRef) -> Option<&Waypoint> {
+        self.waypoints.get(&r.key())
+    }
+
+    /// The first pod of `waypoint` with an address (pods are kept sorted),
+    /// and that address: where clients send the services' traffic.
+    pub fn waypoint_address(&self, waypoint: &Waypoint) -> Option<(&Workload, IpAddr)> {
+        waypoint.pods.iter().find_map(|uid| {
+            let w = self.workloads.get(uid)?;
+            w.ips.first().map(|ip| (w, *ip))
+        })
+    }
+
+    /// The existing waypoint `svc` is attached to.
+    pub fn service_waypoint(&self, svc: &Service) -> Option<&Waypoint> {
+        svc.waypoint.as_ref().and_then(|r| self.waypoint(r))
+    }
 }

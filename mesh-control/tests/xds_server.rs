@@ -88,6 +88,7 @@ fn mesh() -> MeshState {
             hostname: "web.shop.svc.cluster.local".into(),
             vips: vec!["10.96.0.20".parse().unwrap()],
             ports: BTreeMap::from([(80, 8080)]),
+            ..Default::default()
         },
     );
     s.nodes.insert(

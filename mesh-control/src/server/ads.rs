@@ -10,6 +10,11 @@
 //! are gone. A NACK rolls our record of what the client holds back to
 //! before that response, so the rejected resources are sent again with the
 //! next change; the reason is logged and kept in [`ConnectedProxies`].
+//!
+//! Envoy Listeners and RouteConfigurations are per waypoint: a stream
+//! identified (by its `Node`) as waypoint `<ns>/<name>` sees only the ones
+//! named `waypoint/<ns>/<name>`, any other stream none; every other type
+//! is served to all streams alike.
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
@@ -28,7 +33,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::{proxies::ConnectedProxies, resources::Resources};
+use super::{
+    proxies::ConnectedProxies,
+    resources::{Resources, TypeResources},
+};
+use mesh_xds::{proto::envoy_core::Node, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 
 /// Responses awaiting ACK kept per type; older ones are forgotten (treated
 /// as accepted) so a client that never ACKs cannot grow our memory.
@@ -84,6 +93,7 @@ impl AggregatedDiscoveryService for AdsService {
             id,
             peer,
             node_id: None,
+            identity: StreamIdentity::default(),
             nonce_prefix: format!("{:08x}", rand::random::<u32>()),
             nonces: 0,
             types: BTreeMap::new(),
@@ -126,6 +136,7 @@ struct AdsStream {
     id: u64,
     peer: Option<SocketAddr>,
     node_id: Option<String>,
+    identity: StreamIdentity,
     nonce_prefix: String,
     nonces: u64,
     types: BTreeMap<String, TypeState>,
@@ -199,6 +210,7 @@ impl AdsStream {
                 info!(stream = self.id, node = %id, peer = ?self.peer, "ADS stream from node");
             }
             self.proxies.set_node(self.id, &id);
+            self.identity = StreamIdentity::of(req.node.as_ref());
             self.node_id = Some(id);
         }
         if req.type_url.is_empty() {
@@ -309,11 +321,24 @@ impl AdsStream {
             return Ok(());
         };
         let empty = Default::default();
-        let available = current.of_type(type_url).unwrap_or(&empty);
+        let all = current.of_type(type_url).unwrap_or(&empty);
+        // Listeners and routes are per waypoint: a stream sees its own only.
+        let own = scoped_type(type_url).then(|| self.identity.waypoint(current));
+        let available: TypeResources = match &own {
+            None => all.clone(),
+            Some(own) => all
+                .iter()
+                .filter(|(name, _)| own.as_deref() == Some(name.as_str()))
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect(),
+        };
+        if own == Some(None) && !std::mem::replace(&mut self.identity.warned, true) {
+            warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, "stream subscribes to waypoint resources but is no known waypoint (node metadata NAMESPACE/WAYPOINT, or node id waypoint~<ip>~<pod>.<ns>~...): it gets none");
+        }
         let mut resources = Vec::new();
         let mut removed = Vec::new();
         let mut before = Vec::new();
-        for (name, r) in available {
+        for (name, r) in &available {
             if !ts.subscribed(name) {
                 continue;
             }
@@ -389,6 +414,67 @@ impl AdsStream {
             ..DeltaDiscoveryResponse::default()
         };
         tx.send(Ok(resp)).await.map_err(|_| End::Closed)
+    }
+}
+
+/// Types served per waypoint rather than globally.
+fn scoped_type(type_url: &str) -> bool {
+    type_url == LISTENER_TYPE_URL || type_url == ROUTE_TYPE_URL
+}
+
+/// Which waypoint a stream is, from its `Node` (docs/issue5-interfaces.md
+/// section 2): metadata `NAMESPACE` + `WAYPOINT`, else a node id
+/// `waypoint~<ip>~<pod>.<ns>~...` whose pod is a waypoint's.
+#[derive(Debug, Default)]
+struct StreamIdentity {
+    /// `waypoint/<ns>/<name>` from the metadata.
+    declared: Option<String>,
+    /// `<pod>.<ns>` from a `waypoint~` node id.
+    pod: Option<String>,
+    /// The "no known waypoint" warning was logged.
+    warned: bool,
+}
+
+impl StreamIdentity {
+    fn of(node: Option<&Node>) -> Self {
+        let Some(node) = node else {
+            return Self::default();
+        };
+        let meta = |key: &str| {
+            use mesh_xds::proto::wkt::value::Kind;
+            node.metadata
+                .as_ref()?
+                .fields
+                .get(key)
+                .and_then(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+                    _ => None,
+                })
+        };
+        let declared = match (meta("NAMESPACE"), meta("WAYPOINT")) {
+            (Some(ns), Some(name)) => Some(format!("waypoint/{ns}/{name}")),
+            _ => None,
+        };
+        let mut parts = node.id.split('~');
+        let pod = match (parts.next(), parts.next(), parts.next()) {
+            (Some("waypoint"), Some(_ip), Some(pod)) if pod.contains('.') => Some(pod.to_string()),
+            _ => None,
+        };
+        StreamIdentity {
+            declared,
+            pod,
+            warned: false,
+        }
+    }
+
+    /// The stream's listener/route name under `current`.
+    fn waypoint(&self, current: &Resources) -> Option<String> {
+        self.declared.clone().or_else(|| {
+            self.pod
+                .as_ref()
+                .and_then(|pod| current.waypoint_pods.get(pod))
+                .map(|r| r.resource_name())
+        })
     }
 }
 

@@ -5,7 +5,10 @@
 //!   `tunnel_protocol: HBONE` and a `network_gateway` pointing at their
 //!   node's agent (`<node address>:15008`, see docs/issue3-interfaces.md);
 //!   other pods are plain endpoints (`NONE`, no gateway).
-//! - One `Address` per service, named `<namespace>/<hostname>`.
+//! - One `Address` per service, named `<namespace>/<hostname>`, with the
+//!   `waypoint` it is attached to (first waypoint pod's IP, port 15008).
+//!   Waypoint pods are published like other pods, as plain (`mesh:
+//!   false`) workloads with their identity.
 //! - PeerAuthentication, as istiod converts it for ambient: no per-policy
 //!   resource; instead one static DENY policy `<root>/istio_converted_static_strict`
 //!   (scope `WORKLOAD_SELECTOR`, "deny connections without a peer
@@ -222,8 +225,34 @@ pub fn workload_address(
     }
 }
 
+/// The `waypoint` of a service attached to an existing waypoint with an
+/// address: its first pod's IP, HBONE port 15008
+/// (docs/issue5-interfaces.md, section 1).
+pub fn service_waypoint(
+    state: &MeshState,
+    svc: &crate::model::Service,
+    opts: &ConvertOptions,
+) -> Option<GatewayAddress> {
+    let waypoint = state.service_waypoint(svc)?;
+    let Some((_, ip)) = state.waypoint_address(waypoint) else {
+        tracing::debug!(service = %svc.hostname, waypoint = %waypoint.reference(), "waypoint has no pod with an address yet");
+        return None;
+    };
+    Some(GatewayAddress {
+        destination: Some(gateway_address::Destination::Address(NetworkAddress {
+            network: opts.network.clone(),
+            address: ip_bytes(&ip),
+        })),
+        hbone_mtls_port: HBONE_PORT,
+    })
+}
+
 /// The Address resource of one service.
-pub fn service_address(svc: &crate::model::Service, opts: &ConvertOptions) -> Service {
+pub fn service_address(
+    state: &MeshState,
+    svc: &crate::model::Service,
+    opts: &ConvertOptions,
+) -> Service {
     Service {
         name: svc.name.clone(),
         namespace: svc.namespace.clone(),
@@ -238,7 +267,7 @@ pub fn service_address(svc: &crate::model::Service, opts: &ConvertOptions) -> Se
             .collect(),
         ports: ports(&svc.ports),
         subject_alt_names: vec![],
-        waypoint: None,
+        waypoint: service_waypoint(state, svc, opts),
     }
 }
 
@@ -249,7 +278,7 @@ pub fn addresses(state: &MeshState, opts: &ConvertOptions) -> Vec<(String, Addre
         (w.uid.clone(), Address { r#type: Some(addr) })
     });
     let services = state.services.values().map(|s| {
-        let addr = address::Type::Service(service_address(s, opts));
+        let addr = address::Type::Service(service_address(state, s, opts));
         (service_resource_name(s), Address { r#type: Some(addr) })
     });
     workloads.chain(services).collect()

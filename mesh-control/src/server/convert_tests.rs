@@ -219,6 +219,7 @@ fn service_resource() {
             hostname: "web.shop.svc.cluster.local".into(),
             vips: vec!["10.96.0.20".parse().unwrap()],
             ports: [(80, 8080)].into(),
+            ..Default::default()
         },
     );
     let got = converted(&s);
@@ -400,4 +401,56 @@ fn custom_root_namespace() {
     );
     // With the default root namespace the same policy is namespace-wide for "mesh-root" only.
     assert!(policies_of(&s, "Kubernetes//Pod/a/p").is_empty());
+}
+
+#[test]
+fn service_attached_to_a_waypoint_publishes_its_first_pod() {
+    let mut s = state(
+        vec![
+            pod("shop", "wp-b", "10.0.0.9", "node-1", false, &[]),
+            pod("shop", "wp-a", "10.0.0.8", "node-1", false, &[]),
+        ],
+        vec![],
+    );
+    s.waypoints.insert(
+        "shop/wp".into(),
+        model::Waypoint {
+            name: "wp".into(),
+            namespace: "shop".into(),
+            file: "w.yaml".into(),
+            pods: vec![
+                "Kubernetes//Pod/shop/wp-a".into(),
+                "Kubernetes//Pod/shop/wp-b".into(),
+            ],
+        },
+    );
+    let svc = |name: &str, waypoint: Option<&str>| model::Service {
+        name: name.into(),
+        namespace: "shop".into(),
+        hostname: format!("{name}.shop.svc.cluster.local"),
+        vips: vec!["10.96.0.20".parse().unwrap()],
+        ports: [(80, 8080)].into(),
+        waypoint: waypoint.map(|w| model::WaypointRef {
+            namespace: "shop".into(),
+            name: w.into(),
+        }),
+        ..Default::default()
+    };
+    s.services.insert("shop/web".into(), svc("web", Some("wp")));
+    s.services
+        .insert("shop/api".into(), svc("api", Some("missing")));
+    s.services.insert("shop/db".into(), svc("db", None));
+    let got = converted(&s);
+    let waypoint = |name: &str| match &got[&format!("shop/{name}.shop.svc.cluster.local")].r#type {
+        Some(address::Type::Service(svc)) => svc.waypoint.clone(),
+        other => panic!("service {name} missing: {other:?}"),
+    };
+    let web = waypoint("web").expect("web has a waypoint");
+    assert_eq!(web.hbone_mtls_port, 15008);
+    let Some(gateway_address::Destination::Address(a)) = web.destination else {
+        panic!("waypoint destination is not an address: {web:?}");
+    };
+    assert_eq!(a.address, vec![10, 0, 0, 8]);
+    assert_eq!(waypoint("api"), None);
+    assert_eq!(waypoint("db"), None);
 }

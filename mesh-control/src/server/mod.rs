@@ -2,7 +2,9 @@
 //! authorization policies) and the Istio CA service, on one port —
 //! plaintext (15010) or TLS (15012).
 //!
-//! - [`convert`]: `MeshState` → Istio workload/authorization resources.
+//! - [`convert`]: `MeshState` → Istio workload/authorization resources
+//!   (Envoy listeners, routes, clusters, endpoints for waypoints come from
+//!   [`crate::waypoint`]).
 //! - [`resources`]: the encoded, versioned resources, rebuilt once per change.
 //! - [`ads`]: the per-stream Delta ADS protocol.
 //! - [`proxies`]: [`ConnectedProxies`], who is connected and in what state.

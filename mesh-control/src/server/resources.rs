@@ -4,7 +4,10 @@
 //! build and a reconnecting client's `initial_resource_versions` match.
 use std::{collections::BTreeMap, sync::Arc};
 
-use mesh_xds::{proto::to_any, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use mesh_xds::{
+    proto::to_any, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL,
+};
 use sha2::{Digest, Sha256};
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -12,7 +15,7 @@ use super::{
     convert::{self, ConvertOptions},
     proxies::ConnectedProxies,
 };
-use crate::model::MeshState;
+use crate::model::{MeshState, WaypointRef};
 
 /// One resource ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +33,9 @@ pub struct Resources {
     /// Increments on every change; sent as `system_version_info`.
     pub generation: u64,
     pub by_type: BTreeMap<String, TypeResources>,
+    /// `<pod name>.<namespace>` of every waypoint pod → its waypoint, to
+    /// recognise a waypoint stream by its node id alone.
+    pub waypoint_pods: BTreeMap<String, WaypointRef>,
 }
 
 /// First 16 hex digits of the SHA-256 of the encoded resource.
@@ -57,13 +63,39 @@ impl Resources {
             .into_iter()
             .map(|(name, a)| (name, versioned(AUTHORIZATION_TYPE_URL, &a)))
             .collect();
+        let envoy = crate::waypoint::translate(state);
+        fn encode<M: prost::Message>(
+            type_url: &str,
+            items: BTreeMap<String, M>,
+        ) -> (String, TypeResources) {
+            let encoded = items
+                .into_iter()
+                .map(|(name, m)| (name, versioned(type_url, &m)))
+                .collect();
+            (type_url.to_string(), encoded)
+        }
         let by_type = BTreeMap::from([
             (ADDRESS_TYPE_URL.to_string(), addresses),
             (AUTHORIZATION_TYPE_URL.to_string(), authorizations),
+            encode(LISTENER_TYPE_URL, envoy.listeners),
+            encode(ROUTE_TYPE_URL, envoy.routes),
+            encode(CLUSTER_TYPE_URL, envoy.clusters),
+            encode(ENDPOINT_TYPE_URL, envoy.endpoints),
         ]);
+        let waypoint_pods = state
+            .waypoints
+            .values()
+            .flat_map(|wp| {
+                wp.pods.iter().filter_map(|uid| {
+                    let w = state.workloads.get(uid)?;
+                    Some((format!("{}.{}", w.name, w.namespace), wp.reference()))
+                })
+            })
+            .collect();
         Resources {
             generation,
             by_type,
+            waypoint_pods,
         }
     }
 
@@ -74,7 +106,8 @@ impl Resources {
 
     /// Same names and versions (the generation aside).
     fn same_content(&self, other: &Resources) -> bool {
-        self.by_type.len() == other.by_type.len()
+        self.waypoint_pods == other.waypoint_pods
+            && self.by_type.len() == other.by_type.len()
             && self
                 .by_type
                 .iter()

@@ -10,7 +10,10 @@ use super::{
     kube::{Objects, Origin, PeerAuthObj},
     SourceConfig,
 };
-use crate::model::{MeshState, MtlsMode, Node, PeerAuthentication, Service, Workload};
+use crate::model::{
+    waypoint::{GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL},
+    MeshState, MtlsMode, Node, PeerAuthentication, Service, Waypoint, WaypointRef, Workload,
+};
 
 /// The namespace / pod label that enrols (`ambient`) or opts out (`none`).
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
@@ -24,6 +27,7 @@ pub(crate) fn build(
 ) -> MeshState {
     let mut state = MeshState {
         trust_domain: config.trust_domain.clone(),
+        cluster_domain: config.cluster_domain.clone(),
         ..MeshState::default()
     };
 
@@ -33,6 +37,20 @@ pub(crate) fn build(
         if seen.first("Namespace", &ns.name, &ns.origin, problems) {
             namespaces.insert(&ns.name, &ns.labels);
         }
+    }
+
+    // Duplicates are caught with the raw resources below.
+    for wp in &objects.waypoints {
+        let waypoint = Waypoint {
+            name: wp.name.clone(),
+            namespace: wp.namespace.clone(),
+            file: wp.origin.file.clone(),
+            pods: vec![],
+        };
+        state
+            .waypoints
+            .entry(waypoint.reference().key())
+            .or_insert(waypoint);
     }
 
     for node in &objects.nodes {
@@ -79,6 +97,17 @@ pub(crate) fn build(
             svc.name, svc.namespace, config.cluster_domain
         );
         let key = format!("{}/{hostname}", svc.namespace);
+        let ns_labels = namespaces.get(svc.namespace.as_str()).copied();
+        let waypoint = use_waypoint(&svc.labels, ns_labels, &svc.namespace);
+        if let Some(r) = &waypoint {
+            if !state.waypoints.contains_key(&r.key()) {
+                warnings.push(format!(
+                    "{}: {}: uses waypoint {r} ({USE_WAYPOINT_LABEL}), which no Gateway of class istio-waypoint defines: its traffic bypasses L7 processing until it exists",
+                    svc.origin.file, svc.origin.resource
+                ));
+            }
+        }
+        let tcp_ports = || svc.ports.iter().filter(|p| p.tcp);
         state.services.insert(
             key.clone(),
             Service {
@@ -86,12 +115,12 @@ pub(crate) fn build(
                 namespace: svc.namespace.clone(),
                 hostname,
                 vips: svc.vips.clone(),
-                ports: svc
-                    .ports
-                    .iter()
-                    .filter(|p| p.tcp)
-                    .map(|p| (p.port, p.target_port))
+                ports: tcp_ports().map(|p| (p.port, p.target_port)).collect(),
+                port_protocols: tcp_ports()
+                    .filter_map(|p| p.protocol_hint.clone().map(|h| (p.port, h)))
                     .collect(),
+                labels: svc.labels.clone(),
+                waypoint,
             },
         );
         services.push((key, svc));
@@ -128,8 +157,21 @@ pub(crate) fn build(
             .map(String::as_str)
             == Some("ambient");
         let opted_out = pod.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some("none");
+        let uid = format!("Kubernetes//Pod/{}/{}", pod.namespace, pod.name);
+        // A waypoint's own pods are proxies, never captured (Istio labels
+        // them istio.io/dataplane-mode=none).
+        let waypoint = pod.labels.get(GATEWAY_NAME_LABEL).and_then(|name| {
+            state
+                .waypoints
+                .get_mut(&format!("{}/{name}", pod.namespace))
+        });
+        let is_waypoint = waypoint.is_some();
+        if let Some(waypoint) = waypoint {
+            waypoint.pods.push(uid.clone());
+            waypoint.pods.sort();
+        }
         // Host-network pods share the node's stack; they cannot be captured.
-        let mesh = ns_ambient && !opted_out && !pod.host_network;
+        let mesh = ns_ambient && !opted_out && !pod.host_network && !is_waypoint;
         if mesh {
             if pod.node.is_empty() {
                 problems.push(pod.origin.problem(
@@ -165,7 +207,6 @@ pub(crate) fn build(
                 (key.clone(), ports.collect())
             })
             .collect();
-        let uid = format!("Kubernetes//Pod/{}/{}", pod.namespace, pod.name);
         state.workloads.insert(
             uid.clone(),
             Workload {
@@ -207,6 +248,32 @@ pub(crate) fn build(
     state.virtual_services = objects.virtual_services.clone();
     state.destination_rules = objects.destination_rules.clone();
     state
+}
+
+/// The waypoint named by `istio.io/use-waypoint` on the Service, else on
+/// its Namespace (`none` on the Service opts out of the namespace's), in
+/// `istio.io/use-waypoint-namespace` of the same object or the service's
+/// namespace.
+fn use_waypoint(
+    svc_labels: &BTreeMap<String, String>,
+    ns_labels: Option<&BTreeMap<String, String>>,
+    namespace: &str,
+) -> Option<WaypointRef> {
+    let from = |labels: &BTreeMap<String, String>| {
+        labels.get(USE_WAYPOINT_LABEL).map(|name| {
+            let ns = labels
+                .get(USE_WAYPOINT_NAMESPACE_LABEL)
+                .map_or(namespace, String::as_str);
+            (name.as_str() != "none").then(|| WaypointRef {
+                namespace: ns.to_string(),
+                name: name.clone(),
+            })
+        })
+    };
+    match from(svc_labels) {
+        Some(on_service) => on_service,
+        None => ns_labels.and_then(from).flatten(),
+    }
 }
 
 /// Resolves UNSET (inherit) to the parent scope's mode, as Istio does:

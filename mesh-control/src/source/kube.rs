@@ -70,12 +70,15 @@ pub(crate) struct ServicePort {
     pub port: u16,
     pub target_port: u16,
     pub tcp: bool,
+    /// `appProtocol`, else `name`.
+    pub protocol_hint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceObj {
     pub name: String,
     pub namespace: String,
+    pub labels: BTreeMap<String, String>,
     /// Absent or empty: selects no pod.
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<ServicePort>,
@@ -114,6 +117,8 @@ pub(crate) struct Objects {
     pub virtual_services: Vec<VirtualService>,
     /// Also kept in `raw`, as written.
     pub destination_rules: Vec<DestinationRule>,
+    /// Gateway API Gateways of class `istio-waypoint` (also kept raw).
+    pub waypoints: Vec<super::gateway::WaypointObj>,
     pub raw: Vec<RawResource>,
     /// Where each of `raw` came from (same order).
     pub raw_origins: Vec<Origin>,
@@ -311,6 +316,11 @@ pub(crate) fn read(
                     objects.destination_rules.extend(dr);
                 }
             }
+            if group == "gateway.networking.k8s.io" && kind == "Gateway" {
+                let waypoint =
+                    super::gateway::gateway(&mut rep, value, version, &name, &namespace, &origin);
+                objects.waypoints.extend(waypoint);
+            }
             if rep.count() == before {
                 objects.raw_origins.push(origin);
                 objects.raw.push(RawResource {
@@ -407,6 +417,7 @@ fn service(
     origin: Origin,
 ) -> Option<ServiceObj> {
     let before = rep.count();
+    let labels = fields::string_map(rep, value, "metadata.labels");
     let selector = fields::string_map(rep, value, "spec.selector");
     let mut ports: Vec<ServicePort> = vec![];
     for (i, entry) in fields::seq(rep, value, "spec.ports").iter().enumerate() {
@@ -437,9 +448,11 @@ fn service(
             );
             continue;
         }
-        if let Some(name) = fields::opt_str(rep, entry, "name") {
-            fields::check_name(rep, &field("name"), &name, true);
+        let port_name = fields::opt_str(rep, entry, "name");
+        if let Some(name) = &port_name {
+            fields::check_name(rep, &field("name"), name, true);
         }
+        let app_protocol = fields::opt_str(rep, entry, "appProtocol");
         let Some(target_port) = target_port else {
             continue;
         };
@@ -455,6 +468,7 @@ fn service(
             port,
             target_port,
             tcp,
+            protocol_hint: app_protocol.or(port_name),
         });
     }
     let mut vips = vec![];
@@ -481,6 +495,7 @@ fn service(
     (rep.count() == before).then_some(ServiceObj {
         name,
         namespace,
+        labels,
         selector,
         ports,
         vips,

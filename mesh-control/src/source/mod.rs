@@ -5,7 +5,9 @@
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
 //! v1beta1) and `networking.istio.io` VirtualService and DestinationRule
-//! (v1, v1beta1, v1alpha3); the last three are also kept raw. Kept raw,
+//! (v1, v1beta1, v1alpha3), Gateway API `Gateway`s of class
+//! `istio-waypoint` (waypoints, v1 and v1beta1); the last four are also
+//! kept raw. Kept raw,
 //! for later translation ([`RawResource`]): the other Istio kinds
 //! (Gateway, ServiceEntry, …) and Gateway API kinds. Anything else is warned
 //! about and skipped.
@@ -19,6 +21,7 @@ mod destination_rule;
 pub(crate) mod documents;
 mod error;
 mod fields;
+mod gateway;
 mod kube;
 mod routing;
 mod virtual_service;
