@@ -249,8 +249,7 @@ impl Envoy {
         }
     }
 
-    /// One admin request (HTTP/1.0, from inside Envoy's namespace): status
-    /// and body.
+    /// One admin request (from inside Envoy's namespace): status and body.
     pub fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         admin_request(self.netns.as_deref(), self.spec.admin, "GET", path)
     }
@@ -376,7 +375,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A bodyless HTTP/1.0 request to `addr` from inside `netns` (or here).
+/// A bodyless HTTP/1.1 request (`Connection: close`; Envoy refuses
+/// HTTP/1.0 by default) to `addr` from inside `netns` (or here). Bodies of
+/// chunked answers are de-chunked.
 pub fn admin_request(
     netns: Option<&Path>,
     addr: SocketAddr,
@@ -392,7 +393,7 @@ pub fn admin_request(
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         conn,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw)?;
@@ -405,7 +406,30 @@ pub fn admin_request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("no status in the answer from {addr}{path}"))?;
-    Ok((status, body.to_string()))
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body).with_context(|| format!("bad chunked body from {addr}{path}"))?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut raw: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = raw.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        raw = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 /// The four Envoy xDS types a waypoint consumes.
@@ -477,11 +501,12 @@ pub struct ConfigDump(pub Value);
 
 impl ConfigDump {
     fn section(&self, type_suffix: &str) -> Option<&Value> {
-        self.0["configs"].as_array()?.iter().find(|c| {
-            c["@type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with(type_suffix))
-        })
+        // `.RoutesConfigDump`, not `ScopedRoutesConfigDump`.
+        let suffix = format!(".{type_suffix}");
+        self.0["configs"]
+            .as_array()?
+            .iter()
+            .find(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(&suffix)))
     }
 
     /// Names of the active dynamic listeners.
@@ -600,6 +625,15 @@ mod tests {
     }
 
     #[test]
+    fn chunked_bodies() {
+        assert_eq!(
+            dechunk("4\r\nLIVE\r\n3\r\nabc\r\n0\r\n\r\n").as_deref(),
+            Some("LIVEabc")
+        );
+        assert_eq!(dechunk("a\r\nshort\r\n"), None);
+    }
+
+    #[test]
     fn version_from_envoy_output() {
         let out = "\nenvoy  version: 9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL\n";
         assert_eq!(parse_version(out).as_deref(), Some("1.40.0"));
@@ -712,6 +746,7 @@ mod tests {
                 "active_state": {"listener": {"name": "waypoint/default/waypoint"}}}]},
             {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
              "dynamic_active_clusters": [{"cluster": {"name": "b"}}, {"cluster": {"name": "a"}}]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump"},
             {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
              "dynamic_route_configs": [{"route_config": {"name": "waypoint/default/waypoint",
                 "virtual_hosts": [{"name": "reviews.default.svc.cluster.local:9080",
