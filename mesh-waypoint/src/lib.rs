@@ -8,6 +8,11 @@
 //! between these parts.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
 pub mod body;
-pub mod upstream;
+pub mod config;
+pub mod route;
+pub mod server;
 pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,281 @@
+//! Startup wiring: certificate, ClusterManager, telemetry, the route stack,
+//! the xDS client feeding them, the three listeners, and draining on
+//! SIGTERM / `/quitquitquit`.
+pub mod certs;
+pub mod config;
+pub mod shim_upstream;
+pub mod wiring;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::Context;
+use mesh_admin::log_control::LogControl;
+use mesh_hbone::{
+    CertStore, ClientOptions, HboneClient, HboneServer, Identity, ServerOptions, TrustBundle,
+};
+use mesh_xds::{
+    proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient, XdsClient,
+    XdsClientConfig, XdsTls, ADDRESS_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL,
+};
+use tokio::{net::TcpListener, sync::watch};
+
+pub use self::config::{Args, WaypointConfig};
+use self::wiring::{
+    ClusterManager, Telemetry, TelemetryObserver, TelemetryOptions, UpstreamOptions,
+};
+use crate::{
+    admin::{self, AdminState},
+    config::ActiveConfig,
+    route::{Deps, Proxy},
+    server,
+};
+
+/// The types a waypoint subscribes to; ready once each arrived.
+pub const TYPE_URLS: [&str; 5] = [
+    LISTENER_TYPE_URL,
+    ROUTE_TYPE_URL,
+    CLUSTER_TYPE_URL,
+    ENDPOINT_TYPE_URL,
+    ADDRESS_TYPE_URL,
+];
+
+fn tls(root_pem: Option<&[u8]>, what: &str) -> anyhow::Result<XdsTls> {
+    Ok(XdsTls {
+        root_pem: root_pem
+            .with_context(|| format!("{what} over https needs --xds-ca (the mesh root)"))?
+            .to_vec(),
+        client_cert: None,
+        server_name: None,
+    })
+}
+
+/// Obtains the certificate and builds the HBONE cert store.
+async fn cert_store(
+    cfg: &WaypointConfig,
+    ca_addr: &str,
+    identity: &Identity,
+    bundle_pem: Option<&[u8]>,
+) -> anyhow::Result<Arc<CertStore>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(ca_addr.to_string())
+        .with_context(|| format!("--ca-addr {ca_addr:?}"))?;
+    let channel = if ca_addr.starts_with("https://") {
+        let connector = mesh_xds::transport::TlsConnector::new(&tls(bundle_pem, "the CA")?)
+            .context("CA TLS settings")?;
+        endpoint.connect_with_connector_lazy(connector)
+    } else {
+        endpoint.connect_lazy()
+    };
+    let fetcher = certs::CertFetcher {
+        identity: identity.clone(),
+        ca: IstioCertificateServiceClient::new(channel),
+        ttl: cfg.cert_ttl,
+    };
+    let (cert, root) = fetcher.first().await;
+    let bundle = match (bundle_pem, root) {
+        (Some(pem), _) => TrustBundle::from_pem(pem).context("--xds-ca")?,
+        (None, Some(root)) => TrustBundle::from_pem(root).context("the CA's root certificate")?,
+        (None, None) => anyhow::bail!("no trust bundle: the CA sent no root; pass --xds-ca"),
+    };
+    let store = Arc::new(CertStore::new(bundle));
+    store.insert(cert);
+    tokio::spawn(fetcher.run(store.clone(), bundle_pem.is_none()));
+    Ok(store)
+}
+
+/// Applies every new xDS snapshot: clusters/endpoints to the
+/// ClusterManager, listener + routes to the route stack (a config that
+/// cannot be built leaves the previous one serving); keeps `synced` true
+/// once every type in [`TYPE_URLS`] arrived. Returns when the client stops.
+pub async fn follow(
+    mut rx: watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
+    proxy: Arc<Proxy>,
+    clusters: Arc<ClusterManager>,
+    synced: Arc<AtomicBool>,
+    listener_name: String,
+) {
+    let mut applied = None;
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if applied != Some(snap.generation) {
+            applied = Some(snap.generation);
+            clusters.apply(&snap);
+            match ActiveConfig::from_snapshot(&snap, &listener_name) {
+                Ok(c) => {
+                    tracing::info!(
+                        generation = c.generation,
+                        virtual_hosts = c.table.vhosts.len(),
+                        "routing config applied"
+                    );
+                    proxy.apply(Arc::new(c));
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    "routing config not applied; the previous one keeps serving"
+                ),
+            }
+        }
+        synced.store(
+            TYPE_URLS.iter().all(|t| snap.synced.contains(*t)),
+            Ordering::Relaxed,
+        );
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the waypoint until SIGTERM / SIGINT / `/quitquitquit`, then drains.
+pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::Result<()> {
+    let identity: Identity = cfg.identity().parse().context("waypoint identity")?;
+    let bundle_pem = cfg
+        .xds_ca
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading --xds-ca {}", p.display())))
+        .transpose()?;
+    let store = match &cfg.ca_addr {
+        Some(ca) => Some(cert_store(&cfg, ca, &identity, bundle_pem.as_deref()).await?),
+        None => {
+            tracing::warn!("no --ca-addr / --xds-addr: no certificate, HBONE disabled");
+            None
+        }
+    };
+    let hbone = store
+        .as_ref()
+        .map(|s| Arc::new(HboneClient::new(s.clone(), ClientOptions::default())));
+    let clusters = ClusterManager::new(UpstreamOptions {
+        hbone,
+        identity: store.as_ref().map(|_| identity.clone()),
+    });
+    let telemetry = Telemetry::new(TelemetryOptions {
+        access_log: cfg.access_log,
+    });
+    let mut deps = Deps::new(clusters.clone());
+    deps.observer = Arc::new(TelemetryObserver {
+        telemetry: telemetry.clone(),
+        clusters: clusters.clone(),
+    });
+    deps.trace = Some(wiring::trace_fn());
+    let proxy = Proxy::new(Arc::new(ActiveConfig::default()), deps);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let synced = Arc::new(AtomicBool::new(false));
+
+    if let Some(addr) = &cfg.xds_addr {
+        let mut xcfg = XdsClientConfig::new(addr.clone(), cfg.node_id());
+        xcfg.node_metadata = BTreeMap::from([
+            ("NAMESPACE".to_string(), cfg.namespace.clone()),
+            ("WAYPOINT".to_string(), cfg.name.clone()),
+        ]);
+        xcfg.type_urls = TYPE_URLS.iter().map(|t| t.to_string()).collect();
+        xcfg.validator = Some(wiring::validator());
+        if addr.starts_with("https://") {
+            xcfg.tls = Some(tls(bundle_pem.as_deref(), "xDS")?);
+        }
+        let (handle, rx) = XdsClient::spawn(xcfg);
+        let follower = follow(
+            rx,
+            proxy.clone(),
+            clusters.clone(),
+            synced.clone(),
+            cfg.listener_name(),
+        );
+        tokio::spawn(async move {
+            let _keep_client = handle;
+            follower.await;
+        });
+    } else {
+        tracing::warn!("no --xds-addr: no routes; every request is answered 404 NR");
+    }
+
+    let http = TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding --http-addr {}", cfg.http_addr))?;
+    tokio::spawn(server::http::serve(
+        http,
+        proxy.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let mut hbone_done = None;
+    if let Some(store) = &store {
+        let listener = TcpListener::bind(cfg.hbone_addr)
+            .await
+            .with_context(|| format!("binding --hbone-addr {}", cfg.hbone_addr))?;
+        let handler = Arc::new(server::hbone::TunnelHandler {
+            proxy: proxy.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let hserver = HboneServer::new(store.clone(), handler).with_options(ServerOptions {
+            drain_timeout: cfg.drain,
+            ..ServerOptions::default()
+        });
+        let mut stop = shutdown_rx.clone();
+        hbone_done = Some(tokio::spawn(async move {
+            let stopped = async move { server::stopped(&mut stop).await };
+            if let Err(error) = hserver.serve_with_shutdown(listener, stopped).await {
+                tracing::error!(%error, "HBONE server stopped");
+            }
+        }));
+    }
+
+    let admin_listener = TcpListener::bind(cfg.admin_addr)
+        .await
+        .with_context(|| format!("binding --admin-addr {}", cfg.admin_addr))?;
+    let state = Arc::new(AdminState {
+        proxy: proxy.clone(),
+        clusters: {
+            let c = clusters.clone();
+            Box::new(move || c.dump())
+        },
+        metrics: {
+            let t = telemetry.clone();
+            Box::new(move || t.encode_metrics())
+        },
+        log,
+        synced,
+        shutdown: shutdown_tx.clone(),
+    });
+    tokio::spawn(admin::serve(admin_listener, state));
+    tracing::info!(
+        identity = %identity,
+        http = %cfg.http_addr,
+        hbone = %cfg.hbone_addr,
+        admin = %cfg.admin_addr,
+        xds = ?cfg.xds_addr,
+        listener = %cfg.listener_name(),
+        "mesh-waypoint started"
+    );
+
+    let mut stop = shutdown_rx.clone();
+    tokio::select! {
+        () = server::stopped(&mut stop) => {}
+        r = terminate() => r?,
+    }
+    tracing::info!(drain_secs = cfg.drain.as_secs(), "draining");
+    shutdown_tx.send_replace(true);
+    let drain = async {
+        if let Some(h) = hbone_done {
+            let _ = h.await;
+        }
+    };
+    let _ = tokio::time::timeout(cfg.drain, drain).await;
+    tracing::info!("mesh-waypoint stopped");
+    Ok(())
+}
+
+async fn terminate() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Virtual host and route selection: the HBONE tunnel's authority (or
+//! `Host` on the plain listener) picks the virtual host, the first
+//! matching route wins; nothing → 404 with flag `NR`.
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::{header, Request, StatusCode};
+
+use super::{
+    exchange::Exchange,
+    reply,
+    stage::{Stage, Step},
+};
+use crate::{
+    body::Body,
+    config::{matcher::RequestView, RouteTable},
+};
+
+pub struct Select {
+    pub table: Arc<RouteTable>,
+}
+
+/// The host a request is addressed to on the plain listener.
+pub fn request_host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// A [`RequestView`] of `req` with `authority` as `:authority`.
+pub fn view<'a, B>(req: &'a Request<B>, authority: &'a str) -> RequestView<'a> {
+    RequestView {
+        method: req.method(),
+        authority,
+        path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        headers: req.headers(),
+    }
+}
+
+impl Stage for Select {
+    fn run(&self, req: Request<Body>, ex: Arc<Exchange>) -> BoxFuture<'static, Step> {
+        let host = request_host(&req);
+        let vhost_key = match ex.downstream.tunnel_authority {
+            Some(a) => a.to_string(),
+            None => host.clone(),
+        };
+        let step = match self.table.select(&vhost_key) {
+            None => {
+                tracing::debug!(host = %vhost_key, "no virtual host");
+                ex.flag("NR");
+                Step::Respond(reply::local_for(&req, StatusCode::NOT_FOUND, ""))
+            }
+            Some(vh) => {
+                ex.set_vhost(vh.clone());
+                match vh.find(&view(&req, &host), ex.downstream.peer.ip) {
+                    Some(route) => {
+                        ex.set_route(vh.clone(), route.clone());
+                        Step::Next(req)
+                    }
+                    None => {
+                        tracing::debug!(vhost = %vh.name, path = %req.uri().path(), "no route");
+                        ex.flag("NR");
+                        Step::Respond(reply::local_for(&req, StatusCode::NOT_FOUND, ""))
+                    }
+                }
+            }
+        };
+        Box::pin(async move { step })
+    }
+}

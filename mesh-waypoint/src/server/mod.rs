@@ -1,0 +1,14 @@
+//! Where requests come in: HBONE tunnels on :15008 (each CONNECT served by
+//! hyper over an in-memory pipe, so HTTP/1.1 and h2/gRPC both work inside
+//! a tunnel) and plain HTTP on :15080. Both hand every request to the
+//! current [`Proxy`](crate::route::Proxy) stack with the connection's
+//! [`Downstream`](crate::route::Downstream) facts attached.
+pub mod conn;
+pub mod hbone;
+pub mod http;
+
+/// Resolves once `shutdown` is (or turns) true. The watch guard is dropped
+/// here, so callers' futures stay `Send`.
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
