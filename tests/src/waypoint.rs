@@ -71,7 +71,8 @@ impl WaypointSpec {
         }
     }
 
-    /// The command line (contract section 5).
+    /// The command line (contract section 5, plus `--pod-name` for the
+    /// node id).
     pub fn args(&self) -> Vec<String> {
         let n = &self.node;
         [
@@ -80,6 +81,7 @@ impl WaypointSpec {
             ("--namespace", n.namespace.clone()),
             ("--service-account", self.service_account.clone()),
             ("--pod-ip", n.pod_ip.to_string()),
+            ("--pod-name", n.pod_name.clone()),
             ("--hbone-addr", "0.0.0.0:15008".into()),
             ("--http-addr", format!("0.0.0.0:{WAYPOINT_HTTP_PORT}")),
             ("--admin-addr", self.admin.to_string()),
@@ -219,7 +221,7 @@ mod tests {
         assert_eq!(
             args,
             "--xds-addr http://10.0.0.254:15010 --name waypoint --namespace default \
-             --service-account waypoint --pod-ip 10.244.1.2 --hbone-addr 0.0.0.0:15008 \
+             --service-account waypoint --pod-ip 10.244.1.2 --pod-name waypoint --hbone-addr 0.0.0.0:15008 \
              --http-addr 0.0.0.0:15080 --admin-addr 127.0.0.1:15000 --workers 1 --log info"
         );
     }
