@@ -54,6 +54,7 @@ const APPS: &[(&str, &str, &str, &str, &str)] = &[
     ("trv2", "tutorial", "reviews-v2", "reviews", "v2"),
     ("trv3", "tutorial", "reviews-v3", "reviews", "v3"),
     ("pp", "default", "productpage-v1", "productpage", "v1"),
+    ("order", "tutorial", "order-v1", "order", "v1"),
 ];
 const PROXIES: &[&str] = &["envoy", "waypoint", "client"];
 
@@ -64,6 +65,28 @@ enum Expect {
     Exactly(&'static str),
     /// Keys in these proportions (nothing else).
     Split(&'static [(&'static str, f64)]),
+    /// Like `Exactly`, but every reply takes seconds (timeouts): few samples.
+    ExactlySlow(&'static str),
+}
+
+impl Expect {
+    fn samples(&self) -> usize {
+        match self {
+            Expect::Exactly(_) => EXACT_SAMPLES,
+            Expect::Split(_) => SPLIT_SAMPLES,
+            Expect::ExactlySlow(_) => 2,
+        }
+    }
+
+    /// Whether the probe should answer from a pod: then it is retried
+    /// until the proxy has the endpoints before being counted.
+    fn from_pods(&self) -> bool {
+        match self {
+            Expect::Exactly(k) => !k.starts_with("status "),
+            Expect::Split(_) => true,
+            Expect::ExactlySlow(_) => false,
+        }
+    }
 }
 
 struct Probe {
@@ -87,6 +110,7 @@ struct Scenario {
 const REVIEWS: &str = "reviews.default.svc.cluster.local:9080";
 const REVIEWS_TUTORIAL: &str = "reviews.tutorial.svc.cluster.local:9080";
 const PRODUCTPAGE: &str = "productpage.default.svc.cluster.local:9080";
+const ORDER_TUTORIAL: &str = "order.tutorial.svc.cluster.local:9080";
 
 /// Subsets of `reviews` in `tutorial` (the 002-* seeds name subsets the
 /// course defines elsewhere).
@@ -152,6 +176,48 @@ const SCENARIOS: &[Scenario] = &[
                 path: "/reviews/1",
                 headers: &[],
                 expect: Expect::Exactly("reviews-v1.tutorial"),
+            },
+        ],
+    },
+    Scenario {
+        name: "002-03: everything to v2 (tutorial)",
+        seeds: &["002-03.yaml"],
+        extra: &[("20-tutorial-dr.yaml", TUTORIAL_DR)],
+        vhost: REVIEWS_TUTORIAL,
+        routes: &["tutorial/reviews/0"],
+        probes: &[Probe {
+            host: "reviews.tutorial:9080",
+            path: "/reviews/1",
+            headers: FIREFOX,
+            expect: Expect::Exactly("reviews-v2.tutorial"),
+        }],
+    },
+    Scenario {
+        name: "002-06: timeout 3s, 3 retries of 2s on 5xx (tutorial order)",
+        seeds: &["002-06.yaml"],
+        extra: &[],
+        vhost: ORDER_TUTORIAL,
+        routes: &["tutorial/vs-order-network-rule/0"],
+        probes: &[
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders",
+                headers: &[],
+                expect: Expect::Exactly("order-v1.tutorial"),
+            },
+            // Every attempt fails: the last upstream 503 is passed through.
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders?status=503",
+                headers: &[],
+                expect: Expect::Exactly("status 503"),
+            },
+            // Each try times out after 2 s, the route after 3 s: 504.
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders?delay_ms=2500",
+                headers: &[],
+                expect: Expect::ExactlySlow("status 504"),
             },
         ],
     },
@@ -328,10 +394,7 @@ fn envoy_and_mesh_waypoint_route_alike() {
             envoy.rejection_log()
         );
         for probe in s.probes {
-            let samples = match probe.expect {
-                Expect::Exactly(_) => EXACT_SAMPLES,
-                Expect::Split(_) => SPLIT_SAMPLES,
-            };
+            let samples = probe.expect.samples();
             warm_up(&client, envoy_addr, probe);
             let from_envoy = tally(&client, envoy_addr, probe, samples);
             check(s, probe, "envoy", &from_envoy, samples);
@@ -387,6 +450,7 @@ fn topology_yaml(c: &Cluster) -> String {
         ("reviews", "default", "10.96.0.20"),
         ("reviews", "tutorial", "10.96.0.21"),
         ("productpage", "default", "10.96.0.22"),
+        ("order", "tutorial", "10.96.0.23"),
     ] {
         docs.push(format!(
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  clusterIP: {vip}\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: {APP_PORT}\n    targetPort: {APP_PORT}\n"
@@ -438,6 +502,9 @@ fn wait_routes(
 /// Sends the probe until three answers in a row are not 503 (clusters and
 /// endpoints arrive after the routes naming them), at most [`WAIT`].
 fn warm_up(client: &Path, addr: SocketAddr, probe: &Probe) {
+    if !probe.expect.from_pods() {
+        return;
+    }
     let deadline = Instant::now() + WAIT;
     loop {
         let t = tally(client, addr, probe, 3);
@@ -531,7 +598,7 @@ fn check(s: &Scenario, probe: &Probe, proxy: &str, got: &BTreeMap<String, usize>
         s.name, probe.host, probe.path, probe.headers
     );
     match &probe.expect {
-        Expect::Exactly(key) => {
+        Expect::Exactly(key) | Expect::ExactlySlow(key) => {
             assert_eq!(got.get(*key).copied(), Some(n), "{what}: got {got:?}");
         }
         Expect::Split(shares) => {
