@@ -80,7 +80,7 @@ impl Expect {
 
     /// Whether the probe should answer from a pod: then it is retried
     /// until the proxy has the endpoints before being counted.
-    fn from_pods(&self) -> bool {
+    fn answered_by_a_pod(&self) -> bool {
         match self {
             Expect::Exactly(k) => !k.starts_with("status "),
             Expect::Split(_) => true,
@@ -502,7 +502,7 @@ fn wait_routes(
 /// Sends the probe until three answers in a row are not 503 (clusters and
 /// endpoints arrive after the routes naming them), at most [`WAIT`].
 fn warm_up(client: &Path, addr: SocketAddr, probe: &Probe) {
-    if !probe.expect.from_pods() {
+    if !probe.expect.answered_by_a_pod() {
         return;
     }
     let deadline = Instant::now() + WAIT;
