@@ -105,7 +105,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         opts.load
     );
     let env = setup::ensure_all()?;
-    let envoy = setup::ensure_envoy()?;
+    let envoy = env
+        .envoy
+        .clone()
+        .map_err(|e| anyhow::anyhow!("bench l7 needs Envoy, which could not be installed: {e}"))?;
     let programs = build(&env, envoy)?;
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let cpus = Cpus::for_machine(ncpu);

