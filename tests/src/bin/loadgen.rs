@@ -521,6 +521,39 @@ mod tests {
         assert_eq!(due_within(3.0, Duration::from_millis(1500)), 5);
     }
 
+    #[tokio::test]
+    async fn closed_loop_stops_at_the_request_budget_or_the_end() {
+        let far = Schedule::Closed {
+            next: AtomicU64::new(0),
+            end: Instant::now() + Duration::from_secs(3600),
+        };
+        for _ in 0..3 {
+            assert!(far.next(3).await.is_some());
+        }
+        assert!(far.next(3).await.is_none());
+        let over = Schedule::Closed {
+            next: AtomicU64::new(0),
+            end: Instant::now(),
+        };
+        assert!(over.next(3).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn open_loop_hands_out_due_times_in_order_then_ends() {
+        // 1000/s for 5 ms: requests 0..=4 are due at 0, 1, 2, 3, 4 ms.
+        let start = Instant::now();
+        let schedule = dispatch(start, 1000.0, 100, Duration::from_millis(5));
+        let Schedule::Open { rx, .. } = &schedule else {
+            panic!("open loop expected");
+        };
+        let mut dues = vec![];
+        while let Some(due) = rx.lock().await.recv().await {
+            dues.push(due - start);
+        }
+        let want: Vec<Duration> = (0..5).map(Duration::from_millis).collect();
+        assert_eq!(dues, want);
+    }
+
     fn cli(args: &[&str]) -> Cli {
         let mut all = vec!["loadgen"];
         all.extend_from_slice(args);
