@@ -47,14 +47,16 @@ pub enum Command {
     },
 
     /// What one agent holds: workloads, services, policies, certificates,
-    /// connections — read from its admin endpoint.
+    /// connections — or one waypoint: listeners, routes, clusters,
+    /// endpoints — read from its admin endpoint.
     #[command(alias = "pc")]
     ProxyConfig {
         #[arg(value_enum)]
         kind: Kind,
 
-        /// The agent's admin endpoint (TARGET, see `meshctl --help`), e.g.
-        /// the node's network namespace name.
+        /// The agent's (or, for listener|route|cluster|endpoint, the
+        /// waypoint's) admin endpoint (TARGET, see `meshctl --help`), e.g.
+        /// the node's or waypoint pod's network namespace name.
         #[arg(default_value = crate::target::DEFAULT_ADMIN, value_name = "AGENT")]
         agent: String,
 

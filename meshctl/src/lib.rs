@@ -27,10 +27,10 @@ fn unreachable_hint(what: &str, target: &Target, flag: &str) -> String {
     format!(
         "cannot reach the {what} admin at {}: is {} running? pass {flag}",
         target.describe(),
-        if what == "control plane" {
-            "mesh-control"
-        } else {
-            "mesh-agent"
+        match what {
+            "control plane" => "mesh-control",
+            "waypoint" => "mesh-waypoint",
+            _ => "mesh-agent",
         },
     )
 }
@@ -186,15 +186,17 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
                 analyze::finish(&report, output)
             }
             Work::Config(kind, filters, output) => {
-                let doc = fetch(
-                    &target,
-                    kind.path(),
-                    "agent",
-                    "the agent as host:port or its node's netns name",
-                )
-                .await?;
+                let (what, flag) = if proxy_config::waypoint::is_waypoint_kind(kind) {
+                    (
+                        "waypoint",
+                        "the waypoint's admin as host:port or its pod's netns name",
+                    )
+                } else {
+                    ("agent", "the agent as host:port or its node's netns name")
+                };
+                let doc = fetch(&target, kind.path(), what, flag).await?;
                 proxy_config::render(kind, &doc, &filters, output, now_unix())
-                    .with_context(|| format!("the agent's {}", kind.path()))
+                    .with_context(|| format!("the {what}'s {}", kind.path()))
             }
         }
     })

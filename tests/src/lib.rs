@@ -13,6 +13,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
+pub mod envoy;
 pub mod httpc;
 pub mod httpd;
 pub mod netns;
@@ -22,6 +23,7 @@ pub mod prometheus;
 pub mod sweep;
 pub mod topology;
 pub mod waypoint;
+pub mod waypoint_standalone;
 
 pub use agent::Agent;
 pub use bins::Binaries;

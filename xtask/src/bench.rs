@@ -25,17 +25,22 @@ pub enum Which {
         #[arg(long, default_value_t = 20_000)]
         rounds: u32,
     },
+    /// HTTP through mesh-waypoint vs a stock Envoy vs direct, one proxy core each.
+    L7(crate::bench_l7::Options),
 }
 
 const ECHO: u16 = 9080;
 const SINK: u16 = 9090;
 
 pub fn run(which: Which) -> anyhow::Result<()> {
-    let Which::L4 {
-        bytes,
-        repeats,
-        rounds,
-    } = which;
+    let (bytes, repeats, rounds) = match which {
+        Which::L4 {
+            bytes,
+            repeats,
+            rounds,
+        } => (bytes, repeats, rounds),
+        Which::L7(opts) => return crate::bench_l7::run(opts),
+    };
     crate::require_root("cargo xtask bench")?;
     let env = setup::ensure_all()?;
     cargo::build(&env, true)?;
@@ -163,7 +168,7 @@ pub fn median(v: &mut [f64]) -> f64 {
 }
 
 /// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
@@ -173,7 +178,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+pub fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

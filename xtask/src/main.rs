@@ -8,7 +8,10 @@
 //!   bookinfo-like mesh behind a waypoint with a live summary (root); `--l4`
 //!   runs the L4 authorization demo instead
 //! - `cargo xtask bench l4` — throughput/latency through the agent vs direct (root)
+//! - `cargo xtask bench l7` — HTTP through mesh-waypoint vs Envoy vs direct (root)
 mod bench;
+mod bench_l7;
+mod bench_l7_topology;
 mod bench_policy;
 mod cargo;
 mod demo;
@@ -30,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker).
+    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker, Envoy).
     Setup,
     /// Build the agent (with its eBPF) and the test workload.
     Build {

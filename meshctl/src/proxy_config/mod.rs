@@ -2,9 +2,11 @@
 //! admin endpoint — workloads, services, policies and certificates from
 //! `/config_dump`, connections from `/stats/connections` (shapes in
 //! docs/issue4-interfaces.md, "Agent admin"). Filters work like
-//! istioctl's: `--namespace`, `--workload`, `--address`.
+//! istioctl's: `--namespace`, `--workload`, `--address`. A waypoint's
+//! listeners, routes, clusters and endpoints: see [`waypoint`].
 mod connections;
 pub mod dump;
+pub mod waypoint;
 
 use clap::ValueEnum;
 use serde_json::{json, Value};
@@ -25,6 +27,14 @@ pub enum Kind {
     Certificate,
     /// Open connections, then recently closed ones.
     Connections,
+    /// A waypoint's listeners (its admin endpoint as the target).
+    Listener,
+    /// A waypoint's routes: virtual hosts, matches, actions.
+    Route,
+    /// A waypoint's clusters: load balancing, circuit breakers, outlier detection.
+    Cluster,
+    /// A waypoint's endpoints: health, HBONE or plain, active requests, ejections.
+    Endpoint,
 }
 
 impl Kind {
@@ -312,6 +322,9 @@ pub fn render(
     if kind == Kind::Connections {
         return connections::render(doc, filters, output);
     }
+    if waypoint::is_waypoint_kind(kind) {
+        return Ok(waypoint::render(kind, doc, filters, output));
+    }
     let dump: ConfigDump = serde_json::from_value(doc.clone())?;
     let (table, data, notes, what) = match kind {
         Kind::Workload => {
@@ -330,7 +343,9 @@ pub fn render(
             let (t, d) = certificates(&dump, filters, now_unix);
             (t, d, vec![], "certificates")
         }
-        Kind::Connections => unreachable!("handled above"),
+        Kind::Connections | Kind::Listener | Kind::Route | Kind::Cluster | Kind::Endpoint => {
+            unreachable!("handled above")
+        }
     };
     if let Some(text) = render::data(&json!(data), output) {
         return Ok(text);

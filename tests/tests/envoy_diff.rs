@@ -1,0 +1,653 @@
+//! Differential test against a stock Envoy: the control plane's waypoint
+//! xDS (LDS/RDS/CDS/EDS, contract section 2) fed to a real Envoy and to
+//! `mesh-waypoint`, both on their plain `:15080` listeners, with the
+//! course's Istio YAML applied unmodified. Envoy must accept every resource
+//! (no `update_rejected`), and both must route the same requests the same
+//! way: which version answers a header or URI match, and weighted splits
+//! within the same statistical bounds.
+//!
+//! Topology: one node; in namespace `default` (ambient, `use-waypoint:
+//! waypoint`) the waypoint Gateway with two pods, `waypoint` (runs
+//! mesh-waypoint) and `waypoint-envoy` (runs Envoy), services `reviews`
+//! (pods v1/v2/v3) and `productpage`; namespace `tutorial` has its own
+//! `reviews` (the 002-* seeds live there) using the same waypoint. The app
+//! pods opt out of capture (`istio.io/dataplane-mode: none`), so the
+//! proxies reach them in plain TCP; no node agent runs.
+//!
+//! Without Envoy (not installable) the test is skipped with the reason;
+//! `cargo xtask test` installs it. The `mesh-waypoint` binary must exist.
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{body::Bytes, Request};
+use hyper_util::rt::TokioIo;
+use mesh_e2e::{
+    cluster::{Cluster, CONTROL_IP},
+    envoy::{envoy_bin, Envoy, EnvoySpec, WaypointNode, XdsKind, WAYPOINT_HTTP_PORT},
+    pod::Server,
+    waypoint_standalone::{waypoint_bin, MeshWaypoint, WaypointSpec},
+    Binaries,
+};
+
+const SEEDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../mesh-control/tests/data/seeds"
+);
+const APP_PORT: u16 = 9080;
+/// Requests per weighted-split probe and proxy.
+const SPLIT_SAMPLES: usize = 400;
+/// Requests per deterministic probe and proxy.
+const EXACT_SAMPLES: usize = 20;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Harness pod → (Kubernetes namespace, pod name, app, version).
+const APPS: &[(&str, &str, &str, &str, &str)] = &[
+    ("rv1", "default", "reviews-v1", "reviews", "v1"),
+    ("rv2", "default", "reviews-v2", "reviews", "v2"),
+    ("rv3", "default", "reviews-v3", "reviews", "v3"),
+    ("trv1", "tutorial", "reviews-v1", "reviews", "v1"),
+    ("trv2", "tutorial", "reviews-v2", "reviews", "v2"),
+    ("trv3", "tutorial", "reviews-v3", "reviews", "v3"),
+    ("pp", "default", "productpage-v1", "productpage", "v1"),
+    ("order", "tutorial", "order-v1", "order", "v1"),
+];
+const PROXIES: &[&str] = &["envoy", "waypoint", "client"];
+
+/// What the replies to one probe must show; keys are `x-pod` values
+/// (`<pod>.<ns>`) or, for replies without one, `status <code>`.
+enum Expect {
+    /// Every reply has this key.
+    Exactly(&'static str),
+    /// Keys in these proportions (nothing else).
+    Split(&'static [(&'static str, f64)]),
+    /// Like `Exactly`, but every reply takes seconds (timeouts): few samples.
+    ExactlySlow(&'static str),
+}
+
+impl Expect {
+    fn samples(&self) -> usize {
+        match self {
+            Expect::Exactly(_) => EXACT_SAMPLES,
+            Expect::Split(_) => SPLIT_SAMPLES,
+            Expect::ExactlySlow(_) => 2,
+        }
+    }
+
+    /// Whether the probe should answer from a pod: then it is retried
+    /// until the proxy has the endpoints before being counted.
+    fn answered_by_a_pod(&self) -> bool {
+        match self {
+            Expect::Exactly(k) => !k.starts_with("status "),
+            Expect::Split(_) => true,
+            Expect::ExactlySlow(_) => false,
+        }
+    }
+}
+
+struct Probe {
+    host: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: Expect,
+}
+
+struct Scenario {
+    name: &'static str,
+    /// Seed files applied unmodified, plus test-owned YAML (`file`, text).
+    seeds: &'static [&'static str],
+    extra: &'static [(&'static str, &'static str)],
+    /// Virtual host and the route names it must have once applied.
+    vhost: &'static str,
+    routes: &'static [&'static str],
+    probes: &'static [Probe],
+}
+
+const REVIEWS: &str = "reviews.default.svc.cluster.local:9080";
+const REVIEWS_TUTORIAL: &str = "reviews.tutorial.svc.cluster.local:9080";
+const PRODUCTPAGE: &str = "productpage.default.svc.cluster.local:9080";
+const ORDER_TUTORIAL: &str = "order.tutorial.svc.cluster.local:9080";
+
+/// Subsets of `reviews` in `tutorial` (the 002-* seeds name subsets the
+/// course defines elsewhere).
+const TUTORIAL_DR: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: tutorial\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n  - name: v2\n    labels:\n      version: v2\n  - name: v3\n    labels:\n      version: v3\n";
+
+const FIREFOX: &[(&str, &str)] = &[(
+    "baggage-user-agent",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+)];
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "no VirtualService: one default route over every reviews pod",
+        seeds: &[],
+        extra: &[],
+        vhost: REVIEWS,
+        routes: &[],
+        probes: &[Probe {
+            host: "reviews:9080",
+            path: "/reviews/1",
+            headers: &[],
+            expect: Expect::Split(&[
+                ("reviews-v1.default", 1.0 / 3.0),
+                ("reviews-v2.default", 1.0 / 3.0),
+                ("reviews-v3.default", 1.0 / 3.0),
+            ]),
+        }],
+    },
+    Scenario {
+        name: "002-02: weighted 30/70 (tutorial)",
+        seeds: &["002-02.yaml"],
+        extra: &[("20-tutorial-dr.yaml", TUTORIAL_DR)],
+        vhost: REVIEWS_TUTORIAL,
+        routes: &["tutorial/reviews/0"],
+        probes: &[Probe {
+            host: "reviews.tutorial:9080",
+            path: "/reviews/1",
+            headers: &[],
+            expect: Expect::Split(&[("reviews-v1.tutorial", 0.3), ("reviews-v2.tutorial", 0.7)]),
+        }],
+    },
+    Scenario {
+        name: "002-04: header regex match (tutorial)",
+        seeds: &["002-04.yaml"],
+        extra: &[("20-tutorial-dr.yaml", TUTORIAL_DR)],
+        vhost: REVIEWS_TUTORIAL,
+        routes: &["tutorial/reviews/0", "tutorial/reviews/1"],
+        probes: &[
+            Probe {
+                host: "reviews.tutorial:9080",
+                path: "/reviews/1",
+                headers: FIREFOX,
+                expect: Expect::Exactly("reviews-v2.tutorial"),
+            },
+            Probe {
+                host: "reviews.tutorial:9080",
+                path: "/reviews/1",
+                headers: &[("baggage-user-agent", "curl/8.5")],
+                expect: Expect::Exactly("reviews-v1.tutorial"),
+            },
+            Probe {
+                host: "reviews.tutorial:9080",
+                path: "/reviews/1",
+                headers: &[],
+                expect: Expect::Exactly("reviews-v1.tutorial"),
+            },
+        ],
+    },
+    Scenario {
+        name: "002-03: everything to v2 (tutorial)",
+        seeds: &["002-03.yaml"],
+        extra: &[("20-tutorial-dr.yaml", TUTORIAL_DR)],
+        vhost: REVIEWS_TUTORIAL,
+        routes: &["tutorial/reviews/0"],
+        probes: &[Probe {
+            host: "reviews.tutorial:9080",
+            path: "/reviews/1",
+            headers: FIREFOX,
+            expect: Expect::Exactly("reviews-v2.tutorial"),
+        }],
+    },
+    Scenario {
+        name: "002-06: timeout 3s, 3 retries of 2s on 5xx (tutorial order)",
+        seeds: &["002-06.yaml"],
+        extra: &[],
+        vhost: ORDER_TUTORIAL,
+        routes: &["tutorial/vs-order-network-rule/0"],
+        probes: &[
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders",
+                headers: &[],
+                expect: Expect::Exactly("order-v1.tutorial"),
+            },
+            // Every attempt fails: the last upstream 503 is passed through.
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders?status=503",
+                headers: &[],
+                expect: Expect::Exactly("status 503"),
+            },
+            // Each try times out after 2 s, the route after 3 s: 504.
+            Probe {
+                host: "order.tutorial:9080",
+                path: "/orders?delay_ms=2500",
+                headers: &[],
+                expect: Expect::ExactlySlow("status 504"),
+            },
+        ],
+    },
+    Scenario {
+        name: "003-04 + 003-05: DestinationRule subsets, weighted 10/80/10",
+        seeds: &["003-04.yaml", "003-05.yaml"],
+        extra: &[],
+        vhost: REVIEWS,
+        routes: &["default/reviews/0"],
+        probes: &[Probe {
+            host: "reviews:9080",
+            path: "/reviews/1",
+            headers: &[],
+            expect: Expect::Split(&[
+                ("reviews-v1.default", 0.1),
+                ("reviews-v2.default", 0.8),
+                ("reviews-v3.default", 0.1),
+            ]),
+        }],
+    },
+    Scenario {
+        name: "000-01: URI exact/prefix matches, hosts \"*\", gateways incl. mesh",
+        seeds: &["000-01.yaml"],
+        extra: &[],
+        vhost: PRODUCTPAGE,
+        routes: &[
+            "default/bookinfos/0",
+            "default/bookinfos/0",
+            "default/bookinfos/0",
+            "default/bookinfos/0",
+            "default/bookinfos/0",
+        ],
+        probes: &[
+            Probe {
+                host: "productpage:9080",
+                path: "/productpage",
+                headers: &[],
+                expect: Expect::Exactly("productpage-v1.default"),
+            },
+            Probe {
+                host: "productpage:9080",
+                path: "/static/css/x.css",
+                headers: &[],
+                expect: Expect::Exactly("productpage-v1.default"),
+            },
+            Probe {
+                host: "productpage:9080",
+                path: "/api/v1/products/1",
+                headers: &[],
+                expect: Expect::Exactly("productpage-v1.default"),
+            },
+            Probe {
+                host: "productpage:9080",
+                path: "/productpage/extra",
+                headers: &[],
+                expect: Expect::Exactly("status 404"),
+            },
+            // `*` binds the VirtualService to reviews as well.
+            Probe {
+                host: "reviews:9080",
+                path: "/login",
+                headers: &[],
+                expect: Expect::Exactly("productpage-v1.default"),
+            },
+            Probe {
+                host: "reviews:9080",
+                path: "/reviews/1",
+                headers: &[],
+                expect: Expect::Exactly("status 404"),
+            },
+        ],
+    },
+];
+
+#[test]
+fn envoy_and_mesh_waypoint_route_alike() {
+    mesh_e2e::require_root();
+    let envoy = match envoy_bin() {
+        Ok(bin) => bin,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let bins = Binaries::for_tests(env!("CARGO_BIN_EXE_podctl"));
+    let waypoint = waypoint_bin(&bins.control);
+    assert!(
+        waypoint.is_ok(),
+        "mesh-waypoint binary missing ({:?}): build it (`cargo xtask test` does)",
+        waypoint.as_ref().err()
+    );
+    let mut pods: Vec<&str> = PROXIES.to_vec();
+    pods.extend(APPS.iter().map(|a| a.0));
+    let mut c = Cluster::new("mdiff", bins, &[("node1", &pods)]).unwrap();
+    c.write_config("00-topology.yaml", &topology_yaml(&c))
+        .unwrap();
+    c.start_control(&[]).unwrap();
+    let podhttp = Path::new(env!("CARGO_BIN_EXE_podhttp"));
+    for (pod, ns, name, _, version) in APPS {
+        let label = format!("{name}.{ns}");
+        let port = APP_PORT.to_string();
+        let args = [
+            "serve",
+            "--port",
+            &port,
+            "--pod",
+            &label,
+            "--version",
+            version,
+        ];
+        let server = Server::start(podhttp, c.pod(pod), &args).unwrap();
+        c.servers.push(server);
+    }
+    let xds = SocketAddr::from((CONTROL_IP, 15010));
+    let dir = c.dir.clone();
+    let mut envoy = Envoy::start(
+        &envoy,
+        EnvoySpec::new(node(&c, "envoy", "waypoint-envoy"), xds),
+        Some(&c.pod("envoy").netns.path()),
+        &dir.join("envoy"),
+    )
+    .unwrap();
+    let mut wp = waypoint.ok().map(|bin| {
+        let spec = WaypointSpec::new(node(&c, "waypoint", "waypoint"), "waypoint", xds);
+        MeshWaypoint::start(
+            &bin,
+            spec,
+            Some(&c.pod("waypoint").netns.path()),
+            &dir.join("waypoint"),
+        )
+        .unwrap()
+    });
+    envoy.wait_live(WAIT).unwrap();
+    envoy
+        .wait_xds_accepted(
+            &[XdsKind::Lds, XdsKind::Rds, XdsKind::Cds, XdsKind::Eds],
+            WAIT,
+        )
+        .unwrap();
+    if let Some(wp) = &mut wp {
+        wp.wait_ready(WAIT).unwrap();
+    }
+    let client = c.pod("client").netns.path();
+    let envoy_addr = c.pod("envoy").addr(WAYPOINT_HTTP_PORT);
+    let wp_addr = c.pod("waypoint").addr(WAYPOINT_HTTP_PORT);
+
+    let mut applied: Vec<String> = vec![];
+    for s in SCENARIOS {
+        eprintln!("scenario: {}", s.name);
+        for file in applied.drain(..) {
+            let _ = std::fs::remove_file(c.config_dir().join(file));
+        }
+        for seed in s.seeds {
+            let text = std::fs::read_to_string(Path::new(SEEDS).join(seed)).unwrap();
+            let file = format!("50-seed-{seed}");
+            c.write_config(&file, &text).unwrap();
+            applied.push(file);
+        }
+        for (file, text) in s.extra {
+            c.write_config(file, text).unwrap();
+            applied.push(file.to_string());
+        }
+        wait_routes(s, "envoy", || Ok(envoy.config_dump()?.route_names()));
+        if let Some(wp) = &wp {
+            wait_routes(s, "mesh-waypoint", || wp.route_names());
+        }
+        let rejected = envoy.stats().unwrap().rejected();
+        assert!(
+            rejected.is_empty(),
+            "{}: envoy rejected {rejected:?}\n{}",
+            s.name,
+            envoy.rejection_log()
+        );
+        for probe in s.probes {
+            let samples = probe.expect.samples();
+            warm_up(&client, envoy_addr, probe);
+            let from_envoy = tally(&client, envoy_addr, probe, samples);
+            check(s, probe, "envoy", &from_envoy, samples);
+            if wp.is_some() {
+                warm_up(&client, wp_addr, probe);
+                let from_wp = tally(&client, wp_addr, probe, samples);
+                check(s, probe, "mesh-waypoint", &from_wp, samples);
+                agree(s, probe, &from_envoy, &from_wp, samples);
+            }
+        }
+    }
+    let stats = envoy.stats().unwrap();
+    assert!(stats.rejected().is_empty(), "{:?}", stats.rejected());
+    for kind in [XdsKind::Lds, XdsKind::Rds, XdsKind::Cds, XdsKind::Eds] {
+        assert!(
+            stats.successes(kind) > 0,
+            "envoy: no accepted {kind:?} update"
+        );
+    }
+}
+
+/// The waypoint identity of a proxy pod.
+fn node(c: &Cluster, pod: &str, name: &str) -> WaypointNode {
+    WaypointNode {
+        pod_ip: c.pod(pod).ip.into(),
+        pod_name: name.into(),
+        namespace: "default".into(),
+        waypoint: "waypoint".into(),
+    }
+}
+
+/// Namespaces, node, waypoint Gateway and pods, app pods and services.
+fn topology_yaml(c: &Cluster) -> String {
+    let mut docs = vec![
+        namespace("default", ""),
+        namespace("tutorial", "\n    istio.io/use-waypoint-namespace: default"),
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 10.0.0.1\n".to_string(),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: waypoint\n  namespace: default\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n".to_string(),
+    ];
+    for (pod, name) in [("waypoint", "waypoint"), ("envoy", "waypoint-envoy")] {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    gateway.networking.k8s.io/gateway-name: waypoint\nspec:\n  serviceAccountName: waypoint\n  nodeName: node1\nstatus:\n  podIP: {}\n",
+            c.pod(pod).ip
+        ));
+    }
+    for (pod, ns, name, app, version) in APPS {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app: {app}\n    version: {version}\n    istio.io/dataplane-mode: none\nspec:\n  serviceAccountName: {app}\n  nodeName: node1\nstatus:\n  podIP: {}\n",
+            c.pod(pod).ip
+        ));
+    }
+    for (name, ns, vip) in [
+        ("reviews", "default", "10.96.0.20"),
+        ("reviews", "tutorial", "10.96.0.21"),
+        ("productpage", "default", "10.96.0.22"),
+        ("order", "tutorial", "10.96.0.23"),
+    ] {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  clusterIP: {vip}\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: {APP_PORT}\n    targetPort: {APP_PORT}\n"
+        ));
+    }
+    docs.join("---\n")
+}
+
+fn namespace(name: &str, extra_labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    istio.io/dataplane-mode: ambient\n    istio.io/use-waypoint: waypoint{extra_labels}\n"
+    )
+}
+
+/// Waits until `proxy` shows the scenario's route names on its vhost (an
+/// empty list: the vhost exists with no VirtualService route).
+fn wait_routes(
+    s: &Scenario,
+    proxy: &str,
+    names: impl Fn() -> anyhow::Result<BTreeMap<String, Vec<String>>>,
+) {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        if let Ok(all) = names() {
+            if let Some(routes) = all.get(s.vhost) {
+                let vs_routes: Vec<&str> = routes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| n.contains('/'))
+                    .collect();
+                if vs_routes == s.routes {
+                    return;
+                }
+            }
+            last = Some(all);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {proxy} did not get routes {:?} on {} in {WAIT:?}; it has {last:?}",
+            s.name,
+            s.routes,
+            s.vhost
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends the probe until three answers in a row are not 503 (clusters and
+/// endpoints arrive after the routes naming them), at most [`WAIT`].
+fn warm_up(client: &Path, addr: SocketAddr, probe: &Probe) {
+    if !probe.expect.answered_by_a_pod() {
+        return;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = tally(client, addr, probe, 3);
+        if !t.contains_key("status 503") && !t.contains_key("error") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still answers {} {}: {t:?}",
+            probe.host,
+            probe.path
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends `n` GETs on one keep-alive connection (reconnecting after a
+/// failure) from inside `client`; counts the replies by key.
+fn tally(client: &Path, addr: SocketAddr, probe: &Probe, n: usize) -> BTreeMap<String, usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut counts = BTreeMap::new();
+        let mut conn = None;
+        for _ in 0..n {
+            let key = match send(client, addr, probe, &mut conn).await {
+                Ok(key) => key,
+                Err(_) => {
+                    conn = None;
+                    "error".to_string()
+                }
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+        counts
+    })
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn send(
+    client: &Path,
+    addr: SocketAddr,
+    probe: &Probe,
+    conn: &mut Option<Conn>,
+) -> anyhow::Result<String> {
+    if conn.is_none() {
+        let std = mesh_e2e::netns::connect_in(client, addr, Duration::from_secs(2))?;
+        std.set_nonblocking(true)?;
+        let tcp = tokio::net::TcpStream::from_std(std)?;
+        let (sender, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(c);
+        *conn = Some(sender);
+    }
+    let sender = conn.as_mut().expect("connected above");
+    let mut req = Request::get(probe.path).header("host", probe.host);
+    for (k, v) in probe.headers {
+        req = req.header(*k, *v);
+    }
+    sender.ready().await?;
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        sender.send_request(req.body(Empty::new())?),
+    )
+    .await??;
+    let status = resp.status().as_u16();
+    let pod = resp
+        .headers()
+        .get("x-pod")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    resp.into_body().collect().await?;
+    Ok(match pod {
+        Some(pod) if status == 200 => pod,
+        _ => format!("status {status}"),
+    })
+}
+
+/// Largest deviation of a sample proportion from `p` over `n` trials that
+/// is not a failure: 5 standard deviations (a false alarm about once in
+/// 3.5 million), at least 0.02.
+fn bound(p: f64, n: usize) -> f64 {
+    (5.0 * (p * (1.0 - p) / n as f64).sqrt()).max(0.02)
+}
+
+fn check(s: &Scenario, probe: &Probe, proxy: &str, got: &BTreeMap<String, usize>, n: usize) {
+    let what = format!(
+        "{}: {proxy} for {} {} {:?}",
+        s.name, probe.host, probe.path, probe.headers
+    );
+    match &probe.expect {
+        Expect::Exactly(key) | Expect::ExactlySlow(key) => {
+            assert_eq!(got.get(*key).copied(), Some(n), "{what}: got {got:?}");
+        }
+        Expect::Split(shares) => {
+            for k in got.keys() {
+                assert!(
+                    shares.iter().any(|(s, _)| s == k),
+                    "{what}: unexpected {k} in {got:?}"
+                );
+            }
+            for (key, p) in *shares {
+                let seen = got.get(*key).copied().unwrap_or(0) as f64 / n as f64;
+                assert!(
+                    (seen - p).abs() <= bound(*p, n),
+                    "{what}: {key} got {seen:.3} of {n}, want {p:.3} ± {:.3} ({got:?})",
+                    bound(*p, n)
+                );
+            }
+        }
+    }
+}
+
+/// Envoy and mesh-waypoint saw the same keys, in proportions that differ
+/// by no more than two samples of the same distribution would.
+fn agree(
+    s: &Scenario,
+    probe: &Probe,
+    envoy: &BTreeMap<String, usize>,
+    wp: &BTreeMap<String, usize>,
+    n: usize,
+) {
+    let keys: Vec<&String> = envoy.keys().chain(wp.keys()).collect();
+    for key in keys {
+        let e = envoy.get(key).copied().unwrap_or(0) as f64 / n as f64;
+        let w = wp.get(key).copied().unwrap_or(0) as f64 / n as f64;
+        let p = (e + w) / 2.0;
+        let limit = (5.0 * (2.0 * p * (1.0 - p) / n as f64).sqrt()).max(0.03);
+        assert!(
+            (e - w).abs() <= limit,
+            "{}: {} {}: {key} envoy {e:.3} vs mesh-waypoint {w:.3} (limit {limit:.3}); \
+             envoy {envoy:?}, mesh-waypoint {wp:?}",
+            s.name,
+            probe.host,
+            probe.path
+        );
+    }
+}
+
+#[test]
+fn statistical_bounds_reject_a_wrong_split() {
+    // 400 samples: 30% ± 11.5%; a 50/50 split is caught, 33% is not.
+    assert!((0.5f64 - 0.3).abs() > bound(0.3, SPLIT_SAMPLES));
+    assert!((0.33f64 - 0.3).abs() <= bound(0.3, SPLIT_SAMPLES));
+    assert!((bound(0.8, 400) - 0.1).abs() < 1e-9);
+}

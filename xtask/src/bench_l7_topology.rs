@@ -1,0 +1,286 @@
+//! The network of `cargo xtask bench l7`: one node with the pods `client`
+//! (runs `loadgen`), `envoy` and `waypoint` (the two proxies, one at a
+//! time), `upstream` (runs `podhttp`), and the control plane on the
+//! underlay feeding both proxies the same routes: one Service `bench` bound
+//! to waypoint `default/waypoint` and a VirtualService with one simple
+//! route. All traffic stays in network namespaces on this machine.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use mesh_e2e::{
+    cluster::{Cluster, CONTROL_IP},
+    envoy::{self, Envoy, EnvoySpec, WaypointNode, XdsKind, WAYPOINT_HTTP_PORT},
+    waypoint_standalone::{MeshWaypoint, WaypointSpec},
+    Binaries,
+};
+
+pub const APP_PORT: u16 = 9080;
+/// `Host` the load generator sends through the proxies.
+pub const HOST: &str = "bench:9080";
+const READY: Duration = Duration::from_secs(30);
+
+const VIRTUAL_SERVICE: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: bench\n  namespace: default\nspec:\n  hosts:\n  - bench\n  http:\n  - name: all\n    match:\n    - uri:\n        prefix: /\n    route:\n    - destination:\n        host: bench\n        port:\n          number: 9080\n";
+
+/// Which CPUs each party runs on: the proxy alone on the last CPU (its
+/// figures are per core), the upstream app on the one before when there
+/// are four or more, the load generator on the rest.
+#[derive(Debug, Clone)]
+pub struct Cpus {
+    pub proxy: u32,
+    pub upstream: String,
+    pub loadgen: String,
+    pub loadgen_threads: usize,
+}
+
+impl Cpus {
+    pub fn for_machine(n: u32) -> Self {
+        let n = n.max(2);
+        let proxy = n - 1;
+        if n >= 4 {
+            Self {
+                proxy,
+                upstream: (n - 2).to_string(),
+                loadgen: format!("0-{}", n - 3),
+                loadgen_threads: (n - 2) as usize,
+            }
+        } else {
+            let rest = format!("0-{}", n - 2);
+            Self {
+                proxy,
+                upstream: rest.clone(),
+                loadgen: rest,
+                loadgen_threads: (n - 1) as usize,
+            }
+        }
+    }
+}
+
+/// Paths of what the bench runs.
+pub struct Programs {
+    pub control: PathBuf,
+    pub podhttp: PathBuf,
+    pub loadgen: PathBuf,
+    pub envoy: PathBuf,
+    pub waypoint: Result<PathBuf, String>,
+}
+
+pub struct Bed {
+    /// The upstream app; stopped before the cluster.
+    upstream: Option<Child>,
+    pub cluster: Cluster,
+    pub cpus: Cpus,
+}
+
+impl Bed {
+    pub fn new(programs: &Programs, cpus: Cpus) -> anyhow::Result<Self> {
+        let bins = Binaries {
+            agent: PathBuf::from("/nonexistent/mesh-agent (no agent in bench l7)"),
+            podctl: programs.podhttp.clone(),
+            control: programs.control.clone(),
+            waypoint: programs
+                .waypoint
+                .clone()
+                .unwrap_or_else(|_| PathBuf::from("/nonexistent/mesh-waypoint")),
+            podhttp: programs.podhttp.clone(),
+        };
+        let mut cluster = Cluster::new(
+            "ml7",
+            bins,
+            &[("node1", &["client", "envoy", "waypoint", "upstream"])],
+        )?;
+        cluster.write_config("00-topology.yaml", &topology_yaml(&cluster))?;
+        cluster.write_config("10-virtual-service.yaml", VIRTUAL_SERVICE)?;
+        cluster.start_control(&[])?;
+        let log = cluster.dir.join("podhttp.log");
+        let upstream = envoy::spawn_in(
+            Some(&cluster.pod("upstream").netns.path()),
+            None,
+            Path::new("taskset"),
+            &[
+                "-c".into(),
+                cpus.upstream.clone(),
+                programs.podhttp.display().to_string(),
+                "serve".into(),
+                "--port".into(),
+                APP_PORT.to_string(),
+                "--pod".into(),
+                "bench-v1".into(),
+            ],
+            &log,
+        )?;
+        let mut bed = Self {
+            upstream: Some(upstream),
+            cluster,
+            cpus,
+        };
+        bed.wait_upstream()?;
+        Ok(bed)
+    }
+
+    fn wait_upstream(&mut self) -> anyhow::Result<()> {
+        let addr = self.upstream_addr();
+        let ns = self.netns("client");
+        let deadline = Instant::now() + READY;
+        while mesh_e2e::netns::connect_in(&ns, addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                bail!("podhttp not listening on {addr} after {READY:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    pub fn netns(&self, pod: &str) -> PathBuf {
+        self.cluster.pod(pod).netns.path()
+    }
+
+    pub fn upstream_addr(&self) -> SocketAddr {
+        self.cluster.pod("upstream").addr(APP_PORT)
+    }
+
+    pub fn proxy_addr(&self, pod: &str) -> SocketAddr {
+        self.cluster.pod(pod).addr(WAYPOINT_HTTP_PORT)
+    }
+
+    fn node(&self, pod: &str, name: &str) -> WaypointNode {
+        WaypointNode {
+            pod_ip: self.cluster.pod(pod).ip.into(),
+            pod_name: name.into(),
+            namespace: "default".into(),
+            waypoint: "waypoint".into(),
+        }
+    }
+
+    /// Envoy with one worker on the proxy CPU, once it accepted LDS, RDS,
+    /// CDS and EDS and answers through the route.
+    pub fn start_envoy(&self, bin: &Path) -> anyhow::Result<Envoy> {
+        let mut spec = EnvoySpec::new(
+            self.node("envoy", "waypoint-envoy"),
+            SocketAddr::from((CONTROL_IP, 15010)),
+        );
+        spec.concurrency = 1;
+        spec.cpu = Some(self.cpus.proxy);
+        spec.log_level = "warn".into();
+        let netns = self.netns("envoy");
+        let mut envoy = Envoy::start(bin, spec, Some(&netns), &self.cluster.dir.join("envoy"))?;
+        envoy.wait_live(READY)?;
+        envoy.wait_xds_accepted(
+            &[XdsKind::Lds, XdsKind::Rds, XdsKind::Cds, XdsKind::Eds],
+            READY,
+        )?;
+        self.wait_route(self.proxy_addr("envoy"), "envoy")?;
+        Ok(envoy)
+    }
+
+    /// mesh-waypoint with one worker on the proxy CPU, once ready and
+    /// answering through the route.
+    pub fn start_waypoint(&self, bin: &Path) -> anyhow::Result<MeshWaypoint> {
+        let mut spec = WaypointSpec::new(
+            self.node("waypoint", "waypoint"),
+            "waypoint",
+            SocketAddr::from((CONTROL_IP, 15010)),
+        );
+        spec.workers = 1;
+        spec.cpu = Some(self.cpus.proxy);
+        spec.log = "warn".into();
+        let netns = self.netns("waypoint");
+        let mut wp =
+            MeshWaypoint::start(bin, spec, Some(&netns), &self.cluster.dir.join("waypoint"))?;
+        wp.wait_ready(READY)?;
+        self.wait_route(self.proxy_addr("waypoint"), "mesh-waypoint")?;
+        Ok(wp)
+    }
+
+    /// Waits until a GET through `addr` with `Host: bench:9080` answers 200
+    /// (the endpoints arrive after the routes).
+    fn wait_route(&self, addr: SocketAddr, who: &str) -> anyhow::Result<()> {
+        let ns = self.netns("client");
+        let deadline = Instant::now() + READY;
+        loop {
+            let last = match get(&ns, addr) {
+                Ok(200) => return Ok(()),
+                Ok(status) => format!("status {status}"),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!("{who} at {addr} does not route {HOST} after {READY:?}: {last}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.upstream.take() {
+            mesh_e2e::cmd::terminate(&mut child);
+        }
+    }
+}
+
+/// One HTTP/1.1 GET `/` with `Host: bench:9080` from inside `netns`.
+fn get(netns: &Path, addr: SocketAddr) -> anyhow::Result<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut conn = mesh_e2e::netns::connect_in(netns, addr, Duration::from_secs(1))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        conn,
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line from {addr}: {text:?}"))
+}
+
+fn topology_yaml(c: &Cluster) -> String {
+    let pod = |name: &str, harness: &str, labels: &str, sa: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n{labels}spec:\n  serviceAccountName: {sa}\n  nodeName: node1\nstatus:\n  podIP: {}\n",
+            c.pod(harness).ip
+        )
+    };
+    let waypoint_labels = "    gateway.networking.k8s.io/gateway-name: waypoint\n";
+    [
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels:\n    istio.io/dataplane-mode: ambient\n    istio.io/use-waypoint: waypoint\n".to_string(),
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 10.0.0.1\n".to_string(),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: waypoint\n  namespace: default\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n".to_string(),
+        pod("waypoint", "waypoint", waypoint_labels, "waypoint"),
+        pod("waypoint-envoy", "envoy", waypoint_labels, "waypoint"),
+        pod(
+            "bench-v1",
+            "upstream",
+            "    app: bench\n    version: v1\n    istio.io/dataplane-mode: none\n",
+            "bench",
+        ),
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: bench\n  namespace: default\nspec:\n  clusterIP: 10.96.0.30\n  selector:\n    app: bench\n  ports:\n  - name: http\n    port: {APP_PORT}\n    targetPort: {APP_PORT}\n"),
+    ]
+    .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_split() {
+        let two = Cpus::for_machine(2);
+        assert_eq!(
+            (two.proxy, two.upstream.as_str(), two.loadgen.as_str()),
+            (1, "0-0", "0-0")
+        );
+        let eight = Cpus::for_machine(8);
+        assert_eq!(eight.proxy, 7);
+        assert_eq!(eight.upstream, "6");
+        assert_eq!(eight.loadgen, "0-5");
+        assert_eq!(eight.loadgen_threads, 6);
+    }
+}
