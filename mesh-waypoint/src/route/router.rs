@@ -112,6 +112,7 @@ impl Router {
             }
         }
 
+        let started = tokio::time::Instant::now();
         let attempts = self.attempts(&cluster, f, &parts, &mut replay, hash, &ex);
         let last = match f.timeout {
             Some(t) => match tokio::time::timeout(t, attempts).await {
@@ -125,6 +126,11 @@ impl Router {
                 ex.set_upstream(cluster.clone(), r.workload.clone());
                 let mut resp = r.response;
                 rewrite::strip_hop_by_hop(resp.headers_mut());
+                // As Envoy: time until the answering attempt's headers.
+                resp.headers_mut().insert(
+                    "x-envoy-upstream-service-time",
+                    HeaderValue::from(started.elapsed().as_millis() as u64),
+                );
                 resp
             }
             Final::Error(e) => {
@@ -186,6 +192,17 @@ impl Router {
             // h2 downstreams carry the authority in the URI only.
             if let Some(a) = req.uri().authority().map(|a| a.to_string()) {
                 rewrite::set_host(&mut req, &a);
+            }
+        }
+        // Origin form for the upstream side; the authority is in `host`.
+        if req.uri().authority().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = pq.parse() {
+                *req.uri_mut() = uri;
             }
         }
         if let Some(t) = target {

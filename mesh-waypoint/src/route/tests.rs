@@ -388,8 +388,15 @@ async fn retry_succeeds_and_avoids_previous_hosts() {
             Behavior::Status(200),
         ],
     );
-    let (s, _, _) = h.get("/", &[]).await;
+    let (s, hdrs, _) = h.get("/", &[]).await;
     assert_eq!(s, StatusCode::OK);
+    // Paused time: only the two backoffs (< 25 ms, < 50 ms) elapsed.
+    let service_ms: u64 = hdrs["x-envoy-upstream-service-time"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(service_ms < 75, "{service_ms}");
     let calls = h.upstream.calls();
     assert_eq!(calls.len(), 3);
     assert!(calls[0].ctx.previous_hosts.is_empty());
@@ -515,4 +522,24 @@ async fn hash_policy_reaches_the_upstream_and_mirror_at_0_percent_is_skipped() {
     assert_eq!(calls[0].ctx.hash, Some(super::hash::fnv1a(b"alice")));
     assert!(!calls[0].headers.contains_key("connection"));
     assert_eq!(calls[1].ctx.hash, None);
+}
+
+#[tokio::test]
+async fn absolute_h2_uri_becomes_origin_form_with_host() {
+    let h = harness(
+        &active(
+            &reviews(vec![route("a", prefix("/"), to_cluster("c"))]),
+            filters(),
+        ),
+        1,
+    );
+    let req = http::Request::builder()
+        .uri("http://reviews:9080/r?x=1")
+        .version(http::Version::HTTP_2)
+        .body(crate::body::empty())
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::OK);
+    let call = &h.upstream.calls()[0];
+    assert_eq!(call.uri, "/r?x=1");
+    assert_eq!(call.headers["host"], "reviews:9080");
 }
