@@ -196,7 +196,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let http = TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding --http-addr {}", cfg.http_addr))?;
-    tokio::spawn(server::http::serve(
+    let http_done = tokio::spawn(server::http::serve(
         http,
         proxy.clone(),
         shutdown_rx.clone(),
@@ -260,6 +260,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     tracing::info!(drain_secs = cfg.drain.as_secs(), "draining");
     shutdown_tx.send_replace(true);
     let drain = async {
+        let _ = http_done.await;
         if let Some(h) = hbone_done {
             let _ = h.await;
         }
