@@ -153,8 +153,15 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         hbone,
         identity: store.as_ref().map(|_| identity.clone()),
     });
+    // The real TelemetryOptions has more fields (export sizes) than the shim.
+    #[allow(clippy::needless_update)]
     let telemetry = Telemetry::new(TelemetryOptions {
+        otlp_endpoint: cfg.otlp_endpoint.clone(),
         access_log: cfg.access_log,
+        workload_uid: format!("Kubernetes//Pod/{}/{}", cfg.namespace, cfg.pod_name),
+        workload_name: cfg.pod_name.clone(),
+        namespace: cfg.namespace.clone(),
+        ..Default::default()
     });
     let mut deps = Deps::new(clusters.clone());
     deps.observer = Arc::new(TelemetryObserver {

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use tower::{Layer, Service};
 
-pub use exchange::{Downstream, Exchange};
+pub use exchange::{Downstream, Exchange, TraceSpan};
 pub use observe::{NoObserver, Observer};
 pub use router::TraceFn;
 pub use stage::HttpService;

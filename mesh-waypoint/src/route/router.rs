@@ -31,8 +31,8 @@ use crate::{
 };
 
 /// Propagates traces on upstream-bound requests (telemetry's
-/// `trace::continue_trace`), returning the trace id for the record.
-pub type TraceFn = Arc<dyn Fn(&mut http::HeaderMap) -> Option<String> + Send + Sync>;
+/// `trace::continue_trace`), returning the span for the record.
+pub type TraceFn = Arc<dyn Fn(&mut http::HeaderMap) -> super::exchange::TraceSpan + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Router {
@@ -212,7 +212,7 @@ impl Router {
             e.apply(req.headers_mut());
         }
         if let Some(trace) = &self.trace {
-            ex.set_trace_id(trace(req.headers_mut()));
+            ex.set_span(Some(trace(req.headers_mut())));
         }
         *parts = req.into_parts().0;
     }

@@ -543,3 +543,39 @@ async fn absolute_h2_uri_becomes_origin_form_with_host() {
     assert_eq!(call.uri, "/r?x=1");
     assert_eq!(call.headers["host"], "reviews:9080");
 }
+
+#[tokio::test]
+async fn trace_is_continued_on_the_upstream_request_and_recorded() {
+    use tower::ServiceExt;
+    let upstream = Arc::new(FakeUpstream::default());
+    let recorder = Arc::new(Recorder::default());
+    let mut deps = super::Deps::new(upstream.clone());
+    deps.observer = recorder.clone();
+    deps.trace = Some(Arc::new(|h: &mut http::HeaderMap| {
+        h.insert("x-traced", "1".parse().unwrap());
+        crate::app::shim_upstream::trace::continue_trace(h)
+    }));
+    let cfg = active(
+        &reviews(vec![route("t", prefix("/"), to_cluster("c"))]),
+        filters(),
+    );
+    let svc = super::build(&cfg, &deps);
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "reviews:9080")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .body(crate::body::empty())
+        .unwrap();
+    let Ok(resp) = svc.oneshot(req).await;
+    super::buffer::collect(resp.into_body()).await.unwrap();
+    assert_eq!(upstream.calls()[0].headers["x-traced"], "1");
+    let rec = &recorder.records()[0];
+    assert_eq!(
+        rec.trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+    assert_eq!(rec.response_bytes, "c /".len() as u64);
+}
