@@ -180,7 +180,7 @@ async fn redirect_and_direct_response() {
     assert_eq!(s, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(
         hdrs["location"],
-        "http://newratings.default.svc.cluster.local:9080/v1/bookRatings?id=3"
+        "http://newratings.default.svc.cluster.local/v1/bookRatings?id=3"
     );
     let (s, _, body) = h.get("/teapot", &[]).await;
     assert_eq!((s.as_u16(), &body[..]), (418, &b"short and stout"[..]));
