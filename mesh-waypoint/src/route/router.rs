@@ -92,25 +92,13 @@ impl Router {
         let (mut parts, body) = req.into_parts();
         self.prepare(route, f, target, &mut parts, &ex);
 
-        let wants_replay =
-            f.retry.as_ref().is_some_and(|r| r.num_retries > 0) || !f.mirrors.is_empty();
-        let mut replay = if wants_replay {
-            match Replay::read(body, self.max_buffer).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "downstream body failed");
-                    ex.flag("DPE");
-                    return reply::local(grpc, StatusCode::BAD_REQUEST, "downstream body error");
-                }
-            }
-        } else {
-            Replay::Streaming(Some(body))
-        };
-        if replay.replayable() {
-            for m in &f.mirrors {
-                self.mirror(m, &parts, &mut replay, hash);
-            }
-        }
+        // Streamed to the first attempt, kept (bounded) for retries and mirrors.
+        let mut replay = Replay::new(body, self.max_buffer);
+        let mirrors: Vec<&Mirror> = f
+            .mirrors
+            .iter()
+            .filter(|m| self.dice.chance(m.fraction))
+            .collect();
 
         let started = tokio::time::Instant::now();
         let attempts = self.attempts(&cluster, f, &parts, &mut replay, hash, &ex);
@@ -121,6 +109,16 @@ impl Router {
             },
             None => attempts.await,
         };
+        // Mirrors go once the body is known whole (fire and forget).
+        if !mirrors.is_empty() {
+            if replay.complete() {
+                for m in mirrors {
+                    self.mirror(m, &parts, &mut replay, hash);
+                }
+            } else {
+                tracing::debug!(cluster = %cluster, "request body not replayable; not mirrored");
+            }
+        }
         let mut resp = match last {
             Final::Response(r) => {
                 ex.set_upstream(cluster.clone(), r.workload.clone());
@@ -219,9 +217,6 @@ impl Router {
 
     /// Fire-and-forget copy to the mirror cluster, host suffixed `-shadow`.
     fn mirror(&self, m: &Mirror, parts: &Parts, replay: &mut Replay, hash: Option<u64>) {
-        if !self.dice.chance(m.fraction) {
-            return;
-        }
         let Some(body) = replay.body() else { return };
         let mut req = Request::from_parts(parts.clone(), body);
         if m.shadow_suffix {
@@ -261,7 +256,7 @@ impl Router {
         {
             let policy = f.retry.as_ref();
             let mut retries_left = match policy {
-                Some(p) if replay.replayable() => p.num_retries,
+                Some(p) => p.num_retries,
                 _ => 0,
             };
             let mut previous_hosts: Vec<SocketAddr> = Vec::new();
@@ -309,6 +304,10 @@ impl Router {
                     if policy.is_some_and(|p| p.num_retries > 0) {
                         ex.flag("URX");
                     }
+                    return last;
+                }
+                if !replay.replayable() {
+                    tracing::debug!(cluster = %**cluster, "request body too large to retry");
                     return last;
                 }
                 let Some(_permit) = self.upstream.retry_permit(cluster) else {

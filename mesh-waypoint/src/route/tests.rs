@@ -579,3 +579,42 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
     );
     assert_eq!(rec.response_bytes, "c /".len() as u64);
 }
+
+#[tokio::test]
+async fn streaming_body_reaches_upstream_before_it_ends_even_with_retries() {
+    use futures::StreamExt;
+    let h = Arc::new(harness(
+        &active(
+            &reviews(vec![route("s", prefix("/"), retrying("5xx", 2, None))]),
+            filters(),
+        ),
+        1,
+    ));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .map(|b| Ok::<_, crate::body::BoxError>(http_body::Frame::data(b)));
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/stream")
+        .header("host", "reviews:9080")
+        .header("content-type", "application/grpc")
+        .body(crate::body::boxed(http_body_util::StreamBody::new(stream)))
+        .unwrap();
+    let driver = async {
+        tx.send(bytes::Bytes::from("first")).unwrap();
+        // The upstream has the request while the client is still sending.
+        while h.upstream.calls().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        tx.send(bytes::Bytes::from("-second")).unwrap();
+        drop(tx);
+    };
+    // A guard, not a timing assertion: pre-buffering would hang here.
+    let ((status, _, _), ()) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(h.send(req), driver)
+    })
+    .await
+    .expect("the body was not streamed");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&h.upstream.calls()[0].body[..], b"first-second");
+}
