@@ -583,13 +583,13 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
 #[tokio::test]
 async fn streaming_body_reaches_upstream_before_it_ends_even_with_retries() {
     use futures::StreamExt;
-    let h = Arc::new(harness(
+    let h = harness(
         &active(
             &reviews(vec![route("s", prefix("/"), retrying("5xx", 2, None))]),
             filters(),
         ),
         1,
-    ));
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
         .map(|b| Ok::<_, crate::body::BoxError>(http_body::Frame::data(b)));
