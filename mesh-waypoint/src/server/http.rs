@@ -150,4 +150,86 @@ mod tests {
             "no longer accepting"
         );
     }
+
+    /// Answers like a gRPC server: a data frame, then `grpc-status` trailers.
+    struct Grpc;
+
+    impl Upstream for Grpc {
+        fn send(
+            &self,
+            _cluster: &str,
+            req: http::Request<Body>,
+            _ctx: SendContext,
+        ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+            Box::pin(async move {
+                let got = crate::route::buffer::collect(req.into_body())
+                    .await
+                    .unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "7".parse().unwrap());
+                let frames = [
+                    Ok::<_, crate::body::BoxError>(http_body::Frame::data(got)),
+                    Ok(http_body::Frame::trailers(trailers)),
+                ];
+                let b = body::boxed(http_body_util::StreamBody::new(futures::stream::iter(
+                    frames,
+                )));
+                let mut resp = http::Response::new(b);
+                resp.headers_mut()
+                    .insert("content-type", "application/grpc".parse().unwrap());
+                Ok(UpstreamResponse {
+                    response: resp,
+                    endpoint: "127.0.0.1:1".parse().unwrap(),
+                    workload: None,
+                })
+            })
+        }
+
+        fn retry_permit(&self, _cluster: &str) -> Option<RetryPermit> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn h2_grpc_trailers_pass_through_and_are_recorded() {
+        let cfg = active(
+            &reviews(vec![route("g", prefix("/"), to_cluster("c"))]),
+            vec![HttpFilter::Router],
+        );
+        let recorder = Arc::new(Recorder::default());
+        let mut deps = Deps::new(Arc::new(Grpc));
+        deps.observer = recorder.clone();
+        let proxy = Proxy::new(Arc::new(cfg), deps);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, proxy, stop_rx));
+
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://reviews:9080/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                b"\0\0\0\0\x01x",
+            )))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let collected = resp.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "7");
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"\0\0\0\0\x01x"));
+        tokio::task::yield_now().await;
+        let rec = &recorder.records()[0];
+        assert_eq!((rec.protocol, rec.grpc_status), ("grpc", Some(7)));
+        assert_eq!(rec.path, "/pkg.Svc/Call");
+    }
 }
