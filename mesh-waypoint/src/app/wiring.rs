@@ -27,7 +27,7 @@ pub fn validator() -> Validator {
 
 /// Trace propagation on upstream-bound requests.
 pub fn trace_fn() -> TraceFn {
-    Arc::new(|headers| Some(telemetry_impl::trace::continue_trace(headers)))
+    Arc::new(telemetry_impl::trace::continue_trace)
 }
 
 /// Finished requests → telemetry (with the Address view for peer labels).

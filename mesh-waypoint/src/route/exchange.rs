@@ -13,6 +13,10 @@ use crate::{
     telemetry::Peer,
 };
 
+/// The span telemetry's `trace::continue_trace` returns.
+/// The span a traced request carries (telemetry's).
+pub type TraceSpan = crate::telemetry::trace::Span;
+
 /// Facts about the connection a request came on; the server puts one in
 /// the request's extensions.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +40,7 @@ struct State {
     route: Option<Arc<Route>>,
     cluster: Option<Arc<str>>,
     workload: Option<Arc<str>>,
-    span: Option<crate::telemetry::trace::Span>,
+    span: Option<TraceSpan>,
 }
 
 /// One request's shared record, in the request extensions as `Arc<Exchange>`.
@@ -127,11 +131,11 @@ impl Exchange {
         self.state().workload.clone()
     }
 
-    pub fn set_span(&self, span: Option<crate::telemetry::trace::Span>) {
+    pub fn set_span(&self, span: Option<TraceSpan>) {
         self.state().span = span;
     }
 
-    pub fn span(&self) -> Option<crate::telemetry::trace::Span> {
+    pub fn span(&self) -> Option<TraceSpan> {
         self.state().span.clone()
     }
 }
