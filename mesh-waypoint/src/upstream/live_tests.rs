@@ -449,3 +449,16 @@ async fn a_pooled_connection_closed_by_the_server_is_not_used() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn set_endpoints_adds_a_default_cluster_beside_the_others() {
+    let a = server("a", 200, Duration::ZERO).await;
+    let b = server("b", 200, Duration::ZERO).await;
+    let cm = manager(&cluster("xds", cluster::LbPolicy::Random), &[a.addr]);
+    cm.set_endpoints("static", vec![b.addr]);
+    assert_eq!(call(&cm, "static").await.unwrap().1, "b HTTP/1.1");
+    assert_eq!(call(&cm, "xds").await.unwrap().1, "a HTTP/1.1");
+    let dump = cm.dump();
+    assert_eq!(dump["clusters"][0]["name"], "static");
+    assert_eq!(dump["clusters"][0]["lb"], "ROUND_ROBIN");
+}

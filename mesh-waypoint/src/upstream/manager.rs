@@ -3,6 +3,7 @@
 //! clusters/endpoints part of `/config_dump`.
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{atomic::Ordering, Arc, RwLock},
 };
 
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use super::{
     api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamResponse},
     breaker::Resource,
-    cluster::{endpoints, ClusterConfig},
+    cluster::{endpoints, ClusterConfig, EndpointConfig},
     connector::{Connector, Route},
     directory::Directory,
     host_set::HostSet,
@@ -121,6 +122,34 @@ impl ClusterManager {
         );
         *self.directory.write().unwrap() = Arc::new(directory);
         *self.clusters.write().unwrap() = Arc::new(next);
+    }
+
+    /// Adds or replaces one cluster with Envoy's defaults (round robin,
+    /// HTTP/1.1, default circuit breakers, no outlier detection) and these
+    /// plain endpoints, leaving the others as they are: for tests and
+    /// tools that have no xDS.
+    pub fn set_endpoints(&self, cluster: &str, addrs: Vec<SocketAddr>) {
+        let proto = Cluster {
+            name: cluster.to_string(),
+            ..Default::default()
+        };
+        let Ok(cfg) = ClusterConfig::from_proto(&proto) else {
+            tracing::warn!(%cluster, "cluster name refused");
+            return;
+        };
+        let eps = addrs
+            .into_iter()
+            .map(|addr| EndpointConfig {
+                addr,
+                workload_uid: None,
+            })
+            .collect();
+        let dir = self.directory();
+        let mut clusters = self.clusters.write().unwrap();
+        let set = HostSet::build(clusters.get(cluster).map(|s| s.as_ref()), cfg, eps, &dir);
+        let mut next = (**clusters).clone();
+        next.insert(cluster.to_string(), Arc::new(set));
+        *clusters = Arc::new(next);
     }
 
     /// The current Address view.
