@@ -258,11 +258,10 @@ impl Upstream for ClusterManager {
 pub fn validate(type_url: &str, r: &XdsResource) -> Result<(), FieldRejection> {
     match (type_url, r) {
         (CLUSTER_TYPE_URL, XdsResource::Cluster(c)) => {
-            let cfg = ClusterConfig::from_proto(c)?;
+            ClusterConfig::from_proto(c)?;
             if let Some(cla) = &c.load_assignment {
                 endpoints(cla).map_err(|(f, r)| (format!("load_assignment.{f}"), r))?;
             }
-            let _ = cfg;
             Ok(())
         }
         (ENDPOINT_TYPE_URL, XdsResource::ClusterLoadAssignment(c)) => {
@@ -272,5 +271,72 @@ pub fn validate(type_url: &str, r: &XdsResource) -> Result<(), FieldRejection> {
             endpoints(c).map(|_| ())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::cluster::tests::cla;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let bad = Cluster {
+            name: "c".into(),
+            lb_policy: LbPolicy::ClusterProvided as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(CLUSTER_TYPE_URL, &XdsResource::Cluster(Box::new(bad)))
+                .unwrap_err()
+                .0,
+            "lb_policy"
+        );
+        let mut inline = Cluster {
+            name: "c".into(),
+            load_assignment: Some(cla("c", &["10.0.0.1:80".parse().unwrap()])),
+            ..Default::default()
+        };
+        assert!(validate(
+            CLUSTER_TYPE_URL,
+            &XdsResource::Cluster(Box::new(inline.clone()))
+        )
+        .is_ok());
+        inline.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[0].host_identifier =
+            None;
+        assert_eq!(
+            validate(CLUSTER_TYPE_URL, &XdsResource::Cluster(Box::new(inline)))
+                .unwrap_err()
+                .0,
+            "load_assignment.endpoints[0].lb_endpoints[0].endpoint"
+        );
+        let unnamed = cla("", &[]);
+        assert_eq!(
+            validate(
+                ENDPOINT_TYPE_URL,
+                &XdsResource::ClusterLoadAssignment(Box::new(unnamed))
+            )
+            .unwrap_err()
+            .0,
+            "cluster_name"
+        );
+        let ok = cla("c", &["10.0.0.1:80".parse().unwrap()]);
+        assert!(validate(
+            ENDPOINT_TYPE_URL,
+            &XdsResource::ClusterLoadAssignment(Box::new(ok))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn an_empty_snapshot_removes_every_cluster() {
+        let cm = ClusterManager::new(UpstreamOptions::default());
+        cm.set_endpoints("c", vec!["10.0.0.1:80".parse().unwrap()]);
+        assert_eq!(cm.dump()["clusters"].as_array().unwrap().len(), 1);
+        cm.apply(&XdsSnapshot::default());
+        assert!(cm.dump()["clusters"].as_array().unwrap().is_empty());
+        assert_eq!(cm.directory().workloads(), 0);
+        assert!(cm.retry_permit("c").is_none());
     }
 }
