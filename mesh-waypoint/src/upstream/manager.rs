@@ -112,7 +112,13 @@ impl ClusterManager {
                     Vec::new()
                 }
             };
-            let set = HostSet::build(old.get(&c.name).map(|s| s.as_ref()), cfg, eps, &directory);
+            let set = HostSet::build(
+                old.get(&c.name).map(|s| s.as_ref()),
+                cfg,
+                eps,
+                &directory,
+                self.connector.hbone.is_some(),
+            );
             next.insert(c.name.clone(), Arc::new(set));
         }
         tracing::debug!(
@@ -146,7 +152,13 @@ impl ClusterManager {
             .collect();
         let dir = self.directory();
         let mut clusters = self.clusters.write().unwrap();
-        let set = HostSet::build(clusters.get(cluster).map(|s| s.as_ref()), cfg, eps, &dir);
+        let set = HostSet::build(
+            clusters.get(cluster).map(|s| s.as_ref()),
+            cfg,
+            eps,
+            &dir,
+            self.connector.hbone.is_some(),
+        );
         let mut next = (**clusters).clone();
         next.insert(cluster.to_string(), Arc::new(set));
         *clusters = Arc::new(next);
