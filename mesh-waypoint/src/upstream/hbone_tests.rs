@@ -184,3 +184,15 @@ async fn a_cancelled_h2_dial_does_not_block_the_pool() {
     }
     assert_eq!(cm.dump()["endpoints"][0]["connections"], 0);
 }
+
+#[tokio::test]
+async fn without_an_hbone_client_mesh_workloads_are_plain_tcp() {
+    let endpoint = server("reviews", 200, std::time::Duration::ZERO).await;
+    let w = workload("uid-reviews", [127, 0, 0, 1], true, Some([127, 0, 0, 1]));
+    let dir = Directory::build([WorkloadEntry::from_proto("uid-reviews", &w)], []);
+    let cm = ClusterManager::new(UpstreamOptions::default());
+    let c = cluster("plain", cluster::LbPolicy::RoundRobin);
+    cm.apply_resources([&c], [&cla("plain", &[endpoint.addr])], dir);
+    assert_eq!(call(&cm, "plain").await.unwrap().0, 200);
+    assert_eq!(cm.dump()["endpoints"][0]["hbone"], false);
+}

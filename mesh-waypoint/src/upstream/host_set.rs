@@ -58,12 +58,15 @@ pub struct HostSet {
 
 impl HostSet {
     /// The new state of a cluster from its config and endpoints, keeping
-    /// what `old` had for the endpoints that stay.
+    /// what `old` had for the endpoints that stay. Mesh workloads are
+    /// reached over HBONE only when `hbone` (the waypoint has an HBONE
+    /// client), else everything is plain TCP, as a stock Envoy does.
     pub fn build(
         old: Option<&HostSet>,
         cfg: ClusterConfig,
         endpoints: Vec<EndpointConfig>,
         dir: &Directory,
+        hbone: bool,
     ) -> HostSet {
         let breaker = match old {
             Some(o) => {
@@ -79,13 +82,13 @@ impl HostSet {
                 continue;
             }
             let known = dir.endpoint_workload(e.workload_uid.as_deref(), e.addr.ip());
-            let route =
-                known
-                    .and_then(|w| w.hbone_target())
-                    .map_or(Route::Plain, |(gateway, peer)| Route::Hbone {
-                        gateway,
-                        peer,
-                    });
+            let route = known
+                .filter(|_| hbone)
+                .and_then(|w| w.hbone_target())
+                .map_or(Route::Plain, |(gateway, peer)| Route::Hbone {
+                    gateway,
+                    peer,
+                });
             let workload = e
                 .workload_uid
                 .or_else(|| known.map(|w| w.uid.clone()))
@@ -327,7 +330,7 @@ mod tests {
                 workload_uid: None,
             })
             .collect();
-        HostSet::build(None, cfg, eps, &Directory::default())
+        HostSet::build(None, cfg, eps, &Directory::default(), false)
     }
 
     fn eject(s: &HostSet, a: SocketAddr, now: Instant) {
@@ -439,6 +442,7 @@ mod tests {
                 },
             ],
             &Directory::default(),
+            false,
         );
         let (old1, new1) = (
             s.endpoint(&addr(1)).unwrap(),

@@ -33,11 +33,13 @@ use super::{
 use crate::body;
 
 /// A test endpoint: answers `<name> <version>` with `status`, after
-/// `delay`; counts connections and the most open at once.
+/// `delay`; counts connections and requests, and the most requests it
+/// handled at once (connections open at once can overlap briefly: the
+/// server notices a close after the client has moved on).
 pub(super) struct Server {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
-    pub max_open: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
     pub status: Arc<AtomicU32>,
 }
@@ -46,14 +48,14 @@ pub(super) async fn server(name: &'static str, status: u16, delay: Duration) -> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
-    let open = Arc::new(AtomicUsize::new(0));
-    let max_open = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
     let status = Arc::new(AtomicU32::new(u32::from(status)));
     let s = Server {
         addr,
         connections: connections.clone(),
-        max_open: max_open.clone(),
+        max_in_flight: max_in_flight.clone(),
         requests: requests.clone(),
         status: status.clone(),
     };
@@ -63,15 +65,18 @@ pub(super) async fn server(name: &'static str, status: u16, delay: Duration) -> 
                 return;
             };
             connections.fetch_add(1, Ordering::SeqCst);
-            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-            max_open.fetch_max(now, Ordering::SeqCst);
-            let (open, requests, status) = (open.clone(), requests.clone(), status.clone());
+            let (requests, status) = (requests.clone(), status.clone());
+            let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let (requests, status) = (requests.clone(), status.clone());
+                    let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
                     async move {
                         requests.fetch_add(1, Ordering::SeqCst);
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_flight.fetch_max(now, Ordering::SeqCst);
                         tokio::time::sleep(delay).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
                         let code = status.load(Ordering::SeqCst) as u16;
                         let body = format!("{name} {:?}", req.version());
                         Ok::<_, Infallible>(
@@ -85,7 +90,6 @@ pub(super) async fn server(name: &'static str, status: u16, delay: Duration) -> 
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-                open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
@@ -196,7 +200,7 @@ async fn pool_limit_one_overflows_concurrent_requests() {
         }
     }
     assert!(ok >= 1 && overflow >= 2, "ok {ok} overflow {overflow}");
-    assert_eq!(s.max_open.load(Ordering::SeqCst), 1);
+    assert_eq!(s.max_in_flight.load(Ordering::SeqCst), 1);
     // One request per connection: every success had its own.
     assert_eq!(s.connections.load(Ordering::SeqCst), ok);
     let dump = cm.dump();
@@ -448,4 +452,82 @@ async fn a_pooled_connection_closed_by_the_server_is_not_used() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn set_endpoints_adds_a_default_cluster_beside_the_others() {
+    let a = server("a", 200, Duration::ZERO).await;
+    let b = server("b", 200, Duration::ZERO).await;
+    let cm = manager(&cluster("xds", cluster::LbPolicy::Random), &[a.addr]);
+    cm.set_endpoints("static", vec![b.addr]);
+    assert_eq!(call(&cm, "static").await.unwrap().1, "b HTTP/1.1");
+    assert_eq!(call(&cm, "xds").await.unwrap().1, "a HTTP/1.1");
+    let dump = cm.dump();
+    assert_eq!(dump["clusters"][0]["name"], "static");
+    assert_eq!(dump["clusters"][0]["lb"], "ROUND_ROBIN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakers_hold_under_parallel_load_and_release_everything() {
+    let s = server("a", 200, Duration::from_millis(5)).await;
+    let mut c = cluster("load", cluster::LbPolicy::RoundRobin);
+    c.circuit_breakers = Some(thresholds(1, 1, u32::MAX, u32::MAX));
+    c.typed_extension_protocol_options = [(
+        HTTP_PROTOCOL_OPTIONS.to_string(),
+        protocol_options(false, Some(1)),
+    )]
+    .into();
+    let cm = manager(&c, &[s.addr]);
+    // Samples the client side: never more than one connection open.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (cm, done) = (Arc::clone(&cm), done.clone());
+        tokio::spawn(async move {
+            let mut max = 0;
+            while !done.load(Ordering::SeqCst) {
+                max = max.max(cm.dump()["endpoints"][0]["connections"].as_u64().unwrap());
+                tokio::task::yield_now().await;
+            }
+            max
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let cm = Arc::clone(&cm);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut uo) = (0, 0);
+            for _ in 0..15 {
+                match call(&cm, "load").await {
+                    Ok((status, _)) => {
+                        assert_eq!(status, 200);
+                        ok += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.flag(), "UO", "{e}");
+                        uo += 1;
+                    }
+                }
+            }
+            (ok, uo)
+        }));
+    }
+    let (mut ok, mut uo) = (0, 0);
+    for t in tasks {
+        let (o, u) = t.await.unwrap();
+        ok += o;
+        uo += u;
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(sampler.await.unwrap() <= 1);
+    assert_eq!(ok + uo, 60);
+    assert!(ok > 0 && uo > 0, "ok {ok} uo {uo}");
+    assert_eq!(s.max_in_flight.load(Ordering::SeqCst), 1);
+    // Every unit went back: connections close, nothing stays active.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cm.dump()["endpoints"][0]["connections"] != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "connections leaked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cm.dump()["endpoints"][0]["active_requests"], 0);
+    assert_eq!(call(&cm, "load").await.unwrap().0, 200);
 }

@@ -3,6 +3,7 @@
 //! clusters/endpoints part of `/config_dump`.
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{atomic::Ordering, Arc, RwLock},
 };
 
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use super::{
     api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamResponse},
     breaker::Resource,
-    cluster::{endpoints, ClusterConfig},
+    cluster::{endpoints, ClusterConfig, EndpointConfig},
     connector::{Connector, Route},
     directory::Directory,
     host_set::HostSet,
@@ -111,7 +112,13 @@ impl ClusterManager {
                     Vec::new()
                 }
             };
-            let set = HostSet::build(old.get(&c.name).map(|s| s.as_ref()), cfg, eps, &directory);
+            let set = HostSet::build(
+                old.get(&c.name).map(|s| s.as_ref()),
+                cfg,
+                eps,
+                &directory,
+                self.connector.hbone.is_some(),
+            );
             next.insert(c.name.clone(), Arc::new(set));
         }
         tracing::debug!(
@@ -121,6 +128,40 @@ impl ClusterManager {
         );
         *self.directory.write().unwrap() = Arc::new(directory);
         *self.clusters.write().unwrap() = Arc::new(next);
+    }
+
+    /// Adds or replaces one cluster with Envoy's defaults (round robin,
+    /// HTTP/1.1, default circuit breakers, no outlier detection) and these
+    /// plain endpoints, leaving the others as they are: for tests and
+    /// tools that have no xDS.
+    pub fn set_endpoints(&self, cluster: &str, addrs: Vec<SocketAddr>) {
+        let proto = Cluster {
+            name: cluster.to_string(),
+            ..Default::default()
+        };
+        let Ok(cfg) = ClusterConfig::from_proto(&proto) else {
+            tracing::warn!(%cluster, "cluster name refused");
+            return;
+        };
+        let eps = addrs
+            .into_iter()
+            .map(|addr| EndpointConfig {
+                addr,
+                workload_uid: None,
+            })
+            .collect();
+        let dir = self.directory();
+        let mut clusters = self.clusters.write().unwrap();
+        let set = HostSet::build(
+            clusters.get(cluster).map(|s| s.as_ref()),
+            cfg,
+            eps,
+            &dir,
+            self.connector.hbone.is_some(),
+        );
+        let mut next = (**clusters).clone();
+        next.insert(cluster.to_string(), Arc::new(set));
+        *clusters = Arc::new(next);
     }
 
     /// The current Address view.
@@ -229,11 +270,10 @@ impl Upstream for ClusterManager {
 pub fn validate(type_url: &str, r: &XdsResource) -> Result<(), FieldRejection> {
     match (type_url, r) {
         (CLUSTER_TYPE_URL, XdsResource::Cluster(c)) => {
-            let cfg = ClusterConfig::from_proto(c)?;
+            ClusterConfig::from_proto(c)?;
             if let Some(cla) = &c.load_assignment {
                 endpoints(cla).map_err(|(f, r)| (format!("load_assignment.{f}"), r))?;
             }
-            let _ = cfg;
             Ok(())
         }
         (ENDPOINT_TYPE_URL, XdsResource::ClusterLoadAssignment(c)) => {
@@ -243,5 +283,72 @@ pub fn validate(type_url: &str, r: &XdsResource) -> Result<(), FieldRejection> {
             endpoints(c).map(|_| ())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::cluster::tests::cla;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let bad = Cluster {
+            name: "c".into(),
+            lb_policy: LbPolicy::ClusterProvided as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(CLUSTER_TYPE_URL, &XdsResource::Cluster(Box::new(bad)))
+                .unwrap_err()
+                .0,
+            "lb_policy"
+        );
+        let mut inline = Cluster {
+            name: "c".into(),
+            load_assignment: Some(cla("c", &["10.0.0.1:80".parse().unwrap()])),
+            ..Default::default()
+        };
+        assert!(validate(
+            CLUSTER_TYPE_URL,
+            &XdsResource::Cluster(Box::new(inline.clone()))
+        )
+        .is_ok());
+        inline.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[0].host_identifier =
+            None;
+        assert_eq!(
+            validate(CLUSTER_TYPE_URL, &XdsResource::Cluster(Box::new(inline)))
+                .unwrap_err()
+                .0,
+            "load_assignment.endpoints[0].lb_endpoints[0].endpoint"
+        );
+        let unnamed = cla("", &[]);
+        assert_eq!(
+            validate(
+                ENDPOINT_TYPE_URL,
+                &XdsResource::ClusterLoadAssignment(Box::new(unnamed))
+            )
+            .unwrap_err()
+            .0,
+            "cluster_name"
+        );
+        let ok = cla("c", &["10.0.0.1:80".parse().unwrap()]);
+        assert!(validate(
+            ENDPOINT_TYPE_URL,
+            &XdsResource::ClusterLoadAssignment(Box::new(ok))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn an_empty_snapshot_removes_every_cluster() {
+        let cm = ClusterManager::new(UpstreamOptions::default());
+        cm.set_endpoints("c", vec!["10.0.0.1:80".parse().unwrap()]);
+        assert_eq!(cm.dump()["clusters"].as_array().unwrap().len(), 1);
+        cm.apply(&XdsSnapshot::default());
+        assert!(cm.dump()["clusters"].as_array().unwrap().is_empty());
+        assert_eq!(cm.directory().workloads(), 0);
+        assert!(cm.retry_permit("c").is_none());
     }
 }
