@@ -370,7 +370,10 @@ spec:
   servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
 "#;
     let report = analyze_files(
-        &[("m.yaml".into(), mesh.into()), ("r.yaml".into(), routing.into())],
+        &[
+            ("m.yaml".into(), mesh.into()),
+            ("r.yaml".into(), routing.into()),
+        ],
         &SourceConfig::default(),
     );
     let found: Vec<String> = ["MESH0104", "MESH0105", "MESH0106", "MESH0107"]

@@ -118,7 +118,9 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
                     vs.resource(),
                     &vs.file,
                     "spec.hosts",
-                    format!("{why}: this VirtualService's L7 routing does not apply to its traffic"),
+                    format!(
+                        "{why}: this VirtualService's L7 routing does not apply to its traffic"
+                    ),
                     suggest_waypoint,
                 ));
             }

@@ -115,5 +115,6 @@ pub fn cluster_name(port: u16, subset: Option<&str>, fqdn: &str) -> String {
     format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
 }
 
+/// The seed fixtures; also used by the admin dump's tests.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -369,3 +369,7 @@ fn add_headers(route: &mut Route, h: &Headers) {
         .response_headers_to_remove
         .extend(h.response.remove.iter().cloned());
 }
+
+#[cfg(test)]
+#[path = "route_action_tests.rs"]
+mod tests;
