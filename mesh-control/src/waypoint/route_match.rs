@@ -90,8 +90,17 @@ pub fn route_match(m: Option<&HttpMatch>) -> RouteMatch {
             headers.push(header(name, v, false));
         }
     }
-    headers.extend(m.headers.iter().map(|(n, v)| header(n, v, false)));
-    headers.extend(m.without_headers.iter().map(|(n, v)| header(n, v, true)));
+    // Envoy holds header names lowercased; a capitalised name would never match.
+    headers.extend(
+        m.headers
+            .iter()
+            .map(|(n, v)| header(&n.to_ascii_lowercase(), v, false)),
+    );
+    headers.extend(
+        m.without_headers
+            .iter()
+            .map(|(n, v)| header(&n.to_ascii_lowercase(), v, true)),
+    );
     let query_parameters = m
         .query_params
         .iter()
@@ -161,7 +170,7 @@ mod tests {
             uri: Some(StringMatch::Regex("/api/v[0-9]+/.*".into())),
             ignore_uri_case: true,
             method: Some(StringMatch::Exact("GET".into())),
-            headers: [("x-a".to_string(), StringMatch::Prefix(String::new()))].into(),
+            headers: [("X-A".to_string(), StringMatch::Prefix(String::new()))].into(),
             without_headers: [("x-b".to_string(), StringMatch::Exact("1".into()))].into(),
             query_params: [("q".to_string(), StringMatch::Present)].into(),
             ..Default::default()
