@@ -34,6 +34,9 @@ spec:
       headers: {response: {set: {x-from: delivery}}}
     mirror: {host: reviews, subset: v3}
     mirrorPercentage: {value: 12.5}
+    mirrors:
+    - destination: {host: order, port: {number: 8080}}
+      percentage: {value: 50}
   - name: gone
     match: [{gateways: [some-gateway]}]
     route: [{destination: {host: order}}]
@@ -142,6 +145,20 @@ fn rewrite_headers_mirror_hash_and_sources() {
             .unwrap()
             .numerator,
         125_000
+    );
+    assert_eq!(
+        a.request_mirror_policies[1].cluster,
+        "outbound|8080||order.tutorial.svc.cluster.local"
+    );
+    assert_eq!(
+        a.request_mirror_policies[1]
+            .runtime_fraction
+            .as_ref()
+            .unwrap()
+            .default_value
+            .unwrap()
+            .numerator,
+        500_000
     );
     let Some(PolicySpecifier::Header(h)) = &a.hash_policy[0].policy_specifier else {
         panic!("no header hash: {:?}", a.hash_policy);
