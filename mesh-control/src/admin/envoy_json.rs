@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn waypoint_resources_read_like_the_waypoint_dump() {
-        let t = translate(&state_with(&["002-02", "003-07"]));
+        let t = translate(&state_with(&["002-02", "003-07"]), "istio-system");
         let l = listener(&t.listeners["waypoint/tutorial/wp"]);
         assert_eq!(l["address"], "0.0.0.0:15080");
         assert_eq!(

@@ -47,11 +47,13 @@ pub struct Translation {
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
 }
 
-/// Translates `state`. Pure; called once per state change.
-pub fn translate(state: &MeshState) -> Translation {
+/// Translates `state`; `root_namespace` is Istio's (policies there may
+/// target every waypoint through the `istio-waypoint` GatewayClass).
+/// Pure; called once per state change.
+pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
     let cx = Cx::new(state);
     let mut out = Translation::default();
-    let rbac = rbac::translate(&cx);
+    let rbac = rbac::translate(&cx, root_namespace);
     for waypoint in state.waypoints.values() {
         let r = waypoint.reference();
         let name = r.resource_name();

@@ -64,7 +64,7 @@ fn translated() -> Translation {
     )
     .unwrap_or_else(|p| panic!("{p:?}"))
     .state;
-    translate(&state)
+    translate(&state, "istio-system")
 }
 
 fn order(t: &Translation) -> &VirtualHost {

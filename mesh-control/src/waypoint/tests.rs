@@ -81,7 +81,7 @@ pub(crate) fn state_with(seeds: &[&str]) -> crate::model::MeshState {
 }
 
 fn translated(seeds: &[&str]) -> Translation {
-    translate(&state_with(seeds))
+    translate(&state_with(seeds), "istio-system")
 }
 
 fn rc<'t>(t: &'t Translation, ns: &str) -> &'t RouteConfiguration {
@@ -528,7 +528,7 @@ fn a_shared_waypoint_never_repeats_a_domain() {
     )
     .unwrap_or_else(|p| panic!("{p:?}"))
     .state;
-    let t = translate(&state);
+    let t = translate(&state, "istio-system");
     let hosts = &rc(&t, "tutorial").virtual_hosts;
     let with = |d: &str| -> Vec<&str> {
         hosts
