@@ -83,7 +83,7 @@ metadata: {name: no-delete, namespace: tutorial}
 spec:
   targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
   action: DENY
-  rules: [{to: [{operation: {notMethods: [GET, POST]}}], from: [{source: {notNamespaces: ["tutorial"]}}]}]
+  rules: [{to: [{operation: {notMethods: [GET, POST]}}], from: [{source: {notNamespaces: ["tutorial", "istio-system", "team-*"]}}]}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
