@@ -126,12 +126,17 @@ fn mesh_yaml() -> String {
     out
 }
 
-fn bootstrap(xds_port: u16) -> String {
+fn node_id(ns: &str) -> String {
+    format!("waypoint~10.244.9.1~wp-0.{ns}~{ns}.svc.cluster.local")
+}
+
+fn bootstrap(xds_port: u16, ns: &str) -> String {
+    let id = node_id(ns);
     format!(
         r#"node:
-  id: waypoint~10.244.9.1~wp-0.tutorial~tutorial.svc.cluster.local
-  cluster: wp.tutorial
-  metadata: {{NAMESPACE: tutorial, WAYPOINT: wp}}
+  id: {id}
+  cluster: wp.{ns}
+  metadata: {{NAMESPACE: {ns}, WAYPOINT: wp}}
 dynamic_resources:
   ads_config:
     api_type: DELTA_GRPC
@@ -195,9 +200,16 @@ async fn stock_envoy_acks_every_waypoint_resource() {
         std::future::pending(),
     ));
 
+    for ns in ["tutorial", "default"] {
+        acked_by_envoy(&envoy, port, ns, &proxies).await;
+    }
+}
+
+/// Runs an Envoy as waypoint `<ns>/wp` until it has ACKed every type.
+async fn acked_by_envoy(envoy: &str, port: u16, ns: &str, proxies: &ConnectedProxies) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("envoy.yaml");
-    std::fs::write(&config, bootstrap(port)).unwrap();
+    std::fs::write(&config, bootstrap(port, ns)).unwrap();
     let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
     let _envoy = Child(
         std::process::Command::new(envoy)
@@ -220,7 +232,7 @@ async fn stock_envoy_acks_every_waypoint_resource() {
     loop {
         let server_version = proxies.server_version();
         let statuses: Vec<(String, SyncStatus, Option<String>)> = proxies
-            .list()
+            .by_node(&node_id(ns))
             .iter()
             .flat_map(|p| p.types.iter())
             .filter(|(t, _)| types.contains(&t.as_str()))
@@ -233,14 +245,17 @@ async fn stock_envoy_acks_every_waypoint_resource() {
             })
             .collect();
         let nacks: Vec<_> = statuses.iter().filter(|s| s.2.is_some()).collect();
-        assert!(nacks.is_empty(), "Envoy rejected: {nacks:#?}");
+        assert!(nacks.is_empty(), "Envoy ({ns}) rejected: {nacks:#?}");
         if statuses.len() == types.len() && statuses.iter().all(|s| s.1 == SyncStatus::Synced) {
             break;
         }
         if tokio::time::Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
-            panic!("not all types ACKed: {statuses:?}\n{log}");
+            panic!("not all types ACKed ({ns}): {statuses:?}\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Its own listener and routes only.
+    let held = |t: &str| proxies.by_node(&node_id(ns))[0].types[t].resources;
+    assert_eq!((held(LISTENER_TYPE_URL), held(ROUTE_TYPE_URL)), (1, 1));
 }
