@@ -44,3 +44,5 @@ pub const GATEWAY_UNBACKED: &str = "MESH0106";
 /// VirtualService / DestinationRule for a service without a waypoint: the
 /// L7 rules do not apply.
 pub const L7_WITHOUT_WAYPOINT: &str = "MESH0107";
+/// VirtualService route a waypoint cannot run (skipped).
+pub const L7_ROUTE_UNSUPPORTED: &str = "MESH0108";

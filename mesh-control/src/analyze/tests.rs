@@ -363,6 +363,15 @@ metadata: {name: typo, namespace: shop2}
 spec: {hosts: [wbe], http: [{route: [{destination: {host: web}}]}]}
 ---
 apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: faulty, namespace: shop2}
+spec:
+  hosts: [api]
+  http:
+  - fault: {abort: {http2Error: REFUSED_STREAM}}
+    route: [{destination: {host: api}}]
+---
+apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: shop2}
 spec:
@@ -376,7 +385,7 @@ spec:
         ],
         &SourceConfig::default(),
     );
-    let found: Vec<String> = ["MESH0104", "MESH0105", "MESH0106", "MESH0107"]
+    let found: Vec<String> = ["MESH0104", "MESH0105", "MESH0106", "MESH0107", "MESH0108"]
         .iter()
         .flat_map(|c| report.with_code(c))
         .map(|f| format!("{} {} {}", f.code, f.resource, f.message))
@@ -388,7 +397,13 @@ spec:
             "MESH0105 VirtualService shop2/ingress bound only to gateway(s) gw: this mesh runs no ingress gateway, so this VirtualService routes nothing",
             "MESH0106 Gateway shop2/gw selector {istio=ingressgateway} matches no pod: this mesh runs no ingress/egress gateway, so this Gateway serves nothing",
             "MESH0107 VirtualService shop/web Service shop/web uses no waypoint (no istio.io/use-waypoint label on it or its namespace): this VirtualService's L7 routing does not apply to its traffic",
+            "MESH0107 VirtualService shop2/faulty Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
             "MESH0107 VirtualService shop2/web Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
+            "MESH0108 VirtualService shop2/faulty not supported by Envoy's fault filter; waypoints skip this route",
         ]
+    );
+    assert_eq!(
+        report.with_code("MESH0108")[0].field.as_deref(),
+        Some("spec.http[0].fault.abort.http2Error")
     );
 }

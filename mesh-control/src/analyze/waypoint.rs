@@ -2,7 +2,8 @@
 //! hosts name no service of the mesh or that bind only to gateways (this
 //! mesh runs no ingress gateway), `networking.istio.io` Gateways nothing
 //! serves, and services with VirtualService / DestinationRule rules but no
-//! waypoint (`istio.io/use-waypoint`), whose traffic stays L4.
+//! waypoint (`istio.io/use-waypoint`), whose traffic stays L4; and routes
+//! a waypoint cannot run.
 use std::collections::BTreeSet;
 
 use serde_yaml::Value;
@@ -141,6 +142,17 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
                 suggest_waypoint,
             ));
         }
+    }
+
+    for (vs, field, message) in routes::problems(&cx) {
+        findings.push(warning(
+            codes::L7_ROUTE_UNSUPPORTED,
+            vs.resource(),
+            &vs.file,
+            &field,
+            format!("{message}; waypoints skip this route"),
+            "express the route without this feature",
+        ));
     }
 
     for gw in snapshot

@@ -65,7 +65,9 @@ pub fn policies_for_workload(state: &MeshState, w: &Workload, root_namespace: &s
     let names: BTreeSet<String> = state
         .authorization_policies
         .iter()
-        .filter(|p| publishable(state, p) && applies_to(state, p, w, root_namespace))
+        .filter(|p| {
+            publishable(state, p, root_namespace) && applies_to(state, p, w, root_namespace)
+        })
         .map(resource_name)
         .collect();
     names.into_iter().collect()
@@ -73,13 +75,13 @@ pub fn policies_for_workload(state: &MeshState, w: &Workload, root_namespace: &s
 
 /// CUSTOM policies, and policies targeting only objects agents do not
 /// serve (or that a waypoint enforces), are not sent at all.
-fn publishable(state: &MeshState, policy: &AuthorizationPolicy) -> bool {
+fn publishable(state: &MeshState, policy: &AuthorizationPolicy, root_namespace: &str) -> bool {
     !matches!(policy.action, AuthzAction::Custom { .. })
         && (policy.target_refs.is_empty()
             || policy
                 .target_refs
                 .iter()
-                .any(|t| agent_target(state, policy, t)))
+                .any(|t| agent_target(state, policy, t, root_namespace)))
 }
 
 fn is_service(target: &TargetRef) -> bool {
@@ -88,8 +90,14 @@ fn is_service(target: &TargetRef) -> bool {
 
 /// A Service target the node agents enforce: one not behind a waypoint
 /// (the waypoint enforces those, [`crate::waypoint::rbac`]).
-fn agent_target(state: &MeshState, policy: &AuthorizationPolicy, target: &TargetRef) -> bool {
-    is_service(target) && !crate::waypoint::rbac::waypoint_target(state, policy, target)
+fn agent_target(
+    state: &MeshState,
+    policy: &AuthorizationPolicy,
+    target: &TargetRef,
+    root_namespace: &str,
+) -> bool {
+    is_service(target)
+        && !crate::waypoint::rbac::waypoint_target(state, policy, target, root_namespace)
 }
 
 fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -122,7 +130,7 @@ fn applies_to(
     policy
         .target_refs
         .iter()
-        .filter(|t| agent_target(state, policy, t))
+        .filter(|t| agent_target(state, policy, t, root_namespace))
         .filter_map(|t| target_service(state, policy, t))
         .any(|(key, _)| w.services.contains_key(key))
 }
@@ -158,7 +166,7 @@ fn translate_one(
     };
     for target in &policy.target_refs {
         let field = Some(target.field.clone());
-        if crate::waypoint::rbac::waypoint_target(state, policy, target) {
+        if crate::waypoint::rbac::waypoint_target(state, policy, target, root_namespace) {
             // Enforced by the waypoint, at L7.
         } else if !is_service(target) {
             findings.push(warn(
@@ -179,7 +187,7 @@ fn translate_one(
             ));
         }
     }
-    if !publishable(state, policy) {
+    if !publishable(state, policy, root_namespace) {
         return None;
     }
     if let Some(selector) = &policy.selector {

@@ -1,7 +1,8 @@
 //! L7 AuthorizationPolicies enforced by waypoints. A policy whose
 //! `targetRefs` name a waypoint (`Gateway`) applies to every service bound
 //! to it; one naming a `Service` bound to a waypoint applies to that
-//! service. Such policies are the waypoint's, not the node agents'
+//! service; one in the root namespace naming the `istio-waypoint`
+//! `GatewayClass` applies to every waypoint's services. Such policies are the waypoint's, not the node agents'
 //! ([`crate::authz`] leaves them out).
 //!
 //! On the wire (Istio's layout): the listener carries one
@@ -26,6 +27,7 @@ use super::{listener::http_filter, pb, Cx};
 use crate::{
     model::{
         authz::{AuthzAction, TargetRef},
+        waypoint::WAYPOINT_CLASS,
         AuthorizationPolicy, MeshState, Service, WaypointRef,
     },
     server::convert::service_resource_name,
@@ -77,17 +79,24 @@ impl Kind {
 
 /// True when `target` of `policy` is enforced by a waypoint: a Gateway
 /// that is an existing waypoint, or a Service attached to one (both in
-/// the policy's namespace).
+/// the policy's namespace), or — from the root namespace — the
+/// `istio-waypoint` GatewayClass (every waypoint).
 pub fn waypoint_target(
     state: &MeshState,
     policy: &AuthorizationPolicy,
     target: &TargetRef,
+    root_namespace: &str,
 ) -> bool {
-    !targeted_services(state, policy, target).is_empty()
+    !targeted_services(state, policy, target, root_namespace).is_empty()
         || (is_gateway(target)
             && state
                 .waypoints
                 .contains_key(&format!("{}/{}", policy.namespace, target.name)))
+        || waypoint_class(policy, target, root_namespace)
+}
+
+fn waypoint_class(policy: &AuthorizationPolicy, t: &TargetRef, root_namespace: &str) -> bool {
+    t.kind == "GatewayClass" && t.name == WAYPOINT_CLASS && policy.namespace == root_namespace
 }
 
 fn is_gateway(t: &TargetRef) -> bool {
@@ -99,9 +108,12 @@ fn targeted_services<'s>(
     state: &'s MeshState,
     policy: &AuthorizationPolicy,
     target: &TargetRef,
+    root_namespace: &str,
 ) -> Vec<&'s Service> {
     let bound = |s: &&Service| state.service_waypoint(s).is_some();
-    if is_gateway(target) {
+    if waypoint_class(policy, target, root_namespace) {
+        state.services.values().filter(bound).collect()
+    } else if is_gateway(target) {
         let wp = WaypointRef {
             namespace: policy.namespace.clone(),
             name: target.name.clone(),
@@ -133,7 +145,7 @@ pub struct Rbac {
 }
 
 /// Collects the waypoint policies of the mesh.
-pub fn translate(cx: &Cx<'_>) -> Rbac {
+pub fn translate(cx: &Cx<'_>, root_namespace: &str) -> Rbac {
     let state = cx.state;
     // Service key → action → policies, in policy order.
     let mut by_service: BTreeMap<String, (&Service, BTreeMap<Kind, Vec<&AuthorizationPolicy>>)> =
@@ -148,7 +160,7 @@ pub fn translate(cx: &Cx<'_>) -> Rbac {
         }
         let mut seen = BTreeSet::new();
         for target in &policy.target_refs {
-            for svc in targeted_services(state, policy, target) {
+            for svc in targeted_services(state, policy, target, root_namespace) {
                 let key = service_resource_name(svc);
                 if !seen.insert(key.clone()) {
                     continue;

@@ -327,10 +327,10 @@ impl RuleCx<'_> {
                     if v.is_empty() {
                         continue;
                     }
-                    if let Some(name) = header_name {
+                    if let Some(name) = header_name.map(str::to_ascii_lowercase) {
                         let p = or_ids(
                             v.iter()
-                                .map(|v| id(Identifier::Header(header(name, v, false))))
+                                .map(|v| id(Identifier::Header(header(&name, v, false))))
                                 .collect(),
                         );
                         ids.push(if negate { not_id(p) } else { p });

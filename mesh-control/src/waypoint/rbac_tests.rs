@@ -141,7 +141,7 @@ fn listener_filters(t: &crate::waypoint::Translation, ns: &str) -> Vec<String> {
 
 #[test]
 fn service_target_allow_policy_on_its_virtual_host() {
-    let t = translate(&state());
+    let t = translate(&state(), "istio-system");
     assert_eq!(
         listener_filters(&t, "tutorial"),
         [
@@ -172,7 +172,7 @@ fn service_target_allow_policy_on_its_virtual_host() {
 
 #[test]
 fn gateway_target_deny_policy_covers_every_bound_service() {
-    let t = translate(&state());
+    let t = translate(&state(), "istio-system");
     assert_eq!(
         listener_filters(&t, "default"),
         [
@@ -246,6 +246,43 @@ spec:
             .collect::<Vec<_>>(),
         ["tutorial/extra-l4"]
     );
-    let t = translate(&state);
+    let t = translate(&state, "istio-system");
     assert_eq!(listener_filters(&t, "tutorial").len(), 2);
+}
+
+#[test]
+fn root_namespace_gateway_class_policy_covers_every_waypoint() {
+    let policy = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-delete, namespace: istio-system}
+spec:
+  targetRefs: [{kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+"#;
+    let state = load_files(
+        &[
+            ("00-base.yaml".into(), base_yaml()),
+            ("10-policy.yaml".into(), policy.into()),
+        ],
+        &SourceConfig::default(),
+    )
+    .unwrap()
+    .state;
+    let t = translate(&state, "istio-system");
+    for (ns, svc) in [("tutorial", "order"), ("default", "httpbin")] {
+        let rules = per_route(&t, ns, svc, "envoy.filters.http.rbac.deny").unwrap();
+        assert_eq!(
+            permission(
+                &rules.policies["ns[istio-system]-policy[no-delete]-rule[0]"].permissions[0]
+            ),
+            "or(or(:method=DELETE))"
+        );
+    }
+    let l4 = crate::authz::translate(&state, "istio-system");
+    assert!(l4.authorizations.is_empty() && l4.findings.is_empty());
+    // With another root namespace the class names nothing.
+    let elsewhere = translate(&state, "mesh-root");
+    assert_eq!(listener_filters(&elsewhere, "tutorial").len(), 2);
 }
