@@ -494,3 +494,78 @@ fn httpbin_connection_pool_of_one_overflows_with_503_uo() {
         "no 503 UO in the waypoint's metrics:\n{metrics}"
     );
 }
+
+#[test]
+fn service_a_canary_property_subsets_and_gateway_only_config() {
+    let c = mesh(
+        "l7svca",
+        "default",
+        &[
+            ("service-a-v1", "service-a", "v1"),
+            ("property-business-service-1", "property-business-service", "1.0"),
+            ("service-a-v2", "service-a", "v2"),
+            ("property-business-service-2", "property-business-service", "1.1"),
+        ],
+        &[
+            ("service-a", "10.96.0.70"),
+            ("property-business-service", "10.96.0.71"),
+        ],
+        // Subsets for service-a (the notes show the VirtualService only) and
+        // a route to 004-03's subset v2.
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: service-a
+  namespace: default
+spec:
+  host: service-a
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: property-business-service
+  namespace: default
+spec:
+  hosts:
+  - property-business-service
+  http:
+  - route:
+    - destination:
+        host: property-business-service
+        subset: v2
+",
+    );
+    // 004-02 (80 / 20) and 004-03 (subsets by version "1.0" / "1.1"), with
+    // the blocks that configure only an ingress gateway or an external
+    // host (000-02 ServiceEntry, 003-01/02 and 004-01 Gateways and their
+    // VirtualServices): accepted, and they leave mesh routing alone.
+    let rules = [
+        "004-02.yaml",
+        "004-03.yaml",
+        "000-02.yaml",
+        "003-01.yaml",
+        "003-02.yaml",
+        "004-01.yaml",
+    ]
+    .map(seed)
+    .join("\n---\n");
+    apply(&c, &rules, has("|v2|property-business-service.default"));
+    let r = http(&c, "http://10.96.0.70:9080/", 400, &[]);
+    assert_eq!(n(&r, "200", "statuses"), 400, "{r}");
+    assert_share(n(&r, "v1", "versions"), 400, 0.8, "004-02 v1");
+    assert_share(n(&r, "v2", "versions"), 400, 0.2, "004-02 v2");
+    let r = http(&c, "http://10.96.0.71:9080/", 30, &[]);
+    assert_eq!(n(&r, "1.1", "versions"), 30, "004-03 subset v2: {r}");
+    let dump = c.waypoints[0].config_dump().unwrap().to_string();
+    assert!(
+        !dump.contains("dashboard.test01-jeonj.io") && !dump.contains("ext-host.example.com"),
+        "gateway-only VirtualServices must not reach the waypoint: {dump}"
+    );
+}
