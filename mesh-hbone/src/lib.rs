@@ -54,6 +54,7 @@ mod certs;
 mod client;
 mod forwarded;
 mod identity;
+pub mod issue;
 mod pool;
 mod server;
 pub mod settings;

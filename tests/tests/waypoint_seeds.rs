@@ -149,21 +149,16 @@ fn assert_share(got: u64, count: u64, p: f64, what: &str) {
     );
 }
 
-const TUTORIAL_SUBSETS: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-  namespace: tutorial
-spec:
-  host: reviews
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
-";
+/// A DestinationRule with one subset per version label (`v1` → `version: v1`).
+fn subsets(host: &str, ns: &str, versions: &[&str]) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {host}\n  namespace: {ns}\nspec:\n  host: {host}\n  subsets:\n"
+    );
+    for v in versions {
+        yaml += &format!("  - name: {v}\n    labels:\n      version: {v}\n");
+    }
+    yaml
+}
 
 #[test]
 fn tutorial_reviews_weights_and_firefox_header_route() {
@@ -175,7 +170,7 @@ fn tutorial_reviews_weights_and_firefox_header_route() {
             ("reviews-v2", "reviews", "v2"),
         ],
         &[("reviews", "10.96.0.20")],
-        TUTORIAL_SUBSETS,
+        &subsets("reviews", "tutorial", &["v1", "v2"]),
     );
     let url = "http://10.96.0.20:9080/";
 
@@ -361,21 +356,7 @@ fn default_reviews_subsets_weights_uri_routes_and_ratings_rules() {
             ("ratings", "10.96.0.51"),
             ("productpage", "10.96.0.52"),
         ],
-        "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: ratings
-  namespace: default
-spec:
-  host: ratings
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
-",
+        &subsets("ratings", "default", &["v1", "v2"]),
     );
     // 003-04 (subsets, RANDOM with ROUND_ROBIN for v2) + 003-05 (10/80/10).
     let rules = format!("{}\n---\n{}", seed("003-04.yaml"), seed("003-05.yaml"));
@@ -502,9 +483,17 @@ fn service_a_canary_property_subsets_and_gateway_only_config() {
         "default",
         &[
             ("service-a-v1", "service-a", "v1"),
-            ("property-business-service-1", "property-business-service", "1.0"),
+            (
+                "property-business-service-1",
+                "property-business-service",
+                "1.0",
+            ),
             ("service-a-v2", "service-a", "v2"),
-            ("property-business-service-2", "property-business-service", "1.1"),
+            (
+                "property-business-service-2",
+                "property-business-service",
+                "1.1",
+            ),
         ],
         &[
             ("service-a", "10.96.0.70"),
@@ -512,21 +501,8 @@ fn service_a_canary_property_subsets_and_gateway_only_config() {
         ],
         // Subsets for service-a (the notes show the VirtualService only) and
         // a route to 004-03's subset v2.
-        "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: service-a
-  namespace: default
-spec:
-  host: service-a
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
----
+        &(subsets("service-a", "default", &["v1", "v2"])
+            + "---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -540,7 +516,7 @@ spec:
     - destination:
         host: property-business-service
         subset: v2
-",
+"),
     );
     // 004-02 (80 / 20) and 004-03 (subsets by version "1.0" / "1.1"), with
     // the blocks that configure only an ingress gateway or an external

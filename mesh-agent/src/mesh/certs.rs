@@ -8,33 +8,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use mesh_hbone::{CertStore, Identity, WorkloadCert};
-use mesh_xds::proto::istio_ca::{
-    istio_certificate_service_client::IstioCertificateServiceClient, IstioCertificateRequest,
-};
+use mesh_hbone::{issue::renewal_due, CertStore, Identity, WorkloadCert};
+use mesh_xds::proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::route::MeshView;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("building the CSR for {identity}")]
-    Csr {
-        identity: Identity,
-        source: rcgen::Error,
-    },
-    #[error("the CA refused {identity}: {status}")]
-    Ca {
-        identity: Identity,
-        status: Box<tonic::Status>,
-    },
-    #[error("the CA's answer for {identity} is not a usable certificate")]
-    Chain {
-        identity: Identity,
-        source: mesh_hbone::CertError,
-    },
-}
+pub use mesh_hbone::issue::IssueError as CertError;
 
 pub struct CertManager {
     pub store: Arc<CertStore>,
@@ -43,50 +24,11 @@ pub struct CertManager {
     pub issued: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// A key pair and a CSR carrying `identity` as its only URI SAN.
-fn csr_for(identity: &Identity) -> Result<(String, String), rcgen::Error> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params.subject_alt_names = vec![rcgen::SanType::URI(rcgen::Ia5String::try_from(
-        identity.to_string(),
-    )?)];
-    let csr = params.serialize_request(&key)?;
-    Ok((csr.pem()?, key.serialize_pem()))
-}
-
-/// Past half of its lifetime (or unreadable times): time to renew.
-fn due(cert: &WorkloadCert, now: SystemTime) -> bool {
-    let Ok(life) = cert.not_after().duration_since(cert.not_before()) else {
-        return true;
-    };
-    now >= cert.not_before() + life / 2
-}
-
 impl CertManager {
     async fn fetch(&self, identity: &Identity) -> Result<WorkloadCert, CertError> {
-        let (csr, key_pem) = csr_for(identity).map_err(|source| CertError::Csr {
-            identity: identity.clone(),
-            source,
-        })?;
-        let request = IstioCertificateRequest {
-            csr,
-            validity_duration: i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX),
-            metadata: None,
-        };
-        let response = self
-            .ca
-            .clone()
-            .create_certificate(request)
+        mesh_hbone::issue::issue(&self.ca, identity, self.ttl)
             .await
-            .map_err(|status| CertError::Ca {
-                identity: identity.clone(),
-                status: Box::new(status),
-            })?;
-        let chain = response.into_inner().cert_chain.join("\n");
-        WorkloadCert::from_pem(chain, key_pem).map_err(|source| CertError::Chain {
-            identity: identity.clone(),
-            source,
-        })
+            .map(|issued| issued.cert)
     }
 
     /// Keeps the store equal to the identities of this node's mesh pods.
@@ -108,7 +50,11 @@ impl CertManager {
             }
             let now = SystemTime::now();
             for identity in &wanted {
-                if self.store.get(identity).is_some_and(|c| !due(&c, now)) {
+                if self
+                    .store
+                    .get(identity)
+                    .is_some_and(|c| !renewal_due(&c, now))
+                {
                     continue;
                 }
                 match self.fetch(identity).await {
@@ -132,22 +78,5 @@ impl CertManager {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csr_carries_the_spiffe_id_as_uri_san() {
-        let id: Identity = "spiffe://cluster.local/ns/default/sa/web".parse().unwrap();
-        let (csr, key) = csr_for(&id).unwrap();
-        assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
-        assert!(key.contains("PRIVATE KEY"));
-        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
-        let sans = parsed.params.subject_alt_names;
-        assert_eq!(sans.len(), 1);
-        assert!(matches!(&sans[0], rcgen::SanType::URI(uri) if uri.as_str() == id.to_string()));
     }
 }

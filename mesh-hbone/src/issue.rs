@@ -1,0 +1,113 @@
+//! Getting a workload certificate from the mesh CA (Istio's
+//! `CreateCertificate`): a fresh key, a CSR whose only SAN is the SPIFFE
+//! identity, the signed chain back. The node agent asks for its pods'
+//! identities, the waypoint for its own; both renew past half-life.
+use std::time::{Duration, SystemTime};
+
+use mesh_xds::proto::istio_ca::{
+    istio_certificate_service_client::IstioCertificateServiceClient, IstioCertificateRequest,
+};
+use tonic::transport::Channel;
+
+use crate::{CertError, Identity, WorkloadCert};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("building the CSR for {identity}: {source}")]
+    Csr {
+        identity: Identity,
+        source: rcgen::Error,
+    },
+    #[error("the CA refused {identity}: {status}")]
+    Ca {
+        identity: Identity,
+        status: Box<tonic::Status>,
+    },
+    #[error("the CA's answer for {identity} is not a usable certificate: {source}")]
+    Chain {
+        identity: Identity,
+        source: CertError,
+    },
+}
+
+/// A certificate and the chain it came in (leaf first, root last).
+pub struct Issued {
+    pub cert: WorkloadCert,
+    pub chain: Vec<String>,
+}
+
+impl Issued {
+    /// The chain's root when the CA sent more than the leaf.
+    pub fn root(&self) -> Option<&str> {
+        (self.chain.len() > 1).then(|| self.chain[self.chain.len() - 1].as_str())
+    }
+}
+
+/// A key pair (PEM) and a CSR (PEM) carrying `identity` as its only URI SAN.
+pub fn csr_for(identity: &Identity) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(rcgen::Ia5String::try_from(
+        identity.to_string(),
+    )?)];
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
+/// Past half of its lifetime (or unreadable times): time to renew.
+pub fn renewal_due(cert: &WorkloadCert, now: SystemTime) -> bool {
+    let Ok(life) = cert.not_after().duration_since(cert.not_before()) else {
+        return true;
+    };
+    now >= cert.not_before() + life / 2
+}
+
+/// Asks the CA for a certificate of `identity` valid for `ttl`.
+pub async fn issue(
+    ca: &IstioCertificateServiceClient<Channel>,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<Issued, IssueError> {
+    let (csr, key_pem) = csr_for(identity).map_err(|source| IssueError::Csr {
+        identity: identity.clone(),
+        source,
+    })?;
+    let request = IstioCertificateRequest {
+        csr,
+        validity_duration: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        metadata: None,
+    };
+    let chain = ca
+        .clone()
+        .create_certificate(request)
+        .await
+        .map_err(|status| IssueError::Ca {
+            identity: identity.clone(),
+            status: Box::new(status),
+        })?
+        .into_inner()
+        .cert_chain;
+    let cert =
+        WorkloadCert::from_pem(chain.join("\n"), key_pem).map_err(|source| IssueError::Chain {
+            identity: identity.clone(),
+            source,
+        })?;
+    Ok(Issued { cert, chain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_carries_the_spiffe_id_as_its_only_uri_san() {
+        let id: Identity = "spiffe://cluster.local/ns/default/sa/web".parse().unwrap();
+        let (csr, key) = csr_for(&id).unwrap();
+        assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
+        assert!(key.contains("PRIVATE KEY"));
+        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
+        let sans = parsed.params.subject_alt_names;
+        assert_eq!(sans.len(), 1);
+        assert!(matches!(&sans[0], rcgen::SanType::URI(uri) if uri.as_str() == id.to_string()));
+    }
+}
