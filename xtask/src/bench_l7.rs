@@ -68,6 +68,8 @@ struct Row {
     rps_per_cpu: Option<f64>,
     p50_us: f64,
     p99_us: f64,
+    /// Transport errors of both runs plus open-loop requests never sent
+    /// (due while every connection was still busy at the end).
     errors: u64,
 }
 
@@ -360,6 +362,7 @@ fn print_table(
         opts.duration,
         opts.load * 100.0
     );
+    println!("  (failed = transport errors + open-loop requests still unsent at the end)");
     println!(
         "  {:<26} {:<9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7}   {:>8} {:>8}",
         "path",
@@ -369,7 +372,7 @@ fn print_table(
         "offered",
         "p50 us",
         "p99 us",
-        "errors",
+        "failed",
         "RSS idle",
         "RSS load"
     );
