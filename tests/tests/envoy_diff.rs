@@ -406,12 +406,45 @@ fn envoy_and_mesh_waypoint_route_alike() {
             }
         }
     }
+    if wp.is_some() {
+        meshctl_reads_the_waypoint(&c);
+    }
     let stats = envoy.stats().unwrap();
     assert!(stats.rejected().is_empty(), "{:?}", stats.rejected());
     for kind in [XdsKind::Lds, XdsKind::Rds, XdsKind::Cds, XdsKind::Eds] {
         assert!(
             stats.successes(kind) > 0,
             "envoy: no accepted {kind:?} update"
+        );
+    }
+}
+
+/// `meshctl proxy-config listener|route|cluster|endpoint <waypoint pod
+/// netns>` against the running mesh-waypoint (the last scenario's config).
+/// Skipped when no meshctl binary sits next to mesh-control.
+fn meshctl_reads_the_waypoint(c: &Cluster) {
+    let meshctl = c.bins.control.with_file_name("meshctl");
+    if !meshctl.is_file() {
+        eprintln!("meshctl check skipped: no {}", meshctl.display());
+        return;
+    }
+    let netns = &c.pod("waypoint").netns.name;
+    let pp_endpoint = format!("{}:{APP_PORT}", c.pod("pp").ip);
+    for (kind, wanted) in [
+        ("listener", "waypoint/default/waypoint"),
+        ("route", "default/bookinfos/0"),
+        ("cluster", "productpage.default"),
+        ("endpoint", pp_endpoint.as_str()),
+    ] {
+        let out = std::process::Command::new(&meshctl)
+            .args(["proxy-config", kind, netns])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(wanted),
+            "meshctl proxy-config {kind} {netns}: want {wanted:?} in\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
