@@ -61,6 +61,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: wp, namespace: shop}
+spec:
+  clusterIP: 10.96.0.30
+  selector: {gateway.networking.k8s.io/gateway-name: wp}
+  ports: [{name: mesh, port: 15008}]
+---
+apiVersion: v1
+kind: Service
 metadata:
   name: db
   namespace: shop
@@ -101,6 +109,8 @@ fn waypoints_their_pods_and_attachment() {
     };
     assert_eq!(svc("web").waypoint, Some(wp("shop", "wp")));
     assert_eq!(svc("db").waypoint, None);
+    // The waypoint's own Service does not loop through it.
+    assert_eq!(svc("wp").waypoint, None);
     assert_eq!(svc("api").waypoint, Some(wp("infra", "shared")));
     assert_eq!(
         svc("web").port_protocols,

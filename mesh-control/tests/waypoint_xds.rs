@@ -106,7 +106,23 @@ spec:
   - {name: v2, labels: {version: v2}}
 "#;
 
-async fn start() -> (SocketAddr, tempfile::TempDir) {
+struct Server {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    state: watch::Sender<Arc<mesh_control::model::MeshState>>,
+}
+
+impl Server {
+    /// Reloads the directory into the served state, as the watcher does.
+    fn reload(&self) {
+        let snapshot = load_directory(self.dir.path(), &SourceConfig::default()).unwrap();
+        self.state.send_replace(Arc::new(snapshot.state));
+    }
+}
+
+/// Serves the test directory; the state stays served while the returned
+/// `Server` (its directory and state sender) lives.
+async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("00-mesh.yaml", mesh_yaml()),
@@ -121,7 +137,6 @@ async fn start() -> (SocketAddr, tempfile::TempDir) {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(Arc::new(snapshot.state));
     tokio::spawn(async move {
-        let _keep = tx;
         server::serve_listener(
             listener,
             None,
@@ -133,7 +148,11 @@ async fn start() -> (SocketAddr, tempfile::TempDir) {
         )
         .await
     });
-    (addr, dir)
+    Server {
+        addr,
+        dir,
+        state: tx,
+    }
 }
 
 const ENVOY_TYPES: [&str; 4] = [
@@ -180,7 +199,8 @@ fn names(s: &XdsSnapshot, type_url: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn waypoints_get_their_own_listener_and_the_global_clusters() {
-    let (addr, _dir) = start().await;
+    let server = start_server().await;
+    let addr = server.addr;
     let (_h, snap) = synced(waypoint_config(
         addr,
         "waypoint~10.244.1.100~wp-0.tutorial~tutorial.svc.cluster.local",
@@ -314,7 +334,8 @@ async fn waypoints_get_their_own_listener_and_the_global_clusters() {
 
 #[tokio::test]
 async fn a_node_id_alone_identifies_a_waypoint_and_agents_get_no_envoy_types() {
-    let (addr, _dir) = start().await;
+    let server = start_server().await;
+    let addr = server.addr;
     // A stock Envoy (no metadata), named by its pod.
     let (_h, snap) = synced(waypoint_config(
         addr,
@@ -338,4 +359,49 @@ async fn a_node_id_alone_identifies_a_waypoint_and_agents_get_no_envoy_types() {
         assert_eq!(agent.resources(t).count(), 0, "{t}");
     }
     assert!(agent.resources(ADDRESS_TYPE_URL).count() > 0);
+}
+
+#[tokio::test]
+async fn a_changed_virtual_service_reaches_the_waypoint() {
+    let server = start_server().await;
+    let (_h, mut rx) = XdsClient::spawn(waypoint_config(
+        server.addr,
+        "waypoint~10.244.1.100~wp-0.tutorial~tutorial.svc.cluster.local",
+        Some(("tutorial", "wp")),
+    ));
+    let weights = |s: &XdsSnapshot| -> Option<Vec<u32>> {
+        let XdsResource::RouteConfiguration(rc) = s
+            .get(ROUTE_TYPE_URL, "waypoint/tutorial/wp")?
+            .resource
+            .as_ref()
+        else {
+            return None;
+        };
+        match &rc.virtual_hosts.first()?.routes.first()?.action {
+            Some(Action::Route(a)) => match &a.cluster_specifier {
+                Some(ClusterSpecifier::WeightedClusters(w)) => Some(
+                    w.clusters
+                        .iter()
+                        .map(|c| c.weight.map_or(0, |w| w.value))
+                        .collect(),
+                ),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    bounded("30/70", rx.wait_for(|s| weights(s) == Some(vec![30, 70])))
+        .await
+        .unwrap();
+    let seed = seed("002-02")
+        .replace("weight: 30", "weight: 90")
+        .replace("weight: 70", "weight: 10");
+    std::fs::write(server.dir.path().join("20-002-02.yaml"), seed).unwrap();
+    server.reload();
+    bounded(
+        "90/10 after the change",
+        rx.wait_for(|s| weights(s) == Some(vec![90, 10])),
+    )
+    .await
+    .unwrap();
 }

@@ -1,17 +1,24 @@
 //! `GET /config_dump`: what the control plane serves, three ways —
-//! the [`MeshState`] (workloads, services, nodes, peer authentications),
+//! the [`MeshState`] (workloads, services, nodes, waypoints, peer
+//! authentications),
 //! the xDS resources as the ADS server sends them (same build, same
-//! versions), and under `"resources"` the raw Istio documents the source
+//! versions; the waypoints' Envoy resources summarised by
+//! [`envoy_json`]), and under `"resources"` the raw Istio documents the source
 //! holds, each the original document as JSON (`apiVersion`, `kind`,
 //! `metadata`, `spec`, …). `meshctl analyze` consumes that last list.
+use envoy_types::pb::envoy::config::{
+    cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
+    route::v3::RouteConfiguration,
+};
 use mesh_xds::{
     proto::{istio_security::Authorization, istio_workload::Address},
-    ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL,
+    ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL,
 };
 use prost::Message as _;
 use serde_json::{json, Value};
 
-use super::{xds_json, AdminState};
+use super::{envoy_json, xds_json, AdminState};
 use crate::{
     model::{MeshState, MtlsMode},
     server::resources::{Resources, VersionedResource},
@@ -95,6 +102,28 @@ pub fn mesh_json(state: &MeshState) -> serde_json::Map<String, Value> {
                 "hostname": s.hostname,
                 "vips": s.vips,
                 "ports": s.ports,
+                "waypoint": s.waypoint.as_ref().map(ToString::to_string),
+            })
+        })
+        .collect();
+    let waypoints: Vec<Value> = state
+        .waypoints
+        .values()
+        .map(|wp| {
+            let r = wp.reference();
+            let services: Vec<&str> = state
+                .services
+                .values()
+                .filter(|s| s.waypoint.as_ref() == Some(&r))
+                .map(|s| s.hostname.as_str())
+                .collect();
+            json!({
+                "name": wp.name,
+                "namespace": wp.namespace,
+                "pods": wp.pods,
+                "address": state.waypoint_address(wp).map(|(_, ip)| ip),
+                "services": services,
+                "listener": r.resource_name(),
             })
         })
         .collect();
@@ -120,6 +149,7 @@ pub fn mesh_json(state: &MeshState) -> serde_json::Map<String, Value> {
     out.insert("workloads".into(), json!(workloads));
     out.insert("services".into(), json!(services));
     out.insert("nodes".into(), json!(nodes));
+    out.insert("waypoints".into(), json!(waypoints));
     out.insert("peer_authentications".into(), json!(peer_authentications));
     out
 }
@@ -132,6 +162,18 @@ fn resource_json(type_url: &str, name: &str, r: &VersionedResource) -> Value {
             .map_err(|e| e.to_string()),
         AUTHORIZATION_TYPE_URL => Authorization::decode(r.any.value.as_slice())
             .map(|a| xds_json::authorization(&a))
+            .map_err(|e| e.to_string()),
+        LISTENER_TYPE_URL => Listener::decode(r.any.value.as_slice())
+            .map(|l| envoy_json::listener(&l))
+            .map_err(|e| e.to_string()),
+        ROUTE_TYPE_URL => RouteConfiguration::decode(r.any.value.as_slice())
+            .map(|rc| envoy_json::route_configuration(&rc))
+            .map_err(|e| e.to_string()),
+        CLUSTER_TYPE_URL => Cluster::decode(r.any.value.as_slice())
+            .map(|c| envoy_json::cluster(&c))
+            .map_err(|e| e.to_string()),
+        ENDPOINT_TYPE_URL => ClusterLoadAssignment::decode(r.any.value.as_slice())
+            .map(|c| envoy_json::endpoints(&c))
             .map_err(|e| e.to_string()),
         _ => Err(format!(
             "{} bytes, no JSON view of this type",

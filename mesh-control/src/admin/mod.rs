@@ -13,6 +13,7 @@
 //! - `GET /healthz/ready` — 200 once the state is loaded and gRPC is
 //!   served, 503 before and while stopping (on both addresses)
 pub mod config_dump;
+pub mod envoy_json;
 pub mod syncz;
 pub mod xds_json;
 

@@ -34,3 +34,15 @@ pub const AUTHZ_ADDRESS_PLAINTEXT: &str = "MESH0208";
 
 /// PeerAuthentication selector matching no workload.
 pub const PA_SELECTOR_EMPTY: &str = "MESH0301";
+
+/// Mesh-bound VirtualService whose hosts name no Service of the mesh.
+pub const VS_HOSTS_NO_SERVICE: &str = "MESH0104";
+/// VirtualService bound only to gateways (the mesh runs no ingress gateway).
+pub const VS_GATEWAY_ONLY: &str = "MESH0105";
+/// `networking.istio.io` Gateway no gateway deployment of this mesh serves.
+pub const GATEWAY_UNBACKED: &str = "MESH0106";
+/// VirtualService / DestinationRule for a service without a waypoint: the
+/// L7 rules do not apply.
+pub const L7_WITHOUT_WAYPOINT: &str = "MESH0107";
+/// VirtualService route a waypoint cannot run (skipped).
+pub const L7_ROUTE_UNSUPPORTED: &str = "MESH0108";

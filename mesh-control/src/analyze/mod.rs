@@ -11,10 +11,13 @@
 //!
 //! - [`routing`]: VirtualService hosts and subsets, DestinationRule subsets.
 //! - [`security`]: AuthorizationPolicy and PeerAuthentication.
+//! - [`waypoint`]: L7 configuration with no proxy to run on (no waypoint,
+//!   gateway-only VirtualServices, Istio Gateways nothing serves).
 pub mod codes;
 mod finding;
 mod routing;
 mod security;
+mod waypoint;
 
 use std::path::{Path, PathBuf};
 
@@ -157,6 +160,7 @@ fn analyze(
     report.findings.extend(snapshot.findings.iter().cloned());
     routing::check(snapshot, config, &mut report.findings);
     security::check(snapshot, docs, config, &mut report.findings);
+    waypoint::check(snapshot, &mut report.findings);
     report.sort();
     report
 }

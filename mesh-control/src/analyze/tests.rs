@@ -115,6 +115,12 @@ fn finds_broken_references_and_security_issues() {
             ),
             (
                 Severity::Warning,
+                "MESH0107",
+                s("DestinationRule bookinfo/reviews"),
+                some("spec.host")
+            ),
+            (
+                Severity::Warning,
                 "MESH0103",
                 s("DestinationRule bookinfo/reviews"),
                 some("spec.subsets[1].labels")
@@ -124,6 +130,12 @@ fn finds_broken_references_and_security_issues() {
                 "MESH0301",
                 s("PeerAuthentication bookinfo/strict-nobody"),
                 some("spec.selector.matchLabels")
+            ),
+            (
+                Severity::Warning,
+                "MESH0107",
+                s("VirtualService bookinfo/reviews"),
+                some("spec.hosts")
             ),
             (
                 Severity::Warning,
@@ -226,6 +238,12 @@ fn values_from_config_dump_are_analyzed() {
             ),
             (
                 Severity::Warning,
+                "MESH0104",
+                "VirtualService shop/r".to_string(),
+                Some("spec.hosts".to_string())
+            ),
+            (
+                Severity::Warning,
                 "MESH0101",
                 "VirtualService shop/r".to_string(),
                 Some("spec.http[0].route[0].destination.host".to_string())
@@ -289,5 +307,103 @@ spec:
             "AuthorizationPolicy bookinfo/from-office".to_string(),
             Some("spec.rules[1].from[0].source.ipBlocks".to_string())
         )]
+    );
+}
+
+#[test]
+fn l7_configuration_without_a_proxy_to_run_on() {
+    let mesh = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop2, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: wp}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: shop2}
+spec: {gatewayClassName: istio-waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop2}
+spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop2, labels: {istio.io/use-waypoint: gone}}
+spec: {clusterIP: 10.96.0.3, ports: [{port: 80}]}
+"#;
+    let routing = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec: {hosts: [web], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop2}
+spec: {hosts: [web, api], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ingress, namespace: shop2}
+spec: {hosts: [web.example.com], gateways: [gw], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: typo, namespace: shop2}
+spec: {hosts: [wbe], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: faulty, namespace: shop2}
+spec:
+  hosts: [api]
+  http:
+  - fault: {abort: {http2Error: REFUSED_STREAM}}
+    route: [{destination: {host: api}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop2}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+"#;
+    let report = analyze_files(
+        &[
+            ("m.yaml".into(), mesh.into()),
+            ("r.yaml".into(), routing.into()),
+        ],
+        &SourceConfig::default(),
+    );
+    let found: Vec<String> = ["MESH0104", "MESH0105", "MESH0106", "MESH0107", "MESH0108"]
+        .iter()
+        .flat_map(|c| report.with_code(c))
+        .map(|f| format!("{} {} {}", f.code, f.resource, f.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "MESH0104 VirtualService shop2/typo hosts wbe name no Service of the mesh (short names resolve in namespace shop2): no waypoint applies this VirtualService",
+            "MESH0105 VirtualService shop2/ingress bound only to gateway(s) gw: this mesh runs no ingress gateway, so this VirtualService routes nothing",
+            "MESH0106 Gateway shop2/gw selector {istio=ingressgateway} matches no pod: this mesh runs no ingress/egress gateway, so this Gateway serves nothing",
+            "MESH0107 VirtualService shop/web Service shop/web uses no waypoint (no istio.io/use-waypoint label on it or its namespace): this VirtualService's L7 routing does not apply to its traffic",
+            "MESH0107 VirtualService shop2/faulty Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
+            "MESH0107 VirtualService shop2/web Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
+            "MESH0108 VirtualService shop2/faulty not supported by Envoy's fault filter; waypoints skip this route",
+        ]
+    );
+    assert_eq!(
+        report.with_code("MESH0108")[0].field.as_deref(),
+        Some("spec.http[0].fault.abort.http2Error")
     );
 }

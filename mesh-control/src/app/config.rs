@@ -8,10 +8,12 @@ use clap::{Parser, ValueEnum};
 /// Control plane of the eBPF-assisted ambient mesh.
 ///
 /// Reads Kubernetes / Istio YAML (Namespace, Pod, Service, Node,
-/// PeerAuthentication, AuthorizationPolicy; VirtualService, DestinationRule, …
-/// kept for later and checked by `meshctl analyze`)
-/// from a directory and reloads it on change; serves Delta ADS (Istio's
-/// workload-discovery types) and Istio's CA service, plaintext on
+/// PeerAuthentication, AuthorizationPolicy, VirtualService, DestinationRule,
+/// Gateway API waypoints; other Istio kinds are kept and checked by
+/// `meshctl analyze`) from a directory and reloads it on change; serves
+/// Delta ADS (Istio's workload-discovery types for agents; Envoy listeners,
+/// routes, clusters and endpoints for waypoints) and Istio's CA service,
+/// plaintext on
 /// --xds-addr and over TLS on --xds-tls-addr. The mesh CA root is kept in
 /// --ca-dir (generated on first start) and its certificate written to
 /// <ca-dir>/root-cert.pem as the agents' trust bundle. An admin endpoint

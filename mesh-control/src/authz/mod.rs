@@ -3,7 +3,9 @@
 //! "AuthorizationPolicy on the wire"), plus the findings of that
 //! conversion: what was not published or not enforced as written.
 //!
-//! - [`translate`]: every publishable policy, and the findings.
+//! - [`translate`]: every publishable policy, and the findings. Policies
+//!   whose `targetRefs` a waypoint enforces (its Gateway, a Service bound
+//!   to it) are the waypoint's ([`crate::waypoint::rbac`]), not sent here.
 //! - [`policies_for_workload`]: the names a workload lists in
 //!   `authorization_policies` (selector and `targetRefs` policies).
 //! - [`rules`]: one policy rule → `Rule{clauses}`, with Istio's fail-safe
@@ -63,21 +65,39 @@ pub fn policies_for_workload(state: &MeshState, w: &Workload, root_namespace: &s
     let names: BTreeSet<String> = state
         .authorization_policies
         .iter()
-        .filter(|p| publishable(p) && applies_to(state, p, w, root_namespace))
+        .filter(|p| {
+            publishable(state, p, root_namespace) && applies_to(state, p, w, root_namespace)
+        })
         .map(resource_name)
         .collect();
     names.into_iter().collect()
 }
 
 /// CUSTOM policies, and policies targeting only objects agents do not
-/// serve, are not sent at all.
-fn publishable(policy: &AuthorizationPolicy) -> bool {
+/// serve (or that a waypoint enforces), are not sent at all.
+fn publishable(state: &MeshState, policy: &AuthorizationPolicy, root_namespace: &str) -> bool {
     !matches!(policy.action, AuthzAction::Custom { .. })
-        && (policy.target_refs.is_empty() || policy.target_refs.iter().any(is_service))
+        && (policy.target_refs.is_empty()
+            || policy
+                .target_refs
+                .iter()
+                .any(|t| agent_target(state, policy, t, root_namespace)))
 }
 
 fn is_service(target: &TargetRef) -> bool {
     target.group.is_empty() && target.kind == "Service"
+}
+
+/// A Service target the node agents enforce: one not behind a waypoint
+/// (the waypoint enforces those, [`crate::waypoint::rbac`]).
+fn agent_target(
+    state: &MeshState,
+    policy: &AuthorizationPolicy,
+    target: &TargetRef,
+    root_namespace: &str,
+) -> bool {
+    is_service(target)
+        && !crate::waypoint::rbac::waypoint_target(state, policy, target, root_namespace)
 }
 
 fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -110,7 +130,7 @@ fn applies_to(
     policy
         .target_refs
         .iter()
-        .filter(|t| is_service(t))
+        .filter(|t| agent_target(state, policy, t, root_namespace))
         .filter_map(|t| target_service(state, policy, t))
         .any(|(key, _)| w.services.contains_key(key))
 }
@@ -146,12 +166,14 @@ fn translate_one(
     };
     for target in &policy.target_refs {
         let field = Some(target.field.clone());
-        if !is_service(target) {
+        if crate::waypoint::rbac::waypoint_target(state, policy, target, root_namespace) {
+            // Enforced by the waypoint, at L7.
+        } else if !is_service(target) {
             findings.push(warn(
                 codes::AUTHZ_TARGET_NOT_ENFORCED,
                 field,
-                format!("targetRef to {} {:?} applies to a proxy this mesh does not run yet (Gateway / waypoint); not enforced by the node agents", target.kind, target.name),
-                "to protect the backing pods now, use spec.selector (or a targetRef to their Service)",
+                format!("targetRef to {} {:?} names no waypoint of namespace {} (this mesh runs no other gateways yet); not enforced", target.kind, target.name, policy.namespace),
+                "target a waypoint (Gateway of class istio-waypoint) or a Service bound to one, or use spec.selector for the node agents",
             ));
         } else if target_service(state, policy, target).is_none() {
             findings.push(warn(
@@ -165,7 +187,7 @@ fn translate_one(
             ));
         }
     }
-    if !publishable(policy) {
+    if !publishable(state, policy, root_namespace) {
         return None;
     }
     if let Some(selector) = &policy.selector {

@@ -139,7 +139,7 @@ pub(crate) fn l7_fields(rule: &AuthzRule, at: &str) -> Vec<(String, String)> {
     }
     let mut out: Vec<(String, String)> = out.into_iter().map(|f| (f.clone(), f)).collect();
     for (i, condition) in rule.when.iter().enumerate() {
-        if let Condition::L7 { key } = condition {
+        if let Condition::L7 { key, .. } = condition {
             let field = format!("{at}.when[{i}].key");
             out.push((field.clone(), format!("{field} {key:?}")));
         }

@@ -118,8 +118,14 @@ pub enum Condition {
         not_values: L4Values,
     },
     /// A valid Istio key only a proxy that sees requests can evaluate
-    /// (`request.*`, `remote.ip`, `connection.sni`, `experimental.*`, …).
-    L7 { key: String },
+    /// (`request.*`, `remote.ip`, `connection.sni`, `experimental.*`, …),
+    /// with its `values` and `notValues` as written (a waypoint evaluates
+    /// them).
+    L7 {
+        key: String,
+        values: Vec<String>,
+        not_values: Vec<String>,
+    },
 }
 
 /// One entry of `spec.rules`.

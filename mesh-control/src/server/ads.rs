@@ -33,11 +33,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::stream_identity::{scoped_type, StreamIdentity};
 use super::{
     proxies::ConnectedProxies,
     resources::{Resources, TypeResources},
 };
-use mesh_xds::{proto::envoy_core::Node, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 
 /// Responses awaiting ACK kept per type; older ones are forgotten (treated
 /// as accepted) so a client that never ACKs cannot grow our memory.
@@ -414,67 +414,6 @@ impl AdsStream {
             ..DeltaDiscoveryResponse::default()
         };
         tx.send(Ok(resp)).await.map_err(|_| End::Closed)
-    }
-}
-
-/// Types served per waypoint rather than globally.
-fn scoped_type(type_url: &str) -> bool {
-    type_url == LISTENER_TYPE_URL || type_url == ROUTE_TYPE_URL
-}
-
-/// Which waypoint a stream is, from its `Node` (docs/issue5-interfaces.md
-/// section 2): metadata `NAMESPACE` + `WAYPOINT`, else a node id
-/// `waypoint~<ip>~<pod>.<ns>~...` whose pod is a waypoint's.
-#[derive(Debug, Default)]
-struct StreamIdentity {
-    /// `waypoint/<ns>/<name>` from the metadata.
-    declared: Option<String>,
-    /// `<pod>.<ns>` from a `waypoint~` node id.
-    pod: Option<String>,
-    /// The "no known waypoint" warning was logged.
-    warned: bool,
-}
-
-impl StreamIdentity {
-    fn of(node: Option<&Node>) -> Self {
-        let Some(node) = node else {
-            return Self::default();
-        };
-        let meta = |key: &str| {
-            use mesh_xds::proto::wkt::value::Kind;
-            node.metadata
-                .as_ref()?
-                .fields
-                .get(key)
-                .and_then(|v| match &v.kind {
-                    Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-                    _ => None,
-                })
-        };
-        let declared = match (meta("NAMESPACE"), meta("WAYPOINT")) {
-            (Some(ns), Some(name)) => Some(format!("waypoint/{ns}/{name}")),
-            _ => None,
-        };
-        let mut parts = node.id.split('~');
-        let pod = match (parts.next(), parts.next(), parts.next()) {
-            (Some("waypoint"), Some(_ip), Some(pod)) if pod.contains('.') => Some(pod.to_string()),
-            _ => None,
-        };
-        StreamIdentity {
-            declared,
-            pod,
-            warned: false,
-        }
-    }
-
-    /// The stream's listener/route name under `current`.
-    fn waypoint(&self, current: &Resources) -> Option<String> {
-        self.declared.clone().or_else(|| {
-            self.pod
-                .as_ref()
-                .and_then(|pod| current.waypoint_pods.get(pod))
-                .map(|r| r.resource_name())
-        })
     }
 }
 

@@ -8,12 +8,15 @@
 //! - [`resources`]: the encoded, versioned resources, rebuilt once per change.
 //! - [`ads`]: the per-stream Delta ADS protocol.
 //! - [`proxies`]: [`ConnectedProxies`], who is connected and in what state.
+//! - `stream_identity`: which waypoint a stream is (Listener and
+//!   RouteConfiguration are scoped per waypoint).
 //! - [`ca_service`]: `IstioCertificateService` over a [`CsrSigner`].
 pub mod ads;
 pub mod ca_service;
 pub mod convert;
 pub mod proxies;
 pub mod resources;
+mod stream_identity;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 

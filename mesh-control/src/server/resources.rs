@@ -63,7 +63,7 @@ impl Resources {
             .into_iter()
             .map(|(name, a)| (name, versioned(AUTHORIZATION_TYPE_URL, &a)))
             .collect();
-        let envoy = crate::waypoint::translate(state);
+        let envoy = crate::waypoint::translate(state, &opts.root_namespace);
         fn encode<M: prost::Message>(
             type_url: &str,
             items: BTreeMap<String, M>,

@@ -502,7 +502,13 @@ fn condition(rep: &mut Reporter<'_>, entry: &Value, field: &str) -> Option<Condi
         blocks(rep, &Value::Sequence(values.to_vec()), &at("values"));
         blocks(rep, &Value::Sequence(not_values.to_vec()), &at("notValues"));
     }
-    Some(Condition::L7 { key })
+    let values = strings(rep, &Value::Sequence(values.to_vec()), &at("values"));
+    let not_values = strings(rep, &Value::Sequence(not_values.to_vec()), &at("notValues"));
+    Some(Condition::L7 {
+        key,
+        values,
+        not_values,
+    })
 }
 
 fn l4_values(rep: &mut Reporter<'_>, key: &str, items: &Value, field: &str) -> L4Values {

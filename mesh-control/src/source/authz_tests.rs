@@ -136,7 +136,9 @@ spec:
     assert_eq!(
         when[2],
         Condition::L7 {
-            key: "request.headers[x-token]".into()
+            key: "request.headers[x-token]".into(),
+            values: vec!["abc".into()],
+            not_values: vec![],
         }
     );
 }

@@ -98,7 +98,13 @@ pub(crate) fn build(
         );
         let key = format!("{}/{hostname}", svc.namespace);
         let ns_labels = namespaces.get(svc.namespace.as_str()).copied();
-        let waypoint = use_waypoint(&svc.labels, ns_labels, &svc.namespace);
+        // A gateway's own Service (selecting its pods) never goes through a
+        // waypoint: the waypoint would send its traffic to itself.
+        let waypoint = if svc.selector.contains_key(GATEWAY_NAME_LABEL) {
+            None
+        } else {
+            use_waypoint(&svc.labels, ns_labels, &svc.namespace)
+        };
         if let Some(r) = &waypoint {
             if !state.waypoints.contains_key(&r.key()) {
                 warnings.push(format!(

@@ -4,13 +4,13 @@
 //!
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
-//! v1beta1) and `networking.istio.io` VirtualService and DestinationRule
-//! (v1, v1beta1, v1alpha3), Gateway API `Gateway`s of class
-//! `istio-waypoint` (waypoints, v1 and v1beta1); the last four are also
-//! kept raw. Kept raw,
-//! for later translation ([`RawResource`]): the other Istio kinds
-//! (Gateway, ServiceEntry, …) and Gateway API kinds. Anything else is warned
-//! about and skipped.
+//! v1beta1), `networking.istio.io` VirtualService and DestinationRule
+//! (v1, v1beta1, v1alpha3) and Gateway API `Gateway`s of class
+//! `istio-waypoint` (waypoints; v1, v1beta1); all but the first five are
+//! also kept raw. Kept raw only ([`RawResource`]): the other Istio kinds
+//! (Gateway, ServiceEntry, …) and Gateway API kinds (Gateways of other
+//! classes are checked, then ignored). Anything else is warned about and
+//! skipped.
 //!
 //! A load is all or nothing: one invalid file or resource rejects the whole
 //! directory, every problem is reported (file, resource, field), and a
@@ -31,6 +31,7 @@ use std::path::Path;
 
 pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
+pub(crate) use fields::parse_block;
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
 use crate::{analyze::Finding, model::MeshState};

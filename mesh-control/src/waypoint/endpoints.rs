@@ -3,7 +3,7 @@
 //! first IP and the target port the service maps the cluster's port to,
 //! tagged `filter_metadata["istio"]["workload"] = <uid>` so the waypoint
 //! can find the workload (and its HBONE gateway) in the Address xDS.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use envoy_types::pb::envoy::config::{
     core::v3::{address, socket_address, Address, HealthStatus, Metadata, SocketAddress},
@@ -17,23 +17,32 @@ use super::{
     clusters::{cluster_refs, ClusterRef},
     pb, Cx,
 };
-use crate::server::convert::service_resource_name;
+use crate::{model::Workload, server::convert::service_resource_name};
 
 /// Every cluster's assignment, in cluster order.
 pub fn endpoints(cx: &Cx<'_>) -> Vec<ClusterLoadAssignment> {
+    // Service resource name → the pods it selects, built once.
+    let mut selected: BTreeMap<&str, Vec<&Workload>> = BTreeMap::new();
+    for w in cx.state.workloads.values() {
+        for key in w.services.keys() {
+            selected.entry(key.as_str()).or_default().push(w);
+        }
+    }
     cluster_refs(cx)
         .into_iter()
-        .map(|r| assignment(cx, &r))
+        .map(|r| {
+            let key = service_resource_name(r.service);
+            let pods = selected.get(key.as_str()).map_or(&[][..], Vec::as_slice);
+            assignment(&r, pods)
+        })
         .collect()
 }
 
-/// The assignment of one cluster.
-pub fn assignment(cx: &Cx<'_>, r: &ClusterRef<'_>) -> ClusterLoadAssignment {
+/// The assignment of one cluster, over the pods its service selects.
+pub fn assignment(r: &ClusterRef<'_>, pods: &[&Workload]) -> ClusterLoadAssignment {
     let key = service_resource_name(r.service);
-    let lb_endpoints = cx
-        .state
-        .workloads
-        .values()
+    let lb_endpoints = pods
+        .iter()
         .filter(|w| {
             r.subset
                 .is_none_or(|s| s.labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))

@@ -47,11 +47,13 @@ pub struct Translation {
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
 }
 
-/// Translates `state`. Pure; called once per state change.
-pub fn translate(state: &MeshState) -> Translation {
+/// Translates `state`; `root_namespace` is Istio's (policies there may
+/// target every waypoint through the `istio-waypoint` GatewayClass).
+/// Pure; called once per state change.
+pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
     let cx = Cx::new(state);
     let mut out = Translation::default();
-    let rbac = rbac::translate(&cx);
+    let rbac = rbac::translate(&cx, root_namespace);
     for waypoint in state.waypoints.values() {
         let r = waypoint.reference();
         let name = r.resource_name();
@@ -115,5 +117,6 @@ pub fn cluster_name(port: u16, subset: Option<&str>, fqdn: &str) -> String {
     format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
 }
 
+/// The seed fixtures; also used by the admin dump's tests.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -238,7 +238,62 @@ fn route_action(
             ..Default::default()
         });
     }
+    for (i, m) in http
+        .other_mirrors
+        .get("mirrors")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let (dest, percent) = raw_mirror(m).map_err(|why| format!("mirrors[{i}].{why}"))?;
+        let (cluster, _) = destination_cluster(cx, &vs.namespace, &dest, target);
+        action.request_mirror_policies.push(RequestMirrorPolicy {
+            cluster,
+            runtime_fraction: Some(RuntimeFractionalPercent {
+                default_value: Some(percent.map_or_else(pb::all, pb::fraction)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     Ok(action)
+}
+
+/// One entry of `mirrors` (Istio 1.22+, kept as written by the source):
+/// `{destination: {host, subset, port: {number}}, percentage: {value}}`.
+fn raw_mirror(m: &Value) -> Result<(Destination, Option<crate::model::routing::Percent>), String> {
+    let d = m.get("destination").ok_or("destination: required")?;
+    let host = d
+        .get("host")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+        .ok_or("destination.host: required")?;
+    let port = match d.get("port").and_then(|p| p.get("number")) {
+        None => None,
+        Some(n) => Some(
+            n.as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or("destination.port.number: not a port")?,
+        ),
+    };
+    let percent = match m.get("percentage").and_then(|p| p.get("value")) {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .and_then(crate::model::routing::Percent::new)
+                .ok_or("percentage.value: not 0-100")?,
+        ),
+    };
+    Ok((
+        Destination {
+            host: host.to_string(),
+            subset: d.get("subset").and_then(Value::as_str).map(str::to_string),
+            port,
+        },
+        percent,
+    ))
 }
 
 /// VS retries → Envoy's; `None` (no policy) for `attempts: 0`.
@@ -369,3 +424,7 @@ fn add_headers(route: &mut Route, h: &Headers) {
         .response_headers_to_remove
         .extend(h.response.remove.iter().cloned());
 }
+
+#[cfg(test)]
+#[path = "route_action_tests.rs"]
+mod tests;

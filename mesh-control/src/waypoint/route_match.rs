@@ -34,10 +34,13 @@ pub fn regex(re: &str) -> RegexMatcher {
     }
 }
 
-/// Istio's `StringMatch` as Envoy's; `None` for `Present` (not a string match).
+/// Istio's `StringMatch` as Envoy's; `None` for `Present` (not a string
+/// match) and for an empty prefix, which Envoy refuses and which matches
+/// any present value anyway.
 pub fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
     let pattern = match m {
         StringMatch::Exact(s) => MatchPattern::Exact(s.clone()),
+        StringMatch::Prefix(s) if s.is_empty() => return None,
         StringMatch::Prefix(s) => MatchPattern::Prefix(s.clone()),
         StringMatch::Regex(s) => MatchPattern::SafeRegex(regex(s)),
         StringMatch::Present => return None,
@@ -87,8 +90,17 @@ pub fn route_match(m: Option<&HttpMatch>) -> RouteMatch {
             headers.push(header(name, v, false));
         }
     }
-    headers.extend(m.headers.iter().map(|(n, v)| header(n, v, false)));
-    headers.extend(m.without_headers.iter().map(|(n, v)| header(n, v, true)));
+    // Envoy holds header names lowercased; a capitalised name would never match.
+    headers.extend(
+        m.headers
+            .iter()
+            .map(|(n, v)| header(&n.to_ascii_lowercase(), v, false)),
+    );
+    headers.extend(
+        m.without_headers
+            .iter()
+            .map(|(n, v)| header(&n.to_ascii_lowercase(), v, true)),
+    );
     let query_parameters = m
         .query_params
         .iter()
@@ -144,5 +156,68 @@ pub fn source_metadata(ips: &[String]) -> Metadata {
             pb::structure([("source_ips".to_string(), list)]),
         )]),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::routing::HttpMatch;
+
+    #[test]
+    fn every_condition_of_a_match() {
+        let m = HttpMatch {
+            uri: Some(StringMatch::Regex("/api/v[0-9]+/.*".into())),
+            ignore_uri_case: true,
+            method: Some(StringMatch::Exact("GET".into())),
+            headers: [("X-A".to_string(), StringMatch::Prefix(String::new()))].into(),
+            without_headers: [("x-b".to_string(), StringMatch::Exact("1".into()))].into(),
+            query_params: [("q".to_string(), StringMatch::Present)].into(),
+            ..Default::default()
+        };
+        let r = route_match(Some(&m));
+        assert_eq!(
+            r.path_specifier,
+            Some(PathSpecifier::SafeRegex(regex("/api/v[0-9]+/.*")))
+        );
+        assert_eq!(r.case_sensitive, Some(BoolValue { value: false }));
+        let headers: Vec<(&str, bool, &HeaderMatchSpecifier)> = r
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.invert_match,
+                    h.header_match_specifier.as_ref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                (
+                    ":method",
+                    false,
+                    &HeaderMatchSpecifier::StringMatch(StringMatcher {
+                        match_pattern: Some(MatchPattern::Exact("GET".into())),
+                        ignore_case: false
+                    })
+                ),
+                // An empty prefix is presence (Envoy refuses prefix "").
+                ("x-a", false, &HeaderMatchSpecifier::PresentMatch(true)),
+                (
+                    "x-b",
+                    true,
+                    &HeaderMatchSpecifier::StringMatch(StringMatcher {
+                        match_pattern: Some(MatchPattern::Exact("1".into())),
+                        ignore_case: false
+                    })
+                ),
+            ]
+        );
+        assert_eq!(
+            r.query_parameters[0].query_parameter_match_specifier,
+            Some(query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true))
+        );
     }
 }

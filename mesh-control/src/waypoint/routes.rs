@@ -157,9 +157,9 @@ pub fn routes(cx: &Cx<'_>, target: Target<'_>) -> Vec<Route> {
             }
             match failed {
                 None => out.extend(built),
-                Some(why) => tracing::warn!(
+                // Reported once per load by the analyzer ([`problems`]).
+                Some(why) => tracing::debug!(
                     virtual_service = %vs.resource(),
-                    file = %vs.file,
                     "spec.http[{i}].{why}; route skipped on the waypoint"
                 ),
             }
@@ -185,4 +185,29 @@ pub fn default_route(target: Target<'_>) -> Route {
         })),
         ..Default::default()
     }
+}
+
+/// What the waypoint translation skips: `(VirtualService, field, why)` for
+/// every `http[]` entry of a mesh-bound VirtualService Envoy cannot
+/// express (delegation, `http2Error` faults, …), checked against the
+/// first service it names.
+pub fn problems<'s>(cx: &Cx<'s>) -> Vec<(&'s VirtualService, String, String)> {
+    let mut out = vec![];
+    for vs in cx.state.virtual_services.iter().filter(|vs| mesh_bound(vs)) {
+        let Some(service) = cx.services().find(|s| names_service(cx, vs, s)) else {
+            continue;
+        };
+        let Some(port) = service.ports.keys().next().copied() else {
+            continue;
+        };
+        for (i, http) in vs.http.iter().enumerate() {
+            let mut scratch = Route::default();
+            let target = Target { service, port };
+            if let Err(why) = route_action::apply(cx, vs, http, target, &mut scratch) {
+                let (field, message) = why.split_once(": ").unwrap_or(("", why.as_str()));
+                out.push((vs, format!("spec.http[{i}].{field}"), message.to_string()));
+            }
+        }
+    }
+    out
 }

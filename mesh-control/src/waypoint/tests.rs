@@ -81,7 +81,7 @@ pub(crate) fn state_with(seeds: &[&str]) -> crate::model::MeshState {
 }
 
 fn translated(seeds: &[&str]) -> Translation {
-    translate(&state_with(seeds))
+    translate(&state_with(seeds), "istio-system")
 }
 
 fn rc<'t>(t: &'t Translation, ns: &str) -> &'t RouteConfiguration {
@@ -511,4 +511,54 @@ fn every_seed_translates_without_duplicate_domains_and_with_positive_weights() {
             assert!(ct.seconds > 0 || ct.nanos > 0, "{s}: {}", c.name);
         }
     }
+}
+
+#[test]
+fn a_shared_waypoint_never_repeats_a_domain() {
+    // reviews of `default` also uses the tutorial waypoint: both services
+    // answer to `reviews:9080`; the first virtual host keeps it.
+    // Relabel the base's `default/reviews`.
+    let base = base_yaml().replace(
+        "metadata: {name: reviews, namespace: default}\n",
+        "metadata:\n  name: reviews\n  namespace: default\n  labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: tutorial}\n",
+    );
+    let state = load_files(
+        &[("00-base.yaml".to_string(), base)],
+        &SourceConfig::default(),
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"))
+    .state;
+    let t = translate(&state, "istio-system");
+    let hosts = &rc(&t, "tutorial").virtual_hosts;
+    let with = |d: &str| -> Vec<&str> {
+        hosts
+            .iter()
+            .filter(|v| v.domains.iter().any(|x| x == d))
+            .map(|v| v.name.as_str())
+            .collect()
+    };
+    assert_eq!(
+        with("reviews:9080"),
+        ["reviews.default.svc.cluster.local:9080"]
+    );
+    assert_eq!(
+        with("reviews.tutorial:9080"),
+        ["reviews.tutorial.svc.cluster.local:9080"]
+    );
+    assert_eq!(
+        with("reviews.default:9080"),
+        ["reviews.default.svc.cluster.local:9080"]
+    );
+    // The default namespace's own waypoint no longer serves it.
+    assert!(vhost_names(&t, "default")
+        .iter()
+        .all(|n| !n.starts_with("reviews.")));
+}
+
+fn vhost_names(t: &Translation, ns: &str) -> Vec<String> {
+    rc(t, ns)
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.clone())
+        .collect()
 }
