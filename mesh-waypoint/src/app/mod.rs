@@ -153,8 +153,15 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         hbone,
         identity: store.as_ref().map(|_| identity.clone()),
     });
+    // The real TelemetryOptions has more fields (export sizes) than the shim.
+    #[allow(clippy::needless_update)]
     let telemetry = Telemetry::new(TelemetryOptions {
+        otlp_endpoint: cfg.otlp_endpoint.clone(),
         access_log: cfg.access_log,
+        workload_uid: format!("Kubernetes//Pod/{}/{}", cfg.namespace, cfg.pod_name),
+        workload_name: cfg.pod_name.clone(),
+        namespace: cfg.namespace.clone(),
+        ..Default::default()
     });
     let mut deps = Deps::new(clusters.clone());
     deps.observer = Arc::new(TelemetryObserver {
@@ -196,7 +203,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let http = TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding --http-addr {}", cfg.http_addr))?;
-    tokio::spawn(server::http::serve(
+    let http_done = tokio::spawn(server::http::serve(
         http,
         proxy.clone(),
         shutdown_rx.clone(),
@@ -260,6 +267,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     tracing::info!(drain_secs = cfg.drain.as_secs(), "draining");
     shutdown_tx.send_replace(true);
     let drain = async {
+        let _ = http_done.await;
         if let Some(h) = hbone_done {
             let _ = h.await;
         }

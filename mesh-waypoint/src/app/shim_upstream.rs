@@ -171,8 +171,15 @@ pub fn validate(_type_url: &str, _r: &XdsResource) -> Result<(), mesh_xds::Field
     Ok(())
 }
 
+/// Shim of `telemetry::TelemetryOptions` (same fields as there, minus
+/// `export`; build it with `..Default::default()`).
+#[derive(Debug, Clone, Default)]
 pub struct TelemetryOptions {
+    pub otlp_endpoint: Option<String>,
     pub access_log: bool,
+    pub workload_uid: String,
+    pub workload_name: String,
+    pub namespace: String,
 }
 
 /// Shim of `telemetry::Telemetry`: a request counter and a log line.
@@ -210,18 +217,32 @@ impl Telemetry {
 }
 
 pub mod trace {
-    /// Shim of `telemetry::trace::Span`.
+    /// Shim of `telemetry::trace::Span`: the incoming W3C trace id only.
     #[derive(Debug, Clone)]
     pub struct Span {
-        pub trace_id: String,
+        pub trace_id: [u8; 16],
     }
 
-    /// Shim: keeps an incoming W3C trace id, starts none.
-    pub fn continue_trace(headers: &mut http::HeaderMap) -> Option<Span> {
-        let tp = headers.get("traceparent")?.to_str().ok()?;
-        let id = tp.split('-').nth(1)?;
-        Some(Span {
-            trace_id: id.to_string(),
-        })
+    impl Span {
+        pub fn trace_id_hex(&self) -> String {
+            self.trace_id.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+
+    /// Shim: keeps an incoming `traceparent`'s trace id (zeros when none);
+    /// rewrites nothing.
+    pub fn continue_trace(headers: &mut http::HeaderMap) -> Span {
+        let mut trace_id = [0u8; 16];
+        let hex = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|tp| tp.split('-').nth(1))
+            .filter(|h| h.len() == 32);
+        if let Some(hex) = hex {
+            for (i, b) in trace_id.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+        }
+        Span { trace_id }
     }
 }

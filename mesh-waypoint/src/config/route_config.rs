@@ -135,16 +135,8 @@ fn route(
         None => return Err(ConfigError::new(&mf, "no path specifier")),
     };
     let case_sensitive = m.case_sensitive.is_none_or(|b| b.value);
-    let path = match path {
-        PathMatch::Regex(_) | PathMatch::Exact(_) | PathMatch::Prefix(_) if case_sensitive => path,
-        PathMatch::Regex(re) => PathMatch::Regex(
-            regex::RegexBuilder::new(re.as_str())
-                .case_insensitive(true)
-                .build()
-                .map_err(|e| ConfigError::new(at(&mf, "safe_regex.regex"), e.to_string()))?,
-        ),
-        other => other,
-    };
+    // Envoy ignores `case_sensitive` for safe_regex (Istio writes `(?i)`
+    // into the pattern for `ignoreUriCase`); prefix / path honour it.
     let headers = m
         .headers
         .iter()

@@ -315,3 +315,42 @@ fn active_config_follows_the_listeners_rds_name() {
     assert!(cfg.table.vhosts.is_empty());
     assert_eq!(cfg.table.name, "waypoint/default/w");
 }
+
+#[test]
+fn case_insensitive_prefix_and_path_but_not_regex() {
+    let mk = |p: PathSpecifier| {
+        let mut r = route(p, "c");
+        r.r#match.as_mut().unwrap().case_sensitive = Some(wkt::BoolValue { value: false });
+        r
+    };
+    let t = route_config::translate(&RouteConfiguration {
+        virtual_hosts: vec![
+            vh("p", &["p"], vec![mk(PathSpecifier::Prefix("/Api".into()))]),
+            vh("e", &["e"], vec![mk(PathSpecifier::Path("/Login".into()))]),
+            vh(
+                "r",
+                &["r"],
+                vec![mk(PathSpecifier::SafeRegex(RegexMatcher {
+                    regex: "/Up.*".into(),
+                    engine_type: None,
+                }))],
+            ),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let headers = http::HeaderMap::new();
+    let hit = |host: &str, path: &str| {
+        let view = super::matcher::RequestView {
+            method: &http::Method::GET,
+            authority: host,
+            path,
+            scheme: "http",
+            headers: &headers,
+        };
+        t.select(host).unwrap().find(&view, None).is_some()
+    };
+    assert!(hit("p", "/API/x") && hit("p", "/api"));
+    assert!(hit("e", "/login") && !hit("e", "/login/x"));
+    assert!(hit("r", "/Upper") && !hit("r", "/upper"));
+}

@@ -13,6 +13,10 @@ use crate::{
     telemetry::Peer,
 };
 
+/// The span telemetry's `trace::continue_trace` returns.
+// INTEGRATOR: `crate::telemetry::trace::Span` once i5-wp-upstream is merged.
+pub type TraceSpan = crate::app::shim_upstream::trace::Span;
+
 /// Facts about the connection a request came on; the server puts one in
 /// the request's extensions.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +40,7 @@ struct State {
     route: Option<Arc<Route>>,
     cluster: Option<Arc<str>>,
     workload: Option<Arc<str>>,
-    trace_id: Option<String>,
+    span: Option<TraceSpan>,
 }
 
 /// One request's shared record, in the request extensions as `Arc<Exchange>`.
@@ -127,11 +131,11 @@ impl Exchange {
         self.state().workload.clone()
     }
 
-    pub fn set_trace_id(&self, id: Option<String>) {
-        self.state().trace_id = id;
+    pub fn set_span(&self, span: Option<TraceSpan>) {
+        self.state().span = span;
     }
 
-    pub fn trace_id(&self) -> Option<String> {
-        self.state().trace_id.clone()
+    pub fn span(&self) -> Option<TraceSpan> {
+        self.state().span.clone()
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use tower::{Layer, Service};
 
-pub use exchange::{Downstream, Exchange};
+pub use exchange::{Downstream, Exchange, TraceSpan};
 pub use observe::{NoObserver, Observer};
 pub use router::TraceFn;
 pub use stage::HttpService;
@@ -146,8 +146,10 @@ impl Proxy {
 }
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_flow;
 #[cfg(test)]
 mod tests_policy;

@@ -212,7 +212,8 @@ impl Service<Request<Body>> for Observe {
                 duration: Default::default(),
                 request_bytes: 0,
                 response_bytes: 0,
-                trace_id: ex.trace_id(),
+                // INTEGRATOR: `span: ex.span(),` (RequestRecord gains `span`).
+                trace_id: ex.span().map(|s| s.trace_id_hex()),
             };
             let reporting = Reporting {
                 inner: b,

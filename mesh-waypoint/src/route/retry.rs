@@ -60,9 +60,10 @@ pub fn retriable_error(p: &RetryPolicy, e: &UpstreamError) -> bool {
     false
 }
 
-/// A per-try timeout is a 504 for retry purposes.
+/// A per-try timeout counts as "no response": retried under `5xx`,
+/// `gateway-error` and `reset` (Envoy's "read timeout").
 pub fn retriable_timeout(p: &RetryPolicy) -> bool {
-    p.retry_on & (on::X5XX | on::GATEWAY_ERROR) != 0
+    p.retry_on & (on::X5XX | on::GATEWAY_ERROR | on::RESET) != 0
 }
 
 /// Envoy's jittered exponential backoff: before retry `n` (0-based) wait a

@@ -74,23 +74,24 @@ pub fn set_host<B>(req: &mut Request<B>, host: &str) {
 
 /// The `Location` of a redirect, Envoy-style.
 pub fn redirect_location<B>(r: &Redirect, m: &RouteMatch, req: &Request<B>) -> String {
-    let original_host = request_host(req);
-    let (orig_name, orig_port) = match original_host.rsplit_once(':') {
+    // Envoy: `host_redirect` replaces the whole host (port included);
+    // `port_redirect` replaces only the port; a scheme change drops a
+    // default port (80 / 443) of the old scheme.
+    let original = request_host(req);
+    let host = r.host.clone().unwrap_or(original);
+    let (name, port) = match host.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), Some(p.to_string())),
-        _ => (original_host.clone(), None),
+        _ => (host.clone(), None),
     };
     let scheme = r
         .scheme
         .clone()
         .or_else(|| req.uri().scheme_str().map(str::to_string))
         .unwrap_or_else(|| "http".into());
-    let name = r.host.clone().unwrap_or(orig_name);
     let port = match r.port {
         Some(p) => Some(p.to_string()),
-        // A scheme change drops the old port, as in Envoy.
-        None if r.scheme.is_some() => None,
-        None if r.host.is_some() && r.host.as_deref().is_some_and(|h| h.contains(':')) => None,
-        None => orig_port,
+        None if r.scheme.is_some() && matches!(port.as_deref(), Some("80" | "443")) => None,
+        None => port,
     };
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let (path, query) = split_query(pq);
@@ -179,6 +180,69 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::table::PathMatch;
+
+    fn redirect(
+        host: Option<&str>,
+        port: Option<u16>,
+        scheme: Option<&str>,
+        path: PathRedirect,
+    ) -> Redirect {
+        Redirect {
+            scheme: scheme.map(str::to_string),
+            host: host.map(str::to_string),
+            port,
+            path,
+            status: 301,
+            strip_query: false,
+        }
+    }
+
+    #[test]
+    fn redirect_locations_follow_envoy() {
+        let m = RouteMatch {
+            path: PathMatch::Prefix("/old".into()),
+            case_sensitive: true,
+            headers: vec![],
+            query: vec![],
+            source_ips: None,
+        };
+        let req = Request::builder()
+            .uri("/old/x?q=1")
+            .header("host", "reviews:80")
+            .body(())
+            .unwrap();
+        let loc = |r: &Redirect| redirect_location(r, &m, &req);
+        assert_eq!(
+            loc(&redirect(None, None, None, PathRedirect::Keep)),
+            "http://reviews:80/old/x?q=1"
+        );
+        assert_eq!(
+            loc(&redirect(Some("ratings"), None, None, PathRedirect::Keep)),
+            "http://ratings/old/x?q=1"
+        );
+        assert_eq!(
+            loc(&redirect(
+                None,
+                Some(8080),
+                None,
+                PathRedirect::Prefix("/new".into())
+            )),
+            "http://reviews:8080/new/x?q=1"
+        );
+        assert_eq!(
+            loc(&redirect(
+                None,
+                None,
+                Some("https"),
+                PathRedirect::Path("/p".into())
+            )),
+            "https://reviews/p?q=1"
+        );
+        let mut strip = redirect(None, None, None, PathRedirect::Keep);
+        strip.strip_query = true;
+        assert_eq!(loc(&strip), "http://reviews:80/old/x");
+    }
 
     #[test]
     fn hop_by_hop_headers_go_te_trailers_stays() {

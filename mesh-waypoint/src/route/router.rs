@@ -31,8 +31,8 @@ use crate::{
 };
 
 /// Propagates traces on upstream-bound requests (telemetry's
-/// `trace::continue_trace`), returning the trace id for the record.
-pub type TraceFn = Arc<dyn Fn(&mut http::HeaderMap) -> Option<String> + Send + Sync>;
+/// `trace::continue_trace`), returning the span for the record.
+pub type TraceFn = Arc<dyn Fn(&mut http::HeaderMap) -> super::exchange::TraceSpan + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Router {
@@ -92,26 +92,15 @@ impl Router {
         let (mut parts, body) = req.into_parts();
         self.prepare(route, f, target, &mut parts, &ex);
 
-        let wants_replay =
-            f.retry.as_ref().is_some_and(|r| r.num_retries > 0) || !f.mirrors.is_empty();
-        let mut replay = if wants_replay {
-            match Replay::read(body, self.max_buffer).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "downstream body failed");
-                    ex.flag("DPE");
-                    return reply::local(grpc, StatusCode::BAD_REQUEST, "downstream body error");
-                }
-            }
-        } else {
-            Replay::Streaming(Some(body))
-        };
-        if replay.replayable() {
-            for m in &f.mirrors {
-                self.mirror(m, &parts, &mut replay, hash);
-            }
-        }
+        // Streamed to the first attempt, kept (bounded) for retries and mirrors.
+        let mut replay = Replay::new(body, self.max_buffer);
+        let mirrors: Vec<&Mirror> = f
+            .mirrors
+            .iter()
+            .filter(|m| self.dice.chance(m.fraction))
+            .collect();
 
+        let started = tokio::time::Instant::now();
         let attempts = self.attempts(&cluster, f, &parts, &mut replay, hash, &ex);
         let last = match f.timeout {
             Some(t) => match tokio::time::timeout(t, attempts).await {
@@ -120,11 +109,26 @@ impl Router {
             },
             None => attempts.await,
         };
+        // Mirrors go once the body is known whole (fire and forget).
+        if !mirrors.is_empty() {
+            if replay.complete() {
+                for m in mirrors {
+                    self.mirror(m, &parts, &mut replay, hash);
+                }
+            } else {
+                tracing::debug!(cluster = %cluster, "request body not replayable; not mirrored");
+            }
+        }
         let mut resp = match last {
             Final::Response(r) => {
                 ex.set_upstream(cluster.clone(), r.workload.clone());
                 let mut resp = r.response;
                 rewrite::strip_hop_by_hop(resp.headers_mut());
+                // As Envoy: time until the answering attempt's headers.
+                resp.headers_mut().insert(
+                    "x-envoy-upstream-service-time",
+                    HeaderValue::from(started.elapsed().as_millis() as u64),
+                );
                 resp
             }
             Final::Error(e) => {
@@ -188,6 +192,17 @@ impl Router {
                 rewrite::set_host(&mut req, &a);
             }
         }
+        // Origin form for the upstream side; the authority is in `host`.
+        if req.uri().authority().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = pq.parse() {
+                *req.uri_mut() = uri;
+            }
+        }
         if let Some(t) = target {
             t.request_edits.apply(req.headers_mut());
         }
@@ -195,16 +210,13 @@ impl Router {
             e.apply(req.headers_mut());
         }
         if let Some(trace) = &self.trace {
-            ex.set_trace_id(trace(req.headers_mut()));
+            ex.set_span(Some(trace(req.headers_mut())));
         }
         *parts = req.into_parts().0;
     }
 
     /// Fire-and-forget copy to the mirror cluster, host suffixed `-shadow`.
     fn mirror(&self, m: &Mirror, parts: &Parts, replay: &mut Replay, hash: Option<u64>) {
-        if !self.dice.chance(m.fraction) {
-            return;
-        }
         let Some(body) = replay.body() else { return };
         let mut req = Request::from_parts(parts.clone(), body);
         if m.shadow_suffix {
@@ -244,7 +256,7 @@ impl Router {
         {
             let policy = f.retry.as_ref();
             let mut retries_left = match policy {
-                Some(p) if replay.replayable() => p.num_retries,
+                Some(p) => p.num_retries,
                 _ => 0,
             };
             let mut previous_hosts: Vec<SocketAddr> = Vec::new();
@@ -292,6 +304,10 @@ impl Router {
                     if policy.is_some_and(|p| p.num_retries > 0) {
                         ex.flag("URX");
                     }
+                    return last;
+                }
+                if !replay.replayable() {
+                    tracing::debug!(cluster = %**cluster, "request body too large to retry");
                     return last;
                 }
                 let Some(_permit) = self.upstream.retry_permit(cluster) else {

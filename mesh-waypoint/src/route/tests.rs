@@ -180,7 +180,7 @@ async fn redirect_and_direct_response() {
     assert_eq!(s, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(
         hdrs["location"],
-        "http://newratings.default.svc.cluster.local:9080/v1/bookRatings?id=3"
+        "http://newratings.default.svc.cluster.local/v1/bookRatings?id=3"
     );
     let (s, _, body) = h.get("/teapot", &[]).await;
     assert_eq!((s.as_u16(), &body[..]), (418, &b"short and stout"[..]));
@@ -388,8 +388,15 @@ async fn retry_succeeds_and_avoids_previous_hosts() {
             Behavior::Status(200),
         ],
     );
-    let (s, _, _) = h.get("/", &[]).await;
+    let (s, hdrs, _) = h.get("/", &[]).await;
     assert_eq!(s, StatusCode::OK);
+    // Paused time: only the two backoffs (< 25 ms, < 50 ms) elapsed.
+    let service_ms: u64 = hdrs["x-envoy-upstream-service-time"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(service_ms < 75, "{service_ms}");
     let calls = h.upstream.calls();
     assert_eq!(calls.len(), 3);
     assert!(calls[0].ctx.previous_hosts.is_empty());
