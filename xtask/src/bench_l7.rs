@@ -68,6 +68,8 @@ struct Row {
     rps_per_cpu: Option<f64>,
     p50_us: f64,
     p99_us: f64,
+    /// Transport errors of both runs plus open-loop requests never sent
+    /// (due while every connection was still busy at the end).
     errors: u64,
 }
 
@@ -323,6 +325,14 @@ fn under_load(
     Ok((result?, cpu, max_kib as f64 / 1024.0))
 }
 
+/// mesh-waypoint / Envoy: requests per CPU-second of the proxy (its
+/// throughput per core whether or not the core was saturated; the plain
+/// rate when the CPU time is unknown), and p99 at the same offered load.
+fn ratios(wp: &Row, envoy: &Row) -> (f64, f64) {
+    let per_core = |r: &Row| r.rps_per_cpu.unwrap_or(r.max_rps);
+    (per_core(wp) / per_core(envoy), wp.p99_us / envoy.p99_us)
+}
+
 fn rss_mb(pid: u32) -> anyhow::Result<f64> {
     Ok(status_kib(pid, "VmRSS")? as f64 / 1024.0)
 }
@@ -360,6 +370,7 @@ fn print_table(
         opts.duration,
         opts.load * 100.0
     );
+    println!("  (failed = transport errors + open-loop requests still unsent at the end)");
     println!(
         "  {:<26} {:<9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7}   {:>8} {:>8}",
         "path",
@@ -369,7 +380,7 @@ fn print_table(
         "offered",
         "p50 us",
         "p99 us",
-        "errors",
+        "failed",
         "RSS idle",
         "RSS load"
     );
@@ -424,9 +435,7 @@ fn print_table(
             Proto::H1 => (&envoy.h1, &wp.h1),
             Proto::H2 => (&envoy.h2, &wp.h2),
         };
-        let per_core = |r: &Row| r.rps_per_cpu.unwrap_or(r.max_rps);
-        let rps_ratio = per_core(w) / per_core(e);
-        let p99_ratio = w.p99_us / e.p99_us;
+        let (rps_ratio, p99_ratio) = ratios(w, e);
         println!(
             "    {:<9} rps/core {rps_ratio:>5.2}x  target >= 1.50x {:<7}  p99 at the same load {p99_ratio:>5.2}x  target <= 0.70x {}",
             p.label(),
@@ -440,4 +449,56 @@ fn print_table(
         mb(envoy.rss_load_mb),
         verdict(rss <= 25.0)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn closed_loop_row_is_per_cpu_second() {
+        let v = json!({"requests": 30000, "rps": 10000.0, "errors": 2});
+        let row = closed_row(&v, Some(1.5));
+        assert_eq!(row.max_rps, 10000.0);
+        assert_eq!(row.rps_per_cpu, Some(20000.0));
+        assert_eq!(row.errors, 2);
+        assert_eq!(closed_row(&v, Some(0.0)).rps_per_cpu, None);
+        assert_eq!(closed_row(&v, None).rps_per_cpu, None);
+    }
+
+    #[test]
+    fn open_loop_row_counts_unsent_as_failed() {
+        let mut row = Row {
+            errors: 1,
+            ..Row::default()
+        };
+        open_row(
+            &mut row,
+            &json!({"p50_us": 120, "p99_us": 900, "errors": 2, "unsent": 3}),
+        );
+        assert_eq!((row.p50_us, row.p99_us, row.errors), (120.0, 900.0, 6));
+    }
+
+    #[test]
+    fn ratios_against_envoy() {
+        let envoy = Row {
+            max_rps: 8000.0,
+            rps_per_cpu: Some(20000.0),
+            p99_us: 1000.0,
+            ..Row::default()
+        };
+        let wp = Row {
+            max_rps: 12000.0,
+            rps_per_cpu: Some(40000.0),
+            p99_us: 600.0,
+            ..Row::default()
+        };
+        assert_eq!(ratios(&wp, &envoy), (2.0, 0.6));
+        let no_cpu = Row {
+            rps_per_cpu: None,
+            ..wp.clone()
+        };
+        assert_eq!(ratios(&no_cpu, &envoy).0, 0.6);
+    }
 }
