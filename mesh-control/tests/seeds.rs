@@ -177,8 +177,10 @@ fn seed_routing_is_typed() {
     let httpbin = dr("003-07.yaml").traffic_policy.as_ref().unwrap();
     let od = httpbin.settings.outlier_detection.as_ref().unwrap();
     // `consecutiveErrors: 1 // …` in the notes: the deprecated alias, and
-    // a `//` "comment" read off with a warning.
-    assert_eq!(od.consecutive_5xx_errors, Some(1));
+    // a `//` "comment" read off with a warning; istiod counts it as
+    // gateway errors (502/503/504).
+    assert_eq!(od.consecutive_gateway_errors, Some(1));
+    assert_eq!(od.consecutive_5xx_errors, None);
     assert_eq!(od.base_ejection_time, Some(Duration::from_secs(180)));
     let pool = httpbin.settings.connection_pool.as_ref().unwrap();
     assert_eq!(pool.tcp.as_ref().unwrap().max_connections, Some(1));

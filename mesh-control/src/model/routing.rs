@@ -295,9 +295,10 @@ pub struct ConnectionPool {
 /// `trafficPolicy.outlierDetection`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutlierDetection {
-    /// `consecutive5xxErrors`, or the deprecated `consecutiveErrors` when
-    /// only that is written.
+    /// `consecutive5xxErrors`.
     pub consecutive_5xx_errors: Option<u32>,
+    /// `consecutiveGatewayErrors`, or the deprecated `consecutiveErrors`
+    /// when only that is written (istiod's translation: 502/503/504 only).
     pub consecutive_gateway_errors: Option<u32>,
     pub interval: Option<Duration>,
     pub base_ejection_time: Option<Duration>,

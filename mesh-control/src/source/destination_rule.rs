@@ -372,7 +372,8 @@ fn outlier_detection(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> Option<
             }
         }
     }
-    // `consecutiveErrors` is the deprecated spelling of the 5xx count.
-    od.consecutive_5xx_errors = od.consecutive_5xx_errors.or(deprecated);
+    // The deprecated `consecutiveErrors` counts 502/503/504 only: istiod
+    // writes it as Envoy's `consecutive_gateway_failure` (ARCHITECTURE W6).
+    od.consecutive_gateway_errors = od.consecutive_gateway_errors.or(deprecated);
     (cx.count() == before).then_some(od)
 }

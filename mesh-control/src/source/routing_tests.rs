@@ -196,7 +196,7 @@ fn parses_every_destination_rule_field() {
     assert_eq!(http.idle_timeout, Some(Duration::from_secs(3600)));
     assert_eq!(http.max_retries, Some(3));
     let od = policy.settings.outlier_detection.as_ref().unwrap();
-    // The current field wins over its deprecated alias.
+    // The deprecated alias counts gateway errors; the 5xx count is its own.
     assert_eq!(od.consecutive_5xx_errors, Some(7));
     assert_eq!(od.min_health_percent, Some(10));
     let (port, level) = &policy.port_level[0];

@@ -391,7 +391,10 @@ fn seed_003_07_circuit_breakers_and_outlier() {
     assert_eq!(th.max_requests.unwrap().value, u32::MAX);
     assert_eq!(th.max_retries.unwrap().value, u32::MAX);
     let o = c.outlier_detection.clone().unwrap();
-    assert_eq!(o.consecutive_5xx.unwrap().value, 1);
+    // `consecutiveErrors: 1` is the deprecated gateway-error count.
+    assert_eq!(o.consecutive_5xx, None);
+    assert_eq!(o.consecutive_gateway_failure.unwrap().value, 1);
+    assert_eq!(o.enforcing_consecutive_gateway_failure.unwrap().value, 100);
     assert_eq!(
         o.interval,
         Some(pb::duration(std::time::Duration::from_secs(1)))
