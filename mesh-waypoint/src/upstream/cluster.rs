@@ -219,7 +219,13 @@ fn pool(c: &Cluster) -> Result<PoolConfig, FieldRejection> {
             common.idle_timeout.as_ref(),
             &format!("{field}.common_http_protocol_options.idle_timeout"),
         )? {
-            cfg.idle_timeout = idle;
+            // 0 s disables the idle timeout in Envoy: a year stands in for
+            // "never" (and keeps deadline arithmetic finite).
+            cfg.idle_timeout = if idle.is_zero() {
+                Duration::from_secs(365 * 24 * 3600)
+            } else {
+                idle
+            };
         }
         if let Some(max) = common.max_requests_per_connection {
             cfg.max_requests_per_connection = max.value;

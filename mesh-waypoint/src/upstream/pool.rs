@@ -38,6 +38,8 @@ struct Idle {
     id: u64,
     sender: conn::http1::SendRequest<Body>,
     used: u32,
+    /// When it went idle; past `idle_timeout` it is closed.
+    since: tokio::time::Instant,
 }
 
 struct Shared2 {
@@ -54,6 +56,12 @@ struct State {
     /// Connections open or being opened.
     open: usize,
     next_id: u64,
+    /// The idle timeout last given back with a connection.
+    idle_timeout: std::time::Duration,
+    /// A sweeper task is closing idle connections as they expire (one per
+    /// pool, not one timer per request: at tens of thousands of requests a
+    /// second, per-request timers of Istio's 1 h idle timeout pile up).
+    sweeping: bool,
 }
 
 /// Pool of one endpoint.
@@ -228,7 +236,7 @@ impl Pool {
                 // Given back when the body ended, the connection may not
                 // have been marked ready yet: `Lease::ready` waits for it.
                 while let Some(idle) = s.idle.pop_back() {
-                    if !idle.sender.is_closed() {
+                    if !idle.sender.is_closed() && idle.since.elapsed() < cfg.idle_timeout {
                         return Some(Lease {
                             pool: Arc::clone(self),
                             sender: Sender::H1(idle.sender),
@@ -355,27 +363,21 @@ impl Pool {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        self.state
-            .lock()
-            .unwrap()
-            .idle
-            .push_back(Idle { id, sender, used });
+        let start_sweeper = {
+            let mut st = self.state.lock().unwrap();
+            st.idle.push_back(Idle {
+                id,
+                sender,
+                used,
+                since: tokio::time::Instant::now(),
+            });
+            st.idle_timeout = cfg.idle_timeout;
+            !std::mem::replace(&mut st.sweeping, true)
+        };
         self.ready.notify_one();
-        let pool = Arc::downgrade(self);
-        let idle_timeout = cfg.idle_timeout;
-        rt.spawn(async move {
-            tokio::time::sleep(idle_timeout).await;
-            if let Some(pool) = pool.upgrade() {
-                let mut s = pool.state.lock().unwrap();
-                // Still idle since then (a reused one would have a new entry
-                // pushed later and be found again only if idle once more:
-                // the count tells them apart).
-                if let Some(i) = s.idle.iter().position(|c| c.id == id && c.used == used) {
-                    s.idle.remove(i);
-                    tracing::debug!(addr = %pool.addr, "idle upstream connection closed");
-                }
-            }
-        });
+        if start_sweeper {
+            rt.spawn(sweep(Arc::downgrade(self)));
+        }
     }
 }
 
@@ -513,5 +515,32 @@ mod tests {
         assert!(h2.headers().get("connection").is_none());
         assert!(h2.headers().get("host").is_none());
         assert_eq!(h2.headers()["te"], "trailers");
+    }
+}
+
+/// Closes idle connections once they have been idle for the pool's
+/// `idle_timeout`; ends when none is left idle (the next give-back starts
+/// a new sweeper) or the pool is gone.
+async fn sweep(pool: std::sync::Weak<Pool>) {
+    loop {
+        let next = {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut s = pool.state.lock().unwrap();
+            let timeout = s.idle_timeout;
+            let before = s.idle.len();
+            s.idle
+                .retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
+            if s.idle.len() < before {
+                tracing::debug!(addr = %pool.addr, closed = before - s.idle.len(), "idle upstream connections closed");
+            }
+            match s.idle.iter().map(|c| c.since).min() {
+                Some(oldest) => oldest + timeout,
+                None => {
+                    s.sweeping = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(next).await;
     }
 }
