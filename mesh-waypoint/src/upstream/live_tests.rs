@@ -407,6 +407,29 @@ async fn idle_connections_close_after_idle_timeout() {
     assert_eq!(s.connections.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test]
+async fn reused_connections_leave_no_task_behind_per_request() {
+    // Istio's idle timeout is an hour: a timer task per returned
+    // connection would pile up by the tens of thousands under load.
+    let s = server("a", 200, Duration::ZERO).await;
+    let cm = manager(&cluster("tasks", cluster::LbPolicy::RoundRobin), &[s.addr]);
+    call(&cm, "tasks").await.unwrap();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    for _ in 0..200 {
+        call(&cm, "tasks").await.unwrap();
+    }
+    let after = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+    assert!(
+        after <= baseline + 2,
+        "tasks grew from {baseline} to {after} over 200 requests"
+    );
+}
+
 /// A raw HTTP/1.1 server that answers one request per connection with a
 /// keep-alive response, then closes the socket shortly after: the pooled
 /// connection dies while idle.
