@@ -489,6 +489,33 @@ fn absolute_form(mut req: Request<Body>, addr: SocketAddr) -> Request<Body> {
     req
 }
 
+/// Closes idle connections once they have been idle for the pool's
+/// `idle_timeout`; ends when none is left idle (the next give-back starts
+/// a new sweeper) or the pool is gone.
+async fn sweep(pool: std::sync::Weak<Pool>) {
+    loop {
+        let next = {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut s = pool.state.lock().unwrap();
+            let timeout = s.idle_timeout;
+            let before = s.idle.len();
+            s.idle
+                .retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
+            if s.idle.len() < before {
+                tracing::debug!(addr = %pool.addr, closed = before - s.idle.len(), "idle upstream connections closed");
+            }
+            match s.idle.iter().map(|c| c.since).min() {
+                Some(oldest) => oldest + timeout,
+                None => {
+                    s.sweeping = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(next).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,32 +542,5 @@ mod tests {
         assert!(h2.headers().get("connection").is_none());
         assert!(h2.headers().get("host").is_none());
         assert_eq!(h2.headers()["te"], "trailers");
-    }
-}
-
-/// Closes idle connections once they have been idle for the pool's
-/// `idle_timeout`; ends when none is left idle (the next give-back starts
-/// a new sweeper) or the pool is gone.
-async fn sweep(pool: std::sync::Weak<Pool>) {
-    loop {
-        let next = {
-            let Some(pool) = pool.upgrade() else { return };
-            let mut s = pool.state.lock().unwrap();
-            let timeout = s.idle_timeout;
-            let before = s.idle.len();
-            s.idle
-                .retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
-            if s.idle.len() < before {
-                tracing::debug!(addr = %pool.addr, closed = before - s.idle.len(), "idle upstream connections closed");
-            }
-            match s.idle.iter().map(|c| c.since).min() {
-                Some(oldest) => oldest + timeout,
-                None => {
-                    s.sweeping = false;
-                    return;
-                }
-            }
-        };
-        tokio::time::sleep_until(next).await;
     }
 }
