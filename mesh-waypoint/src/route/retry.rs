@@ -54,6 +54,9 @@ pub fn retriable_error(p: &RetryPolicy, e: &UpstreamError) -> bool {
     if e.is_connect_failure() {
         return has(on::CONNECT_FAILURE) || has(on::X5XX) || has(on::GATEWAY_ERROR);
     }
+    if e.is_refused_stream() && has(on::REFUSED_STREAM) {
+        return true;
+    }
     if e.is_reset() {
         return has(on::RESET) || has(on::X5XX) || has(on::GATEWAY_ERROR);
     }
@@ -90,6 +93,22 @@ mod tests {
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(250),
         }
+    }
+
+    #[test]
+    fn refused_streams_are_retried_under_refused_stream_and_reset_only() {
+        let refused = UpstreamError::RefusedStream("x".into());
+        let reset = UpstreamError::Reset("x".into());
+        // Istio's default policy names refused-stream but not reset.
+        let p = policy(on::CONNECT_FAILURE | on::REFUSED_STREAM, &[]);
+        assert!(retriable_error(&p, &refused));
+        assert!(!retriable_error(&p, &reset));
+        assert!(retriable_error(&policy(on::RESET, &[]), &refused));
+        assert!(!retriable_error(
+            &policy(on::CONNECT_FAILURE, &[]),
+            &refused
+        ));
+        assert_eq!(refused.flag(), "UR");
     }
 
     #[test]

@@ -341,6 +341,7 @@ fn local_text(e: &UpstreamError) -> String {
         UpstreamError::Overflow(_) => "upstream connect error or disconnect/reset before headers. reset reason: overflow".into(),
         UpstreamError::ConnectFailure(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection failure".into(),
         UpstreamError::Reset(_) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
+        UpstreamError::RefusedStream(_) => "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset".into(),
         UpstreamError::UnknownCluster(_) => "cluster not found".into(),
     }
 }

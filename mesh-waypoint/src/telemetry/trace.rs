@@ -19,8 +19,16 @@ pub struct Span {
     pub start: SystemTime,
 }
 
+/// Lower-case hex without `fmt` (it runs several times per request: one
+/// allocation, no per-byte formatting).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {

@@ -38,6 +38,10 @@ pub enum UpstreamError {
     ConnectFailure(String),
     #[error("upstream reset before response: {0}")]
     Reset(String),
+    /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): nothing
+    /// was processed, so `retryOn: refused-stream` may retry it.
+    #[error("upstream refused the stream: {0}")]
+    RefusedStream(String),
     #[error("unknown cluster {0}")]
     UnknownCluster(String),
 }
@@ -49,7 +53,7 @@ impl UpstreamError {
             UpstreamError::Overflow(_) => "UO",
             UpstreamError::NoHealthyUpstream => "UH",
             UpstreamError::ConnectFailure(_) => "UF",
-            UpstreamError::Reset(_) => "UR",
+            UpstreamError::Reset(_) | UpstreamError::RefusedStream(_) => "UR",
             UpstreamError::UnknownCluster(_) => "NC",
         }
     }
@@ -64,8 +68,16 @@ impl UpstreamError {
         matches!(self, UpstreamError::ConnectFailure(_))
     }
 
+    /// Any reset before a response, refused streams included.
     pub fn is_reset(&self) -> bool {
-        matches!(self, UpstreamError::Reset(_))
+        matches!(
+            self,
+            UpstreamError::Reset(_) | UpstreamError::RefusedStream(_)
+        )
+    }
+
+    pub fn is_refused_stream(&self) -> bool {
+        matches!(self, UpstreamError::RefusedStream(_))
     }
 }
 

@@ -255,7 +255,9 @@ impl HostSet {
                     .inc();
                 Some(Outcome::LocalFailure)
             }
-            Err(UpstreamError::Reset(_)) => Some(Outcome::LocalFailure),
+            Err(UpstreamError::Reset(_) | UpstreamError::RefusedStream(_)) => {
+                Some(Outcome::LocalFailure)
+            }
             Err(UpstreamError::Overflow(r)) => {
                 metrics
                     .overflow

@@ -310,6 +310,43 @@ async fn h2_upstream_multiplexes_on_one_connection() {
     assert_eq!(s.connections.load(Ordering::SeqCst), 1);
 }
 
+/// An HTTP/2 server that answers every stream with RST_STREAM(REFUSED_STREAM).
+async fn refusing_h2_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_stream_the_h2_server_refuses_is_a_refused_stream() {
+    let addr = refusing_h2_server().await;
+    let mut c = cluster("refuse", cluster::LbPolicy::RoundRobin);
+    c.typed_extension_protocol_options = [(
+        HTTP_PROTOCOL_OPTIONS.to_string(),
+        protocol_options(true, None),
+    )]
+    .into();
+    let cm = manager(&c, &[addr]);
+    let err = tokio::time::timeout(Duration::from_secs(10), call(&cm, "refuse"))
+        .await
+        .expect("refused stream timed out")
+        .unwrap_err();
+    assert!(err.is_refused_stream(), "{err:?}");
+    assert_eq!(err.flag(), "UR");
+}
+
 #[tokio::test]
 async fn retry_budget_is_the_clusters_max_retries() {
     let s = server("a", 200, Duration::ZERO).await;

@@ -398,10 +398,7 @@ impl Lease {
         let addr = self.pool.addr;
         let failed = |mut e: conn::TrySendError<Request<Body>>| {
             let unsent = e.take_message();
-            (
-                UpstreamError::Reset(format!("{addr}: {}", e.error())),
-                unsent,
-            )
+            (reset_error(addr, e.error()), unsent)
         };
         match self.sender {
             Sender::H1(mut sender) => {
@@ -487,6 +484,21 @@ fn absolute_form(mut req: Request<Body>, addr: SocketAddr) -> Request<Body> {
     req.headers_mut().remove(http::header::HOST);
     *req.version_mut() = http::Version::HTTP_2;
     req
+}
+
+/// A send failure: a stream the HTTP/2 server refused (`REFUSED_STREAM`,
+/// safe to retry) or any other reset.
+fn reset_error(addr: SocketAddr, e: &hyper::Error) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return UpstreamError::RefusedStream(format!("{addr}: {e}"));
+            }
+        }
+        source = err.source();
+    }
+    UpstreamError::Reset(format!("{addr}: {e}"))
 }
 
 /// Closes idle connections once they have been idle for the pool's
