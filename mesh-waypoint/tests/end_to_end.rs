@@ -4,17 +4,14 @@
 //! validator) into the route stack and the cluster manager; real hyper
 //! upstream servers on 127.0.0.1; real HTTP/1.1 and h2 requests to the
 //! plain listener.
+mod support;
+
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::{
     config::{
         cluster::v3::Cluster,
-        core::v3::{address, socket_address::PortSpecifier, Address, SocketAddress},
-        endpoint::v3::{
-            lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint,
-            LocalityLbEndpoints,
-        },
         listener::v3::{filter, Filter, FilterChain, Listener},
         route::v3::{
             header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
@@ -215,30 +212,6 @@ fn routes(jason_regex: &str) -> RouteConfiguration {
     }
 }
 
-fn cla(cluster: &str, addr: SocketAddr) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: cluster.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![LbEndpoint {
-                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                    address: Some(Address {
-                        address: Some(address::Address::SocketAddress(SocketAddress {
-                            address: addr.ip().to_string(),
-                            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-                            ..Default::default()
-                        })),
-                    }),
-                    ..Default::default()
-                })),
-                health_status: 1,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 // ---- upstream servers ----
 
 /// An HTTP/1.1 + h2 server answering `<name> <path>`, echoing the Host it got.
@@ -407,8 +380,8 @@ async fn xds_to_routed_requests_and_nack_keeps_last_good() {
         (
             ENDPOINT_TYPE_URL.into(),
             vec![
-                (V1.into(), any(ENDPOINT_TYPE_URL, &cla(V1, v1))),
-                (V2.into(), any(ENDPOINT_TYPE_URL, &cla(V2, v2))),
+                (V1.into(), any(ENDPOINT_TYPE_URL, &support::cla(V1, v1))),
+                (V2.into(), any(ENDPOINT_TYPE_URL, &support::cla(V2, v2))),
             ],
         ),
         (ADDRESS_TYPE_URL.into(), vec![]),

@@ -2,16 +2,13 @@
 //! to the waypoint with `:authority` = the service VIP:port; HTTP/1.1
 //! inside it is routed by that authority (not the Host header), and RBAC
 //! sees the tunnel peer's SPIFFE identity.
+mod support;
+
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster,
-    core::v3::{address, socket_address::PortSpecifier, Address, SocketAddress},
-    endpoint::v3::{
-        lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint,
-        LocalityLbEndpoints,
-    },
     rbac::v3::{
         permission::Rule,
         principal::{Authenticated, Identifier},
@@ -215,7 +212,7 @@ async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
             name: "v1".into(),
             ..Default::default()
         }],
-        [&one_endpoint("v1", addr)],
+        [&support::cla("v1", addr)],
         Default::default(),
     );
     let proxy = Proxy::new(Arc::new(cfg), Deps::new(clusters));
@@ -241,29 +238,4 @@ async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
     tokio::time::timeout(Duration::from_secs(20), run)
         .await
         .expect("tunnel test timed out");
-}
-
-/// A ClusterLoadAssignment of one healthy endpoint.
-fn one_endpoint(cluster: &str, addr: SocketAddr) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: cluster.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![LbEndpoint {
-                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                    address: Some(Address {
-                        address: Some(address::Address::SocketAddress(SocketAddress {
-                            address: addr.ip().to_string(),
-                            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-                            ..Default::default()
-                        })),
-                    }),
-                    ..Default::default()
-                })),
-                health_status: 1,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }
