@@ -60,6 +60,7 @@ mod server;
 pub mod settings;
 mod store;
 mod stream;
+pub mod test_ca;
 mod tls;
 
 pub use certs::{parse_leaf, CertError, LeafInfo, TrustBundle, WorkloadCert};

@@ -23,59 +23,15 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, 
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mesh_hbone::{
-    CertStore, ClientOptions, HboneClient, HboneServer, Identity, TrustBundle, WorkloadCert,
-};
+use mesh_hbone::test_ca::TestCa;
+use mesh_hbone::{ClientOptions, HboneClient, HboneServer, Identity};
 use mesh_waypoint::{
     app::wiring,
     config::{rbac::compile_filter, route_config, ActiveConfig, HttpFilter},
     route::{Deps, Proxy},
     server::hbone::TunnelHandler,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 use tokio::net::TcpListener;
-
-struct Ca {
-    key: KeyPair,
-    cert: rcgen::Certificate,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = p.self_signed(&key).unwrap();
-        Ca { key, cert }
-    }
-
-    fn store(&self, id: &Identity) -> Arc<CertStore> {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())];
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let leaf = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        let store = Arc::new(CertStore::new(
-            TrustBundle::from_pem(self.cert.pem()).unwrap(),
-        ));
-        store.insert(WorkloadCert::from_pem(leaf.pem(), key.serialize_pem()).unwrap());
-        store
-    }
-}
 
 async fn upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -149,7 +105,7 @@ async fn get_through_tunnel(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
-    let ca = Ca::new();
+    let ca = TestCa::new("waypoint test CA");
     let waypoint_id: Identity = "spiffe://cluster.local/ns/default/sa/waypoint"
         .parse()
         .unwrap();
@@ -221,15 +177,15 @@ async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
     let gw = listener.local_addr().unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let handler = Arc::new(TunnelHandler { proxy, shutdown });
-    tokio::spawn(HboneServer::new(ca.store(&waypoint_id), handler).serve(listener));
+    tokio::spawn(HboneServer::new(ca.store(&[&waypoint_id]), handler).serve(listener));
 
     let run = async {
-        let c = HboneClient::new(ca.store(&sleep), ClientOptions::default());
+        let c = HboneClient::new(ca.store(&[&sleep]), ClientOptions::default());
         assert_eq!(
             get_through_tunnel(&c, &sleep, gw, &waypoint_id).await,
             (200, "reviews-v1 /reviews/1".into())
         );
-        let c = HboneClient::new(ca.store(&other), ClientOptions::default());
+        let c = HboneClient::new(ca.store(&[&other]), ClientOptions::default());
         assert_eq!(
             get_through_tunnel(&c, &other, gw, &waypoint_id).await,
             (403, "RBAC: access denied".into())

@@ -11,11 +11,7 @@ use std::time::Duration;
 use http::StatusCode;
 use mesh_hbone::{
     CertStore, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer, Identity, RelayOutcome,
-    ServerStats, TrustBundle, Upstream, WorkloadCert,
-};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    ServerStats, Upstream,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -46,76 +42,7 @@ pub fn id(ns: &str, sa: &str) -> Identity {
     Identity::new(TD, ns, sa).unwrap()
 }
 
-pub struct TestCa {
-    key: KeyPair,
-    cert: rcgen::Certificate,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { key, cert }
-    }
-
-    pub fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    pub fn bundle(&self) -> TrustBundle {
-        TrustBundle::from_pem(self.pem()).unwrap()
-    }
-
-    /// PEM chain and PEM key of a leaf with the given URI SANs.
-    pub fn issue_pem(&self, uris: &[String], serial: u64, valid_for: Duration) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = uris
-            .iter()
-            .map(|u| SanType::URI(u.clone().try_into().unwrap()))
-            .collect();
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.serial_number = Some(SerialNumber::from(serial));
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + time::Duration::try_from(valid_for).unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    pub fn issue(&self, identity: &Identity, serial: u64) -> WorkloadCert {
-        self.issue_for(identity, serial, Duration::from_secs(24 * 3600))
-    }
-
-    pub fn issue_for(&self, identity: &Identity, serial: u64, valid_for: Duration) -> WorkloadCert {
-        let (chain, key) = self.issue_pem(&[identity.to_string()], serial, valid_for);
-        WorkloadCert::from_pem(chain, key).unwrap()
-    }
-
-    /// A store trusting this CA and holding certificates for `ids`.
-    pub fn store(&self, ids: &[&Identity]) -> Arc<CertStore> {
-        let store = Arc::new(CertStore::new(self.bundle()));
-        for (n, identity) in ids.iter().enumerate() {
-            store.insert(self.issue(identity, 100 + n as u64));
-        }
-        store
-    }
-}
+pub use mesh_hbone::test_ca::TestCa;
 
 /// Hex serial (as `WorkloadCert::serial`) of a DER leaf.
 pub fn serial_of(der: &rustls::pki_types::CertificateDer<'_>) -> String {

@@ -7,16 +7,10 @@ use std::{
 };
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
-use mesh_hbone::{
-    handler_fn, CertStore, ClientOptions, HboneClient, HboneServer, Identity, TrustBundle,
-    WorkloadCert,
-};
+use mesh_hbone::test_ca::TestCa;
+use mesh_hbone::{handler_fn, ClientOptions, HboneClient, HboneServer, Identity};
 use mesh_xds::proto::istio_workload::{
     gateway_address::Destination, GatewayAddress, NetworkAddress,
-};
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
 };
 
 use super::{
@@ -26,48 +20,9 @@ use super::{
     ClusterManager, Directory, UpstreamOptions, WorkloadEntry,
 };
 
-struct Ca {
-    key: KeyPair,
-    cert: rcgen::Certificate,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        Ca { key, cert }
-    }
-
-    fn store(&self, id: &Identity) -> Arc<CertStore> {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let store = Arc::new(CertStore::new(
-            TrustBundle::from_pem(self.cert.pem()).unwrap(),
-        ));
-        store.insert(WorkloadCert::from_pem(leaf.pem(), key.serialize_pem()).unwrap());
-        store
-    }
-}
-
 #[tokio::test]
 async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
-    let ca = Ca::new();
+    let ca = TestCa::new("waypoint test CA");
     let waypoint: Identity = "spiffe://cluster.local/ns/default/sa/waypoint"
         .parse()
         .unwrap();
@@ -89,7 +44,7 @@ async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
                     .map_err(|_| http::StatusCode::BAD_GATEWAY)
             }
         });
-        let server = HboneServer::new(ca.store(&reviews), handler);
+        let server = HboneServer::new(ca.store(&[&reviews]), handler);
         tokio::spawn(server.serve(listener));
         addr
     };
@@ -104,7 +59,7 @@ async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
     let dir = Directory::build([WorkloadEntry::from_proto("uid-reviews", &w)], []);
     let cm = ClusterManager::new(UpstreamOptions {
         hbone: Some(Arc::new(HboneClient::new(
-            ca.store(&waypoint),
+            ca.store(&[&waypoint]),
             ClientOptions::default(),
         ))),
         identity: Some(waypoint.clone()),
@@ -126,7 +81,7 @@ async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
 async fn a_cancelled_h2_dial_does_not_block_the_pool() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
-    let ca = Ca::new();
+    let ca = TestCa::new("waypoint test CA");
     let waypoint: Identity = "spiffe://cluster.local/ns/default/sa/waypoint"
         .parse()
         .unwrap();
@@ -153,7 +108,7 @@ async fn a_cancelled_h2_dial_does_not_block_the_pool() {
     let dir = Directory::build([WorkloadEntry::from_proto("uid-grpc", &w)], []);
     let cm = ClusterManager::new(UpstreamOptions {
         hbone: Some(Arc::new(HboneClient::new(
-            ca.store(&waypoint),
+            ca.store(&[&waypoint]),
             ClientOptions::default(),
         ))),
         identity: Some(waypoint),
