@@ -18,11 +18,13 @@ use crate::{
     agent::{Agent, AgentSpec},
     bins::Binaries,
     cgroup::{self, Cgroup},
+    envoy::WaypointNode,
+    hosts::HostsFile,
     netns::Netns,
     node::NodeNet,
     pod::Server,
     topology::Pod,
-    waypoint::{HostsFile, Waypoint, WaypointSpec},
+    waypoint::{MeshWaypoint, WaypointSpec},
 };
 
 pub const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
@@ -51,7 +53,7 @@ impl Drop for ControlPlane {
 
 /// Field order is teardown order.
 pub struct Cluster {
-    pub waypoints: Vec<Waypoint>,
+    pub waypoints: Vec<MeshWaypoint>,
     pub agents: BTreeMap<String, Agent>,
     pub servers: Vec<Server>,
     pub control: Option<ControlPlane>,
@@ -520,9 +522,7 @@ impl Cluster {
     /// False for a waypoint's pod or one opted out of the mesh: the harness
     /// does not enrol it.
     pub fn captured(&self, pod: &str) -> bool {
-        self.pod_labels
-            .get(pod)
-            .is_none_or(|l| !crate::waypoint::never_captured(l))
+        self.pod_labels.get(pod).is_none_or(|l| !never_captured(l))
     }
 
     /// Makes `pod` the pod of waypoint `name` (a `Gateway` of class
@@ -538,27 +538,22 @@ impl Cluster {
         )
     }
 
-    /// Starts `mesh-waypoint` for waypoint `name` in `pod`.
-    pub fn start_waypoint(
-        &mut self,
-        pod: &str,
-        name: &str,
-        extra: &[&str],
-    ) -> anyhow::Result<&Waypoint> {
+    /// Starts `mesh-waypoint` for waypoint `name` in `pod` and waits for it
+    /// to be ready (xDS received).
+    pub fn start_waypoint(&mut self, pod: &str, name: &str) -> anyhow::Result<&MeshWaypoint> {
         let p = self.pod(pod);
-        let spec = WaypointSpec {
-            bin: self.bins.waypoint.clone(),
-            name: name.to_string(),
-            namespace: self.namespace_of(pod).to_string(),
-            service_account: pod.to_string(),
-            pod_ip: p.ip,
+        let node = WaypointNode {
+            pod_ip: p.ip.into(),
             pod_name: pod.to_string(),
-            netns: p.netns.path(),
-            xds: format!("http://{CONTROL_IP}:15010"),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            log: std::env::temp_dir().join(format!("{}-{pod}-waypoint.log", self.prefix)),
+            namespace: self.namespace_of(pod).to_string(),
+            waypoint: name.to_string(),
         };
-        self.waypoints.push(Waypoint::start(spec)?);
+        let spec = WaypointSpec::new(node, pod, std::net::SocketAddr::from((CONTROL_IP, 15010)));
+        let netns = p.netns.path();
+        let dir = self.dir.join(format!("waypoint-{pod}"));
+        let mut wp = MeshWaypoint::start(&self.bins.waypoint, spec, Some(&netns), &dir)?;
+        wp.wait_ready(Duration::from_secs(30))?;
+        self.waypoints.push(wp);
         Ok(self.waypoints.last().expect("just pushed"))
     }
 
@@ -678,4 +673,11 @@ impl Drop for Cluster {
             let _ = std::fs::remove_file(control_log);
         }
     }
+}
+
+/// A waypoint's pod or one opted out of the mesh: never captured (the
+/// harness does not enrol it).
+fn never_captured(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key("gateway.networking.k8s.io/gateway-name")
+        || labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("none")
 }

@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
 pub mod envoy;
+pub mod hosts;
 pub mod httpc;
 pub mod httpd;
 pub mod netns;
@@ -23,7 +24,6 @@ pub mod prometheus;
 pub mod sweep;
 pub mod topology;
 pub mod waypoint;
-pub mod waypoint_standalone;
 
 pub use agent::Agent;
 pub use bins::Binaries;

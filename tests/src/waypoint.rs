@@ -1,172 +1,245 @@
-//! A `mesh-waypoint` process in a pod's network namespace (the waypoint
-//! pod is never captured), its admin endpoint, and its log.
+//! A `mesh-waypoint` process: in a waypoint pod of a `Cluster`, or beside a
+//! stock Envoy (see `envoy/`) in the differential test and the bench. Flags
+//! as in `docs/issue5-interfaces.md` section 5; admin read for `/ready`,
+//! `/config_dump` and `/metrics`; the log tailed when a test fails.
 use std::{
-    fs::OpenOptions,
-    net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Child,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
+use serde_json::Value;
 
-/// The waypoint's admin port (contract: docs/issue5-interfaces.md §4).
-pub const ADMIN_PORT: u16 = 15000;
-/// The plain HTTP listener (the same routes as inside HBONE).
-pub const HTTP_PORT: u16 = 15080;
+use crate::envoy::{admin_request, spawn_in, tail, WaypointNode, WAYPOINT_HTTP_PORT};
 
-/// How to start one waypoint.
+/// Overrides where the `mesh-waypoint` binary is looked for.
+pub const WAYPOINT_BIN_ENV: &str = "MESH_WAYPOINT_BIN";
+
+/// `$MESH_WAYPOINT_BIN`, else `mesh-waypoint` next to `sibling` (another
+/// binary of the same target directory). `Err` says why there is none.
+pub fn waypoint_bin(sibling: &Path) -> Result<PathBuf, String> {
+    let path = std::env::var_os(WAYPOINT_BIN_ENV).map_or_else(
+        || {
+            sibling
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("mesh-waypoint")
+        },
+        PathBuf::from,
+    );
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "mesh-waypoint binary not found at {} (build it with `cargo build -p mesh-waypoint` \
+             or set {WAYPOINT_BIN_ENV})",
+            path.display()
+        ))
+    }
+}
+
+/// How to run one `mesh-waypoint`.
 #[derive(Debug, Clone)]
 pub struct WaypointSpec {
-    pub bin: PathBuf,
-    /// Gateway name and namespace (`istio.io/use-waypoint: <name>`).
-    pub name: String,
-    pub namespace: String,
+    pub node: WaypointNode,
+    /// Pod service account (its identity).
     pub service_account: String,
-    pub pod_ip: Ipv4Addr,
-    pub pod_name: String,
-    pub netns: PathBuf,
-    pub xds: String,
-    pub extra_args: Vec<String>,
-    pub log: PathBuf,
+    /// Plain xDS (`http://…:15010`).
+    pub xds: SocketAddr,
+    /// Admin address inside its network namespace.
+    pub admin: SocketAddr,
+    /// `--workers`.
+    pub workers: u32,
+    /// Pin to this CPU with `taskset`.
+    pub cpu: Option<u32>,
+    /// `--log` filter.
+    pub log: String,
 }
 
-/// A running waypoint; terminated on drop.
-pub struct Waypoint {
-    child: Child,
-    pub spec: WaypointSpec,
-    /// Keep the log on drop (start-up failed).
-    keep_log: bool,
-}
-
-impl Waypoint {
-    /// Starts it and waits (30 s) for `/ready` (xDS received).
-    pub fn start(spec: WaypointSpec) -> anyhow::Result<Self> {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.log)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", spec.netns.display()))
-            .arg("--")
-            .arg(&spec.bin)
-            .args(["--xds-addr", &spec.xds])
-            .args(["--name", &spec.name, "--namespace", &spec.namespace])
-            .args(["--service-account", &spec.service_account])
-            .args(["--pod-ip", &spec.pod_ip.to_string()])
-            .args(["--pod-name", &spec.pod_name])
-            .args(&spec.extra_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .context("starting mesh-waypoint under nsenter")?;
-        let mut wp = Self {
-            child,
-            spec,
-            keep_log: false,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = wp.child.try_wait()? {
-                wp.keep_log = true;
-                bail!(
-                    "mesh-waypoint exited during start-up ({status}):\n{}",
-                    wp.log_tail()
-                );
-            }
-            if crate::netns::http_get_in(&wp.spec.netns, wp.admin(), "/ready").is_ok() {
-                return Ok(wp);
-            }
-            if Instant::now() > deadline {
-                wp.stop();
-                wp.keep_log = true;
-                bail!(
-                    "mesh-waypoint not ready after 30 s (log {}):\n{}",
-                    wp.spec.log.display(),
-                    wp.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+impl WaypointSpec {
+    pub fn new(node: WaypointNode, service_account: &str, xds: SocketAddr) -> Self {
+        Self {
+            node,
+            service_account: service_account.into(),
+            xds,
+            admin: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            workers: 1,
+            cpu: None,
+            log: "info".into(),
         }
     }
 
-    pub fn admin(&self) -> SocketAddr {
-        SocketAddr::from((self.spec.pod_ip, ADMIN_PORT))
+    /// The command line (contract section 5, plus `--pod-name` for the
+    /// node id).
+    pub fn args(&self) -> Vec<String> {
+        let n = &self.node;
+        [
+            ("--xds-addr", format!("http://{}", self.xds)),
+            ("--name", n.waypoint.clone()),
+            ("--namespace", n.namespace.clone()),
+            ("--service-account", self.service_account.clone()),
+            ("--pod-ip", n.pod_ip.to_string()),
+            ("--pod-name", n.pod_name.clone()),
+            ("--hbone-addr", "0.0.0.0:15008".into()),
+            ("--http-addr", format!("0.0.0.0:{WAYPOINT_HTTP_PORT}")),
+            ("--admin-addr", self.admin.to_string()),
+            ("--workers", self.workers.to_string()),
+            ("--log", self.log.clone()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
     }
+}
 
-    pub fn http_addr(&self) -> SocketAddr {
-        SocketAddr::from((self.spec.pod_ip, HTTP_PORT))
+/// A running `mesh-waypoint`; terminated on drop, its log printed when the
+/// dropping thread panics.
+pub struct MeshWaypoint {
+    child: Child,
+    pub spec: WaypointSpec,
+    pub netns: Option<PathBuf>,
+    pub log: PathBuf,
+}
+
+impl MeshWaypoint {
+    pub fn start(
+        bin: &Path,
+        spec: WaypointSpec,
+        netns: Option<&Path>,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = dir.join("mesh-waypoint.log");
+        let child = spawn_in(netns, spec.cpu, bin, &spec.args(), &log)?;
+        Ok(Self {
+            child,
+            spec,
+            netns: netns.map(Path::to_path_buf),
+            log,
+        })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// `GET` on the admin port; the body.
-    pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
-        crate::netns::http_get_in(&self.spec.netns, self.admin(), path)
+    pub fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        admin_request(self.netns.as_deref(), self.spec.admin, "GET", path)
     }
 
+    /// Waits (at most `timeout`) for `/ready` 200: LDS, RDS, CDS, EDS and
+    /// Address each received once.
+    pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("mesh-waypoint exited ({status}):\n{}", tail(&self.log, 40));
+            }
+            if matches!(self.admin_get("/ready"), Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "mesh-waypoint not ready after {timeout:?}:\n{}",
+                    tail(&self.log, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `/config_dump` (contract section 4).
+    pub fn config_dump(&self) -> anyhow::Result<Value> {
+        let (status, body) = self.admin_get("/config_dump")?;
+        anyhow::ensure!(
+            status == 200,
+            "mesh-waypoint /config_dump answered {status}: {body}"
+        );
+        serde_json::from_str(&body).context("mesh-waypoint /config_dump is not JSON")
+    }
+
+    /// `/metrics` (Prometheus text).
     pub fn metrics_text(&self) -> anyhow::Result<String> {
-        self.admin_get("/metrics")
+        let (status, body) = self.admin_get("/metrics")?;
+        anyhow::ensure!(status == 200, "mesh-waypoint /metrics answered {status}");
+        Ok(body)
     }
 
-    pub fn config_dump(&self) -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::from_str(&self.admin_get("/config_dump")?)?)
-    }
-
+    /// The last lines of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail(&self.log, 40)
     }
 
-    pub fn stop(&mut self) {
+    /// Route names per virtual host, from `/config_dump`.
+    pub fn route_names(&self) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+        Ok(route_names_of_waypoint_dump(&self.config_dump()?))
+    }
+}
+
+/// `{vhost name: [route names]}` from a mesh-waypoint `/config_dump`.
+pub fn route_names_of_waypoint_dump(
+    dump: &Value,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for rc in dump["routes"].as_array().into_iter().flatten() {
+        crate::envoy::add_vhost_route_names(&rc["virtual_hosts"], &mut out);
+    }
+    out
+}
+
+impl Drop for MeshWaypoint {
+    fn drop(&mut self) {
         crate::cmd::terminate(&mut self.child);
-    }
-}
-
-impl Drop for Waypoint {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() || self.keep_log {
-            eprintln!("waypoint log kept: {}", self.spec.log.display());
-        } else {
-            let _ = std::fs::remove_file(&self.spec.log);
+        if std::thread::panicking() {
+            eprintln!(
+                "mesh-waypoint log ({}):\n{}",
+                self.log.display(),
+                tail(&self.log, 60)
+            );
         }
     }
 }
 
-/// Whether a pod with these labels is a waypoint's or opted out, i.e. is
-/// never captured (the harness does not enrol it).
-pub fn never_captured(labels: &std::collections::BTreeMap<String, String>) -> bool {
-    labels.contains_key("gateway.networking.k8s.io/gateway-name")
-        || labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("none")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The `ip netns exec` name-resolution file for a pod netns:
-/// `/etc/netns/<netns>/hosts`, removed on drop.
-pub struct HostsFile {
-    dir: PathBuf,
-}
-
-impl HostsFile {
-    /// Writes `entries` (ip, names…) as a hosts file for `netns`.
-    pub fn write(netns: &str, entries: &[(std::net::IpAddr, Vec<String>)]) -> anyhow::Result<Self> {
-        let dir = PathBuf::from("/etc/netns").join(netns);
-        std::fs::create_dir_all(&dir)?;
-        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
-        for (ip, names) in entries {
-            text += &format!("{ip} {}\n", names.join(" "));
-        }
-        std::fs::write(dir.join("hosts"), text)?;
-        Ok(Self { dir })
+    #[test]
+    fn flags_follow_the_contract() {
+        let spec = WaypointSpec::new(
+            WaypointNode {
+                pod_ip: "10.244.1.2".parse().unwrap(),
+                pod_name: "waypoint".into(),
+                namespace: "default".into(),
+                waypoint: "waypoint".into(),
+            },
+            "waypoint",
+            "10.0.0.254:15010".parse().unwrap(),
+        );
+        let args = spec.args().join(" ");
+        assert_eq!(
+            args,
+            "--xds-addr http://10.0.0.254:15010 --name waypoint --namespace default \
+             --service-account waypoint --pod-ip 10.244.1.2 --pod-name waypoint --hbone-addr 0.0.0.0:15008 \
+             --http-addr 0.0.0.0:15080 --admin-addr 127.0.0.1:15000 --workers 1 --log info"
+        );
     }
-}
 
-impl Drop for HostsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    #[test]
+    fn route_names_per_vhost() {
+        let dump = serde_json::json!({"routes": [{"name": "waypoint/default/waypoint", "virtual_hosts": [
+            {"name": "reviews.default.svc.cluster.local:9080", "routes": [{"name": "default/reviews/0"}, {"name": "default/reviews/1"}]},
+            {"name": "productpage.default.svc.cluster.local:9080", "routes": [{"name": ""}]}]}]});
+        let names = route_names_of_waypoint_dump(&dump);
+        assert_eq!(
+            names["reviews.default.svc.cluster.local:9080"],
+            vec!["default/reviews/0", "default/reviews/1"]
+        );
+        assert_eq!(
+            names["productpage.default.svc.cluster.local:9080"],
+            vec![""]
+        );
     }
 }

@@ -30,7 +30,7 @@ use mesh_e2e::{
     cluster::{Cluster, CONTROL_IP},
     envoy::{envoy_bin, Envoy, EnvoySpec, WaypointNode, XdsKind, WAYPOINT_HTTP_PORT},
     pod::Server,
-    waypoint_standalone::{waypoint_bin, MeshWaypoint, WaypointSpec},
+    waypoint::{waypoint_bin, MeshWaypoint, WaypointSpec},
     Binaries,
 };
 

@@ -81,7 +81,7 @@ fn mesh(tag: &str, ns: &str, backends: &[Backend], services: &[Svc], extra_yaml:
     for (pod, _, version) in backends {
         c.serve_http(pod, version, PORT, &[]).unwrap();
     }
-    c.start_waypoint("waypoint", "waypoint", &[]).unwrap();
+    c.start_waypoint("waypoint", "waypoint").unwrap();
     c
 }
 

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 use mesh_e2e::{
     cluster::{Cluster, CONTROL_IP},
     envoy::{self, Envoy, EnvoySpec, WaypointNode, XdsKind, WAYPOINT_HTTP_PORT},
-    waypoint_standalone::{MeshWaypoint, WaypointSpec},
+    waypoint::{MeshWaypoint, WaypointSpec},
     Binaries,
 };
 

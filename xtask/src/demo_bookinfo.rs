@@ -113,7 +113,7 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
         c.serve_http(pod, version, PORT, &[])?;
     }
     step("starting mesh-waypoint in pod `waypoint` (HBONE :15008, admin :15000)");
-    c.start_waypoint("waypoint", "waypoint", &[])?;
+    c.start_waypoint("waypoint", "waypoint")?;
     print_guide(&c);
 
     let started = Instant::now();

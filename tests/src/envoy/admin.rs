@@ -174,22 +174,7 @@ impl ConfigDump {
             .section("RoutesConfigDump")
             .and_then(|s| s["dynamic_route_configs"].as_array());
         for rc in configs.into_iter().flatten() {
-            for vh in rc["route_config"]["virtual_hosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let Some(name) = vh["name"].as_str() else {
-                    continue;
-                };
-                let routes = vh["routes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r["name"].as_str().unwrap_or("").to_string())
-                    .collect();
-                out.insert(name.to_string(), routes);
-            }
+            add_vhost_route_names(&rc["route_config"]["virtual_hosts"], &mut out);
         }
         out
     }
@@ -242,6 +227,23 @@ impl ConfigDump {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// `{vhost name: [route names]}` of a JSON list of virtual hosts (Envoy's
+/// `/config_dump` and mesh-waypoint's share this shape).
+pub fn add_vhost_route_names(vhosts: &Value, out: &mut BTreeMap<String, Vec<String>>) {
+    for vh in vhosts.as_array().into_iter().flatten() {
+        let Some(name) = vh["name"].as_str() else {
+            continue;
+        };
+        let routes = vh["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        out.insert(name.to_string(), routes);
     }
 }
 

@@ -20,7 +20,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-pub use admin::{admin_request, ConfigDump, Stats, XdsKind};
+pub use admin::{add_vhost_route_names, admin_request, ConfigDump, Stats, XdsKind};
 pub use process::{spawn_in, tail};
 
 /// The Envoy release the tests and benchmarks are written against.
