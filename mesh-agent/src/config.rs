@@ -122,6 +122,13 @@ pub struct RunArgs {
     /// they are renewed at half-life. [default: 24h]
     #[arg(long, env = "MESH_AGENT_CERT_TTL", value_parser = parse_duration)]
     pub cert_ttl: Option<std::time::Duration>,
+    /// ServiceAccount token file (a projected token, audience `istio-ca`)
+    /// sent as `authorization: Bearer` on the xDS stream and certificate
+    /// requests, for a control plane that checks callers with a Kubernetes
+    /// TokenReview. Read again for every request (the kubelet rotates it).
+    /// [default: send no token]
+    #[arg(long, env = "MESH_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Prometheus endpoint (`/metrics`, `/stats/prometheus`): Istio's
     /// istio_tcp_* metrics and the agent's mesh_agent_* health.
     /// [default: 0.0.0.0:15020]
@@ -253,6 +260,7 @@ pub struct MeshConfig {
     pub trust_bundle: PathBuf,
     pub hbone_addr: Option<SocketAddr>,
     pub cert_ttl: std::time::Duration,
+    pub token_file: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional.
@@ -277,6 +285,7 @@ pub struct FileConfig {
     pub trust_bundle: Option<PathBuf>,
     pub hbone_addr: Option<SocketAddr>,
     pub cert_ttl_seconds: Option<u64>,
+    pub token_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics: Option<bool>,
     pub ready_addr: Option<SocketAddr>,
@@ -429,6 +438,7 @@ impl AgentConfig {
             trust_bundle,
             hbone_addr: run.hbone_addr.or(file.hbone_addr),
             cert_ttl,
+            token_file: run.token_file.clone().or_else(|| file.token_file.clone()),
         }))
     }
 

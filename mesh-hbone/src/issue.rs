@@ -23,6 +23,11 @@ pub enum IssueError {
         identity: Identity,
         status: Box<tonic::Status>,
     },
+    #[error("asking for {identity}: {source}")]
+    Token {
+        identity: Identity,
+        source: mesh_xds::token::TokenError,
+    },
     #[error("the CA's answer for {identity} is not a usable certificate: {source}")]
     Chain {
         identity: Identity,
@@ -62,11 +67,14 @@ pub fn renewal_due(cert: &WorkloadCert, now: SystemTime) -> bool {
     now >= cert.not_before() + life / 2
 }
 
-/// Asks the CA for a certificate of `identity` valid for `ttl`.
+/// Asks the CA for a certificate of `identity` valid for `ttl`, proving
+/// who asks with `token` (a ServiceAccount token, checked by the CA with a
+/// TokenReview) when there is one.
 pub async fn issue(
     ca: &IstioCertificateServiceClient<Channel>,
     identity: &Identity,
     ttl: Duration,
+    token: Option<&mesh_xds::token::TokenFile>,
 ) -> Result<Issued, IssueError> {
     let (csr, key_pem) = csr_for(identity).map_err(|source| IssueError::Csr {
         identity: identity.clone(),
@@ -77,6 +85,13 @@ pub async fn issue(
         validity_duration: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         metadata: None,
     };
+    let request =
+        mesh_xds::token::authorize(token, tonic::Request::new(request)).map_err(|source| {
+            IssueError::Token {
+                identity: identity.clone(),
+                source,
+            }
+        })?;
     let chain = ca
         .clone()
         .create_certificate(request)

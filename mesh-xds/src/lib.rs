@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod proto;
+pub mod token;
 pub mod transport;
 
 pub use client::{

@@ -22,11 +22,13 @@ pub struct CertManager {
     pub ca: IstioCertificateServiceClient<Channel>,
     pub ttl: Duration,
     pub issued: Arc<std::sync::atomic::AtomicU64>,
+    /// The agent's ServiceAccount token, for the CA's TokenReview.
+    pub token: Option<mesh_xds::token::TokenFile>,
 }
 
 impl CertManager {
     async fn fetch(&self, identity: &Identity) -> Result<WorkloadCert, CertError> {
-        mesh_hbone::issue::issue(&self.ca, identity, self.ttl)
+        mesh_hbone::issue::issue(&self.ca, identity, self.ttl, self.token.as_ref())
             .await
             .map(|issued| issued.cert)
     }

@@ -55,6 +55,7 @@ pub async fn start(
         ADDRESS_TYPE_URL.to_string(),
         AUTHORIZATION_TYPE_URL.to_string(),
     ];
+    xds_cfg.token = mesh.token_file.clone().map(mesh_xds::token::TokenFile::new);
     if mesh.xds_address.starts_with("https://") {
         xds_cfg.tls = Some(mesh_xds::XdsTls {
             root_pem: bundle_pem.clone(),
@@ -130,6 +131,7 @@ pub async fn start(
         ),
         ttl: mesh.cert_ttl,
         issued: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        token: mesh.token_file.clone().map(mesh_xds::token::TokenFile::new),
     };
     let issued = Arc::clone(&certs.issued);
     tokio::spawn(certs.run(view_rx.clone()));

@@ -20,13 +20,17 @@ pub struct CertFetcher {
     pub identity: Identity,
     pub ca: IstioCertificateServiceClient<Channel>,
     pub ttl: Duration,
+    /// The waypoint's ServiceAccount token, for the CA's TokenReview.
+    pub token: Option<mesh_xds::token::TokenFile>,
 }
 
 impl CertFetcher {
     /// One certificate, and the chain's root (its last certificate) when
     /// the CA sent more than the leaf.
     pub async fn fetch(&self) -> Result<(WorkloadCert, Option<String>), CertError> {
-        let issued = mesh_hbone::issue::issue(&self.ca, &self.identity, self.ttl).await?;
+        let issued =
+            mesh_hbone::issue::issue(&self.ca, &self.identity, self.ttl, self.token.as_ref())
+                .await?;
         let root = issued.root().map(str::to_string);
         tracing::info!(identity = %self.identity, serial = issued.cert.serial(), "waypoint certificate issued");
         Ok((issued.cert, root))

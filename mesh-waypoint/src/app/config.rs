@@ -90,6 +90,12 @@ pub struct Args {
     /// How long open connections may finish after SIGTERM or /quitquitquit, seconds.
     #[arg(long, env = "MESH_WAYPOINT_DRAIN_SECS", default_value_t = 5)]
     pub drain_secs: u64,
+    /// ServiceAccount token file (a projected token, audience `istio-ca`)
+    /// sent as `authorization: Bearer` on the xDS stream and certificate
+    /// requests, for a control plane that checks callers with a Kubernetes
+    /// TokenReview; read again for every request. [default: send no token]
+    #[arg(long, env = "MESH_WAYPOINT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Everything `app::run` needs.
@@ -111,6 +117,7 @@ pub struct WaypointConfig {
     pub access_log: bool,
     pub cert_ttl: Duration,
     pub drain: Duration,
+    pub token_file: Option<PathBuf>,
 }
 
 impl WaypointConfig {
@@ -137,6 +144,7 @@ impl WaypointConfig {
             access_log: a.access_log,
             cert_ttl: Duration::from_secs(a.cert_ttl_secs),
             drain: Duration::from_secs(a.drain_secs),
+            token_file: a.token_file.clone(),
         }
     }
 

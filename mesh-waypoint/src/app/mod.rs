@@ -80,6 +80,7 @@ async fn cert_store(
         identity: identity.clone(),
         ca: IstioCertificateServiceClient::new(channel),
         ttl: cfg.cert_ttl,
+        token: cfg.token_file.clone().map(mesh_xds::token::TokenFile::new),
     };
     let (cert, root) = fetcher.first().await;
     let bundle = match (bundle_pem, root) {
@@ -186,6 +187,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         ]);
         xcfg.type_urls = TYPE_URLS.iter().map(|t| t.to_string()).collect();
         xcfg.validator = Some(wiring::validator());
+        xcfg.token = cfg.token_file.clone().map(mesh_xds::token::TokenFile::new);
         if addr.starts_with("https://") {
             xcfg.tls = Some(tls(bundle_pem.as_deref(), "xDS")?);
         }

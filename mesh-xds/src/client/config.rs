@@ -28,6 +28,9 @@ pub struct XdsClientConfig {
     /// response is accepted (the waypoint checks regexes, references, …):
     /// a failure NACKs the whole response and the last good config stays.
     pub validator: Option<Validator>,
+    /// ServiceAccount token sent as `authorization: Bearer` on every
+    /// stream, for the control plane's TokenReview; `None` sends none.
+    pub token: Option<crate::token::TokenFile>,
 }
 
 /// Why a resource is refused: (field path, reason).
@@ -83,6 +86,7 @@ impl XdsClientConfig {
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             validator: None,
+            token: None,
         }
     }
 }

@@ -48,6 +48,8 @@ enum StreamError {
     Rpc(#[from] tonic::Status),
     #[error("request channel closed")]
     RequestsClosed,
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
 }
 
 /// `error: cause: cause…`, for logs and `last_error`.
@@ -177,8 +179,12 @@ async fn run_stream(
             .await
             .map_err(|_| StreamError::RequestsClosed)?;
     }
+    let request = crate::token::authorize(
+        cfg.token.as_ref(),
+        tonic::Request::new(ReceiverStream::new(req_rx)),
+    )?;
     let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(req_rx))
+        .delta_aggregated_resources(request)
         .await?
         .into_inner();
     info!(endpoint = %cfg.endpoint, node = %cfg.node_id, "xDS stream connected");
