@@ -106,7 +106,7 @@ fn node_agent_has_exactly_the_capabilities_it_needs() {
             );
             let added: BTreeSet<String> = strings(&sc["capabilities"]["add"]).into_iter().collect();
             let want: BTreeSet<String> = if name == "mesh-agent" {
-                ["BPF", "NET_ADMIN", "SYS_ADMIN"].map(String::from).into()
+                ["NET_ADMIN", "SYS_ADMIN"].map(String::from).into()
             } else {
                 BTreeSet::new()
             };
