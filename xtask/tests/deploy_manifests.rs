@@ -251,9 +251,17 @@ fn control_plane_is_restricted_probed_and_served() {
             assert_eq!(c[probe]["httpGet"]["port"], 15021, "{overlay}: {probe}");
             assert_eq!(c[probe]["httpGet"]["path"], "/healthz/ready");
         }
-        assert_eq!(env(c, "MESH_CONTROL_SOURCE"), Some("kubernetes"));
-        assert_eq!(env(c, "MESH_CONTROL_AUTHENTICATE"), Some("kubernetes"));
-        assert_eq!(env(c, "MESH_CONTROL_TOKEN_AUDIENCE"), Some("istio-ca"));
+        let args = strings(&c["args"]);
+        for pair in [
+            ["--source", "kubernetes"],
+            ["--authenticate", "kubernetes"],
+            ["--token-audience", "istio-ca"],
+        ] {
+            assert!(
+                args.windows(2).any(|w| w == pair),
+                "{overlay}: {pair:?} in {args:?}"
+            );
+        }
         let admin = env(c, "MESH_CONTROL_ADMIN_ADDR").expect("admin addr");
         assert!(
             admin.starts_with("127.0.0.1:"),
