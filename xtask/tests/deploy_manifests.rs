@@ -563,6 +563,8 @@ fn cleanup_undoes_what_the_agent_installs() {
         assert_eq!(ds["metadata"]["namespace"], "istio-system");
         let pod = pod_spec(ds);
         assert_eq!(pod["automountServiceAccountToken"], false);
+        // Must start while mesh-cni is still in the chain and no agent runs.
+        assert_eq!(pod["hostNetwork"], true, "{cleanup}: outside the CNI chain");
         for c in all_containers(pod) {
             let sc = &c["securityContext"];
             assert_eq!(sc["privileged"], false, "{cleanup}");
