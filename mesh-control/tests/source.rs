@@ -30,7 +30,8 @@ fn realistic_directory() {
     assert_eq!(state.nodes["node-1"].address, ip("10.0.0.1"));
     assert_eq!(state.nodes["node-2"].address, ip("10.0.0.2"));
 
-    // Pods with an address are workloads; mesh iff ambient namespace and not opted out.
+    // Pods are workloads (with or without an address yet); mesh iff
+    // ambient namespace and not opted out.
     let mesh: BTreeMap<&str, bool> = state
         .workloads
         .values()
@@ -39,6 +40,7 @@ fn realistic_directory() {
     assert_eq!(
         mesh,
         BTreeMap::from([
+            ("details-v1", true),
             ("productpage-v1", true),
             ("reviews-v1", true),
             ("reviews-v2", true),
