@@ -85,7 +85,7 @@ fn setup(c: &Cluster) -> Setup {
                     "ranges": [[{
                         "subnet": "10.244.1.0/24",
                         "rangeStart": "10.244.1.200",
-                        "rangeEnd": "10.244.1.250",
+                        "rangeEnd": "10.244.1.230",
                         "gateway": "10.244.1.1"
                     }]],
                     "routes": [{"dst": "0.0.0.0/0"}]
@@ -401,4 +401,50 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
     wait_until("records of gone sandboxes dropped", 30, || {
         std::fs::read_dir(s.records()).unwrap().count() == 0
     });
+}
+
+#[test]
+fn pods_that_predate_the_plugin_are_found_by_their_address() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        "cnd",
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &[])],
+    )
+    .unwrap();
+    // A pod set up before mesh-cni was installed: no CNI ADD ever reached
+    // the agent. Its address is one no other test uses, since the scan
+    // looks at every namespace of the machine.
+    let old_ip = Ipv4Addr::new(10, 244, 1, 240);
+    let old = Netns::create(&format!("{}-cni-old", c.prefix)).unwrap();
+    let node = &c.node("node1").netns;
+    mesh_e2e::cmd::ip(&[
+        "link", "add", "vold", "netns", &node.name, "type", "veth", "peer", "name", "eth0",
+        "netns", &old.name,
+    ])
+    .unwrap();
+    node.exec(&["link", "set", "vold", "master", "br0", "up"])
+        .unwrap();
+    old.exec(&["addr", "add", &format!("{old_ip}/24"), "dev", "eth0"])
+        .unwrap();
+    old.exec(&["link", "set", "eth0", "up"]).unwrap();
+    write_pods(&c, true, &[("cni-amb", "old", Some(old_ip))]);
+    let s = setup(&c);
+    c.start_control(&[]).unwrap();
+    let mut args = agent_args(&s);
+    // This test's pod is a named namespace: scan them.
+    args.truncate(args.len() - 2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_agent("node1", &args).unwrap();
+    wait_until("the old pod is enrolled by the scan", 30, || {
+        enrolled_ips(&c).contains(&old_ip.to_string())
+    });
+    let records: Vec<Value> = std::fs::read_dir(s.records())
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["podName"], "old");
+    assert_eq!(records[0]["netns"], old.path().display().to_string());
+    drop(old);
 }
