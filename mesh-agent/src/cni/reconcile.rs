@@ -25,6 +25,14 @@ const SCAN_LIMIT: usize = 100_000;
 impl CniCore {
     /// One pass over the records, then the scan for unrecorded pods.
     pub fn reconcile(&mut self, view: &MeshView) {
+        // The kernel is the truth, not the record: maps replaced after a
+        // layout change come back empty and must be refilled.
+        let in_map: HashSet<u64> = self
+            .enroller
+            .list()
+            .iter()
+            .map(|p| p.netns_cookie)
+            .collect();
         for record in self.records.all() {
             let alive =
                 matches!(netns::cookie_of(&record.netns), Ok(c) if c == record.netns_cookie);
@@ -35,7 +43,8 @@ impl CniCore {
             let Some(decision) = decide(view, &record.pod_namespace, &record.pod_name) else {
                 continue;
             };
-            if decision.enroll != record.enrolled {
+            let enrolled = in_map.contains(&record.netns_cookie);
+            if decision.enroll != enrolled || decision.enroll != record.enrolled {
                 let mut updated = record.clone();
                 match self.apply(&record.netns, decision.enroll) {
                     Ok(_) => {
