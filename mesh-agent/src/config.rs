@@ -14,7 +14,10 @@ use serde::Deserialize;
 /// Loads the capture programs into the kernel (cgroup connect4/connect6 and
 /// sock_ops), pins them under <bpffs>/<instance>/, and proxies every captured
 /// connection of an enrolled pod to its original destination. Pods are
-/// enrolled by network namespace: `mesh-agent enroll --netns /run/netns/pod`.
+/// enrolled by network namespace: `mesh-agent enroll --netns /run/netns/pod`,
+/// or automatically with `run --cni-socket`: the `mesh-cni` plugin asks on
+/// each pod's CNI ADD, and the agent keeps enrolment equal to the control
+/// plane's view (namespace label `istio.io/dataplane-mode=ambient`).
 #[derive(Debug, Parser)]
 #[command(name = "mesh-agent", version, about, long_about)]
 pub struct Cli {

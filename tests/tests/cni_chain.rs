@@ -277,6 +277,23 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
         "{version}"
     );
 
+    // A pod the control plane does not know (yet): the agent cannot decide
+    // within --enroll-wait, so ADD fails with "try again later".
+    let stranger = sandbox(&c, "cni-amb", "stranger");
+    let err = s.runtime.add(&stranger.sandbox).unwrap_err();
+    let failed = err
+        .downcast_ref::<cni::ChainError>()
+        .expect("a plugin failed");
+    assert_eq!(failed.run.plugin, "mesh-cni", "{err}");
+    let answer = failed.run.stdout.clone().unwrap();
+    assert_eq!(answer["code"], 11, "{answer}");
+    assert!(
+        answer["details"].as_str().unwrap().contains("xDS view"),
+        "{answer}"
+    );
+    s.runtime.del(&stranger.sandbox, None).unwrap();
+    drop(stranger);
+
     // ADD of an ambient pod: enrolled by the time ADD returns.
     let mut client = sandbox(&c, "cni-amb", "client");
     add(&s, &mut client);
