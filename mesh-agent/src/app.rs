@@ -140,6 +140,11 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let (Some(cni), Some(mesh)) = (&cfg.cni, &mesh) {
+        crate::cni::start(cni.clone(), &layout, mesh.view.clone())
+            .await
+            .context("starting the CNI server")?;
+    }
     let mut outbound = vec![];
     let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
     outbound.push(

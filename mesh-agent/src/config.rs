@@ -14,7 +14,10 @@ use serde::Deserialize;
 /// Loads the capture programs into the kernel (cgroup connect4/connect6 and
 /// sock_ops), pins them under <bpffs>/<instance>/, and proxies every captured
 /// connection of an enrolled pod to its original destination. Pods are
-/// enrolled by network namespace: `mesh-agent enroll --netns /run/netns/pod`.
+/// enrolled by network namespace: `mesh-agent enroll --netns /run/netns/pod`,
+/// or automatically with `run --cni-socket`: the `mesh-cni` plugin asks on
+/// each pod's CNI ADD, and the agent keeps enrolment equal to the control
+/// plane's view (namespace label `istio.io/dataplane-mode=ambient`).
 #[derive(Debug, Parser)]
 #[command(name = "mesh-agent", version, about, long_about)]
 pub struct Cli {
@@ -153,6 +156,29 @@ pub struct RunArgs {
     /// may run on after the listeners stop accepting (`5s`, `2m`). [default: 5s]
     #[arg(long, env = "MESH_AGENT_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<std::time::Duration>,
+    /// Serve the CNI plugin's API on this Unix socket (e.g.
+    /// /var/run/mesh/cni.sock) and enrol pods automatically: on CNI ADD,
+    /// and by reconciling recorded pods with the xDS view. Needs
+    /// --xds-address. Unset: pods are enrolled only by `mesh-agent enroll`.
+    #[arg(long, env = "MESH_AGENT_CNI_SOCKET")]
+    pub cni_socket: Option<PathBuf>,
+    /// Directory of the CNI pod records (one JSON file per sandbox).
+    /// [default: /var/run/mesh/pods]
+    #[arg(long, env = "MESH_AGENT_POD_RECORDS")]
+    pub pod_records: Option<PathBuf>,
+    /// How long a CNI ADD waits for the pod to appear in the xDS view
+    /// before the agent answers 503 (the plugin then fails the ADD and the
+    /// runtime retries). [default: 10s]
+    #[arg(long, env = "MESH_AGENT_ENROLL_WAIT", value_parser = parse_duration)]
+    pub enroll_wait: Option<std::time::Duration>,
+    /// Where processes' namespaces are scanned for pods that predate the
+    /// CNI plugin. [default: /proc]
+    #[arg(long, env = "MESH_AGENT_PROC_ROOT")]
+    pub proc_root: Option<PathBuf>,
+    /// Directory of named network namespaces, scanned like --proc-root.
+    /// [default: /run/netns]
+    #[arg(long, env = "MESH_AGENT_NETNS_DIR")]
+    pub netns_dir: Option<PathBuf>,
 }
 
 /// `90s`, `30m`, `24h`, or plain seconds.
@@ -249,6 +275,8 @@ pub struct AgentConfig {
     pub access_log: bool,
     /// How long open connections may finish when stopping.
     pub drain_timeout: std::time::Duration,
+    /// The CNI server and reconciler; `None`: enrolment by CLI only.
+    pub cni: Option<crate::cni::CniSettings>,
 }
 
 /// Settings that only matter when the agent is fed by a control plane.
@@ -291,6 +319,11 @@ pub struct FileConfig {
     pub ready_addr: Option<SocketAddr>,
     pub access_log: Option<bool>,
     pub drain_timeout_seconds: Option<u64>,
+    pub cni_socket: Option<PathBuf>,
+    pub pod_records: Option<PathBuf>,
+    pub enroll_wait_seconds: Option<u64>,
+    pub proc_root: Option<PathBuf>,
+    pub netns_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -398,9 +431,36 @@ impl AgentConfig {
                     .drain_timeout_seconds
                     .map(std::time::Duration::from_secs))
                 .unwrap_or(std::time::Duration::from_secs(5)),
+            cni: Self::resolve_cni(run, file),
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    fn resolve_cni(run: &RunArgs, file: &FileConfig) -> Option<crate::cni::CniSettings> {
+        let socket = run.cni_socket.clone().or_else(|| file.cni_socket.clone())?;
+        Some(crate::cni::CniSettings {
+            socket,
+            records: run
+                .pod_records
+                .clone()
+                .or_else(|| file.pod_records.clone())
+                .unwrap_or_else(|| PathBuf::from("/var/run/mesh/pods")),
+            enroll_wait: run
+                .enroll_wait
+                .or(file.enroll_wait_seconds.map(std::time::Duration::from_secs))
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            proc_root: run
+                .proc_root
+                .clone()
+                .or_else(|| file.proc_root.clone())
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+            netns_dir: run
+                .netns_dir
+                .clone()
+                .or_else(|| file.netns_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/run/netns")),
+        })
     }
 
     fn resolve_mesh(run: &RunArgs, file: &FileConfig) -> Result<Option<MeshConfig>, ConfigError> {
@@ -469,6 +529,14 @@ impl AgentConfig {
                 self.worker_threads.to_string(),
             ));
         }
+        if self.cni.is_some() && self.mesh.is_none() {
+            // Enrolment is decided from the xDS view.
+            return Err(invalid(
+                "cni_socket",
+                "set only together with xds_address",
+                "a socket without a control plane".into(),
+            ));
+        }
         if self.pins.instance.is_empty() || self.pins.instance.contains('/') {
             return Err(invalid(
                 "instance",
@@ -535,6 +603,38 @@ mod tests {
         };
         let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("trust_bundle"), "{err}");
+    }
+
+    #[test]
+    fn cni_flags_default_and_need_a_control_plane() {
+        let cfg =
+            AgentConfig::resolve(&common(), &RunArgs::default(), &FileConfig::default()).unwrap();
+        assert!(cfg.cni.is_none());
+        let cli = Cli::try_parse_from([
+            "mesh-agent",
+            "run",
+            "--cni-socket",
+            "/tmp/c.sock",
+            "--enroll-wait",
+            "3s",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        let err = AgentConfig::resolve(&cli.common, &run, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("cni_socket"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "xds_address = \"http://10.0.0.254:15010\"\ntrust_bundle = \"/tmp/root.pem\"",
+        )
+        .unwrap();
+        let cfg = AgentConfig::resolve(&cli.common, &run, &file).unwrap();
+        let cni = cfg.cni.unwrap();
+        assert_eq!(cni.socket, PathBuf::from("/tmp/c.sock"));
+        assert_eq!(cni.enroll_wait.as_secs(), 3);
+        assert_eq!(cni.records, PathBuf::from("/var/run/mesh/pods"));
+        assert_eq!(cni.proc_root, PathBuf::from("/proc"));
+        assert_eq!(cni.netns_dir, PathBuf::from("/run/netns"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod access_log;
 mod admin;
 mod app;
 mod capture;
+mod cni;
 mod commands;
 mod config;
 mod inbound;

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
+pub mod cni;
 pub mod envoy;
 pub mod hosts;
 pub mod httpc;

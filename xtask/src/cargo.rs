@@ -28,7 +28,7 @@ pub fn target_dir(release: bool) -> PathBuf {
 }
 
 /// Builds the agent (and with it the eBPF object), the control plane, the
-/// waypoint, meshctl and the test binaries (`podctl`, `podhttp`, …).
+/// waypoint, meshctl, the CNI plugin and the test binaries (`podctl`, `podhttp`, …).
 pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
     step(format!(
         "building mesh-agent (with eBPF) and podctl{}",
@@ -47,6 +47,8 @@ pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
         "meshctl",
         "-p",
         "mesh-waypoint",
+        "-p",
+        "mesh-cni",
         "--bins",
     ]);
     if release {

@@ -33,6 +33,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     // The metrics test scrapes the agent with a real Prometheus.
     ("prometheus", "prometheus"),
+    // The CNI chain test runs Debian's reference plugins (bridge,
+    // host-local, loopback) before mesh-cni.
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
 ];
 const BPF_LINKER_VERSION: &str = "0.10.4";
 /// Used only when no `nightly` toolchain exists: LLVM 22, like bpf-linker's.

@@ -45,6 +45,16 @@ pub fn unmapped(bytes: [u8; 16]) -> Option<IpAddr> {
     Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
 }
 
+/// A delete of a key that is not there: aya reports the kernel's ENOENT
+/// as a syscall error, not as `KeyNotFound`.
+fn is_missing(error: &aya::maps::MapError) -> bool {
+    match error {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
 /// One enrolled pod as the kernel sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct EnrolledPod {
@@ -114,7 +124,7 @@ impl Enroller {
     pub fn unenroll_cookie(&mut self, cookie: u64) -> Result<bool, EnrollError> {
         let was = match self.enrolled.remove(&cookie) {
             Ok(()) => true,
-            Err(aya::maps::MapError::KeyNotFound) => false,
+            Err(e) if is_missing(&e) => false,
             Err(source) => {
                 return Err(EnrollError::Update {
                     map: mesh_common::names::MAP_ENROLLED,
@@ -136,7 +146,8 @@ impl Enroller {
             .collect();
         for key in keys {
             match self.excluded.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Ok(()) => {}
+                Err(e) if is_missing(&e) => {}
                 Err(source) => {
                     return Err(EnrollError::Update {
                         map: mesh_common::names::MAP_EXCLUDED,

@@ -155,6 +155,11 @@ impl MeshView {
             .filter(|w| w.mesh && w.node == self.node)
     }
 
+    /// The workload with Istio uid `uid` (`Kubernetes//Pod/<ns>/<name>`).
+    pub fn workload(&self, uid: &str) -> Option<&WorkloadInfo> {
+        self.workloads.get(uid)
+    }
+
     pub fn workloads(&self) -> impl Iterator<Item = &WorkloadInfo> {
         self.workloads.values()
     }

@@ -454,3 +454,17 @@ fn service_attached_to_a_waypoint_publishes_its_first_pod() {
     assert_eq!(waypoint("api"), None);
     assert_eq!(waypoint("db"), None);
 }
+
+#[test]
+fn pending_pod_is_a_mesh_workload_without_addresses() {
+    // Issue 6: the agent decides a pod's capture before its CNI ADD gives
+    // it an address, so the pod is published as soon as it is scheduled.
+    let mut w = pod("shop", "pending", "10.244.1.9", "node-1", true, &[]);
+    w.ips.clear();
+    let s = state(vec![w], vec![]);
+    let all = converted(&s);
+    let out = workload_of(&all["Kubernetes//Pod/shop/pending"]);
+    assert!(out.addresses.is_empty(), "{out:?}");
+    assert_eq!(out.tunnel_protocol, TunnelProtocol::Hbone as i32);
+    assert!(out.network_gateway.is_some(), "{out:?}");
+}

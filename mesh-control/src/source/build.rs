@@ -178,7 +178,9 @@ pub(crate) fn build(
         }
         // Host-network pods share the node's stack; they cannot be captured.
         let mesh = ns_ambient && !opted_out && !pod.host_network && !is_waypoint;
-        if mesh {
+        // An unscheduled pod (no node, no address yet) is published as is;
+        // once it has an address it needs its node's agent.
+        if mesh && !pod.ips.is_empty() {
             if pod.node.is_empty() {
                 problems.push(pod.origin.problem(
                     "spec.nodeName",

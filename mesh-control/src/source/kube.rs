@@ -342,7 +342,7 @@ fn pod(
     name: String,
     namespace: String,
     origin: Origin,
-    warnings: &mut Vec<String>,
+    _warnings: &mut Vec<String>,
 ) -> Option<PodObj> {
     let before = rep.count();
     let labels = fields::string_map(rep, value, "metadata.labels");
@@ -388,15 +388,10 @@ fn pod(
     if rep.count() != before {
         return None;
     }
-    if ips.is_empty() {
-        // Kubernetes' pending pods have no address either; nothing can reach
-        // them, so they are not workloads (as in Istio).
-        warnings.push(format!(
-            "{}: {}: no status.podIP (not running yet?): not a workload until it has one",
-            origin.file, origin.resource
-        ));
-        return None;
-    }
+    // A pod without an address yet (scheduled, its sandbox being set up) is
+    // a workload too, published with no addresses: the node agent decides
+    // its enrolment from it while the CNI ADD that gives it the address is
+    // still running (docs/issue6-interfaces.md, section 4).
     Some(PodObj {
         name,
         namespace,
