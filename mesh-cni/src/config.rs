@@ -46,7 +46,10 @@ fn default_socket() -> PathBuf {
 }
 
 fn default_excluded() -> Vec<String> {
-    vec!["kube-system".into()]
+    // istio-system too: mesh-control's own pod must start while no
+    // control plane runs (first install, its only replica rescheduled),
+    // and the agent could not decide for it without one.
+    vec!["kube-system".into(), "istio-system".into()]
 }
 
 fn default_timeout() -> u64 {
@@ -150,7 +153,7 @@ mod tests {
     fn defaults_apply() {
         let c = NetConf::parse(&conf("")).unwrap();
         assert_eq!(c.agent_socket, PathBuf::from("/var/run/mesh/cni.sock"));
-        assert_eq!(c.exclude_namespaces, vec!["kube-system".to_string()]);
+        assert_eq!(c.exclude_namespaces, ["kube-system", "istio-system"]);
         assert_eq!(c.agent_timeout_seconds, 30);
         assert!(c.prev_result.is_none());
     }

@@ -94,12 +94,14 @@ fn plugins_mut<'a>(list: &'a mut Value, path: &Path) -> Result<&'a mut Vec<Value
 }
 
 /// Copies `binary` to `<bin_dir>/mesh-cni` and makes mesh-cni the last
-/// plugin of the first conflist, pointing at `socket`.
+/// plugin of the first conflist, pointing at `socket`; `exclude` (when
+/// not empty) replaces the plugin's default `excludeNamespaces`.
 pub fn install(
     binary: &Path,
     bin_dir: &Path,
     conf_dir: &Path,
     socket: &Path,
+    exclude: &[String],
 ) -> Result<Changed, InstallError> {
     let bytes = std::fs::read(binary).map_err(|source| InstallError::Read {
         path: binary.into(),
@@ -117,7 +119,10 @@ pub fn install(
     let path = first_conflist(conf_dir)?;
     let mut list = read_list(&path)?;
     let plugins = plugins_mut(&mut list, &path)?;
-    let entry = serde_json::json!({"type": PLUGIN_TYPE, "agentSocket": socket});
+    let mut entry = serde_json::json!({"type": PLUGIN_TYPE, "agentSocket": socket});
+    if !exclude.is_empty() {
+        entry["excludeNamespaces"] = serde_json::json!(exclude);
+    }
     let ours: Vec<usize> = plugins
         .iter()
         .enumerate()
@@ -202,10 +207,10 @@ mod tests {
         std::fs::write(t.0.join("net.d/20-other.conflist"), LIST).unwrap();
         std::fs::write(t.0.join("net.d/05-single.conf"), "{}").unwrap();
         let sock = Path::new("/var/run/mesh/cni.sock");
-        let first = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), sock).unwrap();
+        let first = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), sock, &[]).unwrap();
         assert!(first.modified);
         assert!(first.conflist.ends_with("10-k8s.conflist"));
-        let again = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), sock).unwrap();
+        let again = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), sock, &[]).unwrap();
         assert!(!again.modified, "second install must change nothing");
         let list = read_list(&first.conflist).unwrap();
         let types: Vec<&str> = list["plugins"]
@@ -223,7 +228,14 @@ mod tests {
             LIST
         );
         // A new socket path replaces the entry, still last and single.
-        install(&bin, &t.0.join("bin"), &t.0.join("net.d"), Path::new("/s")).unwrap();
+        install(
+            &bin,
+            &t.0.join("bin"),
+            &t.0.join("net.d"),
+            Path::new("/s"),
+            &[],
+        )
+        .unwrap();
         let list = read_list(&first.conflist).unwrap();
         assert_eq!(list["plugins"].as_array().unwrap().len(), 3);
         assert_eq!(list["plugins"][2]["agentSocket"], "/s");
@@ -242,17 +254,29 @@ mod tests {
         let t = TempDir::new("install-bad");
         let bin = t.0.join("plugin-binary");
         std::fs::write(&bin, b"x").unwrap();
-        let err = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), Path::new("/s"))
-            .unwrap_err()
-            .to_string();
+        let err = install(
+            &bin,
+            &t.0.join("bin"),
+            &t.0.join("net.d"),
+            Path::new("/s"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("no *.conflist") && err.contains("net.d"),
             "{err}"
         );
         std::fs::write(t.0.join("net.d/10.conflist"), r#"{"plugins":{}}"#).unwrap();
-        let err = install(&bin, &t.0.join("bin"), &t.0.join("net.d"), Path::new("/s"))
-            .unwrap_err()
-            .to_string();
+        let err = install(
+            &bin,
+            &t.0.join("bin"),
+            &t.0.join("net.d"),
+            Path::new("/s"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("plugins") && err.contains("10.conflist"),
             "{err}"

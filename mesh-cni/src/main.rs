@@ -35,6 +35,11 @@ enum Command {
         /// The agent's CNI socket as seen from the node.
         #[arg(long, env = "MESH_CNI_SOCKET", default_value = mesh_cni::api::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Namespaces whose pods never wait for the agent (written as the
+        /// plugin's `excludeNamespaces`; repeat or comma-separate).
+        /// [default: the plugin's own, kube-system and istio-system]
+        #[arg(long, env = "MESH_CNI_EXCLUDE_NAMESPACES", value_delimiter = ',')]
+        exclude_namespace: Vec<String>,
     },
     /// Remove mesh-cni from the first *.conflist and its binary (idempotent).
     Uninstall {
@@ -103,6 +108,7 @@ fn main() -> std::process::ExitCode {
             cni_bin_dir,
             cni_conf_dir,
             socket,
+            exclude_namespace,
         } => std::env::current_exe()
             .map_err(anyhow::Error::from)
             .and_then(|exe| {
@@ -111,6 +117,7 @@ fn main() -> std::process::ExitCode {
                     &cni_bin_dir,
                     &cni_conf_dir,
                     &socket,
+                    &exclude_namespace,
                 )?)
             }),
         Command::Uninstall {
