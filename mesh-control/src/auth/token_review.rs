@@ -27,11 +27,14 @@ const CACHE_MAX: usize = 10_000;
 const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
+/// Review results by token SHA-256, with when they were obtained.
+type Cache = HashMap<[u8; 32], (Instant, Result<Caller, AuthError>)>;
+
 /// TokenReview-backed [`Authenticator`].
 pub struct TokenReviewer {
     client: Client,
     audience: String,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Result<Caller, AuthError>)>>,
+    cache: Mutex<Cache>,
 }
 
 impl TokenReviewer {

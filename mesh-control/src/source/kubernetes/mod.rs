@@ -228,7 +228,7 @@ impl SourceLoop {
                 Update::Event { kind, event } => {
                     let meta = &self.kinds[kind].resource;
                     let (group, name) = (meta.group.clone(), meta.kind.clone());
-                    let changed = self.store.apply(kind, &group, &name, event);
+                    let changed = self.store.apply(kind, &group, &name, *event);
                     if self.store.listed(kind) && self.errors.remove(&kind).is_some() {
                         self.progress();
                     }

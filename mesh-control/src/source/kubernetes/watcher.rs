@@ -20,7 +20,7 @@ pub enum Update {
     /// An event of kind number `kind` (index into the watched table).
     Event {
         kind: usize,
-        event: watcher::Event<DynamicObject>,
+        event: Box<watcher::Event<DynamicObject>>,
     },
     /// The watch of kind number `kind` failed; it is retried with backoff.
     Error { kind: usize, message: String },
@@ -57,7 +57,10 @@ pub fn spawn(
                         }
                         _ => {}
                     }
-                    Update::Event { kind: index, event }
+                    Update::Event {
+                        kind: index,
+                        event: Box::new(event),
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(
