@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
 pub mod envoy;
+pub mod fake_apiserver;
 pub mod hosts;
 pub mod httpc;
 pub mod httpd;
