@@ -226,9 +226,8 @@ impl SourceLoop {
             };
             let changed = match update {
                 Update::Event { kind, event } => {
-                    let meta = &self.kinds[kind].resource;
-                    let (group, name) = (meta.group.clone(), meta.kind.clone());
-                    let changed = self.store.apply(kind, &group, &name, *event);
+                    let resource = self.kinds[kind].resource.clone();
+                    let changed = self.store.apply(kind, &resource, *event);
                     if self.store.listed(kind) && self.errors.remove(&kind).is_some() {
                         self.progress();
                     }

@@ -116,11 +116,12 @@ fn documents(objects: &BTreeMap<Key, Stored>) -> Vec<Document> {
 }
 
 /// The object as a user would have written it: without `managedFields`
-/// and, except for a Pod (whose IPs are in its status), without status.
+/// and, except for a Pod (its IPs) and a Node (its addresses), without
+/// status (for Istio kinds that is where our own conditions go).
 pub fn strip(key: &Key, value: &serde_json::Value) -> serde_json::Value {
     let mut value = value.clone();
     if let Some(map) = value.as_object_mut() {
-        if !(key.group.is_empty() && key.kind == "Pod") {
+        if !(key.group.is_empty() && matches!(key.kind.as_str(), "Pod" | "Node")) {
             map.remove("status");
         }
         if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
@@ -231,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn strip_keeps_pod_status_only() {
+    fn strip_keeps_pod_and_node_status_only() {
         let (key, s) = pa("a", "1", "STRICT");
         let v = strip(&key, &s.value);
         assert!(v.get("status").is_none());
@@ -242,6 +243,12 @@ mod tests {
             "status": {"podIP": "10.0.0.1"},
         }));
         assert_eq!(strip(&key, &s.value)["status"]["podIP"], "10.0.0.1");
+        let (node, n) = stored(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n", "resourceVersion": "1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
+        }));
+        assert!(strip(&node, &n.value)["status"]["addresses"].is_array());
         let mut bumped = s.clone();
         bumped.value["metadata"]["resourceVersion"] = json!("2");
         assert_eq!(content(&key, &s), content(&key, &bumped));

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::DynamicObject;
+use kube::discovery::ApiResource;
 use kube::runtime::watcher::Event;
 
 /// Identity of an object across versions.
@@ -61,23 +62,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Applies one watcher event of kind number `kind` (its group and
-    /// kind name given, since a DynamicObject may lack `types`). Returns
-    /// whether the visible objects may have changed.
+    /// Applies one watcher event of kind number `kind`, described by
+    /// `resource` (list items carry no apiVersion and kind; they are set
+    /// from it). Returns whether the visible objects may have changed.
     pub fn apply(
         &mut self,
         kind: usize,
-        group: &str,
-        kind_name: &str,
+        resource: &ApiResource,
         event: Event<DynamicObject>,
     ) -> bool {
+        let (group, kind_name) = (resource.group.as_str(), resource.kind.as_str());
         match event {
             Event::Init => {
                 self.relisting.insert(kind, BTreeMap::new());
                 false
             }
             Event::InitApply(obj) => {
-                let (key, stored) = entry(group, kind_name, obj);
+                let (key, stored) = entry(resource, obj);
                 self.relisting.entry(kind).or_default().insert(key, stored);
                 false
             }
@@ -90,12 +91,12 @@ impl Store {
                 true
             }
             Event::Apply(obj) => {
-                let (key, stored) = entry(group, kind_name, obj);
+                let (key, stored) = entry(resource, obj);
                 self.objects.insert(key, stored);
                 true
             }
             Event::Delete(obj) => {
-                let (key, _) = entry(group, kind_name, obj);
+                let (key, _) = entry(resource, obj);
                 self.objects.remove(&key).is_some()
             }
         }
@@ -111,21 +112,21 @@ impl Store {
     }
 }
 
-fn entry(group: &str, kind: &str, obj: DynamicObject) -> (Key, Stored) {
+fn entry(resource: &ApiResource, obj: DynamicObject) -> (Key, Stored) {
     let key = Key {
-        group: group.to_string(),
-        kind: kind.to_string(),
+        group: resource.group.clone(),
+        kind: resource.kind.clone(),
         namespace: obj.metadata.namespace.clone().unwrap_or_default(),
         name: obj.metadata.name.clone().unwrap_or_default(),
     };
     let resource_version = obj.metadata.resource_version.clone().unwrap_or_default();
     let generation = obj.metadata.generation;
-    let api_version = obj
-        .types
-        .as_ref()
-        .map(|t| t.api_version.clone())
-        .unwrap_or_default();
-    let value = serde_json::to_value(&obj).unwrap_or(serde_json::Value::Null);
+    let api_version = resource.api_version.clone();
+    let mut value = serde_json::to_value(&obj).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), api_version.clone().into());
+        map.insert("kind".into(), resource.kind.clone().into());
+    }
     (
         key,
         Stored {
@@ -141,35 +142,41 @@ fn entry(group: &str, kind: &str, obj: DynamicObject) -> (Key, Stored) {
 mod tests {
     use super::*;
 
+    /// As in a list: no apiVersion, no kind.
     fn pod(name: &str, rv: &str) -> DynamicObject {
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default", "resourceVersion": rv},
         }))
         .unwrap()
     }
 
+    fn kinds() -> (ApiResource, ApiResource) {
+        let all = super::super::resources::watched_kinds();
+        (all[1].resource.clone(), all[0].resource.clone())
+    }
+
     #[test]
     fn relist_replaces_only_its_kind_when_done() {
+        let (pods, namespaces) = kinds();
         let mut store = Store::default();
-        store.apply(0, "", "Pod", Event::Init);
-        store.apply(0, "", "Pod", Event::InitApply(pod("a", "1")));
+        store.apply(0, &pods, Event::Init);
+        store.apply(0, &pods, Event::InitApply(pod("a", "1")));
         assert!(store.objects().is_empty(), "a list shows only when done");
         assert!(!store.listed(0));
-        assert!(store.apply(0, "", "Pod", Event::InitDone));
+        assert!(store.apply(0, &pods, Event::InitDone));
         assert!(store.listed(0));
-        store.apply(0, "", "Pod", Event::Apply(pod("b", "2")));
+        store.apply(0, &pods, Event::Apply(pod("b", "2")));
         let ns: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "resourceVersion": "3"},
         }))
         .unwrap();
-        store.apply(1, "", "Namespace", Event::Apply(ns));
+        store.apply(1, &namespaces, Event::Apply(ns));
         assert_eq!(store.objects().len(), 3);
 
         // A relist after 410 that no longer has `a` and `b` drops them.
-        store.apply(0, "", "Pod", Event::Init);
-        store.apply(0, "", "Pod", Event::InitApply(pod("c", "9")));
-        store.apply(0, "", "Pod", Event::InitDone);
+        store.apply(0, &pods, Event::Init);
+        store.apply(0, &pods, Event::InitApply(pod("c", "9")));
+        store.apply(0, &pods, Event::InitDone);
         let names: Vec<_> = store.objects().keys().map(Key::resource).collect();
         assert_eq!(names, ["Namespace x", "Pod default/c"]);
         assert_eq!(
@@ -177,7 +184,7 @@ mod tests {
             "9"
         );
 
-        assert!(store.apply(0, "", "Pod", Event::Delete(pod("c", "10"))));
-        assert!(!store.apply(0, "", "Pod", Event::Delete(pod("c", "10"))));
+        assert!(store.apply(0, &pods, Event::Delete(pod("c", "10"))));
+        assert!(!store.apply(0, &pods, Event::Delete(pod("c", "10"))));
     }
 }
