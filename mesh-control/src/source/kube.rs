@@ -146,6 +146,9 @@ const RAW_KINDS: &[(&str, &[&str])] = &[
         &["AuthorizationPolicy", "RequestAuthentication"],
     ),
     ("telemetry.istio.io", &["Telemetry"]),
+    // Read and kept raw: the model takes a Service's endpoints from the
+    // pods its selector matches (issue 6 contract, section 9).
+    ("discovery.k8s.io", &["EndpointSlice"]),
     ("extensions.istio.io", &["WasmPlugin"]),
     (
         "gateway.networking.k8s.io",

@@ -23,6 +23,8 @@ mod error;
 mod fields;
 mod gateway;
 mod kube;
+pub mod kubernetes;
+mod published;
 mod routing;
 mod virtual_service;
 mod watch;
@@ -32,6 +34,8 @@ use std::path::Path;
 pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
 pub(crate) use fields::parse_block;
+pub use kubernetes::{watch_kubernetes, KubeSourceError, KubeSourceOptions};
+pub use published::SourceWatch;
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
 use crate::{analyze::Finding, model::MeshState};
