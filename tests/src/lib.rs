@@ -18,6 +18,7 @@ pub mod fake_apiserver;
 pub mod hosts;
 pub mod httpc;
 pub mod httpd;
+pub mod local_control;
 pub mod netns;
 pub mod node;
 pub mod pod;
@@ -25,6 +26,7 @@ pub mod prometheus;
 pub mod sweep;
 pub mod topology;
 pub mod waypoint;
+pub mod xds_fetch;
 
 pub use agent::Agent;
 pub use bins::Binaries;

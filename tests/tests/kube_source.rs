@@ -1,0 +1,531 @@
+//! mesh-control's Kubernetes source (`--source kubernetes`) against the
+//! fake API server (tests/src/fake_apiserver), through the real binary and
+//! real Delta ADS / CA gRPC calls (docs/issue6-interfaces.md sections 2–5):
+//! identical xDS with the directory source for the same YAML, live
+//! namespace labels, relist after 410, per-resource rejection (Event +
+//! status condition, last good version kept), TokenReview authentication.
+//!
+//! Needs `cargo build -p mesh-control` first (or MESH_CONTROL_BIN).
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use mesh_e2e::{
+    fake_apiserver::FakeApiServer,
+    local_control::LocalControl,
+    xds_fetch::{fetch, AsNode, FetchError, Fetched},
+};
+use mesh_xds::{
+    proto::{
+        envoy_discovery::Resource,
+        istio_ca::{
+            istio_certificate_service_client::IstioCertificateServiceClient,
+            IstioCertificateRequest,
+        },
+        wkt::Any,
+    },
+    XdsResource, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL,
+};
+use serde_json::json;
+
+const STARTUP: Duration = Duration::from_secs(40);
+const FETCH: Duration = Duration::from_secs(10);
+/// Bound of every "until xDS shows it" wait.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+const ALL_TYPES: [&str; 6] = [
+    ADDRESS_TYPE_URL,
+    AUTHORIZATION_TYPE_URL,
+    LISTENER_TYPE_URL,
+    ROUTE_TYPE_URL,
+    CLUSTER_TYPE_URL,
+    ENDPOINT_TYPE_URL,
+];
+
+/// Tokens the fake's TokenReview knows.
+const AGENT_NODE_1: &str = "token-agent-node-1";
+const WAYPOINT_TOKEN: &str = "token-waypoint";
+const POD_A: &str = "token-pod-a";
+
+/// What the mesh-control seed set lacks: a ServiceEntry, an Istio Gateway,
+/// a waypoint in use, and pods `a` (node-1) / `b` (node-2) with service
+/// accounts of their own names for the CA rules.
+const EXTRA: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin-ext, namespace: default}
+spec:
+  hosts: [httpbin.org]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: details
+  namespace: default
+  labels: {istio.io/use-waypoint: waypoint}
+spec:
+  clusterIP: 10.96.0.13
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default, labels: {app: a}}
+spec: {serviceAccountName: a, nodeName: node-1}
+status: {podIP: 10.244.1.30}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: default, labels: {app: b}}
+spec: {serviceAccountName: b, nodeName: node-2}
+status: {podIP: 10.244.2.30}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waypoint-0, namespace: default, labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+spec: {serviceAccountName: waypoint, nodeName: node-1}
+status: {podIP: 10.244.1.40}
+"#;
+
+/// mesh-control's own seed set (the YAML its directory tests load: every
+/// `*.yaml`/`*.yml`, hidden files skipped, as the directory source does)
+/// plus [`EXTRA`], written into `dir`.
+fn write_config(dir: &Path) -> Vec<(String, String)> {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mesh-control/tests/data/mesh");
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&seeds).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            files.push((
+                name.clone(),
+                std::fs::read_to_string(seeds.join(&name)).unwrap(),
+            ));
+        }
+    }
+    files.push(("70-extra.yaml".into(), EXTRA.into()));
+    files.sort();
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    files
+}
+
+/// The fake loaded with the set, its tokens, and mesh-control on it.
+struct KubeSetup {
+    control: LocalControl,
+    fake: FakeApiServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn kube_setup(extra_args: &[&str]) -> KubeSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_config(&dir.path().join("config"));
+    let fake = FakeApiServer::start().await.unwrap();
+    for (name, text) in &files {
+        fake.load_yaml(text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    fake.add_token(
+        AGENT_NODE_1,
+        "system:serviceaccount:istio-system:mesh-agent",
+        &[("authentication.kubernetes.io/node-name", "node-1")],
+    );
+    fake.add_token(
+        WAYPOINT_TOKEN,
+        "system:serviceaccount:default:waypoint",
+        &[("authentication.kubernetes.io/pod-name", "waypoint-0")],
+    );
+    fake.add_token(POD_A, "system:serviceaccount:default:a", &[]);
+    let kubeconfig = fake.kubeconfig(dir.path()).unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap().to_string();
+    let mut args = vec![
+        "--source",
+        "kubernetes",
+        "--kubeconfig",
+        kubeconfig.as_str(),
+    ];
+    args.extend_from_slice(extra_args);
+    let control = tokio::task::block_in_place(|| LocalControl::start(dir.path(), &args, STARTUP))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    KubeSetup {
+        control,
+        fake,
+        _dir: dir,
+    }
+}
+
+fn agent() -> AsNode {
+    AsNode::agent("node-1").with_token(AGENT_NODE_1)
+}
+
+fn waypoint() -> AsNode {
+    AsNode::waypoint("default", "waypoint").with_token(WAYPOINT_TOKEN)
+}
+
+async fn fetch_all(control: &LocalControl, node: &AsNode) -> Fetched {
+    fetch(&control.endpoint(), node, &ALL_TYPES, FETCH)
+        .await
+        .unwrap_or_else(|e| panic!("fetch as {}: {e}\n{}", node.id, control.tail()))
+}
+
+/// Fetches until `done` holds (at most [`CONVERGE`]); the last fetch.
+async fn fetch_until(
+    control: &LocalControl,
+    node: &AsNode,
+    what: &str,
+    done: impl Fn(&Fetched) -> bool,
+) -> Fetched {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let fetched = fetch_all(control, node).await;
+        if done(&fetched) {
+            return fetched;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "xDS never showed {what} within {CONVERGE:?}\n{}",
+                control.tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn decode(type_url: &str, name: &str, bytes: &[u8]) -> XdsResource {
+    let resource = Resource {
+        name: name.into(),
+        resource: Some(Any {
+            type_url: type_url.into(),
+            value: bytes.to_vec(),
+        }),
+        ..Default::default()
+    };
+    mesh_xds::client::decode_resource(type_url, &resource)
+        .unwrap_or_else(|e| panic!("{type_url} {name}: {e:?}"))
+}
+
+/// The HBONE-or-not tunnel protocol of a workload (0 NONE, 1 HBONE).
+fn tunnel_protocol(fetched: &Fetched, uid: &str) -> Option<i32> {
+    let bytes = fetched.get(ADDRESS_TYPE_URL)?.get(uid)?;
+    match decode(ADDRESS_TYPE_URL, uid, bytes) {
+        XdsResource::Workload(w) => Some(w.tunnel_protocol),
+        _ => None,
+    }
+}
+
+/// Names per type, and the decoded form of every resource whose bytes
+/// differ: what to read when the two sources disagree.
+fn differences(a: &Fetched, b: &Fetched) -> String {
+    let mut out = String::new();
+    for type_url in ALL_TYPES {
+        let empty = BTreeMap::new();
+        let (ra, rb) = (
+            a.get(type_url).unwrap_or(&empty),
+            b.get(type_url).unwrap_or(&empty),
+        );
+        for name in ra
+            .keys()
+            .chain(rb.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            match (ra.get(name), rb.get(name)) {
+                (Some(x), Some(y)) if x == y => {}
+                (Some(x), Some(y)) => out.push_str(&format!(
+                    "{type_url} {name} differs:\n  directory: {:?}\n  kubernetes: {:?}\n",
+                    decode(type_url, name, x),
+                    decode(type_url, name, y)
+                )),
+                (Some(_), None) => out.push_str(&format!("{type_url} {name}: directory only\n")),
+                (None, _) => out.push_str(&format!("{type_url} {name}: kubernetes only\n")),
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sources_serve_identical_xds() {
+    let kube = kube_setup(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    write_config(&config);
+    let config = config.to_str().unwrap().to_string();
+    let directory = tokio::task::block_in_place(|| {
+        LocalControl::start(
+            dir.path(),
+            &["--source", "directory", "--config-dir", &config],
+            STARTUP,
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    for (label, node) in [("agent", agent()), ("waypoint", waypoint())] {
+        let from_kube = fetch_all(&kube.control, &node).await;
+        let plain = AsNode {
+            token: None,
+            ..node
+        };
+        let from_dir = fetch_all(&directory, &plain).await;
+        // Guard against comparing two empty answers.
+        assert!(
+            from_dir[ADDRESS_TYPE_URL].contains_key("Kubernetes//Pod/default/productpage-v1"),
+            "{:?}",
+            from_dir[ADDRESS_TYPE_URL].keys()
+        );
+        if label == "waypoint" {
+            assert!(!from_dir[LISTENER_TYPE_URL].is_empty(), "waypoint listener");
+            assert!(!from_dir[ROUTE_TYPE_URL].is_empty(), "waypoint routes");
+        }
+        let diff = differences(&from_dir, &from_kube);
+        assert!(diff.is_empty(), "as {label}:\n{diff}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_label_changes_tunnel_protocol_live() {
+    let kube = kube_setup(&[]).await;
+    let sleep = "Kubernetes//Pod/legacy/sleep";
+    let before = fetch_all(&kube.control, &agent()).await;
+    assert_eq!(
+        tunnel_protocol(&before, sleep),
+        Some(0),
+        "legacy is not ambient"
+    );
+    let mut ns = kube.fake.get("Namespace", "", "legacy").unwrap();
+    ns["metadata"]["labels"]["istio.io/dataplane-mode"] = json!("ambient");
+    kube.fake.apply(ns.clone()).unwrap();
+    fetch_until(&kube.control, &agent(), "sleep on HBONE", |f| {
+        tunnel_protocol(f, sleep) == Some(1)
+    })
+    .await;
+    // And back.
+    ns["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("istio.io/dataplane-mode");
+    kube.fake.apply(ns).unwrap();
+    fetch_until(&kube.control, &agent(), "sleep off HBONE", |f| {
+        tunnel_protocol(f, sleep) == Some(0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relists_after_compaction_and_serves_the_new_state() {
+    let kube = kube_setup(&[]).await;
+    let lists = |fake: &FakeApiServer, path: &str| {
+        fake.requests()
+            .get(&format!("LIST {path}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let pods_before = lists(&kube.fake, "/api/v1/pods");
+    let ns_before = lists(&kube.fake, "/api/v1/namespaces");
+    assert!(pods_before >= 1, "{:?}", kube.fake.requests());
+    kube.fake.compact();
+    kube.fake.close_watches();
+    kube.fake
+        .apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "c", "namespace": "default", "labels": {"app": "c"}},
+            "spec": {"serviceAccountName": "c", "nodeName": "node-1"},
+            "status": {"podIP": "10.244.1.31"}}))
+        .unwrap();
+    kube.fake.delete("Pod", "default", "b").unwrap();
+    fetch_until(&kube.control, &agent(), "pod c added, pod b gone", |f| {
+        let a = &f[ADDRESS_TYPE_URL];
+        a.contains_key("Kubernetes//Pod/default/c") && !a.contains_key("Kubernetes//Pod/default/b")
+    })
+    .await;
+    assert!(
+        lists(&kube.fake, "/api/v1/pods") > pods_before,
+        "{:?}",
+        kube.fake.requests()
+    );
+    assert!(
+        lists(&kube.fake, "/api/v1/namespaces") > ns_before,
+        "{:?}",
+        kube.fake.requests()
+    );
+}
+
+/// `reviews` with a regex that does not compile.
+fn invalid_reviews() -> serde_json::Value {
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"hosts": ["reviews"], "http": [{
+            "match": [{"uri": {"regex": "(unclosed"}}],
+            "route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
+    let kube = kube_setup(&[]).await;
+    let before = fetch_all(&kube.control, &waypoint()).await;
+    kube.fake.apply(invalid_reviews()).unwrap();
+    // A valid change made after it still lands.
+    kube.fake
+        .apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "c", "namespace": "default"},
+            "spec": {"serviceAccountName": "c", "nodeName": "node-1"},
+            "status": {"podIP": "10.244.1.31"}}))
+        .unwrap();
+    let after = fetch_until(&kube.control, &waypoint(), "pod c", |f| {
+        f[ADDRESS_TYPE_URL].contains_key("Kubernetes//Pod/default/c")
+    })
+    .await;
+    // The waypoint's routes are still those of the last good `reviews`.
+    for type_url in [ROUTE_TYPE_URL, LISTENER_TYPE_URL, CLUSTER_TYPE_URL] {
+        assert_eq!(before[type_url], after[type_url], "{type_url}");
+    }
+    // A Warning Event naming the field, and Accepted=False on the status.
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let rejected = loop {
+        let events = kube.fake.events();
+        let found = events
+            .into_iter()
+            .find(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews");
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Rejected event: {:?}\n{}",
+            kube.fake.events(),
+            kube.control.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rejected["type"], "Warning");
+    assert_eq!(rejected["involvedObject"]["kind"], "VirtualService");
+    let message = rejected["message"].as_str().unwrap_or_default();
+    assert!(message.contains("regex"), "the field is named: {message}");
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let status = kube
+            .fake
+            .get("VirtualService", "default", "reviews")
+            .unwrap()["status"]
+            .clone();
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "False" && c["reason"] == "Invalid")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never Accepted=False: {status}; patches {:?}",
+            kube.fake.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One event per resource version, not one per relist or retry.
+    let count = kube
+        .fake
+        .events()
+        .iter()
+        .filter(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews")
+        .count();
+    assert_eq!(count, 1, "{:?}", kube.fake.events());
+}
+
+fn csr(identity: &str) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::Ia5String::try_from(identity).unwrap(),
+    )];
+    params
+        .serialize_request(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+/// `CreateCertificate` for `identity`, with `token` as bearer if given.
+async fn certificate(
+    control: &LocalControl,
+    token: Option<&str>,
+    identity: &str,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut client = tokio::time::timeout(
+        FETCH,
+        IstioCertificateServiceClient::connect(control.endpoint()),
+    )
+    .await
+    .expect("CA connect timed out")
+    .expect("CA connect");
+    let mut request = tonic::Request::new(IstioCertificateRequest {
+        csr: csr(identity),
+        validity_duration: 600,
+        metadata: None,
+    });
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    tokio::time::timeout(FETCH, client.create_certificate(request))
+        .await
+        .expect("CreateCertificate timed out")
+        .map(|r| r.into_inner().cert_chain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_review_authenticates_xds_and_ca_callers() {
+    let kube = kube_setup(&["--authenticate", "kubernetes"]).await;
+    let c = &kube.control;
+    let id = |sa: &str| format!("spiffe://cluster.local/ns/default/sa/{sa}");
+    use tonic::Code;
+    let code = |r: Result<Vec<String>, tonic::Status>| r.map(|_| ()).map_err(|s| s.code());
+    // A pod's own identity, and nothing else.
+    let chain = certificate(c, Some(POD_A), &id("a")).await.unwrap();
+    assert_eq!(chain.len(), 2);
+    let denied = certificate(c, Some(POD_A), &id("b")).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied.message().contains("sa/b"),
+        "names the requested identity: {denied:?}"
+    );
+    assert_eq!(
+        code(certificate(c, None, &id("a")).await),
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(
+        code(certificate(c, Some("forged"), &id("a")).await),
+        Err(Code::Unauthenticated)
+    );
+    // The node agent of node-1: pods on node-1 only.
+    assert_eq!(
+        code(certificate(c, Some(AGENT_NODE_1), &id("a")).await),
+        Ok(())
+    );
+    assert_eq!(
+        code(certificate(c, Some(AGENT_NODE_1), &id("b")).await),
+        Err(Code::PermissionDenied)
+    );
+    // xDS: no token or an unknown one is refused; the agent's is served.
+    for node in [
+        AsNode::agent("node-1"),
+        AsNode::agent("node-1").with_token("forged"),
+    ] {
+        match fetch(&c.endpoint(), &node, &[ADDRESS_TYPE_URL], FETCH).await {
+            Err(FetchError::Status(s)) => assert_eq!(s.code(), Code::Unauthenticated, "{s:?}"),
+            other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+        }
+    }
+    let served = fetch(&c.endpoint(), &agent(), &[ADDRESS_TYPE_URL], FETCH)
+        .await
+        .unwrap();
+    assert!(!served[ADDRESS_TYPE_URL].is_empty());
+    // Each distinct token was reviewed by the fake's TokenReview.
+    assert!(kube.fake.requests()["POST /apis/authentication.k8s.io/v1/tokenreviews"] >= 3);
+}
