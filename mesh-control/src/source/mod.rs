@@ -19,6 +19,7 @@ mod authz;
 mod build;
 mod destination_rule;
 pub(crate) mod documents;
+mod endpoint_slices;
 mod error;
 mod fields;
 mod gateway;
