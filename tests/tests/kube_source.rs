@@ -47,8 +47,9 @@ const WAYPOINT_TOKEN: &str = "token-waypoint";
 const POD_A: &str = "token-pod-a";
 
 /// What the mesh-control seed set lacks: a ServiceEntry, an Istio Gateway,
-/// a waypoint in use, and pods `a` (node-1) / `b` (node-2) with service
-/// accounts of their own names for the CA rules.
+/// a waypoint in use, pods `a` (node-1) / `b` (node-2) with service
+/// accounts of their own names for the CA rules, and a namespace `flip`
+/// outside the mesh whose label the tests flip.
 const EXTRA: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -88,6 +89,16 @@ kind: Pod
 metadata: {name: b, namespace: default, labels: {app: b}}
 spec: {serviceAccountName: b, nodeName: node-2}
 status: {podIP: 10.244.2.30}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: flip}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: flip}
+spec: {serviceAccountName: app, nodeName: node-2}
+status: {podIP: 10.244.2.50}
 ---
 apiVersion: v1
 kind: Pod
@@ -172,8 +183,18 @@ fn waypoint() -> AsNode {
     AsNode::waypoint("default", "waypoint").with_token(WAYPOINT_TOKEN)
 }
 
+/// What the node subscribes to: an agent the workload types, a waypoint
+/// everything.
+fn types_of(node: &AsNode) -> &'static [&'static str] {
+    if node.metadata.contains_key("WAYPOINT") {
+        &ALL_TYPES
+    } else {
+        &ALL_TYPES[..2]
+    }
+}
+
 async fn fetch_all(control: &LocalControl, node: &AsNode) -> Fetched {
-    fetch(&control.endpoint(), node, &ALL_TYPES, FETCH)
+    fetch(&control.endpoint(), node, types_of(node), FETCH)
         .await
         .unwrap_or_else(|e| panic!("fetch as {}: {e}\n{}", node.id, control.tail()))
 }
@@ -194,7 +215,7 @@ async fn fetch_until(
         if tokio::time::Instant::now() > deadline {
             panic!(
                 "xDS never showed {what} within {CONVERGE:?}\n{}",
-                control.tail()
+                control.warnings()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -293,18 +314,18 @@ async fn both_sources_serve_identical_xds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_label_changes_tunnel_protocol_live() {
     let kube = kube_setup(&[]).await;
-    let sleep = "Kubernetes//Pod/legacy/sleep";
+    let app = "Kubernetes//Pod/flip/app";
     let before = fetch_all(&kube.control, &agent()).await;
     assert_eq!(
-        tunnel_protocol(&before, sleep),
+        tunnel_protocol(&before, app),
         Some(0),
-        "legacy is not ambient"
+        "flip is not ambient"
     );
-    let mut ns = kube.fake.get("Namespace", "", "legacy").unwrap();
-    ns["metadata"]["labels"]["istio.io/dataplane-mode"] = json!("ambient");
+    let mut ns = kube.fake.get("Namespace", "", "flip").unwrap();
+    ns["metadata"]["labels"] = json!({"istio.io/dataplane-mode": "ambient"});
     kube.fake.apply(ns.clone()).unwrap();
-    fetch_until(&kube.control, &agent(), "sleep on HBONE", |f| {
-        tunnel_protocol(f, sleep) == Some(1)
+    fetch_until(&kube.control, &agent(), "flip/app on HBONE", |f| {
+        tunnel_protocol(f, app) == Some(1)
     })
     .await;
     // And back.
@@ -313,8 +334,8 @@ async fn namespace_label_changes_tunnel_protocol_live() {
         .unwrap()
         .remove("istio.io/dataplane-mode");
     kube.fake.apply(ns).unwrap();
-    fetch_until(&kube.control, &agent(), "sleep off HBONE", |f| {
-        tunnel_protocol(f, sleep) == Some(0)
+    fetch_until(&kube.control, &agent(), "flip/app off HBONE", |f| {
+        tunnel_protocol(f, app) == Some(0)
     })
     .await;
 }
