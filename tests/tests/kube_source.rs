@@ -378,20 +378,74 @@ async fn relists_after_compaction_and_serves_the_new_state() {
     );
 }
 
-/// `reviews` with a regex that does not compile.
-fn invalid_reviews() -> serde_json::Value {
+/// The `details` VirtualService (served by the waypoint: its Service uses
+/// it), valid with a `timeout`, or with a regex that does not compile.
+fn details_vs(timeout: &str, regex: Option<&str>) -> serde_json::Value {
+    let mut route = json!({"timeout": timeout, "route": [{"destination": {"host": "details"}}]});
+    if let Some(regex) = regex {
+        route["match"] = json!([{"uri": {"regex": regex}}]);
+    }
     json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "reviews", "namespace": "default"},
-        "spec": {"hosts": ["reviews"], "http": [{
-            "match": [{"uri": {"regex": "(unclosed"}}],
-            "route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}})
+        "metadata": {"name": "details", "namespace": "default"},
+        "spec": {"hosts": ["details"], "http": [route]}})
+}
+
+/// The waypoint's routes, decoded, as text: to look for a timeout.
+fn routes_text(fetched: &Fetched) -> String {
+    fetched[ROUTE_TYPE_URL]
+        .iter()
+        .map(|(name, bytes)| format!("{:?}", decode(ROUTE_TYPE_URL, name, bytes)))
+        .collect()
+}
+
+/// Waits (bounded) until the `details` VirtualService's status has an
+/// `Accepted` condition with `status`.
+async fn wait_accepted(kube: &KubeSetup, status: &str) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let object = kube
+            .fake
+            .get("VirtualService", "default", "details")
+            .unwrap();
+        let conditions = object["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == status)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never Accepted={status}: {}; patches {:?}",
+            object["status"],
+            kube.fake.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rejections(kube: &KubeSetup) -> Vec<serde_json::Value> {
+    kube.fake
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "details")
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
     let kube = kube_setup(&[]).await;
-    let before = fetch_all(&kube.control, &waypoint()).await;
-    kube.fake.apply(invalid_reviews()).unwrap();
+    kube.fake.apply(details_vs("7s", None)).unwrap();
+    let before = fetch_until(&kube.control, &waypoint(), "the 7s timeout", |f| {
+        routes_text(f).contains("seconds: 7,")
+    })
+    .await;
+    kube.fake
+        .apply(details_vs("8s", Some("(unclosed")))
+        .unwrap();
     // A valid change made after it still lands.
     kube.fake
         .apply(json!({"apiVersion": "v1", "kind": "Pod",
@@ -403,61 +457,46 @@ async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
         f[ADDRESS_TYPE_URL].contains_key("Kubernetes//Pod/default/c")
     })
     .await;
-    // The waypoint's routes are still those of the last good `reviews`.
-    for type_url in [ROUTE_TYPE_URL, LISTENER_TYPE_URL, CLUSTER_TYPE_URL] {
-        assert_eq!(before[type_url], after[type_url], "{type_url}");
-    }
+    // The waypoint still serves the last good `details` (7s).
+    assert_eq!(before[ROUTE_TYPE_URL], after[ROUTE_TYPE_URL]);
+    assert_eq!(before[LISTENER_TYPE_URL], after[LISTENER_TYPE_URL]);
     // A Warning Event naming the field, and Accepted=False on the status.
     let deadline = tokio::time::Instant::now() + CONVERGE;
-    let rejected = loop {
-        let events = kube.fake.events();
-        let found = events
-            .into_iter()
-            .find(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews");
-        if let Some(event) = found {
-            break event;
-        }
+    while rejections(&kube).is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no Rejected event: {:?}\n{}",
             kube.fake.events(),
-            kube.control.tail()
+            kube.control.warnings()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+    let rejected = rejections(&kube).remove(0);
     assert_eq!(rejected["type"], "Warning");
     assert_eq!(rejected["involvedObject"]["kind"], "VirtualService");
     let message = rejected["message"].as_str().unwrap_or_default();
     assert!(message.contains("regex"), "the field is named: {message}");
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
-        let status = kube
-            .fake
-            .get("VirtualService", "default", "reviews")
-            .unwrap()["status"]
-            .clone();
-        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-        if conditions
-            .iter()
-            .any(|c| c["type"] == "Accepted" && c["status"] == "False" && c["reason"] == "Invalid")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status never Accepted=False: {status}; patches {:?}",
-            kube.fake.statuses()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // One event per resource version, not one per relist or retry.
-    let count = kube
+    wait_accepted(&kube, "False").await;
+    let condition = kube
         .fake
-        .events()
+        .get("VirtualService", "default", "details")
+        .unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews")
-        .count();
-    assert_eq!(count, 1, "{:?}", kube.fake.events());
+        .find(|c| c["type"] == "Accepted")
+        .cloned()
+        .unwrap();
+    assert_eq!(condition["reason"], "Invalid", "{condition}");
+    // A valid version is served again and marked accepted.
+    kube.fake.apply(details_vs("9s", None)).unwrap();
+    fetch_until(&kube.control, &waypoint(), "the 9s timeout", |f| {
+        routes_text(f).contains("seconds: 9,")
+    })
+    .await;
+    wait_accepted(&kube, "True").await;
+    // One event for the one rejected version, not one per rebuild.
+    assert_eq!(rejections(&kube).len(), 1, "{:?}", kube.fake.events());
 }
 
 fn csr(identity: &str) -> String {
