@@ -70,7 +70,7 @@ impl LocalControl {
             .args(["--admin-addr", &admin.to_string()])
             .args(["--ready-addr", &ready.to_string()])
             .args(["--reload-interval", "200ms"])
-            .args(["--log", "info,mesh_control=debug"])
+            .args(["--log", "info"])
             .args(args)
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
@@ -107,6 +107,17 @@ impl LocalControl {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Every WARN / ERROR line of the log except the per-stream ADS ones:
+    /// what to print when a test fails.
+    pub fn warnings(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && !l.contains("::ads:"))
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     pub fn endpoint(&self) -> String {

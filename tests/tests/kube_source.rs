@@ -47,8 +47,9 @@ const WAYPOINT_TOKEN: &str = "token-waypoint";
 const POD_A: &str = "token-pod-a";
 
 /// What the mesh-control seed set lacks: a ServiceEntry, an Istio Gateway,
-/// a waypoint in use, and pods `a` (node-1) / `b` (node-2) with service
-/// accounts of their own names for the CA rules.
+/// a waypoint in use, pods `a` (node-1) / `b` (node-2) with service
+/// accounts of their own names for the CA rules, and a namespace `flip`
+/// outside the mesh whose label the tests flip.
 const EXTRA: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -88,6 +89,16 @@ kind: Pod
 metadata: {name: b, namespace: default, labels: {app: b}}
 spec: {serviceAccountName: b, nodeName: node-2}
 status: {podIP: 10.244.2.30}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: flip}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: flip}
+spec: {serviceAccountName: app, nodeName: node-2}
+status: {podIP: 10.244.2.50}
 ---
 apiVersion: v1
 kind: Pod
@@ -172,8 +183,18 @@ fn waypoint() -> AsNode {
     AsNode::waypoint("default", "waypoint").with_token(WAYPOINT_TOKEN)
 }
 
+/// What the node subscribes to: an agent the workload types, a waypoint
+/// everything.
+fn types_of(node: &AsNode) -> &'static [&'static str] {
+    if node.metadata.contains_key("WAYPOINT") {
+        &ALL_TYPES
+    } else {
+        &ALL_TYPES[..2]
+    }
+}
+
 async fn fetch_all(control: &LocalControl, node: &AsNode) -> Fetched {
-    fetch(&control.endpoint(), node, &ALL_TYPES, FETCH)
+    fetch(&control.endpoint(), node, types_of(node), FETCH)
         .await
         .unwrap_or_else(|e| panic!("fetch as {}: {e}\n{}", node.id, control.tail()))
 }
@@ -194,7 +215,7 @@ async fn fetch_until(
         if tokio::time::Instant::now() > deadline {
             panic!(
                 "xDS never showed {what} within {CONVERGE:?}\n{}",
-                control.tail()
+                control.warnings()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -293,18 +314,18 @@ async fn both_sources_serve_identical_xds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_label_changes_tunnel_protocol_live() {
     let kube = kube_setup(&[]).await;
-    let sleep = "Kubernetes//Pod/legacy/sleep";
+    let app = "Kubernetes//Pod/flip/app";
     let before = fetch_all(&kube.control, &agent()).await;
     assert_eq!(
-        tunnel_protocol(&before, sleep),
+        tunnel_protocol(&before, app),
         Some(0),
-        "legacy is not ambient"
+        "flip is not ambient"
     );
-    let mut ns = kube.fake.get("Namespace", "", "legacy").unwrap();
-    ns["metadata"]["labels"]["istio.io/dataplane-mode"] = json!("ambient");
+    let mut ns = kube.fake.get("Namespace", "", "flip").unwrap();
+    ns["metadata"]["labels"] = json!({"istio.io/dataplane-mode": "ambient"});
     kube.fake.apply(ns.clone()).unwrap();
-    fetch_until(&kube.control, &agent(), "sleep on HBONE", |f| {
-        tunnel_protocol(f, sleep) == Some(1)
+    fetch_until(&kube.control, &agent(), "flip/app on HBONE", |f| {
+        tunnel_protocol(f, app) == Some(1)
     })
     .await;
     // And back.
@@ -313,8 +334,8 @@ async fn namespace_label_changes_tunnel_protocol_live() {
         .unwrap()
         .remove("istio.io/dataplane-mode");
     kube.fake.apply(ns).unwrap();
-    fetch_until(&kube.control, &agent(), "sleep off HBONE", |f| {
-        tunnel_protocol(f, sleep) == Some(0)
+    fetch_until(&kube.control, &agent(), "flip/app off HBONE", |f| {
+        tunnel_protocol(f, app) == Some(0)
     })
     .await;
 }
@@ -357,20 +378,74 @@ async fn relists_after_compaction_and_serves_the_new_state() {
     );
 }
 
-/// `reviews` with a regex that does not compile.
-fn invalid_reviews() -> serde_json::Value {
+/// The `details` VirtualService (served by the waypoint: its Service uses
+/// it), valid with a `timeout`, or with a regex that does not compile.
+fn details_vs(timeout: &str, regex: Option<&str>) -> serde_json::Value {
+    let mut route = json!({"timeout": timeout, "route": [{"destination": {"host": "details"}}]});
+    if let Some(regex) = regex {
+        route["match"] = json!([{"uri": {"regex": regex}}]);
+    }
     json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "reviews", "namespace": "default"},
-        "spec": {"hosts": ["reviews"], "http": [{
-            "match": [{"uri": {"regex": "(unclosed"}}],
-            "route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}})
+        "metadata": {"name": "details", "namespace": "default"},
+        "spec": {"hosts": ["details"], "http": [route]}})
+}
+
+/// The waypoint's routes, decoded, as text: to look for a timeout.
+fn routes_text(fetched: &Fetched) -> String {
+    fetched[ROUTE_TYPE_URL]
+        .iter()
+        .map(|(name, bytes)| format!("{:?}", decode(ROUTE_TYPE_URL, name, bytes)))
+        .collect()
+}
+
+/// Waits (bounded) until the `details` VirtualService's status has an
+/// `Accepted` condition with `status`.
+async fn wait_accepted(kube: &KubeSetup, status: &str) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let object = kube
+            .fake
+            .get("VirtualService", "default", "details")
+            .unwrap();
+        let conditions = object["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == status)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never Accepted={status}: {}; patches {:?}",
+            object["status"],
+            kube.fake.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rejections(kube: &KubeSetup) -> Vec<serde_json::Value> {
+    kube.fake
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "details")
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
     let kube = kube_setup(&[]).await;
-    let before = fetch_all(&kube.control, &waypoint()).await;
-    kube.fake.apply(invalid_reviews()).unwrap();
+    kube.fake.apply(details_vs("7s", None)).unwrap();
+    let before = fetch_until(&kube.control, &waypoint(), "the 7s timeout", |f| {
+        routes_text(f).contains("seconds: 7,")
+    })
+    .await;
+    kube.fake
+        .apply(details_vs("8s", Some("(unclosed")))
+        .unwrap();
     // A valid change made after it still lands.
     kube.fake
         .apply(json!({"apiVersion": "v1", "kind": "Pod",
@@ -382,61 +457,46 @@ async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
         f[ADDRESS_TYPE_URL].contains_key("Kubernetes//Pod/default/c")
     })
     .await;
-    // The waypoint's routes are still those of the last good `reviews`.
-    for type_url in [ROUTE_TYPE_URL, LISTENER_TYPE_URL, CLUSTER_TYPE_URL] {
-        assert_eq!(before[type_url], after[type_url], "{type_url}");
-    }
+    // The waypoint still serves the last good `details` (7s).
+    assert_eq!(before[ROUTE_TYPE_URL], after[ROUTE_TYPE_URL]);
+    assert_eq!(before[LISTENER_TYPE_URL], after[LISTENER_TYPE_URL]);
     // A Warning Event naming the field, and Accepted=False on the status.
     let deadline = tokio::time::Instant::now() + CONVERGE;
-    let rejected = loop {
-        let events = kube.fake.events();
-        let found = events
-            .into_iter()
-            .find(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews");
-        if let Some(event) = found {
-            break event;
-        }
+    while rejections(&kube).is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no Rejected event: {:?}\n{}",
             kube.fake.events(),
-            kube.control.tail()
+            kube.control.warnings()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+    let rejected = rejections(&kube).remove(0);
     assert_eq!(rejected["type"], "Warning");
     assert_eq!(rejected["involvedObject"]["kind"], "VirtualService");
     let message = rejected["message"].as_str().unwrap_or_default();
     assert!(message.contains("regex"), "the field is named: {message}");
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
-        let status = kube
-            .fake
-            .get("VirtualService", "default", "reviews")
-            .unwrap()["status"]
-            .clone();
-        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-        if conditions
-            .iter()
-            .any(|c| c["type"] == "Accepted" && c["status"] == "False" && c["reason"] == "Invalid")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status never Accepted=False: {status}; patches {:?}",
-            kube.fake.statuses()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // One event per resource version, not one per relist or retry.
-    let count = kube
+    wait_accepted(&kube, "False").await;
+    let condition = kube
         .fake
-        .events()
+        .get("VirtualService", "default", "details")
+        .unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|e| e["reason"] == "Rejected" && e["involvedObject"]["name"] == "reviews")
-        .count();
-    assert_eq!(count, 1, "{:?}", kube.fake.events());
+        .find(|c| c["type"] == "Accepted")
+        .cloned()
+        .unwrap();
+    assert_eq!(condition["reason"], "Invalid", "{condition}");
+    // A valid version is served again and marked accepted.
+    kube.fake.apply(details_vs("9s", None)).unwrap();
+    fetch_until(&kube.control, &waypoint(), "the 9s timeout", |f| {
+        routes_text(f).contains("seconds: 9,")
+    })
+    .await;
+    wait_accepted(&kube, "True").await;
+    // One event for the one rejected version, not one per rebuild.
+    assert_eq!(rejections(&kube).len(), 1, "{:?}", kube.fake.events());
 }
 
 fn csr(identity: &str) -> String {
