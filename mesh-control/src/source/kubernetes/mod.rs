@@ -133,6 +133,7 @@ pub async fn watch_kubernetes(
         warnings: vec![],
         errors: BTreeMap::new(),
         published: false,
+        rebuilds: 0,
         state_tx,
         raw_tx,
         error_tx,
@@ -170,6 +171,8 @@ pub async fn watch_kubernetes(
 #[derive(Debug, Clone, Default)]
 struct Progress {
     published: bool,
+    /// Rebuilds so far (one per debounced burst of changes).
+    rebuilds: u64,
     /// Kinds whose first list has not completed.
     unlisted: Vec<String>,
     last_error: Option<String>,
@@ -192,6 +195,7 @@ struct SourceLoop {
     /// Last watch error per kind, until it lists.
     errors: BTreeMap<usize, String>,
     published: bool,
+    rebuilds: u64,
     state_tx: watch::Sender<Arc<MeshState>>,
     raw_tx: watch::Sender<Arc<Vec<RawResource>>>,
     error_tx: watch::Sender<Option<String>>,
@@ -266,12 +270,14 @@ impl SourceLoop {
             .or_else(|| self.error_tx.borrow().clone());
         self.progress_tx.send_replace(Progress {
             published: self.published,
+            rebuilds: self.rebuilds,
             unlisted,
             last_error,
         });
     }
 
     async fn rebuild(&mut self) {
+        self.rebuilds += 1;
         let objects = self.store.objects().clone();
         let accepted = self.accepted.clone();
         let config = self.config.clone();

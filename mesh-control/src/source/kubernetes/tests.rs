@@ -170,6 +170,7 @@ fn source_loop(reporter: mpsc::UnboundedSender<Report>) -> SourceLoop {
         warnings: vec![],
         errors: BTreeMap::new(),
         published: false,
+        rebuilds: 0,
         state_tx: watch::channel(Arc::new(MeshState::default())).0,
         raw_tx: watch::channel(Arc::new(Vec::new())).0,
         error_tx: watch::channel(None).0,
@@ -276,4 +277,72 @@ fn kinds_without_status_are_reported_again_after_a_good_version() {
     assert_eq!(drain(&mut rx), Vec::<&str>::new(), "no status to set");
     source.report(&objects, &rejected, &fixed);
     assert_eq!(drain(&mut rx), ["rejected"]);
+}
+
+/// A pod as a list returns it (no apiVersion/kind).
+fn listed_pod(i: usize, rv: &str) -> kube::api::DynamicObject {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("p-{i}"), "namespace": "default", "resourceVersion": rv},
+        "spec": {"serviceAccountName": "p"},
+        "status": {"podIP": format!("10.1.{}.{}", i / 250, i % 250 + 1)},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_or_relist_of_a_thousand_objects_is_one_rebuild() {
+    use kube::runtime::watcher::Event;
+    let (tx, _reports) = mpsc::unbounded_channel();
+    let source = source_loop(tx);
+    let mut progress = source.progress_tx.subscribe();
+    let mut state = source.state_tx.subscribe();
+    let kinds = source.kinds.len();
+    let (updates, rx) = mpsc::channel(4096);
+    let task = tokio::spawn(source.run(rx));
+    let send = |kind: usize, event: Event<kube::api::DynamicObject>| {
+        updates
+            .try_send(watcher::Update::Event {
+                kind,
+                event: Box::new(event),
+            })
+            .unwrap()
+    };
+    // The initial lists, pods (kind 1) with a thousand objects. The clock
+    // is paused: it only moves when every task waits, so the burst is
+    // delivered well inside the debounce window.
+    for kind in 0..kinds {
+        send(kind, Event::Init);
+        if kind == 1 {
+            for i in 0..1000 {
+                send(kind, Event::InitApply(listed_pod(i, "1")));
+            }
+        }
+        send(kind, Event::InitDone);
+    }
+    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|p| p.published))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.borrow_and_update().workloads.len(), 1000);
+    assert_eq!(progress.borrow().rebuilds, 1);
+
+    // A relist after 410: a thousand again, one gone, one new.
+    send(1, Event::Init);
+    for i in 1..1001 {
+        send(1, Event::InitApply(listed_pod(i, "2")));
+    }
+    send(1, Event::InitDone);
+    tokio::time::timeout(Duration::from_secs(60), state.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    // Well past the debounce: nothing more comes of the burst.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(progress.borrow().rebuilds, 2);
+    let state = state.borrow().clone();
+    assert!(state
+        .workloads
+        .contains_key("Kubernetes//Pod/default/p-1000"));
+    assert!(!state.workloads.contains_key("Kubernetes//Pod/default/p-0"));
+    task.abort();
 }
