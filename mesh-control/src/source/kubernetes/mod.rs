@@ -151,6 +151,11 @@ pub async fn watch_kubernetes(
         return Ok(watch);
     }
     let progress = progress.borrow().clone();
+    tracing::debug!(
+        rebuilds = progress.rebuilds,
+        unlisted = ?progress.unlisted,
+        "the Kubernetes source did not start"
+    );
     watch.stop();
     let timeout = options.initial_list_timeout;
     Err(if progress.unlisted.is_empty() {
