@@ -107,22 +107,84 @@ spec: {serviceAccountName: waypoint, nodeName: node-1}
 status: {podIP: 10.244.1.40}
 "#;
 
-/// mesh-control's own seed set (the YAML its directory tests load: every
-/// `*.yaml`/`*.yml`, hidden files skipped, as the directory source does)
-/// plus [`EXTRA`], written into `dir`.
-fn write_config(dir: &Path) -> Vec<(String, String)> {
-    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mesh-control/tests/data/mesh");
+/// The `*.yaml`/`*.yml` files of `dir` (hidden files skipped, as the
+/// directory source does), relative to this crate.
+fn yaml_files(dir: &str) -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files = vec![];
-    for entry in std::fs::read_dir(&seeds).unwrap() {
+    for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
         if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
             files.push((
                 name.clone(),
-                std::fs::read_to_string(seeds.join(&name)).unwrap(),
+                std::fs::read_to_string(dir.join(&name)).unwrap(),
             ));
         }
     }
+    files
+}
+
+/// mesh-control's own seed set (the YAML its directory tests load) plus
+/// [`EXTRA`].
+fn seed_set() -> Vec<(String, String)> {
+    let mut files = yaml_files("../mesh-control/tests/data/mesh");
     files.push(("70-extra.yaml".into(), EXTRA.into()));
+    files
+}
+
+/// Where the demo's pods run: what `cargo xtask demo` writes from its
+/// topology (here without the network namespaces), every service through
+/// the waypoint.
+const DEMO_TOPOLOGY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: default
+  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+status: {addresses: [{type: InternalIP, address: 10.0.0.2}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: default}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waypoint-0, labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+spec: {serviceAccountName: waypoint, nodeName: node-1}
+status: {podIP: 10.244.1.40}
+---
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Pod, metadata: {name: productpage-v1, labels: {app: productpage, version: v1}}, spec: {serviceAccountName: bookinfo-productpage, nodeName: node-1}, status: {podIP: 10.244.1.10}}
+- {apiVersion: v1, kind: Pod, metadata: {name: details-v1, labels: {app: details, version: v1}}, spec: {serviceAccountName: bookinfo-details, nodeName: node-1}, status: {podIP: 10.244.1.11}}
+- {apiVersion: v1, kind: Pod, metadata: {name: reviews-v1, labels: {app: reviews, version: v1}}, spec: {serviceAccountName: bookinfo-reviews, nodeName: node-1}, status: {podIP: 10.244.1.12}}
+- {apiVersion: v1, kind: Pod, metadata: {name: reviews-v2, labels: {app: reviews, version: v2}}, spec: {serviceAccountName: bookinfo-reviews, nodeName: node-2}, status: {podIP: 10.244.2.12}}
+- {apiVersion: v1, kind: Pod, metadata: {name: reviews-v3, labels: {app: reviews, version: v3}}, spec: {serviceAccountName: bookinfo-reviews, nodeName: node-2}, status: {podIP: 10.244.2.13}}
+- {apiVersion: v1, kind: Pod, metadata: {name: ratings-v1, labels: {app: ratings, version: v1}}, spec: {serviceAccountName: bookinfo-ratings, nodeName: node-2}, status: {podIP: 10.244.2.14}}
+"#;
+
+/// The demo's bookinfo YAML (`xtask/demo/bookinfo`) on [`DEMO_TOPOLOGY`].
+fn demo_set() -> Vec<(String, String)> {
+    let mut files = yaml_files("../xtask/demo/bookinfo");
+    files.push(("00-topology.yaml".into(), DEMO_TOPOLOGY.into()));
+    files
+}
+
+/// Writes `files` into `dir`; returns them sorted by name.
+fn write_config(dir: &Path, mut files: Vec<(String, String)>) -> Vec<(String, String)> {
     files.sort();
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in &files {
@@ -139,8 +201,12 @@ struct KubeSetup {
 }
 
 async fn kube_setup(extra_args: &[&str]) -> KubeSetup {
+    kube_setup_with(seed_set(), extra_args).await
+}
+
+async fn kube_setup_with(set: Vec<(String, String)>, extra_args: &[&str]) -> KubeSetup {
     let dir = tempfile::tempdir().unwrap();
-    let files = write_config(&dir.path().join("config"));
+    let files = write_config(&dir.path().join("config"), set);
     let fake = FakeApiServer::start().await.unwrap();
     for (name, text) in &files {
         fake.load_yaml(text)
@@ -276,10 +342,18 @@ fn differences(a: &Fetched, b: &Fetched) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sources_serve_identical_xds() {
-    let kube = kube_setup(&[]).await;
+    for (set, files) in [("seed", seed_set()), ("demo", demo_set())] {
+        identical_xds(set, files).await;
+    }
+}
+
+/// Runs both sources on `files` and compares what an agent and the
+/// waypoint get.
+async fn identical_xds(set: &str, files: Vec<(String, String)>) {
+    let kube = kube_setup_with(files.clone(), &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    write_config(&config);
+    write_config(&config, files);
     let config = config.to_str().unwrap().to_string();
     let directory = tokio::task::block_in_place(|| {
         LocalControl::start(
@@ -306,8 +380,12 @@ async fn both_sources_serve_identical_xds() {
             assert!(!from_dir[LISTENER_TYPE_URL].is_empty(), "waypoint listener");
             assert!(!from_dir[ROUTE_TYPE_URL].is_empty(), "waypoint routes");
         }
+        if label == "waypoint" && set == "demo" {
+            // The demo's VirtualService reached the waypoint's routes.
+            assert!(routes_text(&from_dir).contains("jason"), "demo routes");
+        }
         let diff = differences(&from_dir, &from_kube);
-        assert!(diff.is_empty(), "as {label}:\n{diff}");
+        assert!(diff.is_empty(), "{set} set, as {label}:\n{diff}");
     }
 }
 
@@ -343,15 +421,15 @@ async fn namespace_label_changes_tunnel_protocol_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relists_after_compaction_and_serves_the_new_state() {
     let kube = kube_setup(&[]).await;
-    let lists = |fake: &FakeApiServer, path: &str| {
-        fake.requests()
-            .get(&format!("LIST {path}"))
-            .copied()
-            .unwrap_or(0)
-    };
-    let pods_before = lists(&kube.fake, "/api/v1/pods");
-    let ns_before = lists(&kube.fake, "/api/v1/namespaces");
-    assert!(pods_before >= 1, "{:?}", kube.fake.requests());
+    let lists_before: BTreeMap<String, usize> = kube
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("LIST "))
+        .collect();
+    // Every kind of contract section 4 was listed once.
+    assert_eq!(lists_before.len(), 12, "{lists_before:?}");
+    assert!(lists_before.values().all(|n| *n == 1), "{lists_before:?}");
     kube.fake.compact();
     kube.fake.close_watches();
     kube.fake
@@ -366,16 +444,24 @@ async fn relists_after_compaction_and_serves_the_new_state() {
         a.contains_key("Kubernetes//Pod/default/c") && !a.contains_key("Kubernetes//Pod/default/b")
     })
     .await;
-    assert!(
-        lists(&kube.fake, "/api/v1/pods") > pods_before,
-        "{:?}",
-        kube.fake.requests()
-    );
-    assert!(
-        lists(&kube.fake, "/api/v1/namespaces") > ns_before,
-        "{:?}",
-        kube.fake.requests()
-    );
+    // Every kind relists (each watcher on its own backoff).
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let now = kube.fake.requests();
+        let pending: Vec<&String> = lists_before
+            .keys()
+            .filter(|k| now.get(*k).copied().unwrap_or(0) < 2)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never relisted: {pending:?}\n{}",
+            kube.control.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `details` VirtualService (served by the waypoint: its Service uses
