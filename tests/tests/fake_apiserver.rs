@@ -211,6 +211,14 @@ async fn raw_watch_bookmarks_410_and_typed_lists() {
         error.to_string().contains("410") || format!("{error:?}").contains("410"),
         "{error:?}"
     );
+    // Selectors are refused, not ignored.
+    let error = bounded(
+        "selector",
+        pods.list(&ListParams::default().labels("app=a")),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{error:?}").contains("400"), "{error:?}");
     // Not found is a Status 404.
     let error = bounded("get", pods.get("nope")).await.unwrap_err();
     assert!(format!("{error:?}").contains("404"), "{error:?}");

@@ -16,6 +16,10 @@
 //! a real apiserver serves from its cache unpaged, then a watch from the
 //! list's resourceVersion).
 //!
+//! Not served: discovery (`/api`, `/apis`), creates/updates other than
+//! the above, label/field selectors (refused with 400 rather than answered
+//! unfiltered); `limit` is ignored (lists are never paged).
+//!
 //! Objects are loaded from the same YAML the directory source reads
 //! ([`FakeApiServer::load_yaml`]); kinds it does not serve are skipped.
 mod http;

@@ -40,15 +40,14 @@ pub fn expired(rv: u64, compacted: u64) -> Value {
     })
 }
 
-/// Streams `request` into `tx`; returns when the stream ends.
-pub async fn run(shared: Arc<Shared>, request: WatchRequest, mut tx: Sender<Bytes, Infallible>) {
-    let mut changed = shared.changed.subscribe();
-    let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut tick = tokio::time::interval(BOOKMARK_EVERY);
-    tick.tick().await; // the first tick is immediate
+/// Starts streaming `request` into `tx` on a task of its own. The starting
+/// point is taken now, before the response goes out, so whatever a test
+/// does once the client has the response (a write, a `bookmark()`, a
+/// `close_watches()`) reaches this watch.
+pub fn start(shared: Arc<Shared>, request: WatchRequest, tx: Sender<Bytes, Infallible>) {
+    let changed = shared.changed.subscribe();
     let ns = request.namespace.as_deref();
-    let (start_closes, start_compactions, mut bookmarks_seen, mut last, first) = {
+    let start = {
         let state = shared.lock();
         let store = &state.store;
         let (last, first, gone) = match request.resource_version {
@@ -63,15 +62,50 @@ pub async fn run(shared: Arc<Shared>, request: WatchRequest, mut tx: Sender<Byte
             }
             Some(rv) => (rv, vec![], false),
         };
-        (
-            state.closes,
-            store.compactions,
-            state.bookmarks,
+        Start {
+            closes: state.closes,
+            compactions: store.compactions,
+            bookmarks: state.bookmarks,
             last,
-            (first, gone),
-        )
+            first,
+            gone,
+        }
     };
-    let (first, gone) = first;
+    tokio::spawn(run(shared, request, tx, changed, start));
+}
+
+/// Where a watch starts, taken under the lock.
+struct Start {
+    closes: u64,
+    compactions: u64,
+    bookmarks: u64,
+    last: u64,
+    /// Sent before anything else (synthetic ADDED events, or the 410).
+    first: Vec<Bytes>,
+    /// The 410 is in `first`: end after it.
+    gone: bool,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    request: WatchRequest,
+    mut tx: Sender<Bytes, Infallible>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+    start: Start,
+) {
+    let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(BOOKMARK_EVERY);
+    tick.tick().await; // the first tick is immediate
+    let ns = request.namespace.as_deref();
+    let Start {
+        closes: start_closes,
+        compactions: start_compactions,
+        bookmarks: mut bookmarks_seen,
+        mut last,
+        first,
+        gone,
+    } = start;
     for l in first {
         if tx.send_data(l).await.is_err() {
             return;
