@@ -427,3 +427,6 @@ impl SourceLoop {
             .find(|k| k.resource.group == key.group && k.resource.kind == key.kind)
     }
 }
+
+#[cfg(test)]
+mod tests;
