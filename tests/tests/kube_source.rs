@@ -47,6 +47,7 @@ const WAYPOINT_TOKEN: &str = "token-waypoint";
 const POD_A: &str = "token-pod-a";
 
 /// What the mesh-control seed set lacks: a ServiceEntry, an Istio Gateway,
+/// a selector-less Service with its EndpointSlice,
 /// a waypoint in use, pods `a` (node-1) / `b` (node-2) with service
 /// accounts of their own names for the CA rules, and a namespace `flip`
 /// outside the mesh whose label the tests flip.
@@ -89,6 +90,22 @@ kind: Pod
 metadata: {name: b, namespace: default, labels: {app: b}}
 spec: {serviceAccountName: b, nodeName: node-2}
 status: {podIP: 10.244.2.30}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy-db, namespace: default}
+spec:
+  clusterIP: 10.96.0.50
+  ports: [{name: sql, port: 5432}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: legacy-db-abc, namespace: default, labels: {kubernetes.io/service-name: legacy-db}}
+addressType: IPv4
+ports: [{name: sql, port: 15432, protocol: TCP}]
+endpoints:
+- addresses: [10.244.1.30]
+  targetRef: {kind: Pod, name: a, namespace: default}
 ---
 apiVersion: v1
 kind: Namespace
@@ -383,6 +400,18 @@ async fn identical_xds(set: &str, files: Vec<(String, String)>) {
         if label == "waypoint" && set == "demo" {
             // The demo's VirtualService reached the waypoint's routes.
             assert!(routes_text(&from_dir).contains("jason"), "demo routes");
+        }
+        if set == "seed" {
+            // The EndpointSlice made pod `a` serve the selector-less Service.
+            let a = "Kubernetes//Pod/default/a";
+            match decode(ADDRESS_TYPE_URL, a, &from_dir[ADDRESS_TYPE_URL][a]) {
+                XdsResource::Workload(w) => assert!(
+                    w.services.keys().any(|k| k.contains("legacy-db")),
+                    "{:?}",
+                    w.services
+                ),
+                other => panic!("{other:?}"),
+            }
         }
         let diff = differences(&from_dir, &from_kube);
         assert!(diff.is_empty(), "{set} set, as {label}:\n{diff}");
