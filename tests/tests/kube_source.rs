@@ -687,6 +687,39 @@ async fn token_review_authenticates_xds_and_ca_callers() {
         code(certificate(c, Some(AGENT_NODE_1), &id("b")).await),
         Err(Code::PermissionDenied)
     );
+    // An agent token bound to its pod only (no node-name extra): the node
+    // comes from that pod in the source's state (node-2 here).
+    kube.fake
+        .apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "mesh-agent-n2", "namespace": "istio-system"},
+            "spec": {"serviceAccountName": "mesh-agent", "nodeName": "node-2", "hostNetwork": true},
+            "status": {"podIP": "10.0.0.2"}}))
+        .unwrap();
+    kube.fake.add_token(
+        "token-agent-pod",
+        "system:serviceaccount:istio-system:mesh-agent",
+        &[("authentication.kubernetes.io/pod-name", "mesh-agent-n2")],
+    );
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    // Bounded: until the source has the agent's pod.
+    while code(certificate(c, Some("token-agent-pod"), &id("b")).await) != Ok(()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod-bound agent token never got node-2's identity b\n{}",
+            c.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        code(certificate(c, Some("token-agent-pod"), &id("a")).await),
+        Err(Code::PermissionDenied)
+    );
+    // Reviews are cached per token: asking again costs no TokenReview.
+    let reviews =
+        |kube: &KubeSetup| kube.fake.requests()["POST /apis/authentication.k8s.io/v1/tokenreviews"];
+    let before = reviews(&kube);
+    certificate(c, Some(POD_A), &id("a")).await.unwrap();
+    assert_eq!(reviews(&kube), before, "cached");
     // xDS: no token or an unknown one is refused; the agent's is served.
     for node in [
         AsNode::agent("node-1"),
