@@ -230,6 +230,7 @@ fn start_watch(shared: &Arc<Shared>, req: &Request<Incoming>, target: Target) ->
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|rv| *rv != 0),
         bookmarks: query(req, "allowWatchBookmarks").is_some_and(|v| v == "true"),
+        initial_events: query(req, "sendInitialEvents").is_some_and(|v| v == "true"),
         timeout: query(req, "timeoutSeconds")
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs),

@@ -6,7 +6,8 @@
 //! serves, for the kinds of docs/issue6-interfaces.md section 4 (see
 //! [`kinds`]): lists (cluster-wide and namespaced, `<Kind>List` with
 //! `metadata.resourceVersion`), gets, watches (`resourceVersion`,
-//! `allowWatchBookmarks`, `timeoutSeconds`; newline-delimited JSON events
+//! `allowWatchBookmarks`, `timeoutSeconds`, `sendInitialEvents` (streaming
+//! lists); newline-delimited JSON events
 //! streamed chunked), 410 Gone for resourceVersions older than the last
 //! [`FakeApiServer::compact`] (an `ERROR` event with a `Status` on a watch,
 //! HTTP 410 on a list with an explicit old resourceVersion), TokenReview,

@@ -23,6 +23,21 @@ pub struct WatchRequest {
     pub resource_version: Option<u64>,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// `sendInitialEvents=true` (streaming lists): the synthetic ADDED
+    /// events end with a BOOKMARK annotated `k8s.io/initial-events-end`.
+    pub initial_events: bool,
+}
+
+fn bookmark(kind: &Kind, rv: u64, initial_end: bool) -> Value {
+    let mut object = json!({
+        "kind": kind.kind,
+        "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+    });
+    if initial_end {
+        object["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    object
 }
 
 fn line(kind_of_event: &str, object: &Value) -> Bytes {
@@ -53,7 +68,10 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest, tx: Sender<Bytes, Infal
         let (last, first, gone) = match request.resource_version {
             None => {
                 let added = store.list(request.kind, ns);
-                let lines = added.iter().map(|o| line("ADDED", o)).collect();
+                let mut lines: Vec<Bytes> = added.iter().map(|o| line("ADDED", o)).collect();
+                if request.initial_events {
+                    lines.push(line("BOOKMARK", &bookmark(request.kind, store.rv, true)));
+                }
                 (store.rv, lines, false)
             }
             Some(rv) if rv < store.compacted => {
@@ -136,12 +154,7 @@ async fn run(
                     // would let the client skip the relist.
                     let wanted = tick_fired || state.bookmarks != bookmarks_seen;
                     if request.bookmarks && wanted && store.compactions == start_compactions {
-                        let bookmark = json!({
-                            "kind": request.kind.kind,
-                            "apiVersion": request.kind.api_version(),
-                            "metadata": {"resourceVersion": store.rv.to_string()},
-                        });
-                        lines.push(line("BOOKMARK", &bookmark));
+                        lines.push(line("BOOKMARK", &bookmark(request.kind, store.rv, false)));
                     }
                     bookmarks_seen = state.bookmarks;
                     (lines, false)
