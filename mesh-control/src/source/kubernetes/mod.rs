@@ -354,7 +354,10 @@ impl SourceLoop {
         rejected: &BTreeMap<Key, Vec<crate::source::Problem>>,
         accepted: &BTreeMap<Key, store::Stored>,
     ) {
-        self.reported.retain(|key, _| objects.contains_key(key));
+        // A resource no longer rejected is reported again if it regresses,
+        // even to the very content reported before.
+        self.reported
+            .retain(|key, _| objects.contains_key(key) && rejected.contains_key(key));
         self.status_false.retain(|key| objects.contains_key(key));
         for (key, problems) in rejected {
             let Some(stored) = objects.get(key) else {

@@ -157,3 +157,123 @@ async fn a_kind_that_cannot_be_listed_fails_startup_naming_it() {
         "{error}"
     );
 }
+
+fn source_loop(reporter: mpsc::UnboundedSender<Report>) -> SourceLoop {
+    SourceLoop {
+        kinds: resources::watched_kinds(),
+        config: SourceConfig::default(),
+        options: options(),
+        store: Store::default(),
+        accepted: BTreeMap::new(),
+        reported: BTreeMap::new(),
+        status_false: BTreeSet::new(),
+        warnings: vec![],
+        errors: BTreeMap::new(),
+        published: false,
+        state_tx: watch::channel(Arc::new(MeshState::default())).0,
+        raw_tx: watch::channel(Arc::new(Vec::new())).0,
+        error_tx: watch::channel(None).0,
+        progress_tx: watch::channel(Progress::default()).0,
+        reporter: Some(reporter),
+    }
+}
+
+fn virtual_service(rv: &str, regex: &str) -> (Key, store::Stored) {
+    let key = Key {
+        group: "networking.istio.io".into(),
+        kind: "VirtualService".into(),
+        namespace: "default".into(),
+        name: "reviews".into(),
+    };
+    let stored = store::Stored {
+        resource_version: rv.into(),
+        generation: Some(1),
+        api_version: "networking.istio.io/v1".into(),
+        value: json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default", "resourceVersion": rv},
+            "spec": {"hosts": ["reviews"], "http": [{"match": [{"uri": {"regex": regex}}]}]}}),
+    };
+    (key, stored)
+}
+
+fn problem() -> crate::source::Problem {
+    crate::source::Problem {
+        file: "kubernetes".into(),
+        resource: "VirtualService default/reviews".into(),
+        field: "spec.http[0].match[0].uri.regex".into(),
+        message: "does not compile".into(),
+    }
+}
+
+/// Which reports came out: `rejected` / `accepted`.
+fn drain(rx: &mut mpsc::UnboundedReceiver<Report>) -> Vec<&'static str> {
+    let mut out = vec![];
+    while let Ok(report) = rx.try_recv() {
+        out.push(match report {
+            Report::Rejected { message, .. } => {
+                assert!(
+                    message.contains("spec.http[0].match[0].uri.regex"),
+                    "{message}"
+                );
+                "rejected"
+            }
+            Report::Accepted { .. } => "accepted",
+        });
+    }
+    out
+}
+
+#[test]
+fn rejections_are_reported_once_per_content_and_acceptance_after_them() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut source = source_loop(tx);
+    let (key, bad) = virtual_service("10", "(unclosed");
+    let objects = BTreeMap::from([(key.clone(), bad.clone())]);
+    let rejected = BTreeMap::from([(key.clone(), vec![problem()])]);
+    let nothing = BTreeMap::new();
+    source.report(&objects, &rejected, &nothing);
+    assert_eq!(drain(&mut rx), ["rejected"]);
+
+    // Our own status patch bumps the resourceVersion: not a new version.
+    let mut patched = bad.clone();
+    patched.resource_version = "11".into();
+    patched.value["metadata"]["resourceVersion"] = json!("11");
+    let objects = BTreeMap::from([(key.clone(), patched)]);
+    source.report(&objects, &rejected, &nothing);
+    assert_eq!(drain(&mut rx), Vec::<&str>::new());
+
+    // Fixed: Accepted=True once.
+    let (_, good) = virtual_service("12", "^/v1");
+    let objects = BTreeMap::from([(key.clone(), good.clone())]);
+    source.report(&objects, &BTreeMap::new(), &objects);
+    assert_eq!(drain(&mut rx), ["accepted"]);
+    source.report(&objects, &BTreeMap::new(), &objects);
+    assert_eq!(drain(&mut rx), Vec::<&str>::new());
+
+    // Broken again with the very same content: reported again.
+    let objects = BTreeMap::from([(key.clone(), bad)]);
+    source.report(&objects, &rejected, &BTreeMap::from([(key, good)]));
+    assert_eq!(drain(&mut rx), ["rejected"]);
+}
+
+#[test]
+fn kinds_without_status_are_reported_again_after_a_good_version() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut source = source_loop(tx);
+    let (mut key, mut bad) = virtual_service("10", "(unclosed");
+    // The same shape as a core kind: no status to write, events only.
+    key.group = String::new();
+    key.kind = "Service".into();
+    bad.value["kind"] = json!("Service");
+    let objects = BTreeMap::from([(key.clone(), bad.clone())]);
+    let rejected = BTreeMap::from([(key.clone(), vec![problem()])]);
+    source.report(&objects, &rejected, &BTreeMap::new());
+    assert_eq!(drain(&mut rx), ["rejected"]);
+    let (_, mut good) = virtual_service("12", "^/v1");
+    good.value["kind"] = json!("Service");
+    let fixed = BTreeMap::from([(key.clone(), good)]);
+    source.report(&fixed, &BTreeMap::new(), &fixed);
+    assert_eq!(drain(&mut rx), Vec::<&str>::new(), "no status to set");
+    source.report(&objects, &rejected, &fixed);
+    assert_eq!(drain(&mut rx), ["rejected"]);
+}
