@@ -452,6 +452,25 @@ async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
     wait_accepted(&kube, "True").await;
     // One event for the one rejected version, not one per rebuild.
     assert_eq!(rejections(&kube).len(), 1, "{:?}", kube.fake.events());
+    // Regressing after a good version is reported again.
+    kube.fake
+        .apply(details_vs("10s", Some("[unclosed")))
+        .unwrap();
+    wait_accepted(&kube, "False").await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while rejections(&kube).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second Rejected event: {:?}",
+            kube.fake.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let still = fetch_all(&kube.control, &waypoint()).await;
+    assert!(
+        routes_text(&still).contains("seconds: 9,"),
+        "9s still served"
+    );
 }
 
 fn csr(identity: &str) -> String {
