@@ -158,6 +158,25 @@ async fn watcher_lists_watches_and_relists_after_410() {
 }
 
 #[tokio::test]
+async fn watcher_with_streaming_lists() {
+    let fake = FakeApiServer::start().await.unwrap();
+    fake.load_yaml(YAML).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&fake, dir.path()).await;
+    let api: Api<DynamicObject> = Api::all_with(client, &pods_resource());
+    let config = watcher::Config::default().streaming_lists();
+    let mut stream = watcher(api, config).boxed();
+    assert_eq!(
+        events(&mut stream, 4).await,
+        ["Init", "InitApply b", "InitApply a", "InitDone"]
+    );
+    fake.apply(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}}))
+        .unwrap();
+    assert_eq!(events(&mut stream, 1).await, ["Apply c"]);
+    assert_eq!(fake.requests().get("LIST /api/v1/pods"), None, "no list");
+}
+
+#[tokio::test]
 async fn raw_watch_bookmarks_410_and_typed_lists() {
     let fake = FakeApiServer::start().await.unwrap();
     fake.load_yaml(YAML).unwrap();
@@ -211,6 +230,14 @@ async fn raw_watch_bookmarks_410_and_typed_lists() {
         error.to_string().contains("410") || format!("{error:?}").contains("410"),
         "{error:?}"
     );
+    // Selectors are refused, not ignored.
+    let error = bounded(
+        "selector",
+        pods.list(&ListParams::default().labels("app=a")),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{error:?}").contains("400"), "{error:?}");
     // Not found is a Status 404.
     let error = bounded("get", pods.get("nope")).await.unwrap_err();
     assert!(format!("{error:?}").contains("404"), "{error:?}");

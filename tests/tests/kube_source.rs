@@ -6,7 +6,7 @@
 //! status condition, last good version kept), TokenReview authentication.
 //!
 //! Needs `cargo build -p mesh-control` first (or MESH_CONTROL_BIN).
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use mesh_e2e::{
     fake_apiserver::FakeApiServer,
@@ -26,6 +26,10 @@ use mesh_xds::{
     LISTENER_TYPE_URL, ROUTE_TYPE_URL,
 };
 use serde_json::json;
+use sets::{demo_set, seed_set, write_config};
+
+#[path = "kube_source/sets.rs"]
+mod sets;
 
 const STARTUP: Duration = Duration::from_secs(40);
 const FETCH: Duration = Duration::from_secs(10);
@@ -46,91 +50,6 @@ const AGENT_NODE_1: &str = "token-agent-node-1";
 const WAYPOINT_TOKEN: &str = "token-waypoint";
 const POD_A: &str = "token-pod-a";
 
-/// What the mesh-control seed set lacks: a ServiceEntry, an Istio Gateway,
-/// a waypoint in use, pods `a` (node-1) / `b` (node-2) with service
-/// accounts of their own names for the CA rules, and a namespace `flip`
-/// outside the mesh whose label the tests flip.
-const EXTRA: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: httpbin-ext, namespace: default}
-spec:
-  hosts: [httpbin.org]
-  location: MESH_EXTERNAL
-  resolution: DNS
-  ports: [{number: 80, name: http, protocol: HTTP}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: ingress, namespace: istio-system}
-spec:
-  selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: details
-  namespace: default
-  labels: {istio.io/use-waypoint: waypoint}
-spec:
-  clusterIP: 10.96.0.13
-  selector: {app: details}
-  ports: [{name: http, port: 9080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: default, labels: {app: a}}
-spec: {serviceAccountName: a, nodeName: node-1}
-status: {podIP: 10.244.1.30}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: default, labels: {app: b}}
-spec: {serviceAccountName: b, nodeName: node-2}
-status: {podIP: 10.244.2.30}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: flip}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: app, namespace: flip}
-spec: {serviceAccountName: app, nodeName: node-2}
-status: {podIP: 10.244.2.50}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: waypoint-0, namespace: default, labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
-spec: {serviceAccountName: waypoint, nodeName: node-1}
-status: {podIP: 10.244.1.40}
-"#;
-
-/// mesh-control's own seed set (the YAML its directory tests load: every
-/// `*.yaml`/`*.yml`, hidden files skipped, as the directory source does)
-/// plus [`EXTRA`], written into `dir`.
-fn write_config(dir: &Path) -> Vec<(String, String)> {
-    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mesh-control/tests/data/mesh");
-    let mut files = vec![];
-    for entry in std::fs::read_dir(&seeds).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().to_string();
-        if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
-            files.push((
-                name.clone(),
-                std::fs::read_to_string(seeds.join(&name)).unwrap(),
-            ));
-        }
-    }
-    files.push(("70-extra.yaml".into(), EXTRA.into()));
-    files.sort();
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, text) in &files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    files
-}
-
 /// The fake loaded with the set, its tokens, and mesh-control on it.
 struct KubeSetup {
     control: LocalControl,
@@ -139,8 +58,12 @@ struct KubeSetup {
 }
 
 async fn kube_setup(extra_args: &[&str]) -> KubeSetup {
+    kube_setup_with(seed_set(), extra_args).await
+}
+
+async fn kube_setup_with(set: Vec<(String, String)>, extra_args: &[&str]) -> KubeSetup {
     let dir = tempfile::tempdir().unwrap();
-    let files = write_config(&dir.path().join("config"));
+    let files = write_config(&dir.path().join("config"), set);
     let fake = FakeApiServer::start().await.unwrap();
     for (name, text) in &files {
         fake.load_yaml(text)
@@ -276,10 +199,18 @@ fn differences(a: &Fetched, b: &Fetched) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sources_serve_identical_xds() {
-    let kube = kube_setup(&[]).await;
+    for (set, files) in [("seed", seed_set()), ("demo", demo_set())] {
+        identical_xds(set, files).await;
+    }
+}
+
+/// Runs both sources on `files` and compares what an agent and the
+/// waypoint get.
+async fn identical_xds(set: &str, files: Vec<(String, String)>) {
+    let kube = kube_setup_with(files.clone(), &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    write_config(&config);
+    write_config(&config, files);
     let config = config.to_str().unwrap().to_string();
     let directory = tokio::task::block_in_place(|| {
         LocalControl::start(
@@ -306,8 +237,24 @@ async fn both_sources_serve_identical_xds() {
             assert!(!from_dir[LISTENER_TYPE_URL].is_empty(), "waypoint listener");
             assert!(!from_dir[ROUTE_TYPE_URL].is_empty(), "waypoint routes");
         }
+        if label == "waypoint" && set == "demo" {
+            // The demo's VirtualService reached the waypoint's routes.
+            assert!(routes_text(&from_dir).contains("jason"), "demo routes");
+        }
+        if set == "seed" {
+            // The EndpointSlice made pod `a` serve the selector-less Service.
+            let a = "Kubernetes//Pod/default/a";
+            match decode(ADDRESS_TYPE_URL, a, &from_dir[ADDRESS_TYPE_URL][a]) {
+                XdsResource::Workload(w) => assert!(
+                    w.services.keys().any(|k| k.contains("legacy-db")),
+                    "{:?}",
+                    w.services
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
         let diff = differences(&from_dir, &from_kube);
-        assert!(diff.is_empty(), "as {label}:\n{diff}");
+        assert!(diff.is_empty(), "{set} set, as {label}:\n{diff}");
     }
 }
 
@@ -343,15 +290,15 @@ async fn namespace_label_changes_tunnel_protocol_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relists_after_compaction_and_serves_the_new_state() {
     let kube = kube_setup(&[]).await;
-    let lists = |fake: &FakeApiServer, path: &str| {
-        fake.requests()
-            .get(&format!("LIST {path}"))
-            .copied()
-            .unwrap_or(0)
-    };
-    let pods_before = lists(&kube.fake, "/api/v1/pods");
-    let ns_before = lists(&kube.fake, "/api/v1/namespaces");
-    assert!(pods_before >= 1, "{:?}", kube.fake.requests());
+    let lists_before: BTreeMap<String, usize> = kube
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("LIST "))
+        .collect();
+    // Every kind of contract section 4 was listed once.
+    assert_eq!(lists_before.len(), 12, "{lists_before:?}");
+    assert!(lists_before.values().all(|n| *n == 1), "{lists_before:?}");
     kube.fake.compact();
     kube.fake.close_watches();
     kube.fake
@@ -366,16 +313,24 @@ async fn relists_after_compaction_and_serves_the_new_state() {
         a.contains_key("Kubernetes//Pod/default/c") && !a.contains_key("Kubernetes//Pod/default/b")
     })
     .await;
-    assert!(
-        lists(&kube.fake, "/api/v1/pods") > pods_before,
-        "{:?}",
-        kube.fake.requests()
-    );
-    assert!(
-        lists(&kube.fake, "/api/v1/namespaces") > ns_before,
-        "{:?}",
-        kube.fake.requests()
-    );
+    // Every kind relists (each watcher on its own backoff).
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let now = kube.fake.requests();
+        let pending: Vec<&String> = lists_before
+            .keys()
+            .filter(|k| now.get(*k).copied().unwrap_or(0) < 2)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never relisted: {pending:?}\n{}",
+            kube.control.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `details` VirtualService (served by the waypoint: its Service uses
@@ -497,6 +452,25 @@ async fn invalid_resource_is_rejected_alone_and_its_last_good_version_serves() {
     wait_accepted(&kube, "True").await;
     // One event for the one rejected version, not one per rebuild.
     assert_eq!(rejections(&kube).len(), 1, "{:?}", kube.fake.events());
+    // Regressing after a good version is reported again.
+    kube.fake
+        .apply(details_vs("10s", Some("[unclosed")))
+        .unwrap();
+    wait_accepted(&kube, "False").await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while rejections(&kube).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second Rejected event: {:?}",
+            kube.fake.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let still = fetch_all(&kube.control, &waypoint()).await;
+    assert!(
+        routes_text(&still).contains("seconds: 9,"),
+        "9s still served"
+    );
 }
 
 fn csr(identity: &str) -> String {
@@ -572,6 +546,39 @@ async fn token_review_authenticates_xds_and_ca_callers() {
         code(certificate(c, Some(AGENT_NODE_1), &id("b")).await),
         Err(Code::PermissionDenied)
     );
+    // An agent token bound to its pod only (no node-name extra): the node
+    // comes from that pod in the source's state (node-2 here).
+    kube.fake
+        .apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "mesh-agent-n2", "namespace": "istio-system"},
+            "spec": {"serviceAccountName": "mesh-agent", "nodeName": "node-2", "hostNetwork": true},
+            "status": {"podIP": "10.0.0.2"}}))
+        .unwrap();
+    kube.fake.add_token(
+        "token-agent-pod",
+        "system:serviceaccount:istio-system:mesh-agent",
+        &[("authentication.kubernetes.io/pod-name", "mesh-agent-n2")],
+    );
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    // Bounded: until the source has the agent's pod.
+    while code(certificate(c, Some("token-agent-pod"), &id("b")).await) != Ok(()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod-bound agent token never got node-2's identity b\n{}",
+            c.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        code(certificate(c, Some("token-agent-pod"), &id("a")).await),
+        Err(Code::PermissionDenied)
+    );
+    // Reviews are cached per token: asking again costs no TokenReview.
+    let reviews =
+        |kube: &KubeSetup| kube.fake.requests()["POST /apis/authentication.k8s.io/v1/tokenreviews"];
+    let before = reviews(&kube);
+    certificate(c, Some(POD_A), &id("a")).await.unwrap();
+    assert_eq!(reviews(&kube), before, "cached");
     // xDS: no token or an unknown one is refused; the agent's is served.
     for node in [
         AsNode::agent("node-1"),

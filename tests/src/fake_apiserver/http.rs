@@ -110,6 +110,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         ));
     }
     let watch = query(&req, "watch").is_some_and(|v| v == "true" || v == "1");
+    // Selectors are not implemented: refuse rather than answer unfiltered.
+    for selector in ["labelSelector", "fieldSelector"] {
+        if query(&req, selector).is_some_and(|v| !v.is_empty()) {
+            return Ok(status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("{selector} is not supported by the fake API server"),
+            ));
+        }
+    }
     let verb = match *req.method() {
         Method::GET if watch => "WATCH",
         Method::GET => "GET",
@@ -220,12 +230,13 @@ fn start_watch(shared: &Arc<Shared>, req: &Request<Incoming>, target: Target) ->
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|rv| *rv != 0),
         bookmarks: query(req, "allowWatchBookmarks").is_some_and(|v| v == "true"),
+        initial_events: query(req, "sendInitialEvents").is_some_and(|v| v == "true"),
         timeout: query(req, "timeoutSeconds")
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs),
     };
     let (tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(16);
-    tokio::spawn(watch::run(shared.clone(), request, tx));
+    watch::start(shared.clone(), request, tx);
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")

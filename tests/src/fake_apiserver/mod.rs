@@ -6,7 +6,8 @@
 //! serves, for the kinds of docs/issue6-interfaces.md section 4 (see
 //! [`kinds`]): lists (cluster-wide and namespaced, `<Kind>List` with
 //! `metadata.resourceVersion`), gets, watches (`resourceVersion`,
-//! `allowWatchBookmarks`, `timeoutSeconds`; newline-delimited JSON events
+//! `allowWatchBookmarks`, `timeoutSeconds`, `sendInitialEvents` (streaming
+//! lists); newline-delimited JSON events
 //! streamed chunked), 410 Gone for resourceVersions older than the last
 //! [`FakeApiServer::compact`] (an `ERROR` event with a `Status` on a watch,
 //! HTTP 410 on a list with an explicit old resourceVersion), TokenReview,
@@ -15,6 +16,10 @@
 //! `resourceVersion=0&resourceVersionMatch=NotOlderThan&limit=500`, which
 //! a real apiserver serves from its cache unpaged, then a watch from the
 //! list's resourceVersion).
+//!
+//! Not served: discovery (`/api`, `/apis`), creates/updates other than
+//! the above, label/field selectors (refused with 400 rather than answered
+//! unfiltered); `limit` is ignored (lists are never paged).
 //!
 //! Objects are loaded from the same YAML the directory source reads
 //! ([`FakeApiServer::load_yaml`]); kinds it does not serve are skipped.

@@ -23,6 +23,21 @@ pub struct WatchRequest {
     pub resource_version: Option<u64>,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// `sendInitialEvents=true` (streaming lists): the synthetic ADDED
+    /// events end with a BOOKMARK annotated `k8s.io/initial-events-end`.
+    pub initial_events: bool,
+}
+
+fn bookmark(kind: &Kind, rv: u64, initial_end: bool) -> Value {
+    let mut object = json!({
+        "kind": kind.kind,
+        "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+    });
+    if initial_end {
+        object["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    object
 }
 
 fn line(kind_of_event: &str, object: &Value) -> Bytes {
@@ -40,21 +55,23 @@ pub fn expired(rv: u64, compacted: u64) -> Value {
     })
 }
 
-/// Streams `request` into `tx`; returns when the stream ends.
-pub async fn run(shared: Arc<Shared>, request: WatchRequest, mut tx: Sender<Bytes, Infallible>) {
-    let mut changed = shared.changed.subscribe();
-    let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut tick = tokio::time::interval(BOOKMARK_EVERY);
-    tick.tick().await; // the first tick is immediate
+/// Starts streaming `request` into `tx` on a task of its own. The starting
+/// point is taken now, before the response goes out, so whatever a test
+/// does once the client has the response (a write, a `bookmark()`, a
+/// `close_watches()`) reaches this watch.
+pub fn start(shared: Arc<Shared>, request: WatchRequest, tx: Sender<Bytes, Infallible>) {
+    let changed = shared.changed.subscribe();
     let ns = request.namespace.as_deref();
-    let (start_closes, start_compactions, mut bookmarks_seen, mut last, first) = {
+    let start = {
         let state = shared.lock();
         let store = &state.store;
         let (last, first, gone) = match request.resource_version {
             None => {
                 let added = store.list(request.kind, ns);
-                let lines = added.iter().map(|o| line("ADDED", o)).collect();
+                let mut lines: Vec<Bytes> = added.iter().map(|o| line("ADDED", o)).collect();
+                if request.initial_events {
+                    lines.push(line("BOOKMARK", &bookmark(request.kind, store.rv, true)));
+                }
                 (store.rv, lines, false)
             }
             Some(rv) if rv < store.compacted => {
@@ -63,15 +80,50 @@ pub async fn run(shared: Arc<Shared>, request: WatchRequest, mut tx: Sender<Byte
             }
             Some(rv) => (rv, vec![], false),
         };
-        (
-            state.closes,
-            store.compactions,
-            state.bookmarks,
+        Start {
+            closes: state.closes,
+            compactions: store.compactions,
+            bookmarks: state.bookmarks,
             last,
-            (first, gone),
-        )
+            first,
+            gone,
+        }
     };
-    let (first, gone) = first;
+    tokio::spawn(run(shared, request, tx, changed, start));
+}
+
+/// Where a watch starts, taken under the lock.
+struct Start {
+    closes: u64,
+    compactions: u64,
+    bookmarks: u64,
+    last: u64,
+    /// Sent before anything else (synthetic ADDED events, or the 410).
+    first: Vec<Bytes>,
+    /// The 410 is in `first`: end after it.
+    gone: bool,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    request: WatchRequest,
+    mut tx: Sender<Bytes, Infallible>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+    start: Start,
+) {
+    let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(BOOKMARK_EVERY);
+    tick.tick().await; // the first tick is immediate
+    let ns = request.namespace.as_deref();
+    let Start {
+        closes: start_closes,
+        compactions: start_compactions,
+        bookmarks: mut bookmarks_seen,
+        mut last,
+        first,
+        gone,
+    } = start;
     for l in first {
         if tx.send_data(l).await.is_err() {
             return;
@@ -102,12 +154,7 @@ pub async fn run(shared: Arc<Shared>, request: WatchRequest, mut tx: Sender<Byte
                     // would let the client skip the relist.
                     let wanted = tick_fired || state.bookmarks != bookmarks_seen;
                     if request.bookmarks && wanted && store.compactions == start_compactions {
-                        let bookmark = json!({
-                            "kind": request.kind.kind,
-                            "apiVersion": request.kind.api_version(),
-                            "metadata": {"resourceVersion": store.rv.to_string()},
-                        });
-                        lines.push(line("BOOKMARK", &bookmark));
+                        lines.push(line("BOOKMARK", &bookmark(request.kind, store.rv, false)));
                     }
                     bookmarks_seen = state.bookmarks;
                     (lines, false)
