@@ -7,10 +7,13 @@ use clap::{Parser, ValueEnum};
 
 /// Control plane of the eBPF-assisted ambient mesh.
 ///
-/// Reads Kubernetes / Istio YAML (Namespace, Pod, Service, Node,
-/// PeerAuthentication, AuthorizationPolicy, VirtualService, DestinationRule,
-/// Gateway API waypoints; other Istio kinds are kept and checked by
-/// `meshctl analyze`) from a directory and reloads it on change; serves
+/// Reads Kubernetes / Istio objects (Namespace, Pod, Service, Node,
+/// EndpointSlice, PeerAuthentication, AuthorizationPolicy, VirtualService,
+/// DestinationRule, Gateway API waypoints; other Istio kinds are kept and
+/// checked by `meshctl analyze`) from a directory, reloaded on change
+/// (--source directory), or by watching a Kubernetes API server
+/// (--source kubernetes; rejected resources get a Warning event and an
+/// Accepted=False status condition, the rest keeps serving); serves
 /// Delta ADS (Istio's workload-discovery types for agents; Envoy listeners,
 /// routes, clusters and endpoints for waypoints) and Istio's CA service,
 /// plaintext on
@@ -26,8 +29,50 @@ pub struct ControlConfig {
     /// Kubernetes/Istio documents. Read at start (a missing directory or
     /// invalid content is a startup error) and polled for changes; an
     /// invalid change is rejected whole and the last good state kept.
+    /// Required with --source directory, ignored with kubernetes.
     #[arg(long, env = "MESH_CONTROL_CONFIG_DIR", value_name = "DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+
+    /// Where the mesh configuration comes from: a directory of YAML files
+    /// (--config-dir) or the Kubernetes API server (--kubeconfig).
+    #[arg(long, env = "MESH_CONTROL_SOURCE", value_enum, default_value_t = SourceKind::Directory)]
+    pub source: SourceKind,
+
+    /// Kubeconfig file for the Kubernetes source and token reviews.
+    /// Default: the in-cluster service account, else $KUBECONFIG or
+    /// ~/.kube/config. Plain http:// servers are accepted.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// How long every watched kind gets to complete its first list before
+    /// startup fails, naming the kinds that did not (Kubernetes source).
+    #[arg(long, env = "MESH_CONTROL_KUBE_LIST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub kube_list_timeout: Duration,
+
+    /// Authenticate xDS streams and certificate requests by their
+    /// `authorization: Bearer <ServiceAccount token>` metadata (TokenReview),
+    /// so a pod can only obtain its own identity's certificate.
+    /// Default: none with --source directory, kubernetes with --source
+    /// kubernetes.
+    #[arg(long, env = "MESH_CONTROL_AUTHENTICATE", value_enum)]
+    pub authenticate: Option<AuthMode>,
+
+    /// Audience the callers' tokens must be issued for.
+    #[arg(long, env = "MESH_CONTROL_TOKEN_AUDIENCE", default_value = crate::auth::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+
+    /// Service account (NAMESPACE/NAME, repeatable or comma-separated) of
+    /// node agents: they may obtain certificates for the pods scheduled on
+    /// their own node (the node their token is bound to).
+    #[arg(
+        long = "node-agent-account",
+        env = "MESH_CONTROL_NODE_AGENT_ACCOUNTS",
+        value_delimiter = ',',
+        value_name = "NS/SA",
+        default_value = crate::auth::DEFAULT_NODE_AGENT,
+        value_parser = crate::auth::parse_account
+    )]
+    pub node_agent_accounts: Vec<(String, String)>,
 
     /// SPIFFE trust domain of workload identities
     /// (spiffe://<trust-domain>/ns/<ns>/sa/<sa>); the CA signs only these.
@@ -131,6 +176,25 @@ pub struct ControlConfig {
     pub log_format: LogFormat,
 }
 
+/// `--source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// YAML files of --config-dir, polled for changes.
+    Directory,
+    /// Watches of the Kubernetes API server.
+    Kubernetes,
+}
+
+/// `--authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Anyone may connect and obtain any identity of the trust domain
+    /// (demo, tests).
+    None,
+    /// Kubernetes ServiceAccount tokens, checked with TokenReview.
+    Kubernetes,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -138,11 +202,25 @@ pub enum LogFormat {
 }
 
 impl ControlConfig {
+    /// `--authenticate`, defaulted from `--source`.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.authenticate.unwrap_or(match self.source {
+            SourceKind::Directory => AuthMode::None,
+            SourceKind::Kubernetes => AuthMode::Kubernetes,
+        })
+    }
+
     /// Defaults with the two required directories and ephemeral loopback
     /// ports: what tests start from.
     pub fn for_dirs(config_dir: impl Into<PathBuf>, ca_dir: impl Into<PathBuf>) -> Self {
         ControlConfig {
-            config_dir: config_dir.into(),
+            config_dir: Some(config_dir.into()),
+            source: SourceKind::Directory,
+            kubeconfig: None,
+            kube_list_timeout: Duration::from_secs(30),
+            authenticate: None,
+            token_audience: crate::auth::DEFAULT_AUDIENCE.into(),
+            node_agent_accounts: vec![("istio-system".into(), "mesh-agent".into())],
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             cluster_domain: "cluster.local".into(),
@@ -252,6 +330,63 @@ mod tests {
         assert_eq!(config.root_namespace, "istio-system");
         assert_eq!(config.server_sans, ["cp.example", "10.0.0.254"]);
         assert_eq!(config.log_format, LogFormat::Json);
-        assert!(ControlConfig::try_parse_from(["mesh-control", "--ca-dir", "x"]).is_err());
+        assert_eq!(config.source, SourceKind::Directory);
+        assert_eq!(config.auth_mode(), AuthMode::None);
+        assert_eq!(config.token_audience, "istio-ca");
+        assert_eq!(
+            config.node_agent_accounts,
+            [("istio-system".to_string(), "mesh-agent".to_string())]
+        );
+        assert!(ControlConfig::try_parse_from(["mesh-control"]).is_err());
+    }
+
+    #[test]
+    fn kubernetes_source_flags() {
+        let config = ControlConfig::try_parse_from([
+            "mesh-control",
+            "--source",
+            "kubernetes",
+            "--kubeconfig",
+            "/tmp/kc",
+            "--ca-dir",
+            "/ca",
+            "--token-audience",
+            "mesh",
+            "--node-agent-account",
+            "kube-system/agent,mesh/agent2",
+        ])
+        .unwrap();
+        assert_eq!(config.source, SourceKind::Kubernetes);
+        assert_eq!(config.auth_mode(), AuthMode::Kubernetes);
+        assert_eq!(
+            config.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/tmp/kc"))
+        );
+        assert_eq!(config.token_audience, "mesh");
+        assert_eq!(config.node_agent_accounts.len(), 2);
+        assert_eq!(
+            config.node_agent_accounts[1],
+            ("mesh".into(), "agent2".into())
+        );
+        let explicit = ControlConfig::try_parse_from([
+            "mesh-control",
+            "--source",
+            "kubernetes",
+            "--ca-dir",
+            "/ca",
+            "--authenticate",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(explicit.auth_mode(), AuthMode::None);
+        let bad = ControlConfig::try_parse_from([
+            "mesh-control",
+            "--ca-dir",
+            "/ca",
+            "--node-agent-account",
+            "nope",
+        ])
+        .unwrap_err();
+        assert!(bad.to_string().contains("NAMESPACE/NAME"), "{bad}");
     }
 }

@@ -1,4 +1,5 @@
-//! The control plane process: builds the CA, the directory source, the
+//! The control plane process: builds the CA, the source (directory or
+//! Kubernetes), the token authentication, the
 //! two gRPC listeners and the admin/readiness listeners from a
 //! [`ControlConfig`], then serves until SIGTERM/SIGINT or `/quitquitquit`.
 //! `main.rs` only parses the configuration, installs logging and calls
@@ -11,14 +12,15 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::watch};
 
-pub use config::{parse_duration, ControlConfig, LogFormat};
+pub use config::{parse_duration, AuthMode, ControlConfig, LogFormat, SourceKind};
 
 use crate::{
     admin::{self, AdminState, Endpoints},
+    auth::{AuthPolicy, TokenReviewer},
     ca::{self, Ca, ServerNames},
     model::MeshState,
     server::{self, ConnectedProxies, ConvertOptions, ServerOptions},
-    source::{self, DirectoryWatch, SourceConfig},
+    source::{self, KubeSourceOptions, SourceConfig, SourceWatch},
 };
 
 /// How long in-flight streams get to close after shutdown begins.
@@ -28,8 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct App {
     pub config: ControlConfig,
     pub ca: Arc<Ca>,
-    /// The directory source (state, raw resources, last load error).
-    pub source: DirectoryWatch,
+    /// The source (state, raw resources, last load error).
+    pub source: SourceWatch,
+    /// Token authentication of xDS and CA callers (`--authenticate`).
+    pub auth: Option<AuthPolicy>,
     pub proxies: Arc<ConnectedProxies>,
     /// Runtime control of the log filter for `/logging`; `None` unless the
     /// caller installed logging with [`logging::init`].
@@ -53,10 +57,57 @@ impl App {
             root_namespace: config.root_namespace.clone(),
             cluster_domain: config.cluster_domain.clone(),
         };
-        let source =
-            source::watch_directory(&config.config_dir, source_config, config.reload_interval)
-                .await
-                .context("loading the configuration directory")?;
+        let auth_mode = config.auth_mode();
+        let client = if config.source == SourceKind::Kubernetes || auth_mode == AuthMode::Kubernetes
+        {
+            Some(
+                crate::kube_client::kube_client(config.kubeconfig.as_deref())
+                    .await
+                    .context("Kubernetes client")?,
+            )
+        } else {
+            None
+        };
+        let source = match (config.source, &client) {
+            (SourceKind::Kubernetes, Some(client)) => {
+                let options = KubeSourceOptions {
+                    initial_list_timeout: config.kube_list_timeout,
+                    ..KubeSourceOptions::default()
+                };
+                source::watch_kubernetes(client.clone(), source_config, options)
+                    .await
+                    .context("starting the Kubernetes source")?
+            }
+            _ => {
+                let dir = config
+                    .config_dir
+                    .as_ref()
+                    .context("--config-dir is required with --source directory")?;
+                source::watch_directory(dir, source_config, config.reload_interval)
+                    .await
+                    .context("loading the configuration directory")?
+            }
+        };
+        let auth = match (auth_mode, client) {
+            (AuthMode::Kubernetes, Some(client)) => {
+                tracing::info!(
+                    audience = %config.token_audience,
+                    node_agents = ?config.node_agent_accounts,
+                    "callers authenticate with ServiceAccount tokens (TokenReview)"
+                );
+                Some(AuthPolicy {
+                    authenticator: Arc::new(TokenReviewer::new(client, &config.token_audience)),
+                    node_agents: config.node_agent_accounts.clone(),
+                    trust_domain: config.trust_domain.clone(),
+                })
+            }
+            _ => {
+                tracing::warn!(
+                    "--authenticate none: any caller may obtain any identity of the trust domain"
+                );
+                None
+            }
+        };
 
         let (ca, generated) = {
             let (dir, td, ttl) = (
@@ -101,6 +152,7 @@ impl App {
             config,
             ca,
             source,
+            auth,
             proxies: Arc::new(ConnectedProxies::new()),
             log: None,
             xds,
@@ -146,6 +198,7 @@ impl App {
                 ..ConvertOptions::default()
             },
             default_cert_ttl: self.config.cert_ttl,
+            auth: self.auth.clone(),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -252,7 +305,8 @@ pub async fn run(config: ControlConfig, log: Option<logging::LogControl>) -> any
         xds_tls = %app.xds_tls_addr(),
         admin = %app.admin_addr(),
         ready = %app.ready_addr(),
-        config_dir = %app.config.config_dir.display(),
+        source = ?app.config.source,
+        authenticate = app.auth.is_some(),
         "mesh-control ready"
     );
     app.run(shutdown_signal()).await

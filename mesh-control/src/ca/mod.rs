@@ -423,6 +423,10 @@ impl crate::server::CsrSigner for Ca {
     fn sign(&self, csr_pem: &str, ttl: Duration) -> Result<Vec<String>, String> {
         self.sign_csr(csr_pem, ttl).map_err(|e| e.to_string())
     }
+
+    fn requested_identity(&self, csr_pem: &str) -> Result<Identity, String> {
+        self.csr_identity(csr_pem).map_err(|e| e.to_string())
+    }
 }
 
 fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, CaError> {

@@ -15,6 +15,9 @@
 //! identified (by its `Node`) as waypoint `<ns>/<name>` sees only the ones
 //! named `waypoint/<ns>/<name>`, any other stream none; every other type
 //! is served to all streams alike.
+//!
+//! With an [`AuthPolicy`] a stream without a valid bearer token is refused
+//! (UNAUTHENTICATED) before anything is sent.
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
@@ -38,6 +41,7 @@ use super::{
     proxies::ConnectedProxies,
     resources::{Resources, TypeResources},
 };
+use crate::auth::AuthPolicy;
 
 /// Responses awaiting ACK kept per type; older ones are forgotten (treated
 /// as accepted) so a client that never ACKs cannot grow our memory.
@@ -52,6 +56,7 @@ pub struct AdsService {
     resources: watch::Receiver<Arc<Resources>>,
     proxies: Arc<ConnectedProxies>,
     next_stream: AtomicU64,
+    auth: Option<AuthPolicy>,
 }
 
 impl AdsService {
@@ -60,7 +65,14 @@ impl AdsService {
             resources,
             proxies,
             next_stream: AtomicU64::new(1),
+            auth: None,
         }
+    }
+
+    /// Requires every stream to carry a valid bearer token.
+    pub fn with_auth(mut self, policy: Option<AuthPolicy>) -> Self {
+        self.auth = policy;
+        self
     }
 }
 
@@ -87,6 +99,13 @@ impl AggregatedDiscoveryService for AdsService {
         req: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let peer = mesh_xds::transport::remote_addr(&req);
+        if let Some(policy) = &self.auth {
+            let caller = policy.authenticate(req.metadata()).await.map_err(|e| {
+                warn!(?peer, "xDS stream not authenticated: {e}");
+                e.to_status("xDS stream")
+            })?;
+            info!(?peer, caller = %caller, "xDS stream authenticated");
+        }
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let stream = AdsStream {

@@ -34,18 +34,21 @@ pub use ca_service::{CaService, CsrSigner, DEFAULT_CERT_TTL};
 pub use convert::ConvertOptions;
 pub use proxies::{ConnectedProxies, Nack, ProxyStatus, SyncStatus, TypeStatus};
 
-use crate::model::MeshState;
+use crate::{auth::AuthPolicy, model::MeshState};
 
 /// Largest gRPC message we send or accept (a full Address push of a big
 /// mesh is one message).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of [`serve_listener`] beyond the arguments of [`serve`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub convert: ConvertOptions,
     /// Certificate validity when a client asks for none.
     pub default_cert_ttl: Duration,
+    /// Token authentication of xDS streams and certificate requests
+    /// (`--authenticate kubernetes`); `None` serves anyone.
+    pub auth: Option<AuthPolicy>,
 }
 
 impl Default for ServerOptions {
@@ -53,6 +56,7 @@ impl Default for ServerOptions {
         ServerOptions {
             convert: ConvertOptions::default(),
             default_cert_ttl: DEFAULT_CERT_TTL,
+            auth: None,
         }
     }
 }
@@ -96,11 +100,18 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
-    let (resources, builder) = resources::spawn_builder(state, opts.convert, proxies.clone());
-    let ads = AggregatedDiscoveryServiceServer::new(AdsService::new(resources, proxies))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let ca = IstioCertificateServiceServer::new(CaService::new(signer, opts.default_cert_ttl));
+    let (resources, builder) =
+        resources::spawn_builder(state.clone(), opts.convert, proxies.clone());
+    let ads = AggregatedDiscoveryServiceServer::new(
+        AdsService::new(resources, proxies).with_auth(opts.auth.clone()),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut ca = CaService::new(signer, opts.default_cert_ttl);
+    if let Some(policy) = opts.auth.clone() {
+        ca = ca.with_auth(policy, state);
+    }
+    let ca = IstioCertificateServiceServer::new(ca);
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -113,7 +124,7 @@ pub async fn serve_listener(
         shutdown.await;
         abort.abort();
     };
-    tracing::info!(addr = %local, tls = tls.is_some(), "serving xDS and CA");
+    tracing::info!(addr = %local, tls = tls.is_some(), authenticate = opts.auth.is_some(), "serving xDS and CA");
     let served = match tls {
         Some(acceptor) => {
             let incoming = mesh_xds::transport::tls_incoming(listener, acceptor);

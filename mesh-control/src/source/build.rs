@@ -231,6 +231,8 @@ pub(crate) fn build(
         );
     }
 
+    super::endpoint_slices::attach(&objects.raw, &services, &mut state);
+
     for (raw, origin) in objects.raw.iter().zip(&objects.raw_origins) {
         let group = raw.api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let key = format!("{group}/{}/{}", raw.namespace, raw.name);

@@ -67,6 +67,8 @@ pub(crate) struct PodObj {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ServicePort {
+    /// `name`: how EndpointSlice ports refer to it.
+    pub name: Option<String>,
     pub port: u16,
     pub target_port: u16,
     pub tcp: bool,
@@ -146,6 +148,9 @@ const RAW_KINDS: &[(&str, &[&str])] = &[
         &["AuthorizationPolicy", "RequestAuthentication"],
     ),
     ("telemetry.istio.io", &["Telemetry"]),
+    // Kept raw; a Service without a selector takes its endpoints' pods
+    // from them (super::endpoint_slices).
+    ("discovery.k8s.io", &["EndpointSlice"]),
     ("extensions.istio.io", &["WasmPlugin"]),
     (
         "gateway.networking.k8s.io",
@@ -460,6 +465,7 @@ fn service(
             continue;
         }
         ports.push(ServicePort {
+            name: port_name.clone(),
             port,
             target_port,
             tcp,

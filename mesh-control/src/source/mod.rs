@@ -1,6 +1,9 @@
-//! The local-directory source: every `*.yaml` / `*.yml` file of one
-//! directory (sorted by name, not recursive), each holding any number of
-//! Kubernetes / Istio documents, becomes a [`MeshState`].
+//! The sources of the mesh configuration. The local-directory source:
+//! every `*.yaml` / `*.yml` file of one directory (sorted by name, not
+//! recursive), each holding any number of Kubernetes / Istio documents,
+//! becomes a [`MeshState`]. The Kubernetes source ([`kubernetes`]) turns
+//! watched objects into the same documents and the same builder; both hand
+//! out a [`SourceWatch`].
 //!
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
@@ -8,9 +11,10 @@
 //! (v1, v1beta1, v1alpha3) and Gateway API `Gateway`s of class
 //! `istio-waypoint` (waypoints; v1, v1beta1); all but the first five are
 //! also kept raw. Kept raw only ([`RawResource`]): the other Istio kinds
-//! (Gateway, ServiceEntry, …) and Gateway API kinds (Gateways of other
-//! classes are checked, then ignored). Anything else is warned about and
-//! skipped.
+//! (Gateway, ServiceEntry, …), Gateway API kinds (Gateways of other
+//! classes are checked, then ignored) and `discovery.k8s.io`
+//! EndpointSlices (which give a selector-less Service its pods). Anything
+//! else is warned about and skipped.
 //!
 //! A load is all or nothing: one invalid file or resource rejects the whole
 //! directory, every problem is reported (file, resource, field), and a
@@ -19,10 +23,13 @@ mod authz;
 mod build;
 mod destination_rule;
 pub(crate) mod documents;
+mod endpoint_slices;
 mod error;
 mod fields;
 mod gateway;
 mod kube;
+pub mod kubernetes;
+mod published;
 mod routing;
 mod virtual_service;
 mod watch;
@@ -32,6 +39,8 @@ use std::path::Path;
 pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
 pub(crate) use fields::parse_block;
+pub use kubernetes::{watch_kubernetes, KubeSourceError, KubeSourceOptions};
+pub use published::SourceWatch;
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
 use crate::{analyze::Finding, model::MeshState};

@@ -25,32 +25,18 @@ use std::{
 use tokio::sync::watch;
 
 use super::{
-    documents::yaml_files, load_directory, LoadError, RawResource, Snapshot, SourceConfig,
+    documents::yaml_files,
+    load_directory,
+    published::{publish_if_changed, SourceWatch},
+    LoadError, RawResource, Snapshot, SourceConfig,
 };
 use crate::model::MeshState;
 
 /// How often the directory is polled unless configured otherwise.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A running watcher. Dropping it leaves the task running as long as any
-/// receiver it handed out is alive; [`DirectoryWatch::stop`] ends it.
-pub struct DirectoryWatch {
-    /// The last good state; changes only to a valid, different state.
-    pub state: watch::Receiver<Arc<MeshState>>,
-    /// The raw Istio resources of the last good load.
-    pub raw: watch::Receiver<Arc<Vec<RawResource>>>,
-    /// The problems of the last load attempt (one per line), `None` once a
-    /// load succeeds again.
-    pub last_error: watch::Receiver<Option<String>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DirectoryWatch {
-    /// Stops polling; receivers keep their last value.
-    pub fn stop(self) {
-        self.task.abort();
-    }
-}
+/// The directory source's handle: the shared [`SourceWatch`].
+pub type DirectoryWatch = SourceWatch;
 
 /// Loads `dir` (an error here — missing directory, invalid content — is a
 /// startup error: there is no previous state to keep serving) and then
@@ -84,12 +70,7 @@ pub async fn watch_directory(
         raw_tx,
         error_tx,
     ));
-    Ok(DirectoryWatch {
-        state,
-        raw,
-        last_error,
-        task,
-    })
+    Ok(SourceWatch::new(state, raw, last_error, vec![task]))
 }
 
 async fn poll(
@@ -128,21 +109,8 @@ async fn poll(
             Ok(snapshot) => {
                 log_loaded(&dir, &snapshot, false);
                 let state = snapshot.state;
-                let changed = state_tx.send_if_modified(|current| {
-                    let differs = **current != state;
-                    if differs {
-                        *current = Arc::new(state);
-                    }
-                    differs
-                });
-                let raw = snapshot.raw;
-                raw_tx.send_if_modified(|current| {
-                    let differs = **current != raw;
-                    if differs {
-                        *current = Arc::new(raw);
-                    }
-                    differs
-                });
+                let changed = publish_if_changed(&state_tx, state);
+                publish_if_changed(&raw_tx, snapshot.raw);
                 error_tx.send_if_modified(|error| error.take().is_some());
                 if changed {
                     tracing::info!(directory = %dir.display(), "configuration change published");
