@@ -23,6 +23,8 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors and the like: do not spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         while connections.try_join_next().is_some() {}
