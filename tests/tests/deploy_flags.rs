@@ -3,26 +3,11 @@
 //! pod, a misspelt variable would be silently ignored. Reads the rendered
 //! overlays (`kubectl kustomize`; skipped, loudly, without kubectl) and
 //! each binary's `--help` (clap lists flags and `[env: NAME=]`).
-use std::{collections::BTreeSet, path::Path, process::Command};
+use std::{path::Path, process::Command};
 
 use mesh_e2e::bins::Binaries;
 use serde::Deserialize as _;
 use serde_json::Value;
-
-/// Names from docs/issue6-interfaces.md section 2 that other parts of
-/// issue 6 are adding while this is written: reported, not failed, while a
-/// binary does not declare them yet. Empty this list once they all exist.
-const PENDING: &[&str] = &[
-    "--source",
-    "--authenticate",
-    "--token-audience",
-    "--pod-records",
-    "--proc-root",
-    "--netns-dir",
-    "MESH_AGENT_TOKEN_FILE",
-    "MESH_AGENT_CNI_SOCKET",
-    "MESH_WAYPOINT_TOKEN_FILE",
-];
 
 fn render(rel: &str) -> Option<Vec<Value>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +58,6 @@ fn manifests_use_only_flags_and_variables_the_binaries_declare() {
     let bins = Binaries::for_tests(env!("CARGO_BIN_EXE_podctl"));
     let dir = bins.agent.parent().unwrap().to_path_buf();
     let mut checked = 0;
-    let mut pending = BTreeSet::new();
     for rel in [
         "overlays/kind",
         "overlays/production",
@@ -96,12 +80,7 @@ fn manifests_use_only_flags_and_variables_the_binaries_declare() {
                 if !command[0].starts_with("mesh") {
                     continue; // coreutils (the cleanup's rm and sleep)
                 }
-                if !bin.exists() {
-                    // mesh-cni is issue 6's new binary; the others must be built.
-                    assert_eq!(command[0], "mesh-cni", "{} not built", bin.display());
-                    pending.insert(format!("binary {}", command[0]));
-                    continue;
-                }
+                assert!(bin.exists(), "{} not built", bin.display());
                 let argv: Vec<&String> = command[1..].iter().chain(&args).collect();
                 let sub = argv
                     .first()
@@ -125,23 +104,16 @@ fn manifests_use_only_flags_and_variables_the_binaries_declare() {
                         text.contains(&format!("[env: {name}="))
                     };
                     checked += 1;
-                    if declared {
-                        continue;
-                    }
                     assert!(
-                        PENDING.contains(&name.as_str()),
+                        declared,
                         "{rel}: container {} passes {name}, which `{} {} --help` does not declare",
                         c["name"],
                         command[0],
                         sub.unwrap_or("")
                     );
-                    pending.insert(format!("{name} ({})", command[0]));
                 }
             }
         }
     }
     assert!(checked > 20, "only {checked} names checked");
-    if !pending.is_empty() {
-        eprintln!("not yet declared (issue 6 contract, in progress): {pending:?}");
-    }
 }
