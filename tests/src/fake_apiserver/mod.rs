@@ -129,7 +129,32 @@ impl FakeApiServer {
 
     /// Listens on 127.0.0.1:0; needs a tokio runtime.
     pub async fn start() -> Result<Self, FakeError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Listens on `ip:0` inside the network namespace at `netns` (a test
+    /// cluster's underlay, where its mesh-control runs); needs a tokio
+    /// runtime. The socket keeps its namespace, so the fake is served from
+    /// this process's runtime all the same.
+    pub async fn start_in(
+        netns: &std::path::Path,
+        ip: std::net::IpAddr,
+    ) -> Result<Self, FakeError> {
+        let file = std::fs::File::open(netns)?;
+        let listener = std::thread::scope(|s| {
+            s.spawn(move || -> std::io::Result<std::net::TcpListener> {
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                let listener = std::net::TcpListener::bind((ip, 0))?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .join()
+            .expect("netns bind thread panicked")
+        })?;
+        Self::serve(tokio::net::TcpListener::from_std(listener)?)
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> Result<Self, FakeError> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
