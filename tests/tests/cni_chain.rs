@@ -7,7 +7,6 @@
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
 };
 
 use mesh_e2e::{
@@ -193,22 +192,11 @@ fn enrolled_ips(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// node1's agent knows `pod` with an address and holds its certificate.
 fn wait_workload(c: &Cluster, ns: &str, pod: &str, ip: Ipv4Addr) {
     let uid = format!("Kubernetes//Pod/{ns}/{pod}");
     let id = format!("spiffe://cluster.local/ns/{ns}/sa/{pod}");
-    wait_until(
+    mesh_e2e::wait_until(
         &format!("agent knows {uid} at {ip} with its certificate"),
         30,
         || {
@@ -362,11 +350,11 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
         ("cni-plain", "plain", Some(plain.pod.ip)),
     ];
     write_pods(&c, false, &published);
-    wait_until("client unenrolled after the label went", 30, || {
+    mesh_e2e::wait_until("client unenrolled after the label went", 30, || {
         !enrolled_ips(&c).contains(&ip)
     });
     write_pods(&c, true, &published);
-    wait_until(
+    mesh_e2e::wait_until(
         "client enrolled again after the label came back",
         30,
         || enrolled_ips(&c).contains(&ip),
@@ -412,10 +400,10 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
     drop(plain);
 
     start_agent(&mut c, &s);
-    wait_until("gone pod's cookie removed on restart", 30, || {
+    mesh_e2e::wait_until("gone pod's cookie removed on restart", 30, || {
         !enrolled_ips(&c).contains(&gone_ip)
     });
-    wait_until("records of gone sandboxes dropped", 30, || {
+    mesh_e2e::wait_until("records of gone sandboxes dropped", 30, || {
         std::fs::read_dir(s.records()).unwrap().count() == 0
     });
 }
@@ -453,7 +441,7 @@ fn pods_that_predate_the_plugin_are_found_by_their_address() {
     args.truncate(args.len() - 2);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     c.start_agent("node1", &args).unwrap();
-    wait_until("the old pod is enrolled by the scan", 30, || {
+    mesh_e2e::wait_until("the old pod is enrolled by the scan", 30, || {
         enrolled_ips(&c).contains(&old_ip.to_string())
     });
     let records: Vec<Value> = std::fs::read_dir(s.records())

