@@ -593,6 +593,24 @@ async fn token_review_authenticates_xds_and_ca_callers() {
         .await
         .unwrap();
     assert!(!served[ADDRESS_TYPE_URL].is_empty());
+    // A waypoint's listener goes to its own service account only: a pod's
+    // token declaring that waypoint gets none.
+    let own = fetch(&c.endpoint(), &waypoint(), &[LISTENER_TYPE_URL], FETCH)
+        .await
+        .unwrap();
+    assert!(
+        !own[LISTENER_TYPE_URL].is_empty(),
+        "no listener for the waypoint"
+    );
+    let posing = AsNode::waypoint("default", "waypoint").with_token(POD_A);
+    let got = fetch(&c.endpoint(), &posing, &[LISTENER_TYPE_URL], FETCH)
+        .await
+        .unwrap();
+    assert!(
+        got[LISTENER_TYPE_URL].is_empty(),
+        "another account got {:?}",
+        got[LISTENER_TYPE_URL].keys()
+    );
     // Each distinct token was reviewed by the fake's TokenReview.
     assert!(kube.fake.requests()["POST /apis/authentication.k8s.io/v1/tokenreviews"] >= 3);
 }

@@ -99,12 +99,14 @@ impl AggregatedDiscoveryService for AdsService {
         req: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let peer = mesh_xds::transport::remote_addr(&req);
+        let mut account = None;
         if let Some(policy) = &self.auth {
             let caller = policy.authenticate(req.metadata()).await.map_err(|e| {
                 warn!(?peer, "xDS stream not authenticated: {e}");
                 e.to_status("xDS stream")
             })?;
             info!(?peer, caller = %caller, "xDS stream authenticated");
+            account = Some((caller.namespace, caller.service_account));
         }
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
@@ -112,7 +114,10 @@ impl AggregatedDiscoveryService for AdsService {
             id,
             peer,
             node_id: None,
-            identity: StreamIdentity::default(),
+            identity: StreamIdentity {
+                account,
+                ..StreamIdentity::default()
+            },
             nonce_prefix: format!("{:08x}", rand::random::<u32>()),
             nonces: 0,
             types: BTreeMap::new(),
@@ -229,7 +234,10 @@ impl AdsStream {
                 info!(stream = self.id, node = %id, peer = ?self.peer, "ADS stream from node");
             }
             self.proxies.set_node(self.id, &id);
-            self.identity = StreamIdentity::of(req.node.as_ref());
+            self.identity = StreamIdentity {
+                account: self.identity.account.take(),
+                ..StreamIdentity::of(req.node.as_ref())
+            };
             self.node_id = Some(id);
         }
         if req.type_url.is_empty() {
@@ -342,7 +350,7 @@ impl AdsStream {
         let empty = Default::default();
         let all = current.of_type(type_url).unwrap_or(&empty);
         // Listeners and routes are per waypoint: a stream sees its own only.
-        let own = scoped_type(type_url).then(|| self.identity.waypoint(current));
+        let own = scoped_type(type_url).then(|| self.identity.permitted_waypoint(current));
         let available: TypeResources = match &own {
             None => all.clone(),
             Some(own) => all

@@ -21,6 +21,12 @@ pub(super) struct StreamIdentity {
     pub pod: Option<String>,
     /// The "no known waypoint" warning was logged.
     pub warned: bool,
+    /// `(namespace, service account)` the stream's token proved, when
+    /// callers are authenticated: a waypoint's listener and routes go only
+    /// to its own account (Istio's convention: the Gateway's name).
+    pub account: Option<(String, String)>,
+    /// The "not this waypoint's account" warning was logged.
+    pub denied_warned: bool,
 }
 
 impl StreamIdentity {
@@ -51,8 +57,28 @@ impl StreamIdentity {
         StreamIdentity {
             declared,
             pod,
-            warned: false,
+            ..Self::default()
         }
+    }
+
+    /// [`Self::waypoint`], unless the stream's proven account is not that
+    /// waypoint's: then none, and a warning once.
+    pub fn permitted_waypoint(&mut self, current: &Resources) -> Option<String> {
+        let waypoint = self.waypoint(current)?;
+        let Some((ns, sa)) = &self.account else {
+            return Some(waypoint);
+        };
+        if waypoint == format!("waypoint/{ns}/{sa}") {
+            return Some(waypoint);
+        }
+        if !std::mem::replace(&mut self.denied_warned, true) {
+            tracing::warn!(
+                %waypoint,
+                account = %format!("{ns}/{sa}"),
+                "stream asks for a waypoint's listener and routes with another service account's token: it gets none"
+            );
+        }
+        None
     }
 
     /// The stream's listener/route name under `current`.
@@ -130,5 +156,35 @@ mod tests {
         }
         assert!(scoped_type(LISTENER_TYPE_URL) && scoped_type(ROUTE_TYPE_URL));
         assert!(!scoped_type(mesh_xds::CLUSTER_TYPE_URL));
+    }
+
+    #[test]
+    fn a_proven_account_gets_only_its_own_waypoint() {
+        let current = Resources::default();
+        let declared = |account: Option<(&str, &str)>| StreamIdentity {
+            account: account.map(|(ns, sa)| (ns.to_string(), sa.to_string())),
+            ..StreamIdentity::of(Some(&node(
+                "waypoint~10.0.0.9~edge-1.blog~blog.svc.cluster.local",
+                &[("NAMESPACE", "blog"), ("WAYPOINT", "edge")],
+            )))
+        };
+        // Not authenticated: as declared.
+        assert_eq!(
+            declared(None).permitted_waypoint(&current).as_deref(),
+            Some("waypoint/blog/edge")
+        );
+        // The waypoint's own account (the Gateway's name).
+        assert_eq!(
+            declared(Some(("blog", "edge")))
+                .permitted_waypoint(&current)
+                .as_deref(),
+            Some("waypoint/blog/edge")
+        );
+        // Any other account, even in the same namespace: nothing.
+        for other in [("blog", "default"), ("shop", "edge")] {
+            let mut stream = declared(Some(other));
+            assert_eq!(stream.permitted_waypoint(&current), None, "{other:?}");
+            assert!(stream.denied_warned);
+        }
     }
 }
