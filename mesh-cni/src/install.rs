@@ -73,6 +73,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
         source,
     };
     std::fs::write(&tmp, bytes).map_err(write)?;
+    // A replaced file keeps its mode (a conflist the node's tooling made
+    // 0600 stays 0600; the plugin binary's is set by the caller).
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions()).map_err(write)?;
+    }
     std::fs::rename(&tmp, path).map_err(write)
 }
 
@@ -197,6 +202,29 @@ mod tests {
     }
 
     const LIST: &str = r#"{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"bridge","bridge":"cni0"},{"type":"portmap"}]}"#;
+
+    #[test]
+    fn install_keeps_the_conflist_mode_and_writes_exclusions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let t = TempDir::new("mode");
+        let bin = t.0.join("plugin-binary");
+        std::fs::write(&bin, b"#!/bin/true\n").unwrap();
+        let list = t.0.join("net.d/10-k8s.conflist");
+        std::fs::write(&list, LIST).unwrap();
+        std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let exclude = ["kube-system".to_string(), "infra".to_string()];
+        let sock = Path::new("/s");
+        install(&bin, &t.0.join("bin"), &t.0.join("net.d"), sock, &exclude).unwrap();
+        let mode = std::fs::metadata(&list).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        let written = read_list(&list).unwrap();
+        assert_eq!(
+            written["plugins"][2]["excludeNamespaces"],
+            serde_json::json!(["kube-system", "infra"])
+        );
+        let binary = std::fs::metadata(t.0.join("bin/mesh-cni")).unwrap();
+        assert_eq!(binary.permissions().mode() & 0o777, 0o755);
+    }
 
     #[test]
     fn install_appends_once_and_uninstall_restores() {
