@@ -95,23 +95,36 @@ fn timeout(conf: &NetConf) -> Duration {
     Duration::from_secs(conf.agent_timeout_seconds)
 }
 
-fn add(conf: &NetConf, cni: &CniEnv) -> Result<serde_json::Value, CniError> {
-    let result = conf.passthrough_result()?;
+/// Sends the pod's request to the agent's `path`: `None` when the sandbox
+/// is no pod to ask about, else the pod (`ns/name`) and the agent's reply;
+/// an agent that cannot be reached is "try again later".
+fn ask(
+    conf: &NetConf,
+    cni: &CniEnv,
+    path: &str,
+) -> Result<Option<(String, client::Reply)>, CniError> {
     let Some(request) = pod_request(conf, cni) else {
-        return Ok(result);
+        return Ok(None);
     };
     let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
     let body = serde_json::to_value(&request).expect("plain struct serializes");
+    let reply = client::post(&conf.agent_socket, path, &body, timeout(conf)).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            "the mesh node agent is unreachable",
+            format!("pod {pod}: {}", chain(&e)),
+        )
+    })?;
+    Ok(Some((pod, reply)))
+}
+
+fn add(conf: &NetConf, cni: &CniEnv) -> Result<serde_json::Value, CniError> {
+    let result = conf.passthrough_result()?;
     // Fail closed: whatever stops the agent from answering fails the ADD,
     // so the runtime retries and the pod never runs uncaptured.
-    let reply =
-        client::post(&conf.agent_socket, api::ADD_PATH, &body, timeout(conf)).map_err(|e| {
-            CniError::new(
-                Code::TryAgainLater,
-                "the mesh node agent is unreachable",
-                format!("pod {pod}: {}", chain(&e)),
-            )
-        })?;
+    let Some((pod, reply)) = ask(conf, cni, api::ADD_PATH)? else {
+        return Ok(result);
+    };
     match reply.status {
         200 => {
             let decided: AddReply = serde_json::from_str(&reply.body).map_err(|e| {
@@ -139,19 +152,9 @@ fn add(conf: &NetConf, cni: &CniEnv) -> Result<serde_json::Value, CniError> {
 
 fn check(conf: &NetConf, cni: &CniEnv) -> Result<(), CniError> {
     conf.passthrough_result()?;
-    let Some(request) = pod_request(conf, cni) else {
+    let Some((pod, reply)) = ask(conf, cni, api::CHECK_PATH)? else {
         return Ok(());
     };
-    let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
-    let body = serde_json::to_value(&request).expect("plain struct serializes");
-    let reply =
-        client::post(&conf.agent_socket, api::CHECK_PATH, &body, timeout(conf)).map_err(|e| {
-            CniError::new(
-                Code::TryAgainLater,
-                "the mesh node agent is unreachable",
-                format!("pod {pod}: {}", chain(&e)),
-            )
-        })?;
     match reply.status {
         200 => Ok(()),
         409 => Err(CniError::new(

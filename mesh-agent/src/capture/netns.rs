@@ -34,13 +34,20 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 /// The cookie of the network namespace at `path` (`/run/netns/x`,
 /// `/proc/<pid>/ns/net`).
 pub fn cookie_of(path: &Path) -> Result<u64, NetnsError> {
-    identify(path).map(|(cookie, _)| cookie)
+    enter(path, false).map(|(cookie, _)| cookie)
 }
 
 /// The cookie of the network namespace at `path` and the pod address in it
 /// (its first global IPv4 address, else its first global IPv6 one). Enters
 /// it on a short-lived thread, so the caller's namespace never changes.
 pub fn identify(path: &Path) -> Result<(u64, Option<IpAddr>), NetnsError> {
+    enter(path, true)
+}
+
+/// Enters the namespace at `path` on a short-lived thread and reads its
+/// cookie, and its pod address when `address` (a `getifaddrs` dump the
+/// reconciler's liveness checks do not need).
+fn enter(path: &Path, address: bool) -> Result<(u64, Option<IpAddr>), NetnsError> {
     let file = File::open(path).map_err(|source| NetnsError::Open {
         path: path.into(),
         source,
@@ -59,7 +66,7 @@ pub fn identify(path: &Path) -> Result<(u64, Option<IpAddr>), NetnsError> {
                     path: owned,
                     source,
                 })?;
-                Ok((cookie, pod_address()))
+                Ok((cookie, if address { pod_address() } else { None }))
             })
             .join()
             .expect("netns cookie thread panicked")

@@ -118,30 +118,10 @@ pub async fn watch_kubernetes(
     } else {
         None
     };
-    let (state_tx, state) = watch::channel(Arc::new(MeshState::default()));
-    let (raw_tx, raw) = watch::channel(Arc::new(Vec::new()));
-    let (error_tx, last_error) = watch::channel(None);
-    let (progress_tx, mut progress) = watch::channel(Progress::default());
-    let source = SourceLoop {
-        kinds,
-        config,
-        options: options.clone(),
-        store: Store::default(),
-        accepted: BTreeMap::new(),
-        reported: BTreeMap::new(),
-        status_false: BTreeSet::new(),
-        warnings: vec![],
-        errors: BTreeMap::new(),
-        published: false,
-        rebuilds: 0,
-        state_tx,
-        raw_tx,
-        error_tx,
-        progress_tx,
-        reporter,
-    };
+    let (source, outputs) = SourceLoop::new(kinds, config, options.clone(), reporter);
+    let mut progress = outputs.progress;
     tasks.push(tokio::spawn(source.run(update_rx)));
-    let watch = SourceWatch::new(state, raw, last_error, tasks);
+    let watch = SourceWatch::new(outputs.state, outputs.raw, outputs.last_error, tasks);
     let published = tokio::time::timeout(options.initial_list_timeout, async {
         progress.wait_for(|p| p.published).await.is_ok()
     })
@@ -208,7 +188,53 @@ struct SourceLoop {
     reporter: Option<mpsc::UnboundedSender<Report>>,
 }
 
+/// The receiving ends of a [`SourceLoop`]'s outputs.
+struct Outputs {
+    state: watch::Receiver<Arc<MeshState>>,
+    raw: watch::Receiver<Arc<Vec<RawResource>>>,
+    last_error: watch::Receiver<Option<String>>,
+    progress: watch::Receiver<Progress>,
+}
+
 impl SourceLoop {
+    /// A loop that has seen nothing yet, and where it publishes.
+    fn new(
+        kinds: Vec<WatchedKind>,
+        config: SourceConfig,
+        options: KubeSourceOptions,
+        reporter: Option<mpsc::UnboundedSender<Report>>,
+    ) -> (Self, Outputs) {
+        let (state_tx, state) = watch::channel(Arc::new(MeshState::default()));
+        let (raw_tx, raw) = watch::channel(Arc::new(Vec::new()));
+        let (error_tx, last_error) = watch::channel(None);
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let source = SourceLoop {
+            kinds,
+            config,
+            options,
+            store: Store::default(),
+            accepted: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            status_false: BTreeSet::new(),
+            warnings: vec![],
+            errors: BTreeMap::new(),
+            published: false,
+            rebuilds: 0,
+            state_tx,
+            raw_tx,
+            error_tx,
+            progress_tx,
+            reporter,
+        };
+        let outputs = Outputs {
+            state,
+            raw,
+            last_error,
+            progress,
+        };
+        (source, outputs)
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Update>) {
         self.progress();
         let mut first_change: Option<Instant> = None;

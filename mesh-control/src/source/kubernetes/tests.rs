@@ -159,24 +159,8 @@ async fn a_kind_that_cannot_be_listed_fails_startup_naming_it() {
 }
 
 fn source_loop(reporter: mpsc::UnboundedSender<Report>) -> SourceLoop {
-    SourceLoop {
-        kinds: resources::watched_kinds(),
-        config: SourceConfig::default(),
-        options: options(),
-        store: Store::default(),
-        accepted: BTreeMap::new(),
-        reported: BTreeMap::new(),
-        status_false: BTreeSet::new(),
-        warnings: vec![],
-        errors: BTreeMap::new(),
-        published: false,
-        rebuilds: 0,
-        state_tx: watch::channel(Arc::new(MeshState::default())).0,
-        raw_tx: watch::channel(Arc::new(Vec::new())).0,
-        error_tx: watch::channel(None).0,
-        progress_tx: watch::channel(Progress::default()).0,
-        reporter: Some(reporter),
-    }
+    let kinds = resources::watched_kinds();
+    SourceLoop::new(kinds, SourceConfig::default(), options(), Some(reporter)).0
 }
 
 fn virtual_service(rv: &str, regex: &str) -> (Key, store::Stored) {
