@@ -111,9 +111,10 @@ impl Cluster {
         nodes: &[(&str, &[&str])],
         for_people: bool,
     ) -> anyhow::Result<Self> {
+        let cgroup_root = crate::host_setup::prepare()?;
         crate::sweep::sweep(tag);
         let prefix = crate::sweep::unique_prefix(tag);
-        let cgroup = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
+        let cgroup = Cgroup::create(cgroup_root.join(&prefix))?;
         let underlay = Netns::create(&format!("{prefix}-net"))?;
         underlay.exec(&["link", "add", "br-u", "type", "bridge"])?;
         underlay.exec(&["addr", "add", &format!("{CONTROL_IP}/24"), "dev", "br-u"])?;

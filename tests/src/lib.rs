@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod cni;
 pub mod envoy;
 pub mod fake_apiserver;
+pub mod host_setup;
 pub mod hosts;
 pub mod httpc;
 pub mod httpd;
@@ -23,6 +24,9 @@ pub mod kubeval;
 pub mod local_control;
 pub mod netns;
 pub mod node;
+/// Versions and install paths of the third-party tools (shared with `cargo xtask setup`).
+#[path = "../../xtask/src/pins.rs"]
+pub mod pins;
 pub mod pod;
 pub mod prometheus;
 pub mod sweep;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use crate::{
     agent::{Agent, AgentSpec},
     bins::Binaries,
-    cgroup::{self, Cgroup},
+    cgroup::Cgroup,
     netns::Netns,
     node::NodeNet,
     pod::Server,
@@ -51,9 +51,10 @@ pub struct Topology {
 impl Topology {
     /// Builds a node with pods named `pods`. `tag` prefixes every resource.
     pub fn new(tag: &str, bins: Binaries, pods: &[&str]) -> anyhow::Result<Self> {
+        let cgroup_root = crate::host_setup::prepare()?;
         crate::sweep::sweep(tag);
         let prefix = crate::sweep::unique_prefix(tag);
-        let cgroup = Cgroup::create(cgroup::cgroup2_mount()?.join(&prefix))?;
+        let cgroup = Cgroup::create(cgroup_root.join(&prefix))?;
         let mut node = NodeNet::create(&prefix, "node", 0, cgroup)?;
         for name in pods {
             node.add_pod(&prefix, name)?;

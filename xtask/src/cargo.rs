@@ -13,10 +13,11 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo` in the workspace root, with the eBPF toolchain set-up chose.
 pub fn cargo(env: &Env) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root())
-        .env("MESH_EBPF_TOOLCHAIN", &env.ebpf_toolchain);
+    cmd.current_dir(workspace_root());
+    env.apply(&mut cmd);
     cmd
 }
 
@@ -27,44 +28,20 @@ pub fn target_dir(release: bool) -> PathBuf {
     base.join(if release { "release" } else { "debug" })
 }
 
-/// Builds the agent (and with it the eBPF object), the control plane, the
-/// waypoint, meshctl, the CNI plugin and the test binaries (`podctl`, `podhttp`, …).
+/// `cargo build [--release]` of every default member, exactly what a user
+/// types: the agent (and with it the eBPF object), the control plane, the
+/// waypoint, meshctl, the CNI plugin, the test workloads (`podctl`,
+/// `podhttp`, `loadgen`) and `mesh-lab`. One command with one feature set,
+/// so neither this nor the user's own build undoes the other.
 pub fn build(env: &Env, release: bool) -> anyhow::Result<()> {
     step(format!(
-        "building mesh-agent (with eBPF) and podctl{}",
-        if release { " in release mode" } else { "" }
+        "cargo build{} (the whole workspace: agent with eBPF, control plane, waypoint, CLI, test workloads)",
+        if release { " --release" } else { "" }
     ));
     let mut cmd = cargo(env);
-    cmd.args([
-        "build",
-        "-p",
-        "mesh-agent",
-        "-p",
-        "mesh-control",
-        "-p",
-        "mesh-e2e",
-        "-p",
-        "meshctl",
-        "-p",
-        "mesh-waypoint",
-        "-p",
-        "mesh-cni",
-        "--bins",
-    ]);
+    cmd.arg("build");
     if release {
         cmd.arg("--release");
     }
     run_visible(&mut cmd)
-}
-
-/// Binaries built by [`build`].
-pub fn binaries(release: bool) -> mesh_e2e::Binaries {
-    let dir = target_dir(release);
-    mesh_e2e::Binaries {
-        agent: dir.join("mesh-agent"),
-        podctl: dir.join("podctl"),
-        control: dir.join("mesh-control"),
-        waypoint: dir.join("mesh-waypoint"),
-        podhttp: dir.join("podhttp"),
-    }
 }

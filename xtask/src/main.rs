@@ -2,29 +2,32 @@
 //! is missing on a fresh machine (see `setup.rs`), with progress.
 //!
 //! - `cargo xtask setup` — only install prerequisites
-//! - `cargo xtask build [--release]` — eBPF + agent + test workload
+//! - `cargo xtask build [--release]` — the whole workspace: eBPF + agent,
+//!   control plane, waypoint, CLI, CNI plugin, test workloads, `mesh-lab`
 //! - `cargo xtask test` — lint and the whole test suite (needs root)
 //! - `cargo xtask demo [--duration S] [--config DIR] [--l4]` — a local
 //!   bookinfo-like mesh behind a waypoint with a live summary (root); `--l4`
 //!   runs the L4 authorization demo instead
-//! - `cargo xtask bench l4` — throughput/latency through the agent vs direct (root)
-//! - `cargo xtask bench l7` — HTTP through mesh-waypoint vs Envoy vs direct (root)
-mod bench;
-mod bench_l7;
-mod bench_l7_topology;
-mod bench_policy;
+//! - `cargo xtask bench l4|l7 [options]` — benchmarks against a baseline
+//!   measured in the same run (root)
+//!
+//! xtask itself depends on no workspace crate, so it compiles before
+//! set-up has installed anything; the demo and the benchmarks are the
+//! `mesh-lab` binary (`xtask/lab`), built by set-up's release build and
+//! then run in xtask's place ([`lab`]).
 mod cargo;
-mod demo;
-mod demo_bookinfo;
+mod lab;
+mod pins;
 mod setup;
 mod test;
+mod test_summary;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build, demo, test and benchmark the mesh"
+    about = "Build, demo, test and benchmark the mesh; every command installs what is missing first"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,12 +39,14 @@ enum Cmd {
     /// Install missing prerequisites (Debian packages, nightly rust-src, bpf-linker, Envoy,
     /// kubernetes-validate).
     Setup,
-    /// Build the agent (with its eBPF) and the test workload.
+    /// Build the whole workspace: the agent (with its eBPF), control plane, waypoint, meshctl,
+    /// CNI plugin, test workloads and mesh-lab. `--release` is exactly `cargo build --release`.
     Build {
         #[arg(long)]
         release: bool,
     },
-    /// Run formatting and clippy checks, then every test (unit and end-to-end). Needs root.
+    /// Run formatting and clippy checks, then every test (unit and end-to-end), every test
+    /// binary even when one fails, ending with one summary naming each failing test. Needs root.
     Test {
         /// Skip `cargo fmt --check` and clippy.
         #[arg(long)]
@@ -58,7 +63,8 @@ enum Cmd {
         #[arg(long)]
         duration: Option<u64>,
         /// A directory of Istio YAML applied over the demo's defaults
-        /// (xtask/demo/bookinfo/), e.g. the course notes' VirtualServices.
+        /// (xtask/lab/demo/bookinfo/): a resource replaces the default of the
+        /// same kind, namespace and name; the demo lists what it replaced.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
         /// The L4 demo instead: AuthorizationPolicy enforced by the agents
@@ -66,28 +72,41 @@ enum Cmd {
         #[arg(long)]
         l4: bool,
     },
-    /// Benchmarks; prints ratios against a baseline measured in the same run. Needs root.
+    /// Benchmarks (`l4`, `l7`); print ratios against a baseline measured in the same run.
+    /// Options follow the benchmark's name: `cargo xtask bench l7 --help`. Needs root.
     Bench {
-        #[command(subcommand)]
-        which: bench::Which,
+        /// `l4` or `l7`, then that benchmark's options.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "BENCH [OPTIONS]"
+        )]
+        args: Vec<String>,
     },
 }
 
 fn main() -> std::process::ExitCode {
-    let result = match Cli::parse().cmd {
-        Cmd::Setup => setup::ensure_all().map(drop),
-        Cmd::Build { release } => setup::ensure_all().and_then(|env| cargo::build(&env, release)),
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Setup => {
+            step("cargo xtask setup: installing what the build and the tests need");
+            setup::ensure_all().map(drop)
+        }
+        Cmd::Build { release } => {
+            step("cargo xtask build: installing prerequisites, then building the workspace");
+            setup::ensure_all().and_then(|env| cargo::build(&env, release))
+        }
         Cmd::Test {
             no_lint,
             cargo_args,
         } => test::run(!no_lint, &cargo_args),
         Cmd::Demo {
-            duration, l4: true, ..
-        } => demo::run(duration),
-        Cmd::Demo {
-            duration, config, ..
-        } => demo_bookinfo::run(duration, config.as_deref()),
-        Cmd::Bench { which } => bench::run(which),
+            duration,
+            config,
+            l4,
+        } => lab::demo(duration, config.as_deref(), l4),
+        Cmd::Bench { args } => lab::bench(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

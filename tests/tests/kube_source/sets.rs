@@ -149,9 +149,9 @@ items:
 - {apiVersion: v1, kind: Pod, metadata: {name: ratings-v1, labels: {app: ratings, version: v1}}, spec: {serviceAccountName: bookinfo-ratings, nodeName: node-2}, status: {podIP: 10.244.2.14}}
 "#;
 
-/// The demo's bookinfo YAML (`xtask/demo/bookinfo`) on [`DEMO_TOPOLOGY`].
+/// The demo's bookinfo YAML (`xtask/lab/demo/bookinfo`) on [`DEMO_TOPOLOGY`].
 pub fn demo_set() -> Vec<(String, String)> {
-    let mut files = yaml_files("../xtask/demo/bookinfo");
+    let mut files = yaml_files("../xtask/lab/demo/bookinfo");
     files.push(("00-topology.yaml".into(), DEMO_TOPOLOGY.into()));
     files
 }

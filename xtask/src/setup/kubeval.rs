@@ -1,5 +1,5 @@
 //! PyPI `kubernetes-validate` in a venv under
-//! [`mesh_e2e::kubeval::KUBEVAL_HOME`]: offline JSON-schema validation of
+//! [`crate::pins::KUBEVAL_HOME`]: offline JSON-schema validation of
 //! the rendered `deploy/` manifests (no API server can run here).
 use std::{path::Path, process::Command, time::Instant};
 
@@ -27,7 +27,9 @@ typing_extensions==4.16.0
 /// Installs the pinned validator unless `kubernetes-validate --version`
 /// already reports it (idempotent; a second run only asks the version).
 pub fn ensure_kubeval() -> anyhow::Result<()> {
-    use mesh_e2e::kubeval::{installed_version, KUBEVAL_BIN, KUBEVAL_HOME, KUBEVAL_VERSION};
+    use crate::pins::{
+        kubeval_version as installed_version, KUBEVAL_BIN, KUBEVAL_HOME, KUBEVAL_VERSION,
+    };
     debug_assert!(REQUIREMENTS.contains(&format!("kubernetes-validate=={KUBEVAL_VERSION}")));
     if installed_version(Path::new(KUBEVAL_BIN)).as_deref() == Some(KUBEVAL_VERSION) {
         step(format!(

@@ -15,10 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh_e2e::cluster::Cluster;
+use mesh_e2e::{cluster::Cluster, Binaries};
 use serde_json::Value;
 
-use crate::{cargo, setup, step};
+use crate::{demo_guide, step};
 
 const PORT: u16 = 9080;
 const ADMIN_PORT: u16 = 9081;
@@ -68,71 +68,19 @@ fn short(identity: &Value) -> String {
 }
 
 pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
-    crate::require_root("cargo xtask demo")?;
-    let env = setup::ensure_all()?;
-    cargo::build(&env, true)?;
-
+    crate::require_root("cargo xtask demo --l4")?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
-    step("creating two nodes and their pods (network namespaces, bridges, cgroup leaves)");
-    let mut c = Cluster::new(
-        "mdemo",
-        cargo::binaries(true),
-        &[
-            ("node1", &["productpage", "details"]),
-            ("node2", &["reviews", "ratings", "legacy"]),
-        ],
-    )?;
-    c.write_config("30-authz.yaml", POLICIES)?;
-    step("starting mesh-control (YAML directory, CA, Delta ADS on 10.0.0.254:15010)");
-    c.start_control(&[])?;
-    step("starting mesh-agent on both nodes (eBPF capture, xDS, certificates, HBONE :15008)");
-    c.start_agent("node1", &[])?;
-    c.start_agent("node2", &[])?;
-    c.agent("node2").unenroll(c.pod("legacy"))?;
-    c.serve("reviews", PORT, None)?;
-    c.serve("details", PORT, None)?;
-    c.serve("ratings", PORT, None)?;
-    c.serve("reviews", ADMIN_PORT, None)?;
-
+    let c = start(crate::binaries()?)?;
     println!();
     println!(
         "  control plane YAML: {} (edit it: changes apply live)",
         c.config_dir().display()
     );
     println!("  inspect while it runs:");
-    println!("    bpftool prog show name mesh_connect4      # and mesh_connect6, mesh_sockops, mesh_inbound");
-    println!(
-        "    bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
-        c.instance("node1")
-    );
-    for node in ["node1", "node2"] {
-        println!(
-            "    {} --instance {} status",
-            c.bins.agent.display(),
-            c.instance(node)
-        );
-    }
-    println!(
-        "    nsenter --net={} curl -s 127.0.0.1:15020/metrics | grep istio_tcp",
-        c.node("node2").netns.path().display()
-    );
-    let meshctl = c.bins.agent.with_file_name("meshctl");
-    let m = meshctl.display();
-    println!("    {m} --control-plane {} proxy-status", c.underlay.name);
-    println!(
-        "    {m} proxy-config workload {}",
-        c.node("node1").netns.name
-    );
-    println!("    {m} proxy-config policy {}", c.node("node2").netns.name);
-    println!(
-        "    {m} proxy-config connections {}",
-        c.node("node2").netns.name
-    );
-    println!("    {m} bpf --instance {}", c.instance("node1"));
-    println!("    {m} analyze {}", c.config_dir().display());
+    demo_guide::print(&demo_guide::l4(&c));
     println!(
         "  stop with Ctrl-C{}",
         duration
@@ -248,4 +196,31 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     drop(c);
     step("done: nothing left behind");
     Ok(())
+}
+
+/// The L4 demo mesh, running: two nodes, the policies, the control plane,
+/// both agents (`legacy` unenrolled) and the apps. Dropping it tears
+/// everything down.
+pub fn start(bins: Binaries) -> anyhow::Result<Cluster> {
+    step("creating two nodes and their pods (network namespaces, bridges, cgroup leaves)");
+    let mut c = Cluster::new(
+        "mdemo",
+        bins,
+        &[
+            ("node1", &["productpage", "details"]),
+            ("node2", &["reviews", "ratings", "legacy"]),
+        ],
+    )?;
+    c.write_config("30-authz.yaml", POLICIES)?;
+    step("starting mesh-control (YAML directory, CA, Delta ADS on 10.0.0.254:15010)");
+    c.start_control(&[])?;
+    step("starting mesh-agent on both nodes (eBPF capture, xDS, certificates, HBONE :15008)");
+    c.start_agent("node1", &[])?;
+    c.start_agent("node2", &[])?;
+    c.agent("node2").unenroll(c.pod("legacy"))?;
+    c.serve("reviews", PORT, None)?;
+    c.serve("details", PORT, None)?;
+    c.serve("ratings", PORT, None)?;
+    c.serve("reviews", ADMIN_PORT, None)?;
+    Ok(c)
 }

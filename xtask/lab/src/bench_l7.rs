@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::{
     bench::{cpu_seconds, status_kib, verdict},
     bench_l7_topology::{Bed, Cpus, Programs, HOST},
-    cargo, setup, step,
+    step,
 };
 
 /// `bench l7` options.
@@ -106,12 +106,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         "--load {}: a fraction in (0, 1]",
         opts.load
     );
-    let env = setup::ensure_all()?;
-    let envoy = env
-        .envoy
-        .clone()
-        .map_err(|e| anyhow::anyhow!("bench l7 needs Envoy, which could not be installed: {e}"))?;
-    let programs = build(&env, envoy)?;
+    let envoy =
+        mesh_e2e::envoy::envoy_bin().map_err(|e| anyhow::anyhow!("bench l7 needs Envoy: {e}"))?;
+    let programs = programs(envoy)?;
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let cpus = Cpus::for_machine(ncpu);
     step(format!(
@@ -162,30 +159,24 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     drop(e);
 
-    match &programs.waypoint {
-        Ok(bin) => {
-            step("starting mesh-waypoint");
-            let w = bed.start_waypoint(bin)?;
-            wp_path.rss_idle_mb = Some(rss_mb(w.pid())?);
-            let addr = bed.proxy_addr("waypoint");
-            for p in PROTOS {
-                step(format!("mesh-waypoint, {}: closed loop", p.label()));
-                let (r, cpu, rss) =
-                    under_load(w.pid(), || load(&bed, &programs, &opts, addr, p, None))?;
-                *wp_path.row(p) = closed_row(&r, Some(cpu));
-                wp_path.rss_load_mb = Some(wp_path.rss_load_mb.unwrap_or(0.0).max(rss));
-            }
-            for (i, p) in PROTOS.into_iter().enumerate() {
-                step(format!(
-                    "mesh-waypoint, {}: open loop at {:.0} rps",
-                    p.label(),
-                    offered[i]
-                ));
-                let r = load(&bed, &programs, &opts, addr, p, Some(offered[i]))?;
-                open_row(wp_path.row(p), &r);
-            }
-        }
-        Err(why) => step(format!("mesh-waypoint row skipped: {why}")),
+    step("starting mesh-waypoint");
+    let w = bed.start_waypoint(&programs.waypoint)?;
+    wp_path.rss_idle_mb = Some(rss_mb(w.pid())?);
+    let addr = bed.proxy_addr("waypoint");
+    for p in PROTOS {
+        step(format!("mesh-waypoint, {}: closed loop", p.label()));
+        let (r, cpu, rss) = under_load(w.pid(), || load(&bed, &programs, &opts, addr, p, None))?;
+        *wp_path.row(p) = closed_row(&r, Some(cpu));
+        wp_path.rss_load_mb = Some(wp_path.rss_load_mb.unwrap_or(0.0).max(rss));
+    }
+    for (i, p) in PROTOS.into_iter().enumerate() {
+        step(format!(
+            "mesh-waypoint, {}: open loop at {:.0} rps",
+            p.label(),
+            offered[i]
+        ));
+        let r = load(&bed, &programs, &opts, addr, p, Some(offered[i]))?;
+        open_row(wp_path.row(p), &r);
     }
 
     for (i, p) in PROTOS.into_iter().enumerate() {
@@ -205,50 +196,21 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         open_row(direct.row(p), &r);
     }
 
-    let wp = programs.waypoint.is_ok().then_some(&wp_path);
-    print_table(&opts, &offered, &direct, &envoy_path, wp);
+    print_table(&opts, &offered, &direct, &envoy_path, Some(&wp_path));
     Ok(())
 }
 
-/// Release builds of the load generator and upstream app (and
-/// mesh-waypoint when the workspace has its binary); the control plane is
-/// not on the measured path and is built in debug, which is much quicker.
-fn build(env: &setup::Env, envoy: std::path::PathBuf) -> anyhow::Result<Programs> {
-    step("building loadgen and podhttp (release), mesh-control (debug)");
-    setup::run_visible(cargo::cargo(env).args([
-        "build",
-        "--release",
-        "-p",
-        "mesh-e2e",
-        "--bin",
-        "loadgen",
-        "--bin",
-        "podhttp",
-    ]))?;
-    setup::run_visible(cargo::cargo(env).args(["build", "-p", "mesh-control", "--bins"]))?;
-    let release = cargo::target_dir(true);
-    let has_waypoint_bin = cargo::workspace_root()
-        .join("mesh-waypoint/src/main.rs")
-        .exists();
-    let waypoint = if has_waypoint_bin {
-        step("building mesh-waypoint (release)");
-        setup::run_visible(cargo::cargo(env).args([
-            "build",
-            "--release",
-            "-p",
-            "mesh-waypoint",
-            "--bins",
-        ]))?;
-        Ok(release.join("mesh-waypoint"))
-    } else {
-        Err("this branch has no mesh-waypoint binary yet (mesh-waypoint/src/main.rs)".to_string())
-    };
+/// The release binaries `cargo xtask bench` built beside `mesh-lab`, and Envoy.
+fn programs(envoy: std::path::PathBuf) -> anyhow::Result<Programs> {
+    let bins = crate::binaries()?;
+    let loadgen = crate::bin_dir()?.join("loadgen");
+    anyhow::ensure!(loadgen.is_file(), "{} is missing", loadgen.display());
     Ok(Programs {
-        control: cargo::target_dir(false).join("mesh-control"),
-        podhttp: release.join("podhttp"),
-        loadgen: release.join("loadgen"),
+        control: bins.control,
+        podhttp: bins.podhttp,
+        loadgen,
         envoy,
-        waypoint,
+        waypoint: bins.waypoint,
     })
 }
 

@@ -66,7 +66,7 @@ pub struct Programs {
     pub podhttp: PathBuf,
     pub loadgen: PathBuf,
     pub envoy: PathBuf,
-    pub waypoint: Result<PathBuf, String>,
+    pub waypoint: PathBuf,
 }
 
 pub struct Bed {
@@ -82,10 +82,7 @@ impl Bed {
             agent: PathBuf::from("/nonexistent/mesh-agent (no agent in bench l7)"),
             podctl: programs.podhttp.clone(),
             control: programs.control.clone(),
-            waypoint: programs
-                .waypoint
-                .clone()
-                .unwrap_or_else(|_| PathBuf::from("/nonexistent/mesh-waypoint")),
+            waypoint: programs.waypoint.clone(),
             podhttp: programs.podhttp.clone(),
         };
         let mut cluster = Cluster::new(

@@ -18,15 +18,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
-use mesh_e2e::cluster::Cluster;
+use mesh_e2e::{cluster::Cluster, Binaries};
 use serde_json::Value;
 
-use crate::{cargo, setup, step};
+use crate::{demo_config, demo_guide, step};
 
 const PORT: u16 = 9080;
 
-/// The embedded default configuration (`xtask/demo/bookinfo/`).
+/// The embedded default configuration (`xtask/lab/demo/bookinfo/`).
 const DEFAULTS: &[(&str, &str)] = &[
     (
         "10-services.yaml",
@@ -65,56 +64,26 @@ const SERVICES: &[(&str, &str)] = &[
 
 pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     crate::require_root("cargo xtask demo")?;
-    let user_files = config.map(read_dir_yaml).transpose()?;
-    let env = setup::ensure_all()?;
-    cargo::build(&env, true)?;
-
+    let user_files = config.map(demo_config::read_dir_yaml).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
-    step("creating two nodes; pods are network namespaces named after the pod");
-    let pods1: Vec<&str> = NODE1.iter().map(|p| p.0).collect();
-    let pods2: Vec<&str> = NODE2.iter().map(|p| p.0).collect();
-    let mut c = Cluster::for_people(
-        "mdemo",
-        cargo::binaries(true),
-        &[("node1", &pods1), ("node2", &pods2)],
-    )?;
-    for (pod, app, version) in NODE1.iter().chain(NODE2) {
-        c.label_pod(pod, &[("app", app), ("version", version)])?;
-    }
-    c.declare_waypoint("waypoint", "waypoint")?;
-    c.label_namespace("istio.io/use-waypoint", "waypoint")?;
-    for (file, yaml) in DEFAULTS {
-        c.write_config(file, yaml)?;
-    }
-    if let Some(files) = &user_files {
-        for (name, yaml) in files {
-            c.write_config(&format!("50-user-{name}"), yaml)?;
-        }
-        println!(
-            "  applied {} file(s) from --config over the defaults",
-            files.len()
-        );
-    }
-    let names: Vec<(&str, &str, std::net::IpAddr)> = SERVICES
-        .iter()
-        .map(|(n, ip)| Ok((*n, "default", ip.parse()?)))
-        .collect::<anyhow::Result<_>>()?;
-    c.resolve_services(&names)?;
-
-    step("starting mesh-control (YAML directory, CA, Delta ADS incl. Envoy LDS/RDS/CDS/EDS)");
-    c.start_control(&[])?;
-    step("starting mesh-agent on both nodes (eBPF at the cgroup root, HBONE :15008)");
-    c.start_agent("node1", &[])?;
-    c.start_agent("node2", &[])?;
-    for (pod, _, version) in NODE1.iter().chain(NODE2).filter(|p| p.0 != "waypoint") {
-        c.serve_http(pod, version, PORT, &[])?;
-    }
-    step("starting mesh-waypoint in pod `waypoint` (HBONE :15008, admin :15000)");
-    c.start_waypoint("waypoint", "waypoint")?;
-    print_guide(&c);
+    let c = start(crate::binaries()?, user_files.as_ref())?;
+    println!();
+    println!(
+        "  control plane YAML: {} (edit it: changes apply live)",
+        c.config_dir().display()
+    );
+    println!("  try, from another shell:");
+    demo_guide::print(&demo_guide::bookinfo(&c));
+    println!(
+        "  stop with Ctrl-C{}",
+        duration
+            .map(|d| format!(" (or wait {d} s)"))
+            .unwrap_or_default()
+    );
+    println!();
 
     let started = Instant::now();
     while !stop.load(Ordering::SeqCst)
@@ -170,28 +139,54 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `*.yaml`/`*.yml` files of a directory, by name.
-fn read_dir_yaml(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("--config {}", dir.display()))? {
-        let path = entry?.path();
-        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-        if is_yaml {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            out.insert(name, text);
-        }
+/// The demo mesh, running: two nodes, the control plane with the defaults
+/// (and `user` files over them), both agents, every app pod serving, and
+/// the waypoint. Dropping it tears everything down.
+pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Cluster> {
+    step("creating two nodes; pods are network namespaces named after the pod");
+    let pods1: Vec<&str> = NODE1.iter().map(|p| p.0).collect();
+    let pods2: Vec<&str> = NODE2.iter().map(|p| p.0).collect();
+    let mut c = Cluster::for_people("mdemo", bins, &[("node1", &pods1), ("node2", &pods2)])?;
+    for (pod, app, version) in NODE1.iter().chain(NODE2) {
+        c.label_pod(pod, &[("app", app), ("version", version)])?;
     }
-    anyhow::ensure!(
-        !out.is_empty(),
-        "--config {}: no .yaml files",
-        dir.display()
-    );
-    Ok(out)
+    c.declare_waypoint("waypoint", "waypoint")?;
+    c.label_namespace("istio.io/use-waypoint", "waypoint")?;
+    let empty = BTreeMap::new();
+    let user = user.unwrap_or(&empty);
+    let demo_config::Merged { defaults, replaced } = demo_config::merge(DEFAULTS, user);
+    for (file, yaml) in &defaults {
+        c.write_config(file, yaml)?;
+    }
+    for (name, yaml) in user {
+        c.write_config(&format!("50-user-{name}"), yaml)?;
+    }
+    if !user.is_empty() {
+        println!(
+            "  applied {} file(s) from --config over the defaults",
+            user.len()
+        );
+    }
+    for (key, file) in &replaced {
+        println!("  --config replaces the default {key} (from {file})");
+    }
+    let names: Vec<(&str, &str, std::net::IpAddr)> = SERVICES
+        .iter()
+        .map(|(n, ip)| Ok((*n, "default", ip.parse()?)))
+        .collect::<anyhow::Result<_>>()?;
+    c.resolve_services(&names)?;
+
+    step("starting mesh-control (YAML directory, CA, Delta ADS incl. Envoy LDS/RDS/CDS/EDS)");
+    c.start_control(&[])?;
+    step("starting mesh-agent on both nodes (eBPF at the cgroup root, HBONE :15008)");
+    c.start_agent("node1", &[])?;
+    c.start_agent("node2", &[])?;
+    for (pod, _, version) in NODE1.iter().chain(NODE2).filter(|p| p.0 != "waypoint") {
+        c.serve_http(pod, version, PORT, &[])?;
+    }
+    step("starting mesh-waypoint in pod `waypoint` (HBONE :15008, admin 127.0.0.1:15000)");
+    c.start_waypoint("waypoint", "waypoint")?;
+    Ok(c)
 }
 
 /// `{"v1": 16, "v2": 4}` → `v1:16 v2:4`.
@@ -225,29 +220,4 @@ fn short_metric(line: &str) -> String {
         .filter(|l| keep.iter().any(|k| l.starts_with(k)))
         .collect();
     format!("istio_requests_total{{{}}} {value}", picked.join(","))
-}
-
-fn print_guide(c: &Cluster) {
-    let meshctl = c.bins.agent.with_file_name("meshctl");
-    let m = meshctl.display();
-    let wp = c.pod("waypoint").ip;
-    println!();
-    println!(
-        "  control plane YAML: {} (edit it: changes apply live)",
-        c.config_dir().display()
-    );
-    println!("  try, from another shell:");
-    println!("    ip netns exec sleep curl -s http://reviews:9080/");
-    println!("    ip netns exec sleep curl -s -H 'end-user: jason' http://reviews:9080/");
-    println!("    ip netns exec productpage-v1 curl -s http://ratings:9080/?status=500");
-    println!("    ip netns exec waypoint curl -s {wp}:15000/metrics | grep istio_requests_total");
-    println!("    {m} proxy-config route waypoint      # also listener, cluster, endpoint");
-    println!("    {m} --control-plane {} proxy-status", c.underlay.name);
-    println!("    {m} analyze {}", c.config_dir().display());
-    println!(
-        "    bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
-        c.instance("node1")
-    );
-    println!("  stop with Ctrl-C");
-    println!();
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask lives in the workspace")
+        .expect("mesh-e2e lives in the workspace")
         .join("deploy")
 }
 

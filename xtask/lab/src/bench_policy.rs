@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::{
     bench::{gbit, median, verdict},
-    cargo, step,
+    step,
 };
 
 const ECHO: u16 = 9080;
@@ -113,7 +113,7 @@ pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     }
     let mut c = mesh_e2e::cluster::Cluster::new(
         "mbench",
-        cargo::binaries(true),
+        crate::binaries()?,
         &[("node1", &["client", "server"])],
     )?;
     c.start_control(&[])?;

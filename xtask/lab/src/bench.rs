@@ -9,7 +9,7 @@ use clap::Subcommand;
 use mesh_e2e::Topology;
 use serde_json::Value;
 
-use crate::{cargo, setup, step};
+use crate::step;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -42,8 +42,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::L7(opts) => return crate::bench_l7::run(opts),
     };
     crate::require_root("cargo xtask bench")?;
-    let env = setup::ensure_all()?;
-    cargo::build(&env, true)?;
     // MESH_BENCH_ONLY=same|cross|policy runs one part (for iterating on one path).
     let only = std::env::var("MESH_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "same" {
@@ -62,7 +60,7 @@ fn same_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     step("same node, plaintext: pods `meshed` (enrolled), `direct` (not enrolled), `server`");
     let mut topo = Topology::new(
         "mbench",
-        cargo::binaries(true),
+        crate::binaries()?,
         &["meshed", "direct", "server"],
     )?;
     topo.start_agent()?;
@@ -232,7 +230,7 @@ fn cross_node(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     );
     let mut c = mesh_e2e::cluster::Cluster::new(
         "mbench",
-        cargo::binaries(true),
+        crate::binaries()?,
         &[("node1", &["meshed", "direct"]), ("node2", &["server"])],
     )?;
     c.start_control(&[])?;

@@ -1,0 +1,248 @@
+//! The commands the demos print for a person to try from another shell,
+//! as data: the demo prints them, and `tests/demo_guide.rs` runs every one
+//! against a live demo mesh and checks that each command the README shows
+//! is one of them (README placeholders like `<pid>` match any word).
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context as _};
+use mesh_e2e::cluster::Cluster;
+
+/// One command to try, what it shows, and a piece of its output that
+/// proves it worked.
+#[derive(Debug, Clone)]
+pub struct Hint {
+    /// A shell command line, exactly as printed.
+    pub command: String,
+    /// What it shows (printed as a `#` comment).
+    pub shows: &'static str,
+    /// Text its output contains when it works.
+    pub expect: &'static str,
+}
+
+fn hint(command: String, shows: &'static str, expect: &'static str) -> Hint {
+    Hint {
+        command,
+        shows,
+        expect,
+    }
+}
+
+/// The bookinfo demo's commands (pods are network namespaces named after
+/// the pod; service names resolve inside them).
+pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
+    let m = c.bins.agent.with_file_name("meshctl");
+    let m = m.display();
+    vec![
+        hint(
+            "ip netns exec sleep curl -s http://reviews:9080/".into(),
+            "80 % v1, 20 % v2",
+            "\"pod\":\"reviews-v",
+        ),
+        hint(
+            "ip netns exec sleep curl -s -H 'end-user: jason' http://reviews:9080/".into(),
+            "v3",
+            "\"version\":\"v3\"",
+        ),
+        hint(
+            "ip netns exec productpage-v1 curl -s -o /dev/null -w '%{http_code}\\n' 'http://ratings:9080/?status=500'"
+                .into(),
+            "retried by the waypoint, then 500",
+            "500",
+        ),
+        hint(
+            "ip netns exec waypoint curl -s 127.0.0.1:15000/metrics | grep istio_requests_total"
+                .into(),
+            "the waypoint's request metrics (admin on the pod's loopback)",
+            "istio_requests_total{",
+        ),
+        hint(
+            format!("{m} proxy-config route waypoint"),
+            "also listener, cluster, endpoint",
+            "reviews",
+        ),
+        hint(
+            format!("{m} --control-plane {} proxy-status", c.underlay.name),
+            "who is connected to the control plane",
+            "waypoint",
+        ),
+        hint(
+            format!("{m} analyze {}", c.config_dir().display()),
+            "the YAML the control plane reads, checked",
+            "",
+        ),
+        hint(
+            format!(
+                "bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
+                c.instance("node1")
+            ),
+            "the pods node1's kernel captures",
+            "key",
+        ),
+    ]
+}
+
+/// The L4 demo's commands (`--l4`): the kernel side and the agents.
+pub fn l4(c: &Cluster) -> Vec<Hint> {
+    let m = c.bins.agent.with_file_name("meshctl");
+    let m = m.display();
+    let agent = c.bins.agent.display();
+    let node1 = &c.node("node1").netns;
+    let node2 = &c.node("node2").netns;
+    vec![
+        hint(
+            "bpftool prog show name mesh_connect4".into(),
+            "also mesh_connect6, mesh_sockops, mesh_inbound",
+            "cgroup_sock_addr",
+        ),
+        hint(
+            format!(
+                "bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
+                c.instance("node1")
+            ),
+            "the pods node1's kernel captures",
+            "key",
+        ),
+        hint(
+            format!("{agent} --instance {} status", c.instance("node1")),
+            "what the agent of node1 has pinned and enrolled",
+            "enrolled",
+        ),
+        hint(
+            format!(
+                "nsenter --net={} curl -s 127.0.0.1:15000/config_dump",
+                node1.path().display()
+            ),
+            "node1's agent: workloads, services, policies it holds",
+            "workloads",
+        ),
+        hint(
+            format!(
+                "nsenter --net={} curl -s 127.0.0.1:15020/metrics | grep istio_tcp",
+                node2.path().display()
+            ),
+            "node2's Istio TCP metrics",
+            "istio_tcp_connections_opened_total",
+        ),
+        hint(
+            format!("{m} --control-plane {} proxy-status", c.underlay.name),
+            "who is connected to the control plane",
+            "node1",
+        ),
+        hint(
+            format!("{m} proxy-config workload {}", node1.name),
+            "a node's view of the workloads",
+            "productpage",
+        ),
+        hint(
+            format!("{m} proxy-config policy {}", node2.name),
+            "the authorization policies node2 enforces",
+            "ratings-from-reviews",
+        ),
+        hint(
+            format!("{m} proxy-config connections {}", node2.name),
+            "node2's live and recent connections",
+            "reviews",
+        ),
+        hint(
+            format!("{m} bpf --instance {}", c.instance("node1")),
+            "programs, links and maps, explained",
+            "mesh_connect4",
+        ),
+        hint(
+            format!("{m} analyze {}", c.config_dir().display()),
+            "the YAML the control plane reads, checked",
+            "",
+        ),
+    ]
+}
+
+/// Prints the hints, one per line, with what each shows.
+pub fn print(hints: &[Hint]) {
+    let width = hints
+        .iter()
+        .map(|h| h.command.len())
+        .max()
+        .unwrap_or(0)
+        .min(72);
+    for h in hints {
+        println!("    {:<width$}  # {}", h.command, h.shows);
+    }
+}
+
+/// Runs a hint as a person would (`sh -c`, from the workspace root) and
+/// returns its output; fails when it exits non-zero or lacks `expect`.
+pub fn run(h: &Hint, dir: &Path) -> anyhow::Result<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&h.command)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running {}", h.command))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "`{}` exited with {}: {}{}",
+            h.command,
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if !stdout.contains(h.expect) {
+        bail!("`{}` printed no {:?}: {stdout}", h.command, h.expect);
+    }
+    Ok(stdout)
+}
+
+/// True when `readme` (a README command with `<placeholder>` words and
+/// `target/release/` paths) is `command` with the placeholders filled in
+/// and the binaries' directory `bin_dir`.
+pub fn readme_matches(readme: &str, command: &str, bin_dir: &Path) -> bool {
+    let command = command.replace(&format!("{}/", bin_dir.display()), "target/release/");
+    let readme: Vec<&str> = readme.split_whitespace().collect();
+    let command: Vec<&str> = command.split_whitespace().collect();
+    readme.len() == command.len() && readme.iter().zip(&command).all(|(r, c)| word_matches(r, c))
+}
+
+/// One word: literal text, where each `<…>` stands for one or more
+/// characters.
+fn word_matches(pattern: &str, word: &str) -> bool {
+    let Some(open) = pattern.find('<') else {
+        return pattern == word;
+    };
+    let Some(close) = pattern[open..].find('>').map(|i| open + i) else {
+        return pattern == word;
+    };
+    let (prefix, rest) = (&pattern[..open], &pattern[close + 1..]);
+    let Some(tail) = word.strip_prefix(prefix) else {
+        return false;
+    };
+    // The placeholder takes at least one character, then the rest matches.
+    (1..=tail.len()).any(|n| tail.is_char_boundary(n) && word_matches(rest, &tail[n..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_placeholders_match_one_or_more_characters() {
+        let bins = Path::new("/w/target/debug");
+        assert!(readme_matches(
+            "bpftool map dump pinned /sys/fs/bpf/mdemo<pid>x0-node1/maps/enrolled_netns",
+            "bpftool map dump pinned /sys/fs/bpf/mdemo123x0-node1/maps/enrolled_netns",
+            bins
+        ));
+        assert!(readme_matches(
+            "target/release/meshctl analyze <config-dir>",
+            "/w/target/debug/meshctl analyze /tmp/x-cluster/config",
+            bins
+        ));
+        assert!(!readme_matches(
+            "bpftool prog show name mesh_connect4",
+            "bpftool prog show name mesh_connect6",
+            bins
+        ));
+        assert!(!readme_matches("curl <url>", "curl", bins));
+    }
+}

@@ -1,0 +1,76 @@
+//! The demo mesh and the benchmarks behind `cargo xtask demo|bench`, on the
+//! end-to-end harness (`mesh-e2e`): real network namespaces, real eBPF, the
+//! release binaries built beside `mesh-lab`.
+//!
+//! - [`demo_bookinfo`]: bookinfo behind a waypoint, with the commands a
+//!   person can try ([`demo_guide`]) and `--config` overrides
+//!   ([`demo_config`]);
+//! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
+//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology.
+pub mod bench;
+pub mod bench_l7;
+pub mod bench_l7_topology;
+pub mod bench_policy;
+pub mod demo_bookinfo;
+pub mod demo_config;
+pub mod demo_guide;
+pub mod demo_l4;
+
+use std::path::PathBuf;
+
+/// Prints a progress line, flushed at once.
+pub fn step(msg: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "\x1b[1m==>\x1b[0m {msg}");
+    let _ = out.flush();
+}
+
+/// Fails clearly when not root.
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "{what} needs root (network namespaces, cgroups, eBPF); run it as root"
+    );
+    Ok(())
+}
+
+/// The directory of the binaries `cargo build` put beside `mesh-lab`.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no directory", exe.display()))?
+        .to_path_buf())
+}
+
+/// The mesh's binaries beside `mesh-lab`, each checked to exist.
+pub fn binaries() -> anyhow::Result<mesh_e2e::Binaries> {
+    binaries_in(&bin_dir()?)
+}
+
+/// The mesh's binaries in `dir` (a cargo profile directory), each checked
+/// to exist.
+pub fn binaries_in(dir: &std::path::Path) -> anyhow::Result<mesh_e2e::Binaries> {
+    let bins = mesh_e2e::Binaries {
+        agent: dir.join("mesh-agent"),
+        podctl: dir.join("podctl"),
+        control: dir.join("mesh-control"),
+        waypoint: dir.join("mesh-waypoint"),
+        podhttp: dir.join("podhttp"),
+    };
+    for bin in [
+        &bins.agent,
+        &bins.podctl,
+        &bins.control,
+        &bins.waypoint,
+        &bins.podhttp,
+    ] {
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} is missing: run `cargo xtask demo` (or `cargo build --release`) so the whole workspace is built",
+            bin.display()
+        );
+    }
+    Ok(bins)
+}

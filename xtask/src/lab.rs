@@ -1,0 +1,61 @@
+//! `cargo xtask demo|bench`: set-up, the release build, then the
+//! `mesh-lab` binary (`xtask/lab`) in xtask's place.
+//!
+//! The release build is exactly `cargo build --release` (every default
+//! member, the same feature set), so after a user's own
+//! `cargo build --release` the demo compiles nothing, and the other way
+//! round. `mesh-lab` replaces this process (`exec`): Ctrl-C reaches the
+//! demo alone, which tears its mesh down.
+use std::{os::unix::process::CommandExt as _, path::Path, process::Command};
+
+use anyhow::Context as _;
+
+use crate::{cargo, setup, step};
+
+pub fn demo(duration: Option<u64>, config: Option<&Path>, l4: bool) -> anyhow::Result<()> {
+    crate::require_root("cargo xtask demo")?;
+    if let Some(dir) = config {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--config {}: not a directory of Istio YAML",
+            dir.display()
+        );
+    }
+    step("cargo xtask demo: installing prerequisites, building (release), then starting the demo mesh");
+    let mut args = vec!["demo".to_string()];
+    if let Some(d) = duration {
+        args.extend(["--duration".into(), d.to_string()]);
+    }
+    if let Some(dir) = config {
+        let dir =
+            std::fs::canonicalize(dir).with_context(|| format!("--config {}", dir.display()))?;
+        args.extend(["--config".into(), dir.display().to_string()]);
+    }
+    if l4 {
+        args.push("--l4".into());
+    }
+    run(&args)
+}
+
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let wants_help = args.iter().any(|a| a == "--help" || a == "-h");
+    if !wants_help {
+        crate::require_root("cargo xtask bench")?;
+    }
+    step("cargo xtask bench: installing prerequisites, building (release), then measuring");
+    let mut all = vec!["bench".to_string()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// Set-up, `cargo build --release`, then `exec mesh-lab <args>`.
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let env = setup::ensure_all()?;
+    cargo::build(&env, true)?;
+    let lab = cargo::target_dir(true).join("mesh-lab");
+    let err = Command::new(&lab)
+        .args(args)
+        .current_dir(cargo::workspace_root())
+        .exec();
+    Err(err).with_context(|| format!("cannot run {}", lab.display()))
+}
