@@ -43,11 +43,12 @@ fn key_of(doc: &serde_yaml::Value) -> Option<ResourceKey> {
     })
 }
 
-/// The keys of every resource in a (multi-document) YAML text. A document
-/// that does not parse is skipped here: the control plane reports it.
+/// The keys of the resources in a (multi-document) YAML text, up to the
+/// first document that does not parse (the control plane reports that
+/// one; the parser cannot resynchronise after a syntax error).
 fn keys_of(text: &str) -> Vec<ResourceKey> {
     serde_yaml::Deserializer::from_str(text)
-        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .map_while(|d| serde_yaml::Value::deserialize(d).ok())
         .filter_map(|v| key_of(&v))
         .collect()
 }

@@ -63,7 +63,7 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
         hint(
             format!("{m} --control-plane {} proxy-status", c.underlay.name),
             "who is connected to the control plane",
-            "waypoint",
+            "SYNCED",
         ),
         hint(
             format!("{m} analyze {}", c.config_dir().display()),
@@ -126,7 +126,7 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
         hint(
             format!("{m} --control-plane {} proxy-status", c.underlay.name),
             "who is connected to the control plane",
-            "node1",
+            "SYNCED",
         ),
         hint(
             format!("{m} proxy-config workload {}", node1.name),
