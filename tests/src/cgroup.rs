@@ -6,14 +6,9 @@ use std::{
 
 /// The cgroup v2 mount (hybrid hosts: `/sys/fs/cgroup/unified`).
 pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    info.lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
-                .flatten()
-        })
+    crate::host_setup::mounts_of_type("cgroup2")?
+        .into_iter()
+        .next()
         .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount in /proc/self/mountinfo"))
 }
 

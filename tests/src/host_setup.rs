@@ -18,16 +18,22 @@ pub fn prepare() -> anyhow::Result<PathBuf> {
     crate::cgroup::cgroup2_mount()
 }
 
+/// The mount points of every filesystem of type `fstype`, in mount order.
+pub fn mounts_of_type(fstype: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == fstype)
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+        })
+        .collect())
+}
+
 /// True when a bpf filesystem is mounted exactly at `path`.
 pub fn bpffs_mounted(path: &Path) -> anyhow::Result<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info.lines().any(|line| {
-        let Some((left, right)) = line.split_once(" - ") else {
-            return false;
-        };
-        right.split_whitespace().next() == Some("bpf")
-            && left.split_whitespace().nth(4).map(Path::new) == Some(path)
-    }))
+    Ok(mounts_of_type("bpf")?.iter().any(|m| m == path))
 }
 
 /// Mounts a bpf filesystem at `path` if none is mounted there.
@@ -36,12 +42,10 @@ pub fn ensure_bpffs(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    nix::mount::mount(
-        Some("bpf"),
-        path,
-        Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| format!("mounting bpffs at {} (needs root)", path.display()))
+    let target = path
+        .to_str()
+        .with_context(|| format!("non-UTF-8 path {path:?}"))?;
+    crate::cmd::run("mount", &["-t", "bpf", "bpf", target])
+        .with_context(|| format!("mounting bpffs at {} (needs root)", path.display()))?;
+    Ok(())
 }

@@ -6,45 +6,40 @@
 //! `cargo build --release` the demo compiles nothing, and the other way
 //! round. `mesh-lab` replaces this process (`exec`): Ctrl-C reaches the
 //! demo alone, which tears its mesh down.
-use std::{os::unix::process::CommandExt as _, path::Path, process::Command};
+use std::{os::unix::process::CommandExt as _, process::Command};
 
 use anyhow::Context as _;
 
-use crate::{cargo, setup, step};
+use crate::{
+    cargo,
+    lab_args::{BenchArgs, DemoArgs, ToFlags as _},
+    setup, step,
+};
 
-pub fn demo(duration: Option<u64>, config: Option<&Path>, l4: bool) -> anyhow::Result<()> {
+pub fn demo(mut args: DemoArgs) -> anyhow::Result<()> {
     crate::require_root("cargo xtask demo")?;
-    if let Some(dir) = config {
+    if let Some(dir) = &args.config {
         anyhow::ensure!(
             dir.is_dir(),
             "--config {}: not a directory of Istio YAML",
             dir.display()
         );
+        // mesh-lab runs from the workspace root.
+        args.config = Some(
+            std::fs::canonicalize(dir).with_context(|| format!("--config {}", dir.display()))?,
+        );
     }
     step("cargo xtask demo: installing prerequisites, building (release), then starting the demo mesh");
-    let mut args = vec!["demo".to_string()];
-    if let Some(d) = duration {
-        args.extend(["--duration".into(), d.to_string()]);
-    }
-    if let Some(dir) = config {
-        let dir =
-            std::fs::canonicalize(dir).with_context(|| format!("--config {}", dir.display()))?;
-        args.extend(["--config".into(), dir.display().to_string()]);
-    }
-    if l4 {
-        args.push("--l4".into());
-    }
-    run(&args)
+    let mut all = vec!["demo".to_string()];
+    all.extend(args.to_flags());
+    run(&all)
 }
 
-pub fn bench(args: &[String]) -> anyhow::Result<()> {
-    let wants_help = args.iter().any(|a| a == "--help" || a == "-h");
-    if !wants_help {
-        crate::require_root("cargo xtask bench")?;
-    }
+pub fn bench(which: &BenchArgs) -> anyhow::Result<()> {
+    crate::require_root("cargo xtask bench")?;
     step("cargo xtask bench: installing prerequisites, building (release), then measuring");
     let mut all = vec!["bench".to_string()];
-    all.extend_from_slice(args);
+    all.extend(which.to_flags());
     run(&all)
 }
 

@@ -16,7 +16,9 @@
 //! `mesh-lab` binary (`xtask/lab`), built by set-up's release build and
 //! then run in xtask's place ([`lab`]).
 mod cargo;
+mod console;
 mod lab;
+mod lab_args;
 mod pins;
 mod setup;
 mod test;
@@ -58,31 +60,11 @@ enum Cmd {
     /// Run a local demo mesh in network namespaces until Ctrl-C or --duration:
     /// bookinfo-like services behind a waypoint (VirtualService canary,
     /// DestinationRule subsets). Needs root.
-    Demo {
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration: Option<u64>,
-        /// A directory of Istio YAML applied over the demo's defaults
-        /// (xtask/lab/demo/bookinfo/): a resource replaces the default of the
-        /// same kind, namespace and name; the demo lists what it replaced.
-        #[arg(long)]
-        config: Option<std::path::PathBuf>,
-        /// The L4 demo instead: AuthorizationPolicy enforced by the agents
-        /// and in the kernel, no waypoint.
-        #[arg(long)]
-        l4: bool,
-    },
-    /// Benchmarks (`l4`, `l7`); print ratios against a baseline measured in the same run.
-    /// Options follow the benchmark's name: `cargo xtask bench l7 --help`. Needs root.
+    Demo(lab_args::DemoArgs),
+    /// Benchmarks; print ratios against a baseline measured in the same run. Needs root.
     Bench {
-        /// `l4` or `l7`, then that benchmark's options.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "BENCH [OPTIONS]"
-        )]
-        args: Vec<String>,
+        #[command(subcommand)]
+        which: lab_args::BenchArgs,
     },
 }
 
@@ -101,12 +83,8 @@ fn main() -> std::process::ExitCode {
             no_lint,
             cargo_args,
         } => test::run(!no_lint, &cargo_args),
-        Cmd::Demo {
-            duration,
-            config,
-            l4,
-        } => lab::demo(duration, config.as_deref(), l4),
-        Cmd::Bench { args } => lab::bench(&args),
+        Cmd::Demo(args) => lab::demo(args),
+        Cmd::Bench { which } => lab::bench(&which),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -117,19 +95,42 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Prints a progress line, flushed at once.
-pub fn step(msg: impl std::fmt::Display) {
-    use std::io::Write;
-    let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "\x1b[1m==>\x1b[0m {msg}");
-    let _ = out.flush();
-}
+pub use console::{require_root, step};
 
-/// Fails clearly when not root.
-pub fn require_root(what: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "{what} needs root (network namespaces, cgroups, eBPF); run it as root"
-    );
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Cmd};
+    use crate::lab_args::ToFlags as _;
+
+    /// What xtask hands to mesh-lab parses back to what the user typed.
+    #[test]
+    fn lab_flags_round_trip() {
+        for line in [
+            "cargo-xtask demo --duration 60 --config /tmp/x --l4",
+            "cargo-xtask demo",
+            "cargo-xtask bench l4 --bytes 1000 --repeats 1 --rounds 10",
+            "cargo-xtask bench l7 --duration 2.5 --load 0.5 --h2-streams 8",
+        ] {
+            let cli = Cli::try_parse_from(line.split(' ')).unwrap();
+            let (sub, flags) = match &cli.cmd {
+                Cmd::Demo(a) => ("demo", a.to_flags()),
+                Cmd::Bench { which } => ("bench", which.to_flags()),
+                _ => unreachable!(),
+            };
+            let again = Cli::try_parse_from(
+                ["cargo-xtask", sub]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(flags),
+            )
+            .unwrap();
+            match (&cli.cmd, &again.cmd) {
+                (Cmd::Demo(a), Cmd::Demo(b)) => assert_eq!(a, b, "{line}"),
+                (Cmd::Bench { which: a }, Cmd::Bench { which: b }) => assert_eq!(a, b, "{line}"),
+                _ => panic!("{line}: parsed as another command"),
+            }
+        }
+    }
 }

@@ -5,41 +5,22 @@
 //! `--repeats`). Latency: 1-byte request/response on one connection,
 //! `--rounds` round trips, p50/p99. Agent: CPU seconds (utime+stime from
 //! /proc) spent during the meshed runs, and peak RSS (VmHWM).
-use clap::Subcommand;
 use mesh_e2e::Topology;
 use serde_json::Value;
 
-use crate::step;
-
-#[derive(Subcommand)]
-pub enum Which {
-    /// Plaintext L4 path through the node agent vs direct.
-    L4 {
-        /// Bytes per throughput run.
-        #[arg(long, default_value_t = 1 << 30)]
-        bytes: u64,
-        /// Throughput runs per path (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        repeats: u32,
-        /// Round trips per latency run.
-        #[arg(long, default_value_t = 20_000)]
-        rounds: u32,
-    },
-    /// HTTP through mesh-waypoint vs a stock Envoy vs direct, one proxy core each.
-    L7(crate::bench_l7::Options),
-}
+use crate::{lab_args::BenchArgs, step};
 
 const ECHO: u16 = 9080;
 const SINK: u16 = 9090;
 
-pub fn run(which: Which) -> anyhow::Result<()> {
+pub fn run(which: BenchArgs) -> anyhow::Result<()> {
     let (bytes, repeats, rounds) = match which {
-        Which::L4 {
+        BenchArgs::L4 {
             bytes,
             repeats,
             rounds,
         } => (bytes, repeats, rounds),
-        Which::L7(opts) => return crate::bench_l7::run(opts),
+        BenchArgs::L7(opts) => return crate::bench_l7::run(opts),
     };
     crate::require_root("cargo xtask bench")?;
     // MESH_BENCH_ONLY=same|cross|policy runs one part (for iterating on one path).

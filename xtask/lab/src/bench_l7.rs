@@ -26,24 +26,7 @@ use crate::{
     step,
 };
 
-/// `bench l7` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Options {
-    /// Seconds per load run (12 runs per proxy).
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Open-loop offered load as a fraction of Envoy's closed-loop maximum.
-    #[arg(long, default_value_t = 0.7)]
-    pub load: f64,
-    /// HTTP/1.1 keep-alive connections.
-    #[arg(long, default_value_t = 16)]
-    pub h1_connections: usize,
-    /// h2c connections; the streams in flight are `--h2-streams`.
-    #[arg(long, default_value_t = 2)]
-    pub h2_connections: usize,
-    #[arg(long, default_value_t = 32)]
-    pub h2_streams: usize,
-}
+pub use crate::lab_args::L7Args as Options;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {

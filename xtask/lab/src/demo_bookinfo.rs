@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: a bookinfo-like mesh behind a waypoint, on this host.
 //!
 //! Two nodes (network namespaces with their own mesh-agent), one control
-//! plane fed by the YAML in `xtask/demo/bookinfo/` (plus `--config <dir>`),
-//! and a `mesh-waypoint` that every service of namespace `default` uses
+//! plane fed by the YAML in `xtask/lab/demo/bookinfo/` (and `--config
+//! <dir>` over it, see [`crate::demo_config`]), and a `mesh-waypoint` that
+//! every service of namespace `default` uses
 //! (`istio.io/use-waypoint: waypoint`). Pods are network namespaces named
 //! after the pod, every pod runs `podhttp` (replies name pod and version),
 //! and service names resolve inside them, so
@@ -70,20 +71,7 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
     let c = start(crate::binaries()?, user_files.as_ref())?;
-    println!();
-    println!(
-        "  control plane YAML: {} (edit it: changes apply live)",
-        c.config_dir().display()
-    );
-    println!("  try, from another shell:");
-    demo_guide::print(&demo_guide::bookinfo(&c));
-    println!(
-        "  stop with Ctrl-C{}",
-        duration
-            .map(|d| format!(" (or wait {d} s)"))
-            .unwrap_or_default()
-    );
-    println!();
+    demo_guide::print_intro(&c, &demo_guide::bookinfo(&c), duration);
 
     let started = Instant::now();
     while !stop.load(Ordering::SeqCst)

@@ -27,11 +27,38 @@ fn hint(command: String, shows: &'static str, expect: &'static str) -> Hint {
     }
 }
 
+/// node1's enrolment map, as bpftool shows it.
+fn enrolled_map(c: &Cluster) -> Hint {
+    hint(
+        format!(
+            "bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
+            c.instance("node1")
+        ),
+        "the pods node1's kernel captures",
+        "key",
+    )
+}
+
+/// `meshctl proxy-status` and `meshctl analyze` of the demo's control plane.
+fn control_plane(c: &Cluster, meshctl: &str) -> [Hint; 2] {
+    [
+        hint(
+            format!("{meshctl} --control-plane {} proxy-status", c.underlay.name),
+            "who is connected to the control plane",
+            "SYNCED",
+        ),
+        hint(
+            format!("{meshctl} analyze {}", c.config_dir().display()),
+            "the YAML the control plane reads, checked",
+            "",
+        ),
+    ]
+}
+
 /// The bookinfo demo's commands (pods are network namespaces named after
 /// the pod; service names resolve inside them).
 pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
-    let m = c.bins.agent.with_file_name("meshctl");
-    let m = m.display();
+    let m = c.bins.agent.with_file_name("meshctl").display().to_string();
     vec![
         hint(
             "ip netns exec sleep curl -s http://reviews:9080/".into(),
@@ -60,31 +87,16 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
             "also listener, cluster, endpoint",
             "reviews",
         ),
-        hint(
-            format!("{m} --control-plane {} proxy-status", c.underlay.name),
-            "who is connected to the control plane",
-            "SYNCED",
-        ),
-        hint(
-            format!("{m} analyze {}", c.config_dir().display()),
-            "the YAML the control plane reads, checked",
-            "",
-        ),
-        hint(
-            format!(
-                "bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
-                c.instance("node1")
-            ),
-            "the pods node1's kernel captures",
-            "key",
-        ),
+        enrolled_map(c),
     ]
+    .into_iter()
+    .chain(control_plane(c, &m))
+    .collect()
 }
 
 /// The L4 demo's commands (`--l4`): the kernel side and the agents.
 pub fn l4(c: &Cluster) -> Vec<Hint> {
-    let m = c.bins.agent.with_file_name("meshctl");
-    let m = m.display();
+    let m = c.bins.agent.with_file_name("meshctl").display().to_string();
     let agent = c.bins.agent.display();
     let node1 = &c.node("node1").netns;
     let node2 = &c.node("node2").netns;
@@ -94,14 +106,7 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
             "also mesh_connect6, mesh_sockops, mesh_inbound",
             "cgroup_sock_addr",
         ),
-        hint(
-            format!(
-                "bpftool map dump pinned /sys/fs/bpf/{}/maps/enrolled_netns",
-                c.instance("node1")
-            ),
-            "the pods node1's kernel captures",
-            "key",
-        ),
+        enrolled_map(c),
         hint(
             format!("{agent} --instance {} status", c.instance("node1")),
             "what the agent of node1 has pinned and enrolled",
@@ -124,11 +129,6 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
             "istio_tcp_connections_opened_total",
         ),
         hint(
-            format!("{m} --control-plane {} proxy-status", c.underlay.name),
-            "who is connected to the control plane",
-            "SYNCED",
-        ),
-        hint(
             format!("{m} proxy-config workload {}", node1.name),
             "a node's view of the workloads",
             "productpage",
@@ -148,12 +148,29 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
             "programs, links and maps, explained",
             "mesh_connect4",
         ),
-        hint(
-            format!("{m} analyze {}", c.config_dir().display()),
-            "the YAML the control plane reads, checked",
-            "",
-        ),
     ]
+    .into_iter()
+    .chain(control_plane(c, &m))
+    .collect()
+}
+
+/// What a demo prints once its mesh is up: where its YAML is, the
+/// commands to try, and how it stops.
+pub fn print_intro(c: &Cluster, hints: &[Hint], duration: Option<u64>) {
+    println!();
+    println!(
+        "  control plane YAML: {} (edit it: changes apply live)",
+        c.config_dir().display()
+    );
+    println!("  try, from another shell:");
+    print(hints);
+    println!(
+        "  stop with Ctrl-C{}",
+        duration
+            .map(|d| format!(" (or wait {d} s)"))
+            .unwrap_or_default()
+    );
+    println!();
 }
 
 /// Prints the hints, one per line, with what each shows.

@@ -74,20 +74,7 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
     let c = start(crate::binaries()?)?;
-    println!();
-    println!(
-        "  control plane YAML: {} (edit it: changes apply live)",
-        c.config_dir().display()
-    );
-    println!("  inspect while it runs:");
-    demo_guide::print(&demo_guide::l4(&c));
-    println!(
-        "  stop with Ctrl-C{}",
-        duration
-            .map(|d| format!(" (or wait {d} s)"))
-            .unwrap_or_default()
-    );
-    println!();
+    demo_guide::print_intro(&c, &demo_guide::l4(&c), duration);
 
     let reviews = c.pod("reviews").addr(PORT).to_string();
     let details = c.pod("details").addr(PORT).to_string();

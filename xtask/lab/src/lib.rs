@@ -18,22 +18,13 @@ pub mod demo_l4;
 
 use std::path::PathBuf;
 
-/// Prints a progress line, flushed at once.
-pub fn step(msg: impl std::fmt::Display) {
-    use std::io::Write;
-    let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "\x1b[1m==>\x1b[0m {msg}");
-    let _ = out.flush();
-}
+#[path = "../../src/console.rs"]
+mod console;
+/// The demo's and benchmarks' options, as `cargo xtask` parses them.
+#[path = "../../src/lab_args.rs"]
+pub mod lab_args;
 
-/// Fails clearly when not root.
-pub fn require_root(what: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "{what} needs root (network namespaces, cgroups, eBPF); run it as root"
-    );
-    Ok(())
-}
+pub use console::{require_root, step};
 
 /// The directory of the binaries `cargo build` put beside `mesh-lab`.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {

@@ -18,33 +18,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// A local demo mesh in network namespaces until Ctrl-C or --duration.
-    Demo {
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration: Option<u64>,
-        /// A directory of Istio YAML applied over the demo's defaults: a
-        /// resource replaces the default of the same kind, namespace and name.
-        #[arg(long)]
-        config: Option<std::path::PathBuf>,
-        /// The L4 authorization demo instead (no waypoint).
-        #[arg(long)]
-        l4: bool,
-    },
+    Demo(mesh_lab::lab_args::DemoArgs),
     /// Benchmarks; print ratios against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
-        which: mesh_lab::bench::Which,
+        which: mesh_lab::lab_args::BenchArgs,
     },
 }
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().cmd {
-        Cmd::Demo {
-            duration, l4: true, ..
-        } => mesh_lab::demo_l4::run(duration),
-        Cmd::Demo {
-            duration, config, ..
-        } => mesh_lab::demo_bookinfo::run(duration, config.as_deref()),
+        Cmd::Demo(args) if args.l4 => mesh_lab::demo_l4::run(args.duration),
+        Cmd::Demo(args) => mesh_lab::demo_bookinfo::run(args.duration, args.config.as_deref()),
         Cmd::Bench { which } => mesh_lab::bench::run(which),
     };
     match result {
