@@ -17,7 +17,9 @@ fn readme() -> String {
 fn commands() -> Vec<String> {
     let text = readme();
     let mut out = vec![];
-    let two = &text[text.find("## The two commands").expect("README: The two commands")..];
+    let two = &text[text
+        .find("## The two commands")
+        .expect("README: The two commands")..];
     let two = &two[..two[3..].find("\n## ").map_or(two.len(), |i| i + 3)];
     for line in two.lines().filter(|l| l.starts_with('|')) {
         for (i, part) in line.split('`').enumerate() {
