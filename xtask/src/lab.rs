@@ -4,8 +4,9 @@
 //! The release build is exactly `cargo build --release` (every default
 //! member, the same feature set), so after a user's own
 //! `cargo build --release` the demo compiles nothing, and the other way
-//! round. `mesh-lab` replaces this process (`exec`): Ctrl-C reaches the
-//! demo alone, which tears its mesh down.
+//! round. `mesh-lab` replaces this process (`exec`), so no xtask process
+//! waits in between: the demo handles Ctrl-C itself and tears its mesh
+//! down.
 use std::{os::unix::process::CommandExt as _, process::Command};
 
 use anyhow::Context as _;

@@ -23,10 +23,9 @@ use serde_json::Value;
 use crate::{
     bench::{cpu_seconds, status_kib, verdict},
     bench_l7_topology::{Bed, Cpus, Programs, HOST},
+    lab_args::L7Args,
     step,
 };
-
-pub use crate::lab_args::L7Args as Options;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
@@ -77,7 +76,7 @@ impl Measured {
 
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
-pub fn run(opts: Options) -> anyhow::Result<()> {
+pub fn run(opts: L7Args) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench l7")?;
     anyhow::ensure!(
         opts.duration > 0.0 && opts.duration <= 300.0,
@@ -201,7 +200,7 @@ fn programs(envoy: std::path::PathBuf) -> anyhow::Result<Programs> {
 fn load(
     bed: &Bed,
     programs: &Programs,
-    opts: &Options,
+    opts: &L7Args,
     addr: std::net::SocketAddr,
     proto: Proto,
     rate: Option<f64>,
@@ -303,7 +302,7 @@ fn mb(v: Option<f64>) -> String {
 }
 
 fn print_table(
-    opts: &Options,
+    opts: &L7Args,
     offered: &[f64; 2],
     direct: &Measured,
     envoy: &Measured,
