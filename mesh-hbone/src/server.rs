@@ -21,6 +21,7 @@ use crate::tls::{self, TlsError};
 use crate::CertStore;
 
 mod conn;
+mod linger;
 
 /// One CONNECT the handler is asked to serve.
 #[derive(Debug, Clone)]

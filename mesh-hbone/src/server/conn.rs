@@ -57,9 +57,13 @@ pub(super) async fn serve_connection(
         ctx.stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%peer_addr, %error, "HBONE {what} failed");
     };
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    let accept = acceptor.accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return fail("TLS handshake", &e),
+        Ok(Err((e, tcp))) => {
+            fail("TLS handshake", &e);
+            return super::linger::close_after_alert(tcp).await;
+        }
         Err(_) => return fail("TLS handshake", &format!("timed out after {timeout:?}")),
     };
     let session = tls.get_ref().1;
