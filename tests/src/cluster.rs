@@ -40,6 +40,10 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(&mut self) {
         crate::cmd::terminate(&mut self.child);
     }
@@ -321,7 +325,19 @@ impl Cluster {
             .arg(self.ca_dir())
             .args(["--xds-addr", &format!("{CONTROL_IP}:15010")])
             .args(["--xds-tls-addr", &format!("{CONTROL_IP}:15012")])
-            .args(["--reload-interval", "200ms"])
+            .args(if extra.contains(&"--reload-interval") {
+                &[][..]
+            } else {
+                &["--reload-interval", "200ms"][..]
+            })
+            // Agents reach the control plane over the node bridge, not
+            // loopback: serving identities there without authentication is
+            // this lab's explicit choice unless the caller picks a mode.
+            .args(if extra.contains(&"--authenticate") {
+                &[][..]
+            } else {
+                &["--authenticate", "none"][..]
+            })
             .args(extra)
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))

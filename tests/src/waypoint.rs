@@ -125,6 +125,11 @@ impl MeshWaypoint {
         self.child.id()
     }
 
+    /// SIGTERM, then SIGKILL if it lingers.
+    pub fn stop(&mut self) {
+        crate::cmd::terminate(&mut self.child);
+    }
+
     pub fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         admin_request(self.netns.as_deref(), self.spec.admin, "GET", path)
     }

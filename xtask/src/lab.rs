@@ -1,4 +1,4 @@
-//! `cargo xtask demo|bench`: set-up, the release build, then the
+//! `cargo xtask demo|bench|soak`: set-up, the release build, then the
 //! `mesh-lab` binary (`xtask/lab`) in xtask's place.
 //!
 //! The release build is exactly `cargo build --release` (every default
@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use crate::{
     cargo,
-    lab_args::{BenchArgs, DemoArgs, ToFlags as _},
+    lab_args::{BenchArgs, DemoArgs, SoakArgs, ToFlags as _},
     setup, step,
 };
 
@@ -41,6 +41,14 @@ pub fn bench(which: &BenchArgs) -> anyhow::Result<()> {
     step("cargo xtask bench: installing prerequisites, building (release), then measuring");
     let mut all = vec!["bench".to_string()];
     all.extend(which.to_flags());
+    run(&all)
+}
+
+pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
+    crate::require_root("cargo xtask soak")?;
+    step("cargo xtask soak: installing prerequisites, building (release), then soaking the demo mesh");
+    let mut all = vec!["soak".to_string()];
+    all.extend(args.to_flags());
     run(&all)
 }
 

@@ -19,6 +19,18 @@ pub struct DemoArgs {
     pub l4: bool,
 }
 
+/// `cargo xtask soak` options.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SoakArgs {
+    /// How long to run.
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u64,
+    /// Seconds between planned restarts (node1's agent and the waypoint in
+    /// turn).
+    #[arg(long, default_value_t = 60)]
+    pub restart_every: u64,
+}
+
 /// Which benchmark, with its options.
 #[derive(Debug, Clone, PartialEq, clap::Subcommand)]
 pub enum BenchArgs {
@@ -81,6 +93,16 @@ impl ToFlags for DemoArgs {
             flags.push("--l4".into());
         }
         flags
+    }
+}
+
+impl ToFlags for SoakArgs {
+    fn to_flags(&self) -> Vec<String> {
+        [
+            flag("minutes", self.minutes),
+            flag("restart-every", self.restart_every),
+        ]
+        .concat()
     }
 }
 

@@ -66,6 +66,9 @@ enum Cmd {
         #[command(subcommand)]
         which: lab_args::BenchArgs,
     },
+    /// Soak the demo mesh: mixed L4/L7 load, config churn and daemon restarts for --minutes,
+    /// printing requests, failures, RSS and fds over time and a verdict. Needs root.
+    Soak(lab_args::SoakArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +88,7 @@ fn main() -> std::process::ExitCode {
         } => test::run(!no_lint, &cargo_args),
         Cmd::Demo(args) => lab::demo(args),
         Cmd::Bench { which } => lab::bench(&which),
+        Cmd::Soak(args) => lab::soak(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -112,11 +116,13 @@ mod tests {
             "cargo-xtask demo",
             "cargo-xtask bench l4 --bytes 1000 --repeats 1 --rounds 10",
             "cargo-xtask bench l7 --duration 2.5 --load 0.5 --h2-streams 8",
+            "cargo-xtask soak --minutes 3 --restart-every 20",
         ] {
             let cli = Cli::try_parse_from(line.split(' ')).unwrap();
             let (sub, flags) = match &cli.cmd {
                 Cmd::Demo(a) => ("demo", a.to_flags()),
                 Cmd::Bench { which } => ("bench", which.to_flags()),
+                Cmd::Soak(a) => ("soak", a.to_flags()),
                 _ => unreachable!(),
             };
             let again = Cli::try_parse_from(
@@ -129,6 +135,7 @@ mod tests {
             match (&cli.cmd, &again.cmd) {
                 (Cmd::Demo(a), Cmd::Demo(b)) => assert_eq!(a, b, "{line}"),
                 (Cmd::Bench { which: a }, Cmd::Bench { which: b }) => assert_eq!(a, b, "{line}"),
+                (Cmd::Soak(a), Cmd::Soak(b)) => assert_eq!(a, b, "{line}"),
                 _ => panic!("{line}: parsed as another command"),
             }
         }

@@ -6,7 +6,9 @@
 //!   person can try ([`demo_guide`]) and `--config` overrides
 //!   ([`demo_config`]);
 //! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
-//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology.
+//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology;
+//! - [`soak`]: the demo mesh under load, churn and restarts, judged by
+//!   [`soak_report`].
 pub mod bench;
 pub mod bench_l7;
 pub mod bench_l7_topology;
@@ -15,6 +17,8 @@ pub mod demo_bookinfo;
 pub mod demo_config;
 pub mod demo_guide;
 pub mod demo_l4;
+pub mod soak;
+pub mod soak_report;
 
 use std::path::PathBuf;
 

@@ -24,6 +24,8 @@ enum Cmd {
         #[command(subcommand)]
         which: mesh_lab::lab_args::BenchArgs,
     },
+    /// The demo mesh under load, churn and restarts; a verdict at the end.
+    Soak(mesh_lab::lab_args::SoakArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Demo(args) if args.l4 => mesh_lab::demo_l4::run(args.duration),
         Cmd::Demo(args) => mesh_lab::demo_bookinfo::run(args.duration, args.config.as_deref()),
         Cmd::Bench { which } => mesh_lab::bench::run(which),
+        Cmd::Soak(args) => mesh_lab::soak::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
