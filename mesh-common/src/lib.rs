@@ -25,6 +25,25 @@ pub const ENROLLED_ENTRIES: u32 = 4_096;
 pub const EXCLUDED_PORT_ENTRIES: u32 = 16_384;
 /// Most (pod, destination) pairs denied at `connect()`.
 pub const DENY_CONNECT_ENTRIES: u32 = 65_536;
+/// Most (pod address, port) pairs declared as kubelet probe ports.
+pub const PROBE_PORT_ENTRIES: u32 = 16_384;
+/// Most agent connections to pods between `connect()` and establishment.
+pub const AGENT_CONN_ENTRIES: u32 = 16_384;
+
+/// Envoy's default limit on a RE2 regex's program size
+/// (`re2.max_program_size.error_level`), in RE2 instructions.
+pub const ENVOY_REGEX_MAX_PROGRAM_SIZE: usize = 100;
+/// The same budget for the `regex` crate, whose `RegexBuilder::size_limit`
+/// counts bytes of compiled program rather than instructions; control plane
+/// and waypoint compile every configured regex with it. Measured mapping:
+/// the crate spends ~34 bytes per RE2 instruction on literals and ranges
+/// (`a{100}` anchored: 3.4 KiB, `[a-z]{100}`: 7.4 KiB) and up to ~100 on
+/// UTF-8 classes such as `.` (`.{10}`: 9.9 KiB, about 100 RE2
+/// instructions), so 100 instructions × 100 bytes admits what Envoy's
+/// default admits and rejects programs a few times larger. One difference
+/// remains: `\w`, `\d` and `\s` are Unicode classes here (`\w+` alone is
+/// ~50 KiB) but ASCII in RE2; write `[A-Za-z0-9_]` instead.
+pub const REGEX_SIZE_LIMIT: usize = ENVOY_REGEX_MAX_PROGRAM_SIZE * 100;
 
 /// Address family tags used in [`SockAddr::family`].
 pub const FAMILY_V4: u16 = 4;
@@ -78,6 +97,31 @@ pub struct DenyKey {
     pub _pad: [u8; 6],
 }
 
+/// Single entry of the `agent_identity` array map: what makes a socket the
+/// agent's own. Only such a socket's `SO_MARK` is honoured, and only its
+/// connections may open plaintext connections to STRICT pods from the node
+/// address. Written at install by the installing process (the agent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AgentIdentity {
+    /// Cookie of the agent's network namespace.
+    pub netns_cookie: u64,
+    /// cgroup v2 id of the agent's cgroup.
+    pub cgroup_id: u64,
+}
+
+/// Key of the `probe_ports` map: a port of a STRICT pod that takes
+/// plaintext from the node address (the kubelet's probes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ProbePort {
+    /// Pod address (IPv4 mapped).
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
 /// Capture outbound TCP of this network namespace.
 pub const ENROLL_CAPTURE_OUTBOUND: u32 = 1;
 
@@ -123,7 +167,8 @@ pub mod stat {
     pub const BYPASS_NO_V6: u32 = 5;
     /// sock_ops moved an original destination to the tuple map.
     pub const ORIG_DST_RECORDED: u32 = 6;
-    /// A map update failed (map full); the connection was not captured.
+    /// A map update failed (out of memory, map full): a pod's `connect()`
+    /// is refused; an agent connection is not vouched for.
     pub const MAP_ERRORS: u32 = 7;
     /// A plaintext connection attempt to a STRICT pod was dropped.
     pub const DENIED_PLAINTEXT: u32 = 8;
@@ -154,12 +199,18 @@ pub mod names {
     pub const PROG_INBOUND: &str = "mesh_inbound";
     pub const MAP_ENROLLED: &str = "enrolled_netns";
     pub const MAP_EXCLUDED: &str = "excluded_ports";
+    /// The per-pod-shared LRU that `MAP_ORIG_BY_SOCKET` replaced; its pin
+    /// is removed at install.
     pub const MAP_ORIG_BY_COOKIE: &str = "orig_dst_cookie";
+    pub const MAP_ORIG_BY_SOCKET: &str = "orig_dst_socket";
     pub const MAP_ORIG_BY_TUPLE: &str = "orig_dst_tuple";
     pub const MAP_CONFIG: &str = "capture_config";
     pub const MAP_STATS: &str = "capture_stats";
     pub const MAP_STRICT: &str = "strict_pods";
     pub const MAP_DENY: &str = "deny_connect";
+    pub const MAP_AGENT_IDENTITY: &str = "agent_identity";
+    pub const MAP_AGENT_CONNS: &str = "agent_conns";
+    pub const MAP_PROBE_PORTS: &str = "probe_ports";
 }
 
 #[cfg(feature = "user")]
@@ -177,4 +228,8 @@ mod pod_impls {
     unsafe impl aya::Pod for super::CaptureConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DenyKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AgentIdentity {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbePort {}
 }

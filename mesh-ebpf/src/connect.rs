@@ -5,9 +5,14 @@
 //! under the socket cookie. Everything else is left untouched. The programs
 //! allow every `connect()` (return 1) except one an authorization DENY
 //! compiled into `deny_connect` forbids (return 0: the caller gets EPERM,
-//! no packet leaves the pod).
+//! no packet leaves the pod) and one whose original destination cannot be
+//! stored (fail closed rather than leave the mesh).
+//!
+//! Order in an enrolled namespace: the DENY first, whatever the socket;
+//! then the agent-socket bypass, honoured only for a socket that is really
+//! the agent's (`agent.rs`: mark, netns and cgroup), never for the mark alone.
 use aya_ebpf::{
-    helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_get_netns_cookie},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
     EbpfContext,
@@ -22,8 +27,9 @@ use crate::{
         is_loopback_v4, is_loopback_v6, is_v4_mapped, mapped_v4, sock_addr_v4, sock_addr_v6,
         v6_bytes,
     },
+    agent::is_agent_socket,
     maps::{
-        count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_COOKIE,
+        count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_SOCKET,
     },
 };
 
@@ -47,7 +53,8 @@ pub fn mesh_connect6(ctx: SockAddrContext) -> i32 {
     }
 }
 
-/// An authorization DENY forbids this `connect()`.
+/// This `connect()` is refused: an authorization DENY, or no room for its
+/// original destination.
 struct Denied;
 
 /// What the checks common to both families decided.
@@ -97,17 +104,19 @@ fn decide(ctx: &SockAddrContext, addr: [u8; 16], port: u16) -> Verdict {
         return Verdict::Leave;
     };
     let config = *config;
-    // SAFETY: in connect hooks ctx->sk is a full, non-null socket pointer.
-    let mark = unsafe { (*sa.__bindgen_anon_1.sk).mark };
-    if config.agent_mark != 0 && mark == config.agent_mark {
-        count(stat::BYPASS_AGENT);
-        return Verdict::Leave;
-    }
-    // Before the bypass rules: an excluded port is off the mesh, not off
-    // policy.
+    // Before every bypass rule: an excluded port is off the mesh, not off
+    // policy, and a mark is not a licence.
     if denied(netns, addr, port) {
         count(stat::DENIED_CONNECT);
         return Verdict::Deny;
+    }
+    // SAFETY: in connect hooks ctx->sk is a full, non-null socket pointer.
+    let mark = unsafe { (*sa.__bindgen_anon_1.sk).mark };
+    // SAFETY: helper valid in cgroup_sock_addr programs (process context).
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if is_agent_socket(mark, netns, cgroup_id) {
+        count(stat::BYPASS_AGENT);
+        return Verdict::Leave;
     }
     if port == HBONE_PORT || port == config.agent_port {
         count(stat::BYPASS_MESH_PORT);
@@ -126,16 +135,22 @@ fn decide(ctx: &SockAddrContext, addr: [u8; 16], port: u16) -> Verdict {
     Verdict::Capture { netns, config }
 }
 
-/// Remembers `orig` for this socket; false if the map refused it.
+/// Stores `orig` on this socket. `Err(Denied)` when the kernel cannot
+/// (out of memory): the connection is refused, it does not leave the mesh.
 #[inline(always)]
-fn remember(ctx: &SockAddrContext, orig: &SockAddr) -> bool {
-    // SAFETY: helper valid in cgroup_sock_addr programs.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    if ORIG_DST_BY_COOKIE.insert(cookie, orig, 0).is_err() {
+fn remember(ctx: &SockAddrContext, orig: &SockAddr) -> Result<(), Denied> {
+    let mut value = *orig;
+    // SAFETY: ctx->sk is a full socket in connect hooks; the helper creates
+    // the storage (initialised from `value`) or returns the existing one.
+    let slot = unsafe { ORIG_DST_BY_SOCKET.get_or_insert_ptr_mut(ctx, Some(&mut value)) };
+    if slot.is_null() {
         count(stat::MAP_ERRORS);
-        return false;
+        return Err(Denied);
     }
-    true
+    // SAFETY: non-null storage of this socket, sized for a SockAddr; a
+    // second connect() on the socket overwrites the first's destination.
+    unsafe { *slot = *orig };
+    Ok(())
 }
 
 fn try_connect4(ctx: &SockAddrContext) -> Result<(), Denied> {
@@ -152,9 +167,7 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<(), Denied> {
         count(stat::BYPASS_LOOPBACK);
         return Ok(());
     }
-    if !remember(ctx, &sock_addr_v4(ip, port)) {
-        return Ok(());
-    }
+    remember(ctx, &sock_addr_v4(ip, port))?;
     sa.user_ip4 = u32::from_ne_bytes(config.agent_v4);
     sa.user_port = u32::from(config.agent_port.to_be());
     count(stat::REDIRECTED);
@@ -189,9 +202,7 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<(), Denied> {
             count(stat::BYPASS_LOOPBACK);
             return Ok(());
         }
-        if !remember(ctx, &sock_addr_v4(words[3], port)) {
-            return Ok(());
-        }
+        remember(ctx, &sock_addr_v4(words[3], port))?;
         sa.user_ip6[3] = u32::from_ne_bytes(config.agent_v4);
     } else {
         if is_loopback_v6(words) {
@@ -202,9 +213,7 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<(), Denied> {
             count(stat::BYPASS_NO_V6);
             return Ok(());
         }
-        if !remember(ctx, &sock_addr_v6(words, port)) {
-            return Ok(());
-        }
+        remember(ctx, &sock_addr_v6(words, port))?;
         let a = config.agent_v6;
         sa.user_ip6[0] = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
         sa.user_ip6[1] = u32::from_ne_bytes([a[4], a[5], a[6], a[7]]);

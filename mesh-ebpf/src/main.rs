@@ -3,12 +3,13 @@
 //! Data path hop ① (see ARCHITECTURE.md):
 //! - [`connect`]: `cgroup/connect4` and `cgroup/connect6` rewrite the
 //!   destination of enrolled pods' TCP `connect()` to the node agent's
-//!   outbound listener and remember the original destination by socket cookie;
+//!   outbound listener and store the original destination on the socket;
 //! - [`sockops`]: once the redirected connection is established, moves the
 //!   original destination to a map keyed by the connection's address tuple,
 //!   where the agent finds it for the socket it accepted;
 //! - [`inbound`]: `cgroup_skb/ingress` drops plaintext connection attempts
-//!   to pods under PeerAuthentication STRICT (hop ④, in the kernel).
+//!   to pods under PeerAuthentication STRICT (hop ④, in the kernel);
+//! - [`agent`]: which sockets are the agent's own (mark, netns and cgroup).
 //!
 //! Maps live in [`maps`]; their key and value types in `mesh-common`.
 #![no_std]
@@ -16,6 +17,7 @@
 #![allow(unsafe_code)]
 
 mod addr;
+mod agent;
 mod connect;
 mod inbound;
 mod maps;

@@ -2,12 +2,13 @@
 //! prints keys and values as named structs. The agent pins them under
 //! `/sys/fs/bpf/<instance>/maps/<name>`.
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
     macros::btf_map,
 };
 use mesh_common::{
-    stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr,
-    DENY_CONNECT_ENTRIES, ENROLLED_ENTRIES, EXCLUDED_PORT_ENTRIES, ORIG_DST_ENTRIES,
+    stat, AgentIdentity, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, ProbePort,
+    SockAddr, AGENT_CONN_ENTRIES, DENY_CONNECT_ENTRIES, ENROLLED_ENTRIES, EXCLUDED_PORT_ENTRIES,
+    ORIG_DST_ENTRIES, PROBE_PORT_ENTRIES,
 };
 
 /// Network-namespace cookie → enrolment of the pod living in it.
@@ -19,10 +20,12 @@ pub static ENROLLED_NETNS: HashMap<u64, Enrollment, { ENROLLED_ENTRIES as usize 
 pub static EXCLUDED_PORTS: HashMap<PortExclusion, u8, { EXCLUDED_PORT_ENTRIES as usize }> =
     HashMap::new();
 
-/// Socket cookie → original destination, between `connect()` and establishment.
-#[btf_map(name = "orig_dst_cookie")]
-pub static ORIG_DST_BY_COOKIE: LruHashMap<u64, SockAddr, { ORIG_DST_ENTRIES as usize }> =
-    LruHashMap::new();
+/// Original destination stored on the pod's socket itself, between
+/// `connect()` and establishment. Socket storage has no shared capacity and
+/// goes with the socket, so no pod can evict another pod's entries, and a
+/// connection that never completes leaves nothing behind.
+#[btf_map(name = "orig_dst_socket")]
+pub static ORIG_DST_BY_SOCKET: SkStorage<SockAddr> = SkStorage::new();
 
 /// Client-side connection tuple → original destination, read (and deleted)
 /// by the agent when it accepts the connection.
@@ -39,6 +42,23 @@ pub static STRICT_PODS: HashMap<[u8; 16], u8, { ENROLLED_ENTRIES as usize }> = H
 /// `connect()` fails with EPERM. Written by the agent from the policies.
 #[btf_map(name = "deny_connect")]
 pub static DENY_CONNECT: HashMap<DenyKey, u8, { DENY_CONNECT_ENTRIES as usize }> = HashMap::new();
+
+/// Index 0: the agent's network namespace and cgroup (written at install).
+#[btf_map(name = "agent_identity")]
+pub static AGENT_IDENTITY: Array<AgentIdentity, 1> = Array::new();
+
+/// Connections the agent's own sockets are opening (tuple as the agent
+/// sees it: its address and port, then the pod's), from `connect()` to
+/// establishment: the SYNs from the node address a STRICT pod accepts.
+/// Only sock_ops writes it, and only for the agent's sockets.
+#[btf_map(name = "agent_conns")]
+pub static AGENT_CONNS: LruHashMap<ConnTuple, u8, { AGENT_CONN_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// (pod address, port) a STRICT pod takes plaintext on from the node
+/// address: the kubelet's probes. Written by the agent.
+#[btf_map(name = "probe_ports")]
+pub static PROBE_PORTS: HashMap<ProbePort, u8, { PROBE_PORT_ENTRIES as usize }> = HashMap::new();
 
 /// Index 0: where captured connections go (written by the agent at start).
 #[btf_map(name = "capture_config")]

@@ -1,21 +1,32 @@
-//! `sock_ops`: completes hop ① once a redirected connection is established.
+//! `sock_ops`: completes hop ① once a redirected connection is established,
+//! and vouches for the agent's own connections to STRICT pods.
 //!
 //! The agent's accepted socket has a different cookie than the pod's, so the
-//! original destination is re-keyed from the client socket's cookie to the
-//! connection's address tuple, which both ends see identically. This runs in
-//! `ACTIVE_ESTABLISHED`, i.e. while the client processes the SYN-ACK and
-//! before it sends the final ACK — so the entry exists before the agent's
-//! `accept()` can return.
+//! original destination moves from the pod socket's storage to a map keyed
+//! by the connection's address tuple, which both ends see identically. This
+//! runs in `ACTIVE_ESTABLISHED`, i.e. while the client processes the SYN-ACK
+//! and before it sends the final ACK — so the entry exists before the
+//! agent's `accept()` can return.
+//!
+//! In `TCP_CONNECT` (source port chosen, SYN not yet sent) a socket that is
+//! the agent's (`agent.rs`) has its tuple put in `agent_conns`; `mesh_inbound`
+//! lets exactly those SYNs from the node address reach a STRICT pod. The
+//! entry goes at establishment.
 use aya_ebpf::{
-    bindings::BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, helpers::generated::bpf_get_socket_cookie,
-    macros::sock_ops, programs::SockOpsContext,
+    bindings::{BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB},
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_sk_storage_delete, bpf_sk_storage_get,
+    },
+    macros::sock_ops,
+    programs::SockOpsContext,
 };
 use aya_log_ebpf::debug;
 use mesh_common::{stat, ConnTuple, SockAddr};
 
 use crate::{
     addr::{sock_addr_v4, sock_addr_v6},
-    maps::{count, ORIG_DST_BY_COOKIE, ORIG_DST_BY_TUPLE},
+    agent::{identity, is_agent_socket},
+    maps::{count, AGENT_CONNS, ORIG_DST_BY_SOCKET, ORIG_DST_BY_TUPLE},
 };
 
 const AF_INET: u32 = 2;
@@ -28,56 +39,111 @@ pub fn mesh_sockops(ctx: SockOpsContext) -> u32 {
 }
 
 fn try_sockops(ctx: &SockOpsContext) -> Result<(), i64> {
-    if ctx.op() != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+    match ctx.op() {
+        BPF_SOCK_OPS_TCP_CONNECT_CB => agent_connecting(ctx),
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => established(ctx),
+        _ => Ok(()),
+    }
+}
+
+/// The map's address of a BTF map static, as helpers want it.
+#[inline(always)]
+fn map_ptr<T>(map: &T) -> *mut core::ffi::c_void {
+    core::ptr::from_ref(map).cast_mut().cast()
+}
+
+fn agent_connecting(ctx: &SockOpsContext) -> Result<(), i64> {
+    // SAFETY: helper valid in sock_ops programs.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.ops.cast()) };
+    if identity().is_none_or(|id| id.netns_cookie != netns) {
         return Ok(());
     }
-    // SAFETY: helper valid in sock_ops programs.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
-    // SAFETY: the value is copied out before the map is modified.
-    let Some(orig) = (unsafe { ORIG_DST_BY_COOKIE.get(cookie) }) else {
+    let f = read_fields(ctx);
+    if f.sk.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-null full socket of this sock_ops call; `mark` is readable.
+    let mark = unsafe { (*f.sk).mark };
+    // SAFETY: TCP_CONNECT runs in the connect() caller's context.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if !is_agent_socket(mark, netns, cgroup_id) {
+        return Ok(());
+    }
+    let Some(tuple) = tuple_of(&f) else {
         return Ok(());
     };
-    let orig = *orig;
-    // Read every context field up front, straight from the context pointer:
-    // the verifier rejects loads through a ctx pointer the compiler offset
-    // early and carried across branches.
+    if AGENT_CONNS.insert(tuple, 1, 0).is_err() {
+        count(stat::MAP_ERRORS);
+    }
+    Ok(())
+}
+
+fn established(ctx: &SockOpsContext) -> Result<(), i64> {
     let f = read_fields(ctx);
-    let local_port = f.local_port as u16;
-    let remote_port = u16::from_be((f.remote_port >> 16) as u16);
-    let tuple = match f.family {
-        AF_INET => ConnTuple {
-            src: sock_addr_v4(f.local_ip4, local_port),
-            dst: sock_addr_v4(f.remote_ip4, remote_port),
-        },
-        AF_INET6 => ConnTuple {
-            src: sock_addr_v6(f.local_ip6, local_port),
-            dst: sock_addr_v6(f.remote_ip6, remote_port),
-        },
-        _ => return Ok(()),
+    if f.sk.is_null() {
+        return Ok(());
+    }
+    // SAFETY: map and socket pointers are valid; no creation (flags 0).
+    let stored = unsafe {
+        bpf_sk_storage_get(
+            map_ptr(&ORIG_DST_BY_SOCKET),
+            f.sk.cast(),
+            core::ptr::null_mut(),
+            0,
+        )
+    }
+    .cast::<SockAddr>();
+    let Some(tuple) = tuple_of(&f) else {
+        return Ok(());
     };
-    // The agent cannot know which family tag the client used (an IPv4 peer
-    // may arrive on a dual-stack listener), so keys carry addresses only.
-    let tuple = ConnTuple {
-        src: SockAddr {
-            family: 0,
-            ..tuple.src
-        },
-        dst: SockAddr {
-            family: 0,
-            ..tuple.dst
-        },
-    };
+    if stored.is_null() {
+        // Not a captured pod socket; maybe one of the agent's, whose SYNs
+        // no longer need vouching for.
+        // SAFETY: helper valid in sock_ops programs.
+        let netns = unsafe { bpf_get_netns_cookie(ctx.ops.cast()) };
+        if identity().is_some_and(|id| id.netns_cookie == netns) {
+            let _ = AGENT_CONNS.remove(tuple);
+        }
+        return Ok(());
+    }
+    // SAFETY: non-null storage of this socket holding a SockAddr.
+    let orig = unsafe { *stored };
     if ORIG_DST_BY_TUPLE.insert(tuple, orig, 0).is_err() {
         count(stat::MAP_ERRORS);
         return Ok(());
     }
-    let _ = ORIG_DST_BY_COOKIE.remove(cookie);
+    // SAFETY: valid map and socket pointers.
+    let _ = unsafe { bpf_sk_storage_delete(map_ptr(&ORIG_DST_BY_SOCKET), f.sk.cast()) };
     count(stat::ORIG_DST_RECORDED);
     debug!(
         ctx,
-        "sockops: original destination recorded, src port {}", local_port
+        "sockops: original destination recorded, src port {}", f.local_port
     );
     Ok(())
+}
+
+/// The connection as the client sees it: its address and port, then the
+/// peer's. The agent cannot know which family tag the client used (an IPv4
+/// peer may arrive on a dual-stack listener), so keys carry addresses only.
+#[inline(always)]
+fn tuple_of(f: &Fields) -> Option<ConnTuple> {
+    let local_port = f.local_port as u16;
+    let remote_port = u16::from_be((f.remote_port >> 16) as u16);
+    let (src, dst) = match f.family {
+        AF_INET => (
+            sock_addr_v4(f.local_ip4, local_port),
+            sock_addr_v4(f.remote_ip4, remote_port),
+        ),
+        AF_INET6 => (
+            sock_addr_v6(f.local_ip6, local_port),
+            sock_addr_v6(f.remote_ip6, remote_port),
+        ),
+        _ => return None,
+    };
+    Some(ConnTuple {
+        src: SockAddr { family: 0, ..src },
+        dst: SockAddr { family: 0, ..dst },
+    })
 }
 
 struct Fields {
@@ -88,8 +154,12 @@ struct Fields {
     remote_ip6: [u32; 4],
     local_port: u32,
     remote_port: u32,
+    sk: *mut aya_ebpf::bindings::bpf_sock,
 }
 
+/// Reads every context field up front, straight from the context pointer:
+/// the verifier rejects loads through a ctx pointer the compiler offset
+/// early and carried across branches.
 #[inline(always)]
 fn read_fields(ctx: &SockOpsContext) -> Fields {
     let ops = ctx.ops;
@@ -115,6 +185,7 @@ fn read_fields(ctx: &SockOpsContext) -> Fields {
             ],
             local_port: rv(addr_of!((*ops).local_port)),
             remote_port: rv(addr_of!((*ops).remote_port)),
+            sk: rv(addr_of!((*ops).__bindgen_anon_2.sk)),
         }
     }
 }

@@ -47,8 +47,14 @@ impl Agent {
             .create(true)
             .append(true)
             .open(&spec.log)?;
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", spec.node_netns.display()))
+        // Joins the agent's cgroup before exec, so the agent and the
+        // install child it spawns at once are in it from the start.
+        let cgroup = agent_cgroup(&spec.cgroup_root)?;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+            .arg(&cgroup)
+            .arg("nsenter")
+            .arg(format!("--net={}", spec.node_netns.display()))
             .arg("--")
             .arg(&spec.bin)
             .args([
@@ -215,6 +221,24 @@ impl Agent {
         self.capture()?["kernel_counters"][name]
             .as_u64()
             .with_context(|| format!("no kernel counter {name}"))
+    }
+}
+
+/// The cgroup the agent runs in: `<cgroup_root>/mesh-agent`, as a DaemonSet
+/// pod sits below the cgroup root its programs attach at, so the kernel sees
+/// the agent's own sockets (sock_ops vouches for its connections to STRICT
+/// pods). The cgroup v2 root itself when `cgroup_root` is that root. The
+/// directory goes with the node's cgroup.
+fn agent_cgroup(cgroup_root: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if crate::cgroup::cgroup2_mount().is_ok_and(|root| root == cgroup_root) {
+        return Ok(cgroup_root.to_path_buf());
+    }
+    let dir = cgroup_root.join("mesh-agent");
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("creating {}", dir.display()))
+        }
+        _ => Ok(dir),
     }
 }
 

@@ -29,6 +29,7 @@ pub mod node;
 pub mod pins;
 pub mod pod;
 pub mod prometheus;
+pub mod pysock;
 pub mod sweep;
 pub mod topology;
 pub mod waypoint;

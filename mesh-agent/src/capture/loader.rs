@@ -24,10 +24,13 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use mesh_common::{names, stat, CaptureConfig, ConnTuple, Enrollment, PortExclusion, SockAddr};
+use mesh_common::{
+    names, stat, AgentIdentity, CaptureConfig, ConnTuple, Enrollment, PortExclusion, ProbePort,
+    SockAddr,
+};
 use serde::{Deserialize, Serialize};
 
-use super::{bpffs, pins::PinLayout, EBPF_OBJECT};
+use super::{bpffs, identity, pins::PinLayout, EBPF_OBJECT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -59,6 +62,8 @@ pub enum LoadError {
     },
     #[error("pinning {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
+    #[error("finding the agent's own network namespace and cgroup")]
+    Identity(#[from] identity::IdentityError),
 }
 
 /// What happened to one program at start-up.
@@ -96,11 +101,8 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
             1,
             mesh_common::EXCLUDED_PORT_ENTRIES,
         ),
-        names::MAP_ORIG_BY_COOKIE => (
-            s(size_of::<u64>()),
-            s(size_of::<SockAddr>()),
-            mesh_common::ORIG_DST_ENTRIES,
-        ),
+        // Socket storage: int key, no capacity of its own.
+        names::MAP_ORIG_BY_SOCKET => (4, s(size_of::<SockAddr>()), 0),
         names::MAP_ORIG_BY_TUPLE => (
             s(size_of::<ConnTuple>()),
             s(size_of::<SockAddr>()),
@@ -114,12 +116,34 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
             1,
             mesh_common::DENY_CONNECT_ENTRIES,
         ),
+        names::MAP_AGENT_IDENTITY => (4, s(size_of::<AgentIdentity>()), 1),
+        names::MAP_AGENT_CONNS => (
+            s(size_of::<ConnTuple>()),
+            1,
+            mesh_common::AGENT_CONN_ENTRIES,
+        ),
+        names::MAP_PROBE_PORTS => (
+            s(size_of::<ProbePort>()),
+            1,
+            mesh_common::PROBE_PORT_ENTRIES,
+        ),
         _ => return None,
     })
 }
 
-/// Removes map pins whose layout differs from what this build expects.
+/// Removes map pins whose layout differs from what this build expects, and
+/// pins of maps this build no longer has.
 fn drop_incompatible_map_pins(layout: &PinLayout) {
+    for name in super::pins::OBSOLETE_MAPS {
+        let path = layout.map(name);
+        if path.exists() {
+            tracing::info!(
+                map = name,
+                "removing the pin of a map this version no longer uses"
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     for name in super::pins::MAPS {
         let path = layout.map(name);
         let Ok(info) = MapInfo::from_pin(&path) else {
@@ -181,6 +205,7 @@ pub fn install(
         map: names::MAP_CONFIG,
         source,
     })?;
+    write_identity(&mut ebpf, identity::current()?)?;
 
     let cgroup = File::open(cgroup_root).map_err(|source| LoadError::Cgroup {
         path: cgroup_root.into(),
@@ -192,6 +217,23 @@ pub fn install(
         programs.push(attach_one(&mut ebpf, layout, name, &cgroup)?);
     }
     Ok(programs)
+}
+
+/// Records which sockets are the agent's (see `identity.rs`).
+fn write_identity(ebpf: &mut Ebpf, id: AgentIdentity) -> Result<(), LoadError> {
+    let name = names::MAP_AGENT_IDENTITY;
+    let err = |source| LoadError::Map { map: name, source };
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| err(aya::maps::MapError::InvalidName { name: name.into() }))?;
+    let mut array: Array<_, AgentIdentity> = Array::try_from(map).map_err(err)?;
+    array.set(0, id, 0).map_err(err)?;
+    tracing::info!(
+        netns_cookie = id.netns_cookie,
+        cgroup_id = id.cgroup_id,
+        "agent identity recorded for the kernel"
+    );
+    Ok(())
 }
 
 fn attach_one(

@@ -2,7 +2,7 @@
 //! the daemon, and the `enroll`/`status` subcommands (which need no daemon).
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use mesh_common::{
-    names, stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr,
+    names, stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, ProbePort, SockAddr,
 };
 
 use super::pins::PinLayout;
@@ -44,6 +44,8 @@ pub type OrigDstMap = HashMap<MapData, ConnTuple, SockAddr>;
 pub type ConfigMap = Array<MapData, CaptureConfig>;
 pub type StatsMap = PerCpuArray<MapData, u64>;
 pub type DenyMap = HashMap<MapData, DenyKey, u8>;
+#[allow(dead_code)] // used by probes.rs, not yet by the daemon
+pub type ProbePortsMap = HashMap<MapData, ProbePort, u8>;
 
 pub fn enrolled(layout: &PinLayout) -> Result<EnrolledMap, MapsError> {
     typed(
@@ -73,6 +75,13 @@ pub fn deny(layout: &PinLayout) -> Result<DenyMap, MapsError> {
     typed(
         names::MAP_DENY,
         Map::HashMap(open(layout, names::MAP_DENY)?),
+    )
+}
+#[allow(dead_code)] // used by probes.rs, not yet by the daemon
+pub fn probe_ports(layout: &PinLayout) -> Result<ProbePortsMap, MapsError> {
+    typed(
+        names::MAP_PROBE_PORTS,
+        Map::HashMap(open(layout, names::MAP_PROBE_PORTS)?),
     )
 }
 pub fn config(layout: &PinLayout) -> Result<ConfigMap, MapsError> {

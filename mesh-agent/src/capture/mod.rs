@@ -7,11 +7,13 @@ pub mod bpffs;
 pub mod deny;
 pub mod ebpf_logs;
 pub mod enroll;
+pub mod identity;
 pub mod loader;
 pub mod maps;
 pub mod netns;
 pub mod orig_dst;
 pub mod pins;
+pub mod probes;
 pub mod strict;
 
 /// The compiled `mesh-ebpf` object, built by build.rs with aya-build.

@@ -4,12 +4,15 @@
 //! ```text
 //! <bpffs>/<instance>/maps/enrolled_netns    netns cookie → enrolment
 //! <bpffs>/<instance>/maps/excluded_ports    (netns cookie, port) pairs kept off the mesh
-//! <bpffs>/<instance>/maps/orig_dst_cookie   socket cookie → original destination
+//! <bpffs>/<instance>/maps/orig_dst_socket   pod socket → original destination (socket storage)
 //! <bpffs>/<instance>/maps/orig_dst_tuple    connection tuple → original destination
 //! <bpffs>/<instance>/maps/capture_config    where captured connections go
 //! <bpffs>/<instance>/maps/capture_stats     per-CPU counters
 //! <bpffs>/<instance>/maps/strict_pods       pod addresses under STRICT mTLS
 //! <bpffs>/<instance>/maps/deny_connect      (pod, destination) pairs a DENY policy forbids
+//! <bpffs>/<instance>/maps/agent_identity    the agent's netns cookie and cgroup id
+//! <bpffs>/<instance>/maps/agent_conns       the agent's connections to pods, until established
+//! <bpffs>/<instance>/maps/probe_ports       (STRICT pod, port) the node address may probe
 //! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound
 //! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
 //! ```
@@ -20,16 +23,23 @@ use mesh_common::names;
 use crate::config::PinConfig;
 
 /// The maps the agent pins, in the order `status` shows them.
-pub const MAPS: [&str; 8] = [
+pub const MAPS: [&str; 11] = [
     names::MAP_ENROLLED,
     names::MAP_EXCLUDED,
-    names::MAP_ORIG_BY_COOKIE,
+    names::MAP_ORIG_BY_SOCKET,
     names::MAP_ORIG_BY_TUPLE,
     names::MAP_CONFIG,
     names::MAP_STATS,
     names::MAP_STRICT,
     names::MAP_DENY,
+    names::MAP_AGENT_IDENTITY,
+    names::MAP_AGENT_CONNS,
+    names::MAP_PROBE_PORTS,
 ];
+
+/// Pins of maps earlier versions had and this one does not: removed at
+/// install (their programs are replaced in the same install).
+pub const OBSOLETE_MAPS: [&str; 1] = [names::MAP_ORIG_BY_COOKIE];
 
 /// The programs the agent loads and attaches.
 pub const PROGRAMS: [&str; 4] = [

@@ -20,7 +20,7 @@ use aya::{
     maps::{HashMap, Map, MapData, MapType},
     programs::{links::FdLink, links::PinnedLink, ProgramInfo},
 };
-use mesh_common::{names, ConnTuple, DenyKey, Enrollment, PortExclusion, SockAddr};
+use mesh_common::{names, ConnTuple, DenyKey, Enrollment, PortExclusion, ProbePort, SockAddr};
 use serde::Serialize;
 
 use crate::render::{self, Output, Table};
@@ -149,8 +149,9 @@ fn entries(pin: &str, path: &Path, data: MapData, map_type: Option<MapType>) -> 
     let typed = match pin {
         names::MAP_ENROLLED => count_keys::<u64, Enrollment>(hash(data)),
         names::MAP_EXCLUDED => count_keys::<PortExclusion, u8>(hash(data)),
-        names::MAP_ORIG_BY_COOKIE => count_keys::<u64, SockAddr>(hash(data)),
         names::MAP_ORIG_BY_TUPLE => count_keys::<ConnTuple, SockAddr>(hash(data)),
+        names::MAP_AGENT_CONNS => count_keys::<ConnTuple, u8>(hash(data)),
+        names::MAP_PROBE_PORTS => count_keys::<ProbePort, u8>(hash(data)),
         names::MAP_STRICT => count_keys::<[u8; 16], u8>(hash(data)),
         names::MAP_DENY => count_keys::<DenyKey, u8>(hash(data)),
         _ => None,

@@ -125,12 +125,15 @@ fn every_agent_pin_is_explained() {
     for pin in [
         names::MAP_ENROLLED,
         names::MAP_EXCLUDED,
-        names::MAP_ORIG_BY_COOKIE,
+        names::MAP_ORIG_BY_SOCKET,
         names::MAP_ORIG_BY_TUPLE,
         names::MAP_CONFIG,
         names::MAP_STATS,
         names::MAP_STRICT,
         names::MAP_DENY,
+        names::MAP_AGENT_IDENTITY,
+        names::MAP_AGENT_CONNS,
+        names::MAP_PROBE_PORTS,
     ] {
         assert!(catalog::map(pin).is_some(), "{pin}");
     }
