@@ -30,21 +30,6 @@ pub const PROBE_PORT_ENTRIES: u32 = 16_384;
 /// Most agent connections to pods between `connect()` and establishment.
 pub const AGENT_CONN_ENTRIES: u32 = 16_384;
 
-/// Envoy's default limit on a RE2 regex's program size
-/// (`re2.max_program_size.error_level`), in RE2 instructions.
-pub const ENVOY_REGEX_MAX_PROGRAM_SIZE: usize = 100;
-/// The same budget for the `regex` crate, whose `RegexBuilder::size_limit`
-/// counts bytes of compiled program rather than instructions; control plane
-/// and waypoint compile every configured regex with it. Measured mapping:
-/// the crate spends ~34 bytes per RE2 instruction on literals and ranges
-/// (`a{100}` anchored: 3.4 KiB, `[a-z]{100}`: 7.4 KiB) and up to ~100 on
-/// UTF-8 classes such as `.` (`.{10}`: 9.9 KiB, about 100 RE2
-/// instructions), so 100 instructions × 100 bytes admits what Envoy's
-/// default admits and rejects programs a few times larger. One difference
-/// remains: `\w`, `\d` and `\s` are Unicode classes here (`\w+` alone is
-/// ~50 KiB) but ASCII in RE2; write `[A-Za-z0-9_]` instead.
-pub const REGEX_SIZE_LIMIT: usize = ENVOY_REGEX_MAX_PROGRAM_SIZE * 100;
-
 /// Address family tags used in [`SockAddr::family`].
 pub const FAMILY_V4: u16 = 4;
 pub const FAMILY_V6: u16 = 6;

@@ -204,3 +204,30 @@ async fn invalid_configuration_is_a_startup_error() {
     // Nothing was written before the configuration was known to be good.
     assert!(!ca_dir.exists());
 }
+
+/// Without authentication, anyone who reaches the gRPC ports obtains any
+/// identity: a non-loopback bind must be chosen with an explicit
+/// `--authenticate none`, never reached by defaults.
+#[tokio::test]
+async fn unauthenticated_non_loopback_bind_needs_an_explicit_choice() {
+    use mesh_control::app::AuthMode;
+    let dir = tempfile::tempdir().unwrap();
+    let (config_dir, ca_dir) = (dir.path().join("config"), dir.path().join("ca"));
+    std::fs::create_dir(&config_dir).unwrap();
+    write(&config_dir, "pods.yaml", TOPOLOGY);
+    let exposed = ControlConfig {
+        xds_addr: "0.0.0.0:0".parse().unwrap(),
+        ..ControlConfig::for_dirs(&config_dir, &ca_dir)
+    };
+    let refused = App::build(exposed.clone()).await.err().expect("refused");
+    assert!(
+        format!("{refused:#}").contains("--authenticate none"),
+        "{refused:#}"
+    );
+    let chosen = ControlConfig {
+        authenticate: Some(AuthMode::None),
+        ..exposed
+    };
+    let app = App::build(chosen).await.unwrap();
+    assert!(app.xds_addr().ip().is_unspecified());
+}

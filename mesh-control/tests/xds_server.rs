@@ -423,23 +423,29 @@ async fn initial_resource_versions_and_nack() {
     let w3 = pod("web-3", "10.244.1.7");
     next.workloads.insert(w3.uid.clone(), w3);
     server.state.send_replace(Arc::new(next));
+    // The new resource first, then each of the NACKed response's alone, so
+    // a NACK would tell which one is bad.
     let resp = s.recv().await;
+    assert_eq!(names(&resp), ["Kubernetes//Pod/shop/web-3"]);
+    // The removal of "gone" was NACKed too, so it is repeated.
+    assert_eq!(resp.removed_resources, ["Kubernetes//Pod/shop/gone"]);
+    let mut alone = vec![];
+    for resp in [resp, s.recv().await, s.recv().await] {
+        alone.extend(names(&resp).into_iter().map(String::from));
+        s.send(DeltaDiscoveryRequest {
+            type_url: ADDRESS_TYPE_URL.into(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        })
+        .await;
+    }
     assert_eq!(
-        names(&resp),
+        alone[1..],
         [
             "Kubernetes//Pod/shop/web-2",
-            "Kubernetes//Pod/shop/web-3",
             "shop/web.shop.svc.cluster.local"
         ]
     );
-    // The removal of "gone" was NACKed too, so it is repeated.
-    assert_eq!(resp.removed_resources, ["Kubernetes//Pod/shop/gone"]);
-    s.send(DeltaDiscoveryRequest {
-        type_url: ADDRESS_TYPE_URL.into(),
-        response_nonce: resp.nonce.clone(),
-        ..Default::default()
-    })
-    .await;
     eventually("ack recorded", || {
         server
             .proxies

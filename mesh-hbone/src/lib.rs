@@ -52,7 +52,7 @@
 mod alert;
 mod certs;
 mod client;
-mod forwarded;
+pub mod forwarded;
 mod identity;
 pub mod issue;
 mod pool;
@@ -67,8 +67,8 @@ pub use certs::{parse_leaf, CertError, LeafInfo, TrustBundle, WorkloadCert};
 pub use client::{ClientError, ClientOptions, HboneClient};
 pub use identity::{sni_for, Identity, IdentityError};
 pub use server::{
-    handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer, RelayOutcome,
-    ServerError, ServerOptions, ServerStats, Upstream,
+    connect_target, handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer,
+    RelayOutcome, ServerError, ServerOptions, ServerStats, Upstream,
 };
 pub use store::CertStore;
 pub use stream::HboneStream;

@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Response, StatusCode};
+use mesh_admin::{
+    listen::{Limits, Listener},
+    rate_limit::LogLimiter,
+};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -107,21 +111,31 @@ where
 pub struct ServerOptions {
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
     pub max_concurrent_streams: u32,
+    /// Open connections at once; at the cap the server stops accepting
+    /// (new ones wait in the kernel backlog, holding no descriptor of ours).
+    pub max_connections: usize,
     /// Bound on the TLS handshake and HTTP/2 preface of a new connection.
     pub handshake_timeout: Duration,
     /// After shutdown is requested, how long streams may still run.
     pub drain_timeout: Duration,
     /// Buffer per direction when relaying to the upstream.
     pub relay_buffer_size: usize,
+    /// Open connections from one source IP; more are closed before TLS.
+    pub max_connections_per_source: usize,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            max_concurrent_streams: 1000,
+            max_concurrent_streams: crate::settings::MAX_CONCURRENT_STREAMS,
+            max_connections: 16_384,
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             relay_buffer_size: 64 * 1024,
+            // A source is a node (agent or waypoint) pooling connections
+            // per identity pair; far more than it needs, far less than
+            // the node's descriptors.
+            max_connections_per_source: 512,
         }
     }
 }
@@ -204,27 +218,33 @@ impl HboneServer {
             handler: self.handler,
             options: self.options,
             stats: self.stats,
+            handshake_log: LogLimiter::new(Duration::from_secs(10)),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let mut listener = Listener::new(
+            listener,
+            Limits {
+                max_connections: ctx.options.max_connections,
+                max_per_source: Some(ctx.options.max_connections_per_source),
+            },
+            "HBONE",
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer_addr)) => {
-                        ctx.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
-                        let _ = tcp.set_nodelay(true);
-                        let fut = conn::serve_connection(
-                            ctx.clone(), acceptor.clone(), tcp, peer_addr, stop_rx.clone());
-                        tasks.spawn(fut);
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "HBONE accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                accepted = listener.accept() => {
+                    ctx.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                    let _ = accepted.stream.set_nodelay(true);
+                    let fut = conn::serve_connection(
+                        ctx.clone(), acceptor.clone(), accepted.stream, accepted.peer, stop_rx.clone());
+                    let permit = accepted.permit;
+                    tasks.spawn(async move {
+                        fut.await;
+                        drop(permit);
+                    });
+                }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
@@ -250,6 +270,14 @@ fn empty_response(status: StatusCode) -> Response<()> {
     response
 }
 
-fn is_connect(method: &Method) -> bool {
-    method == Method::CONNECT
+/// What the server checks of a stream's request head before the handler
+/// sees it: the method is CONNECT (else 405) and `:authority` is an
+/// `ip:port` (else 400). `Err` is the status the stream is refused with.
+pub fn connect_target(method: &Method, uri: &http::Uri) -> Result<SocketAddr, StatusCode> {
+    if method != Method::CONNECT {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    uri.authority()
+        .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+        .ok_or(StatusCode::BAD_REQUEST)
 }

@@ -15,6 +15,19 @@ pub const CONNECTION_WINDOW: u32 = 16 << 20;
 pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// Data h2 queues per stream before asking the writer to wait.
 pub const MAX_SEND_BUFFER: usize = 1 << 20;
+/// Largest header list (SETTINGS_MAX_HEADER_LIST_SIZE, decoded size) we
+/// accept. A CONNECT carries an authority and a few headers (`forwarded`,
+/// `traceparent`, `baggage` at most 8 KiB); h2's default of 16 MiB would
+/// let one request hold that much memory.
+pub const MAX_HEADER_LIST_SIZE: u32 = 32 << 10;
+/// Streams the server advertises (SETTINGS_MAX_CONCURRENT_STREAMS): the
+/// client's own default per connection. With [`MAX_SEND_BUFFER`] it bounds
+/// what one connection can make us buffer for sending (100 MiB), and with
+/// [`CONNECTION_WINDOW`] what it can make us buffer received (16 MiB).
+pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may open and reset before we accept them (the "rapid
+/// reset" attack), per connection.
+pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 
 /// The client's stream limit is the server's SETTINGS_MAX_CONCURRENT_STREAMS
 /// (and `ClientOptions::max_streams_per_connection`), not set here.
@@ -24,6 +37,7 @@ pub(crate) fn client_builder() -> h2::client::Builder {
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
         // Servers never push; a tunnel has no use for it.
         .enable_push(false);
     b
@@ -35,6 +49,8 @@ pub(crate) fn server_builder(max_concurrent_streams: u32) -> h2::server::Builder
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
         .max_concurrent_streams(max_concurrent_streams);
     b
 }

@@ -65,6 +65,25 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// Signs a PEM CSR as the mesh CA would (its SANs kept, server and
+    /// client auth); the PEM leaf.
+    pub fn sign_csr(&self, csr_pem: &str, valid_for: Duration) -> Result<String, rcgen::Error> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        csr.params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        csr.params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        csr.params.not_before = now - time::Duration::minutes(5);
+        csr.params.not_after =
+            now + time::Duration::try_from(valid_for).map_err(|_| rcgen::Error::Time)?;
+        Ok(csr.signed_by(&self.cert, &self.key)?.pem())
+    }
+
     pub fn issue(&self, identity: &Identity, serial: u64) -> WorkloadCert {
         self.issue_for(identity, serial, Duration::from_secs(24 * 3600))
     }

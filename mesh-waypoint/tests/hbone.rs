@@ -171,12 +171,12 @@ async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
         [&support::cla("v1", addr)],
         Default::default(),
     );
-    let proxy = Proxy::new(Arc::new(cfg), Deps::new(clusters));
+    let proxy = Proxy::new(Arc::new(cfg), Deps::new(clusters.clone()));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = listener.local_addr().unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let handler = Arc::new(TunnelHandler { proxy, shutdown });
+    let handler = Arc::new(TunnelHandler::new(proxy, clusters, shutdown));
     tokio::spawn(HboneServer::new(ca.store(&[&waypoint_id]), handler).serve(listener));
 
     let run = async {

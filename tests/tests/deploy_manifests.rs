@@ -487,7 +487,30 @@ fn waypoint_template_is_consistent_and_renamable() {
             name_env["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.labels['gateway.networking.k8s.io/gateway-name']"
         );
-        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+        // Admin (/quitquitquit, /logging, /config_dump) stays on loopback;
+        // probes and scrapes use the read-only ports.
+        if let Some(admin) = env(c, "MESH_WAYPOINT_ADMIN_ADDR") {
+            assert!(
+                admin.starts_with("127.0.0.1:"),
+                "{ctx}: admin exposed on {admin}"
+            );
+        }
+        let declared: Vec<&Value> = c["ports"]
+            .as_array()
+            .map(|p| p.iter().map(|p| &p["containerPort"]).collect())
+            .unwrap_or_default();
+        assert!(
+            !declared.iter().any(|p| **p == 15000),
+            "{ctx}: admin port declared"
+        );
+        for probe in ["readinessProbe", "startupProbe"] {
+            assert_eq!(c[probe]["httpGet"]["port"], 15021, "{ctx}: {probe}");
+            assert_eq!(c[probe]["httpGet"]["path"], "/healthz/ready", "{ctx}");
+        }
+        assert_eq!(c["livenessProbe"]["httpGet"]["port"], 15021, "{ctx}");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz/live");
+        let annotations = &deploy["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/port"], "15020", "{ctx}");
         assert!(c["resources"]["limits"]["memory"].is_string());
     }
 }

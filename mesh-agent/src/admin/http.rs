@@ -1,13 +1,14 @@
 //! The small HTTP/1 servers of the agent (admin, readiness, metrics): a
-//! synchronous handler per request, responses built with the helpers here.
+//! synchronous handler per request, responses built with the helpers here,
+//! served through mesh-admin's limited accept loop.
 use std::{convert::Infallible, sync::Arc};
 
 use http_body_util::Full;
-use hyper::{
-    body::Bytes, header::HeaderValue, server::conn::http1, service::service_fn, Method, Response,
-    StatusCode,
+use hyper::{body::Bytes, header::HeaderValue, service::service_fn, Method, Response, StatusCode};
+use mesh_admin::{
+    http_serve::{serve_http1, HttpLimits},
+    listen::Listener,
 };
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub type Body = Full<Bytes>;
@@ -41,35 +42,26 @@ pub fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Bo
     response(status, "text/plain; charset=utf-8", body)
 }
 
-/// Serves `handler` on `listener` until the returned task is aborted.
-pub fn spawn(listener: TcpListener, handler: Handler) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::debug!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let handler = Arc::clone(&handler);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let resp = handler(&Req {
-                        method: req.method(),
-                        path: req.uri().path(),
-                        query: req.uri().query(),
-                    });
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                if let Err(error) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, "admin connection ended");
-                }
-            });
-        }
-    })
+/// Serves `handler` on `listener` under `limits` (connection caps,
+/// header-read timeout, connection age) until the returned task is aborted.
+pub fn spawn(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: Handler,
+) -> tokio::task::JoinHandle<()> {
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let resp = handler(&Req {
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+        });
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let listener = Listener::new(listener, limits.listen, "agent http");
+    tokio::spawn(serve_http1(
+        listener,
+        limits,
+        service,
+        std::future::pending(),
+    ))
 }

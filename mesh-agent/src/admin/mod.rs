@@ -21,6 +21,7 @@ pub mod http;
 use std::{net::SocketAddr, sync::Arc};
 
 use hyper::{Method, Response, StatusCode};
+use mesh_admin::http_serve::HttpLimits;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -204,11 +205,21 @@ fn logging(log: Option<&LogControl>, req: &Req<'_>) -> Response<Body> {
     text_response(status, body)
 }
 
+/// Connections one source may hold on the readiness and metrics ports,
+/// which listen on the node's address: the kubelet and Prometheus each need
+/// a few; a pod holding more would starve them.
+const PROBE_PER_SOURCE: usize = 8;
+
 /// The admin endpoint on `addr`.
 pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "admin endpoint ready");
-    http::spawn(listener, Arc::new(move |req| route(&state, req)));
+    // Loopback only by default: no per-source cap needed.
+    http::spawn(
+        listener,
+        HttpLimits::small(None),
+        Arc::new(move |req| route(&state, req)),
+    );
     Ok(())
 }
 
@@ -221,6 +232,7 @@ pub async fn serve_ready(
     tracing::info!(addr = %listener.local_addr()?, "readiness endpoint ready");
     Ok(http::spawn(
         listener,
+        HttpLimits::small(Some(PROBE_PER_SOURCE)),
         Arc::new(move |req| match (req.method, req.path) {
             (&Method::GET, "/healthz/ready") => ready(&shutdown),
             (_, "/healthz/ready") => json_response(
@@ -241,6 +253,7 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::
     tracing::info!(addr = %listener.local_addr()?, "metrics endpoint ready");
     http::spawn(
         listener,
+        HttpLimits::small(Some(PROBE_PER_SOURCE)),
         Arc::new(move |req| match (req.method, req.path) {
             (&Method::GET, "/metrics" | "/stats/prometheus") => match metrics.encode() {
                 Ok(text) => http::response(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
@@ -259,5 +272,7 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::
     Ok(())
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -169,7 +169,11 @@ async fn quitquitquit_stops_accepting_and_waits_for_open_connections() {
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
     let st = Arc::clone(&state);
-    http::spawn(admin, Arc::new(move |req| route(&st, req)));
+    http::spawn(
+        admin,
+        mesh_admin::http_serve::HttpLimits::small(None),
+        Arc::new(move |req| route(&st, req)),
+    );
     let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let data_addr = data.local_addr().unwrap();
     let accepting = data_listener(data, Arc::clone(&state.stats));

@@ -1,6 +1,7 @@
 //! The mesh side of the agent, active when a control plane is configured:
 //! the xDS view of workloads and services, routing (hop ②), workload
 //! certificates, and the STRICT pod list pushed into the kernel.
+pub mod ca_client;
 pub mod certs;
 pub mod policy_sync;
 pub mod route;
@@ -113,22 +114,23 @@ pub async fn start(
     // Certificates for this node's pods.
     let endpoint = tonic::transport::Endpoint::from_shared(mesh.ca_address.clone())
         .with_context(|| format!("CA address {:?}", mesh.ca_address))?;
-    let ca_channel = if mesh.ca_address.starts_with("https://") {
+    let ca_tls = if mesh.ca_address.starts_with("https://") {
         let tls = mesh_xds::XdsTls {
             root_pem: bundle_pem.clone(),
             client_cert: None,
             server_name: None,
         };
-        let connector = mesh_xds::transport::TlsConnector::new(&tls).context("CA TLS settings")?;
-        endpoint.connect_with_connector_lazy(connector)
+        Some(mesh_xds::transport::TlsConnector::new(&tls).context("CA TLS settings")?)
     } else {
-        endpoint.connect_lazy()
+        None
     };
     let certs = certs::CertManager {
         store: Arc::clone(&store),
-        ca: mesh_xds::proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient::new(
-            ca_channel,
-        ),
+        ca: Arc::new(ca_client::CaClient::new(
+            endpoint,
+            ca_tls,
+            ca_client::CaSettings::default(),
+        )),
         ttl: mesh.cert_ttl,
         issued: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         token: mesh.token_file.clone().map(mesh_xds::token::TokenFile::new),

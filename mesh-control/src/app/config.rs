@@ -53,7 +53,10 @@ pub struct ControlConfig {
     /// `authorization: Bearer <ServiceAccount token>` metadata (TokenReview),
     /// so a pod can only obtain its own identity's certificate.
     /// Default: none with --source directory, kubernetes with --source
-    /// kubernetes.
+    /// kubernetes. Without authentication anyone who reaches --xds-addr or
+    /// --xds-tls-addr obtains a certificate for any identity, so a
+    /// non-loopback address then needs `--authenticate none` given
+    /// explicitly (startup fails otherwise, and warns when it is given).
     #[arg(long, env = "MESH_CONTROL_AUTHENTICATE", value_enum)]
     pub authenticate: Option<AuthMode>,
 
@@ -133,15 +136,17 @@ pub struct ControlConfig {
     )]
     pub server_sans: Vec<String>,
 
-    /// Plaintext gRPC (Delta ADS + CA) listen address.
-    #[arg(long, env = "MESH_CONTROL_XDS_ADDR", default_value = "0.0.0.0:15010")]
+    /// Plaintext gRPC (Delta ADS + CA) listen address. Loopback by
+    /// default; see --authenticate before exposing it.
+    #[arg(long, env = "MESH_CONTROL_XDS_ADDR", default_value = "127.0.0.1:15010")]
     pub xds_addr: SocketAddr,
 
-    /// TLS gRPC (Delta ADS + CA) listen address.
+    /// TLS gRPC (Delta ADS + CA) listen address. Loopback by default; see
+    /// --authenticate before exposing it.
     #[arg(
         long,
         env = "MESH_CONTROL_XDS_TLS_ADDR",
-        default_value = "0.0.0.0:15012"
+        default_value = "127.0.0.1:15012"
     )]
     pub xds_tls_addr: SocketAddr,
 
@@ -189,7 +194,7 @@ pub enum SourceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     /// Anyone may connect and obtain any identity of the trust domain
-    /// (demo, tests).
+    /// (demo, tests). Only loopback addresses unless given explicitly.
     None,
     /// Kubernetes ServiceAccount tokens, checked with TokenReview.
     Kubernetes,
@@ -201,7 +206,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who can obtain identities from the gRPC ports, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Callers prove their identity (`--authenticate kubernetes`).
+    Authenticated,
+    /// No authentication, but only local processes can connect.
+    LoopbackOnly,
+    /// No authentication on a network address, chosen explicitly with
+    /// `--authenticate none`: anyone who reaches it obtains any identity.
+    Network,
+}
+
+/// An unauthenticated network bind reached by defaults rather than chosen.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "refusing to hand out any identity without authentication on --{flag} {addr}: \
+     bind a loopback address, use --authenticate kubernetes, or pass \
+     --authenticate none to accept that anyone reaching {addr} obtains a \
+     certificate for any identity"
+)]
+pub struct UnchosenExposure {
+    pub flag: &'static str,
+    pub addr: SocketAddr,
+}
+
 impl ControlConfig {
+    /// Who can obtain identities with this configuration; an
+    /// unauthenticated non-loopback bind is an error unless
+    /// `--authenticate none` was given explicitly.
+    pub fn exposure(&self) -> Result<Exposure, UnchosenExposure> {
+        if self.auth_mode() != AuthMode::None {
+            return Ok(Exposure::Authenticated);
+        }
+        let exposed = [
+            ("xds-addr", self.xds_addr),
+            ("xds-tls-addr", self.xds_tls_addr),
+        ]
+        .into_iter()
+        .find(|(_, addr)| !addr.ip().is_loopback());
+        match (exposed, self.authenticate) {
+            (None, _) => Ok(Exposure::LoopbackOnly),
+            (Some(_), Some(AuthMode::None)) => Ok(Exposure::Network),
+            (Some((flag, addr)), _) => Err(UnchosenExposure { flag, addr }),
+        }
+    }
+
     /// `--authenticate`, defaulted from `--source`.
     pub fn auth_mode(&self) -> AuthMode {
         self.authenticate.unwrap_or(match self.source {
@@ -322,8 +372,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.cert_ttl, Duration::from_secs(30));
         assert_eq!(config.reload_interval, Duration::from_secs(1));
-        assert_eq!(config.xds_addr, "0.0.0.0:15010".parse().unwrap());
-        assert_eq!(config.xds_tls_addr, "0.0.0.0:15012".parse().unwrap());
+        assert_eq!(config.xds_addr, "127.0.0.1:15010".parse().unwrap());
+        assert_eq!(config.xds_tls_addr, "127.0.0.1:15012".parse().unwrap());
         assert_eq!(config.admin_addr, "127.0.0.1:15000".parse().unwrap());
         assert_eq!(config.ready_addr, "0.0.0.0:15021".parse().unwrap());
         assert_eq!(config.trust_domain, "cluster.local");
@@ -338,6 +388,42 @@ mod tests {
             [("istio-system".to_string(), "mesh-agent".to_string())]
         );
         assert!(ControlConfig::try_parse_from(["mesh-control"]).is_err());
+    }
+
+    #[test]
+    fn defaults_serve_identities_on_loopback_only() {
+        let config = ControlConfig::try_parse_from([
+            "mesh-control",
+            "--config-dir",
+            "/c",
+            "--ca-dir",
+            "/ca",
+        ])
+        .unwrap();
+        assert_eq!(config.auth_mode(), AuthMode::None);
+        assert!(config.xds_addr.ip().is_loopback(), "{}", config.xds_addr);
+        assert!(
+            config.xds_tls_addr.ip().is_loopback(),
+            "{}",
+            config.xds_tls_addr
+        );
+        assert_eq!(config.exposure().unwrap(), Exposure::LoopbackOnly);
+        let exposed = ControlConfig {
+            xds_tls_addr: "10.0.0.254:15012".parse().unwrap(),
+            ..config
+        };
+        let err = exposed.exposure().unwrap_err();
+        assert_eq!(err.flag, "xds-tls-addr");
+        let chosen = ControlConfig {
+            authenticate: Some(AuthMode::None),
+            ..exposed.clone()
+        };
+        assert_eq!(chosen.exposure().unwrap(), Exposure::Network);
+        let authenticated = ControlConfig {
+            authenticate: Some(AuthMode::Kubernetes),
+            ..exposed
+        };
+        assert_eq!(authenticated.exposure().unwrap(), Exposure::Authenticated);
     }
 
     #[test]

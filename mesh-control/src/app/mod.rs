@@ -58,6 +58,14 @@ impl App {
             cluster_domain: config.cluster_domain.clone(),
         };
         let auth_mode = config.auth_mode();
+        if config.exposure()? == config::Exposure::Network {
+            tracing::warn!(
+                xds_addr = %config.xds_addr,
+                xds_tls_addr = %config.xds_tls_addr,
+                "UNAUTHENTICATED on a network address (--authenticate none): anyone who \
+                 reaches these ports obtains a certificate for any identity of the trust domain"
+            );
+        }
         let client = if config.source == SourceKind::Kubernetes || auth_mode == AuthMode::Kubernetes
         {
             Some(

@@ -3,12 +3,16 @@
 //! the API server. Results — accepted or refused, not transport failures —
 //! are cached by the token's SHA-256 for at most [`CACHE_TTL`], so a stream
 //! reconnect storm does not become a TokenReview storm, while a revoked
-//! token stops working within a minute.
+//! token stops working within a minute. Concurrent reviews of one token
+//! share one call, at most [`MAX_CONCURRENT_REVIEWS`] calls run at once,
+//! and a full cache drops its oldest entries.
 use std::{
     collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
+
+use tokio::sync::{OnceCell, Semaphore};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::{
@@ -21,20 +25,28 @@ use super::{AuthError, Authenticator, Caller};
 
 /// How long a review result is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
-/// Entries kept at most; expired ones are dropped first, then all.
+/// Entries kept at most; the oldest are dropped first.
 const CACHE_MAX: usize = 10_000;
+/// TokenReviews in flight at most; further callers wait for a slot, so a
+/// flood of new tokens is paced by the API server instead of piling on it.
+pub const MAX_CONCURRENT_REVIEWS: usize = 8;
 /// The token extras Kubernetes sets for pod-bound tokens.
 const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
-/// Review results by token SHA-256, with when they were obtained.
-type Cache = HashMap<[u8; 32], (Instant, Result<Caller, AuthError>)>;
+mod cache;
+
+type Review = Result<Caller, AuthError>;
+/// One review in flight, shared by every caller of the same token.
+type InFlight = Arc<OnceCell<Review>>;
 
 /// TokenReview-backed [`Authenticator`].
 pub struct TokenReviewer {
     client: Client,
     audience: String,
-    cache: Mutex<Cache>,
+    cache: Mutex<cache::ReviewCache<Review>>,
+    in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
+    slots: Semaphore,
 }
 
 impl TokenReviewer {
@@ -43,30 +55,57 @@ impl TokenReviewer {
         TokenReviewer {
             client,
             audience: audience.into(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache::ReviewCache::new(CACHE_TTL, CACHE_MAX)),
+            in_flight: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(MAX_CONCURRENT_REVIEWS),
         }
     }
 
-    fn cached(&self, hash: &[u8; 32]) -> Option<Result<Caller, AuthError>> {
-        let cache = self.cache.lock().expect("token cache poisoned");
-        cache
-            .get(hash)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, result)| result.clone())
+    fn cached(&self, hash: &[u8; 32]) -> Option<Review> {
+        self.cache.lock().expect("token cache poisoned").get(hash)
     }
 
-    fn remember(&self, hash: [u8; 32], result: &Result<Caller, AuthError>) {
-        let mut cache = self.cache.lock().expect("token cache poisoned");
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
+    fn remember(&self, hash: [u8; 32], result: &Review) {
+        self.cache
+            .lock()
+            .expect("token cache poisoned")
+            .insert(hash, result.clone());
+    }
+
+    /// Reviews `token` once for all its concurrent callers; a result other
+    /// than a transport failure is cached before the review is released.
+    async fn review_shared(&self, hash: [u8; 32], token: &str) -> Review {
+        let cell = self
+            .in_flight
+            .lock()
+            .expect("token reviews poisoned")
+            .entry(hash)
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_init(|| async {
+                // A caller that waited for the cell may find the result
+                // already cached by a review that just finished.
+                if let Some(result) = self.cached(&hash) {
+                    return result;
+                }
+                let _slot = self.slots.acquire().await.expect("never closed");
+                let result = self.review(token).await;
+                if !matches!(result, Err(AuthError::Unavailable(_))) {
+                    self.remember(hash, &result);
+                }
+                result
+            })
+            .await
+            .clone();
+        let mut in_flight = self.in_flight.lock().expect("token reviews poisoned");
+        if in_flight.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            in_flight.remove(&hash);
         }
-        cache.insert(hash, (Instant::now(), result.clone()));
+        result
     }
 
-    async fn review(&self, token: &str) -> Result<Caller, AuthError> {
+    async fn review(&self, token: &str) -> Review {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
@@ -134,11 +173,7 @@ impl Authenticator for TokenReviewer {
         if let Some(result) = self.cached(&hash) {
             return result;
         }
-        let result = self.review(token).await;
-        if !matches!(result, Err(AuthError::Unavailable(_))) {
-            self.remember(hash, &result);
-        }
-        result
+        self.review_shared(hash, token).await
     }
 }
 

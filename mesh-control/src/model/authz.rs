@@ -164,3 +164,15 @@ impl AuthorizationPolicy {
         format!("AuthorizationPolicy {}/{}", self.namespace, self.name)
     }
 }
+
+/// The principal regex of a `namespaces` / `notNamespaces` entry (Istio's
+/// `*` wildcards allowed): what the waypoint matches peer identities with,
+/// and what the source checks against the regex budget.
+pub fn namespace_principal_regex(ns: &str) -> String {
+    let ns_re = ns
+        .split('*')
+        .map(::regex::escape)
+        .collect::<Vec<_>>()
+        .join("[^/]*");
+    format!("spiffe://[^/]+/ns/{ns_re}/sa/.*")
+}

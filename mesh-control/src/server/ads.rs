@@ -8,8 +8,15 @@
 //! change of the served [`Resources`] sends each stream only the resources
 //! whose version differs from what it holds, and the names it holds that
 //! are gone. A NACK rolls our record of what the client holds back to
-//! before that response, so the rejected resources are sent again with the
-//! next change; the reason is logged and kept in [`ConnectedProxies`].
+//! before that response; the reason is logged (cut to
+//! [`MAX_NACK_DETAIL`]) and kept in [`ConnectedProxies`]. A NACK names no
+//! resource, so the resources of a NACKed response are sent again one per
+//! response with the next change, and a resource whose own response is
+//! NACKed is not sent again until its version changes: one bad resource
+//! never holds back the others of its type. A push is split into responses
+//! of at most [`MAX_RESPONSE_BYTES`]; a single resource larger than that is
+//! not sent, and said so. A stream may subscribe to at most
+//! [`MAX_SUBSCRIBED_NAMES`] names per type and [`MAX_TYPES`] types.
 //!
 //! Envoy Listeners and RouteConfigurations are per waypoint: a stream
 //! identified (by its `Node`) as waypoint `<ns>/<name>` sees only the ones
@@ -50,6 +57,16 @@ const MAX_PENDING: usize = 32;
 const RESPONSE_BUFFER: usize = 4;
 /// The wildcard resource name.
 const WILDCARD: &str = "*";
+/// Explicitly subscribed names per type and stream; beyond, the stream
+/// ends with RESOURCE_EXHAUSTED.
+pub const MAX_SUBSCRIBED_NAMES: usize = 10_000;
+/// Type URLs one stream may subscribe to.
+pub const MAX_TYPES: usize = 16;
+/// Characters of a NACK's error detail kept for logs and the registry.
+pub const MAX_NACK_DETAIL: usize = 1024;
+/// Encoded resources per response: below tonic's and Envoy's usual 4 MiB
+/// receive limit, with room for the envelope.
+pub const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
 /// The gRPC service; one task per stream.
 pub struct AdsService {
@@ -132,6 +149,8 @@ impl AggregatedDiscoveryService for AdsService {
 /// A response in flight: per name, what the client held before it.
 struct Pending {
     nonce: String,
+    /// Resources it carried, name → version.
+    sent: Vec<(String, String)>,
     before: Vec<(String, Option<String>)>,
     after: BTreeMap<String, Option<String>>,
 }
@@ -148,6 +167,12 @@ struct TypeState {
     /// Send a response even if it is empty (answers a first subscription).
     respond: bool,
     pending: VecDeque<Pending>,
+    /// Resources the client rejected alone, name → rejected version; not
+    /// sent again until the version changes.
+    rejected: BTreeMap<String, String>,
+    /// Resources of a NACKed response of several: sent one per response
+    /// next, so a NACK tells which one is bad.
+    suspect: BTreeSet<String>,
 }
 
 impl TypeState {
@@ -247,20 +272,38 @@ impl AdsStream {
         }
         let type_url = req.type_url.clone();
         let first = !self.types.contains_key(&type_url);
+        if first && self.types.len() >= MAX_TYPES {
+            return Err(End::Error(Status::resource_exhausted(format!(
+                "a stream may subscribe to at most {MAX_TYPES} types"
+            ))));
+        }
         let ts = self.types.entry(type_url.clone()).or_default();
+        if ts.names.len() + req.resource_names_subscribe.len() > MAX_SUBSCRIBED_NAMES {
+            warn!(stream = self.id, peer = ?self.peer, %type_url, "too many subscribed names");
+            return Err(End::Error(Status::resource_exhausted(format!(
+                "a stream may subscribe to at most {MAX_SUBSCRIBED_NAMES} names of a type"
+            ))));
+        }
 
         if !req.response_nonce.is_empty() {
             match &req.error_detail {
                 Some(detail) => {
+                    let message = cut(&detail.message, MAX_NACK_DETAIL);
                     warn!(
                         node = self.node_id.as_deref().unwrap_or(""),
                         %type_url,
                         nonce = %req.response_nonce,
                         code = detail.code,
-                        "NACK: {}",
-                        detail.message
+                        "NACK: {message}"
                     );
                     if let Some(p) = take_pending(ts, &req.response_nonce) {
+                        match p.sent.as_slice() {
+                            [(name, version)] => {
+                                warn!(stream = self.id, %type_url, resource = %name, %version, "resource rejected: not sent again until it changes");
+                                ts.rejected.insert(name.clone(), version.clone());
+                            }
+                            sent => ts.suspect.extend(sent.iter().map(|(n, _)| n.clone())),
+                        }
                         // The client kept what it had; so do we.
                         for (name, before) in p.before {
                             if ts.held.get(&name) != p.after.get(&name).and_then(Option::as_ref) {
@@ -276,7 +319,7 @@ impl AdsStream {
                         self.id,
                         &type_url,
                         &req.response_nonce,
-                        &detail.message,
+                        message,
                         ts.held.len(),
                     );
                 }
@@ -362,9 +405,10 @@ impl AdsStream {
         if own == Some(None) && !std::mem::replace(&mut self.identity.warned, true) {
             warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, "stream subscribes to waypoint resources but is no known waypoint (node metadata NAMESPACE/WAYPOINT, or node id waypoint~<ip>~<pod>.<ns>~...): it gets none");
         }
-        let mut resources = Vec::new();
-        let mut removed = Vec::new();
-        let mut before = Vec::new();
+        // The rejected are dropped once their version moves on (or they go).
+        ts.rejected
+            .retain(|name, v| available.get(name).is_some_and(|r| &r.version == v));
+        let mut batches = Batches::default();
         for (name, r) in &available {
             if !ts.subscribed(name) {
                 continue;
@@ -373,74 +417,155 @@ impl AdsStream {
             if held == Some(&r.version) && !ts.force.contains(name) {
                 continue;
             }
-            before.push((name.clone(), held.cloned()));
-            resources.push(Resource {
+            if ts.rejected.get(name) == Some(&r.version) {
+                continue;
+            }
+            let resource = Resource {
                 name: name.clone(),
                 version: r.version.clone(),
                 resource: Some(r.any.clone()),
                 ..Default::default()
-            });
+            };
+            let size = prost::Message::encoded_len(&resource);
+            if size > MAX_RESPONSE_BYTES {
+                warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, resource = %name, size, limit = MAX_RESPONSE_BYTES, "resource too large to send: skipped until it changes");
+                ts.rejected.insert(name.clone(), r.version.clone());
+                continue;
+            }
+            let alone = ts.suspect.remove(name);
+            batches.add(held.cloned(), resource, size, alone);
         }
-        for name in ts.held.keys() {
+        let mut removed = Vec::new();
+        for (name, version) in &ts.held {
             if !available.contains_key(name) {
-                before.push((name.clone(), Some(ts.held[name].clone())));
-                removed.push(name.clone());
+                removed.push((name.clone(), Some(version.clone())));
             }
         }
         // Explicitly requested names that do not exist: say so.
         for name in &ts.force {
             if !available.contains_key(name) && !ts.held.contains_key(name) {
-                removed.push(name.clone());
+                removed.push((name.clone(), None));
             }
         }
         ts.force.clear();
-        if resources.is_empty() && removed.is_empty() && !std::mem::take(&mut ts.respond) {
-            self.proxies
-                .up_to_date(self.id, type_url, current.generation);
-            return Ok(());
+        let mut responses = batches.finish(removed);
+        if responses.is_empty() {
+            if !std::mem::take(&mut ts.respond) {
+                self.proxies
+                    .up_to_date(self.id, type_url, current.generation);
+                return Ok(());
+            }
+            responses.push(Batch::default());
         }
         ts.respond = false;
 
-        for r in &resources {
-            ts.held.insert(r.name.clone(), r.version.clone());
+        for batch in responses {
+            let Some(ts) = self.types.get_mut(type_url) else {
+                return Ok(());
+            };
+            let mut before = batch.before;
+            for r in &batch.resources {
+                ts.held.insert(r.name.clone(), r.version.clone());
+            }
+            for (name, held) in &batch.removed {
+                before.push((name.clone(), held.clone()));
+                ts.held.remove(name);
+            }
+            let removed: Vec<String> = batch.removed.into_iter().map(|(n, _)| n).collect();
+            self.nonces += 1;
+            let nonce = format!("{}-{}-{}", self.nonce_prefix, self.id, self.nonces);
+            let after = before
+                .iter()
+                .map(|(n, _)| (n.clone(), ts.held.get(n).cloned()))
+                .collect();
+            let sent = batch
+                .resources
+                .iter()
+                .map(|r| (r.name.clone(), r.version.clone()))
+                .collect();
+            ts.pending.push_back(Pending {
+                nonce: nonce.clone(),
+                sent,
+                before,
+                after,
+            });
+            if ts.pending.len() > MAX_PENDING {
+                ts.pending.pop_front();
+            }
+            debug!(
+                node = self.node_id.as_deref().unwrap_or(""),
+                %type_url,
+                %nonce,
+                generation = current.generation,
+                sent = batch.resources.len(),
+                removed = removed.len(),
+                "push"
+            );
+            self.proxies
+                .sent(self.id, type_url, current.generation, &nonce, ts.held.len());
+            let resp = DeltaDiscoveryResponse {
+                system_version_info: current.generation.to_string(),
+                resources: batch.resources,
+                type_url: type_url.to_string(),
+                nonce,
+                removed_resources: removed,
+                ..DeltaDiscoveryResponse::default()
+            };
+            tx.send(Ok(resp)).await.map_err(|_| End::Closed)?;
         }
-        for name in &removed {
-            ts.held.remove(name);
-        }
-        self.nonces += 1;
-        let nonce = format!("{}-{}-{}", self.nonce_prefix, self.id, self.nonces);
-        let after = before
-            .iter()
-            .map(|(n, _)| (n.clone(), ts.held.get(n).cloned()))
-            .collect();
-        ts.pending.push_back(Pending {
-            nonce: nonce.clone(),
-            before,
-            after,
-        });
-        if ts.pending.len() > MAX_PENDING {
-            ts.pending.pop_front();
-        }
-        debug!(
-            node = self.node_id.as_deref().unwrap_or(""),
-            %type_url,
-            %nonce,
-            generation = current.generation,
-            sent = resources.len(),
-            removed = removed.len(),
-            "push"
-        );
-        self.proxies
-            .sent(self.id, type_url, current.generation, &nonce, ts.held.len());
-        let resp = DeltaDiscoveryResponse {
-            system_version_info: current.generation.to_string(),
-            resources,
-            type_url: type_url.to_string(),
-            nonce,
-            removed_resources: removed,
-            ..DeltaDiscoveryResponse::default()
+        Ok(())
+    }
+}
+
+/// One response's worth: resources with what the client held before, and
+/// removals (name, held before).
+#[derive(Default)]
+struct Batch {
+    resources: Vec<Resource>,
+    before: Vec<(String, Option<String>)>,
+    removed: Vec<(String, Option<String>)>,
+    bytes: usize,
+}
+
+/// Groups a push into responses: suspects alone, the rest filled up to
+/// [`MAX_RESPONSE_BYTES`].
+#[derive(Default)]
+struct Batches {
+    done: Vec<Batch>,
+    open: Batch,
+}
+
+impl Batches {
+    fn add(&mut self, held: Option<String>, resource: Resource, size: usize, alone: bool) {
+        let target = if alone {
+            self.done.push(Batch::default());
+            self.done.last_mut().expect("just pushed")
+        } else {
+            if self.open.bytes + size > MAX_RESPONSE_BYTES && !self.open.resources.is_empty() {
+                self.done.push(std::mem::take(&mut self.open));
+            }
+            &mut self.open
         };
-        tx.send(Ok(resp)).await.map_err(|_| End::Closed)
+        target.before.push((resource.name.clone(), held));
+        target.resources.push(resource);
+        target.bytes += size;
+    }
+
+    /// The responses to send; removals ride with the first.
+    fn finish(mut self, removed: Vec<(String, Option<String>)>) -> Vec<Batch> {
+        if !self.open.resources.is_empty() || !removed.is_empty() {
+            self.open.removed = removed;
+            self.done.insert(0, self.open);
+        }
+        self.done
+    }
+}
+
+/// At most `max` characters of `text`.
+fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
     }
 }
 

@@ -36,9 +36,12 @@ pub use proxies::{ConnectedProxies, Nack, ProxyStatus, SyncStatus, TypeStatus};
 
 use crate::{auth::AuthPolicy, model::MeshState};
 
-/// Largest gRPC message we send or accept (a full Address push of a big
-/// mesh is one message).
+/// Largest gRPC message we send (pushes are split at
+/// [`ads::MAX_RESPONSE_BYTES`], so this only bounds the envelope).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest gRPC message we accept: a reconnecting client's
+/// `initial_resource_versions` for a large mesh fits, a flood does not.
+const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
 /// Settings of [`serve_listener`] beyond the arguments of [`serve`].
 #[derive(Debug, Clone)]
@@ -105,7 +108,7 @@ pub async fn serve_listener(
     let ads = AggregatedDiscoveryServiceServer::new(
         AdsService::new(resources, proxies).with_auth(opts.auth.clone()),
     )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut ca = CaService::new(signer, opts.default_cert_ttl);
     if let Some(policy) = opts.auth.clone() {

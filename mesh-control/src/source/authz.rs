@@ -389,8 +389,8 @@ fn source_of(rep: &mut Reporter<'_>, map: &Mapping, field: &str) -> Source {
         match key {
             "principals" => source.principals = strings(rep, value, &at),
             "notPrincipals" => source.not_principals = strings(rep, value, &at),
-            "namespaces" => source.namespaces = strings(rep, value, &at),
-            "notNamespaces" => source.not_namespaces = strings(rep, value, &at),
+            "namespaces" => source.namespaces = namespace_patterns(rep, value, &at),
+            "notNamespaces" => source.not_namespaces = namespace_patterns(rep, value, &at),
             "serviceAccounts" => source.service_accounts = strings(rep, value, &at),
             "notServiceAccounts" => source.not_service_accounts = strings(rep, value, &at),
             "ipBlocks" => source.ip_blocks = blocks(rep, value, &at),
@@ -403,6 +403,28 @@ fn source_of(rep: &mut Reporter<'_>, map: &Mapping, field: &str) -> Source {
         }
     }
     source
+}
+
+/// Namespace names or patterns, each within the regex budget as the
+/// principal regex it becomes.
+fn namespace_patterns(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec<String> {
+    let patterns = strings(rep, value, field);
+    for (i, ns) in patterns.iter().enumerate() {
+        let re = crate::model::authz::namespace_principal_regex(ns);
+        if let Err(mesh_regex::RegexError::TooBig { limit, .. }) = super::regex_budget::check(&re)
+        {
+            rep.error(
+                format!("{field}[{i}]"),
+                format!(
+                    "{ns:?} is over the regex program-size budget as a principal regex \
+                     ({limit} bytes compiled, the equivalent of Istio's limit of {} RE2 \
+                     instructions): use fewer wildcards",
+                    mesh_regex::ISTIO_MAX_PROGRAM_SIZE
+                ),
+            );
+        }
+    }
+    patterns
 }
 
 fn operation_of(rep: &mut Reporter<'_>, map: &Mapping, field: &str) -> Operation {

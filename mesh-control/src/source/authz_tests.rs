@@ -337,3 +337,26 @@ spec:
     assert_eq!(policies[1].rules, [AuthzRule::default()]);
     assert_eq!(policies[2].rules[0].when.len(), 3);
 }
+
+/// A namespace pattern becomes a principal regex at the waypoint; one over
+/// the regex program-size budget is rejected here, naming its field.
+#[test]
+fn namespace_patterns_over_the_regex_budget_are_rejected() {
+    load(&policy(
+        "  rules:\n  - from:\n    - source: {namespaces: [\"prod-*\", \"*-web\"]}\n",
+    ))
+    .unwrap();
+    // Far beyond what a namespace name can be, and beyond the budget as
+    // the principal regex it becomes.
+    let wild = format!("*{}", "a*".repeat(20_000));
+    let problems = errors(&format!(
+        "  rules:\n  - from:\n    - source: {{notNamespaces: [ok, \"{wild}\"]}}\n"
+    ));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!(
+            "authz.yaml: AuthorizationPolicy shop/p: spec.rules[0].from[0].source.notNamespaces[1]: {wild:?} is over the regex program-size budget"
+        )),
+        "{problems:?}"
+    );
+}

@@ -8,6 +8,7 @@ use std::{
 use super::{
     error::Problem,
     kube::{Objects, Origin, PeerAuthObj},
+    pod_owner::{Claim, PodOwners},
     SourceConfig,
 };
 use crate::model::{
@@ -132,6 +133,7 @@ pub(crate) fn build(
         services.push((key, svc));
     }
 
+    let owners = PodOwners::new(&objects.pods);
     for pod in &objects.pods {
         if !seen.first(
             "Pod",
@@ -140,6 +142,17 @@ pub(crate) fn build(
             problems,
         ) {
             continue;
+        }
+        match owners.claim(pod) {
+            Claim::Owner => {}
+            Claim::Terminal => continue,
+            Claim::Displaced { ip, by } => {
+                warnings.push(format!(
+                    "{}: Pod {}/{}: left out: {ip} is also claimed by Pod {}/{} ({}), which is preferred (Running, then newest creationTimestamp)",
+                    pod.origin.file, pod.namespace, pod.name, by.namespace, by.name, by.origin.location()
+                ));
+                continue;
+            }
         }
         if !pod.host_network {
             for (i, ip) in pod.ips.iter().enumerate() {

@@ -62,6 +62,10 @@ pub(crate) struct PodObj {
     pub node: String,
     pub ips: Vec<IpAddr>,
     pub host_network: bool,
+    /// `status.phase`.
+    pub phase: super::pod_owner::PodPhase,
+    /// `metadata.creationTimestamp` as written (RFC 3339, UTC).
+    pub created: Option<String>,
     pub origin: Origin,
 }
 
@@ -390,6 +394,9 @@ fn pod(
             "a pod has at most one address per family (status.podIP must be the first of status.podIPs)",
         );
     }
+    let phase =
+        super::pod_owner::PodPhase::parse(fields::opt_str(rep, value, "status.phase").as_deref());
+    let created = fields::opt_str(rep, value, "metadata.creationTimestamp");
     if rep.count() != before {
         return None;
     }
@@ -405,6 +412,8 @@ fn pod(
         node,
         ips,
         host_network,
+        phase,
+        created,
         origin,
     })
 }

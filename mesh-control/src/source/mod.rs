@@ -29,7 +29,11 @@ mod fields;
 mod gateway;
 mod kube;
 pub mod kubernetes;
+#[cfg(test)]
+mod pod_lifecycle_tests;
+mod pod_owner;
 mod published;
+mod regex_budget;
 mod routing;
 mod virtual_service;
 mod watch;

@@ -472,17 +472,19 @@ pub(crate) fn string_match(
     }
 }
 
-/// A non-empty regex that compiles.
+/// A non-empty regex that compiles within the program-size budget
+/// ([`mesh_regex::PROGRAM_SIZE_LIMIT`]), as written and anchored (how a
+/// full-match regex is compiled), so the waypoint accepts it too.
 pub(crate) fn regex(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> Option<String> {
     let s = text(cx, value, field)?;
     if s.is_empty() {
         cx.error(field, "a regex must not be empty");
         return None;
     }
-    match regex::Regex::new(&s) {
-        Ok(_) => Some(s),
-        Err(error) => {
-            cx.error(field, format!("{s:?} is not a valid RE2 regex: {error}"));
+    match super::regex_budget::check(&s) {
+        Ok(()) => Some(s),
+        Err(rejected) => {
+            cx.error(field, rejected.to_string());
             None
         }
     }

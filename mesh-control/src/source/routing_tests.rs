@@ -272,7 +272,7 @@ fn virtual_service_errors_name_the_field() {
         ),
         (
             vs("  http:\n  - match:\n    - headers: {user-agent: {regex: \"(Firefox\"}}\n    route:\n    - destination: {host: reviews}\n"),
-            "spec.http[0].match[0].headers.user-agent.regex: \"(Firefox\" is not a valid RE2 regex",
+            "spec.http[0].match[0].headers.user-agent.regex: regex \"(Firefox\" is not a valid RE2 regex",
         ),
         (
             vs("  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n    route:\n    - destination: {host: reviews}\n"),
@@ -411,5 +411,30 @@ fn weights_not_summing_to_100_are_relative_and_warned_about() {
             .any(|w| w.contains("spec.http[0].route: total destination weight 4 != 100")),
         "{:#?}",
         snapshot.warnings
+    );
+}
+
+/// A regex over the program-size budget (Istio's RE2 limit of 32768
+/// instructions, see `mesh_regex::PROGRAM_SIZE_LIMIT`) is rejected with its
+/// resource and field; one within it is kept.
+#[test]
+fn regexes_over_the_program_size_budget_are_rejected() {
+    let header = |re: &str| {
+        vs(&format!("  http:\n  - match:\n    - headers: {{x-id: {{regex: \"{re}\"}}}}\n    route:\n    - destination: {{host: reviews}}\n"))
+    };
+    load(&header("/api/v[0-9]+/.*")).unwrap();
+    load(&header("[a-z]{100}")).unwrap();
+    load(&header(r"/\\w{3,8}/[a-z0-9-]{1,63}")).unwrap();
+    let big = error(&header("(.{100}){100}"));
+    assert!(
+        big.starts_with("spec.http[0].match[0].headers.x-id.regex: regex \"(.{100}){100}\" is over the program-size budget"),
+        "{big}"
+    );
+    let rewrite = error(&vs(
+        "  http:\n  - rewrite: {uriRegexRewrite: {match: \"(x{1000}){100}\", rewrite: /}}\n    route:\n    - destination: {host: reviews}\n",
+    ));
+    assert!(
+        rewrite.starts_with("spec.http[0].rewrite.uriRegexRewrite.match: regex \"(x{1000}){100}\" is over"),
+        "{rewrite}"
     );
 }

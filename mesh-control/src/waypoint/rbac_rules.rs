@@ -199,16 +199,9 @@ impl RuleCx<'_> {
 
     /// Principals of namespace `ns` (Istio's `*` wildcards allowed).
     fn namespace(&self, ns: &str) -> Principal {
-        let ns_re = ns
-            .split('*')
-            .map(::regex::escape)
-            .collect::<Vec<_>>()
-            .join("[^/]*");
+        let re = crate::model::authz::namespace_principal_regex(ns);
         id(Identifier::Authenticated(Authenticated {
-            principal_name: Some(matcher(
-                MatchPattern::SafeRegex(regex(&format!("spiffe://[^/]+/ns/{ns_re}/sa/.*"))),
-                false,
-            )),
+            principal_name: Some(matcher(MatchPattern::SafeRegex(regex(&re)), false)),
         }))
     }
 

@@ -21,8 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::{
-    empty_response, is_connect, ConnectHandler, ConnectRequest, RelayOutcome, ServerOptions,
-    ServerStats,
+    empty_response, ConnectHandler, ConnectRequest, RelayOutcome, ServerOptions, ServerStats,
 };
 use crate::certs::parse_leaf;
 use crate::identity::Identity;
@@ -35,6 +34,9 @@ pub(super) struct Ctx {
     pub handler: Arc<dyn ConnectHandler>,
     pub options: ServerOptions,
     pub stats: Arc<ServerStats>,
+    /// Failed handshakes are the client's doing: logged at most every few
+    /// seconds, all counted in `stats`.
+    pub handshake_log: mesh_admin::rate_limit::LogLimiter,
 }
 
 /// What every stream of one connection shares.
@@ -55,7 +57,13 @@ pub(super) async fn serve_connection(
     let timeout = ctx.options.handshake_timeout;
     let fail = |what: &str, error: &dyn std::fmt::Display| {
         ctx.stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer_addr, %error, "HBONE {what} failed");
+        match ctx.handshake_log.check() {
+            Some(suppressed) => tracing::warn!(
+                %peer_addr, %error, suppressed,
+                "HBONE {what} failed (further failures logged at most every 10 s)"
+            ),
+            None => tracing::debug!(%peer_addr, %error, "HBONE {what} failed"),
+        }
     };
     let accept = acceptor.accept(tcp).into_fallible();
     let tls = match tokio::time::timeout(timeout, accept).await {
@@ -153,14 +161,12 @@ async fn handle_stream(
         let _ = respond.send_response(empty_response(status), true);
     };
     let peer = &info.peer;
-    if !is_connect(request.method()) {
-        tracing::debug!(%peer, method = %request.method(), "HBONE request is not CONNECT");
-        return reject(&mut respond, StatusCode::METHOD_NOT_ALLOWED);
-    }
-    let authority = request.uri().authority().map(|a| a.as_str().to_owned());
-    let Some(Ok(addr)) = authority.as_deref().map(str::parse::<SocketAddr>) else {
-        tracing::debug!(%peer, ?authority, "HBONE CONNECT authority is not ip:port");
-        return reject(&mut respond, StatusCode::BAD_REQUEST);
+    let addr = match super::connect_target(request.method(), request.uri()) {
+        Ok(addr) => addr,
+        Err(status) => {
+            tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), %status, "HBONE request is not CONNECT to ip:port");
+            return reject(&mut respond, status);
+        }
     };
     let (parts, body) = request.into_parts();
     let connect = ConnectRequest {

@@ -1,5 +1,9 @@
-//! The waypoint admin endpoint (`--admin-addr`, :15000), what
-//! `meshctl proxy-config` reads (contract §4):
+//! The waypoint admin endpoint (`--admin-addr`, 127.0.0.1:15000 as
+//! Istio's: it can stop the waypoint and change its logging, so it is not
+//! on the pod address), what `meshctl proxy-config` reads (contract §4).
+//! The kubelet uses the probe port ([`probe`], :15021) and Prometheus the
+//! metrics port ([`metrics`], :15020), which serve nothing that changes
+//! state.
 //!
 //! - `GET /config_dump` — listeners, routes (config) + clusters, endpoints
 //!   (upstream), JSON
@@ -8,18 +12,21 @@
 //! - `GET /ready` — 200 once LDS, RDS, CDS, EDS and Address were each
 //!   received once; 503 before and while draining
 //! - `POST /quitquitquit` — drain and exit
+pub mod metrics;
+pub mod probe;
+
 use std::{
     convert::Infallible,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicBool, Arc},
 };
 
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
-use mesh_admin::log_control::LogControl;
+use mesh_admin::{
+    http_serve::{serve_http1, HttpLimits},
+    listen::Listener,
+    log_control::LogControl,
+};
 use serde_json::{json, Value};
 use tokio::{net::TcpListener, sync::watch};
 
@@ -30,7 +37,12 @@ use crate::{
 };
 
 type DumpFn = Box<dyn Fn() -> Value + Send + Sync>;
-type TextFn = Box<dyn Fn() -> String + Send + Sync>;
+pub type TextFn = Box<dyn Fn() -> String + Send + Sync>;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Connections one source may hold on the probe and metrics ports: the
+/// kubelet and Prometheus need a few; anyone holding more would starve them.
+const PER_SOURCE: usize = 8;
 
 pub struct AdminState {
     pub proxy: Arc<Proxy>,
@@ -86,31 +98,14 @@ pub fn route(
     }
     match path {
         "/config_dump" => (StatusCode::OK, JSON, config_dump(state).to_string()),
-        "/metrics" | "/stats/prometheus" => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            (state.metrics)(),
-        ),
+        "/metrics" | "/stats/prometheus" => (StatusCode::OK, OPENMETRICS, (state.metrics)()),
         "/logging" => {
             let (status, text) = mesh_admin::logging::handle(state.log.as_deref(), method, query);
             (status, TEXT, text)
         }
         "/ready" => {
-            if *state.shutdown.borrow() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    JSON,
-                    json!({"ready": false, "reason": "draining"}).to_string(),
-                )
-            } else if state.synced.load(Ordering::Relaxed) {
-                (StatusCode::OK, JSON, json!({"ready": true}).to_string())
-            } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    JSON,
-                    json!({"ready": false, "reason": "waiting for xDS"}).to_string(),
-                )
-            }
+            let (status, value) = probe::readiness(&state.synced, *state.shutdown.borrow());
+            (status, JSON, value.to_string())
         }
         "/quitquitquit" => {
             tracing::info!("quitquitquit: draining");
@@ -138,41 +133,26 @@ pub fn config_dump(state: &AdminState) -> Value {
 /// Serves the admin endpoint until shutdown.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let mut stop = state.shutdown.subscribe();
-    loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = crate::server::stopped(&mut stop) => return,
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<Incoming>| {
-                let (status, ctype, text) =
-                    route(&state, req.method(), req.uri().path(), req.uri().query());
-                let mut resp = Response::new(body::full(text));
-                *resp.status_mut() = status;
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-                async move { Ok::<Response<Body>, Infallible>(resp) }
-            });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await
-            {
-                tracing::debug!(%error, "admin connection ended with an error");
-            }
-        });
-    }
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let (status, ctype, text) =
+            route(&state, req.method(), req.uri().path(), req.uri().query());
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        async move { Ok::<Response<Body>, Infallible>(resp) }
+    });
+    // Loopback by default: no per-source cap needed.
+    let limits = HttpLimits::small(None);
+    let listener = Listener::new(listener, limits.listen, "admin");
+    let stopped = async move { crate::server::stopped(&mut stop).await };
+    serve_http1(listener, limits, service, stopped).await;
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
     use crate::{config::ActiveConfig, route::Deps};
 

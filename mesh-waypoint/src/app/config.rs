@@ -12,8 +12,10 @@ use clap::Parser;
 /// Envoy xDS (Listener, RouteConfiguration, Cluster, ClusterLoadAssignment
 /// plus Istio's Address), and forwards each request to the chosen endpoint
 /// (over HBONE to mesh workloads). The same routes are served as plain
-/// HTTP on --http-addr. Admin (config_dump, metrics, logging, readiness)
-/// on --admin-addr.
+/// HTTP on --http-addr. Admin (config_dump, metrics, logging, readiness,
+/// quitquitquit) on --admin-addr, loopback only by default; the kubelet's
+/// probes on --probe-addr and Prometheus on --metrics-addr, which serve
+/// nothing that changes state.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mesh-waypoint", version, about, long_about)]
 pub struct Args {
@@ -65,13 +67,30 @@ pub struct Args {
     /// Plain HTTP listener (the same routes, virtual host by Host).
     #[arg(long, env = "MESH_WAYPOINT_HTTP_ADDR", default_value = "0.0.0.0:15080")]
     pub http_addr: SocketAddr,
-    /// Admin endpoint: /config_dump, /metrics, /logging, /ready, /quitquitquit.
+    /// Admin endpoint: /config_dump, /metrics, /logging, /ready,
+    /// /quitquitquit. Anyone who reaches it can stop the waypoint or change
+    /// its logging: keep it on loopback (`kubectl port-forward` reaches it).
     #[arg(
         long,
         env = "MESH_WAYPOINT_ADMIN_ADDR",
-        default_value = "0.0.0.0:15000"
+        default_value = "127.0.0.1:15000"
     )]
     pub admin_addr: SocketAddr,
+    /// Probe endpoint for the kubelet: GET /healthz/ready (every xDS type
+    /// received, not draining) and GET /healthz/live, nothing else.
+    #[arg(
+        long,
+        env = "MESH_WAYPOINT_PROBE_ADDR",
+        default_value = "0.0.0.0:15021"
+    )]
+    pub probe_addr: SocketAddr,
+    /// Prometheus endpoint: GET /metrics and /stats/prometheus, nothing else.
+    #[arg(
+        long,
+        env = "MESH_WAYPOINT_METRICS_ADDR",
+        default_value = "0.0.0.0:15020"
+    )]
+    pub metrics_addr: SocketAddr,
     /// Tokio worker threads.
     #[arg(long, env = "MESH_WAYPOINT_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -113,6 +132,8 @@ pub struct WaypointConfig {
     pub hbone_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub probe_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub otlp_endpoint: Option<String>,
     pub access_log: bool,
     pub cert_ttl: Duration,
@@ -140,6 +161,8 @@ impl WaypointConfig {
             hbone_addr: a.hbone_addr,
             http_addr: a.http_addr,
             admin_addr: a.admin_addr,
+            probe_addr: a.probe_addr,
+            metrics_addr: a.metrics_addr,
             otlp_endpoint: a.otlp_endpoint.clone(),
             access_log: a.access_log,
             cert_ttl: Duration::from_secs(a.cert_ttl_secs),
@@ -199,5 +222,18 @@ mod tests {
         assert_eq!(c.identity(), "spiffe://cluster.local/ns/bookinfo/sa/w-sa");
         assert_eq!(c.ca_addr.as_deref(), Some("http://10.0.0.254:15010"));
         assert_eq!(c.hbone_addr.port(), 15008);
+    }
+
+    #[test]
+    fn admin_is_loopback_only_by_default() {
+        let c = WaypointConfig::from_args(&Args::parse_from(["mesh-waypoint"]));
+        assert!(
+            c.admin_addr.ip().is_loopback(),
+            "admin (/quitquitquit, /logging) exposed on {}",
+            c.admin_addr
+        );
+        assert_eq!(c.admin_addr.port(), 15000);
+        assert_eq!(c.probe_addr.port(), 15021);
+        assert_eq!(c.metrics_addr.port(), 15020);
     }
 }

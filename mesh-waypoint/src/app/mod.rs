@@ -221,10 +221,11 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         let listener = TcpListener::bind(cfg.hbone_addr)
             .await
             .with_context(|| format!("binding --hbone-addr {}", cfg.hbone_addr))?;
-        let handler = Arc::new(server::hbone::TunnelHandler {
-            proxy: proxy.clone(),
-            shutdown: shutdown_rx.clone(),
-        });
+        let handler = Arc::new(server::hbone::TunnelHandler::new(
+            proxy.clone(),
+            clusters.clone(),
+            shutdown_rx.clone(),
+        ));
         let hserver = HboneServer::new(store.clone(), handler).with_options(ServerOptions {
             drain_timeout: cfg.drain,
             ..ServerOptions::default()
@@ -241,16 +242,44 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let admin_listener = TcpListener::bind(cfg.admin_addr)
         .await
         .with_context(|| format!("binding --admin-addr {}", cfg.admin_addr))?;
+    let probe_listener = TcpListener::bind(cfg.probe_addr)
+        .await
+        .with_context(|| format!("binding --probe-addr {}", cfg.probe_addr))?;
+    let metrics_listener = TcpListener::bind(cfg.metrics_addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {}", cfg.metrics_addr))?;
+    let metrics = {
+        let t = telemetry.clone();
+        move || t.encode_metrics()
+    };
+    tokio::spawn(admin::probe::serve(
+        probe_listener,
+        admin::probe::ProbeState {
+            synced: synced.clone(),
+            draining: shutdown_rx.clone(),
+            liveness: {
+                let liveness = proxy.liveness();
+                Arc::new(move || match liveness.check() {
+                    crate::health::Health::Live => Ok(()),
+                    crate::health::Health::Broken { recent } => Err(format!(
+                        "{recent} request panics within {:?}",
+                        crate::health::PANIC_WINDOW
+                    )),
+                })
+            },
+        },
+    ));
+    tokio::spawn(admin::metrics::serve(
+        metrics_listener,
+        Box::new(metrics.clone()),
+    ));
     let state = Arc::new(AdminState {
         proxy: proxy.clone(),
         clusters: {
             let c = clusters.clone();
             Box::new(move || c.dump())
         },
-        metrics: {
-            let t = telemetry.clone();
-            Box::new(move || t.encode_metrics())
-        },
+        metrics: Box::new(metrics),
         log,
         synced,
         shutdown: shutdown_tx.clone(),
@@ -261,6 +290,8 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         http = %cfg.http_addr,
         hbone = %cfg.hbone_addr,
         admin = %cfg.admin_addr,
+        probe = %cfg.probe_addr,
+        metrics = %cfg.metrics_addr,
         xds = ?cfg.xds_addr,
         listener = %cfg.listener_name(),
         "mesh-waypoint started"

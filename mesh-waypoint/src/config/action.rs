@@ -113,12 +113,11 @@ pub fn forward(a: &RouteAction, field: &str) -> Result<Action, ConfigError> {
                 .as_ref()
                 .ok_or_else(|| ConfigError::new(at(&rf, "pattern"), "missing"))?;
             // A rewrite replaces every match, so the pattern is not anchored.
-            let re = regex::Regex::new(&pat.regex).map_err(|e| {
-                ConfigError::new(
-                    at(&rf, "pattern.regex"),
-                    format!("invalid regex {:?}: {e}", pat.regex),
-                )
-            })?;
+            let re = super::regex_budget::compile(
+                &pat.regex,
+                mesh_regex::Anchoring::Search,
+                &at(&rf, "pattern.regex"),
+            )?;
             Ok((re, rewrite_substitution(&r.substitution)))
         })
         .transpose()?;

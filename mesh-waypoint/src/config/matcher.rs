@@ -86,8 +86,7 @@ pub fn compile_regex(r: &RegexMatcher, field: &str) -> Result<Regex, ConfigError
 }
 
 pub(crate) fn compile_pattern(pattern: &str, field: &str) -> Result<Regex, ConfigError> {
-    Regex::new(&format!("^(?:{pattern})$"))
-        .map_err(|e| ConfigError::new(field, format!("invalid regex {pattern:?}: {e}")))
+    super::regex_budget::compile(pattern, mesh_regex::Anchoring::Full, field)
 }
 
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@ pub mod listener;
 pub mod matcher;
 pub mod percent;
 pub mod rbac;
+pub mod regex_budget;
 pub mod route_config;
 pub mod store;
 pub mod table;

@@ -133,9 +133,11 @@ pub struct RbacInput<'a> {
     pub request: RequestView<'a>,
     /// The mTLS peer's `spiffe://…` identity.
     pub principal: Option<&'a str>,
-    /// The source pod (HBONE `forwarded: for=`), else the TCP peer.
+    /// Envoy's remote address (`remoteIpBlocks`): the verified source pod
+    /// of a tunnel, the TCP peer on the plain listener; None = unknown.
     pub source_ip: Option<IpAddr>,
-    /// The TCP peer.
+    /// Envoy's direct remote address (`ipBlocks`); the same on the
+    /// waypoint (no trusted `x-forwarded-for` hops).
     pub direct_ip: Option<IpAddr>,
     pub destination_ip: Option<IpAddr>,
     pub destination_port: Option<u16>,
@@ -143,6 +145,42 @@ pub struct RbacInput<'a> {
 
 fn ip_in(c: &Cidr, ip: Option<IpAddr>) -> bool {
     ip.is_some_and(|ip| c.contains(ip))
+}
+
+/// A source-IP condition: `None` (cannot tell) when the source address is
+/// not known, i.e. a tunnel's claimed address failed verification.
+fn source_in(c: &Cidr, ip: Option<IpAddr>) -> Option<bool> {
+    ip.map(|ip| c.contains(ip))
+}
+
+/// Kleene AND: false wins, then unknown.
+fn all(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    let mut unknown = false;
+    for v in values {
+        match v {
+            Some(false) => return Some(false),
+            None => unknown = true,
+            Some(true) => {}
+        }
+    }
+    (!unknown).then_some(true)
+}
+
+/// Kleene OR: true wins, then unknown.
+fn any(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    let mut unknown = false;
+    for v in values {
+        match v {
+            Some(true) => return Some(true),
+            None => unknown = true,
+            Some(false) => {}
+        }
+    }
+    if unknown {
+        None
+    } else {
+        Some(false)
+    }
 }
 
 impl Permission {
@@ -253,19 +291,23 @@ impl Principal {
         })
     }
 
-    pub fn matches(&self, input: &RbacInput<'_>) -> bool {
+    /// Whether the principal matches; `None` when that depends on a source
+    /// address that is not known.
+    pub fn matches(&self, input: &RbacInput<'_>) -> Option<bool> {
         match self {
-            Principal::And(v) => v.iter().all(|p| p.matches(input)),
-            Principal::Or(v) => v.iter().any(|p| p.matches(input)),
-            Principal::Any => true,
-            Principal::Authenticated(None) => input.principal.is_some(),
-            Principal::Authenticated(Some(m)) => input.principal.is_some_and(|p| m.matches(p)),
-            Principal::SourceIp(c) | Principal::RemoteIp(c) => ip_in(c, input.source_ip),
-            Principal::DirectRemoteIp(c) => ip_in(c, input.direct_ip),
-            Principal::Header(h) => h.matches(&input.request),
-            Principal::UrlPath(s) => s.matches(input.request.path_only()),
-            Principal::Not(p) => !p.matches(input),
-            Principal::Unsupported => false,
+            Principal::And(v) => all(v.iter().map(|p| p.matches(input))),
+            Principal::Or(v) => any(v.iter().map(|p| p.matches(input))),
+            Principal::Any => Some(true),
+            Principal::Authenticated(None) => Some(input.principal.is_some()),
+            Principal::Authenticated(Some(m)) => {
+                Some(input.principal.is_some_and(|p| m.matches(p)))
+            }
+            Principal::SourceIp(c) | Principal::RemoteIp(c) => source_in(c, input.source_ip),
+            Principal::DirectRemoteIp(c) => source_in(c, input.direct_ip),
+            Principal::Header(h) => Some(h.matches(&input.request)),
+            Principal::UrlPath(s) => Some(s.matches(input.request.path_only())),
+            Principal::Not(p) => p.matches(input).map(|m| !m),
+            Principal::Unsupported => Some(false),
         }
     }
 }
@@ -313,22 +355,39 @@ impl RbacRules {
         Ok(RbacRules { action, policies })
     }
 
-    /// The first policy matching `input`, by name order.
-    pub fn matching_policy(&self, input: &RbacInput<'_>) -> Option<&str> {
-        self.policies
-            .iter()
-            .find(|p| {
-                p.permissions.iter().any(|x| x.matches(input))
-                    && p.principals.iter().any(|x| x.matches(input))
-            })
-            .map(|p| p.name.as_str())
+    /// Whether `policy` matches `input` (`None`: cannot tell).
+    fn policy_matches(policy: &Policy, input: &RbacInput<'_>) -> Option<bool> {
+        if !policy.permissions.iter().any(|x| x.matches(input)) {
+            return Some(false);
+        }
+        any(policy.principals.iter().map(|x| x.matches(input)))
     }
 
-    /// Whether this filter lets the request through.
+    /// The first policy that matches `input` or cannot be ruled out, by
+    /// name order, with whether it surely matched.
+    pub fn matching_policy(&self, input: &RbacInput<'_>) -> Option<(&str, bool)> {
+        self.policies
+            .iter()
+            .find_map(|p| match Self::policy_matches(p, input) {
+                Some(false) => None,
+                m => Some((p.name.as_str(), m.is_some())),
+            })
+    }
+
+    /// Whether this filter lets the request through. Fail-safe when a
+    /// policy's match depends on an unknown source address: an ALLOW needs
+    /// a policy that surely matches, a DENY stops the request unless every
+    /// policy surely does not match.
     pub fn allows(&self, input: &RbacInput<'_>) -> bool {
         match self.action {
-            RbacAction::Allow => self.matching_policy(input).is_some(),
-            RbacAction::Deny => self.matching_policy(input).is_none(),
+            RbacAction::Allow => self
+                .policies
+                .iter()
+                .any(|p| Self::policy_matches(p, input) == Some(true)),
+            RbacAction::Deny => self
+                .policies
+                .iter()
+                .all(|p| Self::policy_matches(p, input) == Some(false)),
             RbacAction::Log => true,
         }
     }
@@ -421,6 +480,46 @@ mod tests {
                 principals: vec![principal],
             }],
         }
+    }
+
+    #[test]
+    fn an_unknown_source_fails_safe_for_allow_and_deny() {
+        let h = http::HeaderMap::new();
+        let mut unknown = input(&h, None, 9080);
+        unknown.source_ip = None;
+        unknown.direct_ip = None;
+        let pod = Cidr {
+            addr: "10.244.1.5".parse().unwrap(),
+            len: 32,
+        };
+        for ip in [
+            Principal::DirectRemoteIp(pod),
+            Principal::RemoteIp(pod),
+            Principal::Not(Box::new(Principal::DirectRemoteIp(pod))),
+            Principal::And(vec![Principal::Any, Principal::SourceIp(pod)]),
+        ] {
+            let mut r = policy(Permission::Any, ip.clone());
+            assert!(!r.allows(&unknown), "ALLOW {ip:?}");
+            r.action = RbacAction::Deny;
+            assert!(!r.allows(&unknown), "DENY {ip:?}");
+        }
+        // Decided without the address: known outcomes stay.
+        let or_any = Principal::Or(vec![Principal::Any, Principal::DirectRemoteIp(pod)]);
+        assert!(policy(Permission::Any, or_any).allows(&unknown));
+        let and_none = Principal::And(vec![
+            Principal::Authenticated(None),
+            Principal::DirectRemoteIp(pod),
+        ]);
+        let mut deny = policy(Permission::Any, and_none);
+        deny.action = RbacAction::Deny;
+        assert!(deny.allows(&unknown), "unauthenticated: surely no match");
+        // A permission that does not match rules the policy out.
+        let mut deny = policy(
+            Permission::UrlPath(StringMatcher::exact("/other")),
+            Principal::DirectRemoteIp(pod),
+        );
+        deny.action = RbacAction::Deny;
+        assert!(deny.allows(&unknown));
     }
 
     #[test]

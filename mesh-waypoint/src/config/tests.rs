@@ -80,6 +80,57 @@ fn bad_regex_is_rejected_with_its_path() {
 }
 
 #[test]
+fn regex_over_the_program_budget_is_rejected_with_its_path() {
+    // Each compiles within the regex crate's default limit, far beyond
+    // what Istio's RE2 program limit (32768 instructions) admits.
+    for pattern in ["/(a{1000}){100}", r"/(\w{1,100}){1,1000}", "/.{1,10000}"] {
+        let rc = RouteConfiguration {
+            name: "waypoint/default/w".into(),
+            virtual_hosts: vec![vh(
+                "a",
+                &["a"],
+                vec![
+                    route(PathSpecifier::Prefix("/".into()), "c"),
+                    route(
+                        PathSpecifier::SafeRegex(RegexMatcher {
+                            regex: pattern.into(),
+                            engine_type: None,
+                        }),
+                        "c",
+                    ),
+                ],
+            )],
+            ..Default::default()
+        };
+        let err = validate("t", &XdsResource::RouteConfiguration(Box::new(rc))).unwrap_err();
+        assert_eq!(err.0, "virtual_hosts[0].routes[1].match.safe_regex.regex");
+        assert!(err.1.contains("program-size budget"), "{}", err.1);
+    }
+    // The patterns Istio users write stay well inside it.
+    for pattern in [r"/api/v[0-9]+/.*", r"/\w+", "/[a-z0-9-]{1,63}", "/.{1,100}", r"/\w{3,8}"] {
+        let rc = RouteConfiguration {
+            name: "waypoint/default/w".into(),
+            virtual_hosts: vec![vh(
+                "a",
+                &["a"],
+                vec![route(
+                    PathSpecifier::SafeRegex(RegexMatcher {
+                        regex: pattern.into(),
+                        engine_type: None,
+                    }),
+                    "c",
+                )],
+            )],
+            ..Default::default()
+        };
+        assert!(
+            validate("t", &XdsResource::RouteConfiguration(Box::new(rc))).is_ok(),
+            "{pattern}"
+        );
+    }
+}
+
+#[test]
 fn duplicate_domain_and_empty_cluster_are_rejected() {
     let rc = RouteConfiguration {
         virtual_hosts: vec![vh("a", &["a:80"], vec![]), vh("b", &["b", "A:80"], vec![])],

@@ -8,6 +8,8 @@
 //! pull from the downstream (an abandoned attempt's body, still held by a
 //! connection, gets an error instead of stealing frames). Once more than
 //! the limit was seen, the copy is dropped and no further reader is given.
+//! The limit counts each kept chunk's overhead ([`CHUNK_OVERHEAD`]) as well
+//! as its payload.
 use std::{
     pin::Pin,
     sync::{Arc, Mutex},
@@ -20,6 +22,11 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
+
+/// What one kept data chunk costs beyond its payload (its slot, the
+/// `Bytes` handle, the allocation's header), counted against the limit so
+/// a body of 1-byte h2 frames cannot hold ~100× the limit.
+pub const CHUNK_OVERHEAD: usize = 64;
 
 enum Recorded {
     Data(Bytes),
@@ -141,12 +148,14 @@ impl http_body::Body for Reader {
                 self.pos = t.seen;
                 if !t.lost {
                     if let Some(d) = frame.data_ref() {
-                        t.bytes += d.len();
+                        t.bytes += d.len() + CHUNK_OVERHEAD;
                         if t.bytes > t.limit {
                             t.lost = true;
                             t.frames = Vec::new();
                         } else {
-                            t.frames.push(Recorded::Data(d.clone()));
+                            // A copy: a slice of the connection's read
+                            // buffer would pin the whole buffer.
+                            t.frames.push(Recorded::Data(Bytes::copy_from_slice(d)));
                         }
                     } else if let Some(tr) = frame.trailers_ref() {
                         t.frames.push(Recorded::Trailers(tr.clone()));
@@ -185,7 +194,7 @@ impl http_body::Body for Reader {
     }
 }
 
-/// Collects a body to bytes (tests, mirrors' drains).
+/// Collects a body to bytes (tests).
 pub async fn collect(b: Body) -> Result<Bytes, BoxError> {
     Ok(b.collect().await?.to_bytes())
 }
@@ -198,11 +207,11 @@ mod tests {
 
     #[tokio::test]
     async fn small_body_replays_large_one_streams_once() {
-        let mut r = Replay::new(body::full("hello"), 10);
+        let mut r = Replay::new(body::full("hello"), 10 + CHUNK_OVERHEAD);
         assert_eq!(collect(r.body().unwrap()).await.unwrap(), "hello");
         assert!(r.complete());
         assert_eq!(collect(r.body().unwrap()).await.unwrap(), "hello");
-        let mut big = Replay::new(body::full("0123456789abc"), 10);
+        let mut big = Replay::new(body::full("0123456789abc"), 10 + CHUNK_OVERHEAD);
         assert_eq!(collect(big.body().unwrap()).await.unwrap(), "0123456789abc");
         assert!(!big.replayable());
         assert!(big.body().is_none());
@@ -212,7 +221,7 @@ mod tests {
     async fn first_attempt_streams_before_the_body_ends_and_retry_resumes() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Frame<Bytes>, BoxError>>();
         let stream = tokio_stream_from(rx);
-        let mut r = Replay::new(body::boxed(StreamBody::new(stream)), 100);
+        let mut r = Replay::new(body::boxed(StreamBody::new(stream)), 1000);
         let mut first = r.body().unwrap();
         tx.send(Ok(Frame::data(Bytes::from("a")))).unwrap();
         // The first frame arrives while the downstream is still open.
@@ -225,6 +234,17 @@ mod tests {
         drop(tx);
         assert_eq!(collect(second).await.unwrap(), "ab");
         assert!(r.complete());
+    }
+
+    #[tokio::test]
+    async fn many_tiny_frames_count_their_overhead_against_the_limit() {
+        // 1000 one-byte frames: 1000 payload bytes, far more held memory.
+        let frames = (0..1000).map(|_| Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x"))));
+        let body = body::boxed(StreamBody::new(futures::stream::iter(frames)));
+        let mut r = Replay::new(body, 4096);
+        assert_eq!(collect(r.body().unwrap()).await.unwrap().len(), 1000);
+        assert!(!r.replayable(), "the copy would cost more than the limit");
+        assert!(r.body().is_none());
     }
 
     fn tokio_stream_from<T: Send + 'static>(

@@ -21,9 +21,11 @@ pub type TraceSpan = crate::telemetry::trace::Span;
 /// the request's extensions.
 #[derive(Debug, Clone, Default)]
 pub struct Downstream {
-    /// Principal (HBONE peer) and source pod IP.
+    /// Principal (HBONE peer) and source IP: on a tunnel the source pod,
+    /// only when verified against the peer's identity (`server::source`).
     pub peer: Peer,
-    /// The TCP peer (the source node's agent, or the plain client).
+    /// Envoy's direct remote address (`ipBlocks`): the verified source pod
+    /// on a tunnel, the TCP peer on the plain listener; None = unknown.
     pub direct_ip: Option<IpAddr>,
     /// The HBONE tunnel's `:authority` (`<vip>:<port>`): picks the virtual
     /// host. None on the plain listener (the `Host` header does).

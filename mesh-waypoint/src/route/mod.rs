@@ -2,7 +2,7 @@
 //! active config and rebuilt when it changes.
 //!
 //! ```text
-//! observe → select (vhost, route; 404 NR) → [listener's http_filters in
+//! observe → select (path normalised, 400 DPE; vhost, route; 404 NR) → [listener's http_filters in
 //! order: fault (DI/FI), rbac (403 RBAC) …] → router (redirect / direct /
 //! rewrite, header edits, cluster pick, hash, mirror, timeout UT, retries
 //! URX) → Upstream::send
@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod fault;
 pub mod hash;
 pub mod observe;
+pub mod path_normalize;
 pub mod pick;
 pub mod rbac;
 pub mod reply;
@@ -33,6 +34,7 @@ pub use stage::HttpService;
 
 use crate::{
     config::{ActiveConfig, HttpFilter},
+    health::Liveness,
     upstream::Upstream,
 };
 
@@ -46,6 +48,8 @@ pub struct Deps {
     /// Largest request body held for retries / mirrors (Envoy's default
     /// buffer limit is 1 MiB).
     pub max_buffer: usize,
+    /// Where [`Proxy::handle`] reports the panics it catches.
+    pub liveness: Arc<Liveness>,
 }
 
 impl Deps {
@@ -56,6 +60,7 @@ impl Deps {
             dice: Arc::new(dice::Dice::from_entropy()),
             trace: None,
             max_buffer: 1 << 20,
+            liveness: Arc::default(),
         }
     }
 }
@@ -127,22 +132,60 @@ impl Proxy {
             .clone()
     }
 
-    /// Serves one request with the current stack. (A boxed future of a
-    /// concrete type: callers need not prove the stack's future `Send` for
-    /// every lifetime of the boxed body error, which rustc cannot.)
+    /// What the proxy's liveness probe asks.
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.deps.liveness.clone()
+    }
+
+    /// Serves one request with the current stack. A panic while building
+    /// the response is caught: the client gets a 500 and
+    /// [`Liveness`] counts it (a panic while streaming the body afterwards
+    /// ends that one stream in hyper's task). (A boxed future of a concrete
+    /// type: callers need not prove the stack's future `Send` for every
+    /// lifetime of the boxed body error, which rustc cannot.)
     pub fn handle(
         &self,
         req: http::Request<crate::body::Body>,
     ) -> futures::future::BoxFuture<'static, http::Response<crate::body::Body>> {
+        use futures::FutureExt;
+        use std::panic::AssertUnwindSafe;
+        let liveness = self.deps.liveness.clone();
+        let mut svc = self.service();
         // The stack is always ready (every poll_ready is Ready).
-        let fut = self.service().call(req);
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| svc.call(req))) {
+            Ok(fut) => fut,
+            Err(panic) => return Box::pin(async move { panicked(&liveness, &*panic) }),
+        };
         Box::pin(async move {
-            match fut.await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(panic) => panicked(&liveness, &*panic),
             }
         })
     }
+}
+
+/// Counts a caught panic and answers 500.
+fn panicked(
+    liveness: &Liveness,
+    panic: &(dyn std::any::Any + Send),
+) -> http::Response<crate::body::Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    liveness.record_panic();
+    tracing::error!(
+        panic = message,
+        total = liveness.panics_total(),
+        health = ?liveness.check(),
+        "request handling panicked; answered 500"
+    );
+    let mut resp = http::Response::new(crate::body::full("internal error"));
+    *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    resp
 }
 
 #[cfg(test)]
@@ -151,5 +194,9 @@ pub(crate) mod testing;
 mod tests;
 #[cfg(test)]
 mod tests_flow;
+#[cfg(test)]
+mod tests_mirror;
+#[cfg(test)]
+mod tests_panic;
 #[cfg(test)]
 mod tests_policy;

@@ -51,7 +51,7 @@ impl Stage for Rbac {
                 let input = RbacInput {
                     request: view(&req, &host),
                     principal: d.peer.principal.as_deref(),
-                    source_ip: d.peer.ip.or(d.direct_ip),
+                    source_ip: d.peer.ip,
                     direct_ip: d.direct_ip,
                     destination_ip: d.destination.map(|a| a.ip()),
                     destination_port: d.destination.map(|a| a.port()),

@@ -26,7 +26,10 @@ use super::{
 };
 use crate::{
     body::Body,
-    config::table::{Action, Forward, Mirror, Route, WeightedTarget},
+    config::{
+        action::DEFAULT_ROUTE_TIMEOUT,
+        table::{Action, Forward, Mirror, Route, WeightedTarget},
+    },
     upstream::{SendContext, Upstream, UpstreamError, UpstreamResponse},
 };
 
@@ -112,8 +115,9 @@ impl Router {
         // Mirrors go once the body is known whole (fire and forget).
         if !mirrors.is_empty() {
             if replay.complete() {
+                let bound = f.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
                 for m in mirrors {
-                    self.mirror(m, &parts, &mut replay, hash);
+                    self.mirror(m, &parts, &mut replay, hash, bound);
                 }
             } else {
                 tracing::debug!(cluster = %cluster, "request body not replayable; not mirrored");
@@ -216,7 +220,17 @@ impl Router {
     }
 
     /// Fire-and-forget copy to the mirror cluster, host suffixed `-shadow`.
-    fn mirror(&self, m: &Mirror, parts: &Parts, replay: &mut Replay, hash: Option<u64>) {
+    /// The whole exchange (response body drained, never kept) is abandoned
+    /// after `bound`: the route's timeout, else Envoy's default, so a
+    /// mirror never outlives its request by more than that.
+    fn mirror(
+        &self,
+        m: &Mirror,
+        parts: &Parts,
+        replay: &mut Replay,
+        hash: Option<u64>,
+        bound: Duration,
+    ) {
         let Some(body) = replay.body() else { return };
         let mut req = Request::from_parts(parts.clone(), body);
         if m.shadow_suffix {
@@ -233,11 +247,14 @@ impl Router {
             },
         );
         tokio::spawn(async move {
-            match fut.await {
-                Ok(r) => {
-                    let _ = super::buffer::collect(r.response.into_body()).await;
+            let exchange = async {
+                match fut.await {
+                    Ok(r) => drain(r.response.into_body()).await,
+                    Err(e) => tracing::debug!(cluster = %cluster, error = %e, "mirror failed"),
                 }
-                Err(e) => tracing::debug!(cluster = %cluster, error = %e, "mirror failed"),
+            };
+            if tokio::time::timeout(bound, exchange).await.is_err() {
+                tracing::debug!(cluster = %cluster, ?bound, "mirror abandoned: timed out");
             }
         });
     }
@@ -351,5 +368,15 @@ pub fn shadow_host(host: &str) -> String {
     match host.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() && !h.is_empty() => format!("{h}-shadow:{p}"),
         _ => format!("{host}-shadow"),
+    }
+}
+
+/// Reads a body to its end, discarding every frame.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return;
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! Virtual host and route selection: the HBONE tunnel's authority (or
-//! `Host` on the plain listener) picks the virtual host, the first
-//! matching route wins; nothing → 404 with flag `NR`.
+//! Virtual host and route selection: the path is normalised first
+//! ([`path_normalize`](super::path_normalize); a path that cannot be → 400
+//! with flag `DPE`), the HBONE tunnel's authority (or `Host` on the plain
+//! listener) picks the virtual host, the first matching route wins;
+//! nothing → 404 with flag `NR`.
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -8,7 +10,7 @@ use http::{header, Request, StatusCode};
 
 use super::{
     exchange::Exchange,
-    reply,
+    path_normalize, reply,
     stage::{Stage, Step},
 };
 use crate::{
@@ -42,7 +44,18 @@ pub fn view<'a, B>(req: &'a Request<B>, authority: &'a str) -> RequestView<'a> {
 }
 
 impl Stage for Select {
-    fn run(&self, req: Request<Body>, ex: Arc<Exchange>) -> BoxFuture<'static, Step> {
+    fn run(&self, mut req: Request<Body>, ex: Arc<Exchange>) -> BoxFuture<'static, Step> {
+        // Every later stage (RBAC, router) and the upstream see this path.
+        match path_normalize::normalize_uri(req.uri()) {
+            Ok(None) => {}
+            Ok(Some(normal)) => *req.uri_mut() = normal,
+            Err(error) => {
+                tracing::debug!(%error, "request path refused");
+                ex.flag("DPE");
+                let resp = reply::local_for(&req, StatusCode::BAD_REQUEST, "Bad Request");
+                return Box::pin(async move { Step::Respond(resp) });
+            }
+        }
         let host = request_host(&req);
         let vhost_key = match ex.downstream.tunnel_authority {
             Some(a) => a.to_string(),

@@ -34,6 +34,8 @@ pub enum Behavior {
     Error(UpstreamError),
     /// Never answers.
     Hang,
+    /// Panics (a bug in the request path).
+    Panic,
 }
 
 /// One attempt the fake saw.
@@ -133,6 +135,7 @@ impl Upstream for FakeUpstream {
                 }
                 Behavior::Error(e) => Err(e),
                 Behavior::Hang => std::future::pending().await,
+                Behavior::Panic => panic!("upstream bug, on purpose"),
             }
         })
     }

@@ -7,29 +7,57 @@ use std::sync::Arc;
 use mesh_hbone::{ConnectHandler, ConnectRequest, HandlerFuture, RelayOutcome};
 use tokio::sync::watch;
 
+use super::source::{verified_source, Workloads};
 use crate::{
     route::{Downstream, Proxy},
     telemetry::Peer,
+    upstream::Directory,
 };
 
 /// Bytes buffered per direction in a tunnel's pipe.
 const PIPE_BUFFER: usize = 64 * 1024;
 
 pub struct TunnelHandler {
-    pub proxy: Arc<Proxy>,
-    pub shutdown: watch::Receiver<bool>,
+    proxy: Arc<Proxy>,
+    workloads: Arc<dyn Workloads>,
+    shutdown: watch::Receiver<bool>,
 }
 
-/// The downstream facts of a tunnel.
-pub fn downstream(req: &ConnectRequest) -> Downstream {
+impl TunnelHandler {
+    /// Serves tunnels with `proxy`; `workloads` verifies source addresses.
+    pub fn new(
+        proxy: Arc<Proxy>,
+        workloads: Arc<dyn Workloads>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        TunnelHandler {
+            proxy,
+            workloads,
+            shutdown,
+        }
+    }
+}
+
+/// The downstream facts of a tunnel. The source is the pod the source
+/// node's agent names (else the TCP peer), when verified against `dir`;
+/// it is both Envoy's remote and direct remote address, as in Istio's
+/// waypoint, where the tunnel's inner connection comes from the pod.
+pub fn downstream(req: &ConnectRequest, dir: &Directory) -> Downstream {
+    let claimed = req.forwarded_for().unwrap_or(req.peer_addr.ip());
+    let source = verified_source(dir, &req.peer, claimed);
+    if source.is_none() {
+        tracing::debug!(
+            peer = %req.peer,
+            %claimed,
+            "tunnel source address not verified: not a workload of the peer's identity"
+        );
+    }
     Downstream {
         peer: Peer {
             principal: Some(req.peer.to_string()),
-            // The source pod as the source node's agent names it; else
-            // the agent itself.
-            ip: req.forwarded_for().or(Some(req.peer_addr.ip())),
+            ip: source,
         },
-        direct_ip: Some(req.peer_addr.ip()),
+        direct_ip: source,
         tunnel_authority: Some(req.authority),
         destination: Some(req.authority),
     }
@@ -38,7 +66,7 @@ pub fn downstream(req: &ConnectRequest) -> Downstream {
 impl ConnectHandler for TunnelHandler {
     fn handle(&self, request: ConnectRequest) -> HandlerFuture {
         let (ours, theirs) = tokio::io::duplex(PIPE_BUFFER);
-        let downstream = downstream(&request);
+        let downstream = downstream(&request, &self.workloads.directory());
         tracing::debug!(
             peer = %request.peer,
             authority = %request.authority,

@@ -9,6 +9,12 @@ use crate::{
     telemetry::Peer,
 };
 
+/// Open connections in total and per client address.
+const PLAIN_LIMITS: mesh_admin::listen::Limits = mesh_admin::listen::Limits {
+    max_connections: 16_384,
+    max_per_source: Some(1024),
+};
+
 /// Accepts until `shutdown` turns true, then returns once every open
 /// connection has finished its in-flight requests (the caller bounds the
 /// wait with its drain timeout).
@@ -16,17 +22,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Re
     let local = listener.local_addr().ok();
     let mut stop = shutdown.clone();
     let mut conns: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    // Connection caps and accept back-off (mesh-admin's accept loop).
+    let mut listener = mesh_admin::listen::Listener::new(listener, PLAIN_LIMITS, "plain HTTP");
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (tcp, peer, permit) = tokio::select! {
+            a = listener.accept() => (a.stream, a.peer, a.permit),
             () = super::stopped(&mut stop) => break,
         };
         let _ = tcp.set_nodelay(true);
@@ -39,12 +39,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Re
             tunnel_authority: None,
             destination: local,
         };
-        conns.spawn(super::conn::serve(
-            tcp,
-            proxy.clone(),
-            downstream,
-            shutdown.clone(),
-        ));
+        let conn = super::conn::serve(tcp, proxy.clone(), downstream, shutdown.clone());
+        conns.spawn(async move {
+            conn.await;
+            drop(permit);
+        });
         // Reap finished connections so the set stays small.
         while conns.try_join_next().is_some() {}
     }

@@ -6,6 +6,7 @@
 pub mod conn;
 pub mod hbone;
 pub mod http;
+pub mod source;
 
 /// Resolves once `shutdown` is (or turns) true. The watch guard is dropped
 /// here, so callers' futures stay `Send`.

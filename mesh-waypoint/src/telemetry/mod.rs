@@ -24,7 +24,10 @@ use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 pub use record::{Peer, RequestRecord};
 
-use crate::upstream::{Directory, UpstreamMetrics};
+use crate::{
+    sync::MutexExt,
+    upstream::{Directory, UpstreamMetrics},
+};
 
 /// What telemetry is built with.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +83,7 @@ impl Telemetry {
 
     /// Adds the upstream side's `mesh_waypoint_*` series to `/metrics`.
     pub fn register_upstream(&self, m: &UpstreamMetrics) {
-        m.register(&mut self.registry.lock().unwrap());
+        m.register(&mut self.registry.lock_unpoisoned());
     }
 
     pub fn set_access_log(&self, on: bool) {
@@ -131,7 +134,7 @@ impl Telemetry {
     /// Prometheus text exposition of everything registered.
     pub fn encode_metrics(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap();
+        let registry = self.registry.lock_unpoisoned();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }

@@ -279,3 +279,19 @@ fn access_log_goes_to_the_access_target_only_when_on() {
     assert_eq!(v["response_flags"], "UO");
     assert_eq!(v["source_principal"], PRODUCTPAGE);
 }
+
+#[test]
+fn a_poisoned_registry_lock_still_serves_metrics() {
+    let t = Telemetry::new(TelemetryOptions::default());
+    std::thread::scope(|s| {
+        let _ = s
+            .spawn(|| {
+                let _guard = t.registry.lock();
+                panic!("poisoning the lock on purpose");
+            })
+            .join();
+    });
+    assert!(t.registry.is_poisoned());
+    t.register_upstream(&UpstreamMetrics::default());
+    assert!(t.encode_metrics().contains("# TYPE istio_requests"));
+}

@@ -26,7 +26,10 @@ use super::{
     outlier::{Detector, Outcome},
     pool::Pool,
 };
-use crate::body::{self, Body};
+use crate::{
+    body::{self, Body},
+    sync::MutexExt,
+};
 
 /// Envoy's `host_selection_retry_max_attempts` as Istio writes it.
 const HOST_SELECTION_ATTEMPTS: u32 = 5;
@@ -113,12 +116,12 @@ impl HostSet {
         let outlier = cfg.outlier.clone().map(|ocfg| {
             let d = match old.and_then(|o| o.outlier.as_ref()) {
                 Some(d) => {
-                    d.lock().unwrap().set_config(ocfg);
+                    d.lock_unpoisoned().set_config(ocfg);
                     Arc::clone(d)
                 }
                 None => Arc::new(Mutex::new(Detector::new(ocfg, Instant::now()))),
             };
-            d.lock().unwrap().set_hosts(addrs.iter().copied());
+            d.lock_unpoisoned().set_hosts(addrs.iter().copied());
             d
         });
         let all = Arc::new(Balancer::new(cfg.lb, addrs));
@@ -141,13 +144,13 @@ impl HostSet {
     pub fn is_ejected(&self, addr: &SocketAddr) -> bool {
         self.outlier
             .as_ref()
-            .is_some_and(|d| d.lock().unwrap().is_ejected(addr))
+            .is_some_and(|d| d.lock_unpoisoned().is_ejected(addr))
     }
 
     pub fn total_ejections(&self, addr: &SocketAddr) -> u64 {
         self.outlier
             .as_ref()
-            .map_or(0, |d| d.lock().unwrap().total_ejections(addr))
+            .map_or(0, |d| d.lock_unpoisoned().total_ejections(addr))
     }
 
     /// Hosts the balancer may use now: the healthy ones, or all of them in
@@ -177,9 +180,9 @@ impl HostSet {
         let Some(d) = &self.outlier else {
             return Ok(Arc::clone(&self.all));
         };
-        let mut d = d.lock().unwrap();
+        let mut d = d.lock_unpoisoned();
         d.advance(now);
-        let mut cache = self.eligible.lock().unwrap();
+        let mut cache = self.eligible.lock_unpoisoned();
         if cache.0 != d.generation() {
             let b = self
                 .eligible(&d)
@@ -271,7 +274,7 @@ impl HostSet {
             Err(_) => None,
         };
         if let (Some(outcome), Some(d)) = (outcome, &self.outlier) {
-            if d.lock().unwrap().report(ep.addr, outcome, Instant::now()) {
+            if d.lock_unpoisoned().report(ep.addr, outcome, Instant::now()) {
                 metrics
                     .ejections
                     .get_or_create(&UpstreamMetrics::cluster(name))
@@ -337,7 +340,7 @@ mod tests {
 
     fn eject(s: &HostSet, a: SocketAddr, now: Instant) {
         let d = s.outlier.as_ref().unwrap();
-        assert!(d.lock().unwrap().report(a, Outcome::Status(500), now));
+        assert!(d.lock_unpoisoned().report(a, Outcome::Status(500), now));
     }
 
     fn picks(s: &HostSet, ctx: &SendContext, now: Instant, n: usize) -> Vec<SocketAddr> {

@@ -22,7 +22,7 @@ use super::{
     host_set::HostSet,
     metrics::{OverflowLabels, UpstreamMetrics},
 };
-use crate::body::Body;
+use crate::{body::Body, sync::RwLockExt};
 
 /// What the upstream side needs from the binary.
 #[derive(Clone, Default)]
@@ -90,7 +90,7 @@ impl ClusterManager {
             .into_iter()
             .map(|c| (c.cluster_name.as_str(), c))
             .collect();
-        let old = self.clusters.read().unwrap().clone();
+        let old = self.clusters.read_unpoisoned().clone();
         let mut next = Clusters::new();
         for c in clusters {
             let cfg = match ClusterConfig::from_proto(c) {
@@ -126,8 +126,8 @@ impl ClusterManager {
             workloads = directory.workloads(),
             "upstream config applied"
         );
-        *self.directory.write().unwrap() = Arc::new(directory);
-        *self.clusters.write().unwrap() = Arc::new(next);
+        *self.directory.write_unpoisoned() = Arc::new(directory);
+        *self.clusters.write_unpoisoned() = Arc::new(next);
     }
 
     /// Adds or replaces one cluster with Envoy's defaults (round robin,
@@ -151,7 +151,7 @@ impl ClusterManager {
             })
             .collect();
         let dir = self.directory();
-        let mut clusters = self.clusters.write().unwrap();
+        let mut clusters = self.clusters.write_unpoisoned();
         let set = HostSet::build(
             clusters.get(cluster).map(|s| s.as_ref()),
             cfg,
@@ -166,16 +166,16 @@ impl ClusterManager {
 
     /// The current Address view.
     pub fn directory(&self) -> Arc<Directory> {
-        Arc::clone(&self.directory.read().unwrap())
+        Arc::clone(&self.directory.read_unpoisoned())
     }
 
     fn cluster(&self, name: &str) -> Option<Arc<HostSet>> {
-        self.clusters.read().unwrap().get(name).cloned()
+        self.clusters.read_unpoisoned().get(name).cloned()
     }
 
     /// `{"clusters": [..], "endpoints": [..]}` for `/config_dump`.
     pub fn dump(&self) -> Value {
-        let clusters = self.clusters.read().unwrap().clone();
+        let clusters = self.clusters.read_unpoisoned().clone();
         let mut names: Vec<&String> = clusters.keys().collect();
         names.sort();
         let (mut cs, mut es) = (Vec::new(), Vec::new());
@@ -339,6 +339,32 @@ mod tests {
             &XdsResource::ClusterLoadAssignment(Box::new(ok))
         )
         .is_ok());
+    }
+
+    /// Panics while holding `lock`'s guard, poisoning it.
+    fn poison<T: Send + Sync>(lock: &std::sync::RwLock<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _guard = lock.write();
+                    panic!("poisoning the lock on purpose");
+                })
+                .join();
+        });
+        assert!(lock.is_poisoned());
+    }
+
+    #[test]
+    fn a_poisoned_lock_does_not_break_later_calls() {
+        let cm = ClusterManager::new(UpstreamOptions::default());
+        cm.set_endpoints("c", vec!["10.0.0.1:80".parse().unwrap()]);
+        poison(&cm.clusters);
+        poison(&cm.directory);
+        assert!(cm.retry_permit("c").is_some());
+        assert_eq!(cm.directory().workloads(), 0);
+        assert_eq!(cm.dump()["clusters"].as_array().unwrap().len(), 1);
+        cm.apply(&XdsSnapshot::default());
+        assert!(cm.dump()["clusters"].as_array().unwrap().is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::{
     connector::{Connector, Route},
     UpstreamError,
 };
-use crate::body::Body;
+use crate::{body::Body, sync::MutexExt};
 
 enum Sender {
     H1(conn::http1::SendRequest<Body>),
@@ -98,7 +98,7 @@ struct Connecting(Arc<Pool>);
 
 impl Drop for Connecting {
     fn drop(&mut self) {
-        self.0.state.lock().unwrap().h2_connecting = false;
+        self.0.state.lock_unpoisoned().h2_connecting = false;
         self.0.ready.notify_waiters();
     }
 }
@@ -112,7 +112,7 @@ struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut s = self.pool.state.lock().unwrap();
+        let mut s = self.pool.state.lock_unpoisoned();
         s.open -= 1;
         drop(s);
         self.pool.ready.notify_one();
@@ -135,7 +135,7 @@ impl Pool {
 
     /// Connections open or being opened.
     pub fn open_connections(&self) -> usize {
-        self.state.lock().unwrap().open
+        self.state.lock_unpoisoned().open
     }
 
     /// Sends `req` on a pooled or new connection; returns the response
@@ -182,7 +182,7 @@ impl Pool {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             let dial_id = {
-                let mut s = self.state.lock().unwrap();
+                let mut s = self.state.lock_unpoisoned();
                 if let Some(lease) = self.checkout(&mut s, cfg) {
                     return Ok(lease);
                 }
@@ -284,7 +284,7 @@ impl Pool {
         // also when the request that started the dial is cancelled.
         let _connecting = (self.protocol == Protocol::Http2).then(|| Connecting(Arc::clone(self)));
         let sender = self.handshake(guard, cfg, connector, route).await?;
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock_unpoisoned();
         let used = 1;
         if let Sender::H2(h2) = &sender {
             s.h2 = Some(Shared2 {
@@ -364,7 +364,7 @@ impl Pool {
             return;
         };
         let start_sweeper = {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state.lock_unpoisoned();
             st.idle.push_back(Idle {
                 id,
                 sender,
@@ -508,7 +508,7 @@ async fn sweep(pool: std::sync::Weak<Pool>) {
     loop {
         let next = {
             let Some(pool) = pool.upgrade() else { return };
-            let mut s = pool.state.lock().unwrap();
+            let mut s = pool.state.lock_unpoisoned();
             let timeout = s.idle_timeout;
             let before = s.idle.len();
             s.idle

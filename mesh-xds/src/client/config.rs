@@ -117,7 +117,14 @@ impl std::fmt::Debug for XdsTls {
 
 /// Exponential reconnect backoff with jitter: `initial`, doubling up to
 /// `max`, each delay scaled by a random factor in `[1 - jitter, 1]`. It is
-/// reset once a stream delivers a response.
+/// reset only after a healthy stream: one that applied (ACKed) a response
+/// and stayed open for at least [`HEALTHY_STREAM`].
+/// How long a stream that ACKed a response must stay open before its end
+/// restarts the backoff from `initial`; a server that accepts and drops
+/// streams, or a stream that dies right after its first push, keeps
+/// doubling the delay instead of reconnecting in a tight loop.
+pub const HEALTHY_STREAM: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     pub initial: Duration,
@@ -134,6 +141,17 @@ impl Default for Backoff {
             jitter: 0.2,
         }
     }
+}
+
+/// What one stream showed about the connection, for the backoff.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StreamOutcome {
+    /// How long the stream was open (zero if it never opened).
+    pub lived: Duration,
+    /// Responses received.
+    pub responses: u64,
+    /// Responses applied and ACKed.
+    pub acked: u64,
 }
 
 /// The running state of a [`Backoff`].
@@ -153,6 +171,14 @@ impl BackoffState {
 
     pub(crate) fn reset(&mut self) {
         self.next = self.cfg.initial;
+    }
+
+    /// The delay before reconnecting after a stream that showed `outcome`.
+    pub(crate) fn after_stream(&mut self, outcome: &StreamOutcome) -> Duration {
+        if outcome.acked > 0 && outcome.lived >= HEALTHY_STREAM {
+            self.reset();
+        }
+        self.next_delay()
     }
 
     /// The delay before the next attempt; advances the state.
@@ -181,6 +207,40 @@ mod tests {
         assert_eq!(got, [100, 200, 400, 800, 1000, 1000]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    /// Only a stream that applied a response and stayed up resets the
+    /// backoff: a server that answers and then drops every stream (or
+    /// sends only what the client rejects) is retried ever more slowly.
+    #[test]
+    fn only_a_healthy_stream_resets_the_backoff() {
+        let cfg = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            jitter: 0.0,
+        };
+        let mut b = BackoffState::new(cfg);
+        let flapping = StreamOutcome {
+            lived: Duration::from_millis(50),
+            responses: 1,
+            acked: 1,
+        };
+        let delays: Vec<u128> = (0..4)
+            .map(|_| b.after_stream(&flapping).as_millis())
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800]);
+        let rejected = StreamOutcome {
+            lived: HEALTHY_STREAM * 2,
+            responses: 5,
+            acked: 0,
+        };
+        assert_eq!(b.after_stream(&rejected), Duration::from_millis(1600));
+        let healthy = StreamOutcome {
+            lived: HEALTHY_STREAM,
+            responses: 1,
+            acked: 1,
+        };
+        assert_eq!(b.after_stream(&healthy), Duration::from_millis(100));
     }
 
     #[test]

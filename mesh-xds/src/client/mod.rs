@@ -22,7 +22,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-pub use config::{Backoff, FieldRejection, Validator, XdsClientConfig, XdsTls};
+pub use config::{Backoff, FieldRejection, Validator, XdsClientConfig, XdsTls, HEALTHY_STREAM};
 pub use snapshot::{CachedResource, TypeCache, XdsResource, XdsSnapshot};
 pub use validate::{decode_resource, InvalidResource};
 

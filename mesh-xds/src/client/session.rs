@@ -7,7 +7,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use super::{
-    config::BackoffState,
+    config::{BackoffState, StreamOutcome},
     snapshot::{CachedResource, XdsSnapshot},
     validate::decode_resource,
     XdsClientConfig,
@@ -88,16 +88,24 @@ pub(super) async fn run(
     };
     let mut backoff = BackoffState::new(cfg.backoff);
     loop {
+        let mut outcome = StreamOutcome::default();
         let result = tokio::select! {
-            r = run_stream(&cfg, tls.as_ref(), &tx, &mut backoff) => r,
+            r = run_stream(&cfg, tls.as_ref(), &tx, &mut outcome) => r,
             _ = &mut stop => break,
         };
         let msg = match result {
             Ok(()) => "stream closed by the server".to_string(),
             Err(e) => chain(&e),
         };
-        let delay = backoff.next_delay();
-        warn!(endpoint = %cfg.endpoint, retry_in = ?delay, "xDS: {msg}");
+        let delay = backoff.after_stream(&outcome);
+        warn!(
+            endpoint = %cfg.endpoint,
+            retry_in = ?delay,
+            lived = ?outcome.lived,
+            responses = outcome.responses,
+            acked = outcome.acked,
+            "xDS: {msg}"
+        );
         publish(&tx, |s| {
             s.connected = false;
             s.last_error = Some(msg);
@@ -135,7 +143,7 @@ async fn run_stream(
     cfg: &XdsClientConfig,
     tls: Option<&TlsConnector>,
     tx: &watch::Sender<Arc<XdsSnapshot>>,
-    backoff: &mut BackoffState,
+    outcome: &mut StreamOutcome,
 ) -> Result<(), StreamError> {
     let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
         .map_err(|source| StreamError::Endpoint {
@@ -189,16 +197,30 @@ async fn run_stream(
         .into_inner();
     info!(endpoint = %cfg.endpoint, node = %cfg.node_id, "xDS stream connected");
     publish(tx, |s| s.connected = true);
+    let opened = tokio::time::Instant::now();
 
-    while let Some(resp) = responses.message().await? {
-        backoff.reset();
+    while let Some(resp) = next_response(&mut responses, outcome, opened).await? {
         let reply = handle_response(tx, resp, cfg.validator.as_ref());
+        outcome.responses += 1;
+        outcome.acked += u64::from(reply.error_detail.is_none());
         req_tx
             .send(reply)
             .await
             .map_err(|_| StreamError::RequestsClosed)?;
     }
     Ok(())
+}
+
+/// The next response; `outcome.lived` follows the stream's age, so it is
+/// right however the stream ends.
+async fn next_response(
+    responses: &mut tonic::Streaming<DeltaDiscoveryResponse>,
+    outcome: &mut StreamOutcome,
+    opened: tokio::time::Instant,
+) -> Result<Option<DeltaDiscoveryResponse>, tonic::Status> {
+    let next = responses.message().await;
+    outcome.lived = opened.elapsed();
+    next
 }
 
 /// Applies one response atomically (or not at all) and returns the ACK or

@@ -208,3 +208,45 @@ async fn an_unreachable_api_server_is_unavailable_and_not_cached() {
     assert!(matches!(error, AuthError::Unavailable(_)), "{error}");
     assert!(reviewer.cache.lock().unwrap().is_empty());
 }
+
+/// Concurrent reviews of one token share one TokenReview: a reconnect
+/// storm of one agent is one API call.
+#[tokio::test]
+async fn concurrent_reviews_of_one_token_share_one_call() {
+    let server = responder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = kube_client(Some(&kubeconfig(dir.path(), server.addr)))
+        .await
+        .unwrap();
+    let reviewer = TokenReviewer::new(client, "istio-ca");
+    let callers = (0..32).map(|_| reviewer.authenticate("web"));
+    for result in futures::future::join_all(callers).await {
+        assert_eq!(result.unwrap().service_account, "web");
+    }
+    assert_eq!(server.reviews.load(Ordering::SeqCst), 1);
+}
+
+/// A full cache drops its oldest entries, not everything: the tokens seen
+/// last are still answered without a review.
+#[tokio::test]
+async fn a_full_cache_keeps_its_newest_entries() {
+    let server = responder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = kube_client(Some(&kubeconfig(dir.path(), server.addr)))
+        .await
+        .unwrap();
+    let reviewer = TokenReviewer::new(client, "istio-ca");
+    let tokens: Vec<String> = (0..CACHE_MAX + 1).map(|i| format!("forged-{i}")).collect();
+    use futures::StreamExt as _;
+    futures::stream::iter(&tokens)
+        .for_each_concurrent(16, |t| async {
+            assert!(reviewer.authenticate(t).await.is_err());
+        })
+        .await;
+    let reviewed = server.reviews.load(Ordering::SeqCst);
+    assert_eq!(reviewed, tokens.len());
+    for t in &tokens[tokens.len() - 100..] {
+        assert!(reviewer.authenticate(t).await.is_err());
+    }
+    assert_eq!(server.reviews.load(Ordering::SeqCst), reviewed);
+}
