@@ -17,6 +17,7 @@
 //! then run in xtask's place ([`lab`]).
 mod cargo;
 mod console;
+mod fuzz;
 mod lab;
 mod lab_args;
 mod pins;
@@ -69,6 +70,16 @@ enum Cmd {
     /// Soak the demo mesh: mixed L4/L7 load, config churn and daemon restarts for --minutes,
     /// printing requests, failures, RSS and fds over time and a verdict. Needs root.
     Soak(lab_args::SoakArgs),
+    /// Run each fuzz target (fuzz/, cargo-fuzz on nightly; installs cargo-fuzz when missing) for
+    /// --minutes and print executions and coverage per target; fails on a crash.
+    Fuzz {
+        /// Minutes per target.
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// Only this target (a name in fuzz/fuzz_targets/).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Demo(args) => lab::demo(args),
         Cmd::Bench { which } => lab::bench(&which),
         Cmd::Soak(args) => lab::soak(&args),
+        Cmd::Fuzz { minutes, target } => fuzz::run(minutes, target.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -121,7 +121,7 @@ fn toolchains() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ensure_nightly() -> anyhow::Result<String> {
+pub(crate) fn ensure_nightly() -> anyhow::Result<String> {
     let list = toolchains()?;
     let toolchain = if list
         .lines()
