@@ -180,6 +180,7 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
             enroller: std::sync::Mutex::new(Enroller::open(&layout)?),
             kernel_stats: maps::stats(&layout)?,
             strict: std::sync::Mutex::new(crate::capture::strict::StrictPods::open(&layout)?),
+            probes: std::sync::Mutex::new(crate::capture::probes::ProbePorts::open(&layout)?),
         }),
         log: Some(log),
         shutdown: Arc::clone(&shutdown),

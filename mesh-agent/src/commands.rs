@@ -77,6 +77,8 @@ pub fn status(pins: &PinConfig) -> anyhow::Result<()> {
     }
     let strict = crate::capture::strict::StrictPods::open(&layout)?.list();
     println!("pods under STRICT mTLS (plaintext dropped in the kernel): {strict:?}");
+    let probes = crate::capture::probes::ProbePorts::open(&layout)?.list();
+    println!("their ports the kubelet probes (plaintext from the node address passes): {probes:?}");
     println!("kernel counters:");
     for (name, value) in maps::read_stats(&maps::stats(&layout)?)? {
         println!("  {name:<24} {value}");

@@ -51,6 +51,11 @@ pub struct Workload {
     /// Names (`<namespace>/<hostname>`) of the services selecting this pod,
     /// with their port mapping service port → target port.
     pub services: BTreeMap<String, BTreeMap<u16, u16>>,
+    /// Ports the kubelet's probes connect to (`httpGet`, `tcpSocket`,
+    /// `grpc` of every container's liveness, readiness and startup probe),
+    /// sorted, no duplicates: plaintext from the node address that a STRICT
+    /// pod still takes.
+    pub probe_ports: Vec<u16>,
 }
 
 /// A Kubernetes Service.

@@ -217,10 +217,7 @@ fn the_corpus_is_large_and_names_are_unique() {
 
 #[test]
 fn hostile_configs_are_rejected_by_resource_and_field_and_the_good_one_stays() {
-    let cases: Vec<Case> = cases::all()
-        .into_iter()
-        .filter(|c| c.awaits.is_none())
-        .collect();
+    let cases: Vec<Case> = cases::all().into_iter().collect();
     let failures = run(&cases);
     eprintln!("{} hostile cases, {} failing", cases.len(), failures.len());
     assert!(
@@ -229,43 +226,6 @@ fn hostile_configs_are_rejected_by_resource_and_field_and_the_good_one_stays() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-fn run_awaiting(reason: &str) {
-    let cases: Vec<Case> = cases::all()
-        .into_iter()
-        .filter(|c| c.awaits == Some(reason))
-        .collect();
-    assert!(!cases.is_empty());
-    let failures = run(&cases);
-    assert!(
-        failures.is_empty(),
-        "{} failing:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-/// Regexes mesh-control's size budget does not refuse yet.
-#[test]
-#[ignore = "awaits the regex size budget in mesh-control (run with --ignored)"]
-fn cases_awaiting_the_regex_budget() {
-    run_awaiting(hostile::REGEX_BUDGET);
-}
-
-/// Cases mesh-control accepts today although they are wrong (reported).
-#[test]
-#[ignore = "awaits validations mesh-control does not do yet (run with --ignored)"]
-fn cases_awaiting_validation_in_mesh_control() {
-    run_awaiting(hostile::VALIDATION_GAP);
-}
-
-/// Cases known to take minutes until mesh-control bounds nesting before
-/// parsing.
-#[test]
-#[ignore = "awaits a flow-nesting budget in mesh-control (run with --ignored)"]
-fn cases_awaiting_the_nesting_budget() {
-    run_awaiting(hostile::NESTING_BUDGET);
 }
 
 /// The checks can fail: a case whose expectation names the wrong field is
@@ -279,7 +239,6 @@ fn a_wrong_expectation_is_reported() {
             resource: "Service shop/x".into(),
             field: "spec.clusterIP".into(),
         },
-        awaits: None,
     };
     let failures = run(std::slice::from_ref(&case));
     assert_eq!(failures.len(), 1, "{failures:?}");

@@ -73,6 +73,7 @@ fn state() -> MeshState {
                 labels: BTreeMap::new(),
                 mesh: true,
                 services: BTreeMap::new(),
+                probe_ports: vec![],
             },
         );
     }

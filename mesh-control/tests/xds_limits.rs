@@ -52,6 +52,7 @@ fn pod(name: &str, ip: &str) -> Workload {
         labels: BTreeMap::new(),
         mesh: true,
         services: BTreeMap::new(),
+        probe_ports: vec![],
     }
 }
 

@@ -69,6 +69,7 @@ fn pod(name: &str, ip: &str) -> Workload {
             "shop/web.shop.svc.cluster.local".into(),
             BTreeMap::from([(80, 8080)]),
         )]),
+        probe_ports: vec![],
     }
 }
 

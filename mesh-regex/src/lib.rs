@@ -36,6 +36,10 @@ pub const PROGRAM_SIZE_LIMIT: usize = ISTIO_MAX_PROGRAM_SIZE * 32;
 /// makes the search slower, never bigger.
 pub const DFA_SIZE_LIMIT: usize = 256 * 1024;
 
+/// RE2 refuses counted repetitions above this (`a{1001}` is a syntax error
+/// in Envoy).
+pub const RE2_MAX_REPEAT: u32 = 1000;
+
 /// Why a pattern is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegexError {
@@ -69,6 +73,11 @@ pub fn compile(pattern: &str, anchoring: Anchoring) -> Result<regex::Regex, Rege
     regex_syntax::Parser::new()
         .parse(pattern)
         .map_err(|e| invalid(e.to_string()))?;
+    if let Some(count) = largest_repetition(pattern).filter(|&n| n > RE2_MAX_REPEAT) {
+        return Err(invalid(format!(
+            "repetition count {count} is over RE2's limit of {RE2_MAX_REPEAT}"
+        )));
+    }
     let re2 = re2_pattern(pattern);
     let engine = match anchoring {
         Anchoring::Full => format!("^(?:{re2})$"),
@@ -107,6 +116,32 @@ pub fn re2_pattern(pattern: &str) -> String {
     }
     out.push_str(&pattern[at..]);
     out
+}
+
+/// The largest count of any `{n}`, `{n,}` or `{n,m}` in `pattern`.
+fn largest_repetition(pattern: &str) -> Option<u32> {
+    struct Largest(Option<u32>);
+    impl Visitor for Largest {
+        type Output = Option<u32>;
+        type Err = ();
+        fn finish(self) -> Result<Option<u32>, ()> {
+            Ok(self.0)
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
+            if let Ast::Repetition(rep) = ast {
+                if let ast::RepetitionKind::Range(range) = &rep.op.kind {
+                    let n = match *range {
+                        ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n) => n,
+                        ast::RepetitionRange::Bounded(m, n) => m.max(n),
+                    };
+                    self.0 = Some(self.0.map_or(n, |o| o.max(n)));
+                }
+            }
+            Ok(())
+        }
+    }
+    let parsed = ast::parse::Parser::new().parse(pattern).ok()?;
+    ast::visit(&parsed, Largest(None)).ok().flatten()
 }
 
 /// One Perl class in the pattern: its byte span and RE2's ASCII class for
@@ -175,7 +210,10 @@ mod tests {
 
     #[test]
     fn perl_classes_are_ascii_as_in_re2() {
-        assert_eq!(re2_pattern(r"/api/\w+/\d{2}"), "/api/[0-9A-Za-z_]+/[0-9]{2}");
+        assert_eq!(
+            re2_pattern(r"/api/\w+/\d{2}"),
+            "/api/[0-9A-Za-z_]+/[0-9]{2}"
+        );
         assert_eq!(re2_pattern(r"[\w.-]+"), "[[0-9A-Za-z_].-]+");
         assert_eq!(re2_pattern(r"\S+\s\D"), r"[^\t\n\f\r ]+[\t\n\f\r ][^0-9]");
         // Escaped backslashes and classes inside sets stay what they are.
@@ -207,7 +245,12 @@ mod tests {
 
     #[test]
     fn what_istios_limit_refuses_is_refused() {
-        for p in [r"(a{1000}){100}", r".{1,10000}", r"(\w{1,100}){1,1000}", r"[a-z]{50000}"] {
+        for p in [
+            r"(a{1000}){100}",
+            r"(.{1,1000}){10}",
+            r"(\w{1,100}){1,1000}",
+            r"([a-z]{1000}){50}",
+        ] {
             match compile(p, Anchoring::Full) {
                 Err(RegexError::TooBig { pattern, .. }) => assert_eq!(pattern, p),
                 other => panic!("{p}: {other:?}"),
@@ -216,8 +259,24 @@ mod tests {
     }
 
     #[test]
+    fn repetitions_over_re2s_limit_are_invalid() {
+        full("a{1000}");
+        for p in ["a{1001}", r"\w{5000}", "(ab){2,1001}", "x{1001,}"] {
+            match compile(p, Anchoring::Full) {
+                Err(RegexError::Invalid { error, .. }) => {
+                    assert!(error.contains("over RE2's limit of 1000"), "{p}: {error}")
+                }
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn invalid_patterns_name_the_pattern() {
         let err = compile("(", Anchoring::Search).unwrap_err();
-        assert!(matches!(&err, RegexError::Invalid { pattern, .. } if pattern == "("), "{err}");
+        assert!(
+            matches!(&err, RegexError::Invalid { pattern, .. } if pattern == "("),
+            "{err}"
+        );
     }
 }

@@ -71,7 +71,12 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
     // The answer (404: no such host) comes, then the connection idles.
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"HTTP/1.1 404", "{}", String::from_utf8_lossy(&first));
+    assert_eq!(
+        &first,
+        b"HTTP/1.1 404",
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
     let limit = HEADER_READ_TIMEOUT * 2 + Duration::from_secs(5);
     assert!(
         closed_within(&mut idle, limit).await.is_some(),

@@ -74,6 +74,9 @@ pub struct Cluster {
     pub xds_tls: bool,
     /// Extra labels per pod (besides `app`), written into the topology.
     pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Extra `spec` YAML per pod (besides `serviceAccountName` and
+    /// `nodeName`), written unindented; the topology indents it.
+    pub pod_spec_extra: BTreeMap<String, String>,
     /// Extra labels of every namespace (besides ambient mode).
     pub namespace_labels: BTreeMap<String, String>,
     /// Pod → namespace, for pods not in `default`.
@@ -138,6 +141,7 @@ impl Cluster {
             placement: BTreeMap::new(),
             xds_tls: false,
             pod_labels: BTreeMap::new(),
+            pod_spec_extra: BTreeMap::new(),
             namespace_labels: BTreeMap::new(),
             pod_namespaces: BTreeMap::new(),
             hosts: vec![],
@@ -299,8 +303,13 @@ impl Cluster {
                     .iter()
                     .map(|(k, v)| format!("    {k}: {v:?}\n"))
                     .collect();
+                let spec_extra: String = self
+                    .pod_spec_extra
+                    .get(&pod.name)
+                    .map(|yaml| yaml.lines().map(|l| format!("  {l}\n")).collect())
+                    .unwrap_or_default();
                 out += &format!(
-                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n{labels}spec:\n  serviceAccountName: {name}\n  nodeName: {node}\nstatus:\n  podIP: {ip}\n",
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n{labels}spec:\n  serviceAccountName: {name}\n  nodeName: {node}\n{spec_extra}status:\n  podIP: {ip}\n",
                     name = pod.name,
                     ns = self.namespace_of(&pod.name),
                     node = node.name,
@@ -511,6 +520,14 @@ impl Cluster {
         for (k, v) in labels {
             entry.insert(k.to_string(), v.to_string());
         }
+        self.write_config("00-topology.yaml", &self.topology_yaml())
+    }
+
+    /// Adds `yaml` (e.g. `containers:` with probes) to a pod's `spec` and
+    /// rewrites the topology.
+    pub fn set_pod_spec_extra(&mut self, pod: &str, yaml: &str) -> anyhow::Result<()> {
+        self.pod_spec_extra
+            .insert(pod.to_string(), yaml.to_string());
         self.write_config("00-topology.yaml", &self.topology_yaml())
     }
 

@@ -89,7 +89,15 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
         let transfer = s.spawn(|| {
             c.client(
                 "a",
-                &["echo", "--to", &dst(&c), "--bytes", "1048576", "--chunk-delay-ms", "100"],
+                &[
+                    "echo",
+                    "--to",
+                    &dst(&c),
+                    "--bytes",
+                    "1048576",
+                    "--chunk-delay-ms",
+                    "100",
+                ],
             )
         });
         std::thread::sleep(Duration::from_millis(400));
@@ -98,7 +106,10 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
     });
     // The transfer through the dead agent ends (error or short), never hangs.
     if let Ok(out) = &during {
-        assert_ne!(out["received"], 1_048_576u64, "transfer survived a dead proxy?");
+        assert_ne!(
+            out["received"], 1_048_576u64,
+            "transfer survived a dead proxy?"
+        );
     }
     reap_agent(&mut c, "node1");
 
@@ -169,7 +180,10 @@ fn control_plane_down_past_the_certificate_half_life_fails_no_connection() {
         });
         rounds += 1;
     }
-    assert!(rounds > 3, "too little load during the outage: {rounds} rounds");
+    assert!(
+        rounds > 3,
+        "too little load during the outage: {rounds} rounds"
+    );
 
     c.start_control(&[]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -214,7 +228,8 @@ fn configuration_churn_during_load_fails_no_connection() {
         let mut writes = 0u32;
         let started = Instant::now();
         while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
-            c.write_config("40-churn.yaml", &churn_yaml(writes)).unwrap();
+            c.write_config("40-churn.yaml", &churn_yaml(writes))
+                .unwrap();
             writes += 1;
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -257,7 +272,15 @@ fn web_requests(c: &Cluster, count: usize) -> (u64, u64) {
     let out = c
         .client(
             "client",
-            &["http", "--url", &url, "--count", &count_arg, "--timeout-ms", "2000"],
+            &[
+                "http",
+                "--url",
+                &url,
+                "--count",
+                &count_arg,
+                "--timeout-ms",
+                "2000",
+            ],
         )
         .unwrap();
     let ok = out["statuses"]["200"].as_u64().unwrap_or(0);
@@ -295,11 +318,11 @@ fn a_killed_waypoint_serves_again_after_restart() {
     c.start_waypoint("waypoint", "waypoint").unwrap();
     assert_eq!(web_requests(&c, 20), (20, 0), "before the kill");
 
-    let mut dead = c.waypoints.pop().unwrap();
+    let dead = c.waypoints.pop().unwrap();
     sigkill(dead.pid());
     drop(dead); // reaps the killed process
-    // Down: requests fail (the waypoint is the only way to web), and they
-    // fail rather than hang (bounded by the 2 s client timeout).
+                // Down: requests fail (the waypoint is the only way to web), and they
+                // fail rather than hang (bounded by the 2 s client timeout).
     let (ok, failed) = web_requests(&c, 3);
     assert_eq!((ok, failed), (0, 3), "served without the waypoint?");
 

@@ -3,12 +3,18 @@
 //! own sockets, from itself, and — from the node address — on the ports
 //! declared in `probe_ports` (the kubelet's probes). IPv6 SYNs are judged
 //! whatever extension headers they carry. Kernel state is written with
-//! bpftool, so no control plane is needed.
-use std::{net::SocketAddr, time::Duration};
+//! bpftool, so no control plane is needed — except where the probe ports
+//! come from the Pod's YAML (control plane → Workload resource → agent).
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use mesh_e2e::{
     bins::Binaries,
-    bpftool, netns, pysock,
+    bpftool,
+    cluster::Cluster,
+    netns, pysock,
     topology::{NODE_IP, NODE_IP6},
     Topology,
 };
@@ -132,4 +138,66 @@ fn strict_pod_refuses_ipv6_syns_with_extension_headers() {
             "a SYN with {option} reached a STRICT pod: {out}"
         );
     }
+}
+
+const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls:\n    mode: STRICT\n";
+
+/// Waits (at most 20 s) until the agent of `node` has put a pod in
+/// `strict_pods`; returns its `/stats/capture`. The agent writes
+/// `probe_ports` before `strict_pods`.
+fn wait_strict(c: &Cluster, node: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let capture = c.agent(node).capture().unwrap();
+        if capture["strict_pods"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return capture;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no STRICT pod on {node}: {capture}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kubelet_probes_declared_in_the_pod_spec_reach_a_strict_pod() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        TAG,
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["b"])],
+    )
+    .unwrap();
+    // The readiness probe names its port; the echo port is not probed.
+    c.set_pod_spec_extra(
+        "b",
+        &format!(
+            "containers:\n- name: app\n  ports:\n  - name: health\n    containerPort: {PROBE}\n  - containerPort: {ECHO}\n  readinessProbe:\n    tcpSocket:\n      port: health\n  livenessProbe:\n    exec:\n      command: [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    c.write_config("20-peerauth.yaml", STRICT).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.serve("b", ECHO, Some(PROBE)).unwrap();
+    let b = c.pod("b").ip;
+    let capture = wait_strict(&c, "node1");
+
+    // The kubelet's position: a plain socket in the node's namespace.
+    let node = c.node("node1").netns.path();
+    netns::connect_in(&node, SocketAddr::from((b, PROBE)), Duration::from_secs(2))
+        .expect("the kubelet's probe to a STRICT pod was dropped");
+    assert!(
+        netns::connect_in(&node, SocketAddr::from((b, ECHO)), Duration::from_secs(2)).is_err(),
+        "a port no probe declares took plaintext from the node address"
+    );
+    assert_eq!(
+        capture["probe_ports"],
+        serde_json::json!([SocketAddr::from((b, PROBE)).to_string()]),
+        "{capture}"
+    );
 }

@@ -42,6 +42,7 @@ pub fn config_dump<'a>(
                 "canonical_name": w.canonical_name,
                 "canonical_revision": w.canonical_revision,
                 "authorization_policies": w.authorization_policies,
+                "probe_ports": w.probe_ports,
             })
         })
         .collect();
@@ -275,6 +276,7 @@ pub(crate) mod tests {
             "canonical_name",
             "canonical_revision",
             "authorization_policies",
+            "probe_ports",
         ] {
             assert!(!w[key].is_null(), "workload lacks {key}: {w}");
         }

@@ -27,7 +27,9 @@ use tokio::net::TcpListener;
 
 use self::http::{json_response, text_response, Body, Req};
 use crate::{
-    capture::{enroll::Enroller, loader::ProgramState, maps, strict::StrictPods},
+    capture::{
+        enroll::Enroller, loader::ProgramState, maps, probes::ProbePorts, strict::StrictPods,
+    },
     logging::LogControl,
     metrics::Metrics,
     outbound::proxy::MeshRuntime,
@@ -41,6 +43,7 @@ pub struct CaptureState {
     pub enroller: std::sync::Mutex<Enroller>,
     pub kernel_stats: maps::StatsMap,
     pub strict: std::sync::Mutex<StrictPods>,
+    pub probes: std::sync::Mutex<ProbePorts>,
 }
 
 pub struct AdminState {
@@ -155,6 +158,14 @@ fn capture(capture: Option<&CaptureState>) -> Response<Body> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .list();
+    let probe_ports: Vec<String> = capture
+        .probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .list()
+        .into_iter()
+        .map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string())
+        .collect();
     json_response(
         StatusCode::OK,
         json!({
@@ -162,6 +173,7 @@ fn capture(capture: Option<&CaptureState>) -> Response<Body> {
             "kernel_counters": counters,
             "enrolled": enrolled,
             "strict_pods": strict,
+            "probe_ports": probe_ports,
         }),
     )
 }

@@ -2,11 +2,9 @@
 //! node address, because the kubelet probes them from there. Any other
 //! node-address connection to a STRICT pod is dropped by `mesh_inbound`
 //! (hostNetwork pods, SNATed NodePort traffic), unless the agent's own
-//! socket opened it. The agent keeps the map equal to the probe ports of
-//! the pods it knows (httpGet/tcpSocket/grpc probes).
-// Nothing in the daemon calls this yet: enrolment (CNI, `enroll`) does not
-// carry a pod's probe ports; `bpftool map update` fills the map meanwhile.
-#![allow(dead_code)]
+//! socket opened it. The agent keeps the map equal to the probe ports
+//! (httpGet/tcpSocket/grpc probes, from the Workload resource) of its
+//! node's pods that are in `strict_pods` (`mesh::policy_sync`).
 use std::{collections::BTreeSet, net::IpAddr};
 
 use mesh_common::ProbePort;
@@ -59,5 +57,16 @@ impl ProbePorts {
         }
         tracing::debug!(entries = wanted.len(), "probe_ports updated");
         Ok(())
+    }
+
+    /// The (pod address, port) pairs the map holds, sorted.
+    pub fn list(&self) -> Vec<(IpAddr, u16)> {
+        let pairs: BTreeSet<(IpAddr, u16)> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| Some((super::enroll::unmapped(k.addr)?, k.port)))
+            .collect();
+        pairs.into_iter().collect()
     }
 }

@@ -53,6 +53,7 @@ mod tests {
             ips: vec![],
             mesh,
             gateway: None,
+            probe_ports: vec![],
         }
     }
 

@@ -24,7 +24,10 @@ use tokio::sync::watch;
 use self::policy_sync::PolicySync;
 
 use crate::{
-    capture::{deny::KernelDenies, enroll::Enroller, pins::PinLayout, strict::StrictPods},
+    capture::{
+        deny::KernelDenies, enroll::Enroller, pins::PinLayout, probes::ProbePorts,
+        strict::StrictPods,
+    },
     config::{AgentConfig, MeshConfig},
     inbound::hbone::InboundHandler,
     outbound::proxy::MeshRuntime,
@@ -73,6 +76,7 @@ pub async fn start(
     let kernel_denies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sync = PolicySync {
         strict: StrictPods::open(layout)?,
+        probes: ProbePorts::open(layout)?,
         denies: KernelDenies::open(layout)?,
         enroller: Enroller::open(layout)?,
         live: Arc::clone(&live),

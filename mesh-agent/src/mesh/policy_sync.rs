@@ -1,10 +1,14 @@
 //! Keeps the kernel and the open connections in line with the policies:
 //! after every view update (and when pods are enrolled or unenrolled, which
 //! other processes do, so the enrolment map is polled), it
-//! - rewrites `strict_pods` (pods no plaintext client may reach),
+//! - rewrites `probe_ports` (the ports of those pods the kubelet probes
+//!   from the node address), then `strict_pods` (pods no plaintext client
+//!   may reach), in that order so a pod turning STRICT never drops a probe,
 //! - recompiles `deny_connect` (DENYs the kernel enforces at `connect()`),
 //! - closes established connections the policies no longer allow.
 use std::{
+    collections::BTreeSet,
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -13,7 +17,7 @@ use tokio::sync::watch;
 
 use super::{route::MeshView, xds_view};
 use crate::{
-    capture::{deny::KernelDenies, enroll::Enroller, strict::StrictPods},
+    capture::{deny::KernelDenies, enroll::Enroller, probes::ProbePorts, strict::StrictPods},
     policy::{
         kernel::{self, KernelDeny, LocalPod},
         live::LiveConnections,
@@ -26,6 +30,7 @@ const ENROLMENT_POLL: Duration = Duration::from_secs(1);
 
 pub struct PolicySync {
     pub strict: StrictPods,
+    pub probes: ProbePorts,
     pub denies: KernelDenies,
     pub enroller: Enroller,
     pub live: Arc<LiveConnections>,
@@ -46,10 +51,35 @@ fn local_pods(enroller: &Enroller) -> Vec<LocalPod> {
         .collect()
 }
 
+/// At most `capacity` probe ports (the map's size); the rest is left out
+/// with a warning: those probes fail against their STRICT pods.
+fn bounded(mut wanted: BTreeSet<(IpAddr, u16)>, capacity: usize) -> BTreeSet<(IpAddr, u16)> {
+    if wanted.len() > capacity {
+        let left_out = wanted.len() - capacity;
+        let first_left_out = *wanted.iter().nth(capacity).expect("more than capacity");
+        wanted.split_off(&first_left_out);
+        tracing::warn!(
+            capacity,
+            left_out,
+            "more probe ports of STRICT pods than probe_ports holds; \
+             the kubelet's probes to the rest are dropped"
+        );
+    }
+    wanted
+}
+
 impl PolicySync {
     fn apply(&mut self, view: &MeshView, pods: &[LocalPod], view_changed: bool) {
         if view_changed {
-            if let Err(error) = self.strict.set(&xds_view::plaintext_denied_ips(view)) {
+            let strict = xds_view::plaintext_denied_ips(view);
+            let probes = bounded(
+                xds_view::probe_ports(view, &strict),
+                mesh_common::PROBE_PORT_ENTRIES as usize,
+            );
+            if let Err(error) = self.probes.set(&probes) {
+                tracing::warn!(%error, "cannot update probe_ports");
+            }
+            if let Err(error) = self.strict.set(&strict) {
                 tracing::warn!(%error, "cannot update strict_pods");
             }
             let closed = self.live.enforce(view);
@@ -98,5 +128,19 @@ impl PolicySync {
                 _ = tick.tick() => view_changed = false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_ports_beyond_the_map_size_are_left_out() {
+        let ip: IpAddr = "10.244.1.2".parse().unwrap();
+        let wanted: BTreeSet<(IpAddr, u16)> = (1..=5).map(|port| (ip, port)).collect();
+        assert_eq!(bounded(wanted.clone(), 5), wanted);
+        let kept = bounded(wanted, 3);
+        assert_eq!(kept, (1..=3).map(|port| (ip, port)).collect());
     }
 }

@@ -45,6 +45,9 @@ pub struct WorkloadInfo {
     pub mesh: bool,
     /// Where HBONE for this workload goes (its node's agent).
     pub gateway: Option<SocketAddr>,
+    /// Ports the kubelet's probes connect to (this mesh's `probe_ports`
+    /// extension of the Workload resource; empty from istiod).
+    pub probe_ports: Vec<u16>,
 }
 
 /// Who a Service is, as telemetry names it.
@@ -366,6 +369,7 @@ pub(crate) mod tests {
                 .parse()
                 .unwrap(),
             ),
+            probe_ports: vec![],
         }
     }
 

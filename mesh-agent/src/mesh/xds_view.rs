@@ -1,5 +1,6 @@
 //! Turning the xDS snapshot (Istio workload discovery) into the agent's
-//! [`MeshView`], and picking out which local pods are under STRICT mTLS.
+//! [`MeshView`], and picking out which local pods are under STRICT mTLS and
+//! which of their ports the kubelet probes.
 use std::{
     collections::BTreeSet,
     net::{IpAddr, SocketAddr},
@@ -51,6 +52,11 @@ fn workload_info(w: &istio_workload::Workload) -> Option<WorkloadInfo> {
             .collect(),
         mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
         gateway: gateway(w),
+        probe_ports: w
+            .probe_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok().filter(|p| *p != 0))
+            .collect(),
     })
 }
 
@@ -127,4 +133,72 @@ pub fn plaintext_denied_ips(view: &MeshView) -> BTreeSet<IpAddr> {
         .filter(|w| crate::policy::kernel::plaintext_always_denied(&view.policies.applicable(w)))
         .flat_map(|w| w.ips.iter().copied())
         .collect()
+}
+
+/// The (address, port) pairs that take plaintext from the node address
+/// although their pod is in `strict`: every port the kubelet probes
+/// (`probe_ports` of the Workload resource) of every local workload with an
+/// address in `strict`. Pods outside `strict` need no entry (the kernel
+/// does not judge them), so the map stays as small as the STRICT set.
+pub fn probe_ports(view: &MeshView, strict: &BTreeSet<IpAddr>) -> BTreeSet<(IpAddr, u16)> {
+    view.local_workloads()
+        .flat_map(|w| {
+            w.ips
+                .iter()
+                .filter(|ip| strict.contains(ip))
+                .flat_map(|ip| w.probe_ports.iter().map(move |port| (*ip, *port)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::route::tests::workload;
+
+    #[test]
+    fn workload_resource_probe_ports_reach_the_view() {
+        let resource = istio_workload::Workload {
+            uid: "Kubernetes//Pod/default/a".into(),
+            namespace: "default".into(),
+            trust_domain: "cluster.local".into(),
+            service_account: "a".into(),
+            probe_ports: vec![8080, 0, 70_000, 9090],
+            ..Default::default()
+        };
+        let info = workload_info(&resource).unwrap();
+        assert_eq!(
+            info.probe_ports,
+            vec![8080, 9090],
+            "0 and >65535 are no ports"
+        );
+    }
+
+    #[test]
+    fn probe_ports_are_those_of_local_strict_pods() {
+        let mut strict_local = workload("a", "10.244.1.2", "n1", true);
+        strict_local.ips.push("fd00::2".parse().unwrap());
+        strict_local.probe_ports = vec![8080, 9090];
+        let mut permissive_local = workload("b", "10.244.1.3", "n1", true);
+        permissive_local.probe_ports = vec![8080];
+        let mut remote = workload("c", "10.244.2.2", "n2", true);
+        remote.probe_ports = vec![8080];
+        let view = MeshView::new("n1", vec![strict_local, permissive_local, remote], vec![]);
+        let strict: BTreeSet<IpAddr> = ["10.244.1.2", "fd00::2", "10.244.2.2"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+
+        let got = probe_ports(&view, &strict);
+        let want: BTreeSet<(IpAddr, u16)> = [
+            ("10.244.1.2", 8080),
+            ("10.244.1.2", 9090),
+            ("fd00::2", 8080),
+            ("fd00::2", 9090),
+        ]
+        .iter()
+        .map(|(ip, port)| (ip.parse().unwrap(), *port))
+        .collect();
+        assert_eq!(got, want);
+    }
 }

@@ -27,6 +27,7 @@ fn workload(name: &str, ns: &str, ip: &str) -> WorkloadInfo {
         mesh: true,
         gateway: None,
         authorization_policies: vec![],
+        probe_ports: vec![],
     }
 }
 

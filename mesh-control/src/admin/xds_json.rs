@@ -84,6 +84,7 @@ fn workload(w: &Workload) -> Value {
         "authorization_policies": w.authorization_policies,
         "status": enum_name(w.status, WorkloadStatus::as_str_name),
         "cluster_id": w.cluster_id,
+        "probe_ports": w.probe_ports,
     })
 }
 

@@ -132,6 +132,7 @@ mod tests {
                     labels: Default::default(),
                     mesh: true,
                     services: Default::default(),
+                    probe_ports: vec![],
                 },
             );
         }

@@ -222,6 +222,7 @@ pub fn workload_address(
         authorization_policies,
         status: WorkloadStatus::Healthy as i32,
         cluster_id: opts.cluster_id.clone(),
+        probe_ports: w.probe_ports.iter().map(|p| u32::from(*p)).collect(),
     }
 }
 

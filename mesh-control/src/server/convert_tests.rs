@@ -30,6 +30,7 @@ fn pod(
         labels: labels(l),
         mesh,
         services: BTreeMap::new(),
+        probe_ports: vec![],
     }
 }
 

@@ -411,8 +411,7 @@ fn namespace_patterns(rep: &mut Reporter<'_>, value: &Value, field: &str) -> Vec
     let patterns = strings(rep, value, field);
     for (i, ns) in patterns.iter().enumerate() {
         let re = crate::model::authz::namespace_principal_regex(ns);
-        if let Err(mesh_regex::RegexError::TooBig { limit, .. }) = super::regex_budget::check(&re)
-        {
+        if let Err(mesh_regex::RegexError::TooBig { limit, .. }) = super::regex_budget::check(&re) {
             rep.error(
                 format!("{field}[{i}]"),
                 format!(

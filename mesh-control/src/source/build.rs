@@ -240,6 +240,7 @@ pub(crate) fn build(
                 labels: pod.labels.clone(),
                 mesh,
                 services: selected,
+                probe_ports: pod.probe_ports.clone(),
             },
         );
     }

@@ -63,6 +63,32 @@ pub(crate) fn parse(
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) -> Vec<Document> {
+    if let Some((index, line)) = too_deep(text) {
+        // Refused before the parser sees it: deep flow nesting costs the
+        // YAML scanner quadratic time long before its recursion limit.
+        problems.push(Problem {
+            file: file.to_string(),
+            resource: format!("document {index}"),
+            field: String::new(),
+            message: format!(
+                "invalid YAML: line {line}: flow collections ([ ] {{ }}) nested deeper than {MAX_FLOW_DEPTH}"
+            ),
+        });
+        return vec![];
+    }
+    if let Some((index, line, tag)) = first_tag(text) {
+        // serde_yaml reads core-schema tags (`!!binary`, `!!python/…`) as if
+        // untagged, so they are looked for in the text.
+        problems.push(Problem {
+            file: file.to_string(),
+            resource: format!("document {index}"),
+            field: String::new(),
+            message: format!(
+                "line {line}: YAML tag {tag} is not accepted: Kubernetes objects are plain YAML"
+            ),
+        });
+        return vec![];
+    }
     let values = match split(text) {
         Ok(values) => values,
         Err((index, error)) => match tolerate_tabs(text) {
@@ -126,6 +152,159 @@ pub(crate) fn parse(
         });
     }
     documents
+}
+
+/// The 1-based (document, line, tag) of the first YAML tag (`!x`, `!!x`,
+/// `!<x>`) in `text`: a `!` where a node starts (line start, after `: `,
+/// `- `, `[`, `{` or `,`), outside quotes, comments and block scalars.
+fn first_tag(text: &str) -> Option<(usize, usize, String)> {
+    let mut document = 1;
+    // Indentation of the line that opened a block scalar (`|`, `>`).
+    let mut block: Option<usize> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let indent = raw.len() - raw.trim_start_matches(' ').len();
+        if let Some(parent) = block {
+            if raw.trim().is_empty() || indent > parent {
+                continue;
+            }
+            block = None;
+        }
+        let mut line = raw;
+        if let Some(rest) = raw.strip_prefix("---") {
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                document += 1;
+                line = rest;
+            }
+        }
+        let (mut quote, mut node_start, mut anchor, mut prev) = (None::<char>, true, false, ' ');
+        let mut content_end = line.len();
+        for (i, c) in line.char_indices() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                prev = c;
+                continue;
+            }
+            if anchor {
+                // `&name` stands before the node it names.
+                anchor = !c.is_whitespace();
+                node_start = !anchor;
+                prev = c;
+                continue;
+            }
+            match c {
+                '#' if prev.is_whitespace() => {
+                    content_end = i;
+                    break;
+                }
+                '!' if node_start => {
+                    let tag: String = line[i..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}'))
+                        .collect();
+                    return Some((document, n + 1, tag));
+                }
+                '&' if node_start => anchor = true,
+                '"' | '\'' if node_start => {
+                    quote = Some(c);
+                    node_start = false;
+                }
+                '[' | '{' | ',' => node_start = true,
+                c if c.is_whitespace() => node_start |= matches!(prev, ':' | '-'),
+                _ => node_start = false,
+            }
+            prev = c;
+        }
+        let last = line[..content_end].split_whitespace().last().unwrap_or("");
+        if quote.is_none()
+            && (last.starts_with('|') || last.starts_with('>'))
+            && last[1..]
+                .chars()
+                .all(|c| matches!(c, '-' | '+' | '0'..='9'))
+        {
+            block = Some(indent);
+        }
+    }
+    None
+}
+
+/// Deepest flow nesting accepted; serde_yaml's own recursion limit is 128.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// The 1-based (document, line) where flow collections first nest deeper
+/// than [`MAX_FLOW_DEPTH`], found by a linear scan that skips quoted
+/// scalars and comments.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut document, mut line) = (0usize, 1usize, 1usize);
+    let mut chars = text.chars().peekable();
+    let (mut at_line_start, mut after_space) = (true, true);
+    while let Some(c) = chars.next() {
+        if at_line_start && c == '-' && text_starts_doc(&mut chars) {
+            document += 1;
+        }
+        at_line_start = false;
+        match c {
+            '\n' => {
+                line += 1;
+                at_line_start = true;
+            }
+            '#' if after_space => {
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            '"' => {
+                while let Some(n) = chars.next() {
+                    match n {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' if after_space || depth > 0 => {
+                while let Some(n) = chars.next() {
+                    match n {
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                        }
+                        '\'' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((document, line));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        after_space = c.is_whitespace() || matches!(c, '[' | '{' | ',' | ':');
+    }
+    None
+}
+
+/// After a `-` at the start of a line: whether it is the `---` document
+/// marker (consumes the other two dashes).
+fn text_starts_doc(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> bool {
+    let mut probe = chars.clone();
+    if probe.next() == Some('-')
+        && probe.next() == Some('-')
+        && probe.peek().is_none_or(|c| c.is_whitespace())
+    {
+        chars.next();
+        chars.next();
+        return true;
+    }
+    false
 }
 
 /// All documents of `text`, or the 1-based index of the first one that
@@ -217,6 +396,79 @@ mod tests {
                 (5, Some(1), "C".into()),
                 (5, Some(2), "D".into())
             ]
+        );
+    }
+
+    #[test]
+    fn tags_are_refused_with_document_and_line() {
+        let text = "a: 1\n---\napiVersion: v1\nkind: Service\nmetadata: !!python/object:os.system {name: x}\n";
+        let (mut problems, mut warnings) = (vec![], vec![]);
+        assert!(parse("t.yaml", text, &mut problems, &mut warnings).is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].resource, "document 2");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("line 5: YAML tag !!python/object:os.system"),
+            "{}",
+            problems[0].message
+        );
+        for (text, tag) in [
+            ("kind: !!binary aGVsbG8=\n", "!!binary"),
+            ("items: [1, !x 2]\n", "!x"),
+            ("- &a !t v\n", "!t"),
+        ] {
+            assert_eq!(
+                first_tag(text).map(|t| t.2),
+                Some(tag.to_string()),
+                "{text}"
+            );
+        }
+        // `!` inside scalars, quotes, comments and block scalars is text.
+        for text in [
+            "msg: hello !world\n",
+            "msg: \"!x\"\nother: '!y'\n",
+            "a: 1 # !note\n",
+            "script: |\n  !not a tag\n  - !neither\nb: 2\n",
+            "folded: >-\n    !text\n",
+            "url: http://x/!y\n",
+        ] {
+            assert_eq!(first_tag(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let deep = format!(
+            "a: 1\n---\nb: {}1{}\n",
+            "{a: ".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        let (mut problems, mut warnings) = (vec![], vec![]);
+        assert!(parse("deep.yaml", &deep, &mut problems, &mut warnings).is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].resource, "document 2");
+        assert!(
+            problems[0].message.contains("line 3"),
+            "{}",
+            problems[0].message
+        );
+        // Brackets in quotes and comments do not count; real nesting below
+        // the limit parses.
+        let fine = format!(
+            "a: \"{}\"\nb: '{}' # {}\nc: {}1{}\n",
+            "[".repeat(500),
+            "{".repeat(500),
+            "[".repeat(500),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(too_deep(&fine), None);
+        let (mut problems, mut warnings) = (vec![], vec![]);
+        assert_eq!(
+            parse("fine.yaml", &fine, &mut problems, &mut warnings).len(),
+            1,
+            "{problems:?}"
         );
     }
 

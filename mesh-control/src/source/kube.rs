@@ -66,6 +66,8 @@ pub(crate) struct PodObj {
     pub phase: super::pod_owner::PodPhase,
     /// `metadata.creationTimestamp` as written (RFC 3339, UTC).
     pub created: Option<String>,
+    /// Ports the kubelet's probes connect to (sorted, no duplicates).
+    pub probe_ports: Vec<u16>,
     pub origin: Origin,
 }
 
@@ -253,6 +255,18 @@ pub(crate) fn read(
         resource: rep.resource.clone(),
         position: doc.position(),
     };
+    // Every kind: a `spec` or `status` that is there is a mapping.
+    for part in ["spec", "status"] {
+        if let Some(v) = lookup(value, part) {
+            if !v.is_mapping() {
+                rep.error(
+                    part,
+                    format!("expected a mapping, found {}", fields::type_name(v)),
+                );
+                return;
+            }
+        }
+    }
     match (group, version, kind.as_str()) {
         ("", "v1", "Namespace") => {
             let labels = fields::string_map(&mut rep, value, "metadata.labels");
@@ -292,15 +306,6 @@ pub(crate) fn read(
             }
         }
         _ => {
-            if let Some(spec) = lookup(value, "spec") {
-                if !spec.is_mapping() {
-                    rep.error(
-                        "spec",
-                        format!("expected a mapping, found {}", fields::type_name(spec)),
-                    );
-                    return;
-                }
-            }
             if group == "security.istio.io" && kind == "AuthorizationPolicy" {
                 let policy =
                     super::authz::authorization_policy(&mut rep, value, version, &name, &namespace);
@@ -351,7 +356,7 @@ fn pod(
     name: String,
     namespace: String,
     origin: Origin,
-    _warnings: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Option<PodObj> {
     let before = rep.count();
     let labels = fields::string_map(rep, value, "metadata.labels");
@@ -397,6 +402,7 @@ fn pod(
     let phase =
         super::pod_owner::PodPhase::parse(fields::opt_str(rep, value, "status.phase").as_deref());
     let created = fields::opt_str(rep, value, "metadata.creationTimestamp");
+    let probe_ports = super::pod_probes::probe_ports(rep, value, &origin, warnings);
     if rep.count() != before {
         return None;
     }
@@ -414,6 +420,7 @@ fn pod(
         host_network,
         phase,
         created,
+        probe_ports,
         origin,
     })
 }
@@ -569,7 +576,35 @@ fn peer_authentication(
             None
         }
     };
-    if lookup(value, "spec.portLevelMtls").is_some() {
+    if let Some(levels) = lookup(value, "spec.portLevelMtls") {
+        // Checked as Istio's API types it (map<uint32, MutualTLS>), then
+        // ignored with a warning.
+        match levels {
+            Value::Mapping(map) => {
+                for key in map.keys() {
+                    let port = match key {
+                        Value::Number(n) => n.as_u64().filter(|p| (1..=65535).contains(p)),
+                        Value::String(s) => {
+                            s.parse::<u64>().ok().filter(|p| (1..=65535).contains(p))
+                        }
+                        _ => None,
+                    };
+                    if port.is_none() {
+                        rep.error(
+                            "spec.portLevelMtls",
+                            format!("key {} is not a port number 1-65535", fields::show(key)),
+                        );
+                    }
+                }
+            }
+            other => rep.error(
+                "spec.portLevelMtls",
+                format!(
+                    "expected a mapping of port → mode, found {}",
+                    fields::type_name(other)
+                ),
+            ),
+        }
         warnings.push(format!(
             "{}: {}: spec.portLevelMtls is not supported yet and is ignored",
             origin.file, origin.resource

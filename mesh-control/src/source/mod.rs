@@ -32,6 +32,7 @@ pub mod kubernetes;
 #[cfg(test)]
 mod pod_lifecycle_tests;
 mod pod_owner;
+mod pod_probes;
 mod published;
 mod regex_budget;
 mod routing;

@@ -289,6 +289,10 @@ pub(crate) fn port_selector(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> 
 /// (`3s`, `0.5s`, `100ms`, `1m`, `1h30m`). Istio requires at least 1ms
 /// (`zero_ok`: or exactly 0, where 0 means "disabled") and millisecond
 /// precision.
+/// `google.protobuf.Duration`'s largest value, what Istio's API types
+/// durations as.
+const MAX_DURATION: Duration = Duration::from_secs(315_576_000_000);
+
 pub(crate) fn duration(
     cx: &mut Cx<'_, '_>,
     value: &Value,
@@ -315,6 +319,13 @@ pub(crate) fn duration(
     };
     if d.is_zero() && zero_ok {
         return Some(d);
+    }
+    if d > MAX_DURATION {
+        cx.error(
+            field,
+            format!("{s:?} is longer than a protobuf Duration can be (10 000 years)"),
+        );
+        return None;
     }
     if d < Duration::from_millis(1) {
         cx.error(field, format!("{s:?}: a duration must be at least 1ms"));

@@ -434,7 +434,49 @@ fn regexes_over_the_program_size_budget_are_rejected() {
         "  http:\n  - rewrite: {uriRegexRewrite: {match: \"(x{1000}){100}\", rewrite: /}}\n    route:\n    - destination: {host: reviews}\n",
     ));
     assert!(
-        rewrite.starts_with("spec.http[0].rewrite.uriRegexRewrite.match: regex \"(x{1000}){100}\" is over"),
+        rewrite.starts_with(
+            "spec.http[0].rewrite.uriRegexRewrite.match: regex \"(x{1000}){100}\" is over"
+        ),
         "{rewrite}"
     );
+}
+
+/// Integers the API types as int32 are refused beyond it, not truncated.
+#[test]
+fn int32_fields_refuse_larger_numbers() {
+    let weight = error(&vs(
+        "  http:\n  - route:\n    - destination: {host: reviews}\n      weight: 99999999999\n",
+    ));
+    assert!(
+        weight.starts_with("spec.http[0].route[0].weight: 99999999999 is more than 2147483647"),
+        "{weight}"
+    );
+    let max = error(&dr(
+        "  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 99999999999}}\n",
+    ));
+    assert!(
+        max.starts_with(
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections: 99999999999 is more than"
+        ),
+        "{max}"
+    );
+}
+
+/// A duration beyond what `google.protobuf.Duration` holds is refused,
+/// not saturated.
+#[test]
+fn durations_beyond_a_protobuf_duration_are_refused() {
+    let timeout = error(&vs(
+        "  http:\n  - timeout: 99999999999999h\n    route:\n    - destination: {host: reviews}\n",
+    ));
+    assert!(
+        timeout.starts_with(
+            "spec.http[0].timeout: \"99999999999999h\" is longer than a protobuf Duration"
+        ),
+        "{timeout}"
+    );
+    load(&vs(
+        "  http:\n  - timeout: 87600h\n    route:\n    - destination: {host: reviews}\n",
+    ))
+    .unwrap();
 }

@@ -1,7 +1,7 @@
 //! The generators: each family returns its cases; [`all`] is the corpus.
 use std::fmt::Write as _;
 
-use super::{Case, Expect, NESTING_BUDGET, REGEX_BUDGET, VALIDATION_GAP};
+use super::{Case, Expect};
 
 fn rejected(
     name: impl Into<String>,
@@ -16,49 +16,12 @@ fn rejected(
             resource: resource.into(),
             field: field.into(),
         },
-        awaits: None,
     }
 }
 
-/// Cases mesh-control accepts today, reported as bugs: a Service whose
-/// `spec` is not a mapping; PeerAuthentication `portLevelMtls` keys that
-/// are not ports; a route weight and a `maxConnections` beyond int32 (the
-/// API's type); YAML tags (`!!python/object`, `!!binary`) read as if
-/// untagged.
-pub const VALIDATION_GAPS: &[&str] = &[
-    "type-service-06-0",
-    "type-service-06-1",
-    "type-service-06-2",
-    "type-peerauthentication-15-0",
-    "type-peerauthentication-15-1",
-    "type-peerauthentication-15-2",
-    "type-peerauthentication-15-3",
-    "type-virtualservice-26-4",
-    "type-destinationrule-36-4",
-    "syntax-unknown-tag",
-    "syntax-binary-tag",
-];
-
-/// Regexes the budget lets through today (`\w{5000}`, `a{1001}`).
-pub const REGEX_BUDGET_GAPS: &[&str] = &[
-    "regex-heavy-2-uri",
-    "regex-heavy-2-header",
-    "regex-heavy-5-uri",
-    "regex-heavy-5-header",
-];
-
 /// Every case, in a stable order, names unique.
 pub fn all() -> Vec<Case> {
-    let mut cases = generate();
-    for case in &mut cases {
-        if VALIDATION_GAPS.contains(&case.name.as_str()) {
-            case.awaits = Some(VALIDATION_GAP);
-        }
-        if REGEX_BUDGET_GAPS.contains(&case.name.as_str()) {
-            case.awaits = Some(REGEX_BUDGET);
-        }
-    }
-    cases
+    generate()
 }
 
 fn generate() -> Vec<Case> {
@@ -130,16 +93,9 @@ fn deep_nesting() -> Vec<Case> {
     let mut cases = vec![];
     for depth in [200, 1_000, 10_000, 100_000] {
         let s = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        let mut seq = rejected(format!("nested-flow-seq-{depth}"), s, "document 1", "");
+        let seq = rejected(format!("nested-flow-seq-{depth}"), s, "document 1", "");
         let s = format!("{}1{}", "{a: ".repeat(depth), "}".repeat(depth));
-        let mut map = rejected(format!("nested-flow-map-{depth}"), s, "document 1", "");
-        // Seconds (debug build) at 10k nested mappings, minutes at 100k.
-        if depth >= 100_000 {
-            seq.awaits = Some(NESTING_BUDGET);
-        }
-        if depth >= 10_000 {
-            map.awaits = Some(NESTING_BUDGET);
-        }
+        let map = rejected(format!("nested-flow-map-{depth}"), s, "document 1", "");
         cases.extend([seq, map]);
     }
     for depth in [200, 2_000] {
@@ -520,7 +476,6 @@ fn kinds_and_names() -> Vec<Case> {
             expect: Expect::Skipped {
                 warning: warning.into(),
             },
-            awaits: None,
         });
     }
     for (name, text, resource, field) in [

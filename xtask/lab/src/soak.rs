@@ -44,7 +44,12 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
 
     let mut c = demo_bookinfo::start(crate::binaries()?, None)?;
     let calls: Vec<Call> = vec![
-        ("l7 reviews", "productpage-v1", "http://10.96.1.12:9080/reviews/1".into(), vec![]),
+        (
+            "l7 reviews",
+            "productpage-v1",
+            "http://10.96.1.12:9080/reviews/1".into(),
+            vec![],
+        ),
         (
             "l7 reviews jason",
             "productpage-v1",
@@ -64,18 +69,30 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let mut waypoint = c.waypoints.pop().expect("waypoint");
     let report = Mutex::new(SoakReport::default());
     let run_for = Duration::from_secs(args.minutes * 60);
-    step(&format!(
+    step(format!(
         "soaking for {} min: load, VirtualService churn every 1 s, a restart every {} s, samples every {} s",
         args.minutes,
         args.restart_every,
         SAMPLE_EVERY.as_secs()
     ));
-    println!("  {:>6}  {:<14} {:>10} {:>6}   requests  failures", "t", "daemon", "rss KiB", "fds");
+    println!(
+        "  {:>6}  {:<14} {:>10} {:>6}   requests  failures",
+        "t", "daemon", "rss KiB", "fds"
+    );
     let clock = Instant::now();
     let done = AtomicBool::new(false);
     std::thread::scope(|s| -> anyhow::Result<()> {
         s.spawn(|| load(&c, &calls, clock, &done, &report));
-        let result = drive(&c, &mut agent, &mut waypoint, args, clock, run_for, &stop, &report);
+        let result = drive(
+            &c,
+            &mut agent,
+            &mut waypoint,
+            args,
+            clock,
+            run_for,
+            &stop,
+            &report,
+        );
         done.store(true, Ordering::SeqCst);
         result
     })?;
@@ -86,12 +103,21 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     print_verdict(&report);
     step("tearing down (waypoint, agents, control plane, pods, namespaces, cgroups, pins)");
     drop(c);
-    anyhow::ensure!(report.verdict().passed(), "soak failed (see the verdict above)");
+    anyhow::ensure!(
+        report.verdict().passed(),
+        "soak failed (see the verdict above)"
+    );
     Ok(())
 }
 
 /// The load thread: batches until `done`.
-fn load(c: &Cluster, calls: &[Call], clock: Instant, done: &AtomicBool, report: &Mutex<SoakReport>) {
+fn load(
+    c: &Cluster,
+    calls: &[Call],
+    clock: Instant,
+    done: &AtomicBool,
+    report: &Mutex<SoakReport>,
+) {
     for (label, pod, url, extra) in calls.iter().cycle() {
         if done.load(Ordering::SeqCst) {
             return;

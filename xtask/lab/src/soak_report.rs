@@ -73,7 +73,11 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn passed(&self) -> bool {
-        self.unexplained == 0 && self.growth.iter().all(|g| g.rss_ratio() <= RSS_GROWTH_LIMIT)
+        self.unexplained == 0
+            && self
+                .growth
+                .iter()
+                .all(|g| g.rss_ratio() <= RSS_GROWTH_LIMIT)
     }
 }
 
