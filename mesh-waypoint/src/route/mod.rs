@@ -12,6 +12,7 @@ pub mod dice;
 pub mod exchange;
 pub mod fault;
 pub mod hash;
+pub mod idle;
 pub mod observe;
 pub mod path_normalize;
 pub mod pick;
@@ -50,6 +51,8 @@ pub struct Deps {
     pub max_buffer: usize,
     /// Where [`Proxy::handle`] reports the panics it catches.
     pub liveness: Arc<Liveness>,
+    /// Envoy's `stream_idle_timeout` ([`idle::STREAM_IDLE_TIMEOUT`]).
+    pub stream_idle: std::time::Duration,
 }
 
 impl Deps {
@@ -61,6 +64,7 @@ impl Deps {
             trace: None,
             max_buffer: 1 << 20,
             liveness: Arc::default(),
+            stream_idle: idle::STREAM_IDLE_TIMEOUT,
         }
     }
 }
@@ -72,6 +76,7 @@ pub fn build(cfg: &ActiveConfig, deps: &Deps) -> HttpService {
         dice: deps.dice.clone(),
         trace: deps.trace.clone(),
         max_buffer: deps.max_buffer,
+        stream_idle: deps.stream_idle,
     });
     for f in cfg.filters.iter().rev() {
         let stage: Arc<dyn stage::Stage> = match f {

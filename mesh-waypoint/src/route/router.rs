@@ -19,6 +19,7 @@ use super::{
     dice::Dice,
     exchange::Exchange,
     hash,
+    idle::IdleBody,
     pick::pick,
     reply,
     retry::{self, Outcome},
@@ -44,6 +45,8 @@ pub struct Router {
     pub trace: Option<TraceFn>,
     /// Largest request body held for retries and mirrors.
     pub max_buffer: usize,
+    /// Envoy's `stream_idle_timeout`.
+    pub stream_idle: std::time::Duration,
 }
 
 impl Service<Request<Body>> for Router {
@@ -78,6 +81,8 @@ enum Final {
     Response(UpstreamResponse),
     Error(UpstreamError),
     Timeout,
+    /// No route timeout, and nothing came for [`STREAM_IDLE_TIMEOUT`].
+    Idle,
 }
 
 impl Router {
@@ -110,7 +115,10 @@ impl Router {
                 Ok(last) => last,
                 Err(_) => Final::Timeout,
             },
-            None => attempts.await,
+            None => match tokio::time::timeout(self.stream_idle, attempts).await {
+                Ok(last) => last,
+                Err(_) => Final::Idle,
+            },
         };
         // Mirrors go once the body is known whole (fire and forget).
         if !mirrors.is_empty() {
@@ -126,7 +134,10 @@ impl Router {
         let mut resp = match last {
             Final::Response(r) => {
                 ex.set_upstream(cluster.clone(), r.workload.clone());
-                let mut resp = r.response;
+                let idle = self.stream_idle;
+                let mut resp = r
+                    .response
+                    .map(|b| crate::body::boxed(IdleBody::new(b, idle)));
                 rewrite::strip_hop_by_hop(resp.headers_mut());
                 // As Envoy: time until the answering attempt's headers.
                 resp.headers_mut().insert(
@@ -149,6 +160,13 @@ impl Router {
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream request timeout",
                 )
+            }
+            Final::Idle => {
+                // Envoy: 408 and `SI` when the stream idles out before the
+                // response headers.
+                ex.set_upstream(cluster.clone(), None);
+                ex.flag("SI");
+                reply::local(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
             }
         };
         if let Some(t) = target {

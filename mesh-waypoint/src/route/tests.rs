@@ -309,6 +309,25 @@ async fn unset_timeout_is_envoy_default_15s() {
     assert_eq!(start.elapsed(), Duration::from_secs(15));
 }
 
+/// Istio's `timeout: 0s` (no route timeout) still ends a stream whose
+/// upstream never answers: Envoy's stream idle timeout, 408 and `SI`.
+#[tokio::test(start_paused = true)]
+async fn no_route_timeout_still_ends_an_idle_stream_after_5_minutes() {
+    let mut a = to_cluster("slow");
+    a.timeout = Some(dur(0));
+    let h = harness(
+        &active(&reviews(vec![route("t", prefix("/"), a)]), filters()),
+        1,
+    );
+    h.upstream.script("slow", [Behavior::Hang]);
+    let start = tokio::time::Instant::now();
+    let (s, _, body) = h.get("/", &[]).await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(&body[..], b"stream timeout");
+    assert_eq!(start.elapsed(), Duration::from_secs(300));
+    assert_eq!(h.last_flags(), "SI");
+}
+
 fn retrying(
     retry_on: &str,
     n: u32,
