@@ -3,7 +3,7 @@
 //! resource does not hold back later updates of other resources of its
 //! type, and a push larger than a gRPC message is split. Raw streams
 //! against the server in process on 127.0.0.1:0; every wait is bounded.
-use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_control::{
     model::{MeshState, Node, Workload},
@@ -12,26 +12,18 @@ use mesh_control::{
 use mesh_xds::{
     proto::{
         envoy_core,
-        envoy_discovery::{
-            aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-        },
+        envoy_discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse},
         google_rpc,
     },
     ADDRESS_TYPE_URL,
 };
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, oneshot, watch},
+    sync::{oneshot, watch},
 };
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+mod raw_ads;
+use raw_ads::{bounded, RawStream};
 
 struct NoSigner;
 
@@ -106,66 +98,20 @@ async fn start(initial: MeshState) -> Running {
     }
 }
 
-/// A client with tonic's default 4 MiB message limit, as most have.
-struct RawStream {
-    requests: mpsc::Sender<DeltaDiscoveryRequest>,
-    responses: Streaming<DeltaDiscoveryResponse>,
-}
-
-impl RawStream {
-    async fn open(addr: SocketAddr) -> Self {
-        let channel = bounded(
-            "connect",
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap();
-        let mut client = AggregatedDiscoveryServiceClient::new(channel);
-        let (requests, rx) = mpsc::channel(8);
-        let responses = bounded(
-            "open",
-            client.delta_aggregated_resources(ReceiverStream::new(rx)),
-        )
-        .await
-        .unwrap()
-        .into_inner();
-        RawStream {
-            requests,
-            responses,
-        }
-    }
-
-    async fn send(&self, req: DeltaDiscoveryRequest) {
-        self.requests.send(req).await.unwrap();
-    }
-
-    async fn next(&mut self) -> Result<DeltaDiscoveryResponse, tonic::Status> {
-        bounded("response", self.responses.message())
-            .await
-            .map(|r| r.expect("stream ended"))
-    }
-
-    async fn recv(&mut self) -> DeltaDiscoveryResponse {
-        self.next().await.unwrap()
-    }
-
-    /// ACKs `resp`, or NACKs it when it carries `bad`.
-    async fn reply(&self, resp: &DeltaDiscoveryResponse, bad: &str) {
-        let rejected = resp.resources.iter().any(|r| r.name == bad);
-        self.send(DeltaDiscoveryRequest {
-            type_url: ADDRESS_TYPE_URL.into(),
-            response_nonce: resp.nonce.clone(),
-            error_detail: rejected.then(|| google_rpc::Status {
-                code: 3,
-                message: format!("{bad} is bad"),
-                details: vec![],
-            }),
-            ..Default::default()
-        })
-        .await;
-    }
+/// ACKs `resp` on `s`, or NACKs it when it carries `bad`.
+async fn reply(s: &RawStream, resp: &DeltaDiscoveryResponse, bad: &str) {
+    let rejected = resp.resources.iter().any(|r| r.name == bad);
+    s.send(DeltaDiscoveryRequest {
+        type_url: ADDRESS_TYPE_URL.into(),
+        response_nonce: resp.nonce.clone(),
+        error_detail: rejected.then(|| google_rpc::Status {
+            code: 3,
+            message: format!("{bad} is bad"),
+            details: vec![],
+        }),
+        ..Default::default()
+    })
+    .await;
 }
 
 fn subscribe(names: Vec<String>) -> DeltaDiscoveryRequest {
@@ -189,7 +135,7 @@ async fn a_rejected_resource_does_not_hold_back_the_others() {
     let mut s = RawStream::open(server.addr).await;
     s.send(subscribe(vec![])).await;
     let first = s.recv().await;
-    s.reply(&first, BAD).await;
+    reply(&s, &first, BAD).await;
     bounded("NACK recorded", async {
         while !server.proxies.list().iter().any(|p| {
             p.types
@@ -209,7 +155,7 @@ async fn a_rejected_resource_does_not_hold_back_the_others() {
     ])));
     loop {
         let resp = s.recv().await;
-        s.reply(&resp, BAD).await;
+        reply(&s, &resp, BAD).await;
         let has_bad = resp.resources.iter().any(|r| r.name == BAD);
         if !has_bad && resp.resources.iter().any(|r| r.name == LATER) {
             break;
@@ -245,7 +191,7 @@ async fn a_push_larger_than_a_message_is_split() {
     while got < 20_000 {
         let resp = s.recv().await;
         got += resp.resources.len();
-        s.reply(&resp, "").await;
+        reply(&s, &resp, "").await;
     }
     assert_eq!(got, 20_000);
 }

@@ -2,7 +2,6 @@
 //! real `mesh-xds` client and raw Delta ADS streams.
 use std::{
     collections::{BTreeMap, HashMap},
-    future::Future,
     net::SocketAddr,
     sync::Arc,
     time::Duration,
@@ -15,10 +14,7 @@ use mesh_control::{
 use mesh_xds::{
     proto::{
         envoy_core,
-        envoy_discovery::{
-            aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-        },
+        envoy_discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse},
         google_rpc,
         istio_ca::{
             istio_certificate_service_client::IstioCertificateServiceClient,
@@ -30,19 +26,11 @@ use mesh_xds::{
 };
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, oneshot, watch},
+    sync::{oneshot, watch},
     task::JoinHandle,
 };
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+mod raw_ads;
+use raw_ads::{bounded, RawStream};
 
 struct FakeSigner;
 
@@ -285,50 +273,6 @@ async fn ca_returns_the_signer_chain() {
         .unwrap()
         .into_inner();
     assert_eq!(resp.cert_chain[0], "leaf for 1 bytes, 600s");
-}
-
-/// A hand-driven Delta ADS stream.
-struct RawStream {
-    requests: mpsc::Sender<DeltaDiscoveryRequest>,
-    responses: Streaming<DeltaDiscoveryResponse>,
-}
-
-impl RawStream {
-    async fn open(addr: SocketAddr) -> Self {
-        // envoy-types' generated client has no `connect` shortcut.
-        let channel = bounded(
-            "connect",
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap();
-        let mut client = AggregatedDiscoveryServiceClient::new(channel);
-        let (requests, rx) = mpsc::channel(8);
-        let responses = bounded(
-            "open",
-            client.delta_aggregated_resources(ReceiverStream::new(rx)),
-        )
-        .await
-        .unwrap()
-        .into_inner();
-        RawStream {
-            requests,
-            responses,
-        }
-    }
-
-    async fn send(&self, req: DeltaDiscoveryRequest) {
-        self.requests.send(req).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> DeltaDiscoveryResponse {
-        bounded("response", self.responses.message())
-            .await
-            .unwrap()
-            .expect("stream ended")
-    }
 }
 
 fn subscribe(node: Option<&str>, initial: HashMap<String, String>) -> DeltaDiscoveryRequest {

@@ -20,14 +20,13 @@ use envoy_types::pb::envoy::config::{
     },
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mesh_hbone::test_ca::TestCa;
 use mesh_hbone::{ClientOptions, HboneClient, HboneServer, Identity};
 use mesh_waypoint::{
     app::wiring,
-    config::{rbac::compile_filter, route_config, ActiveConfig, HttpFilter},
     route::{Deps, Proxy},
     server::hbone::TunnelHandler,
 };
@@ -87,20 +86,8 @@ async fn get_through_tunnel(
 ) -> (u16, String) {
     let vip: SocketAddr = "10.96.0.20:9080".parse().unwrap();
     let tunnel = client.connect(src, gw, waypoint, vip).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     // A Host the route table does not know: the tunnel authority decides.
-    let req = hyper::Request::builder()
-        .uri("/reviews/1")
-        .header("host", "whatever")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    support::get_over(tunnel, "whatever", "/reviews/1").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,27 +124,7 @@ async fn tunnel_authority_picks_the_vhost_and_rbac_sees_the_peer() {
         }],
         ..Default::default()
     };
-    let rules = compile_filter(
-        &envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac {
-            rules: Some(allow_only(&sleep.to_string())),
-            ..Default::default()
-        },
-        "t",
-    )
-    .unwrap()
-    .map(Arc::new);
-    let cfg = ActiveConfig {
-        listener: None,
-        table: Arc::new(route_config::translate(&rc).unwrap()),
-        filters: vec![
-            HttpFilter::Rbac {
-                name: "envoy.filters.http.rbac".into(),
-                rules,
-            },
-            HttpFilter::Router,
-        ],
-        generation: 1,
-    };
+    let cfg = support::rbac_then_router(&rc, allow_only(&sleep.to_string()));
     let clusters = wiring::ClusterManager::new(wiring::UpstreamOptions {
         hbone: None,
         identity: None,

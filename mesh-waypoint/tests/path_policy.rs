@@ -23,7 +23,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mesh_waypoint::{
     app::wiring,
-    config::{rbac::compile_filter, route_config, ActiveConfig, HttpFilter},
     route::{Deps, Proxy},
     server,
 };
@@ -103,27 +102,7 @@ async fn waypoint() -> SocketAddr {
         }],
         ..Default::default()
     };
-    let rules = compile_filter(
-        &envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac {
-            rules: Some(deny_admin()),
-            ..Default::default()
-        },
-        "t",
-    )
-    .unwrap()
-    .map(Arc::new);
-    let cfg = ActiveConfig {
-        listener: None,
-        table: Arc::new(route_config::translate(&rc).unwrap()),
-        filters: vec![
-            HttpFilter::Rbac {
-                name: "envoy.filters.http.rbac".into(),
-                rules,
-            },
-            HttpFilter::Router,
-        ],
-        generation: 1,
-    };
+    let cfg = support::rbac_then_router(&rc, deny_admin());
     let clusters = wiring::ClusterManager::new(wiring::UpstreamOptions {
         hbone: None,
         identity: None,

@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::config::{
         RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
     },
 };
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mesh_hbone::{test_ca::TestCa, ClientOptions, HboneClient, HboneServer, Identity};
@@ -224,19 +224,7 @@ async fn get(ca: &TestCa, gw: SocketAddr, who: &str, claimed: &str) -> (u16, Str
         .connect_from(&src, gw, &id("waypoint"), VIP.parse().unwrap(), Some(ip))
         .await
         .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri("/")
-        .header("host", "reviews:9080")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    support::get_over(tunnel, "reviews:9080", "/").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

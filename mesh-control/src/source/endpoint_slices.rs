@@ -86,18 +86,9 @@ fn port_map(svc: &ServiceObj, slice_ports: &Value) -> BTreeMap<u16, u16> {
 
 #[cfg(test)]
 mod tests {
-    use crate::source::{load_files, SourceConfig};
+    use crate::source::{load_files, test_yaml::AMBIENT_NODE, SourceConfig};
 
-    const YAML: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: default, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
----
+    const OBJECTS: &str = "---
 apiVersion: v1
 kind: Pod
 metadata: {name: db-0, namespace: default, labels: {app: db}}
@@ -122,9 +113,13 @@ endpoints:
 - addresses: [192.0.2.7]
 ";
 
+    fn yaml() -> String {
+        format!("{AMBIENT_NODE}{OBJECTS}")
+    }
+
     #[test]
     fn selectorless_service_takes_pods_from_its_slices() {
-        let snapshot = load_files(&[("a.yaml".into(), YAML.into())], &SourceConfig::default())
+        let snapshot = load_files(&[("a.yaml".into(), yaml())], &SourceConfig::default())
             .unwrap_or_else(|p| panic!("{p:?}"));
         let db = &snapshot.state.workloads["Kubernetes//Pod/default/db-0"];
         let ports = &db.services["default/legacy-db.default.svc.cluster.local"];
@@ -135,7 +130,7 @@ endpoints:
 
     #[test]
     fn slices_of_services_with_a_selector_are_not_read_twice() {
-        let yaml = YAML.replace(
+        let yaml = yaml().replace(
             "  clusterIP: 10.96.0.50\n",
             "  clusterIP: 10.96.0.50\n  selector: {app: other}\n",
         );

@@ -36,6 +36,8 @@ mod pod_probes;
 mod published;
 mod regex_budget;
 mod routing;
+#[cfg(test)]
+mod test_yaml;
 mod virtual_service;
 mod watch;
 

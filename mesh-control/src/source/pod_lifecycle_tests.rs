@@ -3,16 +3,9 @@
 //! instead of rejecting the newcomer.
 use crate::source::{load_files, Snapshot, SourceConfig};
 
-const TOPOLOGY: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: default, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
----
+use crate::source::test_yaml::AMBIENT_NODE;
+
+const SERVICE: &str = "---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}
@@ -29,7 +22,7 @@ fn pod(name: &str, phase: &str, created: &str) -> String {
 }
 
 fn load(pods: &[String]) -> Snapshot {
-    let yaml = format!("{TOPOLOGY}{}", pods.concat());
+    let yaml = format!("{AMBIENT_NODE}{SERVICE}{}", pods.concat());
     load_files(&[("a.yaml".into(), yaml)], &SourceConfig::default())
         .unwrap_or_else(|p| panic!("{p:?}"))
 }

@@ -3,16 +3,9 @@ use crate::{
     source::{load_files, Problem, Snapshot, SourceConfig},
 };
 
-const TOPOLOGY: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: default, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
----
+use crate::source::test_yaml::AMBIENT_NODE;
+
+const POD: &str = "---
 apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: default}
@@ -22,7 +15,7 @@ status: {podIP: 10.244.1.5}
 const UID: &str = "Kubernetes//Pod/default/web";
 
 fn load(spec: &str) -> Result<Snapshot, Vec<Problem>> {
-    let yaml = format!("{TOPOLOGY}spec:\n  nodeName: node-1\n{spec}");
+    let yaml = format!("{AMBIENT_NODE}{POD}spec:\n  nodeName: node-1\n{spec}");
     load_files(&[("pods.yaml".into(), yaml)], &SourceConfig::default())
 }
 
