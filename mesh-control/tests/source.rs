@@ -276,11 +276,6 @@ fn each_problem_names_file_resource_and_field() {
         ),
         (
             "pods.yaml",
-            format!("{POD}---\n{}", POD.replace("productpage-v1", "other")),
-            "pods.yaml: Pod default/other: status.podIP: 10.244.0.5 is already used by Pod default/productpage-v1 (pods.yaml, document 1)",
-        ),
-        (
-            "pods.yaml",
             POD.replace("node-1", "node-9"),
             r#"pods.yaml: Pod default/productpage-v1: spec.nodeName: node "node-9" is not defined by any Node in the directory"#,
         ),

@@ -41,14 +41,18 @@ fn cleanup_step() -> (Vec<String>, Value) {
 }
 
 /// Where the server saw the echo from.
-fn echo_peer(topo: &Topology, server: usize) -> String {
+/// The peer the echo server saw for the `nth` (1-based) connection, once
+/// it has reported that many: its output arrives asynchronously, so the
+/// last peer seen before that could be an earlier connection's.
+fn echo_peer(topo: &Topology, server: usize, nth: usize) -> String {
     let to = topo.pod("b").addr(ECHO).to_string();
     let out = topo
         .client("a", &["echo", "--to", &to, "--bytes", "4096"])
         .unwrap();
     assert_eq!(out["received"], 4096, "{out}");
-    let peers = topo.servers[server].accepted_peers(ECHO, 1);
-    peers.last().unwrap().clone()
+    let peers = topo.servers[server].accepted_peers(ECHO, nth);
+    assert_eq!(peers.len(), nth, "connections seen: {peers:?}");
+    peers[nth - 1].clone()
 }
 
 fn exists(kind: &str, id: u32) -> bool {
@@ -74,7 +78,7 @@ fn cleanup_step_removes_every_kernel_object_with_no_capability() {
     topo.start_agent().unwrap();
     let server = topo.serve("b", ECHO, None).unwrap();
     topo.agent().enroll(topo.pod("a"), &[]).unwrap();
-    let peer = echo_peer(&topo, server);
+    let peer = echo_peer(&topo, server, 1);
     assert!(
         peer.starts_with(&format!("{NODE_IP}:")),
         "not captured: {peer}"
@@ -150,7 +154,7 @@ fn cleanup_step_removes_every_kernel_object_with_no_capability() {
     };
     assert!(left.is_empty(), "still in the kernel: {left:?}");
     // The pod that was enrolled now talks directly.
-    let peer = echo_peer(&topo, server);
+    let peer = echo_peer(&topo, server, 2);
     assert!(
         peer.starts_with(&format!("{}:", topo.pod("a").ip)),
         "still proxied: {peer}"
