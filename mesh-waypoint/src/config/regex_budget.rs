@@ -6,15 +6,12 @@
 //! AuthorizationPolicy cannot make the waypoint spend unbounded memory
 //! compiling, or CPU matching, one pattern; a refused pattern names its
 //! field, and the resource is NACKed with the last good config serving.
-use mesh_regex::{Anchoring, RegexError};
+use mesh_regex::Anchoring;
 use regex::Regex;
 
 use super::ConfigError;
 
 /// Compiles `pattern` as the config gave it; errors name `field`.
 pub fn compile(pattern: &str, anchoring: Anchoring, field: &str) -> Result<Regex, ConfigError> {
-    mesh_regex::compile(pattern, anchoring).map_err(|e| match e {
-        RegexError::TooBig { .. } => ConfigError::new(field, e.to_string()),
-        RegexError::Invalid { .. } => ConfigError::new(field, e.to_string()),
-    })
+    mesh_regex::compile(pattern, anchoring).map_err(|e| ConfigError::new(field, e.to_string()))
 }
