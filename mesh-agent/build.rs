@@ -1,7 +1,7 @@
 //! Builds `mesh-ebpf` for the BPF target with the nightly toolchain
 //! (aya-build) so the agent can embed the object file. The toolchain is
-//! `nightly` unless `MESH_EBPF_TOOLCHAIN` names another (see TOOLCHAIN notes
-//! in ARCHITECTURE.md: its LLVM major must match bpf-linker's, 22).
+//! `nightly` unless `MESH_EBPF_TOOLCHAIN` names another (ARCHITECTURE.md,
+//! decision 48: its LLVM major must match bpf-linker's, 22).
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {

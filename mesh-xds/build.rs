@@ -5,7 +5,7 @@
 //!
 //! The `.proto` files are compiled by `protox` (pure Rust, with the
 //! well-known types built in), not by a system `protoc`: the build needs
-//! nothing outside Cargo (ARCHITECTURE.md, B2 "Protobuf without `protoc`").
+//! nothing outside Cargo (ARCHITECTURE.md, "Protobuf without `protoc`").
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const PROTOS: &[&str] = &[
         "proto/istio/workload/workload.proto",

@@ -1,9 +1,17 @@
-//! What the admin endpoints and listeners of every mesh daemon (node
-//! agent, control plane, waypoint) share, so they behave and defend
-//! themselves the same way everywhere:
+//! The runtime every mesh daemon (node agent, control plane, waypoint)
+//! shares, so they read their settings, stop, and defend their
+//! listeners the same way everywhere:
 //!
+//! - [`duration`]: durations as Go's `time.ParseDuration` reads them, for
+//!   flags, the agent's config file and Istio's YAML;
+//! - [`drain`]: stopping gracefully on SIGTERM, SIGINT or
+//!   `/quitquitquit`: readiness off, listeners and connections told to
+//!   finish, a drain deadline;
+//! - [`flags`]: parsing a command line whose environment variables were
+//!   renamed with their flags, old names still read;
 //! - [`log_control`]: the `tracing` filter kept as a default level plus
-//!   per-target levels, changed at runtime through a reload layer;
+//!   per-target levels, changed at runtime through a reload layer, and
+//!   the log line formats;
 //! - [`logging`]: the `/logging` endpoint on top of it (`GET` shows the
 //!   filter, `POST ?level=<lvl>` / `?<target>=<lvl>` changes it), and the
 //!   query-string decoding it needs;
@@ -18,6 +26,9 @@
 //! own routes.
 #![forbid(unsafe_code)]
 
+pub mod drain;
+pub mod duration;
+pub mod flags;
 pub mod http_serve;
 pub mod listen;
 pub mod log_control;

@@ -7,6 +7,17 @@ use std::{collections::BTreeMap, sync::Mutex};
 
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
+/// How log lines are written (`--log-format` of every daemon).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
 /// Levels accepted by `/logging`.
 pub const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -16,7 +27,7 @@ pub enum LogError {
     #[error("bad level {level:?} for {target}: use one of off, error, warn, info, debug, trace")]
     BadLevel { target: String, level: String },
     #[error(
-        "bad target {0:?}: use a module path such as mesh_agent::outbound or mesh_control::server"
+        "bad target {0:?}: use a module path such as mesh_agent::outbound or mesh_control::serve"
     )]
     BadTarget(String),
     #[error("invalid log filter {filter:?}: {message}")]

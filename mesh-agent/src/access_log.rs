@@ -69,9 +69,9 @@ pub fn emit(record: &ConnectionRecord, reporters: &[Reporter]) {
         target: TARGET,
         start_time = %rfc3339_ms(record.opened_at_ms),
         duration_ms = record.duration_ms,
-        direction = record.direction,
+        direction = record.direction.as_str(),
         reporter = %reporter,
-        route = record.route,
+        route = record.route.as_str(),
         src_addr = %record.source,
         dst_addr = %dst_addr,
         original_dst = %record.original_destination,
@@ -151,10 +151,12 @@ pub(crate) mod tests {
             "10.244.1.2:40000".parse().unwrap(),
             "10.96.0.10:80".parse().unwrap(),
         );
-        open.route = "hbone";
+        open.route = crate::state::outcome::Carried::Hbone;
         open.upstream = Some("10.244.2.2:8080".parse().unwrap());
         open.source_identity = "spiffe://cluster.local/ns/default/sa/a".into();
-        stats.finish(open, 120, 5000, Some("connect: refused".into()));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = crate::state::outcome::ConnError::Connect(refused);
+        stats.finish(open, 120, 5000, Some(error));
     }
 
     #[test]

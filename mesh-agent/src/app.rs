@@ -6,7 +6,6 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::Arc,
-    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -62,31 +61,17 @@ fn install_in_child(
     capture: &CaptureConfig,
 ) -> anyhow::Result<Vec<loader::ProgramState>> {
     let exe = std::env::current_exe().context("locating our own executable")?;
-    let format = match cfg.log_format {
-        crate::config::LogFormat::Text => "text",
-        crate::config::LogFormat::Json => "json",
+    // The child resolves the same settings; only what was detected here
+    // is added, so both sides agree on it.
+    let args = crate::config::RunArgs {
+        cgroup_root: Some(cgroup_root.to_path_buf()),
+        redirect_ipv4: Some(Ipv4Addr::from(capture.agent_v4)),
+        ..cfg.args.clone()
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--instance").arg(&cfg.pins.instance);
-    cmd.arg("--bpffs").arg(&cfg.pins.bpffs);
-    cmd.args([
-        "--log",
-        &cfg.log,
-        "--log-format",
-        format,
-        "install",
-        "--cgroup-root",
-    ]);
-    cmd.arg(cgroup_root);
-    cmd.args([
-        "--redirect-ipv4",
-        &Ipv4Addr::from(capture.agent_v4).to_string(),
-    ]);
-    if let Some(v6) = cfg.redirect_ipv6 {
-        cmd.args(["--redirect-ipv6", &v6.to_string()]);
-    }
-    cmd.args(["--outbound-port", &capture.agent_port.to_string()]);
-    cmd.args(["--socket-mark", &capture.agent_mark.to_string()]);
+    cmd.args(cfg.common_args.to_args())
+        .arg("install")
+        .args(args.to_args());
     cmd.stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit());
     let out = cmd.output().context("running `mesh-agent install`")?;
@@ -115,15 +100,15 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
         tokio::spawn(ebpf_logs::forward(logger));
     }
 
-    let shutdown = Arc::new(Shutdown::default());
-    tokio::spawn(shutdown::on_signals(Arc::clone(&shutdown)));
+    let shutdown = Arc::new(Shutdown::new(cfg.drain_timeout));
+    shutdown.trigger_on_signals();
     let tcp_metrics = cfg.metrics.then(TcpMetrics::default);
     let stats = Arc::new(ConnectionStats::new(tcp_metrics.clone()));
     let orig_dst = Arc::new(OrigDstTable::new(maps::orig_dst_by_tuple(&layout)?));
     let settings = ProxySettings {
         socket_mark: cfg.socket_mark,
         buffer_size: cfg.buffer_size,
-        connect_timeout: Duration::from_secs(10),
+        connect_timeout: cfg.connect_timeout,
     };
     let mesh = match &cfg.mesh {
         Some(mesh_cfg) => Some(

@@ -16,14 +16,14 @@ mod mesh;
 mod metrics;
 mod outbound;
 mod policy;
+mod route;
 mod shutdown;
 mod state;
 
-use clap::Parser as _;
 use config::{Cli, Command, FileConfig};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = mesh_admin::flags::parse(config::RENAMED_ENV);
     match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -35,14 +35,19 @@ fn main() -> std::process::ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.common.config.as_deref())?;
-    let (filter, format) = config::log_settings(&cli.common, &file);
-    let pins = config::pin_config(&cli.common, &file);
+    let common = cli.common.merged(&file);
     let Command::Run(run) = &cli.command else {
-        logging::init(&logging::initial_filter(&filter, false), format)?;
-        return one_shot(cli, &pins, &file);
+        logging::init(
+            &logging::initial_filter(&common.log, false),
+            common.log_format,
+        )?;
+        return one_shot(cli, &common.pins(), &file);
     };
     let cfg = config::AgentConfig::resolve(&cli.common, run, &file)?;
-    let log = logging::init(&logging::initial_filter(&filter, cfg.access_log), format)?;
+    let log = logging::init(
+        &logging::initial_filter(&cfg.log, cfg.access_log),
+        cfg.log_format,
+    )?;
     // One worker: a current-thread runtime, no cross-thread wake-ups.
     let mut builder = if cfg.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()

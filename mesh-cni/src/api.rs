@@ -1,4 +1,4 @@
-//! The node agent's CNI API (docs/issue6-interfaces.md, section 6): HTTP/1.1
+//! The node agent's CNI API (docs/contracts/cni-api.md): HTTP/1.1
 //! with JSON bodies on a Unix socket. Shared by the plugin (client) and
 //! `mesh-agent` (server) so the two cannot drift apart.
 use serde::{Deserialize, Serialize};

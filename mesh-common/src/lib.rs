@@ -11,7 +11,9 @@
 
 /// The agent's outbound capture port (Istio's ztunnel uses the same).
 pub const OUTBOUND_PORT: u16 = 15001;
-/// HBONE (HTTP/2 CONNECT over mTLS); never captured.
+/// HBONE (HTTP/2 CONNECT over mTLS, Istio's `hbone_mtls_port`); never
+/// captured. The one definition: the eBPF programs skip it, and the
+/// daemons use it through `mesh_hbone::HBONE_PORT`.
 pub const HBONE_PORT: u16 = 15008;
 /// `SO_MARK` the agent puts on its own sockets; the capture hooks skip them.
 /// The value is Istio's ztunnel mark (1337), so operators recognise it.

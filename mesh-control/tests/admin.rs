@@ -4,6 +4,7 @@
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use mesh_control::app::{logging::LogControl, App, ControlConfig};
+use mesh_testkit::eventually_async;
 use mesh_xds::{Backoff, XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use serde_json::Value;
 use tokio::{
@@ -108,13 +109,12 @@ fn agent(xds: SocketAddr, node: &str) -> XdsClientConfig {
 
 /// Polls `/debug/syncz` until `f` holds; returns that document.
 async fn syncz_until(admin: SocketAddr, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    bounded(what, async {
-        loop {
-            let doc = get_json(admin, "/debug/syncz").await;
-            if f(&doc) {
-                return doc;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually_async(what, Duration::from_secs(20), || async {
+        let doc = get_json(admin, "/debug/syncz").await;
+        if f(&doc) {
+            Ok(doc)
+        } else {
+            Err(doc)
         }
     })
     .await

@@ -3,31 +3,26 @@
 //! (trusting only `<ca-dir>/root-cert.pem`) sees the directory's workloads
 //! and a change to it, the CA service signs a CSR, a restart keeps the
 //! root. Every wait is bounded.
-use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use std::{future::Future, path::Path, time::Duration};
 
 use mesh_control::app::{App, ControlConfig};
+use mesh_testkit::{eventually_watch, holds};
 use mesh_xds::{
     proto::istio_ca::{
         istio_certificate_service_client::IstioCertificateServiceClient, IstioCertificateRequest,
     },
-    Backoff, XdsClient, XdsClientConfig, XdsSnapshot, XdsTls,
+    Backoff, XdsClient, XdsClientConfig, XdsTls,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 const TOPOLOGY: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  labels: {istio.io/dataplane-mode: ambient}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 10.0.0.1}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, serviceAccountName: a}\nstatus: {podIP: 10.244.1.2}\n";
 
+const LIMIT: Duration = Duration::from_secs(20);
+
 async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
+    tokio::time::timeout(LIMIT, f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-async fn wait_for(
-    rx: &mut watch::Receiver<Arc<XdsSnapshot>>,
-    what: &str,
-    f: impl FnMut(&Arc<XdsSnapshot>) -> bool,
-) {
-    bounded(what, rx.wait_for(f)).await.unwrap();
 }
 
 fn write(dir: &Path, name: &str, content: &str) {
@@ -90,8 +85,11 @@ async fn serves_the_directory_over_tls_and_signs_csrs() {
         jitter: 0.1,
     };
     let (client, mut snapshots) = XdsClient::spawn(xds);
-    wait_for(&mut snapshots, "workload a", |s| {
-        s.connected && s.workload("Kubernetes//Pod/default/a").is_some()
+    eventually_watch("workload a", LIMIT, &mut snapshots, |s| {
+        holds(
+            s.connected && s.workload("Kubernetes//Pod/default/a").is_some(),
+            s,
+        )
     })
     .await;
 
@@ -101,8 +99,8 @@ async fn serves_the_directory_over_tls_and_signs_csrs() {
         "10-b.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-1}\nstatus: {podIP: 10.244.1.3}\n",
     );
-    wait_for(&mut snapshots, "workload b", |s| {
-        s.workload("Kubernetes//Pod/default/b").is_some()
+    eventually_watch("workload b", LIMIT, &mut snapshots, |s| {
+        holds(s.workload("Kubernetes//Pod/default/b").is_some(), s)
     })
     .await;
     bounded("client stop", client.stop()).await;

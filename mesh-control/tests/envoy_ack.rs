@@ -10,9 +10,10 @@
 use std::{sync::Arc, time::Duration};
 
 use mesh_control::{
-    server::{self, ConnectedProxies, CsrSigner, ServerOptions, SyncStatus},
+    serve::{self, ConnectedProxies, CsrSigner, ServerOptions, SyncStatus},
     source::{load_files, SourceConfig},
 };
+use mesh_testkit::try_eventually_async;
 use mesh_xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 use tokio::{net::TcpListener, sync::watch};
 
@@ -190,7 +191,7 @@ async fn stock_envoy_acks_every_waypoint_resource() {
     let port = listener.local_addr().unwrap().port();
     let (_tx, rx) = watch::channel(Arc::new(state));
     let proxies = Arc::new(ConnectedProxies::new());
-    tokio::spawn(server::serve_listener(
+    tokio::spawn(serve::serve_listener(
         listener,
         None,
         rx,
@@ -228,8 +229,7 @@ async fn acked_by_envoy(envoy: &str, port: u16, ns: &str, proxies: &ConnectedPro
         LISTENER_TYPE_URL,
         ROUTE_TYPE_URL,
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let synced = try_eventually_async("every type ACKed", Duration::from_secs(20), || async {
         let server_version = proxies.server_version();
         let statuses: Vec<(String, SyncStatus, Option<String>)> = proxies
             .by_node(&node_id(ns))
@@ -247,13 +247,15 @@ async fn acked_by_envoy(envoy: &str, port: u16, ns: &str, proxies: &ConnectedPro
         let nacks: Vec<_> = statuses.iter().filter(|s| s.2.is_some()).collect();
         assert!(nacks.is_empty(), "Envoy ({ns}) rejected: {nacks:#?}");
         if statuses.len() == types.len() && statuses.iter().all(|s| s.1 == SyncStatus::Synced) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{statuses:?}"))
         }
-        if tokio::time::Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
-            panic!("not all types ACKed ({ns}): {statuses:?}\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    if let Err(e) = synced {
+        let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+        panic!("{e} ({ns})\n{log}");
     }
     // Its own listener and routes only.
     let held = |t: &str| proxies.by_node(&node_id(ns))[0].types[t].resources;

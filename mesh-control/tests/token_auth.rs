@@ -1,15 +1,15 @@
-//! Token authentication of the gRPC server (issue 6 contract, section 3),
+//! Token authentication of the gRPC server (docs/contracts/authentication.md),
 //! in process on 127.0.0.1:0 with the real CA and real CSRs, through a
 //! fake [`Authenticator`] (the TokenReview client is tested against an HTTP
-//! responder in `auth::token_review`, and end to end against the fake API
-//! server in tests/tests/kube_source.rs).
+//! responder in `authn::token_review`, and end to end against the fake API
+//! server in tests/tests/kube_source/).
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use mesh_control::{
-    auth::{AuthError, AuthPolicy, Authenticator, Caller},
+    authn::{AuthError, AuthPolicy, Authenticator, Caller},
     ca::Ca,
     model::{MeshState, Workload},
-    server::{self, ConnectedProxies, ServerOptions},
+    serve::{self, ConnectedProxies, ServerOptions},
 };
 use mesh_xds::proto::{
     envoy_core,
@@ -120,7 +120,7 @@ async fn start() -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _keep = _state_tx;
-        server::serve_listener(
+        serve::serve_listener(
             listener,
             None,
             state,

@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_control::{
-    server::{self, ConnectedProxies, CsrSigner, ServerOptions},
+    serve::{self, ConnectedProxies, CsrSigner, ServerOptions},
     source::{load_directory, SourceConfig},
 };
 use mesh_xds::{
@@ -137,7 +137,7 @@ async fn start_server() -> Server {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(Arc::new(snapshot.state));
     tokio::spawn(async move {
-        server::serve_listener(
+        serve::serve_listener(
             listener,
             None,
             rx,

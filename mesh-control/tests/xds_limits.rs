@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_control::{
     model::{MeshState, Node, Workload},
-    server::{self, ConnectedProxies, CsrSigner, ServerOptions},
+    serve::{self, ConnectedProxies, CsrSigner, ServerOptions},
 };
 use mesh_xds::{
     proto::{
@@ -23,7 +23,8 @@ use tokio::{
 };
 
 mod raw_ads;
-use raw_ads::{bounded, RawStream};
+use mesh_testkit::{eventually_async, holds};
+use raw_ads::{RawStream, LIMIT};
 
 struct NoSigner;
 
@@ -79,7 +80,7 @@ async fn start(initial: MeshState) -> Running {
     let (state, rx) = watch::channel(Arc::new(initial));
     let (stop, stopped) = oneshot::channel::<()>();
     let proxies = Arc::new(ConnectedProxies::new());
-    tokio::spawn(server::serve_listener(
+    tokio::spawn(serve::serve_listener(
         listener,
         None,
         rx,
@@ -136,14 +137,14 @@ async fn a_rejected_resource_does_not_hold_back_the_others() {
     s.send(subscribe(vec![])).await;
     let first = s.recv().await;
     reply(&s, &first, BAD).await;
-    bounded("NACK recorded", async {
-        while !server.proxies.list().iter().any(|p| {
+    eventually_async("NACK recorded", LIMIT, || async {
+        let proxies = server.proxies.list();
+        let nacked = proxies.iter().any(|p| {
             p.types
                 .get(ADDRESS_TYPE_URL)
                 .is_some_and(|t| t.last_nack.as_ref().is_some_and(|n| n.nonce == first.nonce))
-        }) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        });
+        holds(nacked, &proxies)
     })
     .await;
     // A new resource after the NACK reaches the client, which keeps

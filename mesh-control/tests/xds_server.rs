@@ -9,7 +9,7 @@ use std::{
 
 use mesh_control::{
     model::{MeshState, MtlsMode, Node, PeerAuthentication, Service, Workload},
-    server::{self, ConnectedProxies, CsrSigner, ServerOptions},
+    serve::{self, ConnectedProxies, CsrSigner, ServerOptions},
 };
 use mesh_xds::{
     proto::{
@@ -22,7 +22,7 @@ use mesh_xds::{
         },
         istio_workload::{gateway_address, TunnelProtocol},
     },
-    Backoff, XdsClient, XdsClientConfig, XdsSnapshot, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL,
+    Backoff, XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL,
 };
 use tokio::{
     net::TcpListener,
@@ -30,7 +30,8 @@ use tokio::{
     task::JoinHandle,
 };
 mod raw_ads;
-use raw_ads::{bounded, RawStream};
+use mesh_testkit::{eventually_async, eventually_watch, holds};
+use raw_ads::{bounded, RawStream, LIMIT};
 
 struct FakeSigner;
 
@@ -110,7 +111,7 @@ async fn start(initial: MeshState) -> Running {
     let (state, rx) = watch::channel(Arc::new(initial));
     let proxies = Arc::new(ConnectedProxies::new());
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve_listener(
+    let task = tokio::spawn(serve::serve_listener(
         listener,
         None,
         rx,
@@ -140,30 +141,16 @@ fn client_config(addr: SocketAddr, node: &str) -> XdsClientConfig {
     cfg
 }
 
-async fn wait_for(
-    rx: &mut watch::Receiver<Arc<XdsSnapshot>>,
-    what: &str,
-    f: impl FnMut(&Arc<XdsSnapshot>) -> bool,
-) -> Arc<XdsSnapshot> {
-    bounded(what, rx.wait_for(f)).await.unwrap().clone()
-}
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    bounded(what, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn client_gets_state_and_changes() {
     let server = start(mesh()).await;
     let (handle, mut rx) = XdsClient::spawn(client_config(server.addr, "node-1"));
 
-    let snap = wait_for(&mut rx, "initial snapshot", |s| {
-        s.connected && s.synced.len() == 2 && s.workloads().count() == 2
+    let snap = eventually_watch("initial snapshot", LIMIT, &mut rx, |s| {
+        holds(
+            s.connected && s.synced.len() == 2 && s.workloads().count() == 2,
+            s,
+        )
     })
     .await;
     assert_eq!(snap.services().count(), 1);
@@ -197,8 +184,8 @@ async fn client_gets_state_and_changes() {
         .unwrap()
         .clone();
     server.state.send_replace(Arc::new(next));
-    let snap = wait_for(&mut rx, "change", |s| {
-        s.workload("Kubernetes//Pod/shop/web-3").is_some()
+    let snap = eventually_watch("change", LIMIT, &mut rx, |s| {
+        holds(s.workload("Kubernetes//Pod/shop/web-3").is_some(), s)
     })
     .await;
     assert!(snap.workload("Kubernetes//Pod/shop/web-1").is_none());
@@ -211,13 +198,14 @@ async fn client_gets_state_and_changes() {
     assert!(snap.connected);
 
     // The registry saw the node, and both types ACKed at the latest version.
-    eventually("proxy status acked", || {
+    eventually_async("proxy status acked", LIMIT, || async {
         let p = server.proxies.by_node("node-1");
-        p.len() == 1
+        let acked = p.len() == 1
             && p[0].types.len() == 2
             && p[0].types.values().all(|t| t.acked)
             && p[0].types[ADDRESS_TYPE_URL].last_sent_version
-                == server.proxies.server_version().to_string()
+                == server.proxies.server_version().to_string();
+        holds(acked, &p)
     })
     .await;
     let p = &server.proxies.list()[0];
@@ -234,6 +222,9 @@ async fn client_gets_state_and_changes() {
         w.labels.insert("unrelated".into(), "x".into());
     });
     server.state.send_replace(Arc::new(same));
+    // Settle time: nothing shows that the resource builder has looked at a
+    // state that changed no resource (it counts only the generations it
+    // publishes), so there is no state to wait on.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         server.proxies.list()[0].types[ADDRESS_TYPE_URL].last_sent_nonce,
@@ -241,7 +232,10 @@ async fn client_gets_state_and_changes() {
     );
 
     bounded("client stop", handle.stop()).await;
-    eventually("stream gone from registry", || server.proxies.is_empty()).await;
+    eventually_async("stream gone from registry", LIMIT, || async {
+        server.proxies.is_empty()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -352,7 +346,7 @@ async fn initial_resource_versions_and_nack() {
         ..Default::default()
     };
     s.send(nack).await;
-    eventually("nack recorded", || {
+    eventually_async("nack recorded", LIMIT, || async {
         server.proxies.by_node("raw").iter().any(|p| {
             p.types
                 .get(ADDRESS_TYPE_URL)
@@ -391,7 +385,7 @@ async fn initial_resource_versions_and_nack() {
             "shop/web.shop.svc.cluster.local"
         ]
     );
-    eventually("ack recorded", || {
+    eventually_async("ack recorded", LIMIT, || async {
         server
             .proxies
             .by_node("raw")
@@ -417,12 +411,15 @@ async fn empty_first_response_and_shutdown() {
     let mut server = start(MeshState::default()).await;
     let (handle, mut rx) = XdsClient::spawn(client_config(server.addr, "node-9"));
     // An empty mesh still answers each subscription, so the client is synced.
-    let snap = wait_for(&mut rx, "synced", |s| s.connected && s.synced.len() == 2).await;
+    let snap = eventually_watch("synced", LIMIT, &mut rx, |s| {
+        holds(s.connected && s.synced.len() == 2, s)
+    })
+    .await;
     assert_eq!(snap.workloads().count(), 0);
 
     let _ = server.stop.take().unwrap().send(());
     bounded("server stops", server.task).await.unwrap().unwrap();
-    let snap = wait_for(&mut rx, "disconnected", |s| !s.connected).await;
+    let snap = eventually_watch("disconnected", LIMIT, &mut rx, |s| holds(!s.connected, s)).await;
     assert!(
         snap.last_error
             .as_deref()
@@ -460,7 +457,7 @@ async fn serves_over_tls() {
     let addr = listener.local_addr().unwrap();
     let (_state, rx) = watch::channel(Arc::new(mesh()));
     let proxies = Arc::new(ConnectedProxies::new());
-    let server = tokio::spawn(server::serve_listener(
+    let server = tokio::spawn(serve::serve_listener(
         listener,
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
         rx,
@@ -478,9 +475,12 @@ async fn serves_over_tls() {
         server_name: Some("mesh-control.mesh-system.svc".into()),
     });
     let (handle, mut rx) = XdsClient::spawn(cfg);
-    let snap = wait_for(&mut rx, "snapshot over TLS", |s| s.workloads().count() == 2).await;
+    let snap = eventually_watch("snapshot over TLS", LIMIT, &mut rx, |s| {
+        holds(s.workloads().count() == 2, s)
+    })
+    .await;
     assert!(snap.connected);
-    eventually("registry has the TLS peer", || {
+    eventually_async("registry has the TLS peer", LIMIT, || async {
         proxies
             .by_node("node-tls")
             .first()

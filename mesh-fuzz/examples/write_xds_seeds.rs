@@ -6,8 +6,8 @@
 use std::{fs, path::PathBuf};
 
 use mesh_control::{
-    server::{convert, ConvertOptions},
     source::{load_directory, load_files, SourceConfig},
+    translate::workload::{self, ConvertOptions},
 };
 use mesh_fuzz::xds::encode_input;
 use prost::Message;
@@ -31,16 +31,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut inputs = vec![];
     for state in &states {
         let opts = ConvertOptions::default();
-        for (_, a) in convert::addresses(state, &opts) {
+        for (_, a) in workload::addresses(state, &opts) {
             inputs.push(encode_input(mesh_xds::ADDRESS_TYPE_URL, &a.encode_to_vec()));
         }
-        for (_, a) in convert::authorizations(state, &opts) {
+        for (_, a) in workload::authorizations(state, &opts) {
             inputs.push(encode_input(
                 mesh_xds::AUTHORIZATION_TYPE_URL,
                 &a.encode_to_vec(),
             ));
         }
-        let envoy = mesh_control::waypoint::translate(state, &opts.root_namespace);
+        let envoy = mesh_control::translate::waypoint::translate(state, &opts.root_namespace);
         for l in envoy.listeners.values() {
             inputs.push(encode_input(
                 mesh_xds::LISTENER_TYPE_URL,

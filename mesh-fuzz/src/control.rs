@@ -3,8 +3,8 @@
 //! through every translation the control plane serves (workload and
 //! authorization xDS for agents, Envoy LDS/RDS/CDS/EDS for waypoints).
 use mesh_control::{
-    server::{convert, ConvertOptions},
     source::{load_files, Snapshot, SourceConfig},
+    translate::workload::{self, ConvertOptions},
 };
 use prost::Message;
 
@@ -46,17 +46,17 @@ pub fn control_translate(data: &[u8]) {
     };
     let state = &snapshot.state;
     let opts = ConvertOptions::default();
-    for (name, address) in convert::addresses(state, &opts) {
+    for (name, address) in workload::addresses(state, &opts) {
         xds::must_accept(mesh_xds::ADDRESS_TYPE_URL, &name, address.encode_to_vec());
     }
-    for (name, authz) in convert::authorizations(state, &opts) {
+    for (name, authz) in workload::authorizations(state, &opts) {
         xds::must_accept(
             mesh_xds::AUTHORIZATION_TYPE_URL,
             &name,
             authz.encode_to_vec(),
         );
     }
-    let envoy = mesh_control::waypoint::translate(state, &opts.root_namespace);
+    let envoy = mesh_control::translate::waypoint::translate(state, &opts.root_namespace);
     for (name, l) in &envoy.listeners {
         xds::must_accept(mesh_xds::LISTENER_TYPE_URL, name, l.encode_to_vec());
     }

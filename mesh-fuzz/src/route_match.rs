@@ -94,7 +94,7 @@ fn table() -> &'static RouteTable {
             &SourceConfig::default(),
         )
         .unwrap_or_else(|problems| panic!("route_match fixture rejected: {problems:?}"));
-        let envoy = mesh_control::waypoint::translate(&snapshot.state, "istio-system");
+        let envoy = mesh_control::translate::waypoint::translate(&snapshot.state, "istio-system");
         let rc = envoy
             .routes
             .values()

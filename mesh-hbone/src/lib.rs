@@ -12,6 +12,8 @@
 //!   `AsyncRead + AsyncWrite`) tunnelled through a pooled connection;
 //!   [`HboneServer`] accepts tunnels and relays each to what a
 //!   [`ConnectHandler`] returns.
+//! * [`ca_client`] asks the mesh CA for a workload certificate (Istio's
+//!   `CreateCertificate`) and says when one is due for renewal.
 //!
 //! TLS is 1.3 only with ALPN `h2` and rustls' ring provider, installed
 //! explicitly (the process-default provider is never consulted).
@@ -50,11 +52,11 @@
 #![forbid(unsafe_code)]
 
 mod alert;
+pub mod ca_client;
 mod certs;
 mod client;
 pub mod forwarded;
 mod identity;
-pub mod issue;
 mod pool;
 mod server;
 pub mod settings;
@@ -74,5 +76,6 @@ pub use store::CertStore;
 pub use stream::HboneStream;
 pub use tls::{client_config, provider, server_config, PeerIdentityError, TlsError, ALPN_H2};
 
-/// The HBONE port (Istio's `hbone_mtls_port`).
-pub const HBONE_PORT: u16 = 15008;
+/// The HBONE port (Istio's `hbone_mtls_port`), defined with the kernel's
+/// view of the ports in `mesh-common`.
+pub use mesh_common::HBONE_PORT;

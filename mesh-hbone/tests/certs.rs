@@ -1,11 +1,11 @@
 //! Certificate parsing and the cert store's bookkeeping.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use mesh_hbone::{sni_for, CertError, CertStore, TrustBundle, WorkloadCert};
+use support::*;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 

@@ -2,14 +2,15 @@
 //! log must not grow with it. Alone in its binary: it installs the
 //! process-wide subscriber that counts warnings.
 
-mod common;
+mod support;
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
     Arc,
 };
 
-use common::*;
+use mesh_testkit::{eventually_async, holds};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::{layer::SubscriberExt as _, Layer};
 
@@ -43,8 +44,9 @@ async fn failed_handshakes_are_logged_at_a_bounded_rate() {
             let mut sink = Vec::new();
             let _ = tcp.read_to_end(&mut sink).await;
         }
-        eventually("every handshake failed", || {
-            server.stats.handshake_failures() == ATTEMPTS
+        eventually_async("every handshake failed", WAIT, || async {
+            let n = server.stats.handshake_failures();
+            holds(n == ATTEMPTS, &n)
         })
         .await;
         let logged = warnings.load(Ordering::SeqCst);

@@ -2,12 +2,13 @@
 //! are bounded, and connections per source IP are capped before any TLS
 //! work is spent on them.
 
-mod common;
+mod support;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use common::*;
 use mesh_hbone::{HboneServer, ServerOptions};
+use mesh_testkit::{eventually_async, holds};
+use support::*;
 use tokio::{
     io::AsyncReadExt,
     net::{TcpListener, TcpSocket},
@@ -80,8 +81,9 @@ async fn connections_over_the_per_source_cap_are_closed_before_tls() {
             connect_from([127, 0, 0, 1], addr).await,
             connect_from([127, 0, 0, 1], addr).await,
         ];
-        eventually("two connections accepted", || {
-            stats.connections_accepted() == 2
+        eventually_async("two connections accepted", WAIT, || async {
+            let n = stats.connections_accepted();
+            holds(n == 2, &n)
         })
         .await;
         let mut third = connect_from([127, 0, 0, 1], addr).await;

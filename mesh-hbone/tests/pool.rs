@@ -2,10 +2,11 @@
 //! expected identity), spill to a new one past the stream limit, and a dead
 //! connection is replaced on next use.
 
-mod common;
+mod support;
 
-use common::*;
 use mesh_hbone::{ClientOptions, HboneClient, HboneStream};
+use mesh_testkit::{eventually_async, holds};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -147,8 +148,9 @@ async fn idle_connection_is_closed() {
             .await
             .unwrap();
         echo_once(s, b"x").await;
-        eventually("idle connection leaves the pool", || {
-            client.pooled_connections() == 0
+        eventually_async("idle connection leaves the pool", WAIT, || async {
+            let n = client.pooled_connections();
+            holds(n == 0, &n)
         })
         .await;
         let s = client

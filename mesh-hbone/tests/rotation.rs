@@ -1,10 +1,10 @@
 //! Certificate rotation: replacing certificates in the stores leaves
 //! established tunnels running, and the next connection uses the new ones.
 
-mod common;
+mod support;
 
-use common::*;
 use mesh_hbone::{ClientOptions, HboneClient};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

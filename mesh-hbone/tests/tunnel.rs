@@ -1,12 +1,13 @@
 //! End-to-end tunnels on loopback: identities seen by the handler, bulk
 //! echo, half-close in both directions, and refusals.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::*;
 use mesh_hbone::{ClientError, ClientOptions, HboneClient};
+use mesh_testkit::eventually_async;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +48,7 @@ async fn round_trip_8_mib_with_identities_and_half_close() {
         assert_eq!(echoed.len(), data.len());
         assert!(echoed == data, "echoed bytes differ from the bytes sent");
 
-        eventually("the relay reports its totals", || {
+        eventually_async("the relay reports its totals", WAIT, || async {
             !server.handler.outcomes.lock().unwrap().is_empty()
         })
         .await;
@@ -77,7 +78,7 @@ async fn upstream_half_close_reaches_client_while_client_keeps_sending() {
         let data = payload(1 << 20, 2);
         stream.write_all(&data).await.unwrap();
         stream.shutdown().await.unwrap();
-        eventually("the upstream saw the client's EOF", || {
+        eventually_async("the upstream saw the client's EOF", WAIT, || async {
             !server.handler.received.lock().unwrap().is_empty()
         })
         .await;

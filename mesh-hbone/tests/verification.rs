@@ -1,12 +1,13 @@
 //! Both ends verify: the client insists on the expected server identity,
 //! the server on a client chain from the trust bundle.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::*;
 use mesh_hbone::{CertStore, ClientError, ClientOptions, HboneClient};
+use mesh_testkit::{eventually_async, holds};
+use support::*;
 use tokio::net::TcpListener;
 
 /// A TLS server that shows `cert` whatever SNI it is asked for, as an
@@ -83,8 +84,9 @@ async fn server_without_the_expected_identity_fails_the_handshake() {
             matches!(err, ClientError::RejectedByPeer { .. }),
             "expected the server to refuse the handshake, got {err:?}"
         );
-        eventually("server counts the failed handshake", || {
-            server.stats.handshake_failures() == 1
+        eventually_async("server counts the failed handshake", WAIT, || async {
+            let n = server.stats.handshake_failures();
+            holds(n == 1, &n)
         })
         .await;
         assert_eq!(server.handler.calls(), 0);
@@ -116,8 +118,9 @@ async fn client_certificate_from_an_untrusted_ca_is_rejected() {
             }
             other => panic!("expected the server to reject our certificate, got {other:?}"),
         }
-        eventually("server counts the failed handshake", || {
-            server.stats.handshake_failures() == 1
+        eventually_async("server counts the failed handshake", WAIT, || async {
+            let n = server.stats.handshake_failures();
+            holds(n == 1, &n)
         })
         .await;
         assert_eq!(server.handler.calls(), 0);
@@ -168,8 +171,9 @@ async fn tls12_clients_are_refused() {
             .connect(name, tcp)
             .await;
         assert!(result.is_err(), "a TLS 1.2 handshake succeeded");
-        eventually("server counts the failed handshake", || {
-            server.stats.handshake_failures() == 1
+        eventually_async("server counts the failed handshake", WAIT, || async {
+            let n = server.stats.handshake_failures();
+            holds(n == 1, &n)
         })
         .await;
     })

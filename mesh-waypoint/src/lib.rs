@@ -4,8 +4,8 @@
 //! by Istio VirtualService / DestinationRule semantics received as standard
 //! Envoy xDS (`config/`, `route/`), and leaves through `upstream/` to the
 //! chosen endpoint — over HBONE when it is a mesh workload. `telemetry/`
-//! reports every request. `docs/issue5-interfaces.md` is the contract
-//! between these parts.
+//! reports every request. `docs/contracts/waypoint-xds.md` describes the
+//! resources it receives.
 #![forbid(unsafe_code)]
 
 pub mod admin;

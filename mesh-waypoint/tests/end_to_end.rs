@@ -28,6 +28,7 @@ use envoy_types::pb::envoy::{
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_testkit::eventually_async;
 use mesh_waypoint::{
     app::{self, wiring},
     config::ActiveConfig,
@@ -399,10 +400,8 @@ async fn xds_to_routed_requests_and_nack_keeps_last_good() {
             .await
             .unwrap();
     }
-    bounded("synced", async {
-        while !synced.load(std::sync::atomic::Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually_async("synced", LIMIT, || async {
+        synced.load(std::sync::atomic::Ordering::Relaxed)
     })
     .await;
 
@@ -465,16 +464,12 @@ async fn xds_to_routed_requests_and_nack_keeps_last_good() {
         )))
         .await
         .unwrap();
-    bounded("route update", async {
-        loop {
-            if get_h1(waypoint, "reviews", "/x", &[("end-user", "jason")])
-                .await
-                .1
-                == "v1 /x"
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    eventually_async("route update", LIMIT, || async {
+        let (status, body) = get_h1(waypoint, "reviews", "/x", &[("end-user", "jason")]).await;
+        if body == "v1 /x" {
+            Ok(())
+        } else {
+            Err(format!("{status} {body:?}"))
         }
     })
     .await;

@@ -44,19 +44,24 @@ fn id(sa: &str) -> Identity {
 
 fn workload(name: &str, ip: &str) -> WorkloadEntry {
     WorkloadEntry {
-        uid: format!("Kubernetes//Pod/default/{name}"),
-        name: name.into(),
-        namespace: "default".into(),
-        service_account: name.into(),
-        workload_name: name.into(),
-        canonical_name: name.into(),
-        canonical_revision: "v1".into(),
-        node: "node1".into(),
-        cluster_id: "Kubernetes".into(),
-        ips: vec![ip.parse().unwrap()],
+        workload: mesh_xds::workload::Workload {
+            uid: format!("Kubernetes//Pod/default/{name}"),
+            name: name.into(),
+            namespace: "default".into(),
+            service_account: name.into(),
+            trust_domain: "cluster.local".into(),
+            workload_name: name.into(),
+            canonical_name: name.into(),
+            canonical_revision: "v1".into(),
+            node: "node1".into(),
+            cluster_id: "Kubernetes".into(),
+            ips: vec![ip.parse().unwrap()],
+            mesh: true,
+            gateway: Some("192.168.0.1:15008".parse().unwrap()),
+            authorization_policies: vec![],
+            probe_ports: vec![],
+        },
         identity: Some(id(name)),
-        mesh: true,
-        gateway: Some("192.168.0.1:15008".parse().unwrap()),
     }
 }
 

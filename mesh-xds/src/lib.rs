@@ -9,12 +9,14 @@
 //! - [`client`]: a Delta ADS client ([`XdsClient::spawn`]) that keeps typed,
 //!   validated caches and publishes them as an [`XdsSnapshot`] on a
 //!   `tokio::sync::watch` channel, ACKing/NACKing every response.
+//! - [`workload`]: the Address-xDS workload model both daemons use.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod proto;
 pub mod token;
 pub mod transport;
+pub mod workload;
 
 pub use client::{
     Backoff, CachedResource, FieldRejection, Validator, XdsClient, XdsClientConfig, XdsHandle,

@@ -2,7 +2,7 @@
 //! ServiceAccount token (projected, audience `istio-ca`) sent as gRPC
 //! metadata `authorization: Bearer <token>` on every xDS stream and every
 //! certificate request, which the control plane checks with a TokenReview
-//! (docs/issue6-interfaces.md section 3).
+//! (docs/contracts/authentication.md).
 //!
 //! The file is read again for every stream and request: the kubelet
 //! rotates projected tokens in place (well before they expire), and a

@@ -3,6 +3,7 @@
 //! `initial_resource_versions`, and TLS.
 use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use mesh_testkit::{eventually_async, eventually_watch, holds};
 use mesh_xds::{
     proto::{
         envoy_discovery::{
@@ -15,12 +16,12 @@ use mesh_xds::{
         istio_workload::{address, Address, NetworkAddress, Port, Service, Workload},
         to_any,
     },
-    transport, Backoff, XdsClient, XdsClientConfig, XdsSnapshot, XdsTls, ADDRESS_TYPE_URL,
+    transport, Backoff, XdsClient, XdsClientConfig, XdsTls, ADDRESS_TYPE_URL,
     AUTHORIZATION_TYPE_URL,
 };
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, oneshot, watch},
+    sync::{mpsc, oneshot},
     task::JoinHandle,
 };
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -180,14 +181,6 @@ fn config(addr: SocketAddr) -> XdsClientConfig {
     cfg
 }
 
-async fn wait_for(
-    rx: &mut watch::Receiver<Arc<XdsSnapshot>>,
-    what: &str,
-    f: impl FnMut(&Arc<XdsSnapshot>) -> bool,
-) -> Arc<XdsSnapshot> {
-    bounded(what, rx.wait_for(f)).await.unwrap().clone()
-}
-
 async fn subscribe(stream: &mut FakeStream) -> HashMap<String, DeltaDiscoveryRequest> {
     let mut by_type = HashMap::new();
     for _ in 0..2 {
@@ -218,7 +211,7 @@ async fn push_ack_nack_and_remove() {
     );
     assert!(first.initial_resource_versions.is_empty());
     assert!(subs.contains_key(AUTHORIZATION_TYPE_URL));
-    wait_for(&mut rx, "connected", |s| s.connected).await;
+    eventually_watch("connected", LIMIT, &mut rx, |s| holds(s.connected, s)).await;
 
     // Push a workload and a service: applied, then ACKed with the nonce.
     let svc = Service {
@@ -381,23 +374,18 @@ async fn reconnects_with_initial_resource_versions() {
 
     // The server goes away: the client keeps its data, marked disconnected.
     let addr = server.stop(vec![stream]).await;
-    let snap = wait_for(&mut rx, "disconnected", |s| !s.connected).await;
+    let snap = eventually_watch("disconnected", LIMIT, &mut rx, |s| holds(!s.connected, s)).await;
     assert_eq!(snap.workload(&w1.uid), Some(&w1));
     assert!(snap.last_error.is_some());
-    // Let it fail to connect at least once while the port is closed.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Let it fail to connect at least once while the port is closed: each
+    // failed attempt publishes a snapshot (the one above was the stream's
+    // end, or already a failed attempt).
+    bounded("a failed reconnect", rx.changed()).await.unwrap();
+    assert!(!rx.borrow().connected);
     assert_eq!(rx.borrow().workload(&w1.uid), Some(&w1));
 
     // Same port again.
-    let listener = bounded("rebind", async {
-        loop {
-            match TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await;
+    let listener = eventually_async("rebind", LIMIT, || TcpListener::bind(addr)).await;
     let mut server = FakeServer::start(listener).await;
     let mut stream = server.accept().await;
     let subs = subscribe(&mut stream).await;
@@ -413,7 +401,7 @@ async fn reconnects_with_initial_resource_versions() {
     assert!(subs[AUTHORIZATION_TYPE_URL]
         .initial_resource_versions
         .is_empty());
-    let snap = wait_for(&mut rx, "reconnected", |s| s.connected).await;
+    let snap = eventually_watch("reconnected", LIMIT, &mut rx, |s| holds(s.connected, s)).await;
     assert_eq!(snap.workload(&w1.uid), Some(&w1));
 
     // And the new stream works.
@@ -502,7 +490,10 @@ async fn tls_stream_and_untrusted_server() {
         ))
         .await;
     assert_eq!(stream.next_request().await.response_nonce, "t1");
-    let snap = wait_for(&mut rx, "tls snapshot", |s| s.workloads().count() == 1).await;
+    let snap = eventually_watch("tls snapshot", LIMIT, &mut rx, |s| {
+        holds(s.workloads().count() == 1, s)
+    })
+    .await;
     assert!(snap.connected);
     bounded("stop", handle.stop()).await;
 
@@ -511,13 +502,19 @@ async fn tls_stream_and_untrusted_server() {
     let (handle, mut rx) = XdsClient::spawn(cfg.clone());
     let mut stream = bounded("tls stream by name", streams.recv()).await.unwrap();
     subscribe(&mut stream).await;
-    wait_for(&mut rx, "connected by name", |s| s.connected).await;
+    eventually_watch("connected by name", LIMIT, &mut rx, |s| {
+        holds(s.connected, s)
+    })
+    .await;
     bounded("stop", handle.stop()).await;
 
     // A client trusting another CA never connects and says why.
     cfg.tls.as_mut().unwrap().root_pem = make_pki().root_pem.into_bytes();
     let (handle, mut rx) = XdsClient::spawn(cfg);
-    let snap = wait_for(&mut rx, "tls error", |s| s.last_error.is_some()).await;
+    let snap = eventually_watch("tls error", LIMIT, &mut rx, |s| {
+        holds(s.last_error.is_some(), s)
+    })
+    .await;
     assert!(!snap.connected);
     let err = snap.last_error.clone().unwrap();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
@@ -534,16 +531,14 @@ async fn bad_tls_settings_stop_the_client() {
         server_name: None,
     });
     let (handle, mut rx) = XdsClient::spawn(cfg);
-    let snap = wait_for(&mut rx, "config error", |s| s.last_error.is_some()).await;
+    let snap = eventually_watch("config error", LIMIT, &mut rx, |s| {
+        holds(s.last_error.is_some(), s)
+    })
+    .await;
     assert!(snap
         .last_error
         .as_deref()
         .unwrap()
         .contains("no certificate in root PEM"));
-    bounded("task ends", async {
-        while !handle.is_finished() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    eventually_async("task ends", LIMIT, || async { handle.is_finished() }).await;
 }

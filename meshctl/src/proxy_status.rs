@@ -1,6 +1,6 @@
 //! `meshctl proxy-status`: which agents are connected to the control plane
 //! and whether each has the current configuration, per xDS type — from the
-//! control plane's `/debug/syncz` (shape in docs/issue4-interfaces.md).
+//! control plane's `/debug/syncz` (shape in docs/contracts/control-admin.md).
 use std::collections::BTreeMap;
 
 use serde::Deserialize;

@@ -4,10 +4,11 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 use serde_json::Value;
 
 use crate::topology::Pod;
@@ -77,22 +78,25 @@ impl Agent {
             .spawn()
             .context("starting mesh-agent under nsenter")?;
         let mut agent = Self { child, spec };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = agent.child.try_wait()? {
-                bail!(
-                    "mesh-agent exited during start-up ({status}):\n{}",
-                    agent.log_tail()
-                );
+        let ready = try_eventually("mesh-agent ready", Duration::from_secs(20), || {
+            match agent.child.try_wait() {
+                Ok(Some(status)) => {
+                    return Attempt::GiveUp(format!("mesh-agent exited during start-up ({status})"))
+                }
+                Err(e) => return Attempt::GiveUp(format!("mesh-agent: {e}")),
+                Ok(None) => {}
             }
-            if crate::netns::http_get_in(&agent.spec.node_netns, ADMIN, "/healthz/ready").is_ok() {
-                return Ok(agent);
+            match crate::netns::http_get_in(&agent.spec.node_netns, ADMIN, "/healthz/ready") {
+                Ok(_) => Attempt::Done(()),
+                Err(e) => Attempt::Pending(format!("/healthz/ready: {e:#}")),
             }
-            if Instant::now() > deadline {
+        });
+        match ready {
+            Ok(()) => Ok(agent),
+            Err(e) => {
                 agent.stop();
-                bail!("mesh-agent not ready after 20 s:\n{}", agent.log_tail());
+                bail!("{e}:\n{}", agent.log_tail())
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -108,14 +112,10 @@ impl Agent {
 
     /// Waits (bounded) for the agent to exit by itself; its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        try_eventually("mesh-agent exit", timeout, || {
+            self.child.try_wait().ok().flatten()
+        })
+        .ok()
     }
 
     /// SIGTERM, then SIGKILL after 5 s.
@@ -175,20 +175,21 @@ impl Agent {
     /// (at most 10 s): the agent writes it after both directions closed,
     /// which may be just after the client saw its EOF.
     pub fn finished_connection(&self, source: &str) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let conns = self.connections()?;
+        let what = format!("the agent's record of a connection from {source}");
+        try_eventually(&what, Duration::from_secs(10), || {
+            let conns = match self.connections() {
+                Ok(conns) => conns,
+                Err(e) => return Attempt::GiveUp(format!("{e:#}")),
+            };
             let found = conns["recent"]
                 .as_array()
                 .and_then(|r| r.iter().find(|c| c["source"] == source).cloned());
-            if let Some(record) = found {
-                return Ok(record);
+            match found {
+                Some(record) => Attempt::Done(record),
+                None => Attempt::Pending(conns.to_string()),
             }
-            if Instant::now() > deadline {
-                bail!("agent has no record of a connection from {source}: {conns}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
+        .map_err(Into::into)
     }
 
     /// `/stats/mesh`: xDS state, workloads and certificates (mesh mode only).

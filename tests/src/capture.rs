@@ -1,12 +1,15 @@
 //! Packet capture with tcpdump inside a network namespace, to check what
 //! crosses a link (e.g. that no plaintext payload does).
 use std::{
+    io::{BufRead as _, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    sync::mpsc,
+    time::Duration,
 };
 
 use anyhow::Context as _;
+use mesh_testkit::{try_eventually, Attempt};
 
 pub struct Capture {
     child: Child,
@@ -16,7 +19,7 @@ pub struct Capture {
 impl Capture {
     /// Captures TCP on `iface` of the namespace at `netns` into `file`.
     pub fn start(netns: &std::path::Path, iface: &str, file: PathBuf) -> anyhow::Result<Self> {
-        let child = Command::new("nsenter")
+        let mut child = Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["--", "tcpdump", "-i", iface, "-U", "-s", "0", "-w"])
             .arg(&file)
@@ -25,13 +28,28 @@ impl Capture {
             .stderr(Stdio::piped())
             .spawn()
             .context("starting tcpdump (is it installed? `cargo xtask setup` installs it)")?;
-        let capture = Self { child, file };
-        // tcpdump creates the file once it listens.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !capture.file.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        // tcpdump says "listening on <iface>" on stderr once its filter is
+        // set and the file is open; read stderr to the end so it never blocks.
+        let stderr = child.stderr.take().context("tcpdump stderr")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut capture = Self { child, file };
+        let mut said = Vec::new();
+        let listening = try_eventually("tcpdump listening", Duration::from_secs(5), || {
+            said.extend(lines.try_iter());
+            if said.iter().any(|l| l.contains("listening on")) {
+                return Attempt::Done(());
+            }
+            match capture.child.try_wait() {
+                Ok(Some(status)) => Attempt::GiveUp(format!("tcpdump exited ({status})")),
+                _ => Attempt::Pending(format!("stderr: {said:?}")),
+            }
+        });
+        listening.map_err(|e| anyhow::anyhow!("{e} (stderr: {said:?})"))?;
         Ok(capture)
     }
 

@@ -1,8 +1,10 @@
 //! cgroup v2 directories for pods, removed on drop (processes killed first).
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use mesh_testkit::try_eventually;
 
 /// The cgroup v2 mount (hybrid hosts: `/sys/fs/cgroup/unified`).
 pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
@@ -42,16 +44,9 @@ pub fn remove_tree(path: &Path) {
     }
     // cgroup.kill (5.14+) SIGKILLs every process in the subtree.
     let _ = std::fs::write(path.join("cgroup.kill"), "1");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::remove_dir(path) {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => {
-                eprintln!("cleanup: cannot remove cgroup {}: {e}", path.display());
-                return;
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
+    let what = format!("cgroup {} removed", path.display());
+    if let Err(e) = try_eventually(&what, Duration::from_secs(5), || std::fs::remove_dir(path)) {
+        eprintln!("cleanup: {e}");
     }
 }
 

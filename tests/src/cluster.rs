@@ -9,10 +9,11 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 
 use crate::{
     agent::{Agent, AgentSpec},
@@ -28,6 +29,9 @@ use crate::{
 };
 
 pub const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+/// mesh-control's admin endpoint (its default), inside the underlay.
+pub const CONTROL_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
 
 pub fn node_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, index)
@@ -354,24 +358,27 @@ impl Cluster {
             .context("starting mesh-control")?;
         let mut control = ControlPlane { child, log };
         let addr = SocketAddr::from((CONTROL_IP, 15010));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = control.child.try_wait()? {
-                bail!("mesh-control exited ({status}):\n{}", tail(&control.log));
+        let listening = try_eventually("mesh-control listening", Duration::from_secs(20), || {
+            match control.child.try_wait() {
+                Ok(Some(status)) => {
+                    return Attempt::GiveUp(format!("mesh-control exited ({status})"))
+                }
+                Err(e) => return Attempt::GiveUp(format!("mesh-control: {e}")),
+                Ok(None) => {}
             }
             let up =
                 crate::netns::connect_in(&self.underlay.path(), addr, Duration::from_millis(200));
-            if up.is_ok() && self.ca_dir().join("root-cert.pem").exists() {
-                break;
+            match (up, self.ca_dir().join("root-cert.pem").exists()) {
+                (Ok(_), true) => Attempt::Done(()),
+                (Ok(_), false) => Attempt::Pending("no root-cert.pem yet".into()),
+                (Err(e), _) => Attempt::Pending(format!("{addr}: {e:#}")),
             }
-            if Instant::now() > deadline {
+        });
+        if let Err(e) = listening {
+            if !e.gave_up {
                 control.stop();
-                bail!(
-                    "mesh-control not listening after 20 s:\n{}",
-                    tail(&control.log)
-                );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            bail!("{e}:\n{}", tail(&control.log));
         }
         self.control = Some(control);
         Ok(())
@@ -383,6 +390,44 @@ impl Cluster {
         }
     }
 
+    /// mesh-control's `/debug/syncz` (docs/contracts/control-admin.md).
+    pub fn control_syncz(&self) -> anyhow::Result<serde_json::Value> {
+        let body = crate::netns::http_get_in(&self.underlay.path(), CONTROL_ADMIN, "/debug/syncz")?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until mesh-control has streams to proxies whose node id
+    /// starts with `node_prefix` (`waypoint~`, `agent~node1~`) and every
+    /// type of each is SYNCED: the proxy ACKed the server's current
+    /// version, so everything it was sent has been applied.
+    pub fn wait_control_synced(&self, node_prefix: &str, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("proxies {node_prefix}* SYNCED at mesh-control's version");
+        try_eventually(&what, timeout, || {
+            let doc = self.control_syncz()?;
+            let streams: Vec<&serde_json::Value> = doc["proxies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    p["node_id"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(node_prefix))
+                })
+                .collect();
+            let synced = |p: &&serde_json::Value| {
+                p["types"]
+                    .as_object()
+                    .is_some_and(|t| t.values().all(|t| t["status"] == "SYNCED"))
+            };
+            if !streams.is_empty() && streams.iter().all(synced) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("{doc}"))
+            }
+        })?;
+        Ok(())
+    }
+
     pub fn instance(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
     }
@@ -392,7 +437,7 @@ impl Cluster {
         let mut extra_args: Vec<String> = vec![
             "--node-name".into(),
             node.into(),
-            "--xds-address".into(),
+            "--xds-addr".into(),
             if self.xds_tls {
                 format!("https://{CONTROL_IP}:15012")
             } else {
@@ -463,27 +508,24 @@ impl Cluster {
             .iter()
             .map(|sa| format!("spiffe://cluster.local/ns/default/sa/{sa}"))
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mesh = self.agent(node).mesh();
-            if let Ok(m) = &mesh {
-                let certs: Vec<&str> = m["certificates"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|c| c["identity"].as_str()).collect())
-                    .unwrap_or_default();
-                let known = m["workloads"].as_array().map_or(0, Vec::len);
-                if m["xds_connected"] == true
-                    && known >= workloads
-                    && wanted.iter().all(|id| certs.contains(&id.as_str()))
-                {
-                    return Ok(m.clone());
-                }
+        let what = format!("the agent on {node} ready (xDS, workloads, certificates)");
+        let ready = try_eventually(&what, Duration::from_secs(30), || {
+            let m = self.agent(node).mesh()?;
+            let certs: Vec<&str> = m["certificates"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c["identity"].as_str()).collect())
+                .unwrap_or_default();
+            let known = m["workloads"].as_array().map_or(0, Vec::len);
+            if m["xds_connected"] == true
+                && known >= workloads
+                && wanted.iter().all(|id| certs.contains(&id.as_str()))
+            {
+                Ok(m)
+            } else {
+                Err(anyhow::anyhow!("{m}"))
             }
-            if Instant::now() > deadline {
-                bail!("agent on {node} not ready after 30 s: {mesh:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        Ok(ready?)
     }
 
     pub fn serve(

@@ -27,15 +27,14 @@ pub fn ip(args: &[&str]) -> anyhow::Result<String> {
 
 /// SIGTERM, then SIGKILL if `child` has not exited within 5 s.
 pub fn terminate(child: &mut std::process::Child) {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = mesh_testkit::try_eventually("exit after SIGTERM", Duration::from_secs(5), || {
+        child.try_wait().ok().flatten()
+    });
+    if exited.is_ok() {
+        return;
     }
     let _ = child.kill();
     let _ = child.wait();

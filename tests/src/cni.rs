@@ -10,10 +10,11 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 use serde_json::{json, Value};
 
 /// Where Debian's containernetworking-plugins live.
@@ -107,17 +108,18 @@ impl Runtime {
             .take()
             .context("no stdin")?
             .write_all(config.to_string().as_bytes())?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
+        let what = format!("CNI plugin {plugin} {command} to finish");
+        let finished = try_eventually(&what, Duration::from_secs(60), || match child.try_wait() {
+            Ok(Some(_)) => Attempt::Done(()),
+            Ok(None) => Attempt::Pending("running".into()),
+            Err(e) => Attempt::GiveUp(e.to_string()),
+        });
+        if let Err(e) = finished {
+            if !e.gave_up {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("CNI plugin {plugin} {command} did not finish in 60 s");
             }
-            std::thread::sleep(Duration::from_millis(10));
+            bail!("{e}");
         }
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);

@@ -46,16 +46,3 @@ pub fn require_root() {
         "end-to-end tests need root (network namespaces, cgroups, eBPF): run `cargo xtask test` as root"
     );
 }
-
-/// Polls `done` every 100 ms until it holds; panics naming `what` after
-/// `secs` seconds. Every "until the mesh shows it" wait of the tests.
-pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {secs} s: {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}

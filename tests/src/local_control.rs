@@ -8,10 +8,11 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 
 /// `MESH_CONTROL_BIN`, else `mesh-control` in the target directory of the
 /// running test (`target/debug/deps/<test>` → `target/debug/mesh-control`;
@@ -84,21 +85,23 @@ impl LocalControl {
             log,
             ca_dir,
         };
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = control.child.try_wait()? {
-                bail!("mesh-control exited ({status}):\n{}", control.tail());
+        let started = try_eventually("mesh-control ready", limit, || {
+            match control.child.try_wait() {
+                Ok(Some(status)) => {
+                    return Attempt::GiveUp(format!("mesh-control exited ({status})"))
+                }
+                Err(e) => return Attempt::GiveUp(format!("mesh-control: {e}")),
+                Ok(None) => {}
             }
-            if http_get(ready, "/healthz/ready").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return Ok(control);
+            match http_get(ready, "/healthz/ready") {
+                Ok(r) if r.starts_with("HTTP/1.1 200") => Attempt::Done(()),
+                Ok(r) => Attempt::Pending(r.lines().next().unwrap_or_default().to_string()),
+                Err(e) => Attempt::Pending(format!("{e:#}")),
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "mesh-control not ready after {limit:?}:\n{}",
-                    control.tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        match started {
+            Ok(()) => Ok(control),
+            Err(e) => bail!("{e}:\n{}", control.tail()),
         }
     }
 

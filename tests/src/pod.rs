@@ -3,10 +3,11 @@ use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
+use mesh_testkit::try_eventually;
 use serde_json::Value;
 
 use crate::topology::Pod;
@@ -79,7 +80,7 @@ impl Server {
             lines,
             pod: pod.name.clone(),
         };
-        server.wait_for(Duration::from_secs(10), ready)?;
+        server.printed_line(Duration::from_secs(10), ready)?;
         Ok(server)
     }
 
@@ -100,38 +101,34 @@ impl Server {
     }
 
     /// Waits (bounded) until a line matching `pred` was printed.
-    pub fn wait_for(
+    pub fn printed_line(
         &self,
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
-                return Ok(v.clone());
+        try_eventually("the expected line", timeout, || {
+            let lines = self.lines.lock().unwrap();
+            match lines.iter().find(|v| pred(v)) {
+                Some(v) => Ok(v.clone()),
+                None => Err(format!("{} lines printed, none matching", lines.len())),
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "server in pod {} did not print the expected line in {timeout:?}",
-                    self.pod
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        })
+        .map_err(|e| anyhow!("server in pod {}: {e}", self.pod))
     }
 
     /// Peer addresses of the first `n` connections accepted on `port`,
     /// waiting (at most 10 s) for the server to report them: its output
     /// reaches us asynchronously.
     pub fn accepted_peers(&self, port: u16, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        try_eventually("accepted connections", Duration::from_secs(10), || {
             let peers = self.peers_now(port);
-            if peers.len() >= n || Instant::now() > deadline {
-                return peers;
+            if peers.len() >= n {
+                Ok(peers)
+            } else {
+                Err(format!("{} of {n} reported", peers.len()))
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        })
+        .unwrap_or_else(|_| self.peers_now(port))
     }
 
     fn peers_now(&self, port: u16) -> Vec<String> {

@@ -5,10 +5,11 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
+use mesh_testkit::try_eventually;
 use serde_json::Value;
 
 pub struct Prometheus {
@@ -88,36 +89,26 @@ impl Prometheus {
         timeout: Duration,
         ok: impl Fn(f64) -> bool,
     ) -> anyhow::Result<f64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.query(promql) {
-                Ok(series) => {
-                    if let Some(v) = series
-                        .first()
-                        .and_then(|s| s["value"][1].as_str())
-                        .and_then(|v| v.parse::<f64>().ok())
-                    {
-                        if ok(v) {
-                            return Ok(v);
-                        }
-                        format!("value {v}")
-                    } else {
-                        "no series".to_string()
-                    }
-                }
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                bail!(
-                    "Prometheus query {promql} not satisfied in {timeout:?}: {last}\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
+        try_eventually(&format!("Prometheus query {promql}"), timeout, || {
+            let series = self.query(promql).map_err(|e| format!("{e:#}"))?;
+            match series
+                .first()
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                Some(v) if ok(v) => Ok(v),
+                Some(v) => Err(format!("value {v}")),
+                None => Err("no series".to_string()),
             }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        })
+        .map_err(|e| {
+            let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            anyhow!(
+                "{e}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
     }
 }
 

@@ -1,15 +1,16 @@
 //! A `mesh-waypoint` process: in a waypoint pod of a `Cluster`, or beside a
-//! stock Envoy (see `envoy/`) in the differential test and the bench. Flags
-//! as in `docs/issue5-interfaces.md` section 5; admin read for `/ready`,
+//! stock Envoy (see `envoy/`) in the differential test and the bench. Its
+//! admin (docs/contracts/waypoint-admin.md) is read for `/ready`,
 //! `/config_dump` and `/metrics`; the log tailed when a test fails.
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Child,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 use serde_json::Value;
 
 use crate::envoy::{admin_request, spawn_in, tail, WaypointNode, WAYPOINT_HTTP_PORT};
@@ -50,7 +51,7 @@ pub struct WaypointSpec {
     pub xds: SocketAddr,
     /// Admin address inside its network namespace.
     pub admin: SocketAddr,
-    /// `--workers`.
+    /// `--worker-threads`.
     pub workers: u32,
     /// Pin to this CPU with `taskset`.
     pub cpu: Option<u32>,
@@ -85,7 +86,7 @@ impl WaypointSpec {
             ("--hbone-addr", "0.0.0.0:15008".into()),
             ("--http-addr", format!("0.0.0.0:{WAYPOINT_HTTP_PORT}")),
             ("--admin-addr", self.admin.to_string()),
-            ("--workers", self.workers.to_string()),
+            ("--worker-threads", self.workers.to_string()),
             ("--log", self.log.clone()),
         ]
         .into_iter()
@@ -137,22 +138,21 @@ impl MeshWaypoint {
     /// Waits (at most `timeout`) for `/ready` 200: LDS, RDS, CDS, EDS and
     /// Address each received once.
     pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("mesh-waypoint exited ({status}):\n{}", tail(&self.log, 40));
+        try_eventually("mesh-waypoint ready", timeout, || {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    return Attempt::GiveUp(format!("mesh-waypoint exited ({status})"))
+                }
+                Err(e) => return Attempt::GiveUp(format!("mesh-waypoint: {e}")),
+                Ok(None) => {}
             }
-            if matches!(self.admin_get("/ready"), Ok((200, _))) {
-                return Ok(());
+            match self.admin_get("/ready") {
+                Ok((200, _)) => Attempt::Done(()),
+                Ok((status, body)) => Attempt::Pending(format!("/ready: {status} {}", body.trim())),
+                Err(e) => Attempt::Pending(format!("/ready: {e:#}")),
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "mesh-waypoint not ready after {timeout:?}:\n{}",
-                    tail(&self.log, 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
+        .map_err(|e| anyhow!("{e}:\n{}", tail(&self.log, 40)))
     }
 
     /// `/config_dump` (contract section 4).
@@ -228,7 +228,7 @@ mod tests {
             args,
             "--xds-addr http://10.0.0.254:15010 --name waypoint --namespace default \
              --service-account waypoint --pod-ip 10.244.1.2 --pod-name waypoint --hbone-addr 0.0.0.0:15008 \
-             --http-addr 0.0.0.0:15080 --admin-addr 127.0.0.1:15000 --workers 1 --log info"
+             --http-addr 0.0.0.0:15080 --admin-addr 127.0.0.1:15000 --worker-threads 1 --log info"
         );
     }
 

@@ -4,11 +4,14 @@
 //! or by node1's kernel for DENYs it can compile); `c` on node2 reaches `b`
 //! by same-node delivery (enforced by node2's outbound side or kernel).
 //! Needs root.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_e2e::{bins::Binaries, cluster::Cluster};
+use mesh_testkit::try_eventually;
 use serde_json::Value;
 
+/// How long an agent may take to show a policy change.
+const WAIT: Duration = Duration::from_secs(20);
 const P1: u16 = 9080;
 const P2: u16 = 9081;
 const TAG: &str = "maz";
@@ -37,9 +40,8 @@ fn apply(c: &Cluster, yaml: &str, names: &[&str]) {
     c.write_config("30-authz.yaml", yaml).unwrap();
     let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
     for node in ["node1", "node2"] {
-        loop {
+        let got = try_eventually(&format!("{node} holding policies {want:?}"), WAIT, || {
             let mesh = c.agent(node).mesh().unwrap();
             let have: Vec<String> = mesh["policies"]
                 .as_array()
@@ -49,17 +51,15 @@ fn apply(c: &Cluster, yaml: &str, names: &[&str]) {
                 .filter(|p| !p.ends_with("istio_converted_static_strict"))
                 .collect();
             if have == want {
-                break;
+                Ok(())
+            } else {
+                Err(format!("has {have:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{node} never got policies {want:?}: has {have:?}\n{}",
-                c.agent(node).log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        got.unwrap_or_else(|e| panic!("{e}\n{}", c.agent(node).log_tail()));
     }
-    // The kernel map follows the view within one sync pass.
+    // Settle time: the kernel map follows the view within one sync pass,
+    // and the agent shows no count of finished passes to wait on.
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -309,7 +309,7 @@ fn a_policy_change_closes_connections_it_no_longer_allows() {
         &["default/deny-a"],
     );
     let closed = c.servers[held]
-        .wait_for(Duration::from_secs(10), |v| v["closed"] == true)
+        .printed_line(Duration::from_secs(10), |v| v["closed"] == true)
         .expect("the now-denied connection stayed open");
     assert!(
         closed["round_trips"].as_u64().unwrap() >= 1,
@@ -317,7 +317,7 @@ fn a_policy_change_closes_connections_it_no_longer_allows() {
     );
     assert!(
         c.servers[kept]
-            .wait_for(Duration::from_secs(1), |v| v["closed"] == true)
+            .printed_line(Duration::from_secs(1), |v| v["closed"] == true)
             .is_err(),
         "the still-allowed connection was closed too"
     );

@@ -6,7 +6,11 @@
 use std::time::{Duration, Instant};
 
 use mesh_e2e::{bins::Binaries, cluster::Cluster};
+use mesh_testkit::{eventually, try_eventually};
 use serde_json::Value;
+
+/// How long a restarted agent or waypoint may take to serve again.
+const WAIT: Duration = Duration::from_secs(15);
 
 const ECHO: u16 = 9080;
 
@@ -100,7 +104,19 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
                 ],
             )
         });
-        std::thread::sleep(Duration::from_millis(400));
+        // Kill the agent once the transfer is under way.
+        eventually(
+            "the transfer open at node1's agent",
+            Duration::from_secs(10),
+            || {
+                let conns = c.agent("node1").connections().unwrap();
+                if conns["active"].as_array().is_some_and(|a| !a.is_empty()) {
+                    Ok(())
+                } else {
+                    Err(conns)
+                }
+            },
+        );
         sigkill(c.agent("node1").pid());
         transfer.join().unwrap()
     });
@@ -125,37 +141,32 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
     // Restart: the pins (programs, enrolment) are reused.
     c.start_agent("node1", &[]).unwrap();
     let restarted = Instant::now();
-    let mut first_ok = None;
-    while restarted.elapsed() < Duration::from_secs(15) {
-        if probe(&c)["ok"] == true {
-            first_ok = Some(restarted.elapsed());
-            break;
+    let first_ok = try_eventually("a connection served after the restart", WAIT, || {
+        let p = probe(&c);
+        if p["ok"] == true {
+            Ok(restarted.elapsed())
+        } else {
+            Err(p)
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let first_ok = first_ok.unwrap_or_else(|| {
-        panic!(
-            "no connection served within 15 s of the restart:\n{}",
-            c.agent("node1").log_tail()
-        )
     });
+    let first_ok = first_ok.unwrap_or_else(|e| panic!("{e}\n{}", c.agent("node1").log_tail()));
     eprintln!("first connection served {first_ok:?} after the restarted agent was ready");
     c.wait_ready("node1", 2, &["a"]).unwrap();
     conn_rr(&c, 200).unwrap();
 
     // Every finished connection's original-destination entry is gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = map_entries(&c, "orig_dst_tuple");
-        if left == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} orig_dst_tuple entries left after all connections closed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "no orig_dst_tuple entry left",
+        Duration::from_secs(5),
+        || {
+            let left = map_entries(&c, "orig_dst_tuple");
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} entries left after all connections closed"))
+            }
+        },
+    );
 }
 
 #[test]
@@ -186,18 +197,18 @@ fn control_plane_down_past_the_certificate_half_life_fails_no_connection() {
     );
 
     c.start_control(&[]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mesh = c.agent("node1").mesh().unwrap();
-        if mesh["certificates_issued"].as_u64().unwrap() > issued_before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no renewal after the control plane came back: {mesh}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "a renewal after the control plane came back",
+        Duration::from_secs(20),
+        || {
+            let mesh = c.agent("node1").mesh().unwrap();
+            if mesh["certificates_issued"].as_u64().unwrap() > issued_before {
+                Ok(())
+            } else {
+                Err(mesh)
+            }
+        },
+    );
     conn_rr(&c, 50).unwrap();
 }
 
@@ -231,6 +242,7 @@ fn configuration_churn_during_load_fails_no_connection() {
             c.write_config("40-churn.yaml", &churn_yaml(writes))
                 .unwrap();
             writes += 1;
+            // Pacing of the load (time itself): one write per 10 ms.
             std::thread::sleep(Duration::from_millis(10));
         }
         writes
@@ -245,6 +257,7 @@ fn configuration_churn_during_load_fails_no_connection() {
                 changes += 1;
             }
             last = services.or(last);
+            // Sampling period (time itself), not a wait for a state.
             std::thread::sleep(Duration::from_millis(20));
         }
         changes
@@ -328,14 +341,12 @@ fn a_killed_waypoint_serves_again_after_restart() {
 
     c.start_waypoint("waypoint", "waypoint").unwrap();
     let restarted = Instant::now();
-    while web_requests(&c, 1).0 == 0 {
-        assert!(
-            restarted.elapsed() < Duration::from_secs(15),
-            "no request served within 15 s of the waypoint's restart:\n{}",
-            c.waypoints[0].log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let served = try_eventually(
+        "a request served after the waypoint's restart",
+        WAIT,
+        || web_requests(&c, 1).0 > 0,
+    );
+    served.unwrap_or_else(|e| panic!("{e}\n{}", c.waypoints[0].log_tail()));
     eprintln!(
         "first request served {:?} after the restarted waypoint was ready",
         restarted.elapsed()

@@ -7,6 +7,7 @@
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use mesh_e2e::{
@@ -17,6 +18,7 @@ use mesh_e2e::{
     netns::Netns,
     topology::Pod,
 };
+use mesh_testkit::eventually;
 use serde_json::{json, Value};
 
 const TAG: &str = "cnc";
@@ -196,9 +198,9 @@ fn enrolled_ips(c: &Cluster) -> Vec<String> {
 fn wait_workload(c: &Cluster, ns: &str, pod: &str, ip: Ipv4Addr) {
     let uid = format!("Kubernetes//Pod/{ns}/{pod}");
     let id = format!("spiffe://cluster.local/ns/{ns}/sa/{pod}");
-    mesh_e2e::wait_until(
+    eventually(
         &format!("agent knows {uid} at {ip} with its certificate"),
-        30,
+        Duration::from_secs(30),
         || {
             let Ok(m) = c.agent("node1").mesh() else {
                 return false;
@@ -350,13 +352,15 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
         ("cni-plain", "plain", Some(plain.pod.ip)),
     ];
     write_pods(&c, false, &published);
-    mesh_e2e::wait_until("client unenrolled after the label went", 30, || {
-        !enrolled_ips(&c).contains(&ip)
-    });
+    eventually(
+        "client unenrolled after the label went",
+        Duration::from_secs(30),
+        || !enrolled_ips(&c).contains(&ip),
+    );
     write_pods(&c, true, &published);
-    mesh_e2e::wait_until(
+    eventually(
         "client enrolled again after the label came back",
-        30,
+        Duration::from_secs(30),
         || enrolled_ips(&c).contains(&ip),
     );
 
@@ -400,12 +404,16 @@ fn cni_chain_enrols_ambient_pods_before_add_returns_and_reconciles() {
     drop(plain);
 
     start_agent(&mut c, &s);
-    mesh_e2e::wait_until("gone pod's cookie removed on restart", 30, || {
-        !enrolled_ips(&c).contains(&gone_ip)
-    });
-    mesh_e2e::wait_until("records of gone sandboxes dropped", 30, || {
-        std::fs::read_dir(s.records()).unwrap().count() == 0
-    });
+    eventually(
+        "gone pod's cookie removed on restart",
+        Duration::from_secs(30),
+        || !enrolled_ips(&c).contains(&gone_ip),
+    );
+    eventually(
+        "records of gone sandboxes dropped",
+        Duration::from_secs(30),
+        || std::fs::read_dir(s.records()).unwrap().count() == 0,
+    );
 }
 
 #[test]
@@ -441,9 +449,11 @@ fn pods_that_predate_the_plugin_are_found_by_their_address() {
     args.truncate(args.len() - 2);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     c.start_agent("node1", &args).unwrap();
-    mesh_e2e::wait_until("the old pod is enrolled by the scan", 30, || {
-        enrolled_ips(&c).contains(&old_ip.to_string())
-    });
+    eventually(
+        "the old pod is enrolled by the scan",
+        Duration::from_secs(30),
+        || enrolled_ips(&c).contains(&old_ip.to_string()),
+    );
     let records: Vec<Value> = std::fs::read_dir(s.records())
         .unwrap()
         .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())

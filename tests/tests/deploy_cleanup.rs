@@ -4,12 +4,10 @@
 //! no_new_privs): after the agent is gone, its command leaves no pin, no
 //! program, no map on the node, and a previously enrolled pod talks
 //! directly again. Needs root.
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use mesh_e2e::{bins::Binaries, bpftool, topology::NODE_IP, Topology};
+use mesh_testkit::eventually;
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -135,24 +133,27 @@ fn cleanup_step_removes_every_kernel_object_with_no_capability() {
         vec![]
     );
     // The kernel frees unreferenced programs and maps asynchronously.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let left = loop {
-        let left: Vec<String> = progs
-            .iter()
-            .filter(|id| exists("prog", **id))
-            .map(|id| format!("prog {id}"))
-            .chain(
-                maps.iter()
-                    .filter(|id| exists("map", **id))
-                    .map(|id| format!("map {id}")),
-            )
-            .collect();
-        if left.is_empty() || Instant::now() > deadline {
-            break left;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(left.is_empty(), "still in the kernel: {left:?}");
+    eventually(
+        "the agent's programs and maps freed",
+        Duration::from_secs(10),
+        || {
+            let left: Vec<String> = progs
+                .iter()
+                .filter(|id| exists("prog", **id))
+                .map(|id| format!("prog {id}"))
+                .chain(
+                    maps.iter()
+                        .filter(|id| exists("map", **id))
+                        .map(|id| format!("map {id}")),
+                )
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still in the kernel: {left:?}"))
+            }
+        },
+    );
     // The pod that was enrolled now talks directly.
     let peer = echo_peer(&topo, server, 2);
     assert!(

@@ -223,7 +223,7 @@ fn node_agent_mounts_and_credentials() {
         );
         assert_projected_token(pod, agent, "MESH_AGENT_TOKEN_FILE", overlay);
         assert_eq!(
-            env(agent, "MESH_AGENT_XDS_ADDRESS"),
+            env(agent, "MESH_AGENT_XDS_ADDR"),
             Some("https://mesh-control.istio-system.svc:15012"),
             "{overlay}: TLS to the control plane"
         );

@@ -7,13 +7,17 @@
 //! for the pods of its own node: with another node's token it gets none
 //! and its pod cannot reach the mesh; with its own, cross-node HBONE works.
 //! Needs root.
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use mesh_e2e::{
     bins::Binaries,
     cluster::{Cluster, CONTROL_IP},
     fake_apiserver::FakeApiServer,
 };
+use mesh_testkit::eventually;
 
 const TAG: &str = "kbm";
 const ECHO: u16 = 9080;
@@ -86,12 +90,16 @@ fn node_agents_get_certificates_for_their_own_nodes_pods_only() {
     c.start_agent("node1", &["--token-file", &wrong]).unwrap();
     let log = c.control.as_ref().unwrap().log.clone();
     let want_a = "spiffe://cluster.local/ns/default/sa/a";
-    mesh_e2e::wait_until("the CA refuses a's identity to node2's agent", 30, || {
-        std::fs::read_to_string(&log).is_ok_and(|text| {
-            text.lines()
-                .any(|l| l.contains("WARN") && l.contains(want_a) && l.contains("node2"))
-        })
-    });
+    eventually(
+        "the CA refuses a's identity to node2's agent",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log).is_ok_and(|text| {
+                text.lines()
+                    .any(|l| l.contains("WARN") && l.contains(want_a) && l.contains("node2"))
+            })
+        },
+    );
     let mesh = c.agent("node1").mesh().unwrap();
     let certs = mesh["certificates"].to_string();
     assert!(

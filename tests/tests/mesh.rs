@@ -1,13 +1,14 @@
 //! Secure L4 mesh end to end: two nodes (network namespaces with their own
 //! agent and pods), one control plane (`mesh-control`, local YAML
 //! directory), HBONE over mTLS between the nodes. Needs root.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_e2e::{
     bins::Binaries,
     capture::{contains, Capture},
     cluster::Cluster,
 };
+use mesh_testkit::eventually;
 use serde_json::Value;
 
 const ECHO: u16 = 9080;
@@ -141,19 +142,16 @@ const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication
 const PERMISSIVE: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls:\n    mode: PERMISSIVE\n";
 
 fn wait_strict(c: &Cluster, node: &str, want: bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("strict pods on {node} present: {want}");
+    eventually(&what, Duration::from_secs(20), || {
         let capture = c.agent(node).capture().unwrap();
         let strict = capture["strict_pods"].as_array().map_or(0, Vec::len);
         if (strict > 0) == want {
-            return;
+            Ok(())
+        } else {
+            Err(capture)
         }
-        assert!(
-            Instant::now() < deadline,
-            "strict pods on {node} never became {want}: {capture}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 #[test]
@@ -216,7 +214,19 @@ fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
         let running = s.spawn(|| {
             echo(&c, "a", &dst, 1 << 20, &["--chunk-delay-ms", "150"]) // ~2.4 s
         });
-        std::thread::sleep(Duration::from_millis(500));
+        // Stop the control plane once the transfer is under way.
+        eventually(
+            "the transfer open at node1's agent",
+            Duration::from_secs(10),
+            || {
+                let conns = c.agent("node1").connections().unwrap();
+                if conns["active"].as_array().is_some_and(|a| !a.is_empty()) {
+                    Ok(())
+                } else {
+                    Err(conns)
+                }
+            },
+        );
         control.stop();
         // While it is down: new connections still work on the last state.
         echo(&c, "a", &dst, 64 << 10, &[]);
@@ -234,18 +244,18 @@ fn control_plane_restart_and_bad_yaml_leave_traffic_flowing() {
     )
     .unwrap();
     let log = c.control.as_ref().unwrap().log.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("30-bad.yaml") && text.contains("podIP") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no error naming the file and field:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "an error naming the file and field",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("30-bad.yaml") && text.contains("podIP") {
+                Ok(())
+            } else {
+                Err(format!("log:\n{text}"))
+            }
+        },
+    );
     echo(&c, "a", &dst, 256 << 10, &[]);
     let mesh = wait_mesh_ready(&c, "node1", 2, &["a"]);
     let names: Vec<&str> = mesh["workloads"]

@@ -2,13 +2,10 @@
 //! plane, proxy-config from an agent (reached by its node's netns name),
 //! bpf from the pinned objects, analyze on the live configuration and on a
 //! directory. Needs root.
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use mesh_e2e::{bins::Binaries, cluster::Cluster};
+use mesh_testkit::eventually;
 
 const TAG: &str = "mct";
 
@@ -67,19 +64,15 @@ fn meshctl_explains_a_running_mesh() {
     let node2 = c.node("node2").netns.name.clone();
 
     // proxy-status: both agents, every type SYNCED.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
+    let status = eventually("both agents SYNCED", Duration::from_secs(15), || {
         let out = ok(&c, &["--control-plane", &control, "proxy-status"]);
         let rows: Vec<&str> = out.lines().filter(|l| l.contains("agent~")).collect();
         if rows.len() == 2 && rows.iter().all(|r| r.matches("SYNCED").count() == 2) {
-            break out;
+            Ok(out)
+        } else {
+            Err(format!("\n{out}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "agents never both SYNCED:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert!(
         status.contains("agent~node1") && status.contains("agent~node2"),
         "{status}"
@@ -107,35 +100,35 @@ fn meshctl_explains_a_running_mesh() {
         .collect();
     assert!(names.contains(&"deny-a-9081"), "{names:?}");
     // The connection just made, as node2's agent recorded it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let conns = loop {
-        let out = ok(&c, &["proxy-config", "connections", &node2]);
-        if out.contains("inbound") {
-            break out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no inbound connection listed:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let conns = eventually(
+        "an inbound connection listed",
+        Duration::from_secs(10),
+        || {
+            let out = ok(&c, &["proxy-config", "connections", &node2]);
+            if out.contains("inbound") {
+                Ok(out)
+            } else {
+                Err(format!("\n{out}"))
+            }
+        },
+    );
     assert!(
         conns.contains(&to_b) && conns.contains("default/a → default/b"),
         "{conns}"
     );
     // node1's kernel refuses a -> b:9081 itself, and says which policy.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = ok(&c, &["proxy-config", "policy", &node1]);
-        if out.contains("default/deny-a-9081: 1") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no kernel entry for deny-a-9081:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "a kernel entry for deny-a-9081",
+        Duration::from_secs(10),
+        || {
+            let out = ok(&c, &["proxy-config", "policy", &node1]);
+            if out.contains("default/deny-a-9081: 1") {
+                Ok(())
+            } else {
+                Err(format!("\n{out}"))
+            }
+        },
+    );
     let certs = ok(&c, &["proxy-config", "certificate", &node1]);
     assert!(
         certs.contains("default/a") || certs.contains("sa/a"),

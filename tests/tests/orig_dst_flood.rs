@@ -2,7 +2,10 @@
 //! captured connections that never complete leaves nothing behind in any
 //! map shared between pods, so a concurrent connection of another pod is
 //! still recovered by the agent.
+use std::time::Duration;
+
 use mesh_e2e::{bins::Binaries, pysock, topology::NODE_IP, Topology};
+use mesh_testkit::eventually;
 
 const ECHO: u16 = 9080;
 const TAG: &str = "mof";
@@ -75,9 +78,11 @@ fn a_burst_of_half_open_connections_does_not_evict_another_pods_original_destina
         .spawn()
         .unwrap();
     let victim = KillOnDrop(Some(victim));
-    mesh_e2e::wait_until("the victim's connect() is captured", 10, || {
-        topo.agent().kernel_counter("redirected").unwrap() >= 1
-    });
+    eventually(
+        "the victim's connect() is captured",
+        Duration::from_secs(10),
+        || topo.agent().kernel_counter("redirected").unwrap() >= 1,
+    );
 
     // The flooder's SYNs go nowhere either: every one of its connections
     // stays half open until its socket is closed.

@@ -11,6 +11,7 @@ use std::{
 use http_body_util::{BodyExt as _, Full};
 use hyper::{body::Bytes, HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_testkit::eventually;
 use serde_json::Value;
 
 /// Every wait in these tests is bounded by this.
@@ -47,20 +48,17 @@ impl Served {
             port: 0,
             lines,
         };
-        let ready = served.wait_for(|v| v["ready"] == true);
+        let ready = served.printed_line(|v| v["ready"] == true);
         served.port = ready["port"].as_u64().unwrap() as u16;
         served
     }
 
-    fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
-                return v.clone();
-            }
-            assert!(Instant::now() < deadline, "podhttp did not print it");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn printed_line(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        eventually("podhttp printing the line", WAIT, || {
+            let lines = self.lines.lock().unwrap();
+            let found = lines.iter().find(|v| pred(v)).cloned();
+            found.ok_or_else(|| format!("{} lines printed, none matching", lines.len()))
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
@@ -167,7 +165,7 @@ async fn reply_names_pod_and_version() {
     assert_eq!(body["path"], "/reviews/0");
     assert_eq!(body["host"], "reviews.default:9080");
     assert_eq!(body["headers"]["x-request-id"], "abc");
-    app.wait_for(|v| v["request"] == "/reviews/0" && v["status"] == 200);
+    app.printed_line(|v| v["request"] == "/reviews/0" && v["status"] == 200);
 }
 
 #[tokio::test]

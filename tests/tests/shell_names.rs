@@ -33,19 +33,15 @@ fn ip_netns_exec_curl_by_service_name_is_captured() {
             .unwrap()
     };
     // The agent learns the service from xDS shortly after start.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let body = loop {
+    let what = format!("curl http://web/ from {client}");
+    let body = mesh_testkit::eventually(&what, std::time::Duration::from_secs(20), || {
         let out = curl("http://web/");
         if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "curl http://web/ from {client} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    });
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["pod"], server.as_str(), "{body}");
     assert_eq!(reply["version"], "v7", "{body}");

@@ -5,10 +5,7 @@
 //! whatever extension headers they carry. Kernel state is written with
 //! bpftool, so no control plane is needed — except where the probe ports
 //! come from the Pod's YAML (control plane → Workload resource → agent).
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
 use mesh_e2e::{
     bins::Binaries,
@@ -18,6 +15,7 @@ use mesh_e2e::{
     topology::{NODE_IP, NODE_IP6},
     Topology,
 };
+use mesh_testkit::eventually;
 
 const ECHO: u16 = 9080;
 const PROBE: u16 = 8081;
@@ -146,21 +144,21 @@ const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication
 /// `strict_pods`; returns its `/stats/capture`. The agent writes
 /// `probe_ports` before `strict_pods`.
 fn wait_strict(c: &Cluster, node: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let capture = c.agent(node).capture().unwrap();
-        if capture["strict_pods"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-        {
-            return capture;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no STRICT pod on {node}: {capture}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        &format!("a STRICT pod on {node}"),
+        Duration::from_secs(20),
+        || {
+            let capture = c.agent(node).capture().unwrap();
+            if capture["strict_pods"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                Ok(capture)
+            } else {
+                Err(capture)
+            }
+        },
+    )
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! (checked in the exposition and through a real Prometheus), access log
 //! lines and their runtime switch, `/config_dump`, readiness and
 //! `/quitquitquit`. Needs root and Debian's `prometheus`.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_e2e::{bins::Binaries, cluster::Cluster, prometheus::Prometheus};
+use mesh_testkit::eventually;
 
 const ECHO: u16 = 9080;
 const TAG: &str = "mtl";
@@ -59,22 +60,19 @@ fn wait_metric(
     labels: &[(&str, &str)],
     at_least: f64,
 ) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{node}: {name}{labels:?} reaching {at_least}");
+    eventually(&what, Duration::from_secs(10), || {
         let text = c.agent(node).metrics_text().unwrap();
         if sample(&text, name, labels) >= at_least {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{node}: {name}{labels:?} never reached {at_least}:\n{}",
-            text.lines()
+            Ok(text)
+        } else {
+            Err(text
+                .lines()
                 .filter(|l| l.starts_with("istio_"))
                 .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+                .join("\n"))
+        }
+    })
 }
 
 #[test]
@@ -164,16 +162,35 @@ fn access_log_switches_at_runtime_and_admin_endpoints_answer() {
             .count()
     };
     echo(&c, 4096);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while access_lines() == 0 {
-        assert!(Instant::now() < deadline, "no access log line on node2");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        "an access log line on node2",
+        Duration::from_secs(5),
+        || access_lines() > 0,
+    );
     let before = access_lines();
     let answer = c.agent("node2").admin_post("/logging?access=off").unwrap();
     assert!(answer.contains("access=off"), "{answer}");
+    let newest_id = || {
+        let conns = c.agent("node2").connections().unwrap();
+        let ids = conns["recent"].as_array().into_iter().flatten();
+        ids.filter_map(|r| r["id"].as_u64()).max().unwrap_or(0)
+    };
+    let listed = newest_id();
     echo(&c, 4096);
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent logs a finished connection before it lists it: once node2
+    // lists the new one, a line it would have written is in the file.
+    eventually(
+        "node2 listing the new connection",
+        Duration::from_secs(10),
+        || {
+            let newest = newest_id();
+            if newest > listed {
+                Ok(())
+            } else {
+                Err(format!("newest listed id {newest}"))
+            }
+        },
+    );
     assert_eq!(access_lines(), before, "access log still written when off");
     let bad = c.agent("node2").admin_post("/logging?level=loud");
     assert!(

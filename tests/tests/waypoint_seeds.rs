@@ -17,6 +17,7 @@ use std::{
 };
 
 use mesh_e2e::{cluster::Cluster, require_root, Binaries};
+use mesh_testkit::{eventually, try_eventually};
 use serde_json::Value;
 
 const PORT: u16 = 9080;
@@ -101,8 +102,10 @@ fn apply(c: &Cluster, yaml: &str, ok: impl Fn(&str, &str) -> bool) {
         config_part(dump) != before
             && ok(&dump["routes"].to_string(), &dump["clusters"].to_string())
     });
-    // RDS and CDS/EDS arrive as separate responses: let the rest land.
-    std::thread::sleep(Duration::from_millis(300));
+    // RDS and CDS/EDS arrive as separate responses: wait until the
+    // waypoint ACKed mesh-control's current version of every type.
+    c.wait_control_synced("waypoint~", Duration::from_secs(20))
+        .unwrap();
 }
 
 /// Routes or clusters mention `marker`.
@@ -111,19 +114,15 @@ fn has(marker: &'static str) -> impl Fn(&str, &str) -> bool {
 }
 
 fn wait_dump(c: &Cluster, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let dump = try_eventually(what, Duration::from_secs(20), || {
         let dump = c.waypoints[0].config_dump().unwrap_or(Value::Null);
         if ok(&dump) {
-            return dump;
+            Ok(dump)
+        } else {
+            Err(format!("config_dump:\n{dump:#}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "waypoint never had {what}; config_dump:\n{dump:#}\nlog:\n{}",
-            c.waypoints[0].log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    dump.unwrap_or_else(|e| panic!("waypoint: {e}\nlog:\n{}", c.waypoints[0].log_tail()))
 }
 
 /// `podctl http` from the client pod: a summary (see mesh_e2e::httpc).
@@ -327,15 +326,18 @@ fn delivery_outlier_detection_ejects_the_failing_instance() {
     assert!(n(&r, "500", "statuses") <= 1, "{r}");
     c.curl("client", &["-X", "PUT", &format!("{bad}/up")])
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = http(&c, url, 10, &[]);
-        if n(&r, "delivery-2", "pods") > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "delivery-2 never returned: {r}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    eventually(
+        "delivery-2 back in the rotation",
+        Duration::from_secs(15),
+        || {
+            let r = http(&c, url, 10, &[]);
+            if n(&r, "delivery-2", "pods") > 0 {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
 }
 
 #[test]

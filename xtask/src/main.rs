@@ -11,21 +11,22 @@
 //! - `cargo xtask bench l4|l7 [options]` — benchmarks against a baseline
 //!   measured in the same run (root)
 //!
-//! xtask itself depends on no workspace crate, so it compiles before
-//! set-up has installed anything; the demo and the benchmarks are the
-//! `mesh-lab` binary (`xtask/lab`), built by set-up's release build and
-//! then run in xtask's place ([`lab`]).
+//! xtask itself depends on no workspace crate but `xtask-cli` (the options
+//! and console helpers it shares with `mesh-lab`, which need nothing
+//! set-up installs), so it compiles before set-up has installed anything;
+//! the demo and the benchmarks are the `mesh-lab` binary (`xtask/lab`),
+//! built by set-up's release build and then run in xtask's place
+//! ([`lab`]).
 mod cargo;
-mod console;
 mod fuzz;
 mod lab;
-mod lab_args;
 mod pins;
 mod setup;
 mod test;
 mod test_summary;
 
 use clap::{Parser, Subcommand};
+use xtask_cli::lab_args;
 
 #[derive(Parser)]
 #[command(
@@ -111,7 +112,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-pub use console::{require_root, step};
+pub use xtask_cli::console::{require_root, step};
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,10 @@
 //! `cargo xtask` must compile on a bare machine, before set-up has
 //! installed anything. Read from `cargo metadata`, this fails when xtask's
 //! build graph (normal and build dependencies, for this host) gains a
-//! workspace crate, or a crate with a build script that is not known to
-//! need nothing outside Cargo (a `protoc`, a C library, `pkg-config`…).
+//! workspace crate not listed in [`BARE_WORKSPACE_CRATES`], or a crate
+//! with a build script that is not known to need nothing outside Cargo (a
+//! `protoc`, a C library, `pkg-config`…). A listed workspace crate's own
+//! dependencies are in the graph, so they are checked the same way.
 //! A new build script is reviewed and added to [`PURE_BUILD_SCRIPTS`]
 //! with the reason, or the dependency goes to `mesh-lab` instead.
 use std::{
@@ -11,6 +13,13 @@ use std::{
 };
 
 use serde_json::Value;
+
+/// Workspace crates xtask may depend on: each needs nothing set-up
+/// installs (what they depend on is checked like xtask's own dependencies).
+const BARE_WORKSPACE_CRATES: &[(&str, &str)] = &[(
+    "xtask-cli",
+    "the options and console helpers xtask shares with mesh-lab",
+)];
 
 /// Crates whose build script only inspects rustc or sets cfgs.
 const PURE_BUILD_SCRIPTS: &[(&str, &str)] = &[
@@ -102,7 +111,7 @@ fn bare_machine_problems(meta: &Value, root: &str) -> Vec<String> {
         if name == root {
             continue;
         }
-        if p["source"].is_null() {
+        if p["source"].is_null() && !BARE_WORKSPACE_CRATES.iter().any(|(n, _)| *n == name) {
             problems.push(format!(
                 "{name}: a workspace (path) crate; it may need what set-up installs"
             ));

@@ -1,7 +1,7 @@
 //! `GET /config_dump`: what the agent received from the control plane and
 //! acts on — workloads, services with endpoints, authorization policies —
 //! and the certificates it holds (metadata only: never key material).
-//! Shape: `docs/issue4-interfaces.md`, "Agent admin".
+//! Shape: `docs/contracts/agent-admin.md`.
 //!
 //! Policies are rendered from the `istio.security.Authorization` messages
 //! by hand (prost types have no serde); field names are the proto's
@@ -14,7 +14,7 @@ use mesh_xds::proto::istio_security::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::mesh::route::MeshView;
+use crate::state::view::MeshView;
 
 /// The xDS connection as `config_dump` shows it.
 pub struct XdsStatus<'a> {
@@ -201,7 +201,7 @@ pub(crate) mod tests {
     use mesh_xds::proto::istio_security::{Clause, Rule};
 
     use super::*;
-    use crate::mesh::route::tests::view;
+    use crate::state::fixtures::view;
 
     /// A self-signed workload certificate for `spiffe://cluster.local/ns/default/sa/{sa}`.
     pub(crate) fn cert(sa: &str) -> Arc<WorkloadCert> {

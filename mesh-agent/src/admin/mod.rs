@@ -1,7 +1,7 @@
 //! Admin endpoint (default 127.0.0.1:15000, as Istio's): what the agent
 //! carried, what the kernel counted, what it received from the control
 //! plane, its log filter, readiness and a graceful stop. JSON shapes used by
-//! meshctl are fixed in `docs/issue4-interfaces.md` ("Agent admin").
+//! meshctl are fixed in `docs/contracts/agent-admin.md`.
 //!
 //! - `GET /stats/connections` — totals, recent and active connections (JSON)
 //! - `GET /stats/capture` — programs, kernel counters, enrolled pods (JSON)
@@ -17,6 +17,7 @@
 //! Reads are GET, changes POST; any other method is a 405.
 pub mod config_dump;
 pub mod http;
+pub mod mesh_stats;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -32,9 +33,9 @@ use crate::{
     },
     logging::LogControl,
     metrics::Metrics,
-    outbound::proxy::MeshRuntime,
     shutdown::{Reason, Shutdown},
     state::connections::ConnectionStats,
+    state::runtime::MeshRuntime,
 };
 
 /// The kernel side, absent in tests.
@@ -94,7 +95,7 @@ pub fn route(state: &AdminState, req: &Req<'_>) -> Response<Body> {
             }),
         ),
         "/stats/mesh" => match &state.mesh {
-            Some(mesh) => json_response(StatusCode::OK, mesh.admin_json()),
+            Some(mesh) => json_response(StatusCode::OK, mesh_stats::mesh_stats(mesh)),
             None => json_response(
                 StatusCode::NOT_FOUND,
                 json!({"error": "no control plane configured"}),
@@ -208,7 +209,7 @@ fn config_dump(mesh: Option<&MeshRuntime>) -> serde_json::Value {
         &certs,
     );
     // What the kernel enforces at connect(), and why (policy/kernel.rs).
-    dump["kernel_denies"] = mesh.admin_json()["kernel_denies"].clone();
+    dump["kernel_denies"] = mesh_stats::kernel_denies(mesh);
     dump
 }
 

@@ -4,7 +4,7 @@
 //! the workload's tunnel protocol (HBONE = mesh). Deciding from the same
 //! view the data path routes by means capture and routing never disagree,
 //! and the agent needs no Kubernetes access of its own.
-use crate::mesh::route::MeshView;
+use crate::state::view::MeshView;
 
 /// Istio's workload uid of a pod.
 pub fn pod_uid(namespace: &str, name: &str) -> String {
@@ -36,25 +36,27 @@ pub fn decide(view: &MeshView, namespace: &str, name: &str) -> Option<Decision> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesh::route::WorkloadInfo;
+    use crate::state::view::WorkloadInfo;
 
     fn workload(ns: &str, name: &str, mesh: bool) -> WorkloadInfo {
-        WorkloadInfo {
+        WorkloadInfo::new(mesh_xds::workload::Workload {
             uid: pod_uid(ns, name),
             name: name.into(),
             namespace: ns.into(),
             service_account: "default".into(),
+            trust_domain: "cluster.local".into(),
             workload_name: name.into(),
             canonical_name: name.into(),
             canonical_revision: "latest".into(),
-            authorization_policies: vec![],
-            identity: mesh_hbone::Identity::new("cluster.local", ns, "default").unwrap(),
             node: "node-1".into(),
+            cluster_id: String::new(),
             ips: vec![],
             mesh,
             gateway: None,
+            authorization_policies: vec![],
             probe_ports: vec![],
-        }
+        })
+        .expect("a SPIFFE identity")
     }
 
     #[test]

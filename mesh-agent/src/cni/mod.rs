@@ -31,7 +31,7 @@ use crate::{
         netns,
         pins::PinLayout,
     },
-    mesh::route::MeshView,
+    state::view::MeshView,
 };
 
 /// What `--cni-socket` and its companions configure.

@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::{decide::decide, records::PodRecord, CniCore};
-use crate::{capture::netns, mesh::route::MeshView};
+use crate::{capture::netns, state::view::MeshView};
 
 /// At most this many candidate namespace paths are looked at per scan.
 const SCAN_LIMIT: usize = 100_000;

@@ -1,5 +1,5 @@
-//! The CNI API on the agent's Unix socket (docs/issue6-interfaces.md,
-//! section 6): `POST /v1/cni/add`, `/v1/cni/del`, `/v1/cni/check`.
+//! The CNI API on the agent's Unix socket (docs/contracts/cni-api.md):
+//! `POST /v1/cni/add`, `/v1/cni/del`, `/v1/cni/check`.
 use std::{
     convert::Infallible,
     os::unix::fs::PermissionsExt as _,
@@ -19,7 +19,7 @@ use super::{
     records::PodRecord,
     Shared,
 };
-use crate::mesh::route::MeshView;
+use crate::state::view::MeshView;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -9,50 +9,36 @@
 //! in `handle` when refused, else in `finished` (found again by the
 //! request's id). If the stream vanishes in between (client cancels, 200
 //! cannot be sent), a drop guard finishes it, so nothing stays "active".
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use http::StatusCode;
 use mesh_hbone::{ConnectHandler, ConnectRequest, HandlerFuture, RelayOutcome, Upstream};
-use nix::sys::socket::{setsockopt, sockopt};
-use tokio::{net::TcpSocket, sync::watch};
 
 use crate::{
-    mesh::route::MeshView,
     metrics::labels::ConnLabels,
-    policy::{
-        live::{LiveConnections, LiveGuard},
-        Conn, Verdict,
+    outbound::proxy::connect,
+    policy::{live::LiveGuard, Conn, Verdict},
+    state::{
+        connections::{ConnectionStats, Open},
+        inputs::ProxyInputs,
+        outcome::{Carried, ConnError, Direction},
+        view::MeshView,
     },
-    state::connections::{ConnectionStats, Open},
 };
 
 pub struct InboundHandler {
-    pub view: watch::Receiver<Arc<MeshView>>,
-    pub stats: Arc<ConnectionStats>,
-    /// Connections policy may close later.
-    pub live: Arc<LiveConnections>,
-    pub socket_mark: u32,
+    /// The view, stats, live connections and settings (socket mark,
+    /// connect timeout) it works from.
+    pub inputs: Arc<ProxyInputs>,
     /// Tunnels accepted by `handle`, waiting for `finished`, by request id.
     pub relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
 }
 
 impl InboundHandler {
-    pub fn new(
-        view: watch::Receiver<Arc<MeshView>>,
-        stats: Arc<ConnectionStats>,
-        socket_mark: u32,
-    ) -> Self {
+    pub fn new(inputs: Arc<ProxyInputs>) -> Self {
         Self {
-            view,
-            stats,
-            socket_mark,
+            inputs,
             relaying: Arc::default(),
-            live: Arc::default(),
         }
     }
 }
@@ -69,7 +55,7 @@ impl Pending {
         self.open.as_mut().expect("taken only by consuming methods")
     }
 
-    fn refuse(mut self, route: &'static str, error: String) {
+    fn refuse(mut self, route: Carried, error: ConnError) {
         if let Some(mut open) = self.open.take() {
             open.route = route;
             self.stats.finish(open, 0, 0, Some(error));
@@ -80,12 +66,7 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(open) = self.open.take() {
-            self.stats.finish(
-                open,
-                0,
-                0,
-                Some("cancelled before the tunnel was set up".into()),
-            );
+            self.stats.finish(open, 0, 0, Some(ConnError::Cancelled));
         }
     }
 }
@@ -106,8 +87,7 @@ impl Drop for Unreported {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
         if let Some(open) = open {
-            self.stats
-                .finish(open, 0, 0, Some("tunnel closed before relaying".into()));
+            self.stats.finish(open, 0, 0, Some(ConnError::TunnelClosed));
         }
     }
 }
@@ -161,31 +141,17 @@ fn source_ip(view: &MeshView, request: &ConnectRequest) -> Option<IpAddr> {
     (w.identity == request.peer).then_some(ip)
 }
 
-async fn connect_pod(dst: SocketAddr, mark: u32) -> std::io::Result<tokio::net::TcpStream> {
-    let socket = if dst.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    setsockopt(&socket, sockopt::Mark, &mark)?;
-    socket.set_nodelay(true)?;
-    tokio::time::timeout(Duration::from_secs(10), socket.connect(dst))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
-}
-
 impl ConnectHandler for InboundHandler {
     fn handle(&self, request: ConnectRequest) -> HandlerFuture {
-        let view = self.view.borrow().clone();
-        let mark = self.socket_mark;
-        let stats = Arc::clone(&self.stats);
-        let live = Arc::clone(&self.live);
+        let inputs = Arc::clone(&self.inputs);
+        let view = inputs.view.borrow().clone();
+        let stats = Arc::clone(&inputs.stats);
         let relaying = Arc::clone(&self.relaying);
         Box::pin(async move {
             stats.accepted();
             let mut open = stats.open(request.peer_addr, request.authority);
-            open.direction = "inbound";
-            open.route = "hbone";
+            open.direction = Direction::Inbound;
+            open.route = Carried::Hbone;
             open.upstream = Some(request.authority);
             open.source_identity = request.peer.to_string();
             open.destination_identity = request.local_identity.to_string();
@@ -210,7 +176,7 @@ impl ConnectHandler for InboundHandler {
                     authority = %request.authority,
                     "inbound HBONE refused: not a mesh pod of this node"
                 );
-                pending.refuse("refused", "not a mesh pod of this node".into());
+                pending.refuse(Carried::Refused, ConnError::NotLocalPod);
                 return Err(StatusCode::NOT_FOUND);
             };
             if target.identity != request.local_identity {
@@ -221,8 +187,8 @@ impl ConnectHandler for InboundHandler {
                     "inbound HBONE refused: identity does not match the destination pod"
                 );
                 pending.refuse(
-                    "refused",
-                    format!("identity {} is not the pod's", request.local_identity),
+                    Carried::Refused,
+                    ConnError::WrongIdentity(request.local_identity.clone()),
                 );
                 return Err(StatusCode::FORBIDDEN);
             }
@@ -237,10 +203,10 @@ impl ConnectHandler for InboundHandler {
             let evaluation = view.policies.evaluate(target, &conn);
             crate::policy::log(&evaluation, target, &conn, "inbound");
             if let Verdict::Deny { policy } = evaluation.verdict {
-                pending.refuse("denied", format!("denied by policy {policy}"));
+                pending.refuse(Carried::Denied, ConnError::Denied { policy });
                 return Err(StatusCode::FORBIDDEN);
             }
-            match connect_pod(request.authority, mark).await {
+            match connect(request.authority, &inputs.settings).await {
                 Ok(stream) => {
                     let open = pending.open.take().expect("still pending");
                     relaying
@@ -253,7 +219,8 @@ impl ConnectHandler for InboundHandler {
                         relaying,
                     };
                     // Registered while it lives: a policy change may close it.
-                    let live = live
+                    let live = inputs
+                        .live
                         .register(src_ip, Some(&request.peer), request.authority, &[&stream])
                         .map_err(|error| {
                             tracing::warn!(%error, "cannot track the connection for policy updates");
@@ -267,7 +234,7 @@ impl ConnectHandler for InboundHandler {
                 }
                 Err(error) => {
                     tracing::info!(authority = %request.authority, %error, "pod refused the connection");
-                    pending.refuse("hbone", format!("connect: {error}"));
+                    pending.refuse(Carried::Hbone, ConnError::Connect(error));
                     Err(StatusCode::SERVICE_UNAVAILABLE)
                 }
             }
@@ -283,8 +250,14 @@ impl ConnectHandler for InboundHandler {
         let Some(open) = open else {
             return;
         };
-        let error = outcome.error.as_ref().map(ToString::to_string);
-        self.stats
+        // The outcome keeps its error; the record gets one with the same
+        // kind and text.
+        let error = outcome
+            .error
+            .as_ref()
+            .map(|e| ConnError::Relay(std::io::Error::new(e.kind(), e.to_string())));
+        self.inputs
+            .stats
             .finish(open, outcome.bytes_in, outcome.bytes_out, error);
     }
 }

@@ -1,2 +1,5 @@
-//! Hop ④: traffic arriving at this node for its pods.
+//! Hop ④: traffic arriving at this node for its pods — HBONE tunnels from
+//! peers (hbone.rs) and same-node delivery the outbound proxy hands over
+//! (local.rs); both authorize with crate::policy.
 pub mod hbone;
+pub mod local;

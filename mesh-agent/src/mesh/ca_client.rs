@@ -102,7 +102,7 @@ impl CaClient {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let after = self.settings.request_timeout;
-        let call = mesh_hbone::issue::issue(&client, identity, ttl, token);
+        let call = mesh_hbone::ca_client::issue(&client, identity, ttl, token);
         match tokio::time::timeout(after, call).await {
             Ok(issued) => Ok(issued?.cert),
             Err(_) => {

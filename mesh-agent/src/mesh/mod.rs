@@ -1,11 +1,11 @@
 //! The mesh side of the agent, active when a control plane is configured:
-//! the xDS view of workloads and services, routing (hop ②), workload
-//! certificates, and the STRICT pod list pushed into the kernel.
+//! [`start`] connects to xDS and keeps the view (crate::state) current,
+//! fetches and renews workload certificates (certs/, ca_client.rs), keeps
+//! the kernel's policy maps in line with the view (policy_sync.rs) and
+//! serves inbound HBONE (hop ④, crate::inbound).
 pub mod ca_client;
 pub mod certs;
 pub mod policy_sync;
-pub mod route;
-pub mod xds_view;
 
 use std::{
     net::Ipv4Addr,
@@ -30,11 +30,19 @@ use crate::{
     },
     config::{AgentConfig, MeshConfig},
     inbound::hbone::InboundHandler,
-    outbound::proxy::MeshRuntime,
+    outbound::proxy::ProxySettings,
     policy::live::LiveConnections,
     shutdown::Shutdown,
-    state::connections::ConnectionStats,
+    state::{connections::ConnectionStats, inputs::ProxyInputs, runtime::MeshRuntime, xds},
 };
+
+/// Whether a configured control-plane or CA address asks for TLS (its URI
+/// scheme is `https`).
+fn uses_tls(address: &str) -> bool {
+    address
+        .parse::<http::Uri>()
+        .is_ok_and(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTPS))
+}
 
 /// Starts everything the mesh side needs and returns what the outbound
 /// proxy uses. Tasks run until the process exits.
@@ -60,7 +68,7 @@ pub async fn start(
         AUTHORIZATION_TYPE_URL.to_string(),
     ];
     xds_cfg.token = mesh.token_file.clone().map(mesh_xds::token::TokenFile::new);
-    if mesh.xds_address.starts_with("https://") {
+    if uses_tls(&mesh.xds_address) {
         xds_cfg.tls = Some(mesh_xds::XdsTls {
             root_pem: bundle_pem.clone(),
             client_cert: None,
@@ -70,7 +78,7 @@ pub async fn start(
     let (xds, mut snapshots) = XdsClient::spawn(xds_cfg);
     let xds_rx = snapshots.clone();
     let node = mesh.node_name.clone();
-    let initial = Arc::new(xds_view::view(&node, &snapshots.borrow()));
+    let initial = Arc::new(xds::view(&node, &snapshots.borrow()));
     let (view_tx, view_rx) = watch::channel(initial);
     let live = Arc::new(LiveConnections::default());
     let kernel_denies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -100,7 +108,7 @@ pub async fn start(
                     Ordering::Relaxed,
                 );
             }
-            let view = xds_view::view(&node, &snapshot);
+            let view = xds::view(&node, &snapshot);
             tracing::debug!(
                 workloads = view.workload_count(),
                 services = view.service_count(),
@@ -118,7 +126,7 @@ pub async fn start(
     // Certificates for this node's pods.
     let endpoint = tonic::transport::Endpoint::from_shared(mesh.ca_address.clone())
         .with_context(|| format!("CA address {:?}", mesh.ca_address))?;
-    let ca_tls = if mesh.ca_address.starts_with("https://") {
+    let ca_tls = if uses_tls(&mesh.ca_address) {
         let tls = mesh_xds::XdsTls {
             root_pem: bundle_pem.clone(),
             client_cert: None,
@@ -149,9 +157,20 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(hbone_addr)
         .await
         .with_context(|| format!("binding the HBONE listener on {hbone_addr}"))?;
-    let mut handler = InboundHandler::new(view_rx.clone(), stats, cfg.socket_mark);
-    handler.live = Arc::clone(&live);
-    let handler = Arc::new(handler);
+    let inputs = ProxyInputs {
+        settings: ProxySettings {
+            socket_mark: cfg.socket_mark,
+            buffer_size: cfg.buffer_size,
+            // How long the inbound side waits for a local pod to accept.
+            connect_timeout: cfg.connect_timeout,
+        },
+        stats,
+        view: view_rx.clone(),
+        live: Arc::clone(&live),
+        // Inbound connects to local pods only.
+        hbone: None,
+    };
+    let handler = Arc::new(InboundHandler::new(Arc::new(inputs)));
     // On shutdown the server stops accepting, sends GOAWAY and lets open
     // tunnels finish within the agent's drain timeout.
     let server = HboneServer::new(Arc::clone(&store), handler).with_options(ServerOptions {
@@ -186,4 +205,15 @@ pub async fn start(
         xds_address: mesh.xds_address.clone(),
         xds_updated_unix_ms,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_follows_the_uri_scheme() {
+        assert!(super::uses_tls("https://istiod.istio-system:15012"));
+        assert!(!super::uses_tls("http://10.0.0.1:15010"));
+        assert!(!super::uses_tls("10.0.0.1:15010"));
+        assert!(!super::uses_tls("not a uri"));
+    }
 }

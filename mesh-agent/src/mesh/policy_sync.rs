@@ -15,13 +15,13 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{route::MeshView, xds_view};
 use crate::{
     capture::{deny::KernelDenies, enroll::Enroller, probes::ProbePorts, strict::StrictPods},
     policy::{
         kernel::{self, KernelDeny, LocalPod},
         live::LiveConnections,
     },
+    state::view::MeshView,
 };
 
 /// How often enrolment is re-read (enrolment is a map update by another
@@ -68,12 +68,38 @@ fn bounded(mut wanted: BTreeSet<(IpAddr, u16)>, capacity: usize) -> BTreeSet<(Ip
     wanted
 }
 
+/// Addresses of this node's mesh pods that no plaintext client may reach:
+/// STRICT mTLS (istiod's converted DENY-without-principal policy) or any
+/// policy set that admits no identity-less source (policy/kernel.rs).
+fn plaintext_denied_ips(view: &MeshView) -> BTreeSet<IpAddr> {
+    view.local_workloads()
+        .filter(|w| crate::policy::kernel::plaintext_always_denied(&view.policies.applicable(w)))
+        .flat_map(|w| w.ips.iter().copied())
+        .collect()
+}
+
+/// The (address, port) pairs that take plaintext from the node address
+/// although their pod is in `strict`: every port the kubelet probes
+/// (`probe_ports` of the Workload resource) of every local workload with an
+/// address in `strict`. Pods outside `strict` need no entry (the kernel
+/// does not judge them), so the map stays as small as the STRICT set.
+fn probe_ports(view: &MeshView, strict: &BTreeSet<IpAddr>) -> BTreeSet<(IpAddr, u16)> {
+    view.local_workloads()
+        .flat_map(|w| {
+            w.ips
+                .iter()
+                .filter(|ip| strict.contains(ip))
+                .flat_map(|ip| w.probe_ports.iter().map(move |port| (*ip, *port)))
+        })
+        .collect()
+}
+
 impl PolicySync {
     fn apply(&mut self, view: &MeshView, pods: &[LocalPod], view_changed: bool) {
         if view_changed {
-            let strict = xds_view::plaintext_denied_ips(view);
+            let strict = plaintext_denied_ips(view);
             let probes = bounded(
-                xds_view::probe_ports(view, &strict),
+                probe_ports(view, &strict),
                 mesh_common::PROBE_PORT_ENTRIES as usize,
             );
             if let Err(error) = self.probes.set(&probes) {
@@ -134,6 +160,7 @@ impl PolicySync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::fixtures::workload;
 
     #[test]
     fn probe_ports_beyond_the_map_size_are_left_out() {
@@ -142,5 +169,33 @@ mod tests {
         assert_eq!(bounded(wanted.clone(), 5), wanted);
         let kept = bounded(wanted, 3);
         assert_eq!(kept, (1..=3).map(|port| (ip, port)).collect());
+    }
+
+    #[test]
+    fn probe_ports_are_those_of_local_strict_pods() {
+        let mut strict_local = workload("a", "10.244.1.2", "n1", true);
+        strict_local.ips.push("fd00::2".parse().unwrap());
+        strict_local.probe_ports = vec![8080, 9090];
+        let mut permissive_local = workload("b", "10.244.1.3", "n1", true);
+        permissive_local.probe_ports = vec![8080];
+        let mut remote = workload("c", "10.244.2.2", "n2", true);
+        remote.probe_ports = vec![8080];
+        let view = MeshView::new("n1", vec![strict_local, permissive_local, remote], vec![]);
+        let strict: BTreeSet<IpAddr> = ["10.244.1.2", "fd00::2", "10.244.2.2"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+
+        let got = probe_ports(&view, &strict);
+        let want: BTreeSet<(IpAddr, u16)> = [
+            ("10.244.1.2", 8080),
+            ("10.244.1.2", 9090),
+            ("fd00::2", 8080),
+            ("fd00::2", 9090),
+        ]
+        .iter()
+        .map(|(ip, port)| (ip.parse().unwrap(), *port))
+        .collect();
+        assert_eq!(got, want);
     }
 }

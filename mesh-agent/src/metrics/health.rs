@@ -15,8 +15,8 @@ use prometheus_client::{
 
 use crate::{
     capture::{maps, pins::PinLayout},
-    outbound::proxy::MeshRuntime,
     state::connections::ConnectionStats,
+    state::runtime::MeshRuntime,
 };
 
 /// What the health metrics are read from.

@@ -10,7 +10,13 @@ use std::{net::IpAddr, sync::Arc};
 use mesh_hbone::Identity;
 use prometheus_client::encoding::EncodeLabelSet;
 
-use crate::mesh::route::{MeshView, Resolved, Route, ServiceName, WorkloadInfo};
+use crate::{
+    route::{Resolved, Route},
+    state::{
+        outcome::ConnError,
+        view::{MeshView, ServiceName, WorkloadInfo},
+    },
+};
 
 pub const UNKNOWN: &str = "unknown";
 
@@ -47,13 +53,8 @@ impl Peer {
     /// A workload known from xDS. Only mesh workloads have a principal: a
     /// pod outside the mesh never presents its service account's identity.
     pub fn from_workload(w: &WorkloadInfo) -> Self {
-        let workload = if w.workload_name.is_empty() {
-            &w.name
-        } else {
-            &w.workload_name
-        };
         Self {
-            workload: or_unknown(workload),
+            workload: or_unknown(w.workload_label()),
             namespace: or_unknown(&w.namespace),
             principal: if w.mesh {
                 w.identity.to_string()
@@ -97,12 +98,10 @@ impl ConnLabels {
         }
     }
 
-    /// A connection captured from a pod of this node, routed as `resolved`.
-    /// `view` is `None` when no control plane feeds the agent.
-    pub fn outbound(view: Option<&MeshView>, src: IpAddr, resolved: &Resolved) -> Self {
-        let Some(view) = view else {
-            return Self::unknown();
-        };
+    /// A connection captured from a pod of this node, routed as `resolved`
+    /// on `view` (empty when no control plane feeds the agent: every label
+    /// is then `unknown`).
+    pub fn outbound(view: &MeshView, src: IpAddr, resolved: &Resolved) -> Self {
         let source = view
             .workload_by_ip(src)
             .map_or_else(Peer::unknown, Peer::from_workload);
@@ -163,14 +162,10 @@ impl Reporter {
 
 /// Istio's `response_flags` for a finished connection, from how it ended:
 /// `DENY` denied by policy, `NR` no route (refused by routing or the
-/// inbound checks), `UF` upstream connect failure, `-` otherwise.
-pub fn response_flags(route: &str, error: Option<&str>) -> &'static str {
-    match (route, error) {
-        ("denied", _) => "DENY",
-        ("refused", _) => "NR",
-        (_, Some(e)) if e.starts_with("connect") => "UF",
-        _ => "-",
-    }
+/// inbound checks), `UF` upstream connect failure, `-` otherwise
+/// ([`ConnError::response_flag`]).
+pub fn response_flags(error: Option<&ConnError>) -> &'static str {
+    error.map_or("-", ConnError::response_flag)
 }
 
 /// Label values reach the text exposition unescaped (prometheus-client
@@ -239,7 +234,7 @@ impl TcpLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesh::route::tests::view;
+    use crate::{route::resolve, state::fixtures::view};
 
     fn id(sa: &str) -> Identity {
         format!("spiffe://cluster.local/ns/default/sa/{sa}")
@@ -252,13 +247,13 @@ mod tests {
         let v = view();
         let src: IpAddr = "10.244.1.2".parse().unwrap();
         // Round robin: b (local, plaintext) then c (remote, HBONE).
-        let first = v.resolve(src, "10.96.0.10:80".parse().unwrap());
-        let second = v.resolve(src, "10.96.0.10:80".parse().unwrap());
+        let first = resolve(&v, src, "10.96.0.10:80".parse().unwrap());
+        let second = resolve(&v, src, "10.96.0.10:80".parse().unwrap());
         let (local, remote) = match first.route {
             Route::Hbone { .. } => (second, first),
             _ => (first, second),
         };
-        let remote = ConnLabels::outbound(Some(&v), src, &remote);
+        let remote = ConnLabels::outbound(&v, src, &remote);
         let t = TcpLabels::new(&remote, Reporter::Source, "-");
         assert_eq!(t.source_workload, "a");
         assert_eq!(t.source_principal, id("a").to_string());
@@ -274,7 +269,7 @@ mod tests {
         assert_eq!(t.destination_service_namespace, "default");
         assert_eq!(t.connection_security_policy, "mutual_tls");
         let local = TcpLabels::new(
-            &ConnLabels::outbound(Some(&v), src, &local),
+            &ConnLabels::outbound(&v, src, &local),
             Reporter::Source,
             "-",
         );
@@ -286,12 +281,13 @@ mod tests {
     fn unknown_sides_and_direct_destinations_say_unknown() {
         let v = view();
         // Not a VIP, not a known pod: passthrough with nothing known.
-        let r = v.resolve(
+        let r = resolve(
+            &v,
             "10.244.1.2".parse().unwrap(),
             "192.0.2.1:443".parse().unwrap(),
         );
         let t = TcpLabels::new(
-            &ConnLabels::outbound(Some(&v), "10.244.1.99".parse().unwrap(), &r),
+            &ConnLabels::outbound(&v, "10.244.1.99".parse().unwrap(), &r),
             Reporter::Source,
             "UF",
         );
@@ -308,12 +304,13 @@ mod tests {
         }
         assert_eq!(t.response_flags, "UF");
         // A pod outside the mesh has a name but no principal.
-        let r = v.resolve(
+        let r = resolve(
+            &v,
             "10.244.1.2".parse().unwrap(),
             "10.244.2.3:80".parse().unwrap(),
         );
         let t = TcpLabels::new(
-            &ConnLabels::outbound(Some(&v), "10.244.1.2".parse().unwrap(), &r),
+            &ConnLabels::outbound(&v, "10.244.1.2".parse().unwrap(), &r),
             Reporter::Source,
             "-",
         );
@@ -348,13 +345,30 @@ mod tests {
 
     #[test]
     fn response_flags_follow_istio() {
-        assert_eq!(
-            response_flags("denied", Some("denied by policy ns/p")),
-            "DENY"
-        );
-        assert_eq!(response_flags("refused", Some("no endpoints")), "NR");
-        assert_eq!(response_flags("hbone", Some("connect: refused")), "UF");
-        assert_eq!(response_flags("local", Some("reset by peer")), "-");
-        assert_eq!(response_flags("local", None), "-");
+        use crate::route::RefuseReason;
+        let io = |kind| std::io::Error::new(kind, "refused");
+        let denied = ConnError::Denied {
+            policy: "ns/p".into(),
+        };
+        assert_eq!(response_flags(Some(&denied)), "DENY");
+        let no_route = ConnError::NoRoute(RefuseReason::NoEndpoints {
+            service: "ns/svc".into(),
+        });
+        assert_eq!(response_flags(Some(&no_route)), "NR");
+        assert_eq!(response_flags(Some(&ConnError::NotLocalPod)), "NR");
+        let connect = ConnError::Connect(io(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(response_flags(Some(&connect)), "UF");
+        let reset = ConnError::Relay(io(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(response_flags(Some(&reset)), "-");
+        assert_eq!(response_flags(None), "-");
+    }
+
+    #[test]
+    fn flags_do_not_depend_on_the_error_text() {
+        // A relay error whose text starts like a connect failure's.
+        let relay = ConnError::Relay(std::io::Error::other("connect: not really"));
+        assert_eq!(relay.to_string(), "connect: not really");
+        assert_eq!(response_flags(Some(&relay)), "-");
+        assert!(!relay.is_upstream_connect_failure());
     }
 }

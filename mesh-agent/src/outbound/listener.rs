@@ -1,14 +1,21 @@
-//! Accept loop of the outbound capture listener, through mesh-admin's
-//! limited accept loop: every pod on the node connects here, so one pod
-//! must not take every descriptor of the agent (a cap per pod address and
-//! one in total, back-off when descriptors run out).
+//! Hop ②'s entry: the outbound capture listener (port 15001), where the
+//! kernel's redirect lands; it recovers each connection's original
+//! destination (crate::capture::orig_dst) and hands it to proxy.rs.
+//!
+//! The accept loop is mesh-admin's limited one: every pod on the node
+//! connects here, so one pod must not take every descriptor of the agent
+//! (a cap per pod address and one in total, back-off when descriptors run
+//! out).
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_admin::listen::{Limits, Listener};
 use tokio::net::TcpListener;
 
-use super::proxy::{self, MeshRuntime, ProxySettings};
-use crate::{capture::orig_dst::OrigDstTable, state::connections::ConnectionStats};
+use super::proxy::{self, ProxySettings};
+use crate::{
+    capture::orig_dst::OrigDstTable,
+    state::{connections::ConnectionStats, inputs::ProxyInputs, runtime::MeshRuntime},
+};
 
 /// Captured connections one pod (source address) may hold open.
 pub const MAX_PER_POD: usize = 4096;
@@ -22,12 +29,11 @@ static UNCAPTURED_LOG: mesh_admin::rate_limit::LogLimiter =
 pub struct Outbound {
     pub listener: TcpListener,
     pub orig_dst: Arc<OrigDstTable>,
-    pub stats: Arc<ConnectionStats>,
-    pub settings: ProxySettings,
-    pub mesh: Option<Arc<MeshRuntime>>,
+    pub inputs: Arc<ProxyInputs>,
 }
 
 impl Outbound {
+    /// `mesh`: the mesh side, when a control plane is configured.
     pub async fn bind(
         addr: SocketAddr,
         orig_dst: Arc<OrigDstTable>,
@@ -37,12 +43,11 @@ impl Outbound {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(%addr, "outbound capture listener ready");
+        let inputs = ProxyInputs::new(settings, stats, mesh.as_deref());
         Ok(Self {
             listener,
             orig_dst,
-            stats,
-            settings,
-            mesh,
+            inputs: Arc::new(inputs),
         })
     }
 
@@ -62,7 +67,7 @@ impl Outbound {
         loop {
             let accepted = listener.accept().await;
             let (client, peer, permit) = (accepted.stream, accepted.peer, accepted.permit);
-            self.stats.accepted();
+            self.inputs.stats.accepted();
             let local = match client.local_addr() {
                 Ok(local) => local,
                 Err(error) => {
@@ -74,16 +79,14 @@ impl Outbound {
                 // Not redirected by our programs: refuse rather than be an open proxy.
                 // Counted every time; logged at a bounded rate (a pod can
                 // connect to the listener directly as often as it likes).
-                self.stats.no_original_destination();
+                self.inputs.stats.no_original_destination();
                 if let Some(suppressed) = UNCAPTURED_LOG.check() {
                     tracing::warn!(%peer, %local, suppressed, "no original destination recorded; closing");
                 }
                 proxy::reset(client);
                 continue;
             };
-            let stats = Arc::clone(&self.stats);
-            let settings = self.settings.clone();
-            let relay = proxy::run(client, peer, dst, stats, settings, self.mesh.clone());
+            let relay = proxy::run(client, peer, dst, Arc::clone(&self.inputs));
             tokio::spawn(async move {
                 relay.await;
                 drop(permit);

@@ -1,6 +1,16 @@
-//! Hop ② in this plaintext form: the outbound listener (port 15001)
-//! accepts connections the kernel redirected, recovers where the pod meant to
-//! go, and proxies to it.
+//! The outbound side of the data path, for connections the kernel
+//! redirected from pods of this node (hop ①, crate::capture):
+//! - listener.rs: the capture listener (port 15001) and the original
+//!   destination;
+//! - proxy.rs: routing (hop ②, crate::route) and the connection's life in
+//!   the stats;
+//! - direct.rs + relay.rs: plain TCP (passthrough, same-node delivery);
+//! - hbone.rs: hop ③, HBONE to the destination's node or waypoint.
+pub mod direct;
+pub mod hbone;
 pub mod listener;
 pub mod proxy;
 pub mod relay;
+
+#[cfg(test)]
+mod tests;

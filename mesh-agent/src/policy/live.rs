@@ -18,7 +18,7 @@ use std::{
 use mesh_hbone::Identity;
 
 use super::eval::{Conn, Verdict};
-use crate::mesh::route::MeshView;
+use crate::state::view::MeshView;
 
 struct Entry {
     src_ip: Option<IpAddr>,

@@ -22,7 +22,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use mesh_xds::proto::istio_security::{Authorization, Scope};
 
-use crate::mesh::route::WorkloadInfo;
+use crate::state::view::WorkloadInfo;
 
 pub use eval::{Conn, Evaluation, Verdict};
 

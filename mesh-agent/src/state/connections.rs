@@ -15,6 +15,7 @@ use std::{
 
 use serde::Serialize;
 
+use super::outcome::{Carried, ConnError, Direction};
 use crate::metrics::{
     labels::{response_flags, ConnLabels, Reporter, TcpLabels, UNKNOWN},
     TcpMetrics,
@@ -27,9 +28,9 @@ const HISTORY: usize = 256;
 pub struct ConnectionRecord {
     pub id: u64,
     /// `outbound` (captured from a local pod) or `inbound` (HBONE from a peer).
-    pub direction: &'static str,
+    pub direction: Direction,
     /// `passthrough`, `local`, `hbone`, `refused` or `denied`.
-    pub route: &'static str,
+    pub route: Carried,
     /// SPIFFE identities; empty when a side has none (plaintext).
     pub source_identity: String,
     pub destination_identity: String,
@@ -61,8 +62,8 @@ pub struct ConnectionRecord {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ActiveConnection {
     pub id: u64,
-    pub direction: &'static str,
-    pub route: &'static str,
+    pub direction: Direction,
+    pub route: Carried,
     pub source: SocketAddr,
     pub original_destination: SocketAddr,
     pub upstream: Option<SocketAddr>,
@@ -107,8 +108,8 @@ pub struct ConnectionStats {
 /// A connection in flight; counted active until [`ConnectionStats::finish`].
 pub struct Open {
     pub id: u64,
-    pub direction: &'static str,
-    pub route: &'static str,
+    pub direction: Direction,
+    pub route: Carried,
     pub source_identity: String,
     pub destination_identity: String,
     pub source: SocketAddr,
@@ -134,11 +135,11 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 /// Who reports a connection: the source side for outbound, the destination
 /// side for inbound, and both for local delivery, where this agent is both.
-fn reporters(direction: &str, route: &str) -> &'static [Reporter] {
+fn reporters(direction: Direction, route: Carried) -> &'static [Reporter] {
     match (direction, route) {
-        ("inbound", _) => &[Reporter::Destination],
-        (_, "local") => &[Reporter::Source, Reporter::Destination],
-        _ => &[Reporter::Source],
+        (Direction::Inbound, _) => &[Reporter::Destination],
+        (Direction::Outbound, Carried::Local) => &[Reporter::Source, Reporter::Destination],
+        (Direction::Outbound, _) => &[Reporter::Source],
     }
 }
 
@@ -193,8 +194,8 @@ impl ConnectionStats {
         self.active.fetch_add(1, Ordering::Relaxed);
         let open = Open {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-            direction: "outbound",
-            route: "passthrough",
+            direction: Direction::Outbound,
+            route: Carried::Passthrough,
             source_identity: String::new(),
             destination_identity: String::new(),
             source,
@@ -235,12 +236,17 @@ impl ConnectionStats {
         open.labels = Some(labels);
     }
 
-    pub fn finish(&self, mut open: Open, sent: u64, received: u64, error: Option<String>) {
+    /// Ends `open`: every connection opened is finished here exactly once,
+    /// `error` saying why it failed, if it did.
+    pub fn finish(&self, mut open: Open, sent: u64, received: u64, error: Option<ConnError>) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(sent, Ordering::Relaxed);
         self.bytes_received.fetch_add(received, Ordering::Relaxed);
-        if error.as_deref().is_some_and(|e| e.starts_with("connect")) {
+        if error
+            .as_ref()
+            .is_some_and(ConnError::is_upstream_connect_failure)
+        {
             self.upstream_connect_failed.fetch_add(1, Ordering::Relaxed);
         }
         self.lock_open().remove(&open.id);
@@ -249,7 +255,7 @@ impl ConnectionStats {
             // one open and one close, with what is known.
             self.count_opened(&mut open, ConnLabels::unknown());
         }
-        let flags = response_flags(open.route, error.as_deref());
+        let flags = response_flags(error.as_ref());
         let labels = open.labels.take().unwrap_or_else(ConnLabels::unknown);
         if let Some(metrics) = &self.metrics {
             for reporter in open.reporters {
@@ -273,7 +279,7 @@ impl ConnectionStats {
             duration_ms: ms(open.started.elapsed()),
             opened_at_ms: unix_ms(open.opened_at),
             response_flags: flags,
-            error: error.unwrap_or_default(),
+            error: error.map(|e| e.to_string()).unwrap_or_default(),
         };
         crate::access_log::emit(&record, open.reporters);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,6 +331,13 @@ impl ConnectionStats {
 mod tests {
     use super::*;
 
+    fn refused() -> ConnError {
+        ConnError::Connect(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ))
+    }
+
     #[test]
     fn finish_moves_a_connection_from_active_to_history() {
         let stats = ConnectionStats::default();
@@ -351,7 +364,7 @@ mod tests {
         let stats = ConnectionStats::default();
         for _ in 0..HISTORY + 5 {
             let open = stats.open("10.0.0.2:1".parse().unwrap(), "10.0.0.3:2".parse().unwrap());
-            stats.finish(open, 0, 0, Some("connect: refused".into()));
+            stats.finish(open, 0, 0, Some(refused()));
         }
         assert_eq!(stats.recent().len(), HISTORY);
         assert_eq!(stats.totals().upstream_connect_failed, HISTORY as u64 + 5);
@@ -364,7 +377,7 @@ mod tests {
             "10.0.0.2:1000".parse().unwrap(),
             "10.0.0.3:80".parse().unwrap(),
         );
-        open.route = "local";
+        open.route = Carried::Local;
         let mut labels = ConnLabels::unknown();
         labels.source.workload = "web".into();
         stats.begin(&mut open, labels);
@@ -372,7 +385,7 @@ mod tests {
         assert_eq!(active.len(), 1);
         assert_eq!(
             (active[0].route, active[0].source_workload.as_str()),
-            ("local", "web")
+            (Carried::Local, "web")
         );
         stats.finish(open, 1, 2, None);
         assert!(stats.active().is_empty());
@@ -388,11 +401,14 @@ mod tests {
             "10.0.0.2:1000".parse().unwrap(),
             "10.0.0.3:80".parse().unwrap(),
         );
-        open.route = "local";
+        open.route = Carried::Local;
         stats.begin(&mut open, ConnLabels::unknown());
         // The policy check runs after routing and turns the route to denied.
-        open.route = "denied";
-        stats.finish(open, 0, 0, Some("denied by policy default/deny-all".into()));
+        open.route = Carried::Denied;
+        let denied = ConnError::Denied {
+            policy: "default/deny-all".into(),
+        };
+        stats.finish(open, 0, 0, Some(denied));
         let text = metrics.encode().unwrap();
         use crate::metrics::tests::value;
         for reporter in ["source", "destination"] {
@@ -418,8 +434,11 @@ mod tests {
         let metrics = crate::metrics::Metrics::new(tcp.clone(), None);
         let stats = ConnectionStats::new(Some(tcp));
         let mut open = stats.open("10.0.0.2:1".parse().unwrap(), "10.0.0.3:2".parse().unwrap());
-        open.route = "refused";
-        stats.finish(open, 0, 0, Some("service has no endpoints".into()));
+        open.route = Carried::Refused;
+        let no_endpoints = crate::route::RefuseReason::NoEndpoints {
+            service: "default/svc".into(),
+        };
+        stats.finish(open, 0, 0, Some(ConnError::NoRoute(no_endpoints)));
         let text = metrics.encode().unwrap();
         use crate::metrics::tests::value;
         assert_eq!(

@@ -1,2 +1,17 @@
-//! What the agent knows and has done: for now, the connections it carried.
+//! What the agent knows and has done, beside the data path:
+//! - [`view`]: the mesh view (workloads, services, policies) and [`xds`],
+//!   which builds it from the xDS snapshot;
+//! - [`runtime`]: the mesh side's handles (view, HBONE client,
+//!   certificates, xDS state), present when a control plane is configured;
+//! - [`inputs`]: the one bundle the outbound and inbound proxies take;
+//! - [`connections`] and [`outcome`]: the connections carried, how each
+//!   ended, and Istio's TCP metrics and the access log recorded from them.
 pub mod connections;
+pub mod inputs;
+pub mod outcome;
+pub mod runtime;
+pub mod view;
+pub mod xds;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::{envoy_json, xds_json, AdminState};
 use crate::{
     model::{MeshState, MtlsMode},
-    server::resources::{Resources, VersionedResource},
+    serve::resources::{Resources, VersionedResource},
     source::RawResource,
 };
 

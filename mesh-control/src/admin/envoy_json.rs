@@ -1,6 +1,6 @@
 //! The waypoints' Envoy resources as JSON, for `/config_dump`, in the
-//! shape of the waypoint's own admin dump (docs/issue5-interfaces.md
-//! section 4): listeners with their address and HTTP filters, routes with
+//! shape of the waypoint's own admin dump
+//! (docs/contracts/waypoint-admin.md): listeners with their address and HTTP filters, routes with
 //! virtual hosts and one-line match / action summaries, clusters with
 //! their LB policy, circuit breakers and outlier detection, endpoints.
 use envoy_types::pb::envoy::config::{
@@ -188,7 +188,7 @@ pub fn endpoints(cla: &ClusterLoadAssignment) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::waypoint::{tests::state_with, translate};
+    use crate::translate::waypoint::{tests::state_with, translate};
 
     #[test]
     fn waypoint_resources_read_like_the_waypoint_dump() {

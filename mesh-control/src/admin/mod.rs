@@ -1,7 +1,7 @@
 //! The control plane's admin HTTP endpoint (`--admin-addr`, default
 //! 127.0.0.1:15000, as Istio's) and its readiness endpoint
 //! (`--ready-addr`, default 0.0.0.0:15021). Shapes are the contract in
-//! docs/issue4-interfaces.md; `meshctl` is the main reader.
+//! docs/contracts/control-admin.md; `meshctl` is the main reader.
 //!
 //! - `GET /debug/syncz` — per connected proxy and type: SYNCED / NOT SENT /
 //!   STALE / NACKED ([`syncz`])
@@ -31,10 +31,8 @@ use serde_json::json;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::{
-    app::logging::LogControl,
-    model::MeshState,
-    server::{ConnectedProxies, ConvertOptions},
-    source::RawResource,
+    app::logging::LogControl, model::MeshState, serve::ConnectedProxies, source::RawResource,
+    translate::workload::ConvertOptions,
 };
 
 /// How long open admin connections get to finish (e.g. the response to

@@ -1,11 +1,11 @@
 //! `GET /debug/syncz`: per connected ADS stream and type URL, whether the
 //! proxy has what the server currently serves (see
-//! [`crate::server::SyncStatus`]).
+//! [`crate::serve::SyncStatus`]).
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::server::{ConnectedProxies, ProxyStatus, TypeStatus};
+use crate::serve::{ConnectedProxies, ProxyStatus, TypeStatus};
 
 /// Seconds since the Unix epoch (0 for times before it).
 pub(crate) fn unix(t: SystemTime) -> u64 {

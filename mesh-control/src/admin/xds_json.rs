@@ -218,7 +218,7 @@ pub fn authorization(a: &Authorization) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::convert::static_strict_policy;
+    use crate::translate::workload::static_strict_policy;
 
     #[test]
     fn strict_policy_and_addresses() {

@@ -93,7 +93,7 @@ fn principals(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
 /// mesh clients (HBONE carries the source pod's address, same-node
 /// delivery knows it). Plaintext from outside the mesh is not captured on
 /// the way in, so it is only stopped when the pod's policies admit no
-/// identity-less client at all (ARCHITECTURE.md, decision 25).
+/// identity-less client at all (ARCHITECTURE.md, decision 10).
 fn address_rules(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
     for policy in &snapshot.state.authorization_policies {
         let mut fields = vec![];

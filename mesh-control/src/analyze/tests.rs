@@ -150,7 +150,7 @@ fn finds_broken_references_and_security_issues() {
                 some("spec.http[0].route[1].destination.subset")
             ),
             // The http route's weights (none and 10) sum to 10: relative,
-            // noted (decision 29).
+            // noted (ARCHITECTURE.md, decision 26).
             (Severity::Info, "MESH0002", s(""), None),
             (
                 Severity::Info,

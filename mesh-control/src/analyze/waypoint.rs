@@ -12,7 +12,7 @@ use super::{codes, Finding, Severity};
 use crate::{
     model::{MeshState, Service},
     source::Snapshot,
-    waypoint::{routes, Cx},
+    translate::waypoint::{routes, Cx},
 };
 
 fn warning(

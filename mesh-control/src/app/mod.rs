@@ -1,30 +1,30 @@
 //! The control plane process: builds the CA, the source (directory or
 //! Kubernetes), the token authentication, the
 //! two gRPC listeners and the admin/readiness listeners from a
-//! [`ControlConfig`], then serves until SIGTERM/SIGINT or `/quitquitquit`.
-//! `main.rs` only parses the configuration, installs logging and calls
-//! [`run`].
+//! [`ControlConfig`], then serves until SIGTERM/SIGINT or `/quitquitquit`
+//! and drains (`mesh_admin::drain`: readiness off, the gRPC listeners stop,
+//! open streams get `--drain-timeout`). `main.rs` only parses the
+//! configuration, installs logging and calls [`run`].
 pub mod config;
 pub mod logging;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
+use mesh_admin::drain::{drained, Drain, DrainWatch, Reason};
 use tokio::{net::TcpListener, sync::watch};
 
-pub use config::{parse_duration, AuthMode, ControlConfig, LogFormat, SourceKind};
+pub use config::{AuthMode, ControlConfig, LogFormat, SourceKind};
 
 use crate::{
     admin::{self, AdminState, Endpoints},
-    auth::{AuthPolicy, TokenReviewer},
+    authn::{AuthPolicy, TokenReviewer},
     ca::{self, Ca, ServerNames},
     model::MeshState,
-    server::{self, ConnectedProxies, ConvertOptions, ServerOptions},
+    serve::{self, ConnectedProxies, ServerOptions},
     source::{self, KubeSourceOptions, SourceConfig, SourceWatch},
+    translate::workload::ConvertOptions,
 };
-
-/// How long in-flight streams get to close after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A built control plane: everything loaded and both ports bound.
 pub struct App {
@@ -38,6 +38,9 @@ pub struct App {
     /// Runtime control of the log filter for `/logging`; `None` unless the
     /// caller installed logging with [`logging::init`].
     pub log: Option<Arc<logging::LogControl>>,
+    /// Readiness and the drain of the gRPC listeners; SIGTERM, SIGINT,
+    /// `/quitquitquit` or the `run` future trigger it.
+    pub drain: Arc<Drain>,
     xds: TcpListener,
     xds_tls: TcpListener,
     admin: TcpListener,
@@ -69,7 +72,7 @@ impl App {
         let client = if config.source == SourceKind::Kubernetes || auth_mode == AuthMode::Kubernetes
         {
             Some(
-                crate::kube_client::kube_client(config.kubeconfig.as_deref())
+                crate::apiserver::kube_client(config.kubeconfig.as_deref())
                     .await
                     .context("Kubernetes client")?,
             )
@@ -157,6 +160,7 @@ impl App {
             .await
             .with_context(|| format!("binding --ready-addr {}", config.ready_addr))?;
         Ok(App {
+            drain: Arc::new(Drain::new(config.drain_timeout)),
             config,
             ca,
             source,
@@ -196,9 +200,9 @@ impl App {
         self.source.state.clone()
     }
 
-    /// Serves all ports until `shutdown` completes or `/quitquitquit` is
-    /// posted (then closes streams gracefully and returns `Ok`), or a gRPC
-    /// server fails.
+    /// Serves all ports until `shutdown` completes, `/quitquitquit` is
+    /// posted or [`App::drain`] is triggered (then drains the streams and
+    /// returns `Ok`), or a gRPC server fails.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let options = ServerOptions {
             convert: ConvertOptions {
@@ -208,11 +212,8 @@ impl App {
             default_cert_ttl: self.config.cert_ttl,
             auth: self.auth.clone(),
         };
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let (ready_tx, ready_rx) = watch::channel(false);
+        let drain = Arc::clone(&self.drain);
+        let stopped = |mut rx: DrainWatch| async move { drained(&mut rx).await };
         let (quit_tx, mut quit_rx) = watch::channel(false);
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin_state = Arc::new(AdminState {
@@ -222,7 +223,7 @@ impl App {
             last_error: self.source.last_error.clone(),
             convert: options.convert.clone(),
             log: self.log.clone(),
-            ready: ready_rx,
+            ready: drain.readiness(),
             quit: quit_tx,
         });
         // The admin endpoints outlive the gRPC servers' drain, so readiness
@@ -241,36 +242,40 @@ impl App {
                 stopped(admin_stop_rx),
             )),
         ];
-        let signer: Arc<dyn server::CsrSigner> = self.ca.clone();
+        let signer: Arc<dyn serve::CsrSigner> = self.ca.clone();
         let state = self.source.state.clone();
-        let mut plain = tokio::spawn(server::serve_listener(
+        let mut plain = tokio::spawn(serve::serve_listener(
             self.xds,
             None,
             state.clone(),
             signer.clone(),
             self.proxies.clone(),
             options.clone(),
-            stopped(stop_rx.clone()),
+            stopped(drain.subscribe()),
         ));
-        let mut tls = tokio::spawn(server::serve_listener(
+        let mut tls = tokio::spawn(serve::serve_listener(
             self.xds_tls,
             Some(self.tls),
             state,
             signer,
             self.proxies.clone(),
             options,
-            stopped(stop_rx),
+            stopped(drain.subscribe()),
         ));
         // Both listeners were bound in `build` and the state is loaded.
-        ready_tx.send_replace(true);
+        drain.set_ready();
+        // Biased: a signal stops the gRPC servers through the drain, so when
+        // they end the trigger is already there and must win over them.
         let failed = tokio::select! {
+            biased;
+            _ = drain.triggered() => None,
             () = shutdown => None,
             _ = quit_rx.wait_for(|quit| *quit) => None,
             r = &mut plain => Some(("--xds-addr", r)),
             r = &mut tls => Some(("--xds-tls-addr", r)),
         };
-        ready_tx.send_replace(false);
-        let _ = stop_tx.send(true);
+        // A signal set its own reason first; any other stop is a quit.
+        drain.trigger(Reason::Quit);
         let stop_admin = || async {
             let _ = admin_stop_tx.send(true);
             for task in admin_tasks {
@@ -287,13 +292,16 @@ impl App {
                 Err(e) => Err(anyhow::anyhow!("the server on {which} panicked: {e}")),
             };
         }
-        tracing::info!("shutting down");
-        let drain = async {
+        tracing::info!(timeout = ?drain.timeout(), "shutting down");
+        let streams = async {
             let _ = (&mut plain).await;
             let _ = (&mut tls).await;
         };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            tracing::warn!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
+        if drain.finish(streams).await.is_none() {
+            tracing::warn!(
+                "streams still open after {:?}; closing them",
+                drain.timeout()
+            );
             plain.abort();
             tls.abort();
         }
@@ -317,26 +325,8 @@ pub async fn run(config: ControlConfig, log: Option<logging::LogControl>) -> any
         authenticate = app.auth.is_some(),
         "mesh-control ready"
     );
-    app.run(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM"),
-                _ = int.recv() => tracing::info!("SIGINT"),
-            }
-        }
-        _ => {
-            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
+    app.drain.trigger_on_signals();
+    app.run(std::future::pending()).await
 }
 
 /// The serving certificate's names: the in-cluster service names, loopback,
@@ -383,3 +373,6 @@ fn server_names(config: &ControlConfig) -> anyhow::Result<ServerNames> {
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests;

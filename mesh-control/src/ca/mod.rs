@@ -419,7 +419,7 @@ impl Ca {
 }
 
 /// The control-plane CA is the signer of the CA gRPC service.
-impl crate::server::CsrSigner for Ca {
+impl crate::serve::CsrSigner for Ca {
     fn sign(&self, csr_pem: &str, ttl: Duration) -> Result<Vec<String>, String> {
         self.sign_csr(csr_pem, ttl).map_err(|e| e.to_string())
     }

@@ -1,9 +1,10 @@
 //! `security.istio.io` AuthorizationPolicy as the control plane holds it
 //! after validation: every field Istio defines, typed, still in Istio's
 //! vocabulary (strings as written, ports as numbers, CIDRs parsed). What
-//! the agents can enforce, and how, is decided later by [`crate::authz`];
-//! keeping the whole policy here lets that layer say precisely what it
-//! dropped (L7 attributes, CUSTOM) instead of the source silently losing it.
+//! the agents can enforce, and how, is decided later by
+//! [`crate::translate::authorization`]; keeping the whole policy here lets
+//! that layer say precisely what it dropped (L7 attributes, CUSTOM) instead
+//! of the source silently losing it.
 use std::{collections::BTreeMap, net::IpAddr};
 
 /// A CIDR block (`10.0.0.0/8`, `fd00::/64`); a bare address is a host

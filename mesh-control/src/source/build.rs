@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     error::Problem,
-    kube::{Objects, Origin, PeerAuthObj},
+    objects::{Objects, Origin, PeerAuthObj},
     pod_owner::{Claim, PodOwners},
     SourceConfig,
 };

@@ -373,7 +373,7 @@ fn outlier_detection(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> Option<
         }
     }
     // The deprecated `consecutiveErrors` counts 502/503/504 only: istiod
-    // writes it as Envoy's `consecutive_gateway_failure` (ARCHITECTURE W6).
+    // writes it as Envoy's `consecutive_gateway_failure` (ARCHITECTURE.md, decision 39).
     od.consecutive_gateway_errors = od.consecutive_gateway_errors.or(deprecated);
     (cx.count() == before).then_some(od)
 }

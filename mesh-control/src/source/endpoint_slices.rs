@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml::Value;
 
-use super::{kube::ServiceObj, RawResource};
+use super::{objects::ServiceObj, RawResource};
 use crate::model::MeshState;
 
 /// The label naming a slice's Service.

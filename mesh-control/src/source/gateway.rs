@@ -7,7 +7,7 @@ use serde_yaml::Value;
 
 use super::{
     fields::{self, lookup, Reporter},
-    kube::Origin,
+    objects::Origin,
 };
 use crate::model::waypoint::WAYPOINT_CLASS;
 

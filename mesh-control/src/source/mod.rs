@@ -3,7 +3,9 @@
 //! recursive), each holding any number of Kubernetes / Istio documents,
 //! becomes a [`MeshState`]. The Kubernetes source ([`kubernetes`]) turns
 //! watched objects into the same documents and the same builder; both hand
-//! out a [`SourceWatch`].
+//! out a [`SourceWatch`]. Both read the same way: [`documents`] (one
+//! document per resource) → `objects` (typed Kubernetes and Istio objects)
+//! → `build` (checks across resources, then the [`MeshState`]).
 //!
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
@@ -27,10 +29,8 @@ mod endpoint_slices;
 mod error;
 mod fields;
 mod gateway;
-mod kube;
 pub mod kubernetes;
-#[cfg(test)]
-mod pod_lifecycle_tests;
+mod objects;
 mod pod_owner;
 mod pod_probes;
 mod published;
@@ -180,12 +180,13 @@ pub(crate) fn load_documents(
     mut warnings: Vec<String>,
     config: &SourceConfig,
 ) -> Loaded {
-    let mut objects = kube::Objects::default();
+    let mut objects = objects::Objects::default();
     for doc in docs {
-        kube::read(doc, &mut objects, &mut problems, &mut warnings);
+        objects::read(doc, &mut objects, &mut problems, &mut warnings);
     }
     let state = build::build(&objects, config, &mut problems, &mut warnings);
-    let findings = crate::authz::translate(&state, &config.root_namespace).findings;
+    let findings =
+        crate::translate::authorization::translate(&state, &config.root_namespace).findings;
     warnings.extend(findings.iter().map(ToString::to_string));
     Loaded {
         snapshot: Snapshot {

@@ -2,7 +2,7 @@
 //! webhook validates it (see [`super::routing`] for the shared pieces).
 //!
 //! Two things istiod rejects are accepted here with a warning, because
-//! the course notes the mesh is tested against rely on them (decision 29):
+//! the course notes the mesh is tested against rely on them (ARCHITECTURE.md, decision 26):
 //! a VirtualService with no `http`, `tcp` or `tls` route (it routes
 //! nothing), and host `*` bound to the `mesh` gateway (it matches no
 //! in-mesh destination).

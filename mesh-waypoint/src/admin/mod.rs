@@ -1,6 +1,6 @@
 //! The waypoint admin endpoint (`--admin-addr`, 127.0.0.1:15000 as
 //! Istio's: it can stop the waypoint and change its logging, so it is not
-//! on the pod address), what `meshctl proxy-config` reads (contract §4).
+//! on the pod address), what `meshctl proxy-config` reads (docs/contracts/waypoint-admin.md).
 //! The kubelet uses the probe port ([`probe`], :15021) and Prometheus the
 //! metrics port ([`metrics`], :15020), which serve nothing that changes
 //! state.
@@ -23,12 +23,13 @@ use std::{
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use hyper::{body::Incoming, service::service_fn};
 use mesh_admin::{
+    drain::{Drain, Reason},
     http_serve::{serve_http1, HttpLimits},
     listen::Listener,
     log_control::LogControl,
 };
 use serde_json::{json, Value};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 
 use crate::{
     body::{self, Body},
@@ -53,8 +54,8 @@ pub struct AdminState {
     pub log: Option<Arc<LogControl>>,
     /// Every xDS type synced once.
     pub synced: Arc<AtomicBool>,
-    /// Set to true to drain and exit.
-    pub shutdown: watch::Sender<bool>,
+    /// Triggered to drain and exit.
+    pub shutdown: Arc<Drain>,
 }
 
 const ENDPOINTS: &[&str] = &[
@@ -104,12 +105,12 @@ pub fn route(
             (status, TEXT, text)
         }
         "/ready" => {
-            let (status, value) = probe::readiness(&state.synced, *state.shutdown.borrow());
+            let (status, value) = probe::readiness(&state.synced, state.shutdown.is_triggered());
             (status, JSON, value.to_string())
         }
         "/quitquitquit" => {
             tracing::info!("quitquitquit: draining");
-            state.shutdown.send_replace(true);
+            state.shutdown.trigger(Reason::Quit);
             (StatusCode::OK, TEXT, "draining".into())
         }
         _ => unreachable!("every path with methods is handled above"),
@@ -187,7 +188,7 @@ mod tests {
             metrics: Box::new(|| "istio_requests_total 0\n".into()),
             log: None,
             synced: Arc::new(AtomicBool::new(false)),
-            shutdown: watch::channel(false).0,
+            shutdown: Arc::new(Drain::default()),
         }
     }
 
@@ -208,7 +209,7 @@ mod tests {
             route(&s, &Method::POST, "/quitquitquit", None).0,
             StatusCode::OK
         );
-        assert!(*s.shutdown.borrow());
+        assert!(s.shutdown.is_triggered());
         assert_eq!(
             route(&s, &Method::GET, "/ready", None).0,
             StatusCode::SERVICE_UNAVAILABLE

@@ -1,4 +1,4 @@
-//! The probe port (`--probe-addr`, :15021, as Istio's): what the kubelet
+//! The probe port (`--ready-addr`, :15021, as Istio's): what the kubelet
 //! reads, on the pod address, and nothing else. Admin, which can stop the
 //! waypoint or change its logging, stays on loopback.
 //!

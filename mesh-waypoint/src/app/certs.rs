@@ -8,11 +8,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use mesh_hbone::{issue::renewal_due, CertStore, Identity, TrustBundle, WorkloadCert};
+use mesh_hbone::{ca_client::renewal_due, CertStore, Identity, TrustBundle, WorkloadCert};
 use mesh_xds::proto::istio_ca::istio_certificate_service_client::IstioCertificateServiceClient;
 use tonic::transport::Channel;
 
-pub use mesh_hbone::issue::IssueError as CertError;
+pub use mesh_hbone::ca_client::IssueError as CertError;
 
 /// Asks the mesh CA for the waypoint's certificate.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl CertFetcher {
     /// the CA sent more than the leaf.
     pub async fn fetch(&self) -> Result<(WorkloadCert, Option<String>), CertError> {
         let issued =
-            mesh_hbone::issue::issue(&self.ca, &self.identity, self.ttl, self.token.as_ref())
+            mesh_hbone::ca_client::issue(&self.ca, &self.identity, self.ttl, self.token.as_ref())
                 .await?;
         let root = issued.root().map(str::to_string);
         tracing::info!(identity = %self.identity, serial = issued.cert.serial(), "waypoint certificate issued");

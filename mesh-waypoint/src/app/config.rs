@@ -1,8 +1,23 @@
-//! The waypoint's settings: flags (contract §5) with environment
-//! fallbacks, turned into a typed [`WaypointConfig`] tests build directly.
+//! The waypoint's settings: flags with environment fallbacks, turned into
+//! a typed [`WaypointConfig`] tests build directly. Flags are spelled as
+//! the agent's and the control plane's for the same setting; the older
+//! spellings stay as hidden aliases. Durations are Go durations
+//! (`mesh_admin::duration`).
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
+use mesh_admin::{duration, log_control::LogFormat};
+
+/// Environment variables renamed with their flag: (old, new). The old
+/// name still works when the new one is unset (see [`Args::parse_env`]).
+pub const RENAMED_ENV: &[(&str, &str)] = &[
+    ("MESH_WAYPOINT_XDS_CA", "MESH_WAYPOINT_TRUST_BUNDLE"),
+    ("MESH_WAYPOINT_WORKERS", "MESH_WAYPOINT_WORKER_THREADS"),
+    ("MESH_WAYPOINT_PROBE_ADDR", "MESH_WAYPOINT_READY_ADDR"),
+    ("MESH_WAYPOINT_CERT_TTL_SECS", "MESH_WAYPOINT_CERT_TTL"),
+    ("MESH_WAYPOINT_DRAIN_SECS", "MESH_WAYPOINT_DRAIN_TIMEOUT"),
+    ("RUST_LOG", "MESH_WAYPOINT_LOG"),
+];
 
 /// mesh-waypoint: the mesh's optional L7 proxy (Istio's waypoint).
 ///
@@ -14,20 +29,20 @@ use clap::Parser;
 /// (over HBONE to mesh workloads). The same routes are served as plain
 /// HTTP on --http-addr. Admin (config_dump, metrics, logging, readiness,
 /// quitquitquit) on --admin-addr, loopback only by default; the kubelet's
-/// probes on --probe-addr and Prometheus on --metrics-addr, which serve
+/// probes on --ready-addr and Prometheus on --metrics-addr, which serve
 /// nothing that changes state.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mesh-waypoint", version, about, long_about)]
 pub struct Args {
     /// Control plane xDS endpoint: http://host:15010 (plaintext) or
-    /// https://host:15012 (verified with --xds-ca).
+    /// https://host:15012 (verified with --trust-bundle).
     #[arg(long, env = "MESH_WAYPOINT_XDS_ADDR")]
     pub xds_addr: Option<String>,
     /// PEM file with the mesh root certificate(s): verifies the control
     /// plane's TLS, the CA's TLS and HBONE peers. Without it the root comes
     /// from the CA's certificate chain.
-    #[arg(long, env = "MESH_WAYPOINT_XDS_CA")]
-    pub xds_ca: Option<PathBuf>,
+    #[arg(long, env = "MESH_WAYPOINT_TRUST_BUNDLE", alias = "xds-ca")]
+    pub trust_bundle: Option<PathBuf>,
     /// Mesh CA endpoint for the waypoint's own certificate (Istio's
     /// CreateCertificate). [default: --xds-addr]
     #[arg(long, env = "MESH_WAYPOINT_CA_ADDR")]
@@ -61,7 +76,7 @@ pub struct Args {
     #[arg(
         long,
         env = "MESH_WAYPOINT_HBONE_ADDR",
-        default_value = "0.0.0.0:15008"
+        default_value_t = SocketAddr::from(([0, 0, 0, 0], mesh_hbone::HBONE_PORT))
     )]
     pub hbone_addr: SocketAddr,
     /// Plain HTTP listener (the same routes, virtual host by Host).
@@ -80,10 +95,11 @@ pub struct Args {
     /// received, not draining) and GET /healthz/live, nothing else.
     #[arg(
         long,
-        env = "MESH_WAYPOINT_PROBE_ADDR",
+        env = "MESH_WAYPOINT_READY_ADDR",
+        alias = "probe-addr",
         default_value = "0.0.0.0:15021"
     )]
-    pub probe_addr: SocketAddr,
+    pub ready_addr: SocketAddr,
     /// Prometheus endpoint: GET /metrics and /stats/prometheus, nothing else.
     #[arg(
         long,
@@ -92,23 +108,39 @@ pub struct Args {
     )]
     pub metrics_addr: SocketAddr,
     /// Tokio worker threads.
-    #[arg(long, env = "MESH_WAYPOINT_WORKERS", default_value_t = 2)]
-    pub workers: usize,
+    #[arg(
+        long,
+        env = "MESH_WAYPOINT_WORKER_THREADS",
+        alias = "workers",
+        default_value_t = 2
+    )]
+    pub worker_threads: usize,
     /// OTLP/HTTP JSON trace collector, e.g. http://collector:4318.
     #[arg(long, env = "MESH_WAYPOINT_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Log filter in RUST_LOG syntax (changeable at runtime via /logging).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "MESH_WAYPOINT_LOG", default_value = "info")]
     pub log: String,
-    /// Write an access log line per request (target `access`).
-    #[arg(long, env = "MESH_WAYPOINT_ACCESS_LOG")]
+    /// Log line format (logs go to stderr).
+    #[arg(long, env = "MESH_WAYPOINT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Write an access log line per request (target `access`); a bare
+    /// flag means true.
+    #[arg(long, env = "MESH_WAYPOINT_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
-    /// Lifetime asked for the waypoint certificate (renewed at half-life), seconds.
-    #[arg(long, env = "MESH_WAYPOINT_CERT_TTL_SECS", default_value_t = 86_400)]
-    pub cert_ttl_secs: u64,
-    /// How long open connections may finish after SIGTERM or /quitquitquit, seconds.
-    #[arg(long, env = "MESH_WAYPOINT_DRAIN_SECS", default_value_t = 5)]
-    pub drain_secs: u64,
+    /// Lifetime asked for the waypoint certificate (`90s`, `30m`, `24h`;
+    /// a plain number is seconds); renewed at half-life.
+    #[arg(long, env = "MESH_WAYPOINT_CERT_TTL", alias = "cert-ttl-secs",
+          default_value = "24h", value_parser = duration::parse_flag)]
+    pub cert_ttl: Duration,
+    /// On SIGTERM, SIGINT or `POST /quitquitquit`: how long open
+    /// connections may finish after the listeners stop accepting (`5s`,
+    /// `2m`; a plain number is seconds).
+    #[arg(long, env = "MESH_WAYPOINT_DRAIN_TIMEOUT", alias = "drain-secs",
+          default_value = "5s", value_parser = duration::parse_flag)]
+    pub drain_timeout: Duration,
     /// ServiceAccount token file (a projected token, audience `istio-ca`)
     /// sent as `authorization: Bearer` on the xDS stream and certificate
     /// requests, for a control plane that checks callers with a Kubernetes
@@ -121,7 +153,7 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct WaypointConfig {
     pub xds_addr: Option<String>,
-    pub xds_ca: Option<PathBuf>,
+    pub trust_bundle: Option<PathBuf>,
     pub ca_addr: Option<String>,
     pub name: String,
     pub namespace: String,
@@ -132,13 +164,21 @@ pub struct WaypointConfig {
     pub hbone_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub probe_addr: SocketAddr,
+    pub ready_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub otlp_endpoint: Option<String>,
     pub access_log: bool,
     pub cert_ttl: Duration,
-    pub drain: Duration,
+    pub drain_timeout: Duration,
     pub token_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// Parses the command line; an environment variable renamed with its
+    /// flag is still read under its old name when the new one is unset.
+    pub fn parse_env() -> Self {
+        mesh_admin::flags::parse(RENAMED_ENV)
+    }
 }
 
 impl WaypointConfig {
@@ -150,7 +190,7 @@ impl WaypointConfig {
         });
         WaypointConfig {
             xds_addr: a.xds_addr.clone(),
-            xds_ca: a.xds_ca.clone(),
+            trust_bundle: a.trust_bundle.clone(),
             ca_addr: a.ca_addr.clone().or_else(|| a.xds_addr.clone()),
             name: a.name.clone(),
             namespace: a.namespace.clone(),
@@ -161,12 +201,12 @@ impl WaypointConfig {
             hbone_addr: a.hbone_addr,
             http_addr: a.http_addr,
             admin_addr: a.admin_addr,
-            probe_addr: a.probe_addr,
+            ready_addr: a.ready_addr,
             metrics_addr: a.metrics_addr,
             otlp_endpoint: a.otlp_endpoint.clone(),
             access_log: a.access_log,
-            cert_ttl: Duration::from_secs(a.cert_ttl_secs),
-            drain: Duration::from_secs(a.drain_secs),
+            cert_ttl: a.cert_ttl,
+            drain_timeout: a.drain_timeout,
             token_file: a.token_file.clone(),
         }
     }
@@ -176,7 +216,8 @@ impl WaypointConfig {
         format!("waypoint/{}/{}", self.namespace, self.name)
     }
 
-    /// Contract §2: `waypoint~<pod ip>~<pod name>.<ns>~<ns>.svc.cluster.local`.
+    /// The xDS node id (docs/contracts/waypoint-xds.md):
+    /// `waypoint~<pod ip>~<pod name>.<ns>~<ns>.svc.cluster.local`.
     pub fn node_id(&self) -> String {
         format!(
             "waypoint~{}~{}.{}~{}.svc.cluster.local",
@@ -233,7 +274,56 @@ mod tests {
             c.admin_addr
         );
         assert_eq!(c.admin_addr.port(), 15000);
-        assert_eq!(c.probe_addr.port(), 15021);
+        assert_eq!(c.ready_addr.port(), 15021);
         assert_eq!(c.metrics_addr.port(), 15020);
+    }
+
+    #[test]
+    fn flags_match_the_other_daemons_and_old_spellings_still_work() {
+        let c = WaypointConfig::from_args(&Args::parse_from([
+            "mesh-waypoint",
+            "--trust-bundle",
+            "/etc/root.pem",
+            "--cert-ttl",
+            "1h30m",
+            "--drain-timeout",
+            "1.5s",
+            "--worker-threads",
+            "3",
+        ]));
+        assert_eq!(
+            c.trust_bundle.as_deref(),
+            Some(std::path::Path::new("/etc/root.pem"))
+        );
+        assert_eq!(c.cert_ttl, Duration::from_secs(5400));
+        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        let old = Args::parse_from([
+            "mesh-waypoint",
+            "--xds-ca",
+            "/etc/root.pem",
+            "--cert-ttl-secs",
+            "3600",
+            "--drain-secs",
+            "7",
+            "--workers",
+            "3",
+            "--probe-addr",
+            "0.0.0.0:16021",
+            "--access-log",
+        ]);
+        assert_eq!(old.worker_threads, 3);
+        assert!(old.access_log);
+        let c = WaypointConfig::from_args(&old);
+        assert_eq!(
+            c.trust_bundle.as_deref(),
+            Some(std::path::Path::new("/etc/root.pem"))
+        );
+        assert_eq!(c.cert_ttl, Duration::from_secs(3600));
+        assert_eq!(c.drain_timeout, Duration::from_secs(7));
+        assert_eq!(c.ready_addr.port(), 16021);
+        let defaults = WaypointConfig::from_args(&Args::parse_from(["mesh-waypoint"]));
+        assert_eq!(defaults.cert_ttl, Duration::from_secs(86_400));
+        assert_eq!(defaults.drain_timeout, Duration::from_secs(5));
+        assert!(!defaults.access_log);
     }
 }

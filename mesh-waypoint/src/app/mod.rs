@@ -1,6 +1,6 @@
 //! Startup wiring: certificate, ClusterManager, telemetry, the route stack,
 //! the xDS client feeding them, the three listeners, and draining on
-//! SIGTERM / `/quitquitquit`.
+//! SIGTERM, SIGINT or `/quitquitquit` (`mesh_admin::drain`).
 pub mod certs;
 pub mod config;
 pub mod wiring;
@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context;
-use mesh_admin::log_control::LogControl;
+use mesh_admin::{drain::Drain, log_control::LogControl};
 use mesh_hbone::{
     CertStore, ClientOptions, HboneClient, HboneServer, Identity, ServerOptions, TrustBundle,
 };
@@ -48,7 +48,7 @@ pub const TYPE_URLS: [&str; 5] = [
 fn tls(root_pem: Option<&[u8]>, what: &str) -> anyhow::Result<XdsTls> {
     Ok(XdsTls {
         root_pem: root_pem
-            .with_context(|| format!("{what} over https needs --xds-ca (the mesh root)"))?
+            .with_context(|| format!("{what} over https needs --trust-bundle (the mesh root)"))?
             .to_vec(),
         client_cert: None,
         server_name: None,
@@ -84,9 +84,9 @@ async fn cert_store(
     };
     let (cert, root) = fetcher.first().await;
     let bundle = match (bundle_pem, root) {
-        (Some(pem), _) => TrustBundle::from_pem(pem).context("--xds-ca")?,
+        (Some(pem), _) => TrustBundle::from_pem(pem).context("--trust-bundle")?,
         (None, Some(root)) => TrustBundle::from_pem(root).context("the CA's root certificate")?,
-        (None, None) => anyhow::bail!("no trust bundle: the CA sent no root; pass --xds-ca"),
+        (None, None) => anyhow::bail!("no trust bundle: the CA sent no root; pass --trust-bundle"),
     };
     let store = Arc::new(CertStore::new(bundle));
     store.insert(cert);
@@ -140,9 +140,11 @@ pub async fn follow(
 pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::Result<()> {
     let identity: Identity = cfg.identity().parse().context("waypoint identity")?;
     let bundle_pem = cfg
-        .xds_ca
+        .trust_bundle
         .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("reading --xds-ca {}", p.display())))
+        .map(|p| {
+            std::fs::read(p).with_context(|| format!("reading --trust-bundle {}", p.display()))
+        })
         .transpose()?;
     let store = match &cfg.ca_addr {
         Some(ca) => Some(cert_store(&cfg, ca, &identity, bundle_pem.as_deref()).await?),
@@ -176,7 +178,8 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     });
     deps.trace = Some(wiring::trace_fn());
     let proxy = Proxy::new(Arc::new(ActiveConfig::default()), deps);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let drain = Arc::new(Drain::new(cfg.drain_timeout));
+    let shutdown_rx = drain.subscribe();
     let synced = Arc::new(AtomicBool::new(false));
 
     if let Some(addr) = &cfg.xds_addr {
@@ -227,7 +230,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
             shutdown_rx.clone(),
         ));
         let hserver = HboneServer::new(store.clone(), handler).with_options(ServerOptions {
-            drain_timeout: cfg.drain,
+            drain_timeout: drain.timeout(),
             ..ServerOptions::default()
         });
         let mut stop = shutdown_rx.clone();
@@ -242,9 +245,9 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let admin_listener = TcpListener::bind(cfg.admin_addr)
         .await
         .with_context(|| format!("binding --admin-addr {}", cfg.admin_addr))?;
-    let probe_listener = TcpListener::bind(cfg.probe_addr)
+    let probe_listener = TcpListener::bind(cfg.ready_addr)
         .await
-        .with_context(|| format!("binding --probe-addr {}", cfg.probe_addr))?;
+        .with_context(|| format!("binding --ready-addr {}", cfg.ready_addr))?;
     let metrics_listener = TcpListener::bind(cfg.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", cfg.metrics_addr))?;
@@ -282,7 +285,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         metrics: Box::new(metrics),
         log,
         synced,
-        shutdown: shutdown_tx.clone(),
+        shutdown: Arc::clone(&drain),
     });
     tokio::spawn(admin::serve(admin_listener, state));
     tracing::info!(
@@ -290,38 +293,23 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         http = %cfg.http_addr,
         hbone = %cfg.hbone_addr,
         admin = %cfg.admin_addr,
-        probe = %cfg.probe_addr,
+        probe = %cfg.ready_addr,
         metrics = %cfg.metrics_addr,
         xds = ?cfg.xds_addr,
         listener = %cfg.listener_name(),
         "mesh-waypoint started"
     );
 
-    let mut stop = shutdown_rx.clone();
-    tokio::select! {
-        () = server::stopped(&mut stop) => {}
-        r = terminate() => r?,
-    }
-    tracing::info!(drain_secs = cfg.drain.as_secs(), "draining");
-    shutdown_tx.send_replace(true);
-    let drain = async {
+    drain.trigger_on_signals();
+    drain.triggered().await;
+    tracing::info!(drain_secs = drain.timeout().as_secs(), "draining");
+    let listeners = async {
         let _ = http_done.await;
         if let Some(h) = hbone_done {
             let _ = h.await;
         }
     };
-    let _ = tokio::time::timeout(cfg.drain, drain).await;
+    let _ = drain.finish(listeners).await;
     tracing::info!("mesh-waypoint stopped");
-    Ok(())
-}
-
-async fn terminate() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
     Ok(())
 }

@@ -8,8 +8,8 @@ pub mod hbone;
 pub mod http;
 pub mod source;
 
-/// Resolves once `shutdown` is (or turns) true. The watch guard is dropped
-/// here, so callers' futures stay `Send`.
-pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+/// Resolves once the drain started (`mesh_admin::drain`). The watch guard
+/// is dropped there, so callers' futures stay `Send`.
+pub async fn stopped(shutdown: &mut mesh_admin::drain::DrainWatch) {
+    mesh_admin::drain::drained(shutdown).await;
 }

@@ -1,4 +1,4 @@
-//! What the route side calls (the contract in docs/issue5-interfaces.md).
+//! What the route side calls: the boundary between `route/` and `upstream/`.
 use std::{net::SocketAddr, sync::Arc};
 
 use futures::future::BoxFuture;

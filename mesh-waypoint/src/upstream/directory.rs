@@ -5,36 +5,32 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    ops::Deref,
     sync::Arc,
 };
 
 use mesh_hbone::Identity;
-use mesh_xds::{proto::istio_workload, XdsSnapshot};
+use mesh_xds::{
+    proto::istio_workload,
+    workload::{gateway_ip_port, ip_from_bytes, Workload, DEFAULT_HBONE_PORT},
+    XdsSnapshot,
+};
 
-/// HBONE port of a node agent when the gateway address names none.
-pub const DEFAULT_HBONE_PORT: u16 = 15008;
-
-/// One workload (pod) as published in the Address xDS.
+/// One workload (pod) as published in the Address xDS (the model shared
+/// with the node agent), with the SPIFFE identity its fields form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadEntry {
-    /// Istio's workload uid (`Kubernetes//Pod/<ns>/<name>`).
-    pub uid: String,
-    pub name: String,
-    pub namespace: String,
-    pub service_account: String,
-    /// Owner name (the Deployment), empty when unknown.
-    pub workload_name: String,
-    pub canonical_name: String,
-    pub canonical_revision: String,
-    pub node: String,
-    pub cluster_id: String,
-    pub ips: Vec<IpAddr>,
+    pub workload: Workload,
     /// `spiffe://<td>/ns/<ns>/sa/<sa>`; None when the fields do not form one.
     pub identity: Option<Identity>,
-    /// Captured by the mesh (tunnel protocol HBONE).
-    pub mesh: bool,
-    /// The node agent's HBONE address that accepts tunnels to this workload.
-    pub gateway: Option<SocketAddr>,
+}
+
+impl Deref for WorkloadEntry {
+    type Target = Workload;
+
+    fn deref(&self) -> &Workload {
+        &self.workload
+    }
 }
 
 impl WorkloadEntry {
@@ -47,13 +43,16 @@ impl WorkloadEntry {
         Some((self.gateway?, self.identity.clone()?))
     }
 
-    /// The owner name when known, else the pod name (Istio's `workload`).
-    pub fn workload_label(&self) -> &str {
-        if self.workload_name.is_empty() {
-            &self.name
-        } else {
-            &self.workload_name
-        }
+    /// Converts an xDS workload; `uid` falls back to the resource name.
+    pub fn from_proto(resource_name: &str, w: &istio_workload::Workload) -> Self {
+        let workload = Workload::from_proto(resource_name, w);
+        let identity = Identity::new(
+            &workload.trust_domain,
+            &workload.namespace,
+            &workload.service_account,
+        )
+        .ok();
+        WorkloadEntry { workload, identity }
     }
 }
 
@@ -78,56 +77,10 @@ pub struct Directory {
     by_hostname: HashMap<String, Arc<ServiceEntry>>,
 }
 
-pub(crate) fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
-    }
-}
-
-fn gateway_addr(gw: Option<&istio_workload::GatewayAddress>) -> Option<SocketAddr> {
-    let gw = gw?;
-    let istio_workload::gateway_address::Destination::Address(addr) = gw.destination.as_ref()?
-    else {
-        // A hostname gateway (east-west) needs DNS; not reachable from here.
-        return None;
-    };
-    let port = u16::try_from(gw.hbone_mtls_port)
-        .ok()
-        .filter(|p| *p != 0)
-        .unwrap_or(DEFAULT_HBONE_PORT);
-    Some(SocketAddr::new(ip_from_bytes(&addr.address)?, port))
-}
-
-impl WorkloadEntry {
-    /// Converts an xDS workload; `uid` falls back to the resource name.
-    pub fn from_proto(resource_name: &str, w: &istio_workload::Workload) -> Self {
-        let uid = if w.uid.is_empty() {
-            resource_name.to_string()
-        } else {
-            w.uid.clone()
-        };
-        WorkloadEntry {
-            uid,
-            name: w.name.clone(),
-            namespace: w.namespace.clone(),
-            service_account: w.service_account.clone(),
-            workload_name: w.workload_name.clone(),
-            canonical_name: w.canonical_name.clone(),
-            canonical_revision: w.canonical_revision.clone(),
-            node: w.node.clone(),
-            cluster_id: w.cluster_id.clone(),
-            ips: w
-                .addresses
-                .iter()
-                .filter_map(|a| ip_from_bytes(a))
-                .collect(),
-            identity: Identity::new(&w.trust_domain, &w.namespace, &w.service_account).ok(),
-            mesh: w.tunnel_protocol == istio_workload::TunnelProtocol::Hbone as i32,
-            gateway: gateway_addr(w.network_gateway.as_ref()),
-        }
-    }
+/// A service's waypoint address; the HBONE port defaults to Istio's.
+fn waypoint_addr(gw: Option<&istio_workload::GatewayAddress>) -> Option<SocketAddr> {
+    let (ip, port) = gateway_ip_port(gw?)?;
+    Some(SocketAddr::new(ip, port.unwrap_or(DEFAULT_HBONE_PORT)))
 }
 
 impl ServiceEntry {
@@ -141,7 +94,7 @@ impl ServiceEntry {
                 .iter()
                 .filter_map(|a| ip_from_bytes(&a.address))
                 .collect(),
-            waypoint: gateway_addr(s.waypoint.as_ref()),
+            waypoint: waypoint_addr(s.waypoint.as_ref()),
         }
     }
 }

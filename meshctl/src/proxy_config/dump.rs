@@ -1,5 +1,5 @@
-//! The agent's admin JSON as meshctl reads it (docs/issue4-interfaces.md,
-//! "Agent admin"). Every field has a default, so an agent that adds fields
+//! The agent's admin JSON as meshctl reads it
+//! (docs/contracts/agent-admin.md). Every field has a default, so an agent that adds fields
 //! or omits one still renders; unknown fields are ignored.
 use serde::Deserialize;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `meshctl proxy-config <kind> [<agent>]`: what one agent holds, from its
 //! admin endpoint — workloads, services, policies and certificates from
 //! `/config_dump`, connections from `/stats/connections` (shapes in
-//! docs/issue4-interfaces.md, "Agent admin"). Filters work like
+//! docs/contracts/agent-admin.md). Filters work like
 //! istioctl's: `--namespace`, `--workload`, `--address`. A waypoint's
 //! listeners, routes, clusters and endpoints: see [`waypoint`].
 mod connections;
@@ -378,5 +378,4 @@ pub fn render(
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

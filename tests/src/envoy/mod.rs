@@ -14,10 +14,11 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::Child,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
+use mesh_testkit::{try_eventually, Attempt};
 use serde_json::{json, Value};
 
 pub use admin::{add_vhost_route_names, admin_request, ConfigDump, Stats, XdsKind};
@@ -218,21 +219,19 @@ impl Envoy {
     /// finished initialising, i.e. it got (or gave up waiting for) its first
     /// CDS and LDS and the listeners' routes.
     pub fn wait_live(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("envoy exited ({status}):\n{}", self.log_tail(40));
+        try_eventually("envoy LIVE", timeout, || {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Attempt::GiveUp(format!("envoy exited ({status})")),
+                Err(e) => return Attempt::GiveUp(format!("envoy: {e}")),
+                Ok(None) => {}
             }
-            if let Ok((200, body)) = self.admin_get("/ready") {
-                if body.trim() == "LIVE" {
-                    return Ok(());
-                }
+            match self.admin_get("/ready") {
+                Ok((200, body)) if body.trim() == "LIVE" => Attempt::Done(()),
+                Ok((status, body)) => Attempt::Pending(format!("/ready: {status} {}", body.trim())),
+                Err(e) => Attempt::Pending(format!("/ready: {e:#}")),
             }
-            if Instant::now() > deadline {
-                bail!("envoy not LIVE after {timeout:?}:\n{}", self.log_tail(40));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
+        .map_err(|e| anyhow!("{e}:\n{}", self.log_tail(40)))
     }
 
     /// One admin request (from inside Envoy's namespace): status and body.
@@ -271,15 +270,15 @@ impl Envoy {
         wanted: &[XdsKind],
         timeout: Duration,
     ) -> anyhow::Result<Stats> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = self.stats()?;
-            let rejected = stats.rejected();
+        let mut rejected = vec![];
+        let waited = try_eventually("envoy accepting every xDS type", timeout, || {
+            let stats = match self.stats() {
+                Ok(stats) => stats,
+                Err(e) => return Attempt::GiveUp(format!("{e:#}")),
+            };
+            rejected = stats.rejected();
             if !rejected.is_empty() {
-                bail!(
-                    "envoy rejected xDS updates: {rejected:?}\n{}",
-                    self.rejection_log()
-                );
+                return Attempt::GiveUp(format!("envoy rejected xDS updates: {rejected:?}"));
             }
             let missing: Vec<XdsKind> = wanted
                 .iter()
@@ -287,16 +286,19 @@ impl Envoy {
                 .filter(|k| stats.successes(*k) == 0)
                 .collect();
             if missing.is_empty() {
-                return Ok(stats);
+                Attempt::Done(stats)
+            } else {
+                Attempt::Pending(format!("no accepted update for {missing:?}"))
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "envoy got no accepted update for {missing:?} in {timeout:?}:\n{}",
-                    self.log_tail(30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        waited.map_err(|e| {
+            let log = if rejected.is_empty() {
+                self.log_tail(30)
+            } else {
+                self.rejection_log()
+            };
+            anyhow!("{e}\n{log}")
+        })
     }
 
     /// Envoy's log lines that explain rejected configuration.

@@ -1,5 +1,6 @@
-//! The kinds the fake serves (docs/issue6-interfaces.md section 4), with
-//! the version it serves them at and whether they are namespaced.
+//! The kinds the fake serves (what mesh-control watches, see
+//! docs/kubernetes.md), with the version it serves them at and whether
+//! they are namespaced.
 
 /// One served kind.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! kind, so the Kubernetes source of `mesh-control` is tested against this.
 //!
 //! It speaks real HTTP/1.1 on 127.0.0.1:0 with bearer-token auth and
-//! serves, for the kinds of docs/issue6-interfaces.md section 4 (see
+//! serves, for the kinds mesh-control watches (docs/kubernetes.md; see
 //! [`kinds`]): lists (cluster-wide and namespaced, `<Kind>List` with
 //! `metadata.resourceVersion`), gets, watches (`resourceVersion`,
 //! `allowWatchBookmarks`, `timeoutSeconds`, `sendInitialEvents` (streaming

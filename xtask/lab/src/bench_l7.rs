@@ -108,7 +108,7 @@ pub fn run(opts: L7Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut wp_path = Measured {
-        name: "mesh-waypoint --workers 1",
+        name: "mesh-waypoint --worker-threads 1",
         ..Default::default()
     };
 

@@ -22,13 +22,12 @@ pub mod soak_report;
 
 use std::path::PathBuf;
 
-#[path = "../../src/console.rs"]
-mod console;
-/// The demo's and benchmarks' options, as `cargo xtask` parses them.
-#[path = "../../src/lab_args.rs"]
-pub mod lab_args;
-
-pub use console::{require_root, step};
+/// The demo's and benchmarks' options, as `cargo xtask` parses them, and
+/// the console helpers: shared with xtask through `xtask-cli`.
+pub use xtask_cli::{
+    console::{require_root, step},
+    lab_args,
+};
 
 /// The directory of the binaries `cargo build` put beside `mesh-lab`.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {

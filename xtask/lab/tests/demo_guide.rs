@@ -179,7 +179,8 @@ spec:
     let c = demo_bookinfo::start(bins, Some(&user)).unwrap();
     // The default canary (80/20 v1/v2) is gone; everyone gets v3.
     let mut last = serde_json::Value::Null;
-    mesh_e2e::wait_until("the user's reviews VirtualService serves", 30, || {
+    let wait = std::time::Duration::from_secs(30);
+    mesh_testkit::eventually("the user's reviews VirtualService serves", wait, || {
         last = c
             .client(
                 "sleep",

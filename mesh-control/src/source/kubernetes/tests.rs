@@ -1,6 +1,6 @@
 //! `watch_kubernetes` startup against a tiny in-test HTTP/1.1 API server on
 //! loopback (the full behaviour — relists, rejections, identical xDS — is
-//! tested against the fake API server in tests/tests/kube_source.rs): the
+//! tested against the fake API server in tests/tests/kube_source/): the
 //! first state waits for every kind's first list, and a kind that cannot
 //! be listed fails startup naming it.
 use std::{net::SocketAddr, time::Duration};
@@ -12,7 +12,7 @@ use tokio::{
 };
 
 use super::*;
-use crate::kube_client::kube_client;
+use crate::apiserver::kube_client;
 
 /// Aborts the responder when the test ends, also on panic.
 struct Responder {

@@ -1,0 +1,61 @@
+//! Hop ③: a captured connection carried over HBONE (mTLS with the source
+//! pod's certificate, HTTP/2 CONNECT) to the destination node's agent or
+//! the service's waypoint.
+use std::net::SocketAddr;
+
+use mesh_hbone::{HboneClient, Identity};
+use tokio::net::TcpStream;
+
+use super::proxy::reset;
+use crate::state::outcome::ConnError;
+
+/// Userspace buffers (allocated per connection, unlike the splice pipes):
+/// 64 KiB per direction, as on the HBONE server side.
+const HBONE_COPY_BUFFER: usize = 64 * 1024;
+
+/// Where the tunnel goes and who each end is.
+pub struct Tunnel<'a> {
+    /// The peer agent's (or waypoint's) HBONE address.
+    pub gateway: SocketAddr,
+    /// CONNECT's `:authority`.
+    pub authority: SocketAddr,
+    /// The source pod's identity, presented.
+    pub src: &'a Identity,
+    /// The identity expected at `gateway`.
+    pub dst: &'a Identity,
+}
+
+/// Opens the tunnel and copies until both sides are done: `(sent,
+/// received)` or why it failed. `hbone` is `None` without a control plane,
+/// where routing never chooses HBONE.
+pub async fn carry(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    to: Tunnel<'_>,
+    hbone: Option<&HboneClient>,
+    id: u64,
+) -> Result<(u64, u64), ConnError> {
+    let Some(hbone) = hbone else {
+        tracing::warn!(src = %peer, gateway = %to.gateway, "routed over HBONE without an HBONE client");
+        reset(client);
+        return Err(ConnError::NoHboneClient);
+    };
+    let _ = client.set_nodelay(true);
+    let (gateway, authority) = (to.gateway, to.authority);
+    let mut tunnel = match hbone
+        .connect_from(to.src, gateway, to.dst, authority, Some(peer.ip()))
+        .await
+    {
+        Ok(tunnel) => tunnel,
+        Err(error) => {
+            tracing::info!(src = %peer, %gateway, %authority, %error, "HBONE connect failed");
+            reset(client);
+            return Err(ConnError::HboneConnect(error));
+        }
+    };
+    tracing::debug!(id, src = %peer, %authority, %gateway, "proxying over HBONE");
+    let size = HBONE_COPY_BUFFER;
+    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut tunnel, size, size)
+        .await
+        .map_err(ConnError::Relay)
+}

@@ -1,0 +1,188 @@
+use std::net::{IpAddr, SocketAddr};
+
+use super::*;
+use crate::state::{
+    fixtures::{view, workload},
+    view::WorkloadInfo,
+};
+
+/// [`view`] plus a waypoint pod `wp` (not captured) on n2 that the
+/// service uses.
+fn view_with_waypoint() -> MeshView {
+    let base = view();
+    let mut workloads: Vec<WorkloadInfo> = base.workloads().cloned().collect();
+    workloads.push(workload("wp", "10.244.2.9", "n2", false));
+    let services = base
+        .services()
+        .cloned()
+        .map(|mut s| {
+            s.waypoint = Some("10.244.2.9:15008".parse().unwrap());
+            s
+        })
+        .collect();
+    MeshView::new("n1", workloads, services)
+}
+
+#[test]
+fn service_with_waypoint_is_tunnelled_to_the_waypoint_with_the_vip_as_authority() {
+    let view = view_with_waypoint();
+    let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    let r = resolve(&view, "10.244.1.2".parse().unwrap(), vip);
+    assert_eq!(
+        r.route,
+        Route::Hbone {
+            gateway: "10.244.2.9:15008".parse().unwrap(),
+            authority: vip,
+            src: "spiffe://cluster.local/ns/default/sa/a".parse().unwrap(),
+            dst: "spiffe://cluster.local/ns/default/sa/wp".parse().unwrap(),
+        }
+    );
+    assert_eq!(r.service.unwrap().name, "svc");
+    // A pod address is not a service: no waypoint (service-addressed only).
+    assert!(matches!(
+        route(
+            &view,
+            "10.244.1.2".parse().unwrap(),
+            "10.244.1.3:8080".parse().unwrap()
+        ),
+        Route::Local { .. }
+    ));
+    // No kernel deny is compiled for a VIP the waypoint fronts.
+    assert_eq!(view.service_endpoints().count(), 0);
+}
+
+#[test]
+fn the_waypoints_own_traffic_to_the_vip_is_not_sent_back_to_it() {
+    let view = view_with_waypoint();
+    let r = resolve(
+        &view,
+        "10.244.2.9".parse().unwrap(),
+        "10.96.0.10:80".parse().unwrap(),
+    );
+    assert!(!matches!(
+        r.route,
+        Route::Hbone { gateway, .. } if gateway.port() == 15008 && gateway.ip() == "10.244.2.9".parse::<IpAddr>().unwrap()
+    ));
+}
+
+#[test]
+fn cross_node_mesh_traffic_goes_over_hbone_with_both_identities() {
+    let route = route(
+        &view(),
+        "10.244.1.2".parse().unwrap(),
+        "10.244.2.2:9080".parse().unwrap(),
+    );
+    let Route::Hbone {
+        gateway,
+        authority,
+        src,
+        dst,
+    } = route
+    else {
+        panic!("{route:?}")
+    };
+    assert_eq!(gateway, "10.0.0.2:15008".parse().unwrap());
+    assert_eq!(authority, "10.244.2.2:9080".parse().unwrap());
+    assert_eq!(src.to_string(), "spiffe://cluster.local/ns/default/sa/a");
+    assert_eq!(dst.to_string(), "spiffe://cluster.local/ns/default/sa/c");
+}
+
+#[test]
+fn same_node_unknown_and_non_mesh_destinations_go_direct() {
+    let v = view();
+    let a: IpAddr = "10.244.1.2".parse().unwrap();
+    for dst in ["10.244.1.3:80", "192.0.2.1:443", "10.244.2.3:80"] {
+        let dst: SocketAddr = dst.parse().unwrap();
+        assert!(
+            matches!(route(&v, a, dst), Route::Local { dst: d } | Route::Passthrough { dst: d, .. } if d == dst),
+            "{dst}"
+        );
+    }
+}
+
+#[test]
+fn service_vip_is_spread_round_robin_over_endpoints_with_target_port() {
+    let v = view();
+    let a: IpAddr = "10.244.1.2".parse().unwrap();
+    let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    let mut seen = vec![];
+    for _ in 0..4 {
+        match route(&v, a, vip) {
+            Route::Local { dst } | Route::Passthrough { dst, .. } => seen.push(dst.to_string()),
+            Route::Hbone { authority, .. } => seen.push(authority.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "10.244.1.3:8080",
+            "10.244.1.3:8080",
+            "10.244.2.2:8080",
+            "10.244.2.2:8080"
+        ]
+    );
+}
+
+#[test]
+fn resolve_names_the_service_only_for_vips_and_keeps_routing() {
+    let v = view();
+    let a: IpAddr = "10.244.1.2".parse().unwrap();
+    let via_vip = resolve(&v, a, "10.96.0.10:80".parse().unwrap());
+    assert_eq!(via_vip.service.as_ref().unwrap().name, "svc");
+    assert!(via_vip.endpoint().is_some());
+    let direct = resolve(&v, a, "10.244.2.2:9080".parse().unwrap());
+    assert_eq!(direct.service, None);
+    assert_eq!(
+        direct.route,
+        route(&v, a, "10.244.2.2:9080".parse().unwrap())
+    );
+}
+
+#[test]
+fn inbound_service_is_guessed_from_workload_and_target_port() {
+    let v = view();
+    let b = "Kubernetes//Pod/default/b";
+    assert_eq!(v.guess_service(b, 8080).unwrap().name, "svc");
+    assert_eq!(v.guess_service(b, 9999), None);
+    assert_eq!(v.guess_service("Kubernetes//Pod/default/a", 8080), None);
+}
+
+#[test]
+fn passthrough_and_refusal_say_why() {
+    let v = view();
+    let a: IpAddr = "10.244.1.2".parse().unwrap();
+    let c: SocketAddr = "10.244.2.2:9080".parse().unwrap();
+    let outside: SocketAddr = "192.0.2.1:443".parse().unwrap();
+    assert_eq!(
+        route(&v, a, outside),
+        Route::Passthrough {
+            dst: outside,
+            why: PassthroughReason::OutsideMesh
+        }
+    );
+    // A source the mesh does not know has no identity to present.
+    let unknown: IpAddr = "192.0.2.9".parse().unwrap();
+    assert_eq!(
+        route(&v, unknown, c),
+        Route::Passthrough {
+            dst: c,
+            why: PassthroughReason::NoSourceIdentity
+        }
+    );
+    // A remote mesh pod without a known node agent.
+    let mut lost = workload("lost", "10.244.2.8", "n2", true);
+    lost.gateway = None;
+    let v = MeshView::new(
+        "n1",
+        vec![workload("a", "10.244.1.2", "n1", true), lost],
+        vec![],
+    );
+    let r = route(&v, a, "10.244.2.8:80".parse().unwrap());
+    assert_eq!(
+        r.to_string(),
+        "no HBONE gateway known for Kubernetes//Pod/default/lost"
+    );
+    assert!(matches!(r, Route::Refuse(RefuseReason::NoGateway { .. })));
+}

@@ -1,0 +1,122 @@
+//! `MeshState` → the Envoy resources a waypoint (mesh-waypoint or a stock
+//! Envoy) runs on, as docs/contracts/waypoint-xds.md defines them:
+//!
+//! - [`listener`]: one Listener per waypoint, `waypoint/<ns>/<name>`,
+//!   HTTP connection manager with fault, RBAC and router filters.
+//! - [`routes`]: one RouteConfiguration per waypoint (same name): a
+//!   VirtualHost per (service, port) bound to it, routes from the
+//!   VirtualServices bound to `mesh` ([`route_match`], [`route_action`],
+//!   [`fault`]).
+//! - [`clusters`]: Istio-named clusters per service port and DR subset,
+//!   with the DestinationRule's traffic policy ([`policy`]).
+//! - [`endpoints`]: a ClusterLoadAssignment per cluster.
+//! - [`rbac`]: L7 AuthorizationPolicies targeting a waypoint or a service
+//!   bound to one.
+//!
+//! Listeners and routes are per waypoint; clusters and endpoints are
+//! global (every service, so routes may send anywhere).
+pub mod clusters;
+pub mod endpoints;
+pub mod fault;
+pub mod listener;
+mod pb;
+pub mod policy;
+pub mod rbac;
+pub mod route_action;
+pub mod route_match;
+pub mod routes;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::{
+    cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
+    route::v3::RouteConfiguration,
+};
+
+use crate::model::{MeshState, Service};
+
+/// Port of the plain-HTTP listener (what a stock Envoy binds).
+pub const WAYPOINT_HTTP_PORT: u32 = 15080;
+
+/// Every Envoy resource of the mesh's waypoints, by resource name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translation {
+    pub listeners: BTreeMap<String, Listener>,
+    pub routes: BTreeMap<String, RouteConfiguration>,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+}
+
+/// Translates `state`; `root_namespace` is Istio's (policies there may
+/// target every waypoint through the `istio-waypoint` GatewayClass).
+/// Pure; called once per state change.
+pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
+    let cx = Cx::new(state);
+    let mut out = Translation::default();
+    let rbac = rbac::translate(&cx, root_namespace);
+    for waypoint in state.waypoints.values() {
+        let r = waypoint.reference();
+        let name = r.resource_name();
+        let filters = rbac.filters(&r);
+        out.listeners
+            .insert(name.clone(), listener::listener(&name, &filters));
+        out.routes
+            .insert(name.clone(), routes::route_configuration(&cx, &r, &rbac));
+    }
+    for c in clusters::clusters(&cx) {
+        out.clusters.insert(c.name.clone(), c);
+    }
+    for cla in endpoints::endpoints(&cx) {
+        out.endpoints.insert(cla.cluster_name.clone(), cla);
+    }
+    out
+}
+
+/// What every part of the translation looks up.
+pub struct Cx<'s> {
+    pub state: &'s MeshState,
+    /// Service hostname (FQDN) → service.
+    by_host: BTreeMap<&'s str, &'s Service>,
+}
+
+impl<'s> Cx<'s> {
+    pub fn new(state: &'s MeshState) -> Self {
+        let by_host = state
+            .services
+            .values()
+            .map(|s| (s.hostname.as_str(), s))
+            .collect();
+        Cx { state, by_host }
+    }
+
+    /// `reviews` in `shop` → `reviews.shop.svc.<cluster domain>`; a name
+    /// with a dot is taken as written (Istio's short-name rule).
+    pub fn fqdn(&self, host: &str, namespace: &str) -> String {
+        if host.contains('.') || host.contains('*') {
+            host.to_string()
+        } else {
+            format!("{host}.{namespace}.svc.{}", self.state.cluster_domain())
+        }
+    }
+
+    /// The service `host` (as written in `namespace`) names.
+    pub fn service(&self, host: &str, namespace: &str) -> Option<&'s Service> {
+        self.by_host
+            .get(self.fqdn(host, namespace).as_str())
+            .copied()
+    }
+
+    /// Every service, in key order.
+    pub fn services(&self) -> impl Iterator<Item = &'s Service> {
+        self.state.services.values()
+    }
+}
+
+/// Istio's cluster name: `outbound|<port>|<subset>|<fqdn>`.
+pub fn cluster_name(port: u16, subset: Option<&str>, fqdn: &str) -> String {
+    format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
+}
+
+/// The seed fixtures; also used by the admin dump's tests.
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,192 @@
+//! The waypoint tables against a contract-shaped dump
+//! (tests/fixtures/waypoint_config_dump.json).
+use super::*;
+
+const DUMP: &str = include_str!("../../../tests/fixtures/waypoint_config_dump.json");
+
+fn show(kind: Kind, f: &Filters) -> String {
+    let doc: Value = serde_json::from_str(DUMP).unwrap();
+    let out = super::super::render(kind, &doc, f, Output::Table, 0).unwrap();
+    for line in out.lines() {
+        assert!(line.chars().count() <= render::WIDTH, "too wide: {line}");
+    }
+    out
+}
+
+/// The cells of a table line (columns are separated by two or more spaces).
+fn table_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn listener_table() {
+    let out = show(Kind::Listener, &Filters::default());
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "ADDRESS", "ROUTE-CONFIG", "HTTP-FILTERS"]);
+    assert_eq!(
+        rows[1],
+        [
+            "waypoint/default/waypoint",
+            "0.0.0.0:15080",
+            "waypoint/default/waypoint",
+            "fault,rbac,router"
+        ]
+    );
+    assert_eq!(rows.len(), 2);
+}
+
+#[test]
+fn route_table_shows_matches_and_short_actions() {
+    // Fits 100 columns by cutting MATCH and ACTION; their full text:
+    let fitted = show(Kind::Route, &Filters::default());
+    assert!(fitted.contains("…"), "{fitted}");
+    let doc: Value = serde_json::from_str(DUMP).unwrap();
+    let out = routes(&doc, &Filters::default()).0.render(400);
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "ROUTE",
+            "VIRTUAL-HOST",
+            "MATCH",
+            "ACTION",
+            "TIMEOUT",
+            "RETRIES"
+        ]
+    );
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(
+        rows[1],
+        [
+            "default/reviews/0",
+            "reviews.default:9080",
+            "prefix=/ header baggage-user-agent~=.*Firefox.*",
+            "cluster reviews.default:9080/v2",
+            "-",
+            "2x"
+        ]
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "default/reviews/1",
+            "reviews.default:9080",
+            "prefix=/",
+            "weighted reviews.default:9080/v1=30, reviews.default:9080/v2=70",
+            "3s",
+            "3x"
+        ]
+    );
+    // A virtual host without routes answers 404, as Envoy's would.
+    assert_eq!(
+        rows[3],
+        ["-", "ratings.shop:9080", "-", "404 (no route)", "-", "-"]
+    );
+}
+
+#[test]
+fn route_namespace_filter() {
+    let f = Filters {
+        namespace: Some("shop".into()),
+        ..Filters::default()
+    };
+    let rows = table_rows(&show(Kind::Route, &f));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][1], "ratings.shop:9080");
+}
+
+#[test]
+fn cluster_table_hides_unlimited_thresholds() {
+    let out = show(Kind::Cluster, &Filters::default());
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "SERVICE",
+            "PORT",
+            "SUBSET",
+            "LB",
+            "CIRCUIT-BREAKERS",
+            "OUTLIER-DETECTION"
+        ]
+    );
+    // By service, port, subset; `.svc.cluster.local` left out.
+    assert_eq!(rows[1], ["ratings.shop", "9080", "-", "RANDOM", "-", "-"]);
+    assert_eq!(
+        rows[2],
+        ["reviews.default", "9080", "-", "LEAST_REQUEST", "-", "-"]
+    );
+    assert_eq!(
+        rows[3],
+        [
+            "reviews.default",
+            "9080",
+            "v1",
+            "ROUND_ROBIN",
+            "conn=1,pending=1",
+            "5xx=1 every 10s eject 180s max 100%"
+        ]
+    );
+}
+
+#[test]
+fn endpoint_table_and_address_filter() {
+    let out = show(Kind::Endpoint, &Filters::default());
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        ["ENDPOINT", "STATUS", "HBONE", "ACTIVE", "EJECTED", "WORKLOAD", "CLUSTER"]
+    );
+    assert_eq!(
+        rows[1],
+        [
+            "10.244.1.3:9080",
+            "HEALTHY",
+            "yes",
+            "2",
+            "0",
+            "default/reviews-v1",
+            "reviews.default:9080/v1"
+        ]
+    );
+    assert_eq!(rows[2][2], "no");
+    assert_eq!(rows[2][4], "1");
+    let f = Filters {
+        address: Some("10.244.2.7".into()),
+        ..Filters::default()
+    };
+    let rows = table_rows(&show(Kind::Endpoint, &f));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][1], "UNHEALTHY");
+}
+
+#[test]
+fn json_output_is_the_dump_section() {
+    let doc: Value = serde_json::from_str(DUMP).unwrap();
+    let out =
+        super::super::render(Kind::Cluster, &doc, &Filters::default(), Output::Json, 0).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(
+        v[0]["name"],
+        "outbound|9080||ratings.shop.svc.cluster.local"
+    );
+}
+
+#[test]
+fn an_agent_dump_is_named_as_the_wrong_target() {
+    let doc = serde_json::json!({"workloads": [], "services": []});
+    let out = render(Kind::Listener, &doc, &Filters::default(), Output::Table);
+    assert!(
+        out.contains("is this a waypoint's admin endpoint?"),
+        "{out}"
+    );
+}
