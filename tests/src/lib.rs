@@ -24,9 +24,6 @@ pub mod kubeval;
 pub mod local_control;
 pub mod netns;
 pub mod node;
-/// Versions and install paths of the third-party tools (shared with `cargo xtask setup`).
-#[path = "../../xtask/src/pins.rs"]
-pub mod pins;
 pub mod pod;
 pub mod prometheus;
 pub mod pysock;
@@ -38,6 +35,9 @@ pub mod xds_fetch;
 pub use agent::Agent;
 pub use bins::Binaries;
 pub use topology::{Pod, Topology};
+/// Versions and install paths of the third-party tools, as `cargo xtask setup`
+/// installs them.
+pub use xtask::pins;
 
 /// Fails clearly when not root: these tests create namespaces and load eBPF.
 pub fn require_root() {

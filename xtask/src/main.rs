@@ -20,12 +20,12 @@
 mod cargo;
 mod fuzz;
 mod lab;
-mod pins;
 mod setup;
 mod test;
 mod test_summary;
 
 use clap::{Parser, Subcommand};
+use xtask::pins;
 use xtask_cli::lab_args;
 
 #[derive(Parser)]

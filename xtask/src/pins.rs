@@ -1,8 +1,8 @@
 //! Where `cargo xtask setup` installs the third-party tools the tests and
 //! benchmarks run, and which versions. The one home of these facts: the
-//! test harness (`mesh-e2e`) includes this file too, so it looks for
-//! exactly what set-up installed, while `xtask` itself depends on no
-//! workspace crate.
+//! test harness (`mesh-e2e`) uses them through xtask's library, so it
+//! looks for exactly what set-up installed, while `xtask` itself depends
+//! on no workspace crate but `xtask-cli`.
 use std::{path::Path, process::Command};
 
 /// The Envoy release the tests and benchmarks are written against.

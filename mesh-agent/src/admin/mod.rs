@@ -286,6 +286,4 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::
 }
 
 #[cfg(test)]
-mod limits_tests;
-#[cfg(test)]
 mod tests;

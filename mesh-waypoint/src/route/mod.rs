@@ -197,11 +197,3 @@ fn panicked(
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_flow;
-#[cfg(test)]
-mod tests_mirror;
-#[cfg(test)]
-mod tests_panic;
-#[cfg(test)]
-mod tests_policy;

@@ -27,6 +27,4 @@ pub use manager::{validate, ClusterManager, UpstreamOptions};
 pub use metrics::UpstreamMetrics;
 
 #[cfg(test)]
-mod hbone_tests;
-#[cfg(test)]
-mod live_tests;
+mod tests;

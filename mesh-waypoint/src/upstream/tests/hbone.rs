@@ -13,10 +13,10 @@ use mesh_xds::proto::istio_workload::{
     gateway_address::Destination, GatewayAddress, NetworkAddress,
 };
 
-use super::{
+use crate::upstream::{
     cluster::tests::cla,
     directory::tests::workload,
-    live_tests::{call, cluster, server},
+    tests::live::{call, cluster, server},
     ClusterManager, Directory, UpstreamOptions, WorkloadEntry,
 };
 
@@ -115,8 +115,8 @@ async fn a_cancelled_h2_dial_does_not_block_the_pool() {
     });
     let mut c = cluster("h2c", cluster::LbPolicy::RoundRobin);
     c.typed_extension_protocol_options = [(
-        super::cluster::HTTP_PROTOCOL_OPTIONS.to_string(),
-        super::cluster::tests::protocol_options(true, None),
+        crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS.to_string(),
+        crate::upstream::cluster::tests::protocol_options(true, None),
     )]
     .into();
     cm.apply_resources(

@@ -28,7 +28,7 @@ use http::StatusCode;
 use mesh_xds::proto::wkt;
 use prost::Message;
 
-use super::{
+use crate::route::{
     dice::Dice,
     exchange::{Downstream, Exchange},
     fault::Fault,

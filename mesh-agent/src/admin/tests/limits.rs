@@ -7,7 +7,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::http::{self, text_response, Req};
+use crate::admin::http::{self, text_response, Req};
 use hyper::StatusCode;
 use mesh_admin::http_serve::HttpLimits;
 

@@ -12,7 +12,7 @@ use http::StatusCode;
 use mesh_xds::proto::wkt;
 use tokio::sync::oneshot;
 
-use super::{testing::*, Deps, Proxy};
+use crate::route::{testing::*, Deps, Proxy};
 use crate::{
     body::Body,
     config::HttpFilter,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use super::{testing::*, Deps, Proxy};
+use crate::route::{testing::*, Deps, Proxy};
 use crate::{config::HttpFilter, health::PANIC_LIMIT};
 
 fn get() -> http::Request<crate::body::Body> {

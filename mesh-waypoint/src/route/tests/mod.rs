@@ -542,3 +542,8 @@ async fn hash_policy_reaches_the_upstream_and_mirror_at_0_percent_is_skipped() {
     assert!(!calls[0].headers.contains_key("connection"));
     assert_eq!(calls[1].ctx.hash, None);
 }
+
+mod flow;
+mod mirror;
+mod panic;
+mod policy;

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use http::StatusCode;
 use mesh_xds::proto::wkt;
 
-use super::testing::*;
+use crate::route::testing::*;
 use crate::config::{fault::FaultConfig, HttpFilter};
 
 fn filters() -> Vec<HttpFilter> {
@@ -54,7 +54,7 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
     use tower::ServiceExt;
     let upstream = Arc::new(FakeUpstream::default());
     let recorder = Arc::new(Recorder::default());
-    let mut deps = super::Deps::new(upstream.clone());
+    let mut deps = crate::route::Deps::new(upstream.clone());
     deps.observer = recorder.clone();
     deps.trace = Some(Arc::new(|h: &mut http::HeaderMap| {
         h.insert("x-traced", "1".parse().unwrap());
@@ -64,7 +64,7 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
         &reviews(vec![route("t", prefix("/"), to_cluster("c"))]),
         filters(),
     );
-    let svc = super::build(&cfg, &deps);
+    let svc = crate::route::build(&cfg, &deps);
     let req = http::Request::builder()
         .uri("/")
         .header("host", "reviews:9080")
@@ -75,7 +75,7 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
         .body(crate::body::empty())
         .unwrap();
     let Ok(resp) = svc.oneshot(req).await;
-    super::buffer::collect(resp.into_body()).await.unwrap();
+    crate::route::buffer::collect(resp.into_body()).await.unwrap();
     assert_eq!(upstream.calls()[0].headers["x-traced"], "1");
     let rec = &recorder.records()[0];
     assert_eq!(

@@ -228,3 +228,5 @@ async fn drain_gives_up_after_the_timeout() {
     assert_eq!(left, 1);
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+
+mod limits;

@@ -23,7 +23,7 @@ use hyper_util::{
 };
 use mesh_xds::proto::wkt;
 
-use super::{
+use crate::upstream::{
     cluster::{
         tests::{cla, protocol_options, protocol_options_idle, thresholds},
         HTTP_PROTOCOL_OPTIONS,
@@ -390,7 +390,7 @@ async fn active_requests_last_until_the_body_is_read() {
     assert!(
         cm.metrics()
             .active_requests
-            .get_or_create(&super::UpstreamMetrics::cluster("ar"))
+            .get_or_create(&crate::upstream::UpstreamMetrics::cluster("ar"))
             .get()
             == 1
     );
