@@ -7,7 +7,8 @@
 //! requests per second), then open loop at the same offered load for every
 //! path (a fraction of Envoy's maximum) for p50/p99 measured from intended
 //! send times. RSS (VmRSS) of each proxy idle and under load. The table
-//! ends with mesh-waypoint / Envoy ratios against the targets.
+//! ends with mesh-waypoint / Envoy ratios against the targets in
+//! `docs/benchmarks.md`.
 use std::{
     process::Command,
     sync::{

@@ -8,16 +8,17 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Child,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use mesh_e2e::{
     cluster::{Cluster, CONTROL_IP},
     envoy::{self, Envoy, EnvoySpec, WaypointNode, XdsKind, WAYPOINT_HTTP_PORT},
     waypoint::{MeshWaypoint, WaypointSpec},
     Binaries,
 };
+use mesh_testkit::try_eventually;
 
 pub const APP_PORT: u16 = 9080;
 /// `Host` the load generator sends through the proxies.
@@ -122,13 +123,9 @@ impl Bed {
     fn wait_upstream(&mut self) -> anyhow::Result<()> {
         let addr = self.upstream_addr();
         let ns = self.netns("client");
-        let deadline = Instant::now() + READY;
-        while mesh_e2e::netns::connect_in(&ns, addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline {
-                bail!("podhttp not listening on {addr} after {READY:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        try_eventually(&format!("podhttp listening on {addr}"), READY, || {
+            mesh_e2e::netns::connect_in(&ns, addr, Duration::from_millis(200)).map(drop)
+        })?;
         Ok(())
     }
 
@@ -197,18 +194,16 @@ impl Bed {
     /// (the endpoints arrive after the routes).
     fn wait_route(&self, addr: SocketAddr, who: &str) -> anyhow::Result<()> {
         let ns = self.netns("client");
-        let deadline = Instant::now() + READY;
-        loop {
-            let last = match get(&ns, addr) {
-                Ok(200) => return Ok(()),
-                Ok(status) => format!("status {status}"),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() > deadline {
-                bail!("{who} at {addr} does not route {HOST} after {READY:?}: {last}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        try_eventually(
+            &format!("{who} at {addr} to route {HOST}"),
+            READY,
+            || match get(&ns, addr) {
+                Ok(200) => Ok(()),
+                Ok(status) => Err(format!("status {status}")),
+                Err(e) => Err(format!("{e:#}")),
+            },
+        )?;
+        Ok(())
     }
 }
 

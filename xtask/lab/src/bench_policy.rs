@@ -8,6 +8,7 @@
 //! absolute round-trip figures are therefore higher than part 1's and not
 //! comparable with them; the A/B difference is what this part measures.
 //! `MESH_BENCH_FEATURE=metrics|policy` measures one of the two alone.
+use mesh_testkit::Attempt;
 use serde_json::Value;
 
 use crate::{
@@ -193,17 +194,15 @@ fn report(what: &str, f: Option<&Figures>) {
 
 /// Waits until the agent holds `n` user policies.
 fn wait_policies(c: &mesh_e2e::cluster::Cluster, n: usize) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let mesh = c.agent("node1").mesh()?;
-        let have = mesh["policies"].as_array().map_or(0, Vec::len);
-        if have == n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "agent never held {n} policies: {mesh}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    mesh_testkit::try_eventually(
+        &format!("the agent to hold {n} policies"),
+        std::time::Duration::from_secs(20),
+        || match c.agent("node1").mesh() {
+            Ok(mesh) if mesh["policies"].as_array().map_or(0, Vec::len) == n => Attempt::Done(()),
+            Ok(mesh) => Attempt::Pending(mesh.to_string()),
+            // The agent's admin API not answering is an error, not a state to wait out.
+            Err(e) => Attempt::GiveUp(format!("{e:#}")),
+        },
+    )?;
+    Ok(())
 }

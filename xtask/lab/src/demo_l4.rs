@@ -81,18 +81,18 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     let ratings = c.pod("ratings").addr(PORT).to_string();
     let reviews_admin = c.pod("reviews").addr(ADMIN_PORT).to_string();
     // The kernel's deny entries follow enrolment and xDS within a second
-    // or two; wait for them so the first round already shows EPERM.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let compiled = c
-            .agent("node1")
-            .mesh()
-            .map_or(0, |m| m["kernel_denies"].as_array().map_or(0, Vec::len));
-        if compiled > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // or two; wait for them so the first round already shows EPERM. The
+    // demo runs on when they are late: this wait only spares its first round.
+    let _ = mesh_testkit::try_eventually(
+        "node1's kernel deny entries",
+        Duration::from_secs(15),
+        || {
+            c.agent("node1")
+                .mesh()
+                .map_or(0, |m| m["kernel_denies"].as_array().map_or(0, Vec::len))
+                > 0
+        },
+    );
     let started = Instant::now();
     let mut last_ids = [0u64; 2];
     while !stop.load(Ordering::SeqCst)
