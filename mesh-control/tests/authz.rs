@@ -148,6 +148,8 @@ async fn bad_policy_is_rejected_and_the_previous_ones_keep_being_served() {
 
     // A malformed CIDR in a changed policy, plus a new valid policy in the
     // same change: the whole change is rejected, naming the field.
+    let reloads = *source.reloads.borrow();
+    let served = source.state.borrow().clone();
     write(dir.path(), "10-authz.yaml", BAD);
     let error = eventually_watch(
         "a load error reported",
@@ -160,10 +162,16 @@ async fn bad_policy_is_rejected_and_the_previous_ones_keep_being_served() {
         error.contains(r#"10-authz.yaml: AuthorizationPolicy shop/web-from-shop: spec.rules[0].from[1].source.ipBlocks[2]: "10.244.0.0/99" is not an IP address or CIDR: prefix length "99" is not 0-32"#),
         "{error}"
     );
-    // Give a wrong publication time to arrive; none may. A wait on state
-    // would need the source to count finished reloads (published or
-    // rejected) and the resource builder to count the states it looked at.
-    tokio::time::sleep(INTERVAL * 10).await;
+    // The reload that rejected it has finished and published nothing, so
+    // the server has nothing new to send.
+    eventually_watch("the reload finished", LIMIT, &mut source.reloads, |n| {
+        holds(*n > reloads, n)
+    })
+    .await;
+    assert!(
+        Arc::ptr_eq(&served, &source.state.borrow()),
+        "a rejected reload published a state"
+    );
     let snap = rx.borrow().clone();
     assert_eq!(policy_names(&snap), ["shop/web-from-shop"]);
     assert_eq!(

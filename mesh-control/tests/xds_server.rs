@@ -217,15 +217,17 @@ async fn client_gets_state_and_changes() {
     let acked = server.proxies.list()[0].types[ADDRESS_TYPE_URL]
         .last_sent_nonce
         .clone();
+    let evaluated = server.proxies.list()[0].evaluated_updates;
     let mut same = (**server.state.borrow()).clone();
     same.workloads.values_mut().for_each(|w| {
         w.labels.insert("unrelated".into(), "x".into());
     });
     server.state.send_replace(Arc::new(same));
-    // Settle time: nothing shows that the resource builder has looked at a
-    // state that changed no resource (it counts only the generations it
-    // publishes), so there is no state to wait on.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually_async("the change evaluated for the proxy", LIMIT, || async {
+        let p = server.proxies.list();
+        holds(p[0].evaluated_updates > evaluated, &p)
+    })
+    .await;
     assert_eq!(
         server.proxies.list()[0].types[ADDRESS_TYPE_URL].last_sent_nonce,
         acked

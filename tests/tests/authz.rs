@@ -34,14 +34,29 @@ fn cluster() -> Cluster {
     c
 }
 
+fn generation(mesh: &Value, field: &str) -> u64 {
+    mesh[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {mesh}"))
+}
+
 /// Writes the policy file and waits until both agents hold exactly the
-/// policies named (`<ns>/<name>`), and node1 has compiled its kernel denies.
+/// policies named (`<ns>/<name>`) and their kernel maps hold that view: the
+/// kernel generation has moved past the one before the change (every
+/// change here renames the policies, so each agent takes a new view) and
+/// caught up with the view's.
 fn apply(c: &Cluster, yaml: &str, names: &[&str]) {
+    let nodes = ["node1", "node2"];
+    let before: Vec<u64> = nodes
+        .iter()
+        .map(|node| generation(&c.agent(node).mesh().unwrap(), "kernel_policy_generation"))
+        .collect();
     c.write_config("30-authz.yaml", yaml).unwrap();
     let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     want.sort();
-    for node in ["node1", "node2"] {
-        let got = try_eventually(&format!("{node} holding policies {want:?}"), WAIT, || {
+    for (node, before) in nodes.into_iter().zip(before) {
+        let what = format!("{node} holding policies {want:?} in its kernel maps");
+        let got = try_eventually(&what, WAIT, || {
             let mesh = c.agent(node).mesh().unwrap();
             let have: Vec<String> = mesh["policies"]
                 .as_array()
@@ -50,17 +65,19 @@ fn apply(c: &Cluster, yaml: &str, names: &[&str]) {
                 .filter_map(|p| p.as_str().map(str::to_string))
                 .filter(|p| !p.ends_with("istio_converted_static_strict"))
                 .collect();
-            if have == want {
+            let kernel = generation(&mesh, "kernel_policy_generation");
+            let view = generation(&mesh, "policy_generation");
+            if have == want && kernel > before && kernel == view {
                 Ok(())
             } else {
-                Err(format!("has {have:?}"))
+                Err(format!(
+                    "has {have:?}, kernel generation {kernel} (before the change {before}), \
+                     view generation {view}"
+                ))
             }
         });
         got.unwrap_or_else(|e| panic!("{e}\n{}", c.agent(node).log_tail()));
     }
-    // Settle time: the kernel map follows the view within one sync pass,
-    // and the agent shows no count of finished passes to wait on.
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 fn probe(c: &Cluster, from: &str, port: u16) -> Value {

@@ -9,6 +9,9 @@ use crate::state::runtime::MeshRuntime;
 
 /// The `/stats/mesh` document.
 pub fn mesh_stats(mesh: &MeshRuntime) -> Value {
+    // Read before the view, so the kernel is never shown ahead of the view
+    // whose generation is shown beside it.
+    let kernel_generation = mesh.policy_generations.kernel();
     let view = mesh.view.borrow().clone();
     let snapshot = mesh.xds.borrow().clone();
     let certs: Vec<Value> = mesh
@@ -50,6 +53,8 @@ pub fn mesh_stats(mesh: &MeshRuntime) -> Value {
         "kernel_denies": kernel_denies(mesh),
         "live_connections": mesh.live.len(),
         "closed_by_policy": mesh.live.closed(),
+        "kernel_policy_generation": kernel_generation,
+        "policy_generation": view.generation,
         "xds_connected": snapshot.connected,
         "xds_last_error": snapshot.last_error,
         "workloads": workloads,

@@ -78,10 +78,13 @@ pub async fn start(
     let (xds, mut snapshots) = XdsClient::spawn(xds_cfg);
     let xds_rx = snapshots.clone();
     let node = mesh.node_name.clone();
-    let initial = Arc::new(xds::view(&node, &snapshots.borrow()));
+    let mut initial = xds::view(&node, &snapshots.borrow());
+    initial.generation = 1;
+    let initial = Arc::new(initial);
     let (view_tx, view_rx) = watch::channel(initial);
     let live = Arc::new(LiveConnections::default());
     let kernel_denies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let policy_generations = Arc::default();
     let sync = PolicySync {
         strict: StrictPods::open(layout)?,
         probes: ProbePorts::open(layout)?,
@@ -89,6 +92,7 @@ pub async fn start(
         enroller: Enroller::open(layout)?,
         live: Arc::clone(&live),
         compiled: Arc::clone(&kernel_denies),
+        generations: Arc::clone(&policy_generations),
     };
     tokio::spawn(sync.run(view_rx.clone()));
     let xds_updated_unix_ms = Arc::new(AtomicU64::new(0));
@@ -96,6 +100,7 @@ pub async fn start(
     tokio::spawn(async move {
         let _keep_client = xds;
         let mut generation = 0;
+        let mut view_generation = 1;
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
             if snapshot.generation != generation {
@@ -108,7 +113,9 @@ pub async fn start(
                     Ordering::Relaxed,
                 );
             }
-            let view = xds::view(&node, &snapshot);
+            let mut view = xds::view(&node, &snapshot);
+            view_generation += 1;
+            view.generation = view_generation;
             tracing::debug!(
                 workloads = view.workload_count(),
                 services = view.service_count(),
@@ -202,6 +209,7 @@ pub async fn start(
         xds: xds_rx,
         live,
         kernel_denies,
+        policy_generations,
         xds_address: mesh.xds_address.clone(),
         xds_updated_unix_ms,
     }))

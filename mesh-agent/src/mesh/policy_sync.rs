@@ -6,6 +6,9 @@
 //!   may reach), in that order so a pod turning STRICT never drops a probe,
 //! - recompiles `deny_connect` (DENYs the kernel enforces at `connect()`),
 //! - closes established connections the policies no longer allow.
+//!
+//! It records the generation of the last view the kernel holds
+//! ([`PolicyGenerations`], shown by `/stats/mesh` beside the served view's).
 use std::{
     collections::BTreeSet,
     net::IpAddr,
@@ -21,7 +24,7 @@ use crate::{
         kernel::{self, KernelDeny, LocalPod},
         live::LiveConnections,
     },
-    state::view::MeshView,
+    state::{runtime::PolicyGenerations, view::MeshView},
 };
 
 /// How often enrolment is re-read (enrolment is a map update by another
@@ -36,6 +39,8 @@ pub struct PolicySync {
     pub live: Arc<LiveConnections>,
     /// What `deny_connect` holds, with the policy behind each entry.
     pub compiled: Arc<Mutex<Vec<KernelDeny>>>,
+    /// The views taken, and the last one the kernel holds.
+    pub generations: Arc<PolicyGenerations>,
 }
 
 fn local_pods(enroller: &Enroller) -> Vec<LocalPod> {
@@ -94,20 +99,33 @@ fn probe_ports(view: &MeshView, strict: &BTreeSet<IpAddr>) -> BTreeSet<(IpAddr, 
         .collect()
 }
 
+/// What one pass of [`PolicySync::apply`] wrote.
+struct Written {
+    /// `probe_ports` and `strict_pods`, written on view changes only
+    /// (`None` on other passes).
+    view_maps: Option<bool>,
+    deny_connect: bool,
+}
+
 impl PolicySync {
-    fn apply(&mut self, view: &MeshView, pods: &[LocalPod], view_changed: bool) {
+    fn apply(&mut self, view: &MeshView, pods: &[LocalPod], view_changed: bool) -> Written {
+        let mut view_maps = None;
         if view_changed {
             let strict = plaintext_denied_ips(view);
             let probes = bounded(
                 probe_ports(view, &strict),
                 mesh_common::PROBE_PORT_ENTRIES as usize,
             );
+            let mut written = true;
             if let Err(error) = self.probes.set(&probes) {
                 tracing::warn!(%error, "cannot update probe_ports");
+                written = false;
             }
             if let Err(error) = self.strict.set(&strict) {
                 tracing::warn!(%error, "cannot update strict_pods");
+                written = false;
             }
+            view_maps = Some(written);
             let closed = self.live.enforce(view);
             if closed > 0 {
                 tracing::info!(closed, "policy update closed established connections");
@@ -124,11 +142,21 @@ impl PolicySync {
             entries.truncate(capacity);
         }
         let keys: Vec<_> = entries.iter().map(|e| e.key).collect();
-        match self.denies.set(&keys) {
-            Ok(n) => tracing::debug!(entries = n, "deny_connect updated"),
-            Err(error) => tracing::warn!(%error, "cannot update deny_connect"),
-        }
+        let deny_connect = match self.denies.set(&keys) {
+            Ok(n) => {
+                tracing::debug!(entries = n, "deny_connect updated");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot update deny_connect");
+                false
+            }
+        };
         *self.compiled.lock().unwrap_or_else(|e| e.into_inner()) = entries;
+        Written {
+            view_maps,
+            deny_connect,
+        }
     }
 
     pub async fn run(mut self, mut views: watch::Receiver<Arc<MeshView>>) {
@@ -136,12 +164,20 @@ impl PolicySync {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_pods: Vec<(u64, std::net::IpAddr)> = Vec::new();
         let mut view_changed = true;
+        // Whether the maps written on view changes hold the current view.
+        let mut view_maps_written = false;
         loop {
             let view = views.borrow_and_update().clone();
             let pods = local_pods(&self.enroller);
             let pod_key: Vec<_> = pods.iter().map(|p| (p.netns_cookie, p.ip)).collect();
             if view_changed || pod_key != last_pods {
-                self.apply(&view, &pods, view_changed);
+                let written = self.apply(&view, &pods, view_changed);
+                if let Some(view_maps) = written.view_maps {
+                    view_maps_written = view_maps;
+                }
+                if view_maps_written && written.deny_connect {
+                    self.generations.applied(view.generation);
+                }
                 last_pods = pod_key;
             }
             tokio::select! {

@@ -91,6 +91,11 @@ pub struct MeshView {
     services: HashMap<SocketAddr, ServiceInfo>,
     /// Round robin over a service's endpoints ([`MeshView::next_pick`]).
     next: AtomicUsize,
+    /// Counts the views published since start (the first is 1; 0: built
+    /// outside the publisher, as tests do). The policy sync records the
+    /// generation it wrote to the kernel, so `/stats/mesh` can tell
+    /// whether the kernel holds the view being served.
+    pub generation: u64,
 }
 
 impl MeshView {
@@ -106,6 +111,7 @@ impl MeshView {
             workloads: workloads.into_iter().map(|w| (w.uid.clone(), w)).collect(),
             services: services.into_iter().map(|s| (s.vip, s)).collect(),
             next: AtomicUsize::new(0),
+            generation: 0,
         }
     }
 

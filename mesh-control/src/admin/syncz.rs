@@ -41,6 +41,7 @@ fn proxy_json(p: &ProxyStatus, server_version: u64) -> Value {
         "stream_id": p.stream_id,
         "peer": p.peer.map(|a| a.to_string()),
         "connected_at_unix": unix(p.connected_at),
+        "evaluated_updates": p.evaluated_updates,
         "types": types,
     })
 }

@@ -7,6 +7,10 @@
 //! would call a proxy stale whenever another type changed. We therefore also
 //! record the server generation at which the stream was last found to need
 //! nothing more ([`TypeStatus::checked_version`]); see [`SyncStatus`].
+//!
+//! Each stream also counts the mesh-state updates evaluated for it
+//! ([`ProxyStatus::evaluated_updates`]), those that changed no resource
+//! included, so a caller can tell "nothing was sent" from "not looked at yet".
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -108,6 +112,15 @@ pub struct ProxyStatus {
     pub peer: Option<SocketAddr>,
     pub connected_at: SystemTime,
     pub types: BTreeMap<String, TypeStatus>,
+    /// Mesh-state updates the resource builder evaluated since the stream
+    /// connected: one that changed no resource counts when the builder has
+    /// compared it; one that changed some, once every type the stream
+    /// subscribes to was brought up to date with it (sent or found to need
+    /// nothing).
+    pub evaluated_updates: u64,
+    /// The server generation every subscribed type has been brought up to
+    /// (at least the one current when the stream connected).
+    caught_up_version: u64,
 }
 
 /// Shared registry, written by the ADS streams, readable by anyone.
@@ -163,6 +176,21 @@ impl ConnectedProxies {
     fn with_type(&self, stream_id: u64, type_url: &str, f: impl FnOnce(&mut TypeStatus)) {
         if let Some(p) = self.lock().get_mut(&stream_id) {
             f(p.types.entry(type_url.to_string()).or_default());
+            // Generations the stream has now caught up with count as
+            // evaluated for it.
+            let caught_up = p.types.values().map(|t| t.checked_version).min();
+            if let Some(caught_up) = caught_up.filter(|v| *v > p.caught_up_version) {
+                p.evaluated_updates += caught_up - p.caught_up_version;
+                p.caught_up_version = caught_up;
+            }
+        }
+    }
+
+    /// The resource builder evaluated a mesh-state update that changed no
+    /// resource: every stream has all it needs of it.
+    pub(crate) fn evaluated_unchanged(&self) {
+        for p in self.lock().values_mut() {
+            p.evaluated_updates += 1;
         }
     }
 
@@ -173,6 +201,8 @@ impl ConnectedProxies {
             peer,
             connected_at: SystemTime::now(),
             types: BTreeMap::new(),
+            evaluated_updates: 0,
+            caught_up_version: self.server_version(),
         };
         self.lock().insert(stream_id, status);
     }
@@ -318,6 +348,36 @@ mod tests {
         assert_eq!(status(&p, U), SyncStatus::Stale);
         p.acked(1, U, "b");
         assert_eq!(status(&p, U), SyncStatus::Synced);
+    }
+
+    #[test]
+    fn updates_count_as_evaluated_once_the_stream_has_caught_up() {
+        let p = ConnectedProxies::new();
+        p.set_server_version(3);
+        p.connected(1, None);
+        p.subscribed(1, T);
+        p.subscribed(1, U);
+        let evaluated = |p: &ConnectedProxies| p.list()[0].evaluated_updates;
+        p.sent(1, T, 3, "a", 1);
+        p.sent(1, U, 3, "b", 1);
+        assert_eq!(evaluated(&p), 0, "generations before the connection");
+
+        // An update that changed nothing is evaluated for every stream.
+        p.evaluated_unchanged();
+        assert_eq!(evaluated(&p), 1);
+
+        // One that changed something: once every type is up to date with it.
+        p.set_server_version(4);
+        p.sent(1, T, 4, "c", 2);
+        assert_eq!(evaluated(&p), 1, "the other type is not checked yet");
+        p.up_to_date(1, U, 4);
+        assert_eq!(evaluated(&p), 2);
+
+        // Two generations caught up at once count twice.
+        p.set_server_version(6);
+        p.up_to_date(1, T, 6);
+        p.sent(1, U, 6, "d", 1);
+        assert_eq!(evaluated(&p), 4);
     }
 
     #[test]

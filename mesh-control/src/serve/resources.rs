@@ -143,6 +143,7 @@ pub fn spawn_builder(
             let current = tx.borrow().clone();
             let next = Resources::build(&mesh, &opts, current.generation + 1);
             if next.same_content(&current) {
+                proxies.evaluated_unchanged();
                 continue;
             }
             tracing::info!(

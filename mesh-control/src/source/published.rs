@@ -20,6 +20,10 @@ pub struct SourceWatch {
     /// load succeeds again (the Kubernetes source: once no resource is
     /// rejected).
     pub last_error: watch::Receiver<Option<String>>,
+    /// Reloads finished after the initial load, published or rejected (the
+    /// directory source, source/watch.rs; the Kubernetes source counts
+    /// none).
+    pub reloads: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -34,6 +38,7 @@ impl SourceWatch {
             state,
             raw,
             last_error,
+            reloads: watch::channel(0).1,
             tasks,
         }
     }

@@ -15,7 +15,8 @@
 //! A load with any problem is rejected whole: the problems are logged (one
 //! error line each) and exposed in [`DirectoryWatch::last_error`], and the
 //! previous state stays published. A valid load is published only when it
-//! differs from the current state.
+//! differs from the current state. [`DirectoryWatch::reloads`] counts the
+//! reloads finished, published or rejected.
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -61,16 +62,35 @@ pub async fn watch_directory(
     let (state_tx, state) = watch::channel(Arc::new(snapshot.state));
     let (raw_tx, raw) = watch::channel(Arc::new(snapshot.raw));
     let (error_tx, last_error) = watch::channel(None);
-    let task = tokio::spawn(poll(
-        dir,
-        config,
-        interval,
-        fingerprint,
-        state_tx,
-        raw_tx,
-        error_tx,
-    ));
-    Ok(SourceWatch::new(state, raw, last_error, vec![task]))
+    let (reloads_tx, reloads) = watch::channel(0);
+    let outputs = Outputs {
+        state: state_tx,
+        raw: raw_tx,
+        error: error_tx,
+        reloads: reloads_tx,
+    };
+    let task = tokio::spawn(poll(dir, config, interval, fingerprint, outputs));
+    let mut watch = SourceWatch::new(state, raw, last_error, vec![task]);
+    watch.reloads = reloads;
+    Ok(watch)
+}
+
+/// Where the poll publishes.
+struct Outputs {
+    state: watch::Sender<Arc<MeshState>>,
+    raw: watch::Sender<Arc<Vec<RawResource>>>,
+    error: watch::Sender<Option<String>>,
+    /// Reloads finished, published or rejected.
+    reloads: watch::Sender<u64>,
+}
+
+impl Outputs {
+    fn all_closed(&self) -> bool {
+        self.state.is_closed()
+            && self.raw.is_closed()
+            && self.error.is_closed()
+            && self.reloads.is_closed()
+    }
 }
 
 async fn poll(
@@ -78,16 +98,14 @@ async fn poll(
     config: SourceConfig,
     interval: Duration,
     mut last: Fingerprint,
-    state_tx: watch::Sender<Arc<MeshState>>,
-    raw_tx: watch::Sender<Arc<Vec<RawResource>>>,
-    error_tx: watch::Sender<Option<String>>,
+    outputs: Outputs,
 ) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        if state_tx.is_closed() && raw_tx.is_closed() && error_tx.is_closed() {
+        if outputs.all_closed() {
             return;
         }
         let (dir_, config_, last_) = (dir.clone(), config.clone(), last.clone());
@@ -109,9 +127,11 @@ async fn poll(
             Ok(snapshot) => {
                 log_loaded(&dir, &snapshot, false);
                 let state = snapshot.state;
-                let changed = publish_if_changed(&state_tx, state);
-                publish_if_changed(&raw_tx, snapshot.raw);
-                error_tx.send_if_modified(|error| error.take().is_some());
+                let changed = publish_if_changed(&outputs.state, state);
+                publish_if_changed(&outputs.raw, snapshot.raw);
+                outputs
+                    .error
+                    .send_if_modified(|error| error.take().is_some());
                 if changed {
                     tracing::info!(directory = %dir.display(), "configuration change published");
                 } else {
@@ -127,13 +147,14 @@ async fn poll(
                     "configuration rejected; the previous state stays in force"
                 );
                 let text = error.to_string();
-                error_tx.send_if_modified(|current| {
+                outputs.error.send_if_modified(|current| {
                     let differs = current.as_deref() != Some(text.as_str());
                     *current = Some(text);
                     differs
                 });
             }
         }
+        outputs.reloads.send_modify(|n| *n += 1);
     }
 }
 

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 use http::StatusCode;
 use mesh_xds::proto::wkt;
 
-use crate::route::testing::*;
 use crate::config::{fault::FaultConfig, HttpFilter};
+use crate::route::testing::*;
 
 fn filters() -> Vec<HttpFilter> {
     vec![
@@ -75,7 +75,9 @@ async fn trace_is_continued_on_the_upstream_request_and_recorded() {
         .body(crate::body::empty())
         .unwrap();
     let Ok(resp) = svc.oneshot(req).await;
-    crate::route::buffer::collect(resp.into_body()).await.unwrap();
+    crate::route::buffer::collect(resp.into_body())
+        .await
+        .unwrap();
     assert_eq!(upstream.calls()[0].headers["x-traced"], "1");
     let rec = &recorder.records()[0];
     assert_eq!(

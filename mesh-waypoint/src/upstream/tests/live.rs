@@ -23,6 +23,7 @@ use hyper_util::{
 };
 use mesh_xds::proto::wkt;
 
+use crate::body;
 use crate::upstream::{
     cluster::{
         tests::{cla, protocol_options, protocol_options_idle, thresholds},
@@ -30,7 +31,6 @@ use crate::upstream::{
     },
     ClusterManager, Directory, SendContext, Upstream, UpstreamError, UpstreamOptions,
 };
-use crate::body;
 
 /// A test endpoint: answers `<name> <version>` with `status`, after
 /// `delay`; counts connections and requests, and the most requests it
