@@ -59,12 +59,18 @@ pub fn csr_for(identity: &Identity) -> Result<(String, String), rcgen::Error> {
     Ok((csr.pem()?, key.serialize_pem()))
 }
 
-/// Past half of its lifetime (or unreadable times): time to renew.
+/// Past half of its lifetime (or unreadable times): time to renew. The
+/// lifetime counts from `not_before` or from when the certificate was
+/// received, whichever is later: CAs backdate `not_before` for clock skew
+/// (ours by a minute), and a short-lived certificate (the CA takes 10 s)
+/// would otherwise be past half-life when it arrives and be renewed again
+/// at once, in a loop.
 pub fn renewal_due(cert: &WorkloadCert, now: SystemTime) -> bool {
-    let Ok(life) = cert.not_after().duration_since(cert.not_before()) else {
+    let start = cert.not_before().max(cert.received());
+    let Ok(life) = cert.not_after().duration_since(start) else {
         return true;
     };
-    now >= cert.not_before() + life / 2
+    now >= start + life / 2
 }
 
 /// Asks the CA for a certificate of `identity` valid for `ttl`, proving
@@ -112,7 +118,10 @@ pub async fn issue(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::test_ca::TestCa;
 
     #[test]
     fn csr_carries_the_spiffe_id_as_its_only_uri_san() {
@@ -124,5 +133,23 @@ mod tests {
         let sans = parsed.params.subject_alt_names;
         assert_eq!(sans.len(), 1);
         assert!(matches!(&sans[0], rcgen::SanType::URI(uri) if uri.as_str() == id.to_string()));
+    }
+
+    #[test]
+    fn half_life_counts_from_receipt_when_not_before_is_backdated() {
+        // The test CA backdates not_before by 5 minutes; the certificate is
+        // valid for 10 s from now.
+        let ca = TestCa::new("test root");
+        let id = Identity::new("cluster.local", "default", "a").unwrap();
+        let cert = ca.issue_for(&id, 1, Duration::from_secs(10));
+        let now = SystemTime::now();
+        assert!(
+            cert.not_before() + Duration::from_secs(60) < now,
+            "backdated"
+        );
+        assert!(!renewal_due(&cert, now), "due on arrival");
+        assert!(!renewal_due(&cert, now + Duration::from_secs(4)));
+        assert!(renewal_due(&cert, now + Duration::from_secs(6)));
+        assert!(renewal_due(&cert, now + Duration::from_secs(11)), "expired");
     }
 }

@@ -127,6 +127,9 @@ pub struct WorkloadCert {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     certified: Arc<CertifiedKey>,
+    /// When this process parsed it: for a certificate fresh from the CA,
+    /// when it was issued, whatever the CA backdated `not_before` to.
+    received: SystemTime,
 }
 
 impl WorkloadCert {
@@ -172,6 +175,7 @@ impl WorkloadCert {
             chain,
             key,
             certified: Arc::new(certified),
+            received: SystemTime::now(),
         })
     }
 
@@ -194,6 +198,13 @@ impl WorkloadCert {
 
     pub fn not_after(&self) -> SystemTime {
         self.leaf.not_after
+    }
+
+    /// When this certificate was parsed (see [`renewal_due`]).
+    ///
+    /// [`renewal_due`]: crate::ca_client::renewal_due
+    pub fn received(&self) -> SystemTime {
+        self.received
     }
 
     /// The leaf's serial number, lowercase hex without leading zeros.
