@@ -84,9 +84,10 @@ async fn publishes_valid_changes_and_keeps_the_last_good_state() {
     raw.borrow_and_update();
     write(
         dir.path(),
-        "40-se.yaml",
-        // Not a VirtualService: those are typed into the mesh state now.
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: r}\nspec: {hosts: [r.example.com]}\n",
+        "40-sidecar.yaml",
+        // Not a VirtualService or ServiceEntry: those are typed into the
+        // mesh state now.
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: r}\nspec: {egress: [{hosts: [\"./*\"]}]}\n",
     );
     tokio::time::timeout(WAIT, raw.changed())
         .await

@@ -57,6 +57,11 @@ fn seed_yaml_is_accepted_unmodified() {
             );
             let export_to = &snapshot.raw[0].value["spec"]["exportTo"];
             assert_eq!(export_to[0].as_str(), Some("."));
+            // Recorded and validated, not translated yet.
+            let entry = &snapshot.state.service_entries[0];
+            assert_eq!(entry.hosts, ["www.googleapis.com"]);
+            assert_eq!(entry.export_to, ["."]);
+            assert!(entry.exported_to("default") && !entry.exported_to("shop"));
         }
     }
     assert_eq!(raw_total, 22);

@@ -6,12 +6,18 @@
 //! chosen endpoint — over HBONE when it is a mesh workload. `telemetry/`
 //! reports every request. `docs/contracts/waypoint-xds.md` describes the
 //! resources it receives.
+//!
+//! With `--role gateway` the same engine is an ingress gateway
+//! (`gateway/`): instead of the HBONE and plain listeners it binds the
+//! listeners LDS declares and terminates TLS by SNI
+//! (`docs/contracts/gateway-xds.md`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod gateway;
 pub mod health;
 pub mod route;
 pub mod server;

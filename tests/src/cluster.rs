@@ -633,6 +633,37 @@ impl Cluster {
         Ok(self.waypoints.last().expect("just pushed"))
     }
 
+    /// Starts `mesh-waypoint --role gateway` in `pod` (an ingress gateway:
+    /// the Istio `Gateway`s selecting the pod's labels configure it) and
+    /// waits for its xDS.
+    pub fn start_gateway(&mut self, pod: &str) -> anyhow::Result<&MeshWaypoint> {
+        let p = self.pod(pod);
+        let node = WaypointNode {
+            pod_ip: p.ip.into(),
+            pod_name: pod.to_string(),
+            namespace: self.namespace_of(pod).to_string(),
+            waypoint: pod.to_string(),
+        };
+        let mut spec =
+            WaypointSpec::new(node, pod, std::net::SocketAddr::from((CONTROL_IP, 15010)));
+        spec.gateway = true;
+        let netns = p.netns.path();
+        let dir = self.dir.join(format!("gateway-{pod}"));
+        let mut gw = MeshWaypoint::start(&self.bins.waypoint, spec, Some(&netns), &dir)?;
+        gw.wait_ready(Duration::from_secs(30))?;
+        self.waypoints.push(gw);
+        Ok(self.waypoints.last().expect("just pushed"))
+    }
+
+    /// The last lines of the log of the gateway or waypoint in `pod`.
+    pub fn gateway_log_tail(&self, pod: &str) -> String {
+        self.waypoints
+            .iter()
+            .find(|w| w.spec.node.pod_name == pod)
+            .map(MeshWaypoint::log_tail)
+            .unwrap_or_else(|| format!("no gateway or waypoint in pod {pod}"))
+    }
+
     /// `podhttp serve` in `pod` on `port`, reporting `version`.
     pub fn serve_http(
         &mut self,

@@ -57,6 +57,9 @@ pub struct WaypointSpec {
     pub cpu: Option<u32>,
     /// `--log` filter.
     pub log: String,
+    /// `--role gateway`: an ingress gateway (listeners from xDS) instead
+    /// of a waypoint (HBONE and plain listeners of its own).
+    pub gateway: bool,
 }
 
 impl WaypointSpec {
@@ -69,6 +72,7 @@ impl WaypointSpec {
             workers: 1,
             cpu: None,
             log: "info".into(),
+            gateway: false,
         }
     }
 
@@ -76,6 +80,14 @@ impl WaypointSpec {
     /// node id).
     pub fn args(&self) -> Vec<String> {
         let n = &self.node;
+        let listeners = if self.gateway {
+            vec![("--role", "gateway".to_string())]
+        } else {
+            vec![
+                ("--hbone-addr", "0.0.0.0:15008".into()),
+                ("--http-addr", format!("0.0.0.0:{WAYPOINT_HTTP_PORT}")),
+            ]
+        };
         [
             ("--xds-addr", format!("http://{}", self.xds)),
             ("--name", n.waypoint.clone()),
@@ -83,13 +95,12 @@ impl WaypointSpec {
             ("--service-account", self.service_account.clone()),
             ("--pod-ip", n.pod_ip.to_string()),
             ("--pod-name", n.pod_name.clone()),
-            ("--hbone-addr", "0.0.0.0:15008".into()),
-            ("--http-addr", format!("0.0.0.0:{WAYPOINT_HTTP_PORT}")),
             ("--admin-addr", self.admin.to_string()),
             ("--worker-threads", self.workers.to_string()),
             ("--log", self.log.clone()),
         ]
         .into_iter()
+        .chain(listeners)
         .flat_map(|(k, v)| [k.to_string(), v])
         .collect()
     }

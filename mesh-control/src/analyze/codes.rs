@@ -37,12 +37,22 @@ pub const PA_SELECTOR_EMPTY: &str = "MESH0301";
 
 /// Mesh-bound VirtualService whose hosts name no Service of the mesh.
 pub const VS_HOSTS_NO_SERVICE: &str = "MESH0104";
-/// VirtualService bound only to gateways (the mesh runs no ingress gateway).
+/// VirtualService bound only to gateways no `networking.istio.io` Gateway
+/// defines.
 pub const VS_GATEWAY_ONLY: &str = "MESH0105";
-/// `networking.istio.io` Gateway no gateway deployment of this mesh serves.
+/// `networking.istio.io` Gateway whose selector matches no pod.
 pub const GATEWAY_UNBACKED: &str = "MESH0106";
 /// VirtualService / DestinationRule for a service without a waypoint: the
 /// L7 rules do not apply.
 pub const L7_WITHOUT_WAYPOINT: &str = "MESH0107";
 /// VirtualService route a waypoint cannot run (skipped).
 pub const L7_ROUTE_UNSUPPORTED: &str = "MESH0108";
+/// Gateway server the ingress gateway does not serve yet (TCP, TLS,
+/// PASSTHROUGH, AUTO_PASSTHROUGH, ISTIO_MUTUAL, …).
+pub const GATEWAY_SERVER_UNSUPPORTED: &str = "MESH0109";
+/// VirtualService / DestinationRule not exported (`exportTo`) to the
+/// namespace of the waypoint serving its host: that waypoint ignores it.
+pub const NOT_EXPORTED: &str = "MESH0110";
+/// DestinationRule another rule for the same service takes precedence
+/// over (istiod's lookup: waypoint's namespace, service's, root's).
+pub const DR_SHADOWED: &str = "MESH0111";

@@ -12,11 +12,15 @@
 //! - [`routing`]: VirtualService hosts and subsets, DestinationRule subsets.
 //! - [`security`]: AuthorizationPolicy and PeerAuthentication.
 //! - [`waypoint`]: L7 configuration with no proxy to run on (no waypoint,
-//!   gateway-only VirtualServices, Istio Gateways nothing serves).
+//!   VirtualServices bound to no existing gateway, Istio Gateways no pod
+//!   serves or with servers not served yet).
+//! - [`visibility`]: VirtualServices and DestinationRules a waypoint's
+//!   namespace cannot see (`exportTo`) or that another rule overrides.
 pub mod codes;
 mod finding;
 mod routing;
 mod security;
+mod visibility;
 mod waypoint;
 
 use std::path::{Path, PathBuf};
@@ -161,6 +165,7 @@ fn analyze(
     routing::check(snapshot, config, &mut report.findings);
     security::check(snapshot, docs, config, &mut report.findings);
     waypoint::check(snapshot, &mut report.findings);
+    visibility::check(snapshot, config, &mut report.findings);
     report.sort();
     report
 }

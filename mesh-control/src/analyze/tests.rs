@@ -359,6 +359,11 @@ spec: {hosts: [web.example.com], gateways: [gw], http: [{route: [{destination: {
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
+metadata: {name: lost, namespace: shop2}
+spec: {hosts: [web.example.com], gateways: [nowhere, shop/gw], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
 metadata: {name: typo, namespace: shop2}
 spec: {hosts: [wbe], http: [{route: [{destination: {host: web}}]}]}
 ---
@@ -376,7 +381,10 @@ kind: Gateway
 metadata: {name: gw, namespace: shop2}
 spec:
   selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+  servers:
+  - {port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
+  - {port: {number: 443, name: tls, protocol: HTTPS}, hosts: ["*"], tls: {mode: ISTIO_MUTUAL}}
 "#;
     let report = analyze_files(
         &[
@@ -385,25 +393,120 @@ spec:
         ],
         &SourceConfig::default(),
     );
-    let found: Vec<String> = ["MESH0104", "MESH0105", "MESH0106", "MESH0107", "MESH0108"]
-        .iter()
-        .flat_map(|c| report.with_code(c))
-        .map(|f| format!("{} {} {}", f.code, f.resource, f.message))
-        .collect();
+    let found: Vec<String> = [
+        "MESH0104", "MESH0105", "MESH0106", "MESH0107", "MESH0108", "MESH0109",
+    ]
+    .iter()
+    .flat_map(|c| report.with_code(c))
+    .map(|f| format!("{} {} {}", f.code, f.resource, f.message))
+    .collect();
     assert_eq!(
         found,
         [
             "MESH0104 VirtualService shop2/typo hosts wbe name no Service of the mesh (short names resolve in namespace shop2): no waypoint applies this VirtualService",
-            "MESH0105 VirtualService shop2/ingress bound only to gateway(s) gw: this mesh runs no ingress gateway, so this VirtualService routes nothing",
-            "MESH0106 Gateway shop2/gw selector {istio=ingressgateway} matches no pod: this mesh runs no ingress/egress gateway, so this Gateway serves nothing",
+            "MESH0105 VirtualService shop2/lost bound only to gateway(s) nowhere, shop/gw, which no networking.istio.io Gateway defines, so this VirtualService routes nothing",
+            "MESH0106 Gateway shop2/gw selector {istio=ingressgateway} matches no pod: no ingress gateway pod serves this Gateway",
             "MESH0107 VirtualService shop/web Service shop/web uses no waypoint (no istio.io/use-waypoint label on it or its namespace): this VirtualService's L7 routing does not apply to its traffic",
             "MESH0107 VirtualService shop2/faulty Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
             "MESH0107 VirtualService shop2/web Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
             "MESH0108 VirtualService shop2/faulty not supported by Envoy's fault filter; waypoints skip this route",
+            "MESH0109 Gateway shop2/gw protocol TCP is not supported yet (HTTP, HTTP2, GRPC and HTTPS with SIMPLE or MUTUAL TLS are): the ingress gateway does not serve port 9000",
+            "MESH0109 Gateway shop2/gw HTTPS with tls.mode ISTIO_MUTUAL is not supported yet (SIMPLE and MUTUAL are): the ingress gateway does not serve port 443",
         ]
+    );
+    assert_eq!(
+        report.with_code("MESH0109")[1].field.as_deref(),
+        Some("spec.servers[2].tls.mode")
     );
     assert_eq!(
         report.with_code("MESH0108")[0].field.as_deref(),
         Some("spec.http[0].fault.abort.http2Error")
+    );
+}
+
+#[test]
+fn rules_a_waypoint_namespace_cannot_see_or_that_another_overrides() {
+    let mesh = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: default}
+spec: {gatewayClassName: istio-waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: cart
+  namespace: shop
+  labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: default}
+spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}
+"#;
+    let routing = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private, namespace: shop}
+spec: {hosts: [cart], exportTo: ["."], http: [{route: [{destination: {host: cart}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: listed, namespace: shop}
+spec: {hosts: [cart], exportTo: [".", default], http: [{route: [{destination: {host: cart}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: waypoint-own, namespace: default}
+spec:
+  hosts: [cart.shop.svc.cluster.local]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: cart.shop.svc.cluster.local}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: private, namespace: shop}
+spec: {host: cart, exportTo: ["."]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: root, namespace: istio-system}
+spec: {host: cart.shop.svc.cluster.local}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: waypoint-own, namespace: default}
+spec: {host: cart.shop.svc.cluster.local, exportTo: ["."]}
+"#;
+    let report = analyze_files(
+        &[
+            ("m.yaml".into(), mesh.into()),
+            ("r.yaml".into(), routing.into()),
+        ],
+        &SourceConfig::default(),
+    );
+    let found: Vec<String> = [codes::NOT_EXPORTED, codes::DR_SHADOWED]
+        .iter()
+        .flat_map(|c| report.with_code(c))
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f.resource,
+                f.field.as_deref().unwrap_or(""),
+                f.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "DestinationRule shop/private spec.exportTo exportTo [\".\"] does not include namespace default, where waypoint default/wp serves Service shop/cart: that waypoint does not apply this DestinationRule's subsets and traffic policy to their traffic",
+            "VirtualService shop/private spec.exportTo exportTo [\".\"] does not include namespace default, where waypoint default/wp serves Service shop/cart: that waypoint does not apply this VirtualService's routes to their traffic",
+            "DestinationRule istio-system/root spec.host the waypoint of namespace default applies DestinationRule default/waypoint-own to Service shop/cart instead (DestinationRules are looked up in the waypoint's namespace, then the service's, then the root namespace istio-system): this rule's subsets and traffic policy do not apply to it",
+        ]
+    );
+    assert_eq!(
+        report.with_code(codes::NOT_EXPORTED)[0].suggestion,
+        "add \"default\" to spec.exportTo, or remove spec.exportTo to export it to every namespace"
     );
 }

@@ -1,16 +1,17 @@
 //! Where L7 configuration has no proxy to run on: VirtualServices whose
-//! hosts name no service of the mesh or that bind only to gateways (this
-//! mesh runs no ingress gateway), `networking.istio.io` Gateways nothing
-//! serves, and services with VirtualService / DestinationRule rules but no
-//! waypoint (`istio.io/use-waypoint`), whose traffic stays L4; and routes
-//! a waypoint cannot run.
+//! hosts name no service of the mesh or that bind only to gateways no
+//! `networking.istio.io` Gateway defines, Gateways whose selector matches
+//! no pod or whose servers the ingress gateway does not serve yet, and
+//! services with VirtualService / DestinationRule rules but no waypoint
+//! (`istio.io/use-waypoint`), whose traffic stays L4; and routes a
+//! waypoint cannot run.
 use std::collections::BTreeSet;
 
 use serde_yaml::Value;
 
 use super::{codes, Finding, Severity};
 use crate::{
-    model::{MeshState, Service},
+    model::{ingress::Protocol, MeshState, Service},
     source::Snapshot,
     translate::waypoint::{routes, Cx},
 };
@@ -74,17 +75,30 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
             continue; // a delegate
         }
         if !routes::mesh_bound(vs) {
-            findings.push(warning(
-                codes::VS_GATEWAY_ONLY,
-                vs.resource(),
-                &vs.file,
-                "spec.gateways",
-                format!(
-                    "bound only to gateway(s) {}: this mesh runs no ingress gateway, so this VirtualService routes nothing",
-                    vs.gateways.join(", ")
-                ),
-                "add \"mesh\" to spec.gateways to apply it to in-mesh traffic (through a waypoint), or remove it",
-            ));
+            let missing: Vec<&str> = vs
+                .gateways
+                .iter()
+                .filter(|g| {
+                    !state
+                        .ingress_gateways
+                        .iter()
+                        .any(|gw| gw.named_by(g, &vs.namespace))
+                })
+                .map(String::as_str)
+                .collect();
+            if missing.len() == vs.gateways.len() {
+                findings.push(warning(
+                    codes::VS_GATEWAY_ONLY,
+                    vs.resource(),
+                    &vs.file,
+                    "spec.gateways",
+                    format!(
+                        "bound only to gateway(s) {}, which no networking.istio.io Gateway defines, so this VirtualService routes nothing",
+                        missing.join(", ")
+                    ),
+                    "name an existing Gateway (<name> in this namespace, or <namespace>/<name>), or add \"mesh\" to apply it to in-mesh traffic (through a waypoint)",
+                ));
+            }
             continue;
         }
         let services: Vec<&Service> = cx
@@ -155,39 +169,51 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
         ));
     }
 
-    for gw in snapshot
-        .raw
-        .iter()
-        .filter(|r| r.kind == "Gateway" && r.api_version.starts_with("networking.istio.io/"))
-    {
-        let selector: Vec<(String, String)> = gw.value["spec"]
-            .get("selector")
-            .and_then(Value::as_mapping)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-            .collect();
+    for gw in &state.ingress_gateways {
+        let resource = format!("Gateway {}/{}", gw.namespace, gw.name);
         let pods = state
             .workloads
             .values()
-            .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .filter(|w| gw.selects(&w.labels))
             .count();
-        let shown: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let backing = if selector.is_empty() || pods == 0 {
-            format!("selector {{{}}} matches no pod", shown.join(","))
-        } else {
-            format!(
-                "selector {{{}}} matches {pods} pod(s), which this mesh does not configure",
-                shown.join(",")
-            )
-        };
-        findings.push(warning(
-            codes::GATEWAY_UNBACKED,
-            format!("Gateway {}/{}", gw.namespace, gw.name),
-            &gw.file,
-            "spec.selector",
-            format!("{backing}: this mesh runs no ingress/egress gateway, so this Gateway serves nothing"),
-            "route in-mesh traffic with VirtualServices bound to \"mesh\" and a waypoint; ingress gateways are not supported yet",
-        ));
+        if pods == 0 {
+            let shown: Vec<String> = gw
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            findings.push(warning(
+                codes::GATEWAY_UNBACKED,
+                resource.clone(),
+                &gw.file,
+                "spec.selector",
+                format!(
+                    "selector {{{}}} matches no pod: no ingress gateway pod serves this Gateway",
+                    shown.join(",")
+                ),
+                "deploy mesh-waypoint --role gateway with pods labelled as the selector says",
+            ));
+        }
+        for (i, server) in gw.servers.iter().enumerate() {
+            let Some(why) = server.unsupported() else {
+                continue;
+            };
+            let field = if server.protocol == Protocol::Https {
+                "tls.mode"
+            } else {
+                "port.protocol"
+            };
+            findings.push(warning(
+                codes::GATEWAY_SERVER_UNSUPPORTED,
+                resource.clone(),
+                &gw.file,
+                &format!("spec.servers[{i}].{field}"),
+                format!(
+                    "{why}: the ingress gateway does not serve port {}",
+                    server.port
+                ),
+                "use an HTTP server, or HTTPS with tls.mode SIMPLE or MUTUAL",
+            ));
+        }
     }
 }

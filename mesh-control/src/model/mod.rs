@@ -7,13 +7,16 @@
 //! workloads; other pods still appear as endpoints of services with
 //! `mesh: false` so clients can reach them in plaintext.
 pub mod authz;
+pub mod ingress;
 pub mod routing;
+pub mod visibility;
 pub mod waypoint;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 pub use authz::AuthorizationPolicy;
-pub use routing::{DestinationRule, VirtualService};
+pub use ingress::IngressGateway;
+pub use routing::{DestinationRule, ServiceEntry, VirtualService};
 pub use waypoint::{Waypoint, WaypointRef};
 
 /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
@@ -126,8 +129,14 @@ pub struct MeshState {
     pub virtual_services: Vec<VirtualService>,
     /// DestinationRules, in the same order (also kept raw).
     pub destination_rules: Vec<DestinationRule>,
+    /// ServiceEntries' hosts and `exportTo`, in the same order (also kept
+    /// raw; nothing translates them yet).
+    pub service_entries: Vec<ServiceEntry>,
     /// Waypoints by `<namespace>/<name>`.
     pub waypoints: BTreeMap<String, Waypoint>,
+    /// `networking.istio.io` Gateways (ingress), in file order, then
+    /// document order.
+    pub ingress_gateways: Vec<IngressGateway>,
 }
 
 impl MeshState {

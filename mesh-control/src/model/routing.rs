@@ -206,6 +206,7 @@ pub struct VirtualService {
     pub hosts: Vec<String>,
     /// Empty: `mesh`.
     pub gateways: Vec<String>,
+    /// Namespaces that see it ([`super::visibility`]); empty: all.
     pub export_to: Vec<String>,
     pub http: Vec<HttpRoute>,
     pub tcp: Vec<TcpRoute>,
@@ -218,6 +219,11 @@ impl VirtualService {
     /// `VirtualService <namespace>/<name>`.
     pub fn resource(&self) -> String {
         format!("VirtualService {}/{}", self.namespace, self.name)
+    }
+
+    /// True when namespace `viewer` sees it (`exportTo`).
+    pub fn exported_to(&self, viewer: &str) -> bool {
+        super::visibility::exported_to(&self.export_to, &self.namespace, viewer)
     }
 }
 
@@ -346,6 +352,7 @@ pub struct DestinationRule {
     pub host: String,
     pub traffic_policy: Option<TrafficPolicy>,
     pub subsets: Vec<Subset>,
+    /// Namespaces that see it ([`super::visibility`]); empty: all.
     pub export_to: Vec<String>,
     /// `workloadSelector.matchLabels`.
     pub workload_selector: Option<BTreeMap<String, String>>,
@@ -356,5 +363,30 @@ impl DestinationRule {
     /// `DestinationRule <namespace>/<name>`.
     pub fn resource(&self) -> String {
         format!("DestinationRule {}/{}", self.namespace, self.name)
+    }
+
+    /// True when namespace `viewer` sees it (`exportTo`).
+    pub fn exported_to(&self, viewer: &str) -> bool {
+        super::visibility::exported_to(&self.export_to, &self.namespace, viewer)
+    }
+}
+
+/// What the control plane reads of a ServiceEntry so far: its hosts and
+/// who sees it (the whole resource is kept raw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub name: String,
+    pub namespace: String,
+    pub file: String,
+    /// As written.
+    pub hosts: Vec<String>,
+    /// Namespaces that see it ([`super::visibility`]); empty: all.
+    pub export_to: Vec<String>,
+}
+
+impl ServiceEntry {
+    /// True when namespace `viewer` sees it (`exportTo`).
+    pub fn exported_to(&self, viewer: &str) -> bool {
+        super::visibility::exported_to(&self.export_to, &self.namespace, viewer)
     }
 }

@@ -18,10 +18,11 @@
 //! not sent, and said so. A stream may subscribe to at most
 //! [`MAX_SUBSCRIBED_NAMES`] names per type and [`MAX_TYPES`] types.
 //!
-//! Envoy Listeners and RouteConfigurations are per waypoint: a stream
-//! identified (by its `Node`) as waypoint `<ns>/<name>` sees only the ones
-//! named `waypoint/<ns>/<name>`, any other stream none; every other type
-//! is served to all streams alike.
+//! Envoy Listeners and RouteConfigurations are per waypoint or ingress
+//! gateway pod: a stream identified (by its `Node`) as waypoint
+//! `<ns>/<name>` sees only the ones named `waypoint/<ns>/<name>`, a
+//! `router~` stream those of the Gateways selecting its pod, any other
+//! stream none; every other type is served to all streams alike.
 //!
 //! With an [`AuthPolicy`] a stream without a valid bearer token is refused
 //! (UNAUTHENTICATED) before anything is sent.
@@ -392,18 +393,16 @@ impl AdsStream {
         };
         let empty = Default::default();
         let all = current.of_type(type_url).unwrap_or(&empty);
-        // Listeners and routes are per waypoint: a stream sees its own only.
-        let own = scoped_type(type_url).then(|| self.identity.permitted_waypoint(current));
-        let available: TypeResources = match &own {
+        // Listeners and routes are per waypoint or gateway pod: a stream
+        // sees its own only.
+        let own = scoped_type(type_url).then(|| self.identity.permitted(current, type_url, all));
+        let unknown = matches!(own, Some(None));
+        let available: TypeResources = match own {
             None => all.clone(),
-            Some(own) => all
-                .iter()
-                .filter(|(name, _)| own.as_deref() == Some(name.as_str()))
-                .map(|(n, r)| (n.clone(), r.clone()))
-                .collect(),
+            Some(own) => own.unwrap_or_default(),
         };
-        if own == Some(None) && !std::mem::replace(&mut self.identity.warned, true) {
-            warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, "stream subscribes to waypoint resources but is no known waypoint (node metadata NAMESPACE/WAYPOINT, or node id waypoint~<ip>~<pod>.<ns>~...): it gets none");
+        if unknown && !std::mem::replace(&mut self.identity.warned, true) {
+            warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, "stream subscribes to listeners or routes but is no known waypoint or gateway (node metadata NAMESPACE/WAYPOINT, or node id waypoint~<ip>~<pod>.<ns>~... or router~<ip>~<pod>.<ns>~...): it gets none");
         }
         // The rejected are dropped once their version moves on (or they go).
         ts.rejected

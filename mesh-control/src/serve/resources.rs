@@ -39,6 +39,30 @@ pub struct Resources {
     /// `<pod name>.<namespace>` of every waypoint pod → its waypoint, to
     /// recognise a waypoint stream by its node id alone.
     pub waypoint_pods: BTreeMap<String, WaypointRef>,
+    /// `<pod name>.<namespace>` of every ingress gateway pod → its
+    /// listeners and routes (docs/contracts/gateway-xds.md).
+    pub gateway_pods: BTreeMap<String, GatewayPodResources>,
+}
+
+/// The scoped resources of one ingress gateway pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayPodResources {
+    /// `(namespace, service account)` of the pod: with authentication,
+    /// only a stream with this account's token gets them.
+    pub account: (String, String),
+    pub listeners: TypeResources,
+    pub routes: TypeResources,
+}
+
+impl GatewayPodResources {
+    /// The resources of `type_url` (Listener or RouteConfiguration).
+    pub fn of_type(&self, type_url: &str) -> Option<&TypeResources> {
+        match type_url {
+            LISTENER_TYPE_URL => Some(&self.listeners),
+            ROUTE_TYPE_URL => Some(&self.routes),
+            _ => None,
+        }
+    }
 }
 
 /// First 16 hex digits of the SHA-256 of the encoded resource.
@@ -66,7 +90,18 @@ impl Resources {
             .into_iter()
             .map(|(name, a)| (name, versioned(AUTHORIZATION_TYPE_URL, &a)))
             .collect();
-        let envoy = waypoint::translate(state, &opts.root_namespace);
+        let mut envoy = waypoint::translate(state, &opts.root_namespace);
+        let gateway_pods = std::mem::take(&mut envoy.gateways)
+            .into_iter()
+            .map(|(pod, gw)| {
+                let resources = GatewayPodResources {
+                    account: (gw.namespace, gw.service_account),
+                    listeners: encode(LISTENER_TYPE_URL, gw.listeners).1,
+                    routes: encode(ROUTE_TYPE_URL, gw.routes).1,
+                };
+                (pod, resources)
+            })
+            .collect();
         fn encode<M: prost::Message>(
             type_url: &str,
             items: BTreeMap<String, M>,
@@ -99,6 +134,7 @@ impl Resources {
             generation,
             by_type,
             waypoint_pods,
+            gateway_pods,
         }
     }
 
@@ -110,6 +146,7 @@ impl Resources {
     /// Same names and versions (the generation aside).
     fn same_content(&self, other: &Resources) -> bool {
         self.waypoint_pods == other.waypoint_pods
+            && self.gateway_pods == other.gateway_pods
             && self.by_type.len() == other.by_type.len()
             && self
                 .by_type

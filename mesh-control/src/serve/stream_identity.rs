@@ -1,9 +1,10 @@
-//! Which waypoint an ADS stream serves, from its `Node`
-//! (docs/contracts/waypoint-xds.md, "Streams and scoping"), and which types are scoped per
-//! waypoint (Listener, RouteConfiguration) rather than global.
+//! Which waypoint or ingress gateway pod an ADS stream serves, from its
+//! `Node` (docs/contracts/waypoint-xds.md and docs/contracts/gateway-xds.md,
+//! "Streams and scoping"), and which types are scoped per proxy
+//! (Listener, RouteConfiguration) rather than global.
 use mesh_xds::{proto::envoy_core::Node, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 
-use super::resources::Resources;
+use super::resources::{Resources, TypeResources};
 
 /// Types served per waypoint rather than globally.
 pub(super) fn scoped_type(type_url: &str) -> bool {
@@ -18,6 +19,8 @@ pub(super) struct StreamIdentity {
     pub declared: Option<String>,
     /// `<pod>.<ns>` from a `waypoint~` node id.
     pub pod: Option<String>,
+    /// `<pod>.<ns>` from a `router~` node id (an ingress gateway).
+    pub router: Option<String>,
     /// The "no known waypoint" warning was logged.
     pub warned: bool,
     /// `(namespace, service account)` the stream's token proved, when
@@ -49,15 +52,57 @@ impl StreamIdentity {
             _ => None,
         };
         let mut parts = node.id.split('~');
-        let pod = match (parts.next(), parts.next(), parts.next()) {
-            (Some("waypoint"), Some(_ip), Some(pod)) if pod.contains('.') => Some(pod.to_string()),
-            _ => None,
+        let (pod, router) = match (parts.next(), parts.next(), parts.next()) {
+            (Some("waypoint"), Some(_ip), Some(pod)) if pod.contains('.') => {
+                (Some(pod.to_string()), None)
+            }
+            (Some("router"), Some(_ip), Some(pod)) if pod.contains('.') => {
+                (None, Some(pod.to_string()))
+            }
+            _ => (None, None),
         };
         StreamIdentity {
             declared,
             pod,
+            router,
             ..Self::default()
         }
+    }
+
+    /// What the stream may see of the scoped type `type_url`: its
+    /// waypoint's resource ([`Self::permitted_waypoint`]), or, for a
+    /// `router~` node, its gateway pod's listeners and routes (with
+    /// authentication only when the token's account is the pod's).
+    /// `None`: it is neither.
+    pub fn permitted(
+        &mut self,
+        current: &Resources,
+        type_url: &str,
+        all: &TypeResources,
+    ) -> Option<TypeResources> {
+        if let Some(pod) = &self.router {
+            let gateway = current.gateway_pods.get(pod)?;
+            if let Some(account) = &self.account {
+                if *account != gateway.account {
+                    if !std::mem::replace(&mut self.denied_warned, true) {
+                        tracing::warn!(
+                            %pod,
+                            account = %format!("{}/{}", account.0, account.1),
+                            "stream asks for an ingress gateway pod's listeners and routes with another service account's token: it gets none"
+                        );
+                    }
+                    return None;
+                }
+            }
+            return gateway.of_type(type_url).cloned();
+        }
+        let own = self.permitted_waypoint(current)?;
+        Some(
+            all.iter()
+                .filter(|(name, _)| **name == own)
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect(),
+        )
     }
 
     /// [`Self::waypoint`], unless the stream's proven account is not that
@@ -155,6 +200,73 @@ mod tests {
         }
         assert!(scoped_type(LISTENER_TYPE_URL) && scoped_type(ROUTE_TYPE_URL));
         assert!(!scoped_type(mesh_xds::CLUSTER_TYPE_URL));
+    }
+
+    #[test]
+    fn a_router_stream_gets_only_its_own_gateway_pods_resources() {
+        use std::sync::Arc;
+
+        use crate::serve::resources::{GatewayPodResources, VersionedResource};
+
+        let resource = |v: &str| {
+            Arc::new(VersionedResource {
+                version: v.into(),
+                any: Default::default(),
+            })
+        };
+        let mut current = Resources::default();
+        for (pod, version) in [("ingress-0.istio-system", "a"), ("edge-0.default", "b")] {
+            current.gateway_pods.insert(
+                pod.into(),
+                GatewayPodResources {
+                    account: (pod.split('.').nth(1).unwrap().into(), "ingress".into()),
+                    listeners: [("0.0.0.0_80".to_string(), resource(version))].into(),
+                    routes: [("http.80".to_string(), resource(version))].into(),
+                },
+            );
+        }
+        // The global map holds a waypoint's listener: never a router's.
+        let all: TypeResources = [("waypoint/a/b".to_string(), resource("w"))].into();
+        let router = |account: Option<(&str, &str)>| StreamIdentity {
+            account: account.map(|(ns, sa)| (ns.to_string(), sa.to_string())),
+            ..StreamIdentity::of(Some(&node(
+                "router~10.244.8.1~ingress-0.istio-system~istio-system.svc.cluster.local",
+                &[("NAMESPACE", "istio-system"), ("NAME", "ingress-0")],
+            )))
+        };
+        let versions = |got: Option<TypeResources>| -> Option<Vec<(String, String)>> {
+            got.map(|m| m.into_iter().map(|(n, r)| (n, r.version.clone())).collect())
+        };
+        let expect = |name: &str| Some(vec![(name.to_string(), "a".to_string())]);
+        for account in [None, Some(("istio-system", "ingress"))] {
+            let mut stream = router(account);
+            assert_eq!(
+                versions(stream.permitted(&current, LISTENER_TYPE_URL, &all)),
+                expect("0.0.0.0_80")
+            );
+            assert_eq!(
+                versions(stream.permitted(&current, ROUTE_TYPE_URL, &all)),
+                expect("http.80")
+            );
+        }
+        // Another account's token: nothing, and a warning once.
+        let mut stream = router(Some(("default", "ingress")));
+        assert_eq!(stream.permitted(&current, LISTENER_TYPE_URL, &all), None);
+        assert!(stream.denied_warned);
+        // A router whose pod is no gateway's, and a waypoint-less stream.
+        let mut unknown = StreamIdentity::of(Some(&node("router~10.0.0.1~nobody.shop~x", &[])));
+        assert_eq!(unknown.permitted(&current, LISTENER_TYPE_URL, &all), None);
+        let mut plain = StreamIdentity::of(Some(&node("sidecar~10.0.0.1~p.shop~x", &[])));
+        assert_eq!(plain.permitted(&current, LISTENER_TYPE_URL, &all), None);
+        // A waypoint stream still gets its own listener through `permitted`.
+        let mut waypoint = StreamIdentity::of(Some(&node(
+            "waypoint~10.0.0.9~wp-0.a~a.svc.cluster.local",
+            &[("NAMESPACE", "a"), ("WAYPOINT", "b")],
+        )));
+        assert_eq!(
+            versions(waypoint.permitted(&current, LISTENER_TYPE_URL, &all)),
+            Some(vec![("waypoint/a/b".to_string(), "w".to_string())])
+        );
     }
 
     #[test]

@@ -270,7 +270,9 @@ pub(crate) fn build(
     // Duplicates were caught with the raw resources above (the load fails).
     state.authorization_policies = objects.authorization_policies.clone();
     state.virtual_services = objects.virtual_services.clone();
+    state.ingress_gateways = objects.ingress_gateways.clone();
     state.destination_rules = objects.destination_rules.clone();
+    state.service_entries = objects.service_entries.clone();
     state
 }
 

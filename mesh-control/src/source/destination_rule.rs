@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use serde_yaml::Value;
 
 use super::{
+    export_to::{export_to, own_namespace_only},
     fields,
     routing::{
         boolean, choice, duration, entries, int_percent, join, labels, list, port_selector,
-        req_text, strings, text, u32_field, uint, Cx,
+        req_text, text, u32_field, uint, Cx,
     },
 };
 use crate::model::routing::{
@@ -64,7 +65,7 @@ pub(crate) fn destination_rule(
                     dr.subsets.extend(subset(cx, item, &at));
                 }
             }
-            "exportTo" => dr.export_to = strings(cx, value, &at),
+            "exportTo" => dr.export_to = export_to(cx.rep, value, &at, namespace),
             "workloadSelector" => {
                 let labels_value = value.get("matchLabels").unwrap_or(&Value::Null);
                 dr.workload_selector = Some(labels(cx, labels_value, &join(&at, "matchLabels")));
@@ -79,6 +80,15 @@ pub(crate) fn destination_rule(
         cx.error(
             "spec.host",
             format!("{:?} is not a host a rule can apply to", dr.host),
+        );
+    }
+    if dr.workload_selector.is_some()
+        && !dr.export_to.is_empty()
+        && !own_namespace_only(&dr.export_to, namespace)
+    {
+        cx.error(
+            "spec.exportTo",
+            "a DestinationRule with a workloadSelector is exported to its own namespace only (\".\")",
         );
     }
     let mut seen = BTreeMap::new();

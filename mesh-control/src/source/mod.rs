@@ -10,13 +10,14 @@
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
 //! v1beta1), `networking.istio.io` VirtualService and DestinationRule
-//! (v1, v1beta1, v1alpha3) and Gateway API `Gateway`s of class
-//! `istio-waypoint` (waypoints; v1, v1beta1); all but the first five are
-//! also kept raw. Kept raw only ([`RawResource`]): the other Istio kinds
-//! (Gateway, ServiceEntry, …), Gateway API kinds (Gateways of other
-//! classes are checked, then ignored) and `discovery.k8s.io`
-//! EndpointSlices (which give a selector-less Service its pods). Anything
-//! else is warned about and skipped.
+//! (v1, v1beta1, v1alpha3), the hosts and `exportTo` of ServiceEntries
+//! and Gateway API `Gateway`s of class `istio-waypoint` (waypoints; v1,
+//! v1beta1); all but the first five are also kept raw. Kept raw only
+//! ([`RawResource`]): the other Istio kinds (Gateway, Sidecar, …),
+//! Gateway API kinds (Gateways of other classes are checked, then
+//! ignored) and `discovery.k8s.io` EndpointSlices (which give a
+//! selector-less Service its pods). Anything else is warned about and
+//! skipped.
 //!
 //! A load is all or nothing: one invalid file or resource rejects the whole
 //! directory, every problem is reported (file, resource, field), and a
@@ -27,8 +28,10 @@ mod destination_rule;
 pub(crate) mod documents;
 mod endpoint_slices;
 mod error;
+mod export_to;
 mod fields;
 mod gateway;
+mod ingress_gateway;
 pub mod kubernetes;
 mod objects;
 mod pod_owner;
@@ -36,6 +39,7 @@ mod pod_probes;
 mod published;
 mod regex_budget;
 mod routing;
+mod service_entry;
 #[cfg(test)]
 mod test_yaml;
 mod virtual_service;

@@ -125,8 +125,12 @@ pub(crate) struct Objects {
     pub virtual_services: Vec<VirtualService>,
     /// Also kept in `raw`, as written.
     pub destination_rules: Vec<DestinationRule>,
+    /// Also kept in `raw`, as written.
+    pub service_entries: Vec<crate::model::ServiceEntry>,
     /// Gateway API Gateways of class `istio-waypoint` (also kept raw).
     pub waypoints: Vec<super::gateway::WaypointObj>,
+    /// `networking.istio.io` Gateways (also kept raw).
+    pub ingress_gateways: Vec<crate::model::IngressGateway>,
     pub raw: Vec<RawResource>,
     /// Where each of `raw` came from (same order).
     pub raw_origins: Vec<Origin>,
@@ -329,6 +333,16 @@ pub(crate) fn read(
                     );
                     objects.destination_rules.extend(dr);
                 }
+            }
+            if group == "networking.istio.io" && kind == "ServiceEntry" {
+                let entry = super::service_entry::service_entry(&mut rep, value, &name, &namespace);
+                objects.service_entries.extend(entry);
+            }
+            if group == "networking.istio.io" && kind == "Gateway" {
+                let gateway = super::ingress_gateway::ingress_gateway(
+                    &mut rep, value, version, &name, &namespace,
+                );
+                objects.ingress_gateways.extend(gateway);
             }
             if group == "gateway.networking.k8s.io" && kind == "Gateway" {
                 let waypoint =

@@ -8,6 +8,7 @@
 //! in-mesh destination).
 use serde_yaml::Value;
 
+use super::export_to::export_to;
 use super::routing::{
     boolean, destination, duration, entries, headers, int_percent, join, labels, list, match_map,
     percentage, port, regex, req_text, string_match, strings, text, u32_field, uint, Cx,
@@ -73,7 +74,7 @@ pub(crate) fn virtual_service(
         match key {
             "hosts" => vs.hosts = strings(cx, value, &at),
             "gateways" => vs.gateways = strings(cx, value, &at),
-            "exportTo" => vs.export_to = strings(cx, value, &at),
+            "exportTo" => vs.export_to = export_to(cx.rep, value, &at, namespace),
             "http" => {
                 for (item, at) in list(cx, value, &at) {
                     vs.http.extend(http_route(cx, item, &at));

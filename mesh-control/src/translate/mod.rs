@@ -10,6 +10,10 @@
 //! - [`waypoint`]: Envoy Listener, RouteConfiguration, Cluster and
 //!   ClusterLoadAssignment resources for waypoints (contract:
 //!   docs/contracts/waypoint-xds.md).
+//! - [`gateway`]: Envoy Listener and RouteConfiguration resources for
+//!   ingress gateways (`networking.istio.io` Gateway; contract:
+//!   docs/contracts/gateway-xds.md), on the waypoints' clusters.
 pub mod authorization;
+pub mod gateway;
 pub mod waypoint;
 pub mod workload;

@@ -30,7 +30,9 @@ pub const RENAMED_ENV: &[(&str, &str)] = &[
 /// HTTP on --http-addr. Admin (config_dump, metrics, logging, readiness,
 /// quitquitquit) on --admin-addr, loopback only by default; the kubelet's
 /// probes on --ready-addr and Prometheus on --metrics-addr, which serve
-/// nothing that changes state.
+/// nothing that changes state. With --role gateway it is an ingress
+/// gateway instead: no HBONE or plain listener; the Listeners the control
+/// plane sends are bound at their addresses, TLS terminated by SNI.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mesh-waypoint", version, about, long_about)]
 pub struct Args {
@@ -147,6 +149,29 @@ pub struct Args {
     /// TokenReview; read again for every request. [default: send no token]
     #[arg(long, env = "MESH_WAYPOINT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// waypoint: HBONE on --hbone-addr and plain HTTP on --http-addr, the
+    /// Listener waypoint/<namespace>/<name>. gateway: an ingress gateway
+    /// (docs/contracts/gateway-xds.md): every Listener the control plane
+    /// sends is bound at its address, with TLS termination by SNI; no HBONE
+    /// or --http-addr listener.
+    #[arg(long, env = "MESH_WAYPOINT_ROLE", value_enum, default_value_t = Role::Waypoint)]
+    pub role: Role,
+    /// Gateway: where `kubernetes://<secret>` certificates are mounted
+    /// (`<dir>/<secret>/tls.crt`, `tls.key`, `ca.crt`).
+    #[arg(
+        long,
+        env = "MESH_WAYPOINT_CREDENTIAL_DIR",
+        default_value = "/etc/istio/credentials"
+    )]
+    pub credential_dir: PathBuf,
+}
+
+/// What the L7 engine serves: the same routes, filters and upstreams
+/// behind different listeners and a different xDS node type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Waypoint,
+    Gateway,
 }
 
 /// Everything `app::run` needs.
@@ -171,6 +196,8 @@ pub struct WaypointConfig {
     pub cert_ttl: Duration,
     pub drain_timeout: Duration,
     pub token_file: Option<PathBuf>,
+    pub role: Role,
+    pub credential_dir: PathBuf,
 }
 
 impl Args {
@@ -208,6 +235,8 @@ impl WaypointConfig {
             cert_ttl: a.cert_ttl,
             drain_timeout: a.drain_timeout,
             token_file: a.token_file.clone(),
+            role: a.role,
+            credential_dir: a.credential_dir.clone(),
         }
     }
 
@@ -216,13 +245,28 @@ impl WaypointConfig {
         format!("waypoint/{}/{}", self.namespace, self.name)
     }
 
-    /// The xDS node id (docs/contracts/waypoint-xds.md):
-    /// `waypoint~<pod ip>~<pod name>.<ns>~<ns>.svc.cluster.local`.
+    /// The xDS node id: `waypoint~<pod ip>~<pod name>.<ns>~<ns>.svc.cluster.local`
+    /// (docs/contracts/waypoint-xds.md), `router~…` as a gateway
+    /// (docs/contracts/gateway-xds.md).
     pub fn node_id(&self) -> String {
+        let node_type = match self.role {
+            Role::Waypoint => "waypoint",
+            Role::Gateway => "router",
+        };
         format!(
-            "waypoint~{}~{}.{}~{}.svc.cluster.local",
+            "{node_type}~{}~{}.{}~{}.svc.cluster.local",
             self.pod_ip, self.pod_name, self.namespace, self.namespace
         )
+    }
+
+    /// The xDS node metadata: `NAMESPACE`, and `WAYPOINT=<name>` or, as a
+    /// gateway, `NAME=<pod name>`.
+    pub fn node_metadata(&self) -> std::collections::BTreeMap<String, String> {
+        let own = match self.role {
+            Role::Waypoint => ("WAYPOINT".to_string(), self.name.clone()),
+            Role::Gateway => ("NAME".to_string(), self.pod_name.clone()),
+        };
+        std::collections::BTreeMap::from([("NAMESPACE".to_string(), self.namespace.clone()), own])
     }
 
     pub fn identity(&self) -> String {
@@ -263,6 +307,37 @@ mod tests {
         assert_eq!(c.identity(), "spiffe://cluster.local/ns/bookinfo/sa/w-sa");
         assert_eq!(c.ca_addr.as_deref(), Some("http://10.0.0.254:15010"));
         assert_eq!(c.hbone_addr.port(), 15008);
+        assert_eq!(c.role, Role::Waypoint);
+        assert_eq!(c.node_metadata()["WAYPOINT"], "w");
+    }
+
+    #[test]
+    fn gateway_role_is_a_router_node() {
+        let a = Args::parse_from([
+            "mesh-waypoint",
+            "--role",
+            "gateway",
+            "--namespace",
+            "istio-ingress",
+            "--pod-ip",
+            "10.244.1.7",
+            "--pod-name",
+            "gw-abc",
+        ]);
+        let c = WaypointConfig::from_args(&a);
+        assert_eq!(c.role, Role::Gateway);
+        assert_eq!(
+            c.node_id(),
+            "router~10.244.1.7~gw-abc.istio-ingress~istio-ingress.svc.cluster.local"
+        );
+        let meta = c.node_metadata();
+        assert_eq!(meta["NAMESPACE"], "istio-ingress");
+        assert_eq!(meta["NAME"], "gw-abc");
+        assert!(!meta.contains_key("WAYPOINT"));
+        assert_eq!(
+            c.credential_dir,
+            std::path::Path::new("/etc/istio/credentials")
+        );
     }
 
     #[test]

@@ -1,17 +1,13 @@
 //! Startup wiring: certificate, ClusterManager, telemetry, the route stack,
-//! the xDS client feeding them, the three listeners, and draining on
-//! SIGTERM, SIGINT or `/quitquitquit` (`mesh_admin::drain`).
+//! the xDS client feeding them, the listeners (a waypoint's HBONE and plain
+//! ones, or a gateway's from LDS; admin, probe and metrics for both), and
+//! draining on SIGTERM, SIGINT or `/quitquitquit` (`mesh_admin::drain`).
 pub mod certs;
 pub mod config;
+pub mod follow;
 pub mod wiring;
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+use std::sync::{atomic::AtomicBool, Arc};
 
 use anyhow::Context;
 use mesh_admin::{drain::Drain, log_control::LogControl};
@@ -23,17 +19,20 @@ use mesh_xds::{
     XdsClientConfig, XdsTls, ADDRESS_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
     LISTENER_TYPE_URL, ROUTE_TYPE_URL,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{net::TcpListener, task::JoinHandle};
 
-pub use self::config::{Args, WaypointConfig};
+pub use self::config::{Args, Role, WaypointConfig};
+pub use self::follow::{follow, follow_gateway};
 use self::wiring::{
     ClusterManager, Telemetry, TelemetryObserver, TelemetryOptions, UpstreamOptions,
 };
 use crate::{
     admin::{self, AdminState},
     config::ActiveConfig,
+    gateway::ListenerManager,
     route::{Deps, Proxy},
     server,
+    telemetry::labels::Reporter,
 };
 
 /// The types a waypoint subscribes to; ready once each arrived.
@@ -94,48 +93,6 @@ async fn cert_store(
     Ok(store)
 }
 
-/// Applies every new xDS snapshot: clusters/endpoints to the
-/// ClusterManager, listener + routes to the route stack (a config that
-/// cannot be built leaves the previous one serving); keeps `synced` true
-/// once every type in [`TYPE_URLS`] arrived. Returns when the client stops.
-pub async fn follow(
-    mut rx: watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
-    proxy: Arc<Proxy>,
-    clusters: Arc<ClusterManager>,
-    synced: Arc<AtomicBool>,
-    listener_name: String,
-) {
-    let mut applied = None;
-    loop {
-        let snap = rx.borrow_and_update().clone();
-        if applied != Some(snap.generation) {
-            applied = Some(snap.generation);
-            clusters.apply(&snap);
-            match ActiveConfig::from_snapshot(&snap, &listener_name) {
-                Ok(c) => {
-                    tracing::info!(
-                        generation = c.generation,
-                        virtual_hosts = c.table.vhosts.len(),
-                        "routing config applied"
-                    );
-                    proxy.apply(Arc::new(c));
-                }
-                Err(error) => tracing::warn!(
-                    %error,
-                    "routing config not applied; the previous one keeps serving"
-                ),
-            }
-        }
-        synced.store(
-            TYPE_URLS.iter().all(|t| snap.synced.contains(*t)),
-            Ordering::Relaxed,
-        );
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Runs the waypoint until SIGTERM / SIGINT / `/quitquitquit`, then drains.
 pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::Result<()> {
     let identity: Identity = cfg.identity().parse().context("waypoint identity")?;
@@ -168,6 +125,10 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         workload_uid: format!("Kubernetes//Pod/{}/{}", cfg.namespace, cfg.pod_name),
         workload_name: cfg.pod_name.clone(),
         namespace: cfg.namespace.clone(),
+        reporter: match cfg.role {
+            Role::Waypoint => Reporter::Waypoint,
+            Role::Gateway => Reporter::Source,
+        },
         ..Default::default()
     });
     telemetry.register_upstream(clusters.metrics());
@@ -177,17 +138,16 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         clusters: clusters.clone(),
     });
     deps.trace = Some(wiring::trace_fn());
-    let proxy = Proxy::new(Arc::new(ActiveConfig::default()), deps);
+    let proxy = Proxy::new(Arc::new(ActiveConfig::default()), deps.clone());
     let drain = Arc::new(Drain::new(cfg.drain_timeout));
     let shutdown_rx = drain.subscribe();
     let synced = Arc::new(AtomicBool::new(false));
+    let gateway = (cfg.role == Role::Gateway)
+        .then(|| ListenerManager::new(deps, cfg.credential_dir.clone(), shutdown_rx.clone()));
 
     if let Some(addr) = &cfg.xds_addr {
         let mut xcfg = XdsClientConfig::new(addr.clone(), cfg.node_id());
-        xcfg.node_metadata = BTreeMap::from([
-            ("NAMESPACE".to_string(), cfg.namespace.clone()),
-            ("WAYPOINT".to_string(), cfg.name.clone()),
-        ]);
+        xcfg.node_metadata = cfg.node_metadata();
         xcfg.type_urls = TYPE_URLS.iter().map(|t| t.to_string()).collect();
         xcfg.validator = Some(wiring::validator());
         xcfg.token = cfg.token_file.clone().map(mesh_xds::token::TokenFile::new);
@@ -195,52 +155,40 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
             xcfg.tls = Some(tls(bundle_pem.as_deref(), "xDS")?);
         }
         let (handle, rx) = XdsClient::spawn(xcfg);
-        let follower = follow(
-            rx,
-            proxy.clone(),
-            clusters.clone(),
-            synced.clone(),
-            cfg.listener_name(),
-        );
+        let follower: futures::future::BoxFuture<'static, ()> = match &gateway {
+            Some(listeners) => Box::pin(follow_gateway(
+                rx,
+                listeners.clone(),
+                clusters.clone(),
+                synced.clone(),
+            )),
+            None => Box::pin(follow(
+                rx,
+                proxy.clone(),
+                clusters.clone(),
+                synced.clone(),
+                cfg.listener_name(),
+            )),
+        };
         tokio::spawn(async move {
             let _keep_client = handle;
             follower.await;
         });
     } else {
-        tracing::warn!("no --xds-addr: no routes; every request is answered 404 NR");
+        tracing::warn!(
+            "no --xds-addr: no routes (a waypoint answers every request 404 NR; a gateway binds no listener)"
+        );
     }
 
-    let http = TcpListener::bind(cfg.http_addr)
-        .await
-        .with_context(|| format!("binding --http-addr {}", cfg.http_addr))?;
-    let http_done = tokio::spawn(server::http::serve(
-        http,
-        proxy.clone(),
-        shutdown_rx.clone(),
-    ));
-
-    let mut hbone_done = None;
-    if let Some(store) = &store {
-        let listener = TcpListener::bind(cfg.hbone_addr)
-            .await
-            .with_context(|| format!("binding --hbone-addr {}", cfg.hbone_addr))?;
-        let handler = Arc::new(server::hbone::TunnelHandler::new(
-            proxy.clone(),
-            clusters.clone(),
-            shutdown_rx.clone(),
-        ));
-        let hserver = HboneServer::new(store.clone(), handler).with_options(ServerOptions {
-            drain_timeout: drain.timeout(),
-            ..ServerOptions::default()
-        });
-        let mut stop = shutdown_rx.clone();
-        hbone_done = Some(tokio::spawn(async move {
-            let stopped = async move { server::stopped(&mut stop).await };
-            if let Err(error) = hserver.serve_with_shutdown(listener, stopped).await {
-                tracing::error!(%error, "HBONE server stopped");
-            }
-        }));
-    }
+    let (http_done, hbone_done) = match &gateway {
+        // A gateway serves only the listeners LDS declares.
+        Some(_) => (None, None),
+        None => {
+            let (http, hbone) =
+                waypoint_listeners(&cfg, &proxy, &clusters, store.as_ref(), &drain).await?;
+            (Some(http), hbone)
+        }
+    };
 
     let admin_listener = TcpListener::bind(cfg.admin_addr)
         .await
@@ -290,13 +238,15 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     tokio::spawn(admin::serve(admin_listener, state));
     tracing::info!(
         identity = %identity,
-        http = %cfg.http_addr,
-        hbone = %cfg.hbone_addr,
+        role = ?cfg.role,
+        // A gateway's listeners come from LDS.
+        http = ?http_done.is_some().then_some(cfg.http_addr),
+        hbone = ?hbone_done.is_some().then_some(cfg.hbone_addr),
         admin = %cfg.admin_addr,
         probe = %cfg.ready_addr,
         metrics = %cfg.metrics_addr,
         xds = ?cfg.xds_addr,
-        listener = %cfg.listener_name(),
+        node = %cfg.node_id(),
         "mesh-waypoint started"
     );
 
@@ -304,12 +254,62 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     drain.triggered().await;
     tracing::info!(drain_secs = drain.timeout().as_secs(), "draining");
     let listeners = async {
-        let _ = http_done.await;
+        if let Some(h) = http_done {
+            let _ = h.await;
+        }
         if let Some(h) = hbone_done {
             let _ = h.await;
+        }
+        if let Some(g) = &gateway {
+            g.finished().await;
         }
     };
     let _ = drain.finish(listeners).await;
     tracing::info!("mesh-waypoint stopped");
     Ok(())
+}
+
+/// The waypoint's own listeners: plain HTTP on --http-addr and, with a
+/// certificate, HBONE on --hbone-addr. Returns their tasks.
+async fn waypoint_listeners(
+    cfg: &WaypointConfig,
+    proxy: &Arc<Proxy>,
+    clusters: &Arc<ClusterManager>,
+    store: Option<&Arc<CertStore>>,
+    drain: &Drain,
+) -> anyhow::Result<(JoinHandle<()>, Option<JoinHandle<()>>)> {
+    let shutdown_rx = drain.subscribe();
+    let http = TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding --http-addr {}", cfg.http_addr))?;
+    let http_done = tokio::spawn(server::http::serve(
+        http,
+        proxy.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let mut hbone_done = None;
+    if let Some(store) = store {
+        let listener = TcpListener::bind(cfg.hbone_addr)
+            .await
+            .with_context(|| format!("binding --hbone-addr {}", cfg.hbone_addr))?;
+        let handler = Arc::new(server::hbone::TunnelHandler::new(
+            proxy.clone(),
+            clusters.clone(),
+            shutdown_rx.clone(),
+        ));
+        let hserver = HboneServer::new(store.clone(), handler).with_options(ServerOptions {
+            drain_timeout: drain.timeout(),
+            ..ServerOptions::default()
+        });
+        let mut stop = shutdown_rx.clone();
+        hbone_done = Some(tokio::spawn(async move {
+            let stopped = async move { server::stopped(&mut stop).await };
+            if let Err(error) = hserver.serve_with_shutdown(listener, stopped).await {
+                tracing::error!(%error, "HBONE server stopped");
+            }
+        }));
+    }
+
+    Ok((http_done, hbone_done))
 }

@@ -1,5 +1,7 @@
-//! `Listener` → [`ListenerConfig`]: the HttpConnectionManager's route
-//! source and its ordered HTTP filters.
+//! `Listener` → [`ListenerConfig`]: its filter chains, each with the SNI
+//! names it matches, its TLS context and its HttpConnectionManager's
+//! route source and ordered HTTP filters. A waypoint serves the first
+//! chain; a gateway serves them all (`gateway`).
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::{
@@ -19,6 +21,7 @@ use super::{
     rbac::{compile_filter, RbacRules, RBAC_FILTER_PREFIX, RBAC_TYPE},
     route_config,
     table::RouteTable,
+    tls::{self, TlsContext},
     unsupported::warn_once,
     wkt::{any_type, decode_any},
     ConfigError,
@@ -62,13 +65,28 @@ pub enum RouteSource {
     Inline(Arc<RouteTable>),
 }
 
+/// One filter chain with an HttpConnectionManager.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// `filter_chain_match.server_names` (SNI); empty = any.
+    pub server_names: Vec<String>,
+    /// None: plain HTTP/1.1 and h2c.
+    pub tls: Option<TlsContext>,
+    pub routes: RouteSource,
+    pub filters: Vec<HttpFilter>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
     pub name: String,
-    /// `ip:port` as configured (for dumps; the waypoint binds its flags).
+    /// `ip:port` as configured (a gateway binds it; a waypoint binds its
+    /// flags).
     pub address: String,
+    /// The first chain's route source and filters (what a waypoint serves).
     pub routes: RouteSource,
     pub filters: Vec<HttpFilter>,
+    /// Every chain with an HttpConnectionManager, in listener order.
+    pub chains: Vec<ChainConfig>,
 }
 
 pub fn translate(l: &Listener) -> Result<ListenerConfig, ConfigError> {
@@ -79,8 +97,9 @@ pub fn translate(l: &Listener) -> Result<ListenerConfig, ConfigError> {
         },
         _ => String::new(),
     };
-    let mut found = None;
+    let mut chains = Vec::new();
     for (i, chain) in l.filter_chains.iter().enumerate() {
+        let mut found = None;
         for (j, f) in chain.filters.iter().enumerate() {
             let field = format!("filter_chains[{i}].filters[{j}]");
             let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
@@ -98,14 +117,32 @@ pub fn translate(l: &Listener) -> Result<ListenerConfig, ConfigError> {
                 decode_any(any, HCM_TYPE, &at(&field, "typed_config"))?;
             found = Some(hcm_config(&hcm, &at(&field, "typed_config"))?);
         }
+        let Some((routes, filters)) = found else {
+            continue;
+        };
+        chains.push(ChainConfig {
+            server_names: chain
+                .filter_chain_match
+                .as_ref()
+                .map(|m| m.server_names.clone())
+                .unwrap_or_default(),
+            tls: tls::translate(
+                chain.transport_socket.as_ref(),
+                &format!("filter_chains[{i}].transport_socket"),
+            )?,
+            routes,
+            filters,
+        });
     }
-    let (routes, filters) = found
+    let first = chains
+        .first()
         .ok_or_else(|| ConfigError::new("filter_chains", format!("no {HCM_FILTER} filter")))?;
     Ok(ListenerConfig {
         name: l.name.clone(),
         address,
-        routes,
-        filters,
+        routes: first.routes.clone(),
+        filters: first.filters.clone(),
+        chains,
     })
 }
 

@@ -12,7 +12,8 @@
 //! - [`route_config`] / [`action`]: RouteConfiguration and RouteAction translation
 //! - [`headers`]: header add / remove edits
 //! - [`fault`] / [`rbac`]: the per-filter configs
-//! - [`listener`]: the Listener's HttpConnectionManager
+//! - [`listener`]: the Listener's filter chains and HttpConnectionManagers
+//! - [`tls`]: a filter chain's `DownstreamTlsContext`
 //! - [`store`]: the active config (listener + table + filters)
 //! - [`dump`]: the `/config_dump` view of it
 pub mod action;
@@ -27,11 +28,12 @@ pub mod regex_budget;
 pub mod route_config;
 pub mod store;
 pub mod table;
+pub mod tls;
 mod unsupported;
 mod validate;
 mod wkt;
 
-pub use listener::{HttpFilter, ListenerConfig};
+pub use listener::{ChainConfig, HttpFilter, ListenerConfig};
 pub use store::ActiveConfig;
 pub use table::RouteTable;
 pub use validate::validate;

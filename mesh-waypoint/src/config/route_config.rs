@@ -105,6 +105,9 @@ fn virtual_host(
         domains: vh.domains.clone(),
         routes,
         overrides,
+        // TlsRequirementType: NONE = 0, EXTERNAL_ONLY = 1, ALL = 2. Every
+        // request a listener accepts is external to the proxy.
+        require_tls: vh.require_tls != 0,
     })
 }
 

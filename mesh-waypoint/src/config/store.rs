@@ -10,7 +10,7 @@ use mesh_xds::{XdsResource, XdsSnapshot, LISTENER_TYPE_URL, ROUTE_TYPE_URL};
 
 use super::{
     fault::FaultConfig,
-    listener::{self, HttpFilter, ListenerConfig, RouteSource},
+    listener::{self, ChainConfig, HttpFilter, ListenerConfig, RouteSource},
     route_config,
     table::RouteTable,
     ConfigError,
@@ -85,25 +85,7 @@ impl ActiveConfig {
                 })
             })
             .transpose()?;
-        let table = match listener.as_ref().map(|l| &l.routes) {
-            Some(RouteSource::Inline(t)) => t.clone(),
-            source => {
-                let name = match source {
-                    Some(RouteSource::Rds(n)) => n.as_str(),
-                    _ => listener_name,
-                };
-                match routes(name) {
-                    Some(rc) => Arc::new(route_config::translate(rc).map_err(|e| {
-                        ConfigError::new(
-                            format!("RouteConfiguration {name}: {}", e.field),
-                            e.reason,
-                        )
-                    })?),
-                    // Not delivered yet: no virtual hosts, every request is NR.
-                    None => Arc::new(RouteTable::new(name.to_string(), Vec::new())),
-                }
-            }
-        };
+        let table = table_for(listener.as_ref().map(|l| &l.routes), listener_name, &routes)?;
         let filters = listener
             .as_ref()
             .map_or_else(default_filters, |l| l.filters.clone());
@@ -114,4 +96,46 @@ impl ActiveConfig {
             generation: 0,
         })
     }
+}
+
+impl ActiveConfig {
+    /// The config one filter chain of `listener` serves (a gateway has one
+    /// per chain): the chain's routes and filters.
+    pub fn for_chain<'a>(
+        listener: &ListenerConfig,
+        chain: &ChainConfig,
+        routes: impl Fn(&str) -> Option<&'a RouteConfiguration>,
+    ) -> Result<Self, ConfigError> {
+        let table = table_for(Some(&chain.routes), &listener.name, &routes)?;
+        let mut listener = listener.clone();
+        listener.routes = chain.routes.clone();
+        listener.filters = chain.filters.clone();
+        Ok(ActiveConfig {
+            listener: Some(listener),
+            table,
+            filters: chain.filters.clone(),
+            generation: 0,
+        })
+    }
+}
+
+/// The route table `source` names (inline, or RDS by name; `fallback`
+/// without a source); an RDS name not delivered yet is an empty table.
+fn table_for<'a>(
+    source: Option<&RouteSource>,
+    fallback: &str,
+    routes: &impl Fn(&str) -> Option<&'a RouteConfiguration>,
+) -> Result<Arc<RouteTable>, ConfigError> {
+    let name = match source {
+        Some(RouteSource::Inline(t)) => return Ok(t.clone()),
+        Some(RouteSource::Rds(n)) => n.as_str(),
+        None => fallback,
+    };
+    Ok(match routes(name) {
+        Some(rc) => Arc::new(route_config::translate(rc).map_err(|e| {
+            ConfigError::new(format!("RouteConfiguration {name}: {}", e.field), e.reason)
+        })?),
+        // Not delivered yet: no virtual hosts, every request is NR.
+        None => Arc::new(RouteTable::new(name.to_string(), Vec::new())),
+    })
 }

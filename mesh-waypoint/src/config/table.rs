@@ -244,6 +244,10 @@ pub struct VirtualHost {
     pub routes: Vec<Arc<Route>>,
     /// Vhost-level overrides, used when the route has none.
     pub overrides: FilterOverrides,
+    /// `require_tls` `ALL` or `EXTERNAL_ONLY`: a request that came in
+    /// plain (not over TLS, not in an HBONE tunnel) gets a 301 to
+    /// `https://` before routing.
+    pub require_tls: bool,
 }
 
 impl VirtualHost {

@@ -415,3 +415,83 @@ fn case_insensitive_prefix_and_path_but_not_regex() {
     assert!(hit("e", "/login") && !hit("e", "/login/x"));
     assert!(hit("r", "/Upper") && !hit("r", "/upper"));
 }
+
+mod tls_context {
+    use envoy_types::pb::envoy::{
+        config::core::v3::{data_source::Specifier, transport_socket, DataSource, TransportSocket},
+        extensions::transport_sockets::tls::v3::{
+            common_tls_context::ValidationContextType, CertificateValidationContext,
+            CommonTlsContext, DownstreamTlsContext, TlsCertificate,
+        },
+    };
+
+    use super::*;
+    use crate::config::tls::{self, CertificateSource, PemSource};
+
+    fn file(f: &str) -> Option<DataSource> {
+        Some(DataSource {
+            specifier: Some(Specifier::Filename(f.into())),
+            ..Default::default()
+        })
+    }
+
+    fn socket(ctx: &DownstreamTlsContext) -> TransportSocket {
+        TransportSocket {
+            name: tls::TLS_TRANSPORT_SOCKET.into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(any(
+                "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                ctx,
+            ))),
+        }
+    }
+
+    fn mutual(ca: Option<&str>) -> DownstreamTlsContext {
+        DownstreamTlsContext {
+            common_tls_context: Some(CommonTlsContext {
+                tls_certificates: vec![TlsCertificate {
+                    certificate_chain: file("/c/tls.crt"),
+                    private_key: file("/c/tls.key"),
+                    ..Default::default()
+                }],
+                validation_context_type: ca.map(|ca| {
+                    ValidationContextType::ValidationContext(CertificateValidationContext {
+                        trusted_ca: file(ca),
+                        ..Default::default()
+                    })
+                }),
+                ..Default::default()
+            }),
+            require_client_certificate: Some(wkt::BoolValue { value: true }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn files_and_trusted_ca_are_read_from_the_context() {
+        let ctx = tls::translate(Some(&socket(&mutual(Some("/c/ca.crt")))), "ts")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ctx.certificate,
+            CertificateSource::Files {
+                chain: "/c/tls.crt".into(),
+                key: "/c/tls.key".into()
+            }
+        );
+        assert!(ctx.require_client_certificate);
+        assert_eq!(ctx.client_ca, Some(PemSource::File("/c/ca.crt".into())));
+        assert_eq!(tls::translate(None, "ts").unwrap(), None);
+    }
+
+    #[test]
+    fn client_certificates_without_a_ca_are_rejected() {
+        let e = tls::translate(Some(&socket(&mutual(None))), "ts").unwrap_err();
+        assert_eq!(e.field, "ts.typed_config.require_client_certificate");
+        let mut other = socket(&mutual(Some("/c/ca.crt")));
+        other.name = "envoy.transport_sockets.alts".into();
+        assert_eq!(
+            tls::translate(Some(&other), "ts").unwrap_err().field,
+            "ts.name"
+        );
+    }
+}

@@ -33,6 +33,9 @@ pub struct Downstream {
     /// Where the request was addressed: the tunnel authority, or the
     /// plain listener's local address (RBAC destination ip/port).
     pub destination: Option<SocketAddr>,
+    /// The connection is TLS this proxy terminated (a gateway's HTTPS
+    /// listener); `require_tls` virtual hosts redirect requests without it.
+    pub tls: bool,
 }
 
 #[derive(Debug, Default)]

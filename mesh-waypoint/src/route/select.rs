@@ -2,7 +2,9 @@
 //! ([`path_normalize`](super::path_normalize); a path that cannot be → 400
 //! with flag `DPE`), the HBONE tunnel's authority (or `Host` on the plain
 //! listener) picks the virtual host, the first matching route wins;
-//! nothing → 404 with flag `NR`.
+//! nothing → 404 with flag `NR`. A `require_tls` virtual host answers a
+//! request that arrived in plain text with 301 to `https://` (Envoy's
+//! behaviour), before any route.
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -15,8 +17,38 @@ use super::{
 };
 use crate::{
     body::Body,
-    config::{matcher::RequestView, RouteTable},
+    config::{
+        matcher::RequestView,
+        table::{PathMatch, PathRedirect, Redirect, RouteMatch, VirtualHost},
+        RouteTable,
+    },
 };
+
+/// Plain text where the virtual host requires TLS (an HBONE tunnel is
+/// mutual TLS already).
+fn needs_tls(vh: &VirtualHost, ex: &Exchange) -> bool {
+    vh.require_tls && !ex.downstream.tls && ex.downstream.tunnel_authority.is_none()
+}
+
+/// 301 to `https://` + the same host (a port 80 dropped) and path.
+fn https_redirect(req: &Request<Body>) -> http::Response<Body> {
+    let to_https = Redirect {
+        scheme: Some("https".into()),
+        host: None,
+        port: None,
+        path: PathRedirect::Keep,
+        status: StatusCode::MOVED_PERMANENTLY.as_u16(),
+        strip_query: false,
+    };
+    let any = RouteMatch {
+        path: PathMatch::Prefix("/".into()),
+        case_sensitive: true,
+        headers: Vec::new(),
+        query: Vec::new(),
+        source_ips: None,
+    };
+    super::rewrite::redirect_response(&to_https, &any, req)
+}
 
 pub struct Select {
     pub table: Arc<RouteTable>,
@@ -66,6 +98,10 @@ impl Stage for Select {
                 tracing::debug!(host = %vhost_key, "no virtual host");
                 ex.flag("NR");
                 Step::Respond(reply::local_for(&req, StatusCode::NOT_FOUND, ""))
+            }
+            Some(vh) if needs_tls(vh, &ex) => {
+                ex.set_vhost(vh.clone());
+                Step::Respond(https_redirect(&req))
             }
             Some(vh) => {
                 ex.set_vhost(vh.clone());

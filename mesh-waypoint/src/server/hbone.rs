@@ -60,6 +60,7 @@ pub fn downstream(req: &ConnectRequest, dir: &Directory) -> Downstream {
         direct_ip: source,
         tunnel_authority: Some(req.authority),
         destination: Some(req.authority),
+        tls: false,
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Re
             direct_ip: Some(peer.ip()),
             tunnel_authority: None,
             destination: local,
+            tls: false,
         };
         let conn = super::conn::serve(tcp, proxy.clone(), downstream, shutdown.clone());
         conns.spawn(async move {

@@ -1,5 +1,6 @@
 //! The label set of Istio's request metrics as the waypoint reports them
-//! (`reporter="waypoint"`), with the agent's vocabulary: unknown values are
+//! (`reporter="waypoint"`; a gateway reports `reporter="source"`, as
+//! Istio's gateways do), with the agent's vocabulary: unknown values are
 //! `unknown`, workloads are named by their owner, app/version are the
 //! canonical service and revision, principals only for mesh workloads.
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +9,24 @@ use super::record::RequestRecord;
 use crate::upstream::{Directory, WorkloadEntry};
 
 pub const UNKNOWN: &str = "unknown";
+
+/// The `reporter` label: which proxy role reports the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reporter {
+    #[default]
+    Waypoint,
+    /// An ingress gateway reports as the request's source.
+    Source,
+}
+
+impl Reporter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reporter::Waypoint => "waypoint",
+            Reporter::Source => "source",
+        }
+    }
+}
 
 /// Label values reach the text exposition unescaped: characters that would
 /// break a line are replaced (Kubernetes names never contain them).
@@ -116,7 +135,13 @@ pub struct RequestLabels {
 }
 
 impl RequestLabels {
+    /// The labels a waypoint reports.
     pub fn new(r: &RequestRecord, dir: &Directory) -> Self {
+        Self::reported_by(Reporter::Waypoint, r, dir)
+    }
+
+    /// The labels `reporter` reports.
+    pub fn reported_by(reporter: Reporter, r: &RequestRecord, dir: &Directory) -> Self {
         let s = source(r, dir);
         let d = r
             .workload
@@ -141,7 +166,7 @@ impl RequestLabels {
             },
         };
         RequestLabels {
-            reporter: "waypoint".into(),
+            reporter: reporter.as_str().into(),
             source_workload: s.workload,
             source_app: s.canonical_service.clone(),
             source_version: s.canonical_revision.clone(),

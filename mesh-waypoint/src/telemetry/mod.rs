@@ -1,5 +1,5 @@
 //! Per-request telemetry: Istio's `istio_request*` metrics with
-//! `reporter="waypoint"`, the access log, trace propagation and export.
+//! `reporter="waypoint"` (`"source"` as a gateway), the access log, trace propagation and export.
 //!
 //! - [`labels`]: the Istio label set from a [`RequestRecord`] and the
 //!   Address view; [`metrics`]: the four request metrics.
@@ -42,6 +42,8 @@ pub struct TelemetryOptions {
     pub namespace: String,
     /// Export queue and batch sizes; defaults when None.
     pub export: Option<otlp::ExportOptions>,
+    /// The `reporter` label: waypoint, or source as a gateway.
+    pub reporter: labels::Reporter,
 }
 
 pub struct Telemetry {
@@ -51,6 +53,7 @@ pub struct Telemetry {
     exporter: Option<otlp::Exporter>,
     spans_dropped: Counter,
     waypoint: String,
+    reporter: labels::Reporter,
 }
 
 impl Telemetry {
@@ -78,6 +81,7 @@ impl Telemetry {
             exporter,
             spans_dropped,
             waypoint,
+            reporter: opts.reporter,
         })
     }
 
@@ -96,7 +100,7 @@ impl Telemetry {
 
     /// Metrics, access log line and span export of one finished request.
     pub fn record(&self, r: &RequestRecord, dir: &Directory) {
-        let l = labels::RequestLabels::new(r, dir);
+        let l = labels::RequestLabels::reported_by(self.reporter, r, dir);
         self.metrics.observe(
             &l,
             r.duration.as_secs_f64() * 1000.0,

@@ -295,3 +295,18 @@ fn a_poisoned_registry_lock_still_serves_metrics() {
     t.register_upstream(&UpstreamMetrics::default());
     assert!(t.encode_metrics().contains("# TYPE istio_requests"));
 }
+
+#[test]
+fn a_gateway_reports_as_source() {
+    let t = Telemetry::new(TelemetryOptions {
+        reporter: labels::Reporter::Source,
+        ..Default::default()
+    });
+    t.record(&record(Some(PRODUCTPAGE)), &dir());
+    let text = t.encode_metrics();
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{"))
+        .unwrap_or_else(|| panic!("no istio_requests_total in\n{text}"));
+    assert!(total.contains("reporter=\"source\""), "{total}");
+}

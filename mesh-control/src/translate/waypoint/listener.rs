@@ -21,7 +21,7 @@ use super::{pb, WAYPOINT_HTTP_PORT};
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
-const HCM_TYPE: &str =
+pub const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -37,6 +37,35 @@ pub fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -
 
 /// The Listener `name`; `rbac_filters` go between fault and router.
 pub fn listener(name: &str, rbac_filters: &[HttpFilter]) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "0.0.0.0".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(WAYPOINT_HTTP_PORT)),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![http_connection_manager(
+                &name.replace('/', "_"),
+                name,
+                rbac_filters,
+            )],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The HTTP connection manager filter (codec AUTO) reading
+/// `route_config_name` from RDS over ADS, HTTP filters fault →
+/// `rbac_filters` → router; also the ingress gateway's.
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    route_config_name: &str,
+    rbac_filters: &[HttpFilter],
+) -> Filter {
     let mut http_filters = vec![http_filter(
         FAULT_FILTER,
         pb::any(FAULT_TYPE, &HttpFault::default()),
@@ -48,31 +77,17 @@ pub fn listener(name: &str, rbac_filters: &[HttpFilter]) -> Listener {
     ));
     let hcm = HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
-        stat_prefix: name.replace('/', "_"),
+        stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: Some(pb::ads()),
-            route_config_name: name.to_string(),
+            route_config_name: route_config_name.to_string(),
         })),
         http_filters,
         ..Default::default()
     };
-    Listener {
-        name: name.to_string(),
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: "0.0.0.0".into(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(WAYPOINT_HTTP_PORT)),
-                ..Default::default()
-            })),
-        }),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: HCM_FILTER.into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pb::any(HCM_TYPE, &hcm))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
+    Filter {
+        name: HCM_FILTER.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pb::any(HCM_TYPE, &hcm))),
     }
 }
 

@@ -19,7 +19,7 @@ pub mod clusters;
 pub mod endpoints;
 pub mod fault;
 pub mod listener;
-mod pb;
+pub(crate) mod pb;
 pub mod policy;
 pub mod rbac;
 pub mod route_action;
@@ -45,13 +45,16 @@ pub struct Translation {
     pub routes: BTreeMap<String, RouteConfiguration>,
     pub clusters: BTreeMap<String, Cluster>,
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    /// Ingress gateway pods (`<pod name>.<namespace>`) and their listeners
+    /// and routes ([`crate::translate::gateway`]); they use `clusters`.
+    pub gateways: BTreeMap<String, crate::translate::gateway::GatewayPod>,
 }
 
 /// Translates `state`; `root_namespace` is Istio's (policies there may
 /// target every waypoint through the `istio-waypoint` GatewayClass).
 /// Pure; called once per state change.
 pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
-    let cx = Cx::new(state);
+    let cx = Cx::new(state).with_root_namespace(root_namespace);
     let mut out = Translation::default();
     let rbac = rbac::translate(&cx, root_namespace);
     for waypoint in state.waypoints.values() {
@@ -69,12 +72,16 @@ pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
     for cla in endpoints::endpoints(&cx) {
         out.endpoints.insert(cla.cluster_name.clone(), cla);
     }
+    out.gateways = crate::translate::gateway::translate(&cx);
     out
 }
 
 /// What every part of the translation looks up.
 pub struct Cx<'s> {
     pub state: &'s MeshState,
+    /// Istio's root namespace (DestinationRule lookup,
+    /// [`policy::destination_rule_seen_from`]); empty unless set.
+    pub root_namespace: &'s str,
     /// Service hostname (FQDN) → service.
     by_host: BTreeMap<&'s str, &'s Service>,
 }
@@ -86,7 +93,19 @@ impl<'s> Cx<'s> {
             .values()
             .map(|s| (s.hostname.as_str(), s))
             .collect();
-        Cx { state, by_host }
+        Cx {
+            state,
+            root_namespace: "",
+            by_host,
+        }
+    }
+
+    /// The same, with Istio's root namespace.
+    pub fn with_root_namespace(self, root_namespace: &'s str) -> Self {
+        Cx {
+            root_namespace,
+            ..self
+        }
     }
 
     /// `reviews` in `shop` → `reviews.shop.svc.<cluster domain>`; a name

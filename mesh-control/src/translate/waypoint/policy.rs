@@ -11,26 +11,56 @@ use crate::model::{
 
 use super::Cx;
 
-/// The DestinationRule for `svc`: the first (file order) whose host
-/// names it exactly, else the first whose wildcard host (`*.shop.svc...`)
-/// covers it. Rules with a `workloadSelector` apply to the selected
-/// sidecars only, never to a waypoint.
+/// The namespace whose view of DestinationRules `svc`'s clusters take:
+/// that of the waypoint it is bound to (the proxy that uses them, as a
+/// sidecar's namespace is in Istio), else the service's own.
+pub fn viewer_namespace(svc: &Service) -> &str {
+    svc.waypoint
+        .as_ref()
+        .map_or(svc.namespace.as_str(), |w| w.namespace.as_str())
+}
+
+/// The DestinationRule for `svc`'s clusters, as seen from
+/// [`viewer_namespace`].
 pub fn destination_rule<'s>(cx: &Cx<'s>, svc: &Service) -> Option<&'s DestinationRule> {
-    let rules = || {
-        cx.state
-            .destination_rules
-            .iter()
-            .filter(|dr| dr.workload_selector.is_none())
-    };
-    rules()
-        .find(|dr| cx.fqdn(&dr.host, &dr.namespace) == svc.hostname)
-        .or_else(|| {
-            rules().find(|dr| {
-                dr.host
-                    .strip_prefix('*')
-                    .is_some_and(|suffix| svc.hostname.ends_with(suffix))
-            })
-        })
+    destination_rule_seen_from(cx, svc, viewer_namespace(svc))
+}
+
+/// The DestinationRule a proxy in namespace `viewer` applies to `svc`.
+/// Only rules exported to `viewer` count (`exportTo`), looked up as
+/// istiod looks them up: those of `viewer` first, then those of the
+/// service's namespace, then those of the root namespace; a rule in any
+/// other namespace applies to its own proxies only. Within each, the first (file
+/// order) whose host names `svc` exactly, else the first whose wildcard
+/// host (`*.shop.svc...`) covers it. Rules with a `workloadSelector`
+/// apply to the selected sidecars only, never to a waypoint.
+pub fn destination_rule_seen_from<'s>(
+    cx: &Cx<'s>,
+    svc: &Service,
+    viewer: &str,
+) -> Option<&'s DestinationRule> {
+    let visible = |dr: &&DestinationRule| dr.workload_selector.is_none() && dr.exported_to(viewer);
+    let tiers = [viewer, svc.namespace.as_str(), cx.root_namespace];
+    let in_tier = |i: usize, dr: &DestinationRule| dr.namespace == tiers[i];
+    (0..tiers.len()).find_map(|i| {
+        let rules = || {
+            cx.state
+                .destination_rules
+                .iter()
+                .filter(visible)
+                .filter(move |dr| in_tier(i, dr))
+        };
+        rules()
+            .find(|dr| cx.fqdn(&dr.host, &dr.namespace) == svc.hostname)
+            .or_else(|| rules().find(|dr| wildcard_covers(&dr.host, &svc.hostname)))
+    })
+}
+
+/// True when `host` is a wildcard (`*.shop.svc.cluster.local`) covering
+/// `hostname`.
+pub fn wildcard_covers(host: &str, hostname: &str) -> bool {
+    host.strip_prefix('*')
+        .is_some_and(|suffix| hostname.ends_with(suffix))
 }
 
 /// Subset `name` of `dr`.

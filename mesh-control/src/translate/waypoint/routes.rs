@@ -6,10 +6,13 @@
 //!
 //! Routes come from the VirtualServices bound to `mesh` (no `gateways`,
 //! or `gateways` naming `mesh`) whose hosts name the service (`*` names
-//! all), in file order: each `http[]` entry becomes one route per
-//! `match[]` entry (one catch-all when it has none), named `<vs ns>/<vs
-//! name>/<http name or index>`. A service no VirtualService names gets
-//! one route `/` to its default cluster. Nothing matched: Envoy's 404.
+//! all) and that are exported to the waypoint's namespace (`exportTo`:
+//! routes run at the waypoint, a proxy of that namespace, whichever
+//! namespace the client is in), in file order: each `http[]` entry
+//! becomes one route per `match[]` entry (one catch-all when it has
+//! none), named `<vs ns>/<vs name>/<http name or index>`. A service no
+//! VirtualService names gets one route `/` to its default cluster.
+//! Nothing matched: Envoy's 404.
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::route::v3::{
@@ -43,7 +46,7 @@ pub fn route_configuration(cx: &Cx<'_>, wp: &WaypointRef, rbac: &Rbac) -> RouteC
                         fresh
                     })
                     .collect(),
-                routes: routes(cx, target),
+                routes: routes(cx, target, &wp.namespace),
                 ..Default::default()
             };
             vh.typed_per_filter_config = rbac.per_host(svc);
@@ -100,12 +103,13 @@ pub fn names_service(cx: &Cx<'_>, vs: &VirtualService, svc: &Service) -> bool {
     })
 }
 
-/// The VirtualServices that route `svc`, in file order.
-pub fn virtual_services<'s>(cx: &Cx<'s>, svc: &Service) -> Vec<&'s VirtualService> {
+/// The VirtualServices that route `svc` on a waypoint in namespace
+/// `viewer` (those exported to it), in file order.
+pub fn virtual_services<'s>(cx: &Cx<'s>, svc: &Service, viewer: &str) -> Vec<&'s VirtualService> {
     cx.state
         .virtual_services
         .iter()
-        .filter(|vs| mesh_bound(vs) && names_service(cx, vs, svc))
+        .filter(|vs| mesh_bound(vs) && names_service(cx, vs, svc) && vs.exported_to(viewer))
         .collect()
 }
 
@@ -114,9 +118,9 @@ fn match_applies(m: &HttpMatch, port: u16) -> bool {
         && m.port.is_none_or(|p| p == port)
 }
 
-/// The routes of one virtual host.
-pub fn routes(cx: &Cx<'_>, target: Target<'_>) -> Vec<Route> {
-    let vss = virtual_services(cx, target.service);
+/// The routes of one virtual host on a waypoint in namespace `viewer`.
+pub fn routes(cx: &Cx<'_>, target: Target<'_>, viewer: &str) -> Vec<Route> {
+    let vss = virtual_services(cx, target.service, viewer);
     if vss.is_empty() {
         return vec![default_route(target)];
     }

@@ -565,3 +565,5 @@ fn vhost_names(t: &Translation, ns: &str) -> Vec<String> {
         .map(|v| v.name.clone())
         .collect()
 }
+
+mod export_to;

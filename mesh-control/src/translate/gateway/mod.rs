@@ -1,0 +1,153 @@
+//! `MeshState` → the Envoy resources an ingress gateway
+//! (`mesh-waypoint --role gateway`, or a stock Envoy) runs on, as
+//! docs/contracts/gateway-xds.md defines them:
+//!
+//! - [`listeners`]: one Listener `0.0.0.0_<port>` per port of the
+//!   Gateways selecting a pod: a plain HTTP filter chain, or one TLS
+//!   filter chain per HTTPS server (SNI, most specific first).
+//! - [`routes`]: RouteConfigurations `http.<port>` and
+//!   `https.<port>.<port name>.<gateway>.<namespace>`: a VirtualHost per
+//!   host of the VirtualServices bound to the Gateway, routes translated
+//!   as the waypoint's ([`super::waypoint::route_match`],
+//!   [`super::waypoint::route_action`]).
+//!
+//! Listeners and routes are per gateway pod (the Gateways selecting it,
+//! merged by port); clusters and endpoints are the waypoints' global ones.
+pub mod listeners;
+pub mod routes;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
+
+use super::waypoint::Cx;
+use crate::model::{
+    ingress::{IngressGateway, Server},
+    Workload,
+};
+
+/// The listeners and routes one ingress gateway pod receives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayPod {
+    pub namespace: String,
+    /// The pod's service account: with authentication, only a stream with
+    /// its token gets these.
+    pub service_account: String,
+    /// `<namespace>/<name>` of the Gateways selecting the pod, in file order.
+    pub gateways: Vec<String>,
+    pub listeners: BTreeMap<String, Listener>,
+    pub routes: BTreeMap<String, RouteConfiguration>,
+}
+
+/// A server with the Gateway it belongs to.
+#[derive(Clone, Copy)]
+pub struct GatewayServer<'s> {
+    pub gateway: &'s IngressGateway,
+    pub server: &'s Server,
+}
+
+/// Every ingress gateway pod by `<pod name>.<namespace>` (how a `router~`
+/// node id names it). Pods of one namespace selected by the same Gateways
+/// share one translation (what a pod sees depends on its namespace:
+/// VirtualServices apply where they are exported, `exportTo`).
+pub fn translate(cx: &Cx<'_>) -> BTreeMap<String, GatewayPod> {
+    let mut built: BTreeMap<(String, Vec<usize>), (BTreeMap<_, _>, BTreeMap<_, _>)> =
+        BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for w in cx.state.workloads.values() {
+        let selecting = selecting(cx, w);
+        if selecting.is_empty() {
+            continue;
+        }
+        let (listeners, routes) = built
+            .entry((w.namespace.clone(), selecting.clone()))
+            .or_insert_with(|| {
+                let gateways: Vec<&IngressGateway> = selecting
+                    .iter()
+                    .map(|i| &cx.state.ingress_gateways[*i])
+                    .collect();
+                resources(cx, &gateways, &w.namespace)
+            })
+            .clone();
+        out.insert(
+            format!("{}.{}", w.name, w.namespace),
+            GatewayPod {
+                namespace: w.namespace.clone(),
+                service_account: w.service_account.clone(),
+                gateways: selecting
+                    .iter()
+                    .map(|i| cx.state.ingress_gateways[*i].key())
+                    .collect(),
+                listeners,
+                routes,
+            },
+        );
+    }
+    out
+}
+
+/// Indices (in [`crate::model::MeshState::ingress_gateways`]) of the
+/// Gateways selecting `w`.
+fn selecting(cx: &Cx<'_>, w: &Workload) -> Vec<usize> {
+    cx.state
+        .ingress_gateways
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.selects(&w.labels))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+type Resources = (
+    BTreeMap<String, Listener>,
+    BTreeMap<String, RouteConfiguration>,
+);
+
+/// The listeners and routes of `gateways` together, for a gateway pod in
+/// namespace `viewer`: their supported servers grouped by port. A port's
+/// first server decides whether it is plain HTTP or HTTPS; a server of the
+/// other kind on it is dropped.
+pub fn resources(cx: &Cx<'_>, gateways: &[&IngressGateway], viewer: &str) -> Resources {
+    let mut by_port: BTreeMap<u16, Vec<GatewayServer<'_>>> = BTreeMap::new();
+    for gateway in gateways {
+        for server in &gateway.servers {
+            if let Some(why) = server.unsupported() {
+                tracing::debug!(gateway = %gateway.key(), port = server.port, "{why}; server skipped");
+                continue;
+            }
+            let on_port = by_port.entry(server.port).or_default();
+            if let Some(first) = on_port.first() {
+                if first.server.protocol.is_plain_http() != server.protocol.is_plain_http() {
+                    tracing::warn!(gateway = %gateway.key(), port = server.port, "a port is either plain HTTP or HTTPS: this server is dropped");
+                    continue;
+                }
+            }
+            on_port.push(GatewayServer { gateway, server });
+        }
+    }
+    let mut listeners = BTreeMap::new();
+    let mut route_configs = BTreeMap::new();
+    for (port, servers) in by_port {
+        let listener = listeners::listener(port, &servers);
+        listeners.insert(listener.name.clone(), listener);
+        if servers[0].server.protocol.is_plain_http() {
+            let name = routes::http_name(port);
+            route_configs.insert(
+                name.clone(),
+                routes::route_configuration(cx, &name, &servers, viewer),
+            );
+        } else {
+            for s in &servers {
+                let name = routes::https_name(*s);
+                route_configs.insert(
+                    name.clone(),
+                    routes::route_configuration(cx, &name, &[*s], viewer),
+                );
+            }
+        }
+    }
+    (listeners, route_configs)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,336 @@
+//! The gateway's listener manager: binds the `address` of every LDS
+//! Listener, keeps serving it while the resource stays (its chains, routes
+//! and certificates are rebuilt on every update), and stops a removed
+//! listener: it stops accepting at once and its open connections finish
+//! their in-flight requests, as on drain. A listener whose chains cannot be
+//! built keeps its previous version serving (a new one is not bound).
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
+use mesh_admin::drain::DrainWatch;
+use tokio::{net::TcpStream, sync::watch, task::JoinHandle};
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::{
+    chains::{Chain, Chains},
+    tls,
+};
+use crate::{
+    config::{listener, ActiveConfig, ChainConfig, ListenerConfig},
+    route::{Deps, Downstream, Proxy},
+    server,
+    sync::MutexExt,
+    telemetry::Peer,
+};
+
+/// Open connections per listener in total and per client address.
+const LIMITS: mesh_admin::listen::Limits = mesh_admin::listen::Limits {
+    max_connections: 16_384,
+    max_per_source: Some(1024),
+};
+/// A client must finish its TLS handshake within this time.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One bound listener.
+struct Running {
+    /// The resource's address, as configured.
+    address: String,
+    local: SocketAddr,
+    chains: Arc<Mutex<Arc<Chains>>>,
+    /// The route stack of each chain, by [`chain_key`], kept across
+    /// updates so open connections see new routes.
+    proxies: HashMap<String, Arc<Proxy>>,
+    stop: Arc<watch::Sender<bool>>,
+    task: JoinHandle<()>,
+}
+
+pub struct ListenerManager {
+    deps: Deps,
+    credential_dir: PathBuf,
+    shutdown: DrainWatch,
+    running: Mutex<HashMap<String, Running>>,
+    stopped: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Identifies a chain across updates: its SNI names and whether it is TLS.
+fn chain_key(c: &ChainConfig) -> String {
+    format!("{}|{}", c.tls.is_some(), c.server_names.join(","))
+}
+
+impl ListenerManager {
+    /// Serves with `deps`' upstreams and telemetry; resolves
+    /// `kubernetes://` certificate names in `credential_dir`; every
+    /// listener stops and drains once `shutdown` turns true.
+    pub fn new(deps: Deps, credential_dir: PathBuf, shutdown: DrainWatch) -> Arc<Self> {
+        Arc::new(ListenerManager {
+            deps,
+            credential_dir,
+            shutdown,
+            running: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The address a listener is bound to.
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.running.lock_unpoisoned().get(name).map(|r| r.local)
+    }
+
+    /// Names of the bound listeners.
+    pub fn names(&self) -> Vec<String> {
+        self.running.lock_unpoisoned().keys().cloned().collect()
+    }
+
+    /// Makes the bound listeners those of `listeners`, with routes from
+    /// `routes`. Returns what could not be applied (also logged).
+    pub fn apply<'a>(
+        &self,
+        listeners: &[&'a Listener],
+        routes: impl Fn(&str) -> Option<&'a RouteConfiguration>,
+    ) -> Vec<anyhow::Error> {
+        let mut errors = Vec::new();
+        let mut running = self.running.lock_unpoisoned();
+        let wanted: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+        let removed: Vec<String> = running
+            .keys()
+            .filter(|n| !wanted.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(r) = running.remove(&name) {
+                tracing::info!(listener = %name, address = %r.local, "listener removed; draining");
+                self.retire(r);
+            }
+        }
+        for l in listeners {
+            if let Err(error) = self.apply_one(&mut running, l, &routes) {
+                tracing::warn!(listener = %l.name, error = format!("{error:#}"), "listener not applied");
+                errors.push(error.context(format!("Listener {}", l.name)));
+            }
+        }
+        errors
+    }
+
+    fn apply_one<'a>(
+        &self,
+        running: &mut HashMap<String, Running>,
+        l: &Listener,
+        routes: &impl Fn(&str) -> Option<&'a RouteConfiguration>,
+    ) -> anyhow::Result<()> {
+        let cfg = listener::translate(l).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if running
+            .get(&l.name)
+            .is_some_and(|r| r.address != cfg.address)
+        {
+            let old = running.remove(&l.name).expect("present");
+            self.retire(old);
+        }
+        match running.get_mut(&l.name) {
+            Some(r) => {
+                let chains = self.build_chains(&cfg, routes, &mut r.proxies)?;
+                *r.chains.lock_unpoisoned() = Arc::new(chains);
+            }
+            None => {
+                let mut proxies = HashMap::new();
+                let chains = self.build_chains(&cfg, routes, &mut proxies)?;
+                let r = self.bind(&cfg, chains, proxies)?;
+                tracing::info!(listener = %l.name, address = %r.local, "listener bound");
+                running.insert(l.name.clone(), r);
+            }
+        }
+        Ok(())
+    }
+
+    fn build_chains<'a>(
+        &self,
+        l: &ListenerConfig,
+        routes: &impl Fn(&str) -> Option<&'a RouteConfiguration>,
+        proxies: &mut HashMap<String, Arc<Proxy>>,
+    ) -> anyhow::Result<Chains> {
+        let mut chains = Vec::with_capacity(l.chains.len());
+        let mut kept = HashMap::new();
+        for (i, c) in l.chains.iter().enumerate() {
+            let active = ActiveConfig::for_chain(l, c, routes)
+                .map_err(|e| anyhow::anyhow!("filter_chains[{i}]: {e}"))?;
+            let tls = c
+                .tls
+                .as_ref()
+                .map(|t| tls::server_config(t, &self.credential_dir))
+                .transpose()
+                .with_context(|| format!("filter_chains[{i}] TLS"))?;
+            let key = chain_key(c);
+            let proxy = match proxies.get(&key) {
+                Some(p) => {
+                    p.apply(Arc::new(active));
+                    p.clone()
+                }
+                None => Proxy::new(Arc::new(active), self.deps.clone()),
+            };
+            kept.insert(key, proxy.clone());
+            chains.push(Chain {
+                server_names: c
+                    .server_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
+                tls,
+                proxy,
+            });
+        }
+        *proxies = kept;
+        Ok(Chains { chains })
+    }
+
+    fn bind(
+        &self,
+        cfg: &ListenerConfig,
+        chains: Chains,
+        proxies: HashMap<String, Arc<Proxy>>,
+    ) -> anyhow::Result<Running> {
+        let addr: SocketAddr = cfg
+            .address
+            .parse()
+            .with_context(|| format!("address {:?} is not ip:port", cfg.address))?;
+        let std_listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let local = listener.local_addr()?;
+        let chains = Arc::new(Mutex::new(Arc::new(chains)));
+        let stop = Arc::new(watch::channel(false).0);
+        let task = tokio::spawn(serve(
+            listener,
+            chains.clone(),
+            stop.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(Running {
+            address: cfg.address.clone(),
+            local,
+            chains,
+            proxies,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting on `r`; its connections drain.
+    fn retire(&self, r: Running) {
+        r.stop.send_replace(true);
+        let mut stopped = self.stopped.lock_unpoisoned();
+        stopped.retain(|t| !t.is_finished());
+        stopped.push(r.task);
+    }
+
+    /// Waits until every listener (after the drain started) and every
+    /// removed one finished its connections.
+    pub async fn finished(&self) {
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut running = self.running.lock_unpoisoned();
+            let mut tasks: Vec<_> = running.drain().map(|(_, r)| r.task).collect();
+            tasks.append(&mut self.stopped.lock_unpoisoned());
+            tasks
+        };
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Accepts until the listener is removed or the drain starts, then waits
+/// for its open connections.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    chains: Arc<Mutex<Arc<Chains>>>,
+    stop: Arc<watch::Sender<bool>>,
+    mut drain: DrainWatch,
+) {
+    let local = listener.local_addr().ok();
+    let mut removed = stop.subscribe();
+    let mut conns: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut listener = mesh_admin::listen::Listener::new(listener, LIMITS, "gateway");
+    loop {
+        let (tcp, peer, permit) = tokio::select! {
+            a = listener.accept() => (a.stream, a.peer, a.permit),
+            () = server::stopped(&mut drain) => {
+                stop.send_replace(true);
+                break;
+            }
+            () = server::stopped(&mut removed) => break,
+        };
+        let current = chains.lock_unpoisoned().clone();
+        let downstream = Downstream {
+            peer: Peer {
+                principal: None,
+                ip: Some(peer.ip()),
+            },
+            direct_ip: Some(peer.ip()),
+            tunnel_authority: None,
+            destination: local,
+            tls: false,
+        };
+        let conn = connection(tcp, current, downstream, stop.subscribe());
+        conns.spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    tracing::info!(
+        address = ?local,
+        open = conns.len(),
+        "gateway listener stopped accepting; draining"
+    );
+    while conns.join_next().await.is_some() {}
+}
+
+/// Serves one connection: plain through the plain chain, or a TLS
+/// handshake with the chain the ClientHello's SNI selects (none: the
+/// connection is closed without a handshake).
+async fn connection(
+    tcp: TcpStream,
+    chains: Arc<Chains>,
+    mut downstream: Downstream,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    if !chains.is_tls() {
+        if let Some(chain) = chains.plain() {
+            server::conn::serve(tcp, chain.proxy.clone(), downstream, stop).await;
+        }
+        return;
+    }
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+            .await
+            .context("reading the ClientHello")?;
+        let sni = start.client_hello().server_name().map(str::to_string);
+        let chain = chains
+            .for_sni(sni.as_deref())
+            .with_context(|| format!("no filter chain for SNI {sni:?}"))?;
+        let config = chain
+            .tls
+            .clone()
+            .with_context(|| format!("SNI {sni:?} selects a plain-text chain"))?;
+        let stream = start.into_stream(config).await.context("TLS handshake")?;
+        anyhow::Ok((stream, chain.proxy.clone()))
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok((stream, proxy))) => {
+            downstream.tls = true;
+            server::conn::serve(stream, proxy, downstream, stop).await;
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(peer = ?downstream.direct_ip, error = format!("{error:#}"), "TLS connection refused")
+        }
+        Err(_) => tracing::debug!(peer = ?downstream.direct_ip, "TLS handshake timed out"),
+    }
+}

@@ -1,0 +1,333 @@
+//! Ingress through `mesh-waypoint --role gateway`, configured from Istio
+//! `Gateway` objects and the VirtualServices bound to them
+//! (docs/contracts/gateway-xds.md), with real traffic from a pod outside
+//! the mesh: plain HTTP with the course notes' Gateways applied
+//! unmodified (two Gateways merged on port 80, exact host before `*`),
+//! HTTPS with SNI picking the certificate and the routes (checked by a
+//! real `curl` against the certificate's SAN), `httpsRedirect`, mutual
+//! TLS, and the notes' HTTPS Gateway whose certificate paths are fixed.
+use std::{net::Ipv4Addr, path::Path, time::Duration};
+
+use mesh_e2e::{cluster::Cluster, require_root, Binaries};
+use mesh_testkit::try_eventually;
+
+const GATEWAY: &str = "gateway";
+const OUTSIDE: &str = "outside";
+
+fn seed(file: &str) -> String {
+    let path = format!(
+        "{}/../mesh-control/tests/data/seeds/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A test CA and PEM files for leaf certificates it signs.
+struct Pki {
+    ca: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ingress test CA");
+        let ca = params.self_signed(&key).unwrap();
+        Self { ca, key }
+    }
+
+    /// Writes `<dir>/<name>.crt` / `.key` for `sans`; returns both paths.
+    fn leaf(&self, dir: &Path, name: &str, sans: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&key, &self.ca, &self.key)
+            .unwrap();
+        let crt = dir.join(format!("{name}.crt"));
+        let pem = dir.join(format!("{name}.key"));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem, key.serialize_pem()).unwrap();
+        (crt.display().to_string(), pem.display().to_string())
+    }
+
+    fn write_ca(&self, path: &Path) {
+        std::fs::write(path, self.ca.pem()).unwrap();
+    }
+}
+
+/// Two nodes: node1 has the client outside the mesh and the gateway pod
+/// (neither captured), node2 the backends `productpage` (9080) and
+/// `kiali` (20001).
+fn cluster(tag: &str) -> Cluster {
+    require_root();
+    let bins = Binaries::for_tests(env!("CARGO_BIN_EXE_podctl"));
+    let mut c = Cluster::new(
+        tag,
+        bins,
+        &[
+            ("node1", &[OUTSIDE, GATEWAY]),
+            ("node2", &["productpage", "kiali"]),
+        ],
+    )
+    .unwrap();
+    c.label_pod(OUTSIDE, &[("istio.io/dataplane-mode", "none")])
+        .unwrap();
+    c.label_pod(
+        GATEWAY,
+        &[
+            ("istio.io/dataplane-mode", "none"),
+            ("istio", "ingressgateway"),
+        ],
+    )
+    .unwrap();
+    c
+}
+
+fn services() -> String {
+    [("productpage", "10.96.0.10", 9080), ("kiali", "10.96.0.11", 20001)]
+        .iter()
+        .map(|(name, vip, port)| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  clusterIP: {vip}\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {port}\n"
+            )
+        })
+        .collect()
+}
+
+fn start(c: &mut Cluster) {
+    c.serve_http("productpage", "v1", 9080, &[]).unwrap();
+    c.serve_http("kiali", "v1", 20001, &[]).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.start_gateway(GATEWAY).unwrap();
+}
+
+fn gateway_ip(c: &Cluster) -> Ipv4Addr {
+    c.pod(GATEWAY).ip
+}
+
+/// `curl` from the pod outside the mesh until the gateway answers (its
+/// listeners are bound once their xDS arrived): (status, body).
+fn curl(c: &Cluster, args: &[&str]) -> (u16, String) {
+    try_eventually("the gateway answering", Duration::from_secs(20), || {
+        c.curl(OUTSIDE, args).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.gateway_log_tail(GATEWAY)))
+}
+
+/// Which backend pod answered (podhttp names itself in its reply).
+fn answered_by(body: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not a podhttp reply ({e}): {body}"));
+    v["pod"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn seed_gateways_route_plain_http_from_outside_the_mesh() {
+    let mut c = cluster("igh");
+    c.write_config("10-services.yaml", &services()).unwrap();
+    // Two Gateways of the notes on port 80: `*` (bookinfo) and an exact
+    // host (the addons); the exact host wins its requests.
+    c.write_config("20-bookinfo.yaml", &seed("000-01.yaml"))
+        .unwrap();
+    c.write_config("21-addons.yaml", &seed("004-01.yaml"))
+        .unwrap();
+    start(&mut c);
+    let gw = gateway_ip(&c);
+
+    let (status, body) = curl(&c, &[&format!("http://{gw}/productpage")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "productpage");
+
+    let (status, body) = curl(
+        &c,
+        &[
+            "-H",
+            "Host: dashboard.test01-jeonj.io",
+            &format!("http://{gw}/kiali/console"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "kiali");
+
+    // The exact host's routes only: /productpage is not among them.
+    let (status, _) = curl(
+        &c,
+        &[
+            "-H",
+            "Host: dashboard.test01-jeonj.io",
+            &format!("http://{gw}/productpage"),
+        ],
+    );
+    assert_eq!(status, 404);
+    // No route of the `*` host matches.
+    let (status, _) = curl(&c, &[&format!("http://{gw}/elsewhere")]);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn https_picks_certificate_and_routes_by_sni_redirects_and_checks_clients() {
+    let mut c = cluster("igs");
+    let pki = Pki::new();
+    let dir = c.config_dir().parent().unwrap().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    pki.write_ca(&ca);
+    let (a_crt, a_key) = pki.leaf(&dir, "a", &["a.example.com"]);
+    let (b_crt, b_key) = pki.leaf(&dir, "b", &["b.example.com"]);
+    let (m_crt, m_key) = pki.leaf(&dir, "m", &["m.example.com"]);
+    let (client_crt, client_key) = pki.leaf(&dir, "client", &["client.example.com"]);
+    let ca_path = ca.display().to_string();
+    c.write_config("10-services.yaml", &services()).unwrap();
+    c.write_config(
+        "20-edge.yaml",
+        &format!(
+            r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: edge
+  namespace: default
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port: {{number: 443, name: https-a, protocol: HTTPS}}
+    hosts: [a.example.com]
+    tls: {{mode: SIMPLE, serverCertificate: {a_crt}, privateKey: {a_key}}}
+  - port: {{number: 443, name: https-b, protocol: HTTPS}}
+    hosts: [b.example.com]
+    tls: {{mode: SIMPLE, serverCertificate: {b_crt}, privateKey: {b_key}}}
+  - port: {{number: 8443, name: https-m, protocol: HTTPS}}
+    hosts: [m.example.com]
+    tls: {{mode: MUTUAL, serverCertificate: {m_crt}, privateKey: {m_key}, caCertificates: {ca_path}}}
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: [a.example.com]
+    tls: {{httpsRedirect: true}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: a
+  namespace: default
+spec:
+  hosts: [a.example.com, m.example.com]
+  gateways: [edge]
+  http:
+  - route:
+    - destination: {{host: productpage, port: {{number: 9080}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: b
+  namespace: default
+spec:
+  hosts: [b.example.com]
+  gateways: [default/edge]
+  http:
+  - route:
+    - destination: {{host: kiali.default.svc.cluster.local, port: {{number: 20001}}}}
+"#
+        ),
+    )
+    .unwrap();
+    start(&mut c);
+    let gw = gateway_ip(&c);
+    let resolve = |host: &str, port: u16| format!("{host}:{port}:{gw}");
+
+    // SNI a.example.com: A's certificate (curl checks the SAN), A's routes.
+    let (status, body) = curl(
+        &c,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &resolve("a.example.com", 443),
+            "https://a.example.com/productpage",
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "productpage");
+    // SNI b.example.com: B's certificate and routes.
+    let (status, body) = curl(
+        &c,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &resolve("b.example.com", 443),
+            "https://b.example.com/",
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "kiali");
+    // A name no server has: no certificate, no handshake.
+    let unknown = c.curl(
+        OUTSIDE,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &resolve("c.example.com", 443),
+            "https://c.example.com/",
+        ],
+    );
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    // httpsRedirect: 301 to the same host and path over https.
+    let (status, headers) = curl(
+        &c,
+        &[
+            "-D",
+            "-",
+            "--resolve",
+            &resolve("a.example.com", 80),
+            "http://a.example.com/productpage?x=1",
+        ],
+    );
+    assert_eq!(status, 301, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("location: https://a.example.com/productpage?x=1"),
+        "{headers}"
+    );
+
+    // MUTUAL: no client certificate, no request; a CA-signed one, routed.
+    let anonymous = c.curl(
+        OUTSIDE,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &resolve("m.example.com", 8443),
+            "https://m.example.com:8443/productpage",
+        ],
+    );
+    match anonymous {
+        Err(_) => {}
+        Ok((status, body)) => panic!("served without a client certificate: {status} {body}"),
+    }
+    let (status, body) = curl(
+        &c,
+        &[
+            "--cacert",
+            &ca_path,
+            "--cert",
+            &client_crt,
+            "--key",
+            &client_key,
+            "--resolve",
+            &resolve("m.example.com", 8443),
+            "https://m.example.com:8443/productpage",
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "productpage");
+}
