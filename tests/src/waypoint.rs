@@ -95,12 +95,14 @@ impl WaypointSpec {
             ("--service-account", self.service_account.clone()),
             ("--pod-ip", n.pod_ip.to_string()),
             ("--pod-name", n.pod_name.clone()),
-            ("--admin-addr", self.admin.to_string()),
-            ("--worker-threads", self.workers.to_string()),
-            ("--log", self.log.clone()),
         ]
         .into_iter()
         .chain(listeners)
+        .chain([
+            ("--admin-addr", self.admin.to_string()),
+            ("--worker-threads", self.workers.to_string()),
+            ("--log", self.log.clone()),
+        ])
         .flat_map(|(k, v)| [k.to_string(), v])
         .collect()
     }
@@ -240,6 +242,20 @@ mod tests {
             "--xds-addr http://10.0.0.254:15010 --name waypoint --namespace default \
              --service-account waypoint --pod-ip 10.244.1.2 --pod-name waypoint --hbone-addr 0.0.0.0:15008 \
              --http-addr 0.0.0.0:15080 --admin-addr 127.0.0.1:15000 --worker-threads 1 --log info"
+        );
+        // A gateway binds what its listeners say instead.
+        let gateway = WaypointSpec {
+            gateway: true,
+            ..spec
+        };
+        let args = gateway.args().join(" ");
+        assert!(
+            args.contains("--pod-name waypoint --role gateway --admin-addr"),
+            "{args}"
+        );
+        assert!(
+            !args.contains("--hbone-addr") && !args.contains("--http-addr"),
+            "{args}"
         );
     }
 
