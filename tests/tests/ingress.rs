@@ -5,7 +5,8 @@
 //! unmodified (two Gateways merged on port 80, exact host before `*`),
 //! HTTPS with SNI picking the certificate and the routes (checked by a
 //! real `curl` against the certificate's SAN), `httpsRedirect`, mutual
-//! TLS, and the notes' HTTPS Gateway whose certificate paths are fixed.
+//! TLS, and the notes' HTTPS Gateway whose certificate paths are fixed
+//! (`/tmp/tls.crt`, `/tmp/tls.key`: written by the test, removed after).
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use mesh_e2e::{cluster::Cluster, require_root, Binaries};
@@ -55,8 +56,31 @@ impl Pki {
         (crt.display().to_string(), pem.display().to_string())
     }
 
+    /// Writes a leaf for `sans` to exactly `crt` and `key`.
+    fn leaf_at(&self, crt: &Path, key_path: &Path, sans: &[&str]) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&key, &self.ca, &self.key)
+            .unwrap();
+        std::fs::write(crt, cert.pem()).unwrap();
+        std::fs::write(key_path, key.serialize_pem()).unwrap();
+    }
+
     fn write_ca(&self, path: &Path) {
         std::fs::write(path, self.ca.pem()).unwrap();
+    }
+}
+
+/// Files the test writes outside its own directory, removed on drop.
+struct Written(Vec<&'static str>);
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -184,6 +208,21 @@ fn https_picks_certificate_and_routes_by_sni_redirects_and_checks_clients() {
     let (m_crt, m_key) = pki.leaf(&dir, "m", &["m.example.com"]);
     let (client_crt, client_key) = pki.leaf(&dir, "client", &["client.example.com"]);
     let ca_path = ca.display().to_string();
+    // The notes' HTTPS Gateway (seed 003-01) names fixed files and selects
+    // `app: my-gateway-controller`; its VirtualService (003-02) has no
+    // routes, so its host answers 404 once TLS is through.
+    let _fixed = Written(vec!["/tmp/tls.crt", "/tmp/tls.key"]);
+    pki.leaf_at(
+        Path::new("/tmp/tls.crt"),
+        Path::new("/tmp/tls.key"),
+        &["ext-host.example.com"],
+    );
+    c.label_pod(GATEWAY, &[("app", "my-gateway-controller")])
+        .unwrap();
+    c.write_config("21-ext-host-gateway.yaml", &seed("003-01.yaml"))
+        .unwrap();
+    c.write_config("22-ext-host-vs.yaml", &seed("003-02.yaml"))
+        .unwrap();
     c.write_config("10-services.yaml", &services()).unwrap();
     c.write_config(
         "20-edge.yaml",
@@ -267,6 +306,19 @@ spec:
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(answered_by(&body), "kiali");
+    // The notes' Gateway: its certificate (SAN ext-host.example.com) on the
+    // same port, its VirtualService binds the host without routes.
+    let (status, body) = curl(
+        &c,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &resolve("ext-host.example.com", 443),
+            "https://ext-host.example.com/",
+        ],
+    );
+    assert_eq!(status, 404, "{body}");
     // A name no server has: no certificate, no handshake.
     let unknown = c.curl(
         OUTSIDE,
