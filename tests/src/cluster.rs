@@ -637,6 +637,16 @@ impl Cluster {
     /// the Istio `Gateway`s selecting the pod's labels configure it) and
     /// waits for its xDS.
     pub fn start_gateway(&mut self, pod: &str) -> anyhow::Result<&MeshWaypoint> {
+        self.start_gateway_with(pod, &[])
+    }
+
+    /// [`Cluster::start_gateway`] with more `mesh-waypoint` flags (e.g.
+    /// `--credential-dir <dir>`).
+    pub fn start_gateway_with(
+        &mut self,
+        pod: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<&MeshWaypoint> {
         let p = self.pod(pod);
         let node = WaypointNode {
             pod_ip: p.ip.into(),
@@ -647,6 +657,7 @@ impl Cluster {
         let mut spec =
             WaypointSpec::new(node, pod, std::net::SocketAddr::from((CONTROL_IP, 15010)));
         spec.gateway = true;
+        spec.extra = extra.iter().map(|f| f.to_string()).collect();
         let netns = p.netns.path();
         let dir = self.dir.join(format!("gateway-{pod}"));
         let mut gw = MeshWaypoint::start(&self.bins.waypoint, spec, Some(&netns), &dir)?;

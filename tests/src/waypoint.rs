@@ -60,6 +60,8 @@ pub struct WaypointSpec {
     /// `--role gateway`: an ingress gateway (listeners from xDS) instead
     /// of a waypoint (HBONE and plain listeners of its own).
     pub gateway: bool,
+    /// More flags, after the others (e.g. `--credential-dir <dir>`).
+    pub extra: Vec<String>,
 }
 
 impl WaypointSpec {
@@ -73,6 +75,7 @@ impl WaypointSpec {
             cpu: None,
             log: "info".into(),
             gateway: false,
+            extra: vec![],
         }
     }
 
@@ -104,6 +107,7 @@ impl WaypointSpec {
             ("--log", self.log.clone()),
         ])
         .flat_map(|(k, v)| [k.to_string(), v])
+        .chain(self.extra.iter().cloned())
         .collect()
     }
 }
@@ -246,11 +250,16 @@ mod tests {
         // A gateway binds what its listeners say instead.
         let gateway = WaypointSpec {
             gateway: true,
+            extra: vec!["--credential-dir".into(), "/tmp/creds".into()],
             ..spec
         };
         let args = gateway.args().join(" ");
         assert!(
             args.contains("--pod-name waypoint --role gateway --admin-addr"),
+            "{args}"
+        );
+        assert!(
+            args.ends_with("--log info --credential-dir /tmp/creds"),
             "{args}"
         );
         assert!(

@@ -6,7 +6,8 @@
 //! HTTPS with SNI picking the certificate and the routes (checked by a
 //! real `curl` against the certificate's SAN), `httpsRedirect`, mutual
 //! TLS, and the notes' HTTPS Gateway whose certificate paths are fixed
-//! (`/tmp/tls.crt`, `/tmp/tls.key`: written by the test, removed after).
+//! (`/tmp/tls.crt`, `/tmp/tls.key`: written by the test, removed after),
+//! and an AuthorizationPolicy selecting the gateway pod enforced there.
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use mesh_e2e::{cluster::Cluster, require_root, Binaries};
@@ -193,6 +194,30 @@ fn seed_gateways_route_plain_http_from_outside_the_mesh() {
     // No route of the `*` host matches.
     let (status, _) = curl(&c, &[&format!("http://{gw}/elsewhere")]);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn an_authorization_policy_selecting_the_gateway_is_enforced_there() {
+    let mut c = cluster("iga");
+    c.write_config("10-services.yaml", &services()).unwrap();
+    c.write_config("20-bookinfo.yaml", &seed("000-01.yaml"))
+        .unwrap();
+    // The gateway pod is in `default`, labelled istio=ingressgateway.
+    c.write_config(
+        "30-deny.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-productpage, namespace: default}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/productpage]}}]}]\n",
+    )
+    .unwrap();
+    start(&mut c);
+    let gw = gateway_ip(&c);
+
+    let (status, body) = curl(&c, &[&format!("http://{gw}/productpage")]);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body.trim(), "RBAC: access denied");
+    // Another route of the same Gateway is not denied.
+    let (status, body) = curl(&c, &[&format!("http://{gw}/api/v1/products")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answered_by(&body), "productpage");
 }
 
 #[test]

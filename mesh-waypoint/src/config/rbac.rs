@@ -226,20 +226,25 @@ impl Permission {
         })
     }
 
-    pub fn matches(&self, input: &RbacInput<'_>) -> bool {
+    /// Whether the permission matches; `None` when it needs what this
+    /// proxy cannot check (metadata, SNI, extensions), so that ALLOW and
+    /// DENY both fail closed on it.
+    pub fn matches(&self, input: &RbacInput<'_>) -> Option<bool> {
         match self {
-            Permission::And(v) => v.iter().all(|p| p.matches(input)),
-            Permission::Or(v) => v.iter().any(|p| p.matches(input)),
-            Permission::Any => true,
-            Permission::Header(h) => h.matches(&input.request),
-            Permission::UrlPath(s) => s.matches(input.request.path_only()),
-            Permission::DestinationIp(c) => ip_in(c, input.destination_ip),
-            Permission::DestinationPort(p) => input.destination_port == Some(*p),
-            Permission::DestinationPortRange(lo, hi) => input
-                .destination_port
-                .is_some_and(|p| i32::from(p) >= *lo && i32::from(p) < *hi),
-            Permission::Not(p) => !p.matches(input),
-            Permission::Unsupported => false,
+            Permission::And(v) => all(v.iter().map(|p| p.matches(input))),
+            Permission::Or(v) => any(v.iter().map(|p| p.matches(input))),
+            Permission::Any => Some(true),
+            Permission::Header(h) => Some(h.matches(&input.request)),
+            Permission::UrlPath(s) => Some(s.matches(input.request.path_only())),
+            Permission::DestinationIp(c) => Some(ip_in(c, input.destination_ip)),
+            Permission::DestinationPort(p) => Some(input.destination_port == Some(*p)),
+            Permission::DestinationPortRange(lo, hi) => Some(
+                input
+                    .destination_port
+                    .is_some_and(|p| i32::from(p) >= *lo && i32::from(p) < *hi),
+            ),
+            Permission::Not(p) => p.matches(input).map(|m| !m),
+            Permission::Unsupported => None,
         }
     }
 }
@@ -307,7 +312,7 @@ impl Principal {
             Principal::Header(h) => Some(h.matches(&input.request)),
             Principal::UrlPath(s) => Some(s.matches(input.request.path_only())),
             Principal::Not(p) => p.matches(input).map(|m| !m),
-            Principal::Unsupported => Some(false),
+            Principal::Unsupported => None,
         }
     }
 }
@@ -357,10 +362,14 @@ impl RbacRules {
 
     /// Whether `policy` matches `input` (`None`: cannot tell).
     fn policy_matches(policy: &Policy, input: &RbacInput<'_>) -> Option<bool> {
-        if !policy.permissions.iter().any(|x| x.matches(input)) {
+        let permitted = any(policy.permissions.iter().map(|x| x.matches(input)));
+        if permitted == Some(false) {
             return Some(false);
         }
-        any(policy.principals.iter().map(|x| x.matches(input)))
+        all([
+            permitted,
+            any(policy.principals.iter().map(|x| x.matches(input))),
+        ])
     }
 
     /// The first policy that matches `input` or cannot be ruled out, by
@@ -557,8 +566,15 @@ mod tests {
         assert!(!deny.allows(&input(&h, None, 9080)));
         deny.action = RbacAction::Log;
         assert!(deny.allows(&input(&h, None, 9080)));
-        // An unsupported rule never matches: an ALLOW needing it fails closed.
+        // An unsupported rule cannot be checked: an ALLOW needing it fails
+        // closed, and so does a DENY (it stops the request).
         assert!(!policy(Permission::Unsupported, Principal::Any).allows(&input(&h, None, 9080)));
+        let mut deny = policy(Permission::Unsupported, Principal::Any);
+        deny.action = RbacAction::Deny;
+        assert!(!deny.allows(&input(&h, None, 9080)));
+        let mut deny = policy(Permission::Any, Principal::Unsupported);
+        deny.action = RbacAction::Deny;
+        assert!(!deny.allows(&input(&h, None, 9080)));
         // No policies: ALLOW denies everything, DENY allows everything.
         let empty = RbacRules {
             action: RbacAction::Allow,

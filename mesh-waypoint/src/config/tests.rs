@@ -306,6 +306,71 @@ fn listener_filters_in_order() {
     assert!(matches!(&cfg.routes, listener::RouteSource::Rds(n) if n == "waypoint/default/w"));
 }
 
+/// A gateway listener's chains each carry the RBAC filter with its rules
+/// on the filter (no per-route override), and a chain's active config
+/// (what its route stack runs) keeps them.
+#[test]
+fn every_chain_keeps_its_rbac_rules() {
+    use envoy_types::pb::envoy::{
+        config::rbac::v3::{
+            permission::Rule, principal::Identifier, Permission, Policy, Principal, Rbac as PbRules,
+        },
+        extensions::filters::http::rbac::v3::Rbac,
+    };
+    let deny = Rbac {
+        rules: Some(PbRules {
+            action: 1,
+            policies: HashMap::from([(
+                "ns[default]-policy[p]-rule[0]".to_string(),
+                Policy {
+                    permissions: vec![Permission {
+                        rule: Some(Rule::Any(true)),
+                    }],
+                    principals: vec![Principal {
+                        identifier: Some(Identifier::Any(true)),
+                    }],
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut l = listener_with(vec![
+        http_filter(
+            "envoy.filters.http.rbac.deny",
+            "envoy.extensions.filters.http.rbac.v3.RBAC",
+            deny.encode_to_vec(),
+        ),
+        http_filter(
+            "envoy.filters.http.router",
+            "envoy.extensions.filters.http.router.v3.Router",
+            vec![],
+        ),
+    ]);
+    let mut second = l.filter_chains[0].clone();
+    second.filter_chain_match = Some(Default::default());
+    second.filter_chain_match.as_mut().unwrap().server_names = vec!["a.example.com".into()];
+    l.filter_chains.push(second);
+    let cfg = listener::translate(&l).unwrap();
+    assert_eq!(cfg.chains.len(), 2);
+    for chain in &cfg.chains {
+        let active = super::ActiveConfig::for_chain(&cfg, chain, |_| None).unwrap();
+        let rules: Vec<(&str, usize)> = active
+            .filters
+            .iter()
+            .filter_map(|f| match f {
+                HttpFilter::Rbac { name, rules } => Some((
+                    name.as_str(),
+                    rules.as_ref().map_or(0, |r| r.policies.len()),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rules, [("envoy.filters.http.rbac.deny", 1)]);
+    }
+}
+
 #[test]
 fn listener_without_router_or_with_wrong_type_is_rejected() {
     let l = listener_with(vec![http_filter(

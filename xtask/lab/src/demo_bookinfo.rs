@@ -8,6 +8,8 @@
 //! after the pod, every pod runs `podhttp` (replies name pod and version),
 //! and service names resolve inside them, so
 //! `ip netns exec sleep curl http://reviews:9080/` works from a shell.
+//! An ingress gateway on node1 serves bookinfo over HTTP and HTTPS to
+//! `outside`, a pod outside the mesh (see [`crate::demo_ingress`]).
 //! A live summary shows which versions answered, per call.
 use std::{
     collections::BTreeMap,
@@ -22,7 +24,7 @@ use std::{
 use mesh_e2e::{cluster::Cluster, Binaries};
 use serde_json::Value;
 
-use crate::{demo_config, demo_guide, step};
+use crate::{demo_config, demo_guide, demo_ingress, step};
 
 const PORT: u16 = 9080;
 
@@ -39,6 +41,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     (
         "30-virtual-services.yaml",
         include_str!("../demo/bookinfo/30-virtual-services.yaml"),
+    ),
+    (
+        "40-ingress.yaml",
+        include_str!("../demo/bookinfo/40-ingress.yaml"),
     ),
 ];
 
@@ -73,12 +79,13 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     let c = start(crate::binaries()?, user_files.as_ref())?;
     demo_guide::print_intro(&c, &demo_guide::bookinfo(&c), duration);
 
+    let ingress_url = format!("http://{}/productpage", c.pod(demo_ingress::GATEWAY).ip);
     let started = Instant::now();
     while !stop.load(Ordering::SeqCst)
         && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d))
     {
         let t = started.elapsed().as_secs();
-        let calls: [(&str, &str, &[&str]); 5] = [
+        let calls: [(&str, &str, &[&str]); 6] = [
             ("sleep", "http://10.96.1.10:9080/productpage", &[]),
             ("productpage-v1", "http://10.96.1.12:9080/reviews/1", &[]),
             (
@@ -88,6 +95,7 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
             ),
             ("productpage-v1", "http://10.96.1.11:9080/details/1", &[]),
             ("reviews-v2", "http://10.96.1.13:9080/ratings/1", &[]),
+            (demo_ingress::OUTSIDE, &ingress_url, &[]),
         ];
         for (pod, url, extra) in calls {
             let mut args = vec!["http", "--url", url, "--count", "20", "--max-seconds", "10"];
@@ -121,7 +129,9 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     {
         println!("  {}", short_metric(line));
     }
-    step("tearing down (waypoint, agents, control plane, pods, namespaces, cgroups, pins)");
+    step(
+        "tearing down (waypoint, gateway, agents, control plane, pods, namespaces, cgroups, pins)",
+    );
     drop(c);
     step("done: nothing left behind");
     Ok(())
@@ -129,15 +139,21 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
 
 /// The demo mesh, running: two nodes, the control plane with the defaults
 /// (and `user` files over them), both agents, every app pod serving, and
-/// the waypoint. Dropping it tears everything down.
+/// the waypoint, and the ingress gateway. Dropping it tears everything
+/// down.
 pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Cluster> {
     step("creating two nodes; pods are network namespaces named after the pod");
-    let pods1: Vec<&str> = NODE1.iter().map(|p| p.0).collect();
+    let pods1: Vec<&str> = NODE1
+        .iter()
+        .map(|p| p.0)
+        .chain([demo_ingress::GATEWAY, demo_ingress::OUTSIDE])
+        .collect();
     let pods2: Vec<&str> = NODE2.iter().map(|p| p.0).collect();
     let mut c = Cluster::for_people("mdemo", bins, &[("node1", &pods1), ("node2", &pods2)])?;
     for (pod, app, version) in NODE1.iter().chain(NODE2) {
         c.label_pod(pod, &[("app", app), ("version", version)])?;
     }
+    demo_ingress::label_pods(&mut c)?;
     c.declare_waypoint("waypoint", "waypoint")?;
     c.label_namespace("istio.io/use-waypoint", "waypoint")?;
     let empty = BTreeMap::new();
@@ -174,6 +190,12 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
     }
     step("starting mesh-waypoint in pod `waypoint` (HBONE :15008, admin 127.0.0.1:15000)");
     c.start_waypoint("waypoint", "waypoint")?;
+    step(format!(
+        "starting mesh-waypoint --role gateway in pod `{}` (HTTP :80, HTTPS :443 for {})",
+        demo_ingress::GATEWAY,
+        demo_ingress::HOST
+    ));
+    demo_ingress::start_gateway(&mut c)?;
     Ok(c)
 }
 

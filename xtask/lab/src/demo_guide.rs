@@ -7,6 +7,8 @@ use std::{path::Path, process::Command};
 use anyhow::{bail, Context as _};
 use mesh_e2e::cluster::Cluster;
 
+use crate::demo_ingress;
+
 /// One command to try, what it shows, and a piece of its output that
 /// proves it worked.
 #[derive(Debug, Clone)]
@@ -90,8 +92,33 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
         enrolled_map(c),
     ]
     .into_iter()
+    .chain(ingress(c))
     .chain(control_plane(c, &m))
     .collect()
+}
+
+/// Bookinfo from `outside` (a pod outside the mesh) through the ingress
+/// gateway: plain HTTP, and HTTPS checked against the demo's CA and the
+/// certificate's SAN.
+fn ingress(c: &Cluster) -> [Hint; 2] {
+    let ip = c.pod(demo_ingress::GATEWAY).ip;
+    let outside = demo_ingress::OUTSIDE;
+    let host = demo_ingress::HOST;
+    [
+        hint(
+            format!("ip netns exec {outside} curl -s http://{ip}/productpage"),
+            "ingress over HTTP: the gateway routes /productpage to productpage",
+            "\"pod\":\"productpage-v1\"",
+        ),
+        hint(
+            format!(
+                "ip netns exec {outside} curl -s --resolve {host}:443:{ip} --cacert {} https://{host}/productpage",
+                demo_ingress::ca_pem(c).display()
+            ),
+            "ingress over HTTPS: the certificate checked against its SAN",
+            "\"pod\":\"productpage-v1\"",
+        ),
+    ]
 }
 
 /// The L4 demo's commands (`--l4`): the kernel side and the agents.

@@ -4,7 +4,7 @@
 //!
 //! - [`demo_bookinfo`]: bookinfo behind a waypoint, with the commands a
 //!   person can try ([`demo_guide`]) and `--config` overrides
-//!   ([`demo_config`]);
+//!   ([`demo_config`]) and ingress through a gateway ([`demo_ingress`]);
 //! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
 //! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology;
 //! - [`soak`]: the demo mesh under load, churn and restarts, judged by
@@ -16,6 +16,7 @@ pub mod bench_policy;
 pub mod demo_bookinfo;
 pub mod demo_config;
 pub mod demo_guide;
+pub mod demo_ingress;
 pub mod demo_l4;
 pub mod soak;
 pub mod soak_report;

@@ -66,7 +66,9 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     // The daemons the soak restarts leave the cluster's keeping for the run
     // (the load threads share the cluster read-only) and return at the end.
     let mut agent = c.agents.remove("node1").expect("node1 agent");
-    let mut waypoint = c.waypoints.pop().expect("waypoint");
+    // The waypoint starts first (the ingress gateway after it).
+    anyhow::ensure!(!c.waypoints.is_empty(), "the demo started no waypoint");
+    let mut waypoint = c.waypoints.remove(0);
     let report = Mutex::new(SoakReport::default());
     let run_for = Duration::from_secs(args.minutes * 60);
     step(format!(
@@ -97,7 +99,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         result
     })?;
     c.agents.insert("node1".into(), agent);
-    c.waypoints.push(waypoint);
+    c.waypoints.insert(0, waypoint);
 
     let report = report.into_inner().unwrap_or_else(|e| e.into_inner());
     print_verdict(&report);

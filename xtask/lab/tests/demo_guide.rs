@@ -129,7 +129,16 @@ fn bookinfo_demo_commands_work_and_the_readme_shows_only_them() {
     assert_readme_block_printed(&readme_blocks()[0], &hints);
     let prefix = c.underlay.name.trim_end_matches("-net").to_string();
     drop(c);
-    assert_gone(&prefix, &["sleep", "reviews-v1", "waypoint"]);
+    assert_gone(
+        &prefix,
+        &[
+            "sleep",
+            "reviews-v1",
+            "waypoint",
+            "outside",
+            "istio-ingressgateway",
+        ],
+    );
 }
 
 #[test]

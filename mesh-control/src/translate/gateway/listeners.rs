@@ -6,7 +6,9 @@
 //! client certificates for MUTUAL, ALPN h2 and http/1.1, TLS 1.2 at
 //! least). Chains are ordered exact names first, then wildcards, then the
 //! default; a name (or the default) a previous chain already has is left
-//! out, since Envoy refuses two chains with the same match.
+//! out, since Envoy refuses two chains with the same match. Every chain's
+//! HTTP connection manager has the pod's RBAC filters between fault and
+//! router, as a waypoint's has.
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::{
@@ -18,7 +20,10 @@ use envoy_types::pb::envoy::{
         listener::v3::{listener_filter, FilterChain, FilterChainMatch, Listener, ListenerFilter},
     },
     extensions::{
-        filters::listener::tls_inspector::v3::TlsInspector,
+        filters::{
+            listener::tls_inspector::v3::TlsInspector,
+            network::http_connection_manager::v3::HttpFilter,
+        },
         transport_sockets::tls::v3::{
             common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
             CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
@@ -48,8 +53,9 @@ pub fn listener_name(port: u16) -> String {
     format!("0.0.0.0_{port}")
 }
 
-/// The Listener of `port` for `servers` (all plain HTTP, or all HTTPS).
-pub fn listener(port: u16, servers: &[GatewayServer<'_>]) -> Listener {
+/// The Listener of `port` for `servers` (all plain HTTP, or all HTTPS),
+/// `rbac_filters` on every chain.
+pub fn listener(port: u16, servers: &[GatewayServer<'_>], rbac_filters: &[HttpFilter]) -> Listener {
     let name = listener_name(port);
     let plain = servers
         .first()
@@ -59,7 +65,7 @@ pub fn listener(port: u16, servers: &[GatewayServer<'_>]) -> Listener {
             filters: vec![http_connection_manager(
                 &name,
                 &routes::http_name(port),
-                &[],
+                rbac_filters,
             )],
             ..Default::default()
         };
@@ -73,7 +79,7 @@ pub fn listener(port: u16, servers: &[GatewayServer<'_>]) -> Listener {
             ))),
             ..Default::default()
         };
-        (tls_chains(&name, servers), vec![inspector])
+        (tls_chains(&name, servers, rbac_filters), vec![inspector])
     };
     Listener {
         name,
@@ -104,7 +110,11 @@ pub fn server_names(hosts: &[String]) -> Vec<String> {
     }
 }
 
-fn tls_chains(stat_prefix: &str, servers: &[GatewayServer<'_>]) -> Vec<FilterChain> {
+fn tls_chains(
+    stat_prefix: &str,
+    servers: &[GatewayServer<'_>],
+    rbac_filters: &[HttpFilter],
+) -> Vec<FilterChain> {
     let mut chains: Vec<(u8, Vec<String>, GatewayServer<'_>)> = servers
         .iter()
         .map(|s| {
@@ -151,7 +161,11 @@ fn tls_chains(stat_prefix: &str, servers: &[GatewayServer<'_>]) -> Vec<FilterCha
                 server_names: fresh,
                 ..Default::default()
             }),
-            filters: vec![http_connection_manager(stat_prefix, &route_config, &[])],
+            filters: vec![http_connection_manager(
+                stat_prefix,
+                &route_config,
+                rbac_filters,
+            )],
             transport_socket: Some(TransportSocket {
                 name: TLS_TRANSPORT_SOCKET.into(),
                 config_type: Some(transport_socket::ConfigType::TypedConfig(pb::any(

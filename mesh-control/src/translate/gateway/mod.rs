@@ -4,7 +4,10 @@
 //!
 //! - [`listeners`]: one Listener `0.0.0.0_<port>` per port of the
 //!   Gateways selecting a pod: a plain HTTP filter chain, or one TLS
-//!   filter chain per HTTPS server (SNI, most specific first).
+//!   filter chain per HTTPS server (SNI, most specific first); every
+//!   chain's HTTP filters are fault → RBAC ([`authz`]: the
+//!   AuthorizationPolicies selecting the pod, DENY before ALLOW, AUDIT
+//!   last) → router.
 //! - [`routes`]: RouteConfigurations `http.<port>` and
 //!   `https.<port>.<port name>.<gateway>.<namespace>`: a VirtualHost per
 //!   host of the VirtualServices bound to the Gateway, routes translated
@@ -12,13 +15,17 @@
 //!   [`super::waypoint::route_action`]).
 //!
 //! Listeners and routes are per gateway pod (the Gateways selecting it,
-//! merged by port); clusters and endpoints are the waypoints' global ones.
+//! merged by port, and the policies applying to it); clusters and endpoints are the waypoints' global ones.
+pub mod authz;
 pub mod listeners;
 pub mod routes;
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
+use envoy_types::pb::envoy::{
+    config::{listener::v3::Listener, route::v3::RouteConfiguration},
+    extensions::filters::network::http_connection_manager::v3::HttpFilter,
+};
 
 use super::waypoint::Cx;
 use crate::model::{
@@ -48,25 +55,27 @@ pub struct GatewayServer<'s> {
 
 /// Every ingress gateway pod by `<pod name>.<namespace>` (how a `router~`
 /// node id names it). Pods of one namespace selected by the same Gateways
-/// share one translation (what a pod sees depends on its namespace:
-/// VirtualServices apply where they are exported, `exportTo`).
+/// and the same AuthorizationPolicies share one translation (what a pod
+/// sees depends on its namespace: VirtualServices apply where they are
+/// exported, `exportTo`).
 pub fn translate(cx: &Cx<'_>) -> BTreeMap<String, GatewayPod> {
-    let mut built: BTreeMap<(String, Vec<usize>), (BTreeMap<_, _>, BTreeMap<_, _>)> =
-        BTreeMap::new();
+    type Key = (String, Vec<usize>, Vec<usize>);
+    let mut built: BTreeMap<Key, (BTreeMap<_, _>, BTreeMap<_, _>)> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for w in cx.state.workloads.values() {
         let selecting = selecting(cx, w);
         if selecting.is_empty() {
             continue;
         }
+        let policies = authz::applying(cx, w);
         let (listeners, routes) = built
-            .entry((w.namespace.clone(), selecting.clone()))
-            .or_insert_with(|| {
+            .entry((w.namespace.clone(), selecting.clone(), policies))
+            .or_insert_with_key(|(_, _, policies)| {
                 let gateways: Vec<&IngressGateway> = selecting
                     .iter()
                     .map(|i| &cx.state.ingress_gateways[*i])
                     .collect();
-                resources(cx, &gateways, &w.namespace)
+                resources(cx, &gateways, &w.namespace, &authz::filters(cx, policies))
             })
             .clone();
         out.insert(
@@ -104,10 +113,15 @@ type Resources = (
 );
 
 /// The listeners and routes of `gateways` together, for a gateway pod in
-/// namespace `viewer`: their supported servers grouped by port. A port's
-/// first server decides whether it is plain HTTP or HTTPS; a server of the
-/// other kind on it is dropped.
-pub fn resources(cx: &Cx<'_>, gateways: &[&IngressGateway], viewer: &str) -> Resources {
+/// namespace `viewer`: their supported servers grouped by port, every
+/// chain with `rbac_filters`. A port's first server decides whether it is
+/// plain HTTP or HTTPS; a server of the other kind on it is dropped.
+pub fn resources(
+    cx: &Cx<'_>,
+    gateways: &[&IngressGateway],
+    viewer: &str,
+    rbac_filters: &[HttpFilter],
+) -> Resources {
     let mut by_port: BTreeMap<u16, Vec<GatewayServer<'_>>> = BTreeMap::new();
     for gateway in gateways {
         for server in &gateway.servers {
@@ -128,7 +142,7 @@ pub fn resources(cx: &Cx<'_>, gateways: &[&IngressGateway], viewer: &str) -> Res
     let mut listeners = BTreeMap::new();
     let mut route_configs = BTreeMap::new();
     for (port, servers) in by_port {
-        let listener = listeners::listener(port, &servers);
+        let listener = listeners::listener(port, &servers, rbac_filters);
         listeners.insert(listener.name.clone(), listener);
         if servers[0].server.protocol.is_plain_http() {
             let name = routes::http_name(port);

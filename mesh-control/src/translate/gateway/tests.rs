@@ -498,3 +498,202 @@ fn a_gateway_applies_only_virtual_services_exported_to_its_namespace() {
     assert_eq!(names("[istio-system]"), ["shop.example.com:80"]);
     assert_eq!(names("['*']"), ["shop.example.com:80"]);
 }
+
+fn authz(name: &str, namespace: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}"
+    )
+}
+
+/// A plain HTTP port and an HTTPS port with two SNI chains on ingress-0,
+/// plain 8080 on edge-0, and `policies`.
+fn guarded(policies: &str) -> BTreeMap<String, GatewayPod> {
+    let servers = "
+  - {port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}
+  - {port: {number: 443, name: shop, protocol: HTTPS}, hosts: [shop.example.com], tls: {mode: SIMPLE, credentialName: shop-cert}}
+  - {port: {number: 443, name: any, protocol: HTTPS}, hosts: ['*'], tls: {mode: SIMPLE, credentialName: any-cert}}
+";
+    let yaml = gateway("gw", servers)
+        + "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: default}\nspec:\n  selector: {app: my-gateway-controller}\n  servers:\n  - {port: {number: 8080, name: http, protocol: HTTP}, hosts: ['*']}\n"
+        + policies;
+    pods(&[("g.yaml".into(), yaml)])
+}
+
+/// One RBAC filter as `(filter name, action, [(policy, permissions)])`.
+type RbacView = (String, i32, Vec<(String, String)>);
+
+/// The HTTP filters of every chain of every listener of `pod`: the names,
+/// and the RBAC filters' rules.
+fn chain_filters(pod: &GatewayPod) -> Vec<(Vec<String>, Vec<RbacView>)> {
+    use envoy_types::pb::envoy::extensions::filters::{
+        http::rbac::v3::Rbac, network::http_connection_manager::v3::http_filter::ConfigType,
+    };
+    let chains: Vec<&FilterChain> = pod
+        .listeners
+        .values()
+        .flat_map(|l| &l.filter_chains)
+        .collect();
+    assert!(!chains.is_empty());
+    chains
+        .into_iter()
+        .map(|c| {
+            let filters = hcm(c).http_filters;
+            let names = filters.iter().map(|f| f.name.clone()).collect();
+            let rbac = filters
+                .iter()
+                .filter(|f| f.name.contains(".rbac"))
+                .map(|f| {
+                    let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
+                        panic!("no typed config");
+                    };
+                    let rules = Rbac::decode(any.value.as_slice()).unwrap().rules.unwrap();
+                    let mut policies: Vec<(String, String)> = rules
+                        .policies
+                        .iter()
+                        .map(|(n, p)| (n.clone(), format!("{:?}", p.permissions)))
+                        .collect();
+                    policies.sort();
+                    (f.name.clone(), rules.action, policies)
+                })
+                .collect();
+            (names, rbac)
+        })
+        .collect()
+}
+
+const FAULT: &str = "envoy.filters.http.fault";
+const ROUTER: &str = "envoy.filters.http.router";
+const DENY: &str = "envoy.filters.http.rbac.deny";
+const ALLOW: &str = "envoy.filters.http.rbac.allow";
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_deny_policy_selecting_the_gateway_guards_every_chain() {
+    let pods = guarded(&authz(
+        "deny-admin",
+        "istio-system",
+        "  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n",
+    ));
+    let chains = chain_filters(&pods["ingress-0.istio-system"]);
+    assert_eq!(chains.len(), 3, "port 80 and two SNI chains on 443");
+    for (filters, rbac) in chains {
+        assert_eq!(filters, names(&[FAULT, DENY, ROUTER]));
+        let [(name, action, policies)] = rbac.as_slice() else {
+            panic!("{rbac:?}");
+        };
+        assert_eq!((name.as_str(), *action), (DENY, 1));
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies[0].0, "ns[istio-system]-policy[deny-admin]-rule[0]");
+        assert!(policies[0].1.contains("Exact(\"/admin\")"), "{policies:?}");
+    }
+    // The selector does not match edge-0 (and it is in another namespace).
+    for (filters, _) in chain_filters(&pods["edge-0.default"]) {
+        assert_eq!(filters, names(&[FAULT, ROUTER]));
+    }
+}
+
+#[test]
+fn policies_of_other_namespaces_or_with_target_refs_do_not_apply() {
+    let pods = guarded(
+        &(authz(
+            "elsewhere",
+            "default",
+            "  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n",
+        ) + &authz(
+            "targeted",
+            "istio-system",
+            "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: gw}]\n  action: DENY\n  rules: [{}]\n",
+        ) + &authz(
+            "dry",
+            "istio-system",
+            "  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules: [{}]\n",
+        )
+        .replace(
+            "namespace: istio-system}",
+            "namespace: istio-system, annotations: {istio.io/dry-run: 'true'}}",
+        )),
+    );
+    for (filters, _) in chain_filters(&pods["ingress-0.istio-system"]) {
+        assert_eq!(filters, names(&[FAULT, ROUTER]));
+    }
+    // `default`'s policy selects nothing in default: edge-0 has no
+    // istio=ingressgateway label.
+    for (filters, _) in chain_filters(&pods["edge-0.default"]) {
+        assert_eq!(filters, names(&[FAULT, ROUTER]));
+    }
+}
+
+#[test]
+fn allow_get_deny_and_audit_policies_in_istio_order_with_fail_safe_rules() {
+    let pods = guarded(
+        &(authz(
+            "get-only",
+            "istio-system",
+            "  selector: {matchLabels: {istio: ingressgateway}}\n  action: ALLOW\n  rules:\n  - to: [{operation: {methods: [GET]}}]\n  - from: [{source: {requestPrincipals: ['issuer/subject']}}]\n",
+        ) + &authz(
+            "jwt-deny",
+            "istio-system",
+            "  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules:\n  - from: [{source: {requestPrincipals: ['issuer/subject']}}]\n    to: [{operation: {paths: [/private]}}]\n",
+        ) + &authz(
+            "audit",
+            "istio-system",
+            "  selector: {matchLabels: {istio: ingressgateway}}\n  action: AUDIT\n  rules: [{to: [{operation: {paths: [/login]}}]}]\n",
+        )),
+    );
+    for (filters, rbac) in chain_filters(&pods["ingress-0.istio-system"]) {
+        assert_eq!(
+            filters,
+            names(&[FAULT, DENY, ALLOW, "envoy.filters.http.rbac.audit", ROUTER])
+        );
+        assert_eq!(rbac[2].1, 2, "AUDIT logs (LOG)");
+        let deny = &rbac[0];
+        let allow = &rbac[1];
+        // The DENY rule loses the attribute it cannot check: it denies
+        // /private to everyone.
+        assert_eq!((deny.1, deny.2.len()), (1, 1));
+        assert_eq!(deny.2[0].0, "ns[istio-system]-policy[jwt-deny]-rule[0]");
+        assert!(deny.2[0].1.contains("Exact(\"/private\")"), "{deny:?}");
+        // The ALLOW rule needing a JWT is dropped: only GET is allowed.
+        assert_eq!(allow.1, 0);
+        let policy_names: Vec<&str> = allow.2.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(policy_names, ["ns[istio-system]-policy[get-only]-rule[0]"]);
+        assert!(allow.2[0].1.contains(":method"), "{allow:?}");
+        assert!(allow.2[0].1.contains("Exact(\"GET\")"), "{allow:?}");
+    }
+}
+
+#[test]
+fn root_namespace_and_namespace_wide_policies_apply() {
+    let pods = guarded(
+        &(authz(
+            "mesh-wide",
+            "istio-system",
+            "  action: DENY\n  rules: [{to: [{operation: {paths: [/debug]}}]}]\n",
+        ) + &authz(
+            "default-wide",
+            "default",
+            "  action: DENY\n  rules: [{to: [{operation: {paths: [/internal]}}]}]\n",
+        )),
+    );
+    let rules = |pod: &str| -> Vec<String> {
+        let chains = chain_filters(&pods[pod]);
+        let first = chains[0].clone();
+        assert!(chains.iter().all(|c| *c == first));
+        assert_eq!(first.0, names(&[FAULT, DENY, ROUTER]));
+        first.1[0].2.iter().map(|(n, _)| n.clone()).collect()
+    };
+    assert_eq!(
+        rules("ingress-0.istio-system"),
+        ["ns[istio-system]-policy[mesh-wide]-rule[0]"]
+    );
+    assert_eq!(
+        rules("edge-0.default"),
+        [
+            "ns[default]-policy[default-wide]-rule[0]",
+            "ns[istio-system]-policy[mesh-wide]-rule[0]"
+        ]
+    );
+}

@@ -11,6 +11,8 @@
 //! rules (allow all); each affected VirtualHost overrides it through
 //! `typed_per_filter_config[<filter>] = RBACPerRoute{ rbac: RBAC{ rules:
 //! RBAC{ action, policies } } }`. Rules are translated by [`rules`].
+//! [`enforcing_filters`] puts the same rules on the filters themselves,
+//! for an ingress gateway's listeners.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use envoy_types::pb::{
@@ -205,6 +207,43 @@ pub fn translate(cx: &Cx<'_>, root_namespace: &str) -> Rbac {
         out.per_host.insert(key, configs);
     }
     out
+}
+
+/// RBAC filters that enforce `policies` themselves (rules on the filter,
+/// no per-VirtualHost overrides), as an ingress gateway's listeners carry
+/// them: one per action in use, DENY before ALLOW, AUDIT last. CUSTOM and
+/// dry-run policies are left out, as for waypoints. An ALLOW filter whose
+/// rules were all dropped by fail-safe handling keeps an empty rule set:
+/// it allows nothing.
+pub fn enforcing_filters(policies: &[&AuthorizationPolicy], trust_domain: &str) -> Vec<HttpFilter> {
+    let mut by_kind: BTreeMap<Kind, Vec<&AuthorizationPolicy>> = BTreeMap::new();
+    for policy in policies {
+        let Some(kind) = Kind::of(&policy.action) else {
+            continue;
+        };
+        if policy.dry_run {
+            continue;
+        }
+        by_kind.entry(kind).or_default().push(policy);
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, policies)| {
+            let rules = RbacRules {
+                action: kind.envoy_action() as i32,
+                policies: policies
+                    .iter()
+                    .flat_map(|p| rules::policies(p, kind, trust_domain))
+                    .collect(),
+                ..Default::default()
+            };
+            let filter = RbacFilter {
+                rules: Some(rules),
+                ..Default::default()
+            };
+            http_filter(kind.filter_name(), pb::any(RBAC_TYPE, &filter))
+        })
+        .collect()
 }
 
 impl Rbac {
