@@ -27,7 +27,6 @@ use crate::{
     route::{Deps, Downstream, Proxy},
     server,
     sync::MutexExt,
-    telemetry::Peer,
 };
 
 /// Open connections per listener in total and per client address.
@@ -266,16 +265,7 @@ async fn serve(
             () = server::stopped(&mut removed) => break,
         };
         let current = chains.lock_unpoisoned().clone();
-        let downstream = Downstream {
-            peer: Peer {
-                principal: None,
-                ip: Some(peer.ip()),
-            },
-            direct_ip: Some(peer.ip()),
-            tunnel_authority: None,
-            destination: local,
-            tls: false,
-        };
+        let downstream = Downstream::tcp(peer.ip(), local);
         let conn = connection(tcp, current, downstream, stop.subscribe());
         conns.spawn(async move {
             conn.await;

@@ -38,6 +38,24 @@ pub struct Downstream {
     pub tls: bool,
 }
 
+impl Downstream {
+    /// A plain TCP connection from `peer` to `local` (the waypoint's plain
+    /// listener, a gateway's listeners): no identity, the TCP peer is the
+    /// source. A gateway marks TLS it terminated with `tls`.
+    pub fn tcp(peer: IpAddr, local: Option<SocketAddr>) -> Self {
+        Downstream {
+            peer: Peer {
+                principal: None,
+                ip: Some(peer),
+            },
+            direct_ip: Some(peer),
+            tunnel_authority: None,
+            destination: local,
+            tls: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     flags: Vec<&'static str>,

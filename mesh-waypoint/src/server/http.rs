@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{
-    route::{Downstream, Proxy},
-    telemetry::Peer,
-};
+use crate::route::{Downstream, Proxy};
 
 /// Open connections in total and per client address.
 const PLAIN_LIMITS: mesh_admin::listen::Limits = mesh_admin::listen::Limits {
@@ -30,16 +27,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Re
             () = super::stopped(&mut stop) => break,
         };
         let _ = tcp.set_nodelay(true);
-        let downstream = Downstream {
-            peer: Peer {
-                principal: None,
-                ip: Some(peer.ip()),
-            },
-            direct_ip: Some(peer.ip()),
-            tunnel_authority: None,
-            destination: local,
-            tls: false,
-        };
+        let downstream = Downstream::tcp(peer.ip(), local);
         let conn = super::conn::serve(tcp, proxy.clone(), downstream, shutdown.clone());
         conns.spawn(async move {
             conn.await;

@@ -22,10 +22,7 @@ use crate::{
         routing::{HttpMatch, VirtualService},
         IngressGateway, Service,
     },
-    translate::waypoint::{
-        route_action::{self, Target},
-        route_match, Cx,
-    },
+    translate::waypoint::{route_action::Target, routes::http_routes, Cx},
 };
 
 /// `http.<port>`.
@@ -161,39 +158,15 @@ fn routes(cx: &Cx<'_>, vs: &VirtualService, s: GatewayServer<'_>) -> Vec<Route> 
     };
     let mut out = vec![];
     for (i, http) in vs.http.iter().enumerate() {
-        let name = format!(
-            "{}/{}/{}",
-            vs.namespace,
-            vs.name,
-            http.name.clone().unwrap_or_else(|| i.to_string())
-        );
-        let matches: Vec<Option<&HttpMatch>> = if http.matches.is_empty() {
-            vec![None]
-        } else {
-            http.matches
-                .iter()
-                .filter(|m| match_applies(m, s, &vs.namespace))
-                .map(Some)
-                .collect()
-        };
-        let mut built = vec![];
-        for m in matches {
-            let mut route = Route {
-                name: name.clone(),
-                r#match: Some(route_match::route_match(m)),
-                ..Default::default()
-            };
-            if let Some(ips) = m.and_then(|m| route_match::source_ips(cx, m)) {
-                route.metadata = Some(route_match::source_metadata(&ips));
-            }
-            if let Err(why) = route_action::apply(cx, vs, http, target, &mut route) {
-                tracing::debug!(virtual_service = %vs.resource(), "spec.http[{i}].{why}; route skipped on the gateway");
-                built.clear();
-                break;
-            }
-            built.push(route);
+        match http_routes(cx, vs, i, http, target, |m| {
+            match_applies(m, s, &vs.namespace)
+        }) {
+            Ok(built) => out.extend(built),
+            Err(why) => tracing::debug!(
+                virtual_service = %vs.resource(),
+                "spec.http[{i}].{why}; route skipped on the gateway"
+            ),
         }
-        out.extend(built);
     }
     out
 }

@@ -21,7 +21,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 
 use super::{cluster_name, pb, rbac::Rbac, route_action, route_action::Target, route_match, Cx};
-use crate::model::{routing::HttpMatch, Service, VirtualService, WaypointRef};
+use crate::model::{
+    routing::{HttpMatch, HttpRoute},
+    Service, VirtualService, WaypointRef,
+};
 
 /// The RouteConfiguration of waypoint `wp`.
 pub fn route_configuration(cx: &Cx<'_>, wp: &WaypointRef, rbac: &Rbac) -> RouteConfiguration {
@@ -127,42 +130,10 @@ pub fn routes(cx: &Cx<'_>, target: Target<'_>, viewer: &str) -> Vec<Route> {
     let mut out = vec![];
     for vs in vss {
         for (i, http) in vs.http.iter().enumerate() {
-            let name = format!(
-                "{}/{}/{}",
-                vs.namespace,
-                vs.name,
-                http.name.clone().unwrap_or_else(|| i.to_string())
-            );
-            let matches: Vec<Option<&HttpMatch>> = if http.matches.is_empty() {
-                vec![None]
-            } else {
-                http.matches
-                    .iter()
-                    .filter(|m| match_applies(m, target.port))
-                    .map(Some)
-                    .collect()
-            };
-            let mut built = vec![];
-            let mut failed = None;
-            for m in matches {
-                let mut route = Route {
-                    name: name.clone(),
-                    r#match: Some(route_match::route_match(m)),
-                    ..Default::default()
-                };
-                if let Some(ips) = m.and_then(|m| route_match::source_ips(cx, m)) {
-                    route.metadata = Some(route_match::source_metadata(&ips));
-                }
-                if let Err(why) = route_action::apply(cx, vs, http, target, &mut route) {
-                    failed = Some(why);
-                    break;
-                }
-                built.push(route);
-            }
-            match failed {
-                None => out.extend(built),
+            match http_routes(cx, vs, i, http, target, |m| match_applies(m, target.port)) {
+                Ok(built) => out.extend(built),
                 // Reported once per load by the analyzer ([`problems`]).
-                Some(why) => tracing::debug!(
+                Err(why) => tracing::debug!(
                     virtual_service = %vs.resource(),
                     "spec.http[{i}].{why}; route skipped on the waypoint"
                 ),
@@ -170,6 +141,46 @@ pub fn routes(cx: &Cx<'_>, target: Target<'_>, viewer: &str) -> Vec<Route> {
         }
     }
     out
+}
+
+/// The Envoy routes of `http`, entry `i` of `vs`: one per match `keep`
+/// admits (a catch-all when it has none), named `<vs ns>/<vs name>/<http
+/// name or index>`, sending to `target`'s clusters. `Err` says why the
+/// entry cannot be translated; it is then skipped whole. Waypoints and
+/// ingress gateways build their routes with it.
+pub(crate) fn http_routes(
+    cx: &Cx<'_>,
+    vs: &VirtualService,
+    i: usize,
+    http: &HttpRoute,
+    target: Target<'_>,
+    keep: impl Fn(&HttpMatch) -> bool,
+) -> Result<Vec<Route>, String> {
+    let name = format!(
+        "{}/{}/{}",
+        vs.namespace,
+        vs.name,
+        http.name.clone().unwrap_or_else(|| i.to_string())
+    );
+    let matches: Vec<Option<&HttpMatch>> = if http.matches.is_empty() {
+        vec![None]
+    } else {
+        http.matches.iter().filter(|m| keep(m)).map(Some).collect()
+    };
+    let mut built = vec![];
+    for m in matches {
+        let mut route = Route {
+            name: name.clone(),
+            r#match: Some(route_match::route_match(m)),
+            ..Default::default()
+        };
+        if let Some(ips) = m.and_then(|m| route_match::source_ips(cx, m)) {
+            route.metadata = Some(route_match::source_metadata(&ips));
+        }
+        route_action::apply(cx, vs, http, target, &mut route)?;
+        built.push(route);
+    }
+    Ok(built)
 }
 
 /// `/` → the service port's default cluster, Istio's default retries.
