@@ -199,7 +199,10 @@ fn translate_one(
                     && selects(selector, &w.labels)
             })
             .collect();
-        if !matched.iter().any(|w| w.mesh) {
+        // An ingress gateway's pods are outside the mesh, but the gateway
+        // enforces the policies selecting them.
+        let gateway = |w: &Workload| state.ingress_gateways.iter().any(|g| g.selects(&w.labels));
+        if !matched.iter().any(|w| w.mesh || gateway(w)) {
             let outside = if matched.is_empty() {
                 String::new()
             } else {

@@ -538,3 +538,23 @@ fn findings_are_in_the_load_warnings() {
         "{line}"
     );
 }
+
+#[test]
+fn a_selector_matching_an_ingress_gateway_pod_is_enforced_there() {
+    // `legacy` pods are outside the mesh; one of them becomes the pod of
+    // an ingress Gateway, which enforces the policy itself.
+    let gateway = "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: legacy}\nspec:\n  selector: {app: old}\n  servers:\n  - {port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}\n";
+    let policies = policy(
+        "legacy",
+        "outside",
+        "  selector: {matchLabels: {app: old}}\n",
+    );
+    let (_, before) = translated(&policies);
+    assert_eq!(codes_of(&before)[0].0, "MESH0204");
+    let (_, after) = translated(&(policies + gateway));
+    assert!(
+        codes_of(&after).iter().all(|c| c.0 != "MESH0204"),
+        "{:?}",
+        codes_of(&after)
+    );
+}
