@@ -5,7 +5,7 @@
 //! loaded by the real source and served by the real ADS server; real
 //! `mesh_xds` clients connect as `router~` nodes and each receives only
 //! the listeners and routes of the Gateways selecting its pod.
-use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use envoy_types::pb::envoy::extensions::{
     filters::network::http_connection_manager::v3::{
@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::extensions::{
     transport_sockets::tls::v3::DownstreamTlsContext,
 };
 use mesh_control::{
-    serve::{self, ConnectedProxies, CsrSigner, ServerOptions},
+    serve::{self, ConnectedProxies, ServerOptions},
     source::{load_directory, SourceConfig},
 };
 use mesh_xds::{
@@ -28,29 +28,9 @@ use mesh_xds::{
 use prost::Message as _;
 use tokio::{net::TcpListener, sync::watch};
 
-const LIMIT: Duration = Duration::from_secs(10);
+mod xds_support;
 
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-struct NoSigner;
-
-impl CsrSigner for NoSigner {
-    fn sign(&self, _csr: &str, _ttl: Duration) -> Result<Vec<String>, String> {
-        Err("not in this test".into())
-    }
-}
-
-fn seed(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/data/seeds/{name}.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+use xds_support::{bounded, seed, NoSigner};
 
 const MESH: &str = r#"
 apiVersion: v1

@@ -4,10 +4,10 @@
 //! is loaded by the real source and served by the real ADS server; real
 //! `mesh_xds` clients connect as waypoints (and as an agent) and we check
 //! what each one receives.
-use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_control::{
-    serve::{self, ConnectedProxies, CsrSigner, ServerOptions},
+    serve::{self, ConnectedProxies, ServerOptions},
     source::{load_directory, SourceConfig},
 };
 use mesh_xds::{
@@ -21,29 +21,9 @@ use mesh_xds::{
 };
 use tokio::{net::TcpListener, sync::watch};
 
-const LIMIT: Duration = Duration::from_secs(10);
+mod xds_support;
 
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-struct NoSigner;
-
-impl CsrSigner for NoSigner {
-    fn sign(&self, _csr: &str, _ttl: Duration) -> Result<Vec<String>, String> {
-        Err("not in this test".into())
-    }
-}
-
-fn seed(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/data/seeds/{name}.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+use xds_support::{bounded, seed, NoSigner};
 
 fn mesh_yaml() -> String {
     let mut out = String::from(

@@ -146,6 +146,11 @@ fn curl(c: &Cluster, args: &[&str]) -> (u16, String) {
     .unwrap_or_else(|e| panic!("{e}\n{}", c.gateway_log_tail(GATEWAY)))
 }
 
+/// `args` as `curl` takes them.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Which backend pod answered (podhttp names itself in its reply).
 fn answered_by(body: &str) -> String {
     let v: serde_json::Value =
@@ -304,57 +309,38 @@ spec:
     start(&mut c);
     let gw = gateway_ip(&c);
     let resolve = |host: &str, port: u16| format!("{host}:{port}:{gw}");
+    // curl arguments for `https://host[:port]/path` at the gateway, the
+    // certificate checked against the test CA.
+    let https = |host: &str, port: u16, path: &str, extra: &[&str]| -> Vec<String> {
+        let authority = if port == 443 {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut args: Vec<String> = vec!["--cacert".into(), ca_path.clone()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend([
+            "--resolve".into(),
+            resolve(host, port),
+            format!("https://{authority}{path}"),
+        ]);
+        args
+    };
 
     // SNI a.example.com: A's certificate (curl checks the SAN), A's routes.
-    let (status, body) = curl(
-        &c,
-        &[
-            "--cacert",
-            &ca_path,
-            "--resolve",
-            &resolve("a.example.com", 443),
-            "https://a.example.com/productpage",
-        ],
-    );
+    let (status, body) = curl(&c, &strs(&https("a.example.com", 443, "/productpage", &[])));
     assert_eq!(status, 200, "{body}");
     assert_eq!(answered_by(&body), "productpage");
     // SNI b.example.com: B's certificate and routes.
-    let (status, body) = curl(
-        &c,
-        &[
-            "--cacert",
-            &ca_path,
-            "--resolve",
-            &resolve("b.example.com", 443),
-            "https://b.example.com/",
-        ],
-    );
+    let (status, body) = curl(&c, &strs(&https("b.example.com", 443, "/", &[])));
     assert_eq!(status, 200, "{body}");
     assert_eq!(answered_by(&body), "kiali");
     // The notes' Gateway: its certificate (SAN ext-host.example.com) on the
     // same port, its VirtualService binds the host without routes.
-    let (status, body) = curl(
-        &c,
-        &[
-            "--cacert",
-            &ca_path,
-            "--resolve",
-            &resolve("ext-host.example.com", 443),
-            "https://ext-host.example.com/",
-        ],
-    );
+    let (status, body) = curl(&c, &strs(&https("ext-host.example.com", 443, "/", &[])));
     assert_eq!(status, 404, "{body}");
     // A name no server has: no certificate, no handshake.
-    let unknown = c.curl(
-        OUTSIDE,
-        &[
-            "--cacert",
-            &ca_path,
-            "--resolve",
-            &resolve("c.example.com", 443),
-            "https://c.example.com/",
-        ],
-    );
+    let unknown = c.curl(OUTSIDE, &strs(&https("c.example.com", 443, "/", &[])));
     assert!(unknown.is_err(), "{unknown:?}");
 
     // httpsRedirect: 301 to the same host and path over https.
@@ -379,13 +365,7 @@ spec:
     // MUTUAL: no client certificate, no request; a CA-signed one, routed.
     let anonymous = c.curl(
         OUTSIDE,
-        &[
-            "--cacert",
-            &ca_path,
-            "--resolve",
-            &resolve("m.example.com", 8443),
-            "https://m.example.com:8443/productpage",
-        ],
+        &strs(&https("m.example.com", 8443, "/productpage", &[])),
     );
     match anonymous {
         Err(_) => {}
@@ -393,17 +373,12 @@ spec:
     }
     let (status, body) = curl(
         &c,
-        &[
-            "--cacert",
-            &ca_path,
-            "--cert",
-            &client_crt,
-            "--key",
-            &client_key,
-            "--resolve",
-            &resolve("m.example.com", 8443),
-            "https://m.example.com:8443/productpage",
-        ],
+        &strs(&https(
+            "m.example.com",
+            8443,
+            "/productpage",
+            &["--cert", &client_crt, "--key", &client_key],
+        )),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(answered_by(&body), "productpage");
