@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod ingress;
 pub mod routing;
+pub mod service_entry;
 pub mod visibility;
 pub mod waypoint;
 
@@ -82,6 +83,9 @@ pub struct Service {
     /// on the Service, else on its Namespace), when one is named; whether
     /// it exists is checked against [`MeshState::waypoints`].
     pub waypoint: Option<WaypointRef>,
+    /// `Some` for a ServiceEntry host ([`service_entry`]): `hostname` is
+    /// the host, `name` the ServiceEntry's name.
+    pub external: Option<service_entry::External>,
 }
 
 /// A node and the address its agent is reached on for HBONE (port 15008).

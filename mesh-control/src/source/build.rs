@@ -128,6 +128,7 @@ pub(crate) fn build(
                     .collect(),
                 labels: svc.labels.clone(),
                 waypoint,
+                external: None,
             },
         );
         services.push((key, svc));

@@ -223,6 +223,7 @@ pub fn workload_address(
         status: WorkloadStatus::Healthy as i32,
         cluster_id: opts.cluster_id.clone(),
         probe_ports: w.probe_ports.iter().map(|p| u32::from(*p)).collect(),
+        hostname: String::new(),
     }
 }
 
@@ -269,6 +270,8 @@ pub fn service_address(
         ports: ports(&svc.ports),
         subject_alt_names: vec![],
         waypoint: service_waypoint(state, svc, opts),
+        export_to: vec![],
+        passthrough: false,
     }
 }
 
