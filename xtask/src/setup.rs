@@ -32,6 +32,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // The CNI chain test runs Debian's reference plugins (bridge,
     // host-local, loopback) before mesh-cni.
     ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    // The egress and DNS tests run a real resolver in a test namespace;
+    // `dnsmasq-base` is the binary without Debian's system service.
+    ("/usr/sbin/dnsmasq", "dnsmasq-base"),
 ];
 const BPF_LINKER_VERSION: &str = "0.10.4";
 /// Used only when no `nightly` toolchain exists: LLVM 22, like bpf-linker's.
