@@ -1,5 +1,6 @@
-//! Wiring of `mesh-agent run`: install capture, start the listeners and
-//! the admin, readiness and metrics endpoints, then wait for SIGTERM, SIGINT
+//! Wiring of `mesh-agent run`: install capture, start the listeners (the
+//! outbound capture listener, the DNS proxy) and the admin, readiness and
+//! metrics endpoints, then wait for SIGTERM, SIGINT
 //! or `POST /quitquitquit` and drain (shutdown.rs). Capture stays installed
 //! on exit (see loader.rs).
 use std::{
@@ -17,8 +18,12 @@ use crate::{
         bpffs, ebpf_logs, enroll::Enroller, loader, maps, orig_dst::OrigDstTable, pins::PinLayout,
     },
     config::AgentConfig,
+    dns::{
+        server::{DnsServer, DnsState},
+        upstream::Upstream,
+    },
     logging::LogControl,
-    metrics::{health::Health, Metrics, TcpMetrics},
+    metrics::{dns::DnsMetrics, health::Health, Metrics, TcpMetrics},
     outbound::{listener::Outbound, proxy::ProxySettings},
     shutdown::{self, Shutdown},
     state::connections::ConnectionStats,
@@ -48,6 +53,7 @@ pub fn capture_settings(cfg: &AgentConfig) -> anyhow::Result<(PathBuf, CaptureCo
         has_v6: u16::from(cfg.redirect_ipv6.is_some()),
         agent_v6: cfg.redirect_ipv6.map(|ip| ip.octets()).unwrap_or_default(),
         agent_mark: cfg.socket_mark,
+        dns_port: 0, // set by the installer (`loader::install`)
         _pad: 0,
     };
     Ok((cgroup_root, capture))
@@ -130,6 +136,16 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
             .await
             .context("starting the CNI server")?;
     }
+    let resolver = match cfg.dns_upstream {
+        Some(upstream) => Some(
+            crate::dns::resolve::Resolver::new(upstream)
+                .with_context(|| format!("building the resolver for DNS upstream {upstream}"))?,
+        ),
+        None => {
+            tracing::warn!("no DNS upstream (--dns-upstream, /etc/resolv.conf): service entry endpoints known by name will not resolve");
+            None
+        }
+    };
     let mut outbound = vec![];
     let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
     outbound.push(
@@ -139,6 +155,7 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
             Arc::clone(&stats),
             settings.clone(),
             mesh.clone(),
+            resolver.clone(),
         )
         .await
         .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
@@ -150,12 +167,38 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
                 v6_addr,
                 Arc::clone(&orig_dst),
                 Arc::clone(&stats),
-                settings,
+                settings.clone(),
                 mesh.clone(),
+                resolver.clone(),
             )
             .await
             .with_context(|| format!("binding the outbound listener on {v6_addr}"))?,
         );
+    }
+    let dns_metrics = DnsMetrics::default();
+    let mut dns = vec![];
+    match (&mesh, cfg.dns_proxy) {
+        (Some(mesh), true) => {
+            let v4 = std::iter::once(IpAddr::V4(redirect_v4));
+            for ip in v4.chain(cfg.redirect_ipv6.map(IpAddr::V6)) {
+                let addr = SocketAddr::new(ip, mesh_common::DNS_PROXY_PORT);
+                let upstream = cfg.dns_upstream.map(|addr| Upstream {
+                    addr,
+                    timeout: crate::dns::server::UPSTREAM_TIMEOUT,
+                    mark: cfg.socket_mark,
+                });
+                let state = DnsState::new(mesh.view.clone(), upstream, dns_metrics.clone());
+                dns.push(
+                    DnsServer::bind(addr, state)
+                        .await
+                        .with_context(|| format!("binding the DNS proxy on {addr}"))?,
+                );
+            }
+        }
+        (None, true) => tracing::info!(
+            "DNS proxy off: it answers from the control plane's view, and none is configured"
+        ),
+        (_, false) => {}
     }
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
@@ -184,7 +227,7 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
                 layout: Some(layout.clone()),
                 kernel_stats: Some(maps::stats(&layout)?),
             };
-            let metrics = Arc::new(Metrics::new(tcp, Some(health)));
+            let metrics = Arc::new(Metrics::new(tcp, Some(health)).with_dns(&dns_metrics));
             admin::serve_metrics(cfg.metrics_addr, metrics)
                 .await
                 .with_context(|| format!("binding the metrics endpoint on {}", cfg.metrics_addr))?;
@@ -195,6 +238,7 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
         .into_iter()
         .map(|o| tokio::spawn(o.serve()))
         .collect();
+    accepting.extend(dns.into_iter().map(|dns| tokio::spawn(dns.serve())));
     accepting.push(ready);
     shutdown.set_ready();
     tracing::info!("agent ready");

@@ -9,7 +9,13 @@ use crate::{
 pub fn install(cfg: &AgentConfig) -> anyhow::Result<()> {
     let (cgroup_root, capture) = crate::app::capture_settings(cfg)?;
     let layout = PinLayout::new(&cfg.pins);
-    let programs = loader::install(&layout, &cfg.pins.bpffs, &cgroup_root, capture)?;
+    let programs = loader::install(
+        &layout,
+        &cfg.pins.bpffs,
+        &cgroup_root,
+        capture,
+        cfg.dns_proxy_port(),
+    )?;
     println!("{}", serde_json::to_string(&programs)?);
     Ok(())
 }

@@ -10,6 +10,7 @@ mod capture;
 mod cni;
 mod commands;
 mod config;
+mod dns;
 mod inbound;
 mod logging;
 mod mesh;

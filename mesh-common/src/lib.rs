@@ -15,6 +15,11 @@ pub const OUTBOUND_PORT: u16 = 15001;
 /// captured. The one definition: the eBPF programs skip it, and the
 /// daemons use it through `mesh_hbone::HBONE_PORT`.
 pub const HBONE_PORT: u16 = 15008;
+/// The agent's DNS proxy port: enrolled pods' UDP DNS (port 53) goes to
+/// the agent's redirect address on this port (`capture_config.dns_port`).
+pub const DNS_PROXY_PORT: u16 = 15053;
+/// The DNS port whose UDP traffic the capture redirects.
+pub const DNS_PORT: u16 = 53;
 /// `SO_MARK` the agent puts on its own sockets; the capture hooks skip them.
 /// The value is Istio's ztunnel mark (1337), so operators recognise it.
 pub const AGENT_SOCKET_MARK: u32 = 0x539;
@@ -135,7 +140,12 @@ pub struct CaptureConfig {
     pub agent_v6: [u8; 16],
     /// Socket mark of the agent's own sockets.
     pub agent_mark: u32,
-    pub _pad: u32,
+    /// Port of the agent's DNS proxy on `agent_v4` (and `agent_v6`), host
+    /// order; 0 leaves DNS alone. Takes what was padding before, so the
+    /// value keeps its size and a pinned map written by an older agent
+    /// reads as "DNS capture off".
+    pub dns_port: u16,
+    pub _pad: u16,
 }
 
 /// Indexes of the per-CPU `capture_stats` array.
@@ -155,14 +165,21 @@ pub mod stat {
     /// sock_ops moved an original destination to the tuple map.
     pub const ORIG_DST_RECORDED: u32 = 6;
     /// A map update failed (out of memory, map full): a pod's `connect()`
-    /// is refused; an agent connection is not vouched for.
+    /// is refused; an agent connection is not vouched for; a DNS query
+    /// goes to the resolver it was sent to.
     pub const MAP_ERRORS: u32 = 7;
     /// A plaintext connection attempt to a STRICT pod was dropped.
     pub const DENIED_PLAINTEXT: u32 = 8;
     /// A `connect()` refused in the kernel by an authorization DENY.
     pub const DENIED_CONNECT: u32 = 9;
+    /// An enrolled pod's UDP DNS query redirected to the agent's DNS proxy
+    /// (one per `sendto()`, one per `connect()` of a connected socket).
+    pub const DNS_REDIRECTED: u32 = 10;
+    /// A DNS answer from the agent's proxy handed to the pod as coming from
+    /// the resolver it asked (the source `recvfrom()` reports restored).
+    pub const DNS_REPLY_SOURCE_RESTORED: u32 = 11;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 12;
     /// Human names, index-aligned with the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
         "redirected",
@@ -175,6 +192,8 @@ pub mod stat {
         "map_errors",
         "denied_plaintext_strict",
         "denied_connect_policy",
+        "dns_redirected",
+        "dns_reply_source_restored",
     ];
 }
 
@@ -184,6 +203,18 @@ pub mod names {
     pub const PROG_CONNECT6: &str = "mesh_connect6";
     pub const PROG_SOCKOPS: &str = "mesh_sockops";
     pub const PROG_INBOUND: &str = "mesh_inbound";
+    // DNS capture; kernel object names hold at most 15 characters.
+    /// `cgroup/sendmsg4`: an unconnected UDP socket's DNS query to the agent.
+    pub const PROG_DNS_SEND4: &str = "mesh_dns_send4";
+    /// `cgroup/recvmsg4`: the answer's source back to the resolver asked.
+    pub const PROG_DNS_RECV4: &str = "mesh_dns_recv4";
+    /// `cgroup/getpeername4`: a connected DNS socket's peer as connected to.
+    pub const PROG_DNS_PEER4: &str = "mesh_dns_peer4";
+    pub const PROG_DNS_SEND6: &str = "mesh_dns_send6";
+    pub const PROG_DNS_RECV6: &str = "mesh_dns_recv6";
+    pub const PROG_DNS_PEER6: &str = "mesh_dns_peer6";
+    /// Socket storage: the resolver a redirected DNS socket asked.
+    pub const MAP_DNS_ORIG_SERVER: &str = "dns_orig_server";
     pub const MAP_ENROLLED: &str = "enrolled_netns";
     pub const MAP_EXCLUDED: &str = "excluded_ports";
     /// The per-pod-shared LRU that `MAP_ORIG_BY_SOCKET` replaced; its pin

@@ -8,8 +8,11 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use envoy_types::pb::envoy::extensions::{
-    filters::network::http_connection_manager::v3::{
-        http_connection_manager::RouteSpecifier, HttpConnectionManager,
+    filters::network::{
+        http_connection_manager::v3::{
+            http_connection_manager::RouteSpecifier, HttpConnectionManager,
+        },
+        tcp_proxy::v3::{tcp_proxy, TcpProxy},
     },
     transport_sockets::tls::v3::DownstreamTlsContext,
 };
@@ -78,6 +81,42 @@ metadata:
   labels: {app: my-gateway-controller}
 spec: {nodeName: node-1, serviceAccountName: edge}
 status: {podIP: 10.244.8.2}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: l4-0
+  namespace: default
+  labels: {app: l4-gateway}
+spec: {nodeName: node-1, serviceAccountName: l4}
+status: {podIP: 10.244.8.3}
+"#;
+
+/// A Gateway with a TCP server and a TLS PASSTHROUGH server, and the
+/// VirtualService routing both.
+const L4: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: default}
+spec:
+  selector: {app: l4-gateway}
+  servers:
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
+  - {port: {number: 443, name: tls, protocol: TLS}, hosts: ["*.example.com"], tls: {mode: PASSTHROUGH}}
+  - {port: {number: 15443, name: auto, protocol: TLS}, hosts: ["*"], tls: {mode: AUTO_PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: l4, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [l4]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: productpage}}]
+  tls:
+  - match: [{sniHosts: [shop.example.com]}]
+    route: [{destination: {host: productpage, port: {number: 9443}}}]
 "#;
 
 /// Serves the test directory while the returned guard lives.
@@ -91,6 +130,7 @@ async fn start_server() -> (
         ("00-mesh.yaml", MESH.to_string()),
         ("10-000-01.yaml", seed("000-01")),
         ("20-003-01.yaml", seed("003-01")),
+        ("30-l4.yaml", L4.to_string()),
     ] {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
@@ -248,4 +288,56 @@ async fn router_nodes_get_the_listeners_and_routes_of_their_own_gateways() {
     assert!(names(&nobody, LISTENER_TYPE_URL).is_empty());
     assert!(names(&nobody, ROUTE_TYPE_URL).is_empty());
     assert!(names(&nobody, CLUSTER_TYPE_URL).contains(&cluster.to_string()));
+}
+
+/// The cluster of chain `chain`'s `tcp_proxy`.
+fn tcp_cluster(l: &Listener, chain: usize) -> String {
+    let f = &l.filter_chains[chain].filters[0];
+    assert_eq!(f.name, "envoy.filters.network.tcp_proxy");
+    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        panic!("no typed config");
+    };
+    match TcpProxy::decode(any.value.as_slice())
+        .unwrap()
+        .cluster_specifier
+    {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
+        other => panic!("not one cluster: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_router_node_gets_tcp_and_passthrough_listeners() {
+    let (addr, _dir, _state) = start_server().await;
+    let l4 = router(addr, "10.244.8.3", "l4-0", "default").await;
+    // AUTO_PASSTHROUGH (15443) is not served; TCP and PASSTHROUGH have no routes.
+    assert_eq!(
+        names(&l4, LISTENER_TYPE_URL),
+        ["0.0.0.0_443", "0.0.0.0_9000"]
+    );
+    assert!(names(&l4, ROUTE_TYPE_URL).is_empty());
+    let tcp = listener(&l4, "0.0.0.0_9000");
+    assert!(tcp.filter_chains[0].filter_chain_match.is_none());
+    let cluster = "outbound|9080||productpage.default.svc.cluster.local";
+    assert_eq!(tcp_cluster(tcp, 0), cluster);
+    assert!(names(&l4, CLUSTER_TYPE_URL).contains(&cluster.to_string()));
+    let pass = listener(&l4, "0.0.0.0_443");
+    assert_eq!(
+        pass.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
+    assert_eq!(pass.filter_chains.len(), 1);
+    assert_eq!(
+        pass.filter_chains[0]
+            .filter_chain_match
+            .as_ref()
+            .unwrap()
+            .server_names,
+        ["shop.example.com"]
+    );
+    assert!(pass.filter_chains[0].transport_socket.is_none());
+    assert_eq!(
+        tcp_cluster(pass, 0),
+        "outbound|9443||productpage.default.svc.cluster.local"
+    );
 }

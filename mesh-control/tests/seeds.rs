@@ -57,11 +57,19 @@ fn seed_yaml_is_accepted_unmodified() {
             );
             let export_to = &snapshot.raw[0].value["spec"]["exportTo"];
             assert_eq!(export_to[0].as_str(), Some("."));
-            // Recorded and validated, not translated yet.
+            // Parsed as written; its host becomes a Service (below).
             let entry = &snapshot.state.service_entries[0];
             assert_eq!(entry.hosts, ["www.googleapis.com"]);
             assert_eq!(entry.export_to, ["."]);
             assert!(entry.exported_to("default") && !entry.exported_to("shop"));
+            let svc = snapshot
+                .state
+                .services
+                .values()
+                .find(|s| s.hostname == "www.googleapis.com")
+                .expect("the entry's host is a Service");
+            assert_eq!(svc.ports.keys().copied().collect::<Vec<_>>(), [80, 443]);
+            assert!(svc.external.is_some() && !svc.vips.is_empty());
         }
     }
     assert_eq!(raw_total, 22);

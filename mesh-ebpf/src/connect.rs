@@ -8,6 +8,9 @@
 //! no packet leaves the pod) and one whose original destination cannot be
 //! stored (fail closed rather than leave the mesh).
 //!
+//! A UDP `connect()` to port 53 is DNS capture (`dns.rs`); other UDP and
+//! non-TCP sockets are left alone.
+//!
 //! Order in an enrolled namespace: the DENY first, whatever the socket;
 //! then the agent-socket bypass, honoured only for a socket that is really
 //! the agent's (`agent.rs`: mark, netns and cgroup), never for the mark alone.
@@ -28,12 +31,14 @@ use crate::{
         v6_bytes,
     },
     agent::is_agent_socket,
+    dns,
     maps::{
         count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_SOCKET,
     },
 };
 
 const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
 const ALLOW: i32 = 1;
 const REJECT: i32 = 0;
 
@@ -156,6 +161,10 @@ fn remember(ctx: &SockAddrContext, orig: &SockAddr) -> Result<(), Denied> {
 fn try_connect4(ctx: &SockAddrContext) -> Result<(), Denied> {
     // SAFETY: valid context pointer, see `decide`.
     let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.type_ == SOCK_DGRAM {
+        dns::redirect_v4(ctx);
+        return Ok(());
+    }
     let ip = sa.user_ip4;
     let port = u16::from_be(sa.user_port as u16);
     let (netns, config) = match decide(ctx, mapped_v4(ip), port) {
@@ -184,6 +193,10 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<(), Denied> {
 fn try_connect6(ctx: &SockAddrContext) -> Result<(), Denied> {
     // SAFETY: valid context pointer, see `decide`.
     let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.type_ == SOCK_DGRAM {
+        dns::redirect_v6(ctx);
+        return Ok(());
+    }
     let words = [
         sa.user_ip6[0],
         sa.user_ip6[1],

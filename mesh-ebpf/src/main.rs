@@ -1,4 +1,5 @@
-//! Kernel half of the mesh: capture pod TCP without iptables or sidecars.
+//! Kernel half of the mesh: capture pod TCP (and UDP DNS) without iptables
+//! or sidecars.
 //!
 //! Data path hop ① (see ARCHITECTURE.md):
 //! - [`connect`]: `cgroup/connect4` and `cgroup/connect6` rewrite the
@@ -9,6 +10,9 @@
 //!   where the agent finds it for the socket it accepted;
 //! - [`inbound`]: `cgroup_skb/ingress` drops plaintext connection attempts
 //!   to pods under PeerAuthentication STRICT (hop ④, in the kernel);
+//! - [`dns`]: `cgroup/sendmsg4`, `cgroup/recvmsg4`, `cgroup/getpeername4`
+//!   (and the UDP case of `connect4`) send enrolled pods' UDP DNS to the
+//!   agent's DNS proxy and hand the answers back as the resolver's;
 //! - [`agent`]: which sockets are the agent's own (mark, netns and cgroup).
 //!
 //! Maps live in [`maps`]; their key and value types in `mesh-common`.
@@ -19,6 +23,7 @@
 mod addr;
 mod agent;
 mod connect;
+mod dns;
 mod inbound;
 mod maps;
 mod sockops;

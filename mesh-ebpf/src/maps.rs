@@ -27,6 +27,12 @@ pub static EXCLUDED_PORTS: HashMap<PortExclusion, u8, { EXCLUDED_PORT_ENTRIES as
 #[btf_map(name = "orig_dst_socket")]
 pub static ORIG_DST_BY_SOCKET: SkStorage<SockAddr> = SkStorage::new();
 
+/// The resolver (address, port 53) an enrolled pod's UDP socket asked,
+/// while its DNS goes to the agent's proxy: `dns.rs` reports the answers
+/// as coming from it. Socket storage, for the reasons of `orig_dst_socket`.
+#[btf_map(name = "dns_orig_server")]
+pub static DNS_ORIG_SERVER: SkStorage<SockAddr> = SkStorage::new();
+
 /// Client-side connection tuple → original destination, read (and deleted)
 /// by the agent when it accepts the connection.
 #[btf_map(name = "orig_dst_tuple")]

@@ -56,6 +56,7 @@ fn workload(name: &str, ip: &str) -> WorkloadEntry {
             node: "node1".into(),
             cluster_id: "Kubernetes".into(),
             ips: vec![ip.parse().unwrap()],
+            hostname: None,
             mesh: true,
             gateway: Some("192.168.0.1:15008".parse().unwrap()),
             authorization_policies: vec![],

@@ -57,6 +57,10 @@ pub struct Workload {
     pub node: String,
     pub cluster_id: String,
     pub ips: Vec<IpAddr>,
+    /// The DNS name to resolve for a workload published without
+    /// addresses (a ServiceEntry endpoint with `resolution: DNS`, Istio's
+    /// field 21); `None` when empty.
+    pub hostname: Option<String>,
     /// Captured by the mesh and reachable over HBONE (tunnel protocol HBONE).
     pub mesh: bool,
     /// The node agent's HBONE address that accepts tunnels to this workload.
@@ -93,6 +97,7 @@ impl Workload {
                 .iter()
                 .filter_map(|a| ip_from_bytes(a))
                 .collect(),
+            hostname: Some(w.hostname.clone()).filter(|h| !h.is_empty()),
             mesh: w.tunnel_protocol == TunnelProtocol::Hbone as i32,
             gateway: w
                 .network_gateway
@@ -157,6 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dns_endpoint_keeps_its_hostname_and_has_no_addresses() {
+        let resource = WorkloadProto {
+            uid: "ServiceEntry/default/googleapis/www.googleapis.com".into(),
+            namespace: "default".into(),
+            hostname: "www.googleapis.com".into(),
+            ..Default::default()
+        };
+        let w = Workload::from_proto("x", &resource);
+        assert_eq!(w.hostname.as_deref(), Some("www.googleapis.com"));
+        assert!(w.ips.is_empty());
+        assert!(!w.mesh, "tunnel protocol NONE");
+    }
+
+    #[test]
     fn gateway_port_defaults_to_hbones_and_uid_to_the_resource_name() {
         let resource = WorkloadProto {
             name: "a-pod".into(),
@@ -171,6 +190,7 @@ mod tests {
         assert!(w.mesh);
         assert_eq!(w.gateway, Some("172.18.0.3:15008".parse().unwrap()));
         assert_eq!(w.workload_label(), "a-pod");
+        assert_eq!(w.hostname, None, "no hostname on the wire");
         assert_eq!(
             gateway_ip_port(&gateway(vec![10, 0, 0, 1], 15009)),
             Some(([10, 0, 0, 1].into(), Some(15009)))

@@ -726,6 +726,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// A network namespace outside the cluster (a stand-in for the
+    /// internet), plugged into the underlay bridge with address `ip`/24;
+    /// the nodes reach it directly. Named `<prefix>-<name>`, so a killed
+    /// run's is swept; deleted when the guard drops.
+    pub fn add_external(&self, name: &str, ip: Ipv4Addr) -> anyhow::Result<Netns> {
+        let ns = Netns::create(&format!("{}-{name}", self.prefix))?;
+        let uplink: String = format!("x{name}").chars().take(15).collect();
+        crate::cmd::ip(&[
+            "link",
+            "add",
+            &uplink,
+            "netns",
+            &self.underlay.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns.name,
+        ])?;
+        self.underlay
+            .exec(&["link", "set", &uplink, "master", "br-u", "up"])?;
+        ns.exec(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        ns.exec(&["link", "set", "eth0", "up"])?;
+        Ok(ns)
+    }
+
     /// Real `curl` in `pod` (its cgroup, then `ip netns exec`, so service
     /// names resolve and the connection is captured): (status, body).
     pub fn curl(&self, pod: &str, args: &[&str]) -> anyhow::Result<(u16, String)> {

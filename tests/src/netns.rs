@@ -93,3 +93,17 @@ impl Drop for Netns {
         }
     }
 }
+
+/// A UDP socket bound to `addr` inside the namespace at `netns`; like
+/// [`connect_in`], it keeps that namespace wherever it is used.
+pub fn bind_udp_in(netns: &Path, addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let file = File::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            std::net::UdpSocket::bind(addr)
+        })
+        .join()
+        .expect("netns bind thread panicked")
+    })
+}

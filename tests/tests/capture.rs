@@ -218,6 +218,12 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
         [
             "mesh_connect4",
             "mesh_connect6",
+            "mesh_dns_peer4",
+            "mesh_dns_peer6",
+            "mesh_dns_recv4",
+            "mesh_dns_recv6",
+            "mesh_dns_send4",
+            "mesh_dns_send6",
             "mesh_inbound",
             "mesh_sockops"
         ],
@@ -228,7 +234,7 @@ fn agent_restart_reuses_pins_without_a_second_attachment() {
     topo.start_agent().unwrap();
 
     let after = bpftool::cgroup_programs(topo.cgroup_root()).unwrap();
-    assert_eq!(after.len(), 4, "attached twice after restart: {after:?}");
+    assert_eq!(after.len(), 10, "attached twice after restart: {after:?}");
     let mut ids_before: Vec<u32> = before.iter().map(|p| p.id).collect();
     let mut ids_after: Vec<u32> = after.iter().map(|p| p.id).collect();
     ids_before.sort_unstable();

@@ -7,7 +7,10 @@
 //! real `curl` against the certificate's SAN), `httpsRedirect`, mutual
 //! TLS, and the notes' HTTPS Gateway whose certificate paths are fixed
 //! (`/tmp/tls.crt`, `/tmp/tls.key`: written by the test, removed after),
-//! and an AuthorizationPolicy selecting the gateway pod enforced there.
+//! an AuthorizationPolicy selecting the gateway pod enforced there, and
+//! L4 servers: TCP relayed over HBONE with the gateway's identity (a
+//! policy admitting only it), TLS PASSTHROUGH by SNI to a pod's own HTTPS
+//! server (`openssl s_server`), the chains shown by `meshctl proxy-config`.
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use mesh_e2e::{cluster::Cluster, require_root, Binaries};
@@ -382,4 +385,200 @@ spec:
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(answered_by(&body), "productpage");
+}
+
+/// `openssl s_server` in a pod's network namespace, killed on drop.
+struct OpensslServer(std::process::Child);
+
+impl OpensslServer {
+    fn start(c: &Cluster, pod: &str, port: u16, crt: &str, key: &str) -> Self {
+        let netns = c.pod(pod).netns.path();
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["openssl", "s_server", "-quiet", "-www", "-accept"])
+            .arg(port.to_string())
+            .args(["-cert", crt, "-key", key])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting openssl s_server");
+        OpensslServer(child)
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tcp_and_tls_passthrough_servers_relay_to_mesh_pods() {
+    require_root();
+    let bins = Binaries::for_tests(env!("CARGO_BIN_EXE_podctl"));
+    let mut c = Cluster::new(
+        "igt",
+        bins,
+        &[
+            ("node1", &[OUTSIDE, GATEWAY, "other"]),
+            ("node2", &["echo", "secure"]),
+        ],
+    )
+    .unwrap();
+    c.label_pod(OUTSIDE, &[("istio.io/dataplane-mode", "none")])
+        .unwrap();
+    c.label_pod(
+        GATEWAY,
+        &[
+            ("istio.io/dataplane-mode", "none"),
+            ("istio", "ingressgateway"),
+        ],
+    )
+    .unwrap();
+    let pki = Pki::new();
+    let dir = c.config_dir().parent().unwrap().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    pki.write_ca(&ca);
+    let ca_path = ca.display().to_string();
+    let (s_crt, s_key) = pki.leaf(&dir, "secure", &["secure.example.com"]);
+    c.write_config(
+        "10-services.yaml",
+        &[("echo", "10.96.0.20", 9000), ("secure", "10.96.0.21", 8443)]
+            .iter()
+            .map(|(name, vip, port)| {
+                format!(
+                    "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {name}}}\n  ports: [{{name: tcp, port: {port}, targetPort: {port}}}]\n"
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    // Only the gateway's identity may reach the echo pod: it is reached
+    // over HBONE as the gateway, never in plain text.
+    c.write_config(
+        "20-l4.yaml",
+        r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
+  - {port: {number: 443, name: tls, protocol: TLS}, hosts: ["*.example.com"], tls: {mode: PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: l4, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [l4]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: echo, port: {number: 9000}}}]
+  tls:
+  - match: [{sniHosts: [secure.example.com]}]
+    route: [{destination: {host: secure, port: {number: 8443}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: gateway-only, namespace: default}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/gateway"]}}]
+"#,
+    )
+    .unwrap();
+    c.serve("echo", 9000, None).unwrap();
+    let _secure = OpensslServer::start(&c, "secure", 8443, &s_crt, &s_key);
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.start_gateway(GATEWAY).unwrap();
+    let gw = gateway_ip(&c);
+
+    // TCP: bytes from outside the mesh come back intact through the
+    // gateway, which reached the echo pod over HBONE as itself.
+    let to = format!("{gw}:9000");
+    let out = try_eventually(
+        "an echo through the gateway",
+        Duration::from_secs(20),
+        || {
+            let out = c
+                .client(OUTSIDE, &["echo", "--to", &to, "--bytes", "100000"])
+                .map_err(|e| e.to_string())?;
+            if out["received"] == 100000 {
+                Ok(out)
+            } else {
+                Err(format!("{out}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.gateway_log_tail(GATEWAY)));
+    assert_eq!(out["sent_sha256"], out["received_sha256"], "{out}");
+    // Another mesh identity is refused by the same policy.
+    let other = c.client(
+        "other",
+        &["probe", "--to", &c.pod("echo").addr(9000).to_string()],
+    );
+    assert_eq!(
+        other.as_ref().map(|o| o["ok"].clone()).ok(),
+        Some(serde_json::Value::Bool(false)),
+        "{other:?}"
+    );
+
+    // PASSTHROUGH: curl's handshake is with the pod's own server (its
+    // certificate, checked against the test CA); the gateway holds none.
+    let (status, body) = curl(
+        &c,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &format!("secure.example.com:443:{gw}"),
+            "https://secure.example.com/",
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("s_server"), "{body}");
+    // An SNI no route names: closed, no handshake.
+    let unknown = c.curl(
+        OUTSIDE,
+        &[
+            "--cacert",
+            &ca_path,
+            "--resolve",
+            &format!("other.example.com:443:{gw}"),
+            "https://other.example.com/",
+        ],
+    );
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    // The gateway's admin shows both listeners with their chains.
+    let meshctl = c.bins.agent.with_file_name("meshctl");
+    let out = std::process::Command::new(&meshctl)
+        .args([
+            "proxy-config",
+            "listener",
+            &c.pod(GATEWAY).netns.name,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("outbound|9000||echo.default.svc.cluster.local"),
+        "{text}"
+    );
+    assert!(text.contains("secure.example.com"), "{text}");
 }

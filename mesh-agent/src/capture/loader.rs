@@ -6,7 +6,9 @@
 //!   survives the agent; a pin whose layout no longer matches is replaced;
 //! - a program is attached once per instance: if its link is pinned and the
 //!   pinned program has the same tag (SHA of its instructions) as the one we
-//!   carry, the attachment is kept as is;
+//!   carry and uses the same pinned maps, the attachment is kept as is (the
+//!   tag leaves map references out: a program whose map pin was replaced
+//!   keeps its tag but would go on using the old, unpinned map);
 //! - if the program changed (upgrade), the new one is attached first and
 //!   the old link released after, so capture has no gap (the two run side by
 //!   side for an instant; the second sees an already-redirected destination,
@@ -127,6 +129,7 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
             1,
             mesh_common::PROBE_PORT_ENTRIES,
         ),
+        names::MAP_DNS_ORIG_SERVER => (4, s(size_of::<SockAddr>()), 0),
         _ => return None,
     })
 }
@@ -162,13 +165,26 @@ fn drop_incompatible_map_pins(layout: &PinLayout) {
     }
 }
 
-/// Loads, attaches (or reuses) and pins everything, and writes `config`.
+/// `config` with DNS capture set: enrolled pods' UDP DNS goes to the
+/// agent's address on `dns_port`; `None` (no DNS proxy) writes 0, which the
+/// programs read as "leave DNS alone".
+pub fn with_dns_port(config: CaptureConfig, dns_port: Option<u16>) -> CaptureConfig {
+    CaptureConfig {
+        dns_port: dns_port.unwrap_or(0),
+        ..config
+    }
+}
+
+/// Loads, attaches (or reuses) and pins everything, and writes `config`
+/// with DNS capture to `dns_port` (`None`: off, see [`with_dns_port`]).
 pub fn install(
     layout: &PinLayout,
     bpffs_root: &Path,
     cgroup_root: &Path,
     config: CaptureConfig,
+    dns_port: Option<u16>,
 ) -> Result<Vec<ProgramState>, LoadError> {
+    let config = with_dns_port(config, dns_port);
     bpffs::ensure_bpffs(bpffs_root)?;
     layout.create_dirs().map_err(|source| LoadError::PinDirs {
         dir: layout.root.clone(),
@@ -290,7 +306,7 @@ fn attach_one(
     let pinned_link = PinnedLink::from_pin(&link_path).ok();
     let pinned_prog = ProgramInfo::from_pin(&prog_path).ok();
     if let (Some(_), Some(pinned)) = (&pinned_link, &pinned_prog) {
-        if pinned.tag() == ours.tag() {
+        if pinned.tag() == ours.tag() && same_maps(pinned, &ours) {
             tracing::info!(
                 program = name,
                 prog_id = pinned.id(),
@@ -338,6 +354,30 @@ fn attach_one(
         action,
         prog_id: ours.id(),
     })
+}
+
+/// True when both programs use the same pinned maps (by kernel id). Maps
+/// every load creates afresh (aya-log's buffer, `.rodata`) are left out.
+/// A program whose maps cannot be read counts as different: replaced,
+/// never kept pointing at a map that is no longer pinned.
+fn same_maps(pinned: &ProgramInfo, ours: &ProgramInfo) -> bool {
+    match (pinned_map_ids(pinned), pinned_map_ids(ours)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Ids of the maps `program` uses that carry the name of a pinned map, sorted.
+fn pinned_map_ids(program: &ProgramInfo) -> Option<Vec<u32>> {
+    let mut ids = Vec::new();
+    for id in program.map_ids().ok()?? {
+        let info = MapInfo::from_id(id).ok()?;
+        if super::pins::MAPS.contains(&info.name_as_str()?) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Some(ids)
 }
 
 /// Reads the aya-log records of the attached programs (they share one ring

@@ -13,7 +13,9 @@
 //! <bpffs>/<instance>/maps/agent_identity    the agent's netns cookie and cgroup id
 //! <bpffs>/<instance>/maps/agent_conns       the agent's connections to pods, until established
 //! <bpffs>/<instance>/maps/probe_ports       (STRICT pod, port) the node address may probe
-//! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound
+//! <bpffs>/<instance>/maps/dns_orig_server   pod UDP socket → the resolver it asked (socket storage)
+//! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound,
+//!                                           mesh_dns_{send,recv,peer}{4,6}
 //! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
 //! ```
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use mesh_common::names;
 use crate::config::PinConfig;
 
 /// The maps the agent pins, in the order `status` shows them.
-pub const MAPS: [&str; 11] = [
+pub const MAPS: [&str; 12] = [
     names::MAP_ENROLLED,
     names::MAP_EXCLUDED,
     names::MAP_ORIG_BY_SOCKET,
@@ -35,6 +37,7 @@ pub const MAPS: [&str; 11] = [
     names::MAP_AGENT_IDENTITY,
     names::MAP_AGENT_CONNS,
     names::MAP_PROBE_PORTS,
+    names::MAP_DNS_ORIG_SERVER,
 ];
 
 /// Pins of maps earlier versions had and this one does not: removed at
@@ -42,11 +45,17 @@ pub const MAPS: [&str; 11] = [
 pub const OBSOLETE_MAPS: [&str; 1] = [names::MAP_ORIG_BY_COOKIE];
 
 /// The programs the agent loads and attaches.
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 10] = [
     names::PROG_CONNECT4,
     names::PROG_CONNECT6,
     names::PROG_SOCKOPS,
     names::PROG_INBOUND,
+    names::PROG_DNS_SEND4,
+    names::PROG_DNS_RECV4,
+    names::PROG_DNS_PEER4,
+    names::PROG_DNS_SEND6,
+    names::PROG_DNS_RECV6,
+    names::PROG_DNS_PEER6,
 ];
 
 #[derive(Debug, Clone)]

@@ -51,6 +51,7 @@ mod tests {
             node: "node-1".into(),
             cluster_id: String::new(),
             ips: vec![],
+            hostname: None,
             mesh,
             gateway: None,
             authorization_policies: vec![],

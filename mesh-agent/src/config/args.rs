@@ -136,6 +136,19 @@ settings! {
         #[arg(long, env = "MESH_AGENT_DRAIN_TIMEOUT", value_parser = duration::parse_flag)]
         #[serde(alias = "drain_timeout_seconds", deserialize_with = "duration::de::option")]
         drain_timeout: Duration = mesh_admin::drain::DEFAULT_TIMEOUT,
+        /// Serve DNS to the node's pods on the redirect addresses, port 15053
+        /// (UDP and TCP), when a control plane is configured: A/AAAA for the
+        /// Service and ServiceEntry hostnames a pod's namespace sees, every
+        /// other query forwarded to --dns-upstream.
+        /// [default: true]
+        #[arg(long, env = "MESH_AGENT_DNS_PROXY", action = ArgAction::Set, num_args = 0..=1,
+              default_missing_value = "true", value_name = "BOOL")]
+        dns_proxy: bool = true,
+        /// The resolver queries are forwarded to, and ServiceEntry endpoint
+        /// names are resolved with (`ip:port`).
+        /// [default: the first nameserver of /etc/resolv.conf, port 53]
+        #[arg(long, env = "MESH_AGENT_DNS_UPSTREAM")]
+        dns_upstream: SocketAddr,
         /// Serve the CNI plugin's API on this Unix socket (e.g.
         /// /var/run/mesh/cni.sock) and enrol pods automatically: on CNI ADD,
         /// and by reconciling recorded pods with the xDS view. Needs

@@ -34,6 +34,11 @@ pub struct AgentConfig {
     pub access_log: bool,
     /// How long open connections may finish when stopping.
     pub drain_timeout: Duration,
+    /// Serve DNS to pods (crate::dns::server) on the redirect address.
+    pub dns_proxy: bool,
+    /// Where DNS goes upstream; `None` when neither set nor found in
+    /// /etc/resolv.conf (names then do not resolve).
+    pub dns_upstream: Option<SocketAddr>,
     /// The CNI server and reconciler; `None`: enrolment by CLI only.
     pub cni: Option<crate::cni::CniSettings>,
     /// The merged settings (flags/env over file) this was resolved from:
@@ -56,6 +61,14 @@ pub struct MeshConfig {
 }
 
 impl AgentConfig {
+    /// The port the kernel sends enrolled pods' DNS to, when the agent
+    /// serves DNS: `--dns-proxy` and a control plane (the proxy answers
+    /// from its view). `None`: pods' DNS is left alone, never redirected
+    /// to a port nobody serves.
+    pub fn dns_proxy_port(&self) -> Option<u16> {
+        (self.dns_proxy && self.mesh.is_some()).then_some(mesh_common::DNS_PROXY_PORT)
+    }
+
     /// Merges flags/env (`common`, `run`) over the file over defaults, and
     /// validates.
     pub fn resolve(
@@ -90,6 +103,10 @@ impl AgentConfig {
             ready_addr: set.ready_addr,
             access_log: set.access_log,
             drain_timeout: set.drain_timeout,
+            dns_proxy: set.dns_proxy,
+            dns_upstream: set
+                .dns_upstream
+                .or_else(|| system_nameserver(std::path::Path::new(RESOLV_CONF))),
             args,
             common_args,
         };
@@ -141,6 +158,26 @@ impl AgentConfig {
         }
         Ok(())
     }
+}
+
+/// Where the node's resolver is configured.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The first `nameserver` of a resolv.conf, port 53.
+pub(crate) fn system_nameserver(path: &std::path::Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(path).ok()?;
+    first_nameserver(&text)
+}
+
+pub(crate) fn first_nameserver(resolv_conf: &str) -> Option<SocketAddr> {
+    resolv_conf.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next()? != "nameserver" {
+            return None;
+        }
+        let ip: std::net::IpAddr = words.next()?.parse().ok()?;
+        Some(SocketAddr::new(ip, 53))
+    })
 }
 
 fn resolve_cni(set: &RunSettings) -> Option<crate::cni::CniSettings> {

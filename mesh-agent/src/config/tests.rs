@@ -223,3 +223,46 @@ fn the_child_command_line_carries_every_merged_setting() {
     // Unset settings stay unset, so the child applies the same defaults.
     assert_eq!(child.admin_addr, None);
 }
+
+#[test]
+fn dns_proxy_defaults_on_and_the_upstream_comes_from_flag_file_or_resolv_conf() {
+    let cfg = AgentConfig::resolve(&common(), &RunArgs::default(), &FileConfig::default()).unwrap();
+    assert!(cfg.dns_proxy);
+    let cli = Cli::try_parse_from([
+        "mesh-agent",
+        "run",
+        "--dns-proxy=false",
+        "--dns-upstream",
+        "10.0.0.53:5353",
+    ])
+    .unwrap();
+    let Command::Run(run) = cli.command else {
+        panic!("not run")
+    };
+    let file: FileConfig = toml::from_str("dns_upstream = \"10.9.9.9:53\"").unwrap();
+    let cfg = AgentConfig::resolve(&cli.common, &run, &file).unwrap();
+    assert!(!cfg.dns_proxy);
+    assert_eq!(cfg.dns_upstream, Some("10.0.0.53:5353".parse().unwrap()));
+    let cfg = AgentConfig::resolve(&common(), &RunArgs::default(), &file).unwrap();
+    assert_eq!(cfg.dns_upstream, Some("10.9.9.9:53".parse().unwrap()));
+    assert!(Cli::try_parse_from(["mesh-agent", "run", "--dns-upstream", "10.0.0.53"]).is_err());
+    // The child's command line carries them back.
+    assert!(run
+        .to_args()
+        .contains(&std::ffi::OsString::from("--dns-upstream=10.0.0.53:5353")));
+}
+
+#[test]
+fn the_first_nameserver_of_resolv_conf_is_the_default_upstream() {
+    let conf = "# generated\nsearch example.org\nnameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n";
+    assert_eq!(
+        super::resolve::first_nameserver(conf),
+        Some("10.0.0.2:53".parse().unwrap()),
+        "a scoped IPv6 address does not parse and is skipped"
+    );
+    assert_eq!(super::resolve::first_nameserver("search x\n"), None);
+    assert_eq!(
+        super::resolve::first_nameserver("nameserver 2001:db8::53"),
+        Some("[2001:db8::53]:53".parse().unwrap())
+    );
+}

@@ -176,6 +176,7 @@ pub async fn start(
         live: Arc::clone(&live),
         // Inbound connects to local pods only.
         hbone: None,
+        resolver: None,
     };
     let handler = Arc::new(InboundHandler::new(Arc::new(inputs)));
     // On shutdown the server stops accepting, sends GOAWAY and lets open

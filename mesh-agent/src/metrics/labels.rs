@@ -11,7 +11,7 @@ use mesh_hbone::Identity;
 use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::{
-    route::{Resolved, Route},
+    route::{PassthroughReason, Resolved, Route},
     state::{
         outcome::ConnError,
         view::{MeshView, ServiceName, WorkloadInfo},
@@ -105,10 +105,19 @@ impl ConnLabels {
         let source = view
             .workload_by_ip(src)
             .map_or_else(Peer::unknown, Peer::from_workload);
-        let destination = resolved
-            .endpoint()
-            .and_then(|dst| view.workload_by_ip(dst.ip()))
-            .map_or_else(Peer::unknown, Peer::from_workload);
+        let destination = match &resolved.route {
+            // A ServiceEntry destination outside the mesh: as Istio, no
+            // workload is named (the service is).
+            Route::Resolve { .. }
+            | Route::Passthrough {
+                why: PassthroughReason::ServiceEntry | PassthroughReason::ExternalEndpoint,
+                ..
+            } => Peer::unknown(),
+            _ => resolved
+                .endpoint()
+                .and_then(|dst| view.workload_by_ip(dst.ip()))
+                .map_or_else(Peer::unknown, Peer::from_workload),
+        };
         Self {
             source,
             destination,
@@ -319,6 +328,39 @@ mod tests {
         // No control plane at all.
         let none = TcpLabels::new(&ConnLabels::unknown(), Reporter::Source, "-");
         assert_eq!(none.source_workload_namespace, UNKNOWN);
+    }
+
+    #[test]
+    fn egress_to_a_service_entry_names_the_host_and_no_workload() {
+        let v = crate::state::fixtures::entries_view();
+        let src: IpAddr = "10.244.1.2".parse().unwrap();
+        for (vip, host) in [
+            ("240.240.0.1:80", "www.googleapis.com"),
+            ("240.240.0.2:80", "api.static.test"),
+            ("240.240.0.3:5432", "db.example.com"),
+        ] {
+            let r = resolve(&v, src, vip.parse().unwrap());
+            let t = TcpLabels::new(&ConnLabels::outbound(&v, src, &r), Reporter::Source, "-");
+            assert_eq!(t.destination_service, host);
+            assert_eq!(t.destination_service_name, host, "Istio names the host");
+            assert_eq!(t.destination_service_namespace, "default");
+            assert_eq!(t.source_workload, "a");
+            for value in [
+                &t.destination_workload,
+                &t.destination_workload_namespace,
+                &t.destination_principal,
+                &t.destination_app,
+                &t.destination_version,
+            ] {
+                assert_eq!(value, UNKNOWN, "{host}");
+            }
+            assert_eq!(t.connection_security_policy, "none");
+        }
+        // From a namespace it is not exported to: no service at all.
+        let other: IpAddr = "10.244.1.9".parse().unwrap();
+        let r = resolve(&v, other, "240.240.0.1:80".parse().unwrap());
+        let t = TcpLabels::new(&ConnLabels::outbound(&v, other, &r), Reporter::Source, "-");
+        assert_eq!(t.destination_service, UNKNOWN);
     }
 
     #[test]

@@ -30,9 +30,11 @@
 //! | `mesh_agent_bpf_map_entries` | gauge | `map` (every pinned hash map) |
 //! | `mesh_agent_capture_events_total` | counter | `counter` (every `capture_stats` index) |
 //! | `mesh_agent_active_connections` | gauge | |
+//! | `mesh_agent_dns_requests_total` | counter | `outcome`: `answered`, `forwarded`, `refused`, `failed` (see [`dns`]) |
 //!
 //! `--metrics=false` records nothing and serves nothing (benchmarks compare
 //! with and without).
+pub mod dns;
 pub mod health;
 pub mod labels;
 
@@ -106,6 +108,16 @@ impl Metrics {
         Self { registry }
     }
 
+    /// Also serves the DNS proxy's counter.
+    pub fn with_dns(mut self, dns: &dns::DnsMetrics) -> Self {
+        self.registry.register(
+            "mesh_agent_dns_requests",
+            "DNS queries served to pods, by outcome",
+            dns.requests.clone(),
+        );
+        self
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
@@ -159,6 +171,20 @@ pub(crate) mod tests {
             })
             .map(|(_, _, v)| v)
             .reduce(|a, b| a + b)
+    }
+
+    #[test]
+    fn dns_requests_are_counted_by_outcome() {
+        let dns = dns::DnsMetrics::default();
+        let metrics = Metrics::new(TcpMetrics::default(), None).with_dns(&dns);
+        dns.count(dns::Outcome::Answered);
+        dns.count(dns::Outcome::Answered);
+        dns.count(dns::Outcome::Refused);
+        let text = metrics.encode().unwrap();
+        let name = "mesh_agent_dns_requests_total";
+        assert_eq!(value(&text, name, &[("outcome", "answered")]), Some(2.0));
+        assert_eq!(value(&text, name, &[("outcome", "refused")]), Some(1.0));
+        assert_eq!(value(&text, name, &[("outcome", "forwarded")]), None);
     }
 
     #[test]

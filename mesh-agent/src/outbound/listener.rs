@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use super::proxy::{self, ProxySettings};
 use crate::{
     capture::orig_dst::OrigDstTable,
+    dns::resolve::Resolver,
     state::{connections::ConnectionStats, inputs::ProxyInputs, runtime::MeshRuntime},
 };
 
@@ -33,17 +34,19 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// `mesh`: the mesh side, when a control plane is configured.
+    /// `mesh`: the mesh side, when a control plane is configured;
+    /// `resolver`: for ServiceEntry endpoints known by name.
     pub async fn bind(
         addr: SocketAddr,
         orig_dst: Arc<OrigDstTable>,
         stats: Arc<ConnectionStats>,
         settings: ProxySettings,
         mesh: Option<Arc<MeshRuntime>>,
+        resolver: Option<Resolver>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(%addr, "outbound capture listener ready");
-        let inputs = ProxyInputs::new(settings, stats, mesh.as_deref());
+        let inputs = ProxyInputs::new(settings, stats, mesh.as_deref(), resolver);
         Ok(Self {
             listener,
             orig_dst,

@@ -56,6 +56,27 @@ pub async fn connect(dst: SocketAddr, settings: &ProxySettings) -> std::io::Resu
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
+/// The address of a ServiceEntry endpoint known by name, in the family of
+/// the address the client dialled when it has one.
+async fn resolve_endpoint(
+    inputs: &ProxyInputs,
+    host: &str,
+    port: u16,
+    prefer_v4: bool,
+) -> Result<SocketAddr, ConnError> {
+    let resolver = inputs
+        .resolver
+        .as_ref()
+        .ok_or_else(|| ConnError::NoResolver {
+            host: host.to_string(),
+        })?;
+    let ip = resolver
+        .resolve(host, prefer_v4)
+        .await
+        .map_err(ConnError::Resolve)?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// Proxies `client` (from `peer`, meant for `dst`) to where the view routes
 /// it.
 pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: Arc<ProxyInputs>) {
@@ -65,7 +86,7 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
     let mut open = stats.open(peer, dst);
     open.upstream = resolved.endpoint();
     open.route = match &resolved.route {
-        Route::Passthrough { .. } => Carried::Passthrough,
+        Route::Passthrough { .. } | Route::Resolve { .. } => Carried::Passthrough,
         Route::Local { .. } => Carried::Local,
         Route::Hbone { .. } => Carried::Hbone,
         Route::Refuse(_) => Carried::Refused,
@@ -114,6 +135,21 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
                 dst: &dst_id,
             };
             hbone::carry(client, peer, tunnel, inputs.hbone.as_ref(), id).await
+        }
+        Route::Resolve { host, port } => {
+            // A ServiceEntry endpoint known by name: resolved per
+            // connection (the resolver caches for the records' TTL).
+            match resolve_endpoint(&inputs, &host, port, dst.is_ipv4()).await {
+                Ok(target) => {
+                    open.upstream = Some(target);
+                    direct::carry(client, peer, target, Destination::Outside, &inputs, id).await
+                }
+                Err(error) => {
+                    tracing::info!(src = %peer, %dst, %host, %error, "endpoint name did not resolve");
+                    reset(client);
+                    Err(error)
+                }
+            }
         }
         Route::Refuse(reason) => {
             tracing::info!(src = %peer, %dst, %reason, "connection refused by routing");

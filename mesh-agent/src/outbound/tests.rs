@@ -24,6 +24,7 @@ fn inputs(view: MeshView) -> Arc<ProxyInputs> {
         view: watch::channel(Arc::new(view)).1,
         live: Arc::default(),
         hbone: None,
+        resolver: None,
     })
 }
 
@@ -115,4 +116,87 @@ async fn hbone_without_a_client_is_still_finished() {
     let record = only_record(&inputs);
     assert_eq!(record.route, Carried::Hbone);
     assert_eq!(record.response_flags, "UF");
+}
+
+/// Pod `a` and a ServiceEntry host `ext.test` on 240.240.0.9:80 whose
+/// endpoint is the name `endpoint_host`, port `port`.
+fn resolving_view(endpoint_host: &str, port: u16) -> MeshView {
+    use crate::state::view::{EndpointAddress, ExternalEndpoint};
+    MeshView::new(
+        "n1",
+        vec![fixtures::workload("a", "10.244.1.2", "n1", true)],
+        vec![fixtures::entry(
+            "ext.test",
+            "240.240.0.9:80",
+            vec![("se/ext".into(), port)],
+        )],
+    )
+    .with_external(vec![ExternalEndpoint {
+        uid: "se/ext".into(),
+        namespace: "default".into(),
+        address: EndpointAddress::Hostname(endpoint_host.into()),
+    }])
+}
+
+fn with_resolver(view: MeshView, upstream: SocketAddr) -> Arc<ProxyInputs> {
+    let inputs = inputs(view);
+    let mut inputs = Arc::into_inner(inputs).unwrap();
+    inputs.resolver = Some(crate::dns::resolve::Resolver::new(upstream).unwrap());
+    Arc::new(inputs)
+}
+
+#[tokio::test]
+async fn a_dns_endpoint_is_resolved_then_relayed_and_named_by_its_host() {
+    let (dns, _) = crate::dns::tests::authoritative(
+        &[("ext.test", [127, 0, 0, 1]), ("gone.test", [127, 0, 0, 1])],
+        60,
+    )
+    .await;
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        s.write_all(b"external").await.unwrap();
+    });
+    let inputs = with_resolver(resolving_view("ext.test", port), dns);
+    let (agent, mut pod) = pair().await;
+    let peer: SocketAddr = "10.244.1.2:40000".parse().unwrap();
+    let relay = tokio::spawn(proxy::run(
+        agent,
+        peer,
+        "240.240.0.9:80".parse().unwrap(),
+        Arc::clone(&inputs),
+    ));
+    let mut got = Vec::new();
+    pod.read_to_end(&mut got).await.unwrap();
+    drop(pod);
+    relay.await.unwrap();
+    assert_eq!(got, b"external");
+    let record = only_record(&inputs);
+    assert_eq!(record.route, Carried::Passthrough);
+    assert_eq!(record.service, "ext.test");
+    assert_eq!(
+        record.upstream,
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    );
+    assert_eq!(record.response_flags, "-");
+}
+
+#[tokio::test]
+async fn an_endpoint_name_that_does_not_resolve_is_df() {
+    let (dns, _) = crate::dns::tests::authoritative(&[], 60).await;
+    let inputs = with_resolver(resolving_view("nowhere.test", 80), dns);
+    run(&inputs, "240.240.0.9:80".parse().unwrap()).await;
+    let record = only_record(&inputs);
+    assert_eq!(record.response_flags, "DF");
+    assert_eq!(record.service, "ext.test");
+    assert_eq!(inputs.stats.totals().upstream_connect_failed, 1);
+    // No resolver at all: the same flag.
+    let inputs = inputs_without_resolver();
+    run(&inputs, "240.240.0.9:80".parse().unwrap()).await;
+    assert_eq!(only_record(&inputs).response_flags, "DF");
+}
+
+fn inputs_without_resolver() -> Arc<ProxyInputs> {
+    inputs(resolving_view("ext.test", 80))
 }

@@ -1,11 +1,17 @@
 //! Hop ②: where a captured connection goes, a function of the mesh view
 //! (crate::state::view) alone.
 //!
-//! Rules, in order:
+//! A VIP:port is a service's only for sources of a namespace the service is
+//! exported to (a ServiceEntry's `exportTo`); for others it is a plain
+//! address. Rules, in order:
 //! 0. a Service VIP:port whose service uses a waypoint is tunnelled to the
 //!    waypoint, VIP:port unchanged (the waypoint picks the endpoint);
-//! 1. a Service VIP:port is replaced by one of its endpoints (round robin)
-//!    and the service port by the endpoint's target port;
+//! 1. a ServiceEntry host without resolution (`passthrough`) goes to the
+//!    address dialled; any other Service VIP:port is replaced by one of its
+//!    endpoints (round robin) and the service port by the endpoint's
+//!    target port: a workload's address (rules 2–4), a ServiceEntry
+//!    endpoint's address (direct), or its hostname (`Route::Resolve`,
+//!    resolved by the outbound proxy);
 //! 2. a destination outside the mesh (unknown address, or a pod that is not
 //!    a mesh workload) is reached directly: passthrough;
 //! 3. a mesh workload on this node is reached directly (local delivery;
@@ -21,7 +27,7 @@ use std::{
 
 use mesh_hbone::Identity;
 
-use crate::state::view::{MeshView, ServiceInfo, ServiceName};
+use crate::state::view::{EndpointAddress, MeshView, ServiceInfo, ServiceName};
 
 /// Why a connection goes straight to its destination, outside the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +37,10 @@ pub enum PassthroughReason {
     /// The destination is in the mesh but the source has no mesh identity
     /// to present.
     NoSourceIdentity,
+    /// A ServiceEntry host with `resolution: NONE`: the address dialled.
+    ServiceEntry,
+    /// A ServiceEntry endpoint outside the mesh, by address.
+    ExternalEndpoint,
 }
 
 impl fmt::Display for PassthroughReason {
@@ -38,6 +48,8 @@ impl fmt::Display for PassthroughReason {
         f.write_str(match self {
             PassthroughReason::OutsideMesh => "passthrough: destination outside the mesh",
             PassthroughReason::NoSourceIdentity => "passthrough: source has no mesh identity",
+            PassthroughReason::ServiceEntry => "passthrough: service entry without resolution",
+            PassthroughReason::ExternalEndpoint => "direct: service entry endpoint",
         })
     }
 }
@@ -77,6 +89,10 @@ pub enum Route {
         src: Identity,
         dst: Identity,
     },
+    /// A ServiceEntry endpoint known by name (`resolution: DNS`): resolve
+    /// `host` (crate::dns::resolve) and connect to `port` of an address it
+    /// has, outside the mesh.
+    Resolve { host: Arc<str>, port: u16 },
     /// Nowhere to go.
     Refuse(RefuseReason),
 }
@@ -87,6 +103,7 @@ impl fmt::Display for Route {
             Route::Passthrough { why, .. } => why.fmt(f),
             Route::Local { .. } => f.write_str("local delivery: destination on this node"),
             Route::Hbone { gateway, .. } => write!(f, "HBONE through {gateway}"),
+            Route::Resolve { host, port } => write!(f, "direct to {host}:{port} (resolved)"),
             Route::Refuse(reason) => reason.fmt(f),
         }
     }
@@ -101,38 +118,47 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The address the agent connects or tunnels to (the chosen endpoint).
+    /// The address the agent connects or tunnels to (the chosen endpoint;
+    /// `None` before a name is resolved).
     pub fn endpoint(&self) -> Option<SocketAddr> {
         match &self.route {
             Route::Passthrough { dst, .. } | Route::Local { dst } => Some(*dst),
             Route::Hbone { authority, .. } => Some(*authority),
-            Route::Refuse(_) => None,
+            Route::Resolve { .. } | Route::Refuse(_) => None,
         }
     }
 }
 
 /// Decides where a connection from `src` (a pod on this node) to `dst`
 /// (its original destination) goes, naming the service the VIP belonged
-/// to.
+/// to. A VIP of a service not exported to the source's namespace is no
+/// VIP for it (routed as the plain address).
 pub fn resolve(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Resolved {
-    if let Some(resolved) = via_waypoint(view, src, dst) {
-        return resolved;
-    }
-    let (service, dst) = match view.service(dst) {
-        Some(service) => match pick_endpoint(view, service, dst) {
-            Ok(endpoint) => (Some(Arc::clone(&service.name)), endpoint),
-            Err(reason) => {
-                return Resolved {
-                    route: Route::Refuse(reason),
-                    service: Some(Arc::clone(&service.name)),
-                }
-            }
+    let Some(service) = view.visible_service(src, dst) else {
+        return Resolved {
+            route: route_endpoint(view, src, dst),
+            service: None,
+        };
+    };
+    let route = match via_waypoint(view, src, dst, service) {
+        Some(route) => route,
+        None if service.passthrough => Route::Passthrough {
+            dst,
+            why: PassthroughReason::ServiceEntry,
         },
-        None => (None, dst),
+        None => match pick_endpoint(view, service, dst) {
+            Ok(Picked::Workload(endpoint)) => route_endpoint(view, src, endpoint),
+            Ok(Picked::External(endpoint)) => Route::Passthrough {
+                dst: endpoint,
+                why: PassthroughReason::ExternalEndpoint,
+            },
+            Ok(Picked::Hostname { host, port }) => Route::Resolve { host, port },
+            Err(reason) => Route::Refuse(reason),
+        },
     };
     Resolved {
-        route: route_endpoint(view, src, dst),
-        service,
+        route,
+        service: Some(Arc::clone(&service.name)),
     }
 }
 
@@ -142,24 +168,46 @@ pub fn route(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Route {
     resolve(view, src, dst).route
 }
 
-/// One endpoint address of `service`, round robin, in `dst`'s address
-/// family when the workload has one.
+/// A service endpoint chosen for one connection.
+enum Picked {
+    /// A workload of the view (a pod, mesh or not).
+    Workload(SocketAddr),
+    /// A ServiceEntry endpoint outside the mesh, by address.
+    External(SocketAddr),
+    /// A ServiceEntry endpoint to resolve.
+    Hostname { host: Arc<str>, port: u16 },
+}
+
+/// One endpoint of `service`, round robin, in `dst`'s address family when
+/// the endpoint has one.
 fn pick_endpoint(
     view: &MeshView,
     service: &ServiceInfo,
     dst: SocketAddr,
-) -> Result<SocketAddr, RefuseReason> {
-    let endpoints: Vec<(IpAddr, u16)> = service
+) -> Result<Picked, RefuseReason> {
+    let same_family = |ips: &[IpAddr]| {
+        ips.iter()
+            .find(|ip| ip.is_ipv4() == dst.is_ipv4())
+            .or(ips.first())
+            .copied()
+    };
+    let mut endpoints: Vec<Picked> = service
         .endpoints
         .iter()
         .filter_map(|(uid, port)| {
-            let w = view.workload(uid)?;
-            let ip = w
-                .ips
-                .iter()
-                .find(|ip| ip.is_ipv4() == dst.is_ipv4())
-                .or(w.ips.first())?;
-            Some((*ip, *port))
+            if let Some(w) = view.workload(uid) {
+                let ip = same_family(&w.ips)?;
+                return Some(Picked::Workload(SocketAddr::new(ip, *port)));
+            }
+            match &view.external_endpoint(uid)?.address {
+                EndpointAddress::Ips(ips) => {
+                    Some(Picked::External(SocketAddr::new(same_family(ips)?, *port)))
+                }
+                EndpointAddress::Hostname(host) => Some(Picked::Hostname {
+                    host: Arc::clone(host),
+                    port: *port,
+                }),
+            }
         })
         .collect();
     if endpoints.is_empty() {
@@ -167,19 +215,24 @@ fn pick_endpoint(
             service: service.key.clone(),
         });
     }
-    Ok(SocketAddr::from(endpoints[view.next_pick(endpoints.len())]))
+    let pick = view.next_pick(endpoints.len());
+    Ok(endpoints.swap_remove(pick))
 }
 
 /// Rule 0. Traffic from the waypoint itself, or from a source without a
 /// mesh identity, is routed as if there were no waypoint.
-fn via_waypoint(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Option<Resolved> {
-    let service = view.service(dst)?;
+fn via_waypoint(
+    view: &MeshView,
+    src: IpAddr,
+    dst: SocketAddr,
+    service: &ServiceInfo,
+) -> Option<Route> {
     let waypoint = service.waypoint?;
     if waypoint.ip() == src {
         return None;
     }
     let source = view.workload_by_ip(src).filter(|w| w.mesh)?;
-    let route = match view.workload_by_ip(waypoint.ip()) {
+    Some(match view.workload_by_ip(waypoint.ip()) {
         Some(w) => Route::Hbone {
             gateway: waypoint,
             authority: dst,
@@ -190,10 +243,6 @@ fn via_waypoint(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Option<Resolve
             service: service.key.clone(),
             waypoint,
         }),
-    };
-    Some(Resolved {
-        route,
-        service: Some(Arc::clone(&service.name)),
     })
 }
 

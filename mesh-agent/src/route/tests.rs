@@ -186,3 +186,148 @@ fn passthrough_and_refusal_say_why() {
     );
     assert!(matches!(r, Route::Refuse(RefuseReason::NoGateway { .. })));
 }
+
+mod service_entries {
+    use super::*;
+    use crate::state::fixtures::entries_view;
+
+    const A: &str = "10.244.1.2";
+    const OTHER_NS: &str = "10.244.1.9";
+
+    fn go(view: &MeshView, src: &str, dst: &str) -> Resolved {
+        resolve(view, src.parse().unwrap(), dst.parse().unwrap())
+    }
+
+    #[test]
+    fn a_dns_entry_resolves_its_endpoint_name_and_names_the_host() {
+        let v = entries_view();
+        let r = go(&v, A, "240.240.0.1:80");
+        assert_eq!(
+            r.route,
+            Route::Resolve {
+                host: "www.googleapis.com".into(),
+                port: 80
+            }
+        );
+        assert_eq!(r.endpoint(), None, "no address before resolution");
+        let service = r.service.unwrap();
+        assert_eq!(service.hostname, "www.googleapis.com");
+        assert_eq!(service.name, "www.googleapis.com", "Istio names the host");
+        assert_eq!(service.namespace, "default");
+    }
+
+    #[test]
+    fn a_namespace_the_entry_is_not_exported_to_sees_a_plain_address() {
+        let v = entries_view();
+        let vip: SocketAddr = "240.240.0.1:80".parse().unwrap();
+        let r = go(&v, OTHER_NS, "240.240.0.1:80");
+        assert_eq!(
+            r.route,
+            Route::Passthrough {
+                dst: vip,
+                why: PassthroughReason::OutsideMesh
+            }
+        );
+        assert_eq!(r.service, None, "as if the entry did not exist");
+        // An unknown source sees only what is exported to all.
+        assert_eq!(go(&v, "192.0.2.99", "240.240.0.1:80").service, None);
+        assert!(go(&v, "192.0.2.99", "240.240.0.2:80").service.is_some());
+        // exportTo ["~"]: nobody.
+        assert_eq!(go(&v, A, "240.240.0.6:80").service, None);
+    }
+
+    #[test]
+    fn a_static_entry_goes_direct_to_its_endpoint_address() {
+        let v = entries_view();
+        let r = go(&v, A, "240.240.0.2:80");
+        assert_eq!(
+            r.route,
+            Route::Passthrough {
+                dst: "192.0.2.10:8080".parse().unwrap(),
+                why: PassthroughReason::ExternalEndpoint
+            }
+        );
+        assert_eq!(r.service.unwrap().name, "api.static.test");
+    }
+
+    #[test]
+    fn an_entry_without_resolution_goes_where_the_client_dialled() {
+        let v = entries_view();
+        for dst in ["240.240.0.3:5432", "240.240.0.4:443"] {
+            let r = go(&v, A, dst);
+            assert_eq!(
+                r.route,
+                Route::Passthrough {
+                    dst: dst.parse().unwrap(),
+                    why: PassthroughReason::ServiceEntry
+                }
+            );
+            assert!(r.service.is_some(), "telemetry still names the service");
+        }
+        // Another port of the same address is no service port.
+        assert_eq!(go(&v, A, "240.240.0.3:80").service, None);
+    }
+
+    #[test]
+    fn an_entry_whose_endpoints_are_gone_is_refused() {
+        let v = entries_view();
+        let mut services: Vec<ServiceInfo> = v.services().cloned().collect();
+        let workloads: Vec<WorkloadInfo> = v.workloads().cloned().collect();
+        for s in &mut services {
+            s.export_to = crate::state::view::ExportTo::All;
+        }
+        // The endpoint workloads are not in this view.
+        let v = MeshView::new("n1", workloads, services);
+        assert!(matches!(
+            go(&v, A, "240.240.0.1:80").route,
+            Route::Refuse(RefuseReason::NoEndpoints { .. })
+        ));
+    }
+
+    #[test]
+    fn a_mesh_internal_entry_selecting_pods_routes_like_a_service() {
+        let v = entries_view();
+        let mut services: Vec<ServiceInfo> = v.services().cloned().collect();
+        services.push(crate::state::fixtures::entry(
+            "internal.example",
+            "240.240.0.7:80",
+            vec![("Kubernetes//Pod/default/c".into(), 9090)],
+        ));
+        let v = MeshView::new("n1", v.workloads().cloned().collect(), services);
+        let r = go(&v, A, "240.240.0.7:80");
+        assert!(
+            matches!(r.route, Route::Hbone { authority, .. } if authority == "10.244.2.2:9090".parse().unwrap()),
+            "{:?}",
+            r.route
+        );
+        assert_eq!(r.service.unwrap().name, "internal.example");
+    }
+
+    #[test]
+    fn a_waypoint_attached_entry_is_tunnelled_to_the_waypoint() {
+        let v = entries_view();
+        let mut workloads: Vec<WorkloadInfo> = v.workloads().cloned().collect();
+        workloads.push(workload("wp", "10.244.2.9", "n2", false));
+        let mut services: Vec<ServiceInfo> = v.services().cloned().collect();
+        for s in &mut services {
+            if s.name.hostname == "www.googleapis.com" {
+                s.waypoint = Some("10.244.2.9:15008".parse().unwrap());
+            }
+        }
+        let v = MeshView::new("n1", workloads, services);
+        let vip: SocketAddr = "240.240.0.1:80".parse().unwrap();
+        let r = go(&v, A, "240.240.0.1:80");
+        assert_eq!(
+            r.route,
+            Route::Hbone {
+                gateway: "10.244.2.9:15008".parse().unwrap(),
+                authority: vip,
+                src: "spiffe://cluster.local/ns/default/sa/a".parse().unwrap(),
+                dst: "spiffe://cluster.local/ns/default/sa/wp".parse().unwrap(),
+            }
+        );
+        assert_eq!(r.service.unwrap().name, "www.googleapis.com");
+        // Not exported to `other`: no waypoint either.
+        assert_eq!(go(&v, OTHER_NS, "240.240.0.1:80").service, None);
+    }
+}

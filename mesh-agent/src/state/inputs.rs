@@ -9,7 +9,9 @@ use mesh_hbone::HboneClient;
 use tokio::sync::watch;
 
 use super::{connections::ConnectionStats, runtime::MeshRuntime, view::MeshView};
-use crate::{outbound::proxy::ProxySettings, policy::live::LiveConnections};
+use crate::{
+    dns::resolve::Resolver, outbound::proxy::ProxySettings, policy::live::LiveConnections,
+};
 
 pub struct ProxyInputs {
     pub settings: ProxySettings,
@@ -20,6 +22,9 @@ pub struct ProxyInputs {
     pub live: Arc<LiveConnections>,
     /// HBONE to peer agents and waypoints; `None` without a control plane.
     pub hbone: Option<HboneClient>,
+    /// Resolves ServiceEntry endpoints known by name; `None` when no DNS
+    /// upstream is known (such endpoints then fail with `DF`).
+    pub resolver: Option<Resolver>,
 }
 
 impl ProxyInputs {
@@ -28,6 +33,7 @@ impl ProxyInputs {
         settings: ProxySettings,
         stats: Arc<ConnectionStats>,
         mesh: Option<&MeshRuntime>,
+        resolver: Option<Resolver>,
     ) -> Self {
         match mesh {
             Some(mesh) => Self {
@@ -36,6 +42,7 @@ impl ProxyInputs {
                 view: mesh.view.clone(),
                 live: Arc::clone(&mesh.live),
                 hbone: Some(mesh.hbone.clone()),
+                resolver,
             },
             None => Self {
                 settings,
@@ -43,6 +50,7 @@ impl ProxyInputs {
                 view: watch::channel(Arc::new(MeshView::default())).1,
                 live: Arc::default(),
                 hbone: None,
+                resolver,
             },
         }
     }

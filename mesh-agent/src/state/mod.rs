@@ -1,6 +1,7 @@
 //! What the agent knows and has done, beside the data path:
-//! - [`view`]: the mesh view (workloads, services, policies) and [`xds`],
-//!   which builds it from the xDS snapshot;
+//! - [`view`]: the mesh view (workloads, ServiceEntry endpoints outside
+//!   the mesh, services, policies) and [`xds`], which builds it from the
+//!   xDS snapshot (tests.rs checks that build);
 //! - [`runtime`]: the mesh side's handles (view, HBONE client,
 //!   certificates, xDS state), present when a control plane is configured;
 //! - [`inputs`]: the one bundle the outbound and inbound proxies take;
@@ -15,3 +16,5 @@ pub mod xds;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;

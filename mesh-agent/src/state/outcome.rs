@@ -77,6 +77,12 @@ pub enum ConnError {
     /// passthrough or local delivery, or inbound to its own pod).
     #[error("connect: {0}")]
     Connect(#[source] std::io::Error),
+    /// A ServiceEntry endpoint's hostname gave no address.
+    #[error("{0}")]
+    Resolve(#[source] crate::dns::resolve::ResolveError),
+    /// Routed to a hostname without a resolver (no DNS upstream known).
+    #[error("no resolver for {host}: no DNS upstream configured")]
+    NoResolver { host: String },
     /// No HBONE tunnel to the peer agent or waypoint.
     #[error("connect: {0}")]
     HboneConnect(#[source] mesh_hbone::ClientError),
@@ -109,22 +115,28 @@ pub enum ConnError {
 impl ConnError {
     /// Envoy's (and Istio's) `response_flags` for a connection that ended
     /// with this error: `DENY` denied by policy, `NR` no route, `UF`
-    /// upstream connect failure, `-` for errors after the connection was
-    /// set up.
+    /// upstream connect failure, `DF` DNS resolution failure (Envoy's flag
+    /// for it), `-` for errors after the connection was set up.
     pub fn response_flag(&self) -> &'static str {
         match self {
             ConnError::Denied { .. } => "DENY",
+            ConnError::Resolve(_) | ConnError::NoResolver { .. } => "DF",
             ConnError::NoRoute(_) | ConnError::NotLocalPod | ConnError::WrongIdentity(_) => "NR",
             ConnError::Connect(_) | ConnError::HboneConnect(_) | ConnError::NoHboneClient => "UF",
             ConnError::Cancelled | ConnError::TunnelClosed | ConnError::Relay(_) => "-",
         }
     }
 
-    /// Counted in `upstream_connect_failed`.
+    /// Counted in `upstream_connect_failed` (a name that resolves to
+    /// nothing is an upstream the agent could not connect to).
     pub fn is_upstream_connect_failure(&self) -> bool {
         matches!(
             self,
-            ConnError::Connect(_) | ConnError::HboneConnect(_) | ConnError::NoHboneClient
+            ConnError::Connect(_)
+                | ConnError::HboneConnect(_)
+                | ConnError::NoHboneClient
+                | ConnError::Resolve(_)
+                | ConnError::NoResolver { .. }
         )
     }
 }

@@ -51,14 +51,118 @@ impl DerefMut for WorkloadInfo {
     }
 }
 
+/// A ServiceEntry endpoint outside the mesh: a workload of the Address
+/// xDS without a SPIFFE identity that is no mesh workload (tunnel protocol
+/// NONE). It presents no identity, is reached in plaintext and is never a
+/// source or a policy target; it exists only as a service's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalEndpoint {
+    /// The workload uid the service's endpoint list names.
+    pub uid: String,
+    pub namespace: String,
+    pub address: EndpointAddress,
+}
+
+/// Where an external endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAddress {
+    /// `resolution: STATIC`: its addresses.
+    Ips(Vec<IpAddr>),
+    /// `resolution: DNS`: a name the outbound proxy resolves per connection
+    /// (crate::dns::resolve).
+    Hostname(Arc<str>),
+}
+
+/// Which namespaces' pods see a service (a ServiceEntry's `exportTo` as
+/// the control plane resolved it; a Kubernetes Service is seen by all).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExportTo {
+    #[default]
+    All,
+    /// Only these namespaces (empty: none, `exportTo: ["~"]`).
+    Namespaces(Vec<String>),
+}
+
+impl ExportTo {
+    /// From the xDS field: empty or containing `*` is every namespace; `~`
+    /// is no namespace.
+    pub fn from_xds(names: &[String]) -> Self {
+        if names.is_empty() || names.iter().any(|n| n == "*") {
+            return ExportTo::All;
+        }
+        ExportTo::Namespaces(names.iter().filter(|n| *n != "~").cloned().collect())
+    }
+
+    /// Whether a pod of `namespace` sees the service; a source the view
+    /// does not know (`None`) sees only services exported to all.
+    pub fn visible_to(&self, namespace: Option<&str>) -> bool {
+        match self {
+            ExportTo::All => true,
+            ExportTo::Namespaces(names) => {
+                namespace.is_some_and(|ns| names.iter().any(|n| n == ns))
+            }
+        }
+    }
+}
+
+/// What kind of service a hostname names, decided from the resource's
+/// structure: a Kubernetes Service's hostname is
+/// `<name>.<namespace>.svc.<cluster domain>`; any other is a ServiceEntry
+/// host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// A Kubernetes Service in the cluster domain (`cluster.local`).
+    Kubernetes { domain: String },
+    /// A ServiceEntry host (`www.googleapis.com`, `*.example.com`).
+    External,
+}
+
+impl ServiceKind {
+    pub fn of(hostname: &str, name: &str, namespace: &str) -> Self {
+        let domain = hostname
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(namespace))
+            .and_then(|rest| rest.strip_prefix(".svc."))
+            .filter(|domain| !domain.is_empty() && !name.is_empty() && !namespace.is_empty());
+        match domain {
+            Some(domain) => ServiceKind::Kubernetes {
+                domain: domain.to_string(),
+            },
+            None => ServiceKind::External,
+        }
+    }
+}
+
 /// Who a Service is, as telemetry names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceName {
-    /// `reviews.default.svc.cluster.local`.
+    /// `reviews.default.svc.cluster.local`, or a ServiceEntry's host.
     pub hostname: String,
-    /// `reviews`.
+    /// `reviews`; for a ServiceEntry host the host itself, as Istio names
+    /// it in telemetry.
     pub name: String,
+    /// The Service's, or the ServiceEntry's, namespace.
     pub namespace: String,
+    pub kind: ServiceKind,
+}
+
+impl ServiceName {
+    /// A service's name from its xDS fields: a ServiceEntry host is named
+    /// by the host.
+    pub fn new(hostname: &str, name: &str, namespace: &str) -> Self {
+        let kind = ServiceKind::of(hostname, name, namespace);
+        let name = match kind {
+            ServiceKind::Kubernetes { .. } => name,
+            ServiceKind::External => hostname,
+        };
+        Self {
+            hostname: hostname.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            kind,
+        }
+    }
 }
 
 /// One port of a Service VIP and its endpoints.
@@ -75,6 +179,10 @@ pub struct ServiceInfo {
     /// The waypoint (its HBONE address) this service's traffic is handed
     /// to (`istio.io/use-waypoint`), if any.
     pub waypoint: Option<SocketAddr>,
+    /// Who sees it (routing and DNS answer only for those namespaces).
+    pub export_to: ExportTo,
+    /// `resolution: NONE`: connections go to the address dialled.
+    pub passthrough: bool,
 }
 
 /// Everything the agent of `node` knows about the mesh, immutable once
@@ -87,6 +195,8 @@ pub struct MeshView {
     /// Authorization policies, evaluated at hop ④.
     pub policies: crate::policy::PolicySet,
     workloads: HashMap<String, WorkloadInfo>,
+    /// ServiceEntry endpoints outside the mesh, by uid; never in `by_ip`.
+    external: HashMap<String, ExternalEndpoint>,
     by_ip: HashMap<IpAddr, String>,
     services: HashMap<SocketAddr, ServiceInfo>,
     /// Round robin over a service's endpoints ([`MeshView::next_pick`]).
@@ -109,10 +219,34 @@ impl MeshView {
             policies: crate::policy::PolicySet::default(),
             by_ip,
             workloads: workloads.into_iter().map(|w| (w.uid.clone(), w)).collect(),
+            external: HashMap::new(),
             services: services.into_iter().map(|s| (s.vip, s)).collect(),
             next: AtomicUsize::new(0),
             generation: 0,
         }
+    }
+
+    /// Adds the ServiceEntry endpoints outside the mesh.
+    pub fn with_external(mut self, endpoints: Vec<ExternalEndpoint>) -> Self {
+        self.external = endpoints.into_iter().map(|e| (e.uid.clone(), e)).collect();
+        self
+    }
+
+    /// The external endpoint with uid `uid`.
+    pub fn external_endpoint(&self, uid: &str) -> Option<&ExternalEndpoint> {
+        self.external.get(uid)
+    }
+
+    /// The namespace of the workload at `ip`, if the view knows one there.
+    pub fn namespace_of(&self, ip: IpAddr) -> Option<&str> {
+        self.workload_by_ip(ip).map(|w| w.namespace.as_str())
+    }
+
+    /// The service entry for this VIP:port as a client at `src` sees it:
+    /// `None` when the service is not exported to the client's namespace.
+    pub fn visible_service(&self, src: IpAddr, vip: SocketAddr) -> Option<&ServiceInfo> {
+        self.service(vip)
+            .filter(|s| s.export_to.visible_to(self.namespace_of(src)))
     }
 
     pub fn with_policies(mut self, policies: crate::policy::PolicySet) -> Self {

@@ -69,6 +69,7 @@ fn workload(w: &Workload) -> Value {
         "name": w.name,
         "namespace": w.namespace,
         "addresses": w.addresses.iter().map(|a| ip_of(a)).collect::<Vec<_>>(),
+        "hostname": w.hostname,
         "network": w.network,
         "tunnel_protocol": enum_name(w.tunnel_protocol, TunnelProtocol::as_str_name),
         "trust_domain": w.trust_domain,
@@ -97,6 +98,8 @@ fn service(s: &Service) -> Value {
         "ports": ports(&s.ports),
         "subject_alt_names": s.subject_alt_names,
         "waypoint": gateway(&s.waypoint),
+        "export_to": s.export_to,
+        "passthrough": s.passthrough,
     })
 }
 

@@ -56,3 +56,24 @@ pub const NOT_EXPORTED: &str = "MESH0110";
 /// DestinationRule another rule for the same service takes precedence
 /// over (istiod's lookup: waypoint's namespace, service's, root's).
 pub const DR_SHADOWED: &str = "MESH0111";
+
+/// ServiceEntry host that is a Kubernetes Service's hostname: the Service
+/// keeps it; the entry adds nothing to it.
+pub const SE_HOST_IS_SERVICE: &str = "MESH0112";
+/// ServiceEntry with a DNS resolution and a wildcard host: the wildcard
+/// gets no VIP, so connections to names it covers bypass the endpoints.
+pub const SE_WILDCARD_DNS: &str = "MESH0113";
+/// ServiceEntry host another entry of the namespace defines first.
+pub const SE_DUPLICATE_HOST: &str = "MESH0114";
+/// ServiceEntry part the mesh does not carry (CIDR ranges, UDP ports).
+pub const SE_UNSUPPORTED: &str = "MESH0115";
+
+/// HTTPRoute parent that does not accept it (no such Gateway, Service or
+/// listener; not allowed by the listener; no shared hostname).
+pub const GW_API_ROUTE_NOT_ACCEPTED: &str = "MESH0401";
+/// HTTPRoute backendRef that does not resolve (missing Service or port,
+/// another kind, another namespace without a ReferenceGrant).
+pub const GW_API_REF_UNRESOLVED: &str = "MESH0402";
+/// Gateway API listener not served (TLS, TCP, UDP, Passthrough, a
+/// certificate of another namespace, no HTTPRoute kind allowed).
+pub const GW_API_LISTENER_NOT_SERVED: &str = "MESH0403";

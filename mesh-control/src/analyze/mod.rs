@@ -14,12 +14,19 @@
 //! - [`waypoint`]: L7 configuration with no proxy to run on (no waypoint,
 //!   VirtualServices bound to no existing gateway, Istio Gateways no pod
 //!   serves or with servers not served yet).
+//! - [`gateway_api`]: Gateway API status conditions that are `False`
+//!   (routes not accepted, references not resolved, listeners not served).
 //! - [`visibility`]: VirtualServices and DestinationRules a waypoint's
 //!   namespace cannot see (`exportTo`) or that another rule overrides.
+//! - [`service_entry`]: ServiceEntry hosts another Service or entry
+//!   defines, wildcards with DNS, parts the mesh does not carry (computed
+//!   by the source, so the control plane logs them too).
 pub mod codes;
 mod finding;
+mod gateway_api;
 mod routing;
 mod security;
+pub(crate) mod service_entry;
 mod visibility;
 mod waypoint;
 
@@ -166,6 +173,7 @@ fn analyze(
     security::check(snapshot, docs, config, &mut report.findings);
     waypoint::check(snapshot, &mut report.findings);
     visibility::check(snapshot, config, &mut report.findings);
+    gateway_api::check(snapshot, &mut report.findings);
     report.sort();
     report
 }

@@ -191,12 +191,22 @@ fn check_subset_pods(
                 .collect()
         })
         .unwrap_or_default();
-    let matches = snapshot.state.workloads.values().any(|w| {
-        w.services.contains_key(&key)
-            && labels
-                .iter()
-                .all(|(k, v)| w.labels.get(*k).map(String::as_str) == Some(*v))
-    });
+    let selects = |l: &BTreeMap<String, String>| {
+        labels
+            .iter()
+            .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+    };
+    let matches = snapshot
+        .state
+        .workloads
+        .values()
+        .any(|w| w.services.contains_key(&key) && selects(&w.labels))
+        // A ServiceEntry host's inline endpoints carry labels too.
+        || service
+            .external
+            .iter()
+            .flat_map(|e| &e.endpoints)
+            .any(|ep| selects(&ep.labels));
     if !matches {
         let name = subset.get("name").and_then(Value::as_str).unwrap_or("?");
         let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -57,7 +57,6 @@ metadata: {name: external, namespace: bookinfo}
 spec:
   hosts: [api.example.com, "*.wikipedia.org"]
   ports: [{number: 443, name: https, protocol: TLS}]
-  resolution: DNS
 "#;
 
 const SECURITY: &str = r#"
@@ -385,6 +384,7 @@ spec:
   - {port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}
   - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
   - {port: {number: 443, name: tls, protocol: HTTPS}, hosts: ["*"], tls: {mode: ISTIO_MUTUAL}}
+  - {port: {number: 15443, name: auto, protocol: TLS}, hosts: ["*"], tls: {mode: AUTO_PASSTHROUGH}}
 "#;
     let report = analyze_files(
         &[
@@ -410,12 +410,12 @@ spec:
             "MESH0107 VirtualService shop2/faulty Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
             "MESH0107 VirtualService shop2/web Service shop2/api uses waypoint shop2/gone, which does not exist: this VirtualService's L7 routing does not apply to its traffic",
             "MESH0108 VirtualService shop2/faulty not supported by Envoy's fault filter; waypoints skip this route",
-            "MESH0109 Gateway shop2/gw protocol TCP is not supported yet (HTTP, HTTP2, GRPC and HTTPS with SIMPLE or MUTUAL TLS are): the ingress gateway does not serve port 9000",
-            "MESH0109 Gateway shop2/gw HTTPS with tls.mode ISTIO_MUTUAL is not supported yet (SIMPLE and MUTUAL are): the ingress gateway does not serve port 443",
+            "MESH0109 Gateway shop2/gw HTTPS with tls.mode ISTIO_MUTUAL is not supported yet (SIMPLE, MUTUAL and PASSTHROUGH are): the ingress gateway does not serve port 443",
+            "MESH0109 Gateway shop2/gw TLS with tls.mode AUTO_PASSTHROUGH is not supported yet (SIMPLE, MUTUAL and PASSTHROUGH are): the ingress gateway does not serve port 15443",
         ]
     );
     assert_eq!(
-        report.with_code("MESH0109")[1].field.as_deref(),
+        report.with_code("MESH0109")[0].field.as_deref(),
         Some("spec.servers[2].tls.mode")
     );
     assert_eq!(
@@ -509,4 +509,90 @@ spec: {host: cart.shop.svc.cluster.local, exportTo: ["."]}
         report.with_code(codes::NOT_EXPORTED)[0].suggestion,
         "add \"default\" to spec.exportTo, or remove spec.exportTo to export it to every namespace"
     );
+}
+
+#[test]
+fn service_entries_that_do_not_do_what_they_say() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {clusterIP: 10.96.0.8, ports: [{port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: first, namespace: shop}
+spec:
+  hosts: [api.example.com, web.shop.svc.cluster.local]
+  ports: [{number: 443, name: tls, protocol: TLS}, {number: 53, name: dns, protocol: UDP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: second, namespace: shop}
+spec:
+  hosts: [api.example.com, "*.example.org"]
+  resolution: DNS
+  endpoints: [{address: lb.example.org}]
+"#;
+    let report = analyze_files(&[("se.yaml".into(), yaml.into())], &SourceConfig::default());
+    let found: Vec<String> = ["MESH0112", "MESH0113", "MESH0114", "MESH0115"]
+        .iter()
+        .flat_map(|c| report.with_code(c))
+        .map(|f| {
+            format!(
+                "{} {} {}: {}",
+                f.code,
+                f.resource,
+                f.field.clone().unwrap(),
+                f.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "MESH0112 ServiceEntry shop/first spec.hosts[1]: web.shop.svc.cluster.local is the hostname of Kubernetes Service shop/web: the Service keeps its VIPs, ports and endpoints and this entry adds nothing to it",
+            "MESH0113 ServiceEntry shop/second spec.hosts[1]: wildcard host *.example.org with a DNS resolution gets no VIP: connections to the names it covers go to the address the client resolved, not to this entry's endpoints",
+            "MESH0114 ServiceEntry shop/second spec.hosts[0]: api.example.com is also a host of ServiceEntry shop/first (se.yaml), which comes first and defines it: this entry's ports, addresses, resolution and endpoints for api.example.com are ignored (istiod would merge the two)",
+            "MESH0115 ServiceEntry shop/first spec.ports[1].protocol: port 53 is UDP: the mesh carries TCP only, so this port is not published",
+        ],
+        "{report:#?}"
+    );
+    // Reported once, as structured findings, not again as load notes.
+    assert!(report
+        .with_code(codes::LOAD_NOTE)
+        .iter()
+        .all(|f| !f.message.contains("ServiceEntry")));
+}
+
+#[test]
+fn subsets_of_a_service_entry_host_match_its_endpoints_labels() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 192.0.2.1, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"#;
+    let report = analyze_files(&[("se.yaml".into(), yaml.into())], &SourceConfig::default());
+    let fields: Vec<_> = report
+        .with_code(codes::DR_SUBSET_NO_PODS)
+        .iter()
+        .map(|f| f.field.clone().unwrap())
+        .collect();
+    assert_eq!(fields, ["spec.subsets[1].labels"], "{report:#?}");
 }

@@ -37,15 +37,17 @@ fn warning(
 
 /// Why `svc`'s traffic does not reach a waypoint, if it does not.
 fn no_waypoint(state: &MeshState, svc: &Service) -> Option<String> {
+    let shown = match &svc.external {
+        Some(external) => format!("ServiceEntry {} host {}", external.entry, svc.hostname),
+        None => format!("Service {}/{}", svc.namespace, svc.name),
+    };
     match &svc.waypoint {
         None => Some(format!(
-            "Service {}/{} uses no waypoint (no istio.io/use-waypoint label on it or its namespace)",
-            svc.namespace, svc.name
+            "{shown} uses no waypoint (no istio.io/use-waypoint label on it or its namespace)"
         )),
-        Some(r) if state.waypoint(r).is_none() => Some(format!(
-            "Service {}/{} uses waypoint {r}, which does not exist",
-            svc.namespace, svc.name
-        )),
+        Some(r) if state.waypoint(r).is_none() => {
+            Some(format!("{shown} uses waypoint {r}, which does not exist"))
+        }
         Some(_) => None,
     }
 }
@@ -174,7 +176,7 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
         let pods = state
             .workloads
             .values()
-            .filter(|w| gw.selects(&w.labels))
+            .filter(|w| gw.selects_workload(w))
             .count();
         if pods == 0 {
             let shown: Vec<String> = gw
@@ -198,7 +200,7 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
             let Some(why) = server.unsupported() else {
                 continue;
             };
-            let field = if server.protocol == Protocol::Https {
+            let field = if matches!(server.protocol, Protocol::Https | Protocol::Tls) {
                 "tls.mode"
             } else {
                 "port.protocol"
@@ -212,7 +214,7 @@ pub(crate) fn check(snapshot: &Snapshot, findings: &mut Vec<Finding>) {
                     "{why}: the ingress gateway does not serve port {}",
                     server.port
                 ),
-                "use an HTTP server, or HTTPS with tls.mode SIMPLE or MUTUAL",
+                "use tls.mode SIMPLE, MUTUAL or PASSTHROUGH",
             ));
         }
     }

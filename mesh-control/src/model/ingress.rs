@@ -126,25 +126,76 @@ pub struct Server {
     pub tls: Option<ServerTls>,
 }
 
-impl Server {
-    /// Why the gateway does not serve this server yet, if it does not.
-    pub fn unsupported(&self) -> Option<String> {
-        let mode = self.tls.as_ref().and_then(|t| t.mode);
-        match self.protocol {
-            p if p.is_plain_http() => None,
-            Protocol::Https => match mode {
-                Some(TlsMode::Simple | TlsMode::Mutual) => None,
-                Some(m) => Some(format!(
-                    "HTTPS with tls.mode {} is not supported yet (SIMPLE and MUTUAL are)",
-                    m.as_str()
-                )),
-                None => Some("HTTPS without tls.mode".into()),
-            },
-            p => Some(format!(
-                "protocol {} is not supported yet (HTTP, HTTP2, GRPC and HTTPS with SIMPLE or MUTUAL TLS are)",
-                p.as_str()
-            )),
+/// How a gateway port serves its servers (a port serves one kind: its
+/// first server's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// Plain HTTP: one chain without a match, routes `http.<port>`.
+    PlainHttp,
+    /// Opaque TCP (`TCP`, `MONGO`, `MYSQL`, `REDIS`): one chain relaying
+    /// bytes to the first matching `tcp[]` route.
+    Tcp,
+    /// TLS: chains picked by SNI (HTTPS or TLS terminated, or passed
+    /// through untouched).
+    Sni,
+}
+
+/// What one server's chains do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    PlainHttp,
+    Tcp,
+    /// HTTPS with SIMPLE or MUTUAL TLS: terminated, then HTTP routes.
+    HttpsTerminate,
+    /// TLS with SIMPLE or MUTUAL: terminated, then `tcp[]` routes.
+    TlsTerminate,
+    /// TLS (or HTTPS) with PASSTHROUGH: routed by SNI to `tls[]` routes,
+    /// bytes untouched.
+    Passthrough,
+}
+
+impl ServerMode {
+    pub fn port_kind(self) -> PortKind {
+        match self {
+            Self::PlainHttp => PortKind::PlainHttp,
+            Self::Tcp => PortKind::Tcp,
+            Self::HttpsTerminate | Self::TlsTerminate | Self::Passthrough => PortKind::Sni,
         }
+    }
+}
+
+impl Server {
+    /// How the gateway serves this server, or why it does not.
+    pub fn mode(&self) -> Result<ServerMode, String> {
+        let mode = self.tls.as_ref().and_then(|t| t.mode);
+        let unsupported = |m: TlsMode| {
+            format!(
+                "{} with tls.mode {} is not supported yet (SIMPLE, MUTUAL and PASSTHROUGH are)",
+                self.protocol.as_str(),
+                m.as_str()
+            )
+        };
+        match self.protocol {
+            p if p.is_plain_http() => Ok(ServerMode::PlainHttp),
+            Protocol::Tcp | Protocol::Mongo | Protocol::Mysql | Protocol::Redis => {
+                Ok(ServerMode::Tcp)
+            }
+            Protocol::Https | Protocol::Tls => match mode {
+                Some(TlsMode::Simple | TlsMode::Mutual) if self.protocol == Protocol::Https => {
+                    Ok(ServerMode::HttpsTerminate)
+                }
+                Some(TlsMode::Simple | TlsMode::Mutual) => Ok(ServerMode::TlsTerminate),
+                Some(TlsMode::Passthrough) => Ok(ServerMode::Passthrough),
+                Some(m) => Err(unsupported(m)),
+                None => Err(format!("{} without tls.mode", self.protocol.as_str())),
+            },
+            p => Err(format!("protocol {} is not supported", p.as_str())),
+        }
+    }
+
+    /// Why the gateway does not serve this server, if it does not.
+    pub fn unsupported(&self) -> Option<String> {
+        self.mode().err()
     }
 }
 
@@ -157,6 +208,9 @@ pub struct IngressGateway {
     pub file: String,
     /// Empty: selects no pod.
     pub selector: BTreeMap<String, String>,
+    /// `Some(ns)`: only pods of namespace `ns` (a Gateway API Gateway's
+    /// pods are in its namespace); `None`: pods of any namespace.
+    pub pods_namespace: Option<String>,
     pub servers: Vec<Server>,
 }
 
@@ -169,6 +223,14 @@ impl IngressGateway {
     /// True when the pod labelled `labels` is one of this Gateway's.
     pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
         !self.selector.is_empty() && self.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// True when `w` is one of this Gateway's pods.
+    pub fn selects_workload(&self, w: &super::Workload) -> bool {
+        self.pods_namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == w.namespace)
+            && self.selects(&w.labels)
     }
 
     /// True when `gateways[]` entry `name`, written in namespace

@@ -133,8 +133,8 @@ pub struct MeshState {
     pub virtual_services: Vec<VirtualService>,
     /// DestinationRules, in the same order (also kept raw).
     pub destination_rules: Vec<DestinationRule>,
-    /// ServiceEntries' hosts and `exportTo`, in the same order (also kept
-    /// raw; nothing translates them yet).
+    /// ServiceEntries, in the same order (also kept raw); each host is
+    /// also one of [`Self::services`] ([`service_entry`]).
     pub service_entries: Vec<ServiceEntry>,
     /// Waypoints by `<namespace>/<name>`.
     pub waypoints: BTreeMap<String, Waypoint>,

@@ -97,6 +97,9 @@ pub struct HttpRouteDestination {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Redirect {
     pub uri: Option<String>,
+    /// Replaces the matched prefix (Envoy's `prefix_rewrite`); no
+    /// VirtualService field sets it: HTTPRoute's `ReplacePrefixMatch` does.
+    pub uri_prefix: Option<String>,
     pub authority: Option<String>,
     pub scheme: Option<String>,
     pub port: Option<u16>,
@@ -195,6 +198,28 @@ pub struct TcpRoute {
     pub unknown: Vec<String>,
 }
 
+/// One `spec.tls[].match[]` entry (Istio's `TLSMatchAttributes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsMatch {
+    /// `sniHosts`: at least one (`*.example.com` wildcards allowed).
+    pub sni_hosts: Vec<String>,
+    /// `port`; `None`: any port.
+    pub port: Option<u16>,
+    /// `gateways`; empty: the VirtualService's.
+    pub gateways: Vec<String>,
+}
+
+/// One `spec.tls[]` entry: TLS passed through, routed by SNI.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsRoute {
+    /// At least one.
+    pub matches: Vec<TlsMatch>,
+    pub route: Vec<(Destination, Option<u32>)>,
+    /// Match and entry fields the mesh does not act on
+    /// (`destinationSubnets`, `sourceLabels`, …), by name.
+    pub unknown: Vec<String>,
+}
+
 /// A validated VirtualService.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualService {
@@ -210,8 +235,7 @@ pub struct VirtualService {
     pub export_to: Vec<String>,
     pub http: Vec<HttpRoute>,
     pub tcp: Vec<TcpRoute>,
-    /// `tls` routes, as written.
-    pub tls: Option<Value>,
+    pub tls: Vec<TlsRoute>,
     pub unknown: Vec<String>,
 }
 
@@ -371,20 +395,34 @@ impl DestinationRule {
     }
 }
 
-/// What the control plane reads of a ServiceEntry so far: its hosts and
-/// who sees it (the whole resource is kept raw).
+/// A validated ServiceEntry (also kept raw): its hosts, who sees it and
+/// the rest of its spec; [`super::Service`]s are built from it
+/// ([`super::service_entry`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEntry {
     pub name: String,
     pub namespace: String,
     pub file: String,
-    /// As written.
+    /// `metadata.labels` (`istio.io/use-waypoint`, …).
+    pub labels: BTreeMap<String, String>,
+    /// As written: FQDNs, short names or `*.`-prefixed wildcards.
     pub hosts: Vec<String>,
     /// Namespaces that see it ([`super::visibility`]); empty: all.
     pub export_to: Vec<String>,
+    pub spec: super::service_entry::ServiceEntrySpec,
 }
 
 impl ServiceEntry {
+    /// `ServiceEntry <namespace>/<name>`.
+    pub fn resource(&self) -> String {
+        format!("ServiceEntry {}/{}", self.namespace, self.name)
+    }
+
+    /// `<namespace>/<name>`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// True when namespace `viewer` sees it (`exportTo`).
     pub fn exported_to(&self, viewer: &str) -> bool {
         super::visibility::exported_to(&self.export_to, &self.namespace, viewer)

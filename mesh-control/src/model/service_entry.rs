@@ -61,6 +61,10 @@ pub struct External {
     pub entry: String,
     pub location: Location,
     pub resolution: Resolution,
+    /// `spec.endpoints` as written. An IP endpoint that is a pod's address
+    /// is that pod: the pod lists the service in its `services` (as
+    /// selected pods do) and the workload xDS publishes no second
+    /// workload for it.
     pub endpoints: Vec<ServiceEntryEndpoint>,
     /// `spec.workloadSelector.labels`: pods of the entry's namespace that
     /// are its endpoints (instead of `endpoints`).
@@ -73,4 +77,63 @@ pub struct External {
     /// True when the VIPs were allocated by the control plane (no
     /// `spec.addresses`), as Istio's DNS auto-allocation does.
     pub allocated_vips: bool,
+}
+
+/// One of `spec.ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntryPort {
+    pub number: u16,
+    /// Required, unique in the entry; endpoints' `ports` maps refer to it.
+    pub name: String,
+    /// As written (`HTTP`, `HTTPS`, `GRPC`, `TLS`, …), checked against
+    /// Istio's protocol names; `None` when unset.
+    pub protocol: Option<String>,
+    /// `targetPort`; `None`: the endpoints' port is `number`.
+    pub target_port: Option<u16>,
+}
+
+impl ServiceEntryPort {
+    /// True for `UDP`: not carried by the mesh (it captures TCP only).
+    pub fn is_udp(&self) -> bool {
+        self.protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("udp"))
+    }
+}
+
+/// A validated ServiceEntry `spec` (hosts and `exportTo` are on
+/// [`super::ServiceEntry`] itself).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceEntrySpec {
+    /// `spec.addresses`: single addresses (`10.0.0.1`, `10.0.0.1/32`)
+    /// and CIDR ranges, in order. Only single addresses become VIPs.
+    pub addresses: Vec<crate::model::authz::IpBlock>,
+    pub ports: Vec<ServiceEntryPort>,
+    pub location: Location,
+    pub resolution: Resolution,
+    pub endpoints: Vec<ServiceEntryEndpoint>,
+    /// `workloadSelector.labels`.
+    pub workload_selector: Option<BTreeMap<String, String>>,
+    pub subject_alt_names: Vec<String>,
+}
+
+impl ServiceEntrySpec {
+    /// The addresses that are single hosts (/32, /128): the VIPs.
+    pub fn vips(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = vec![];
+        for block in &self.addresses {
+            let host = if block.address.is_ipv4() { 32 } else { 128 };
+            if block.prefix_len == host && !out.contains(&block.address) {
+                out.push(block.address);
+            }
+        }
+        out
+    }
+
+    /// The addresses that are ranges (CIDRs wider than one host).
+    pub fn ranges(&self) -> impl Iterator<Item = &crate::model::authz::IpBlock> {
+        self.addresses
+            .iter()
+            .filter(|b| b.prefix_len < if b.address.is_ipv4() { 32 } else { 128 })
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`ca_service`]: `IstioCertificateService` over a [`CsrSigner`].
 pub mod ads;
 pub mod ca_service;
+mod canonical;
 pub mod proxies;
 pub mod resources;
 mod stream_identity;

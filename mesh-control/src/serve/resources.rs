@@ -72,10 +72,17 @@ pub fn version_of(bytes: &[u8]) -> String {
 }
 
 fn versioned<M: prost::Message>(type_url: &str, msg: &M) -> Arc<VersionedResource> {
-    let any = to_any(type_url, msg);
+    versioned_bytes(type_url, to_any(type_url, msg).value)
+}
+
+/// `bytes` already encoded (deterministically, see [`super::canonical`]).
+fn versioned_bytes(type_url: &str, bytes: Vec<u8>) -> Arc<VersionedResource> {
     Arc::new(VersionedResource {
-        version: version_of(&any.value),
-        any,
+        version: version_of(&bytes),
+        any: mesh_xds::proto::wkt::Any {
+            type_url: type_url.to_string(),
+            value: bytes,
+        },
     })
 }
 
@@ -117,7 +124,17 @@ impl Resources {
             (AUTHORIZATION_TYPE_URL.to_string(), authorizations),
             encode(LISTENER_TYPE_URL, envoy.listeners),
             encode(ROUTE_TYPE_URL, envoy.routes),
-            encode(CLUSTER_TYPE_URL, envoy.clusters),
+            (
+                CLUSTER_TYPE_URL.to_string(),
+                envoy
+                    .clusters
+                    .into_iter()
+                    .map(|(name, c)| {
+                        let bytes = super::canonical::cluster_bytes(&c);
+                        (name, versioned_bytes(CLUSTER_TYPE_URL, bytes))
+                    })
+                    .collect(),
+            ),
             encode(ENDPOINT_TYPE_URL, envoy.endpoints),
         ]);
         let waypoint_pods = state

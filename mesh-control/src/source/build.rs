@@ -274,6 +274,10 @@ pub(crate) fn build(
     state.ingress_gateways = objects.ingress_gateways.clone();
     state.destination_rules = objects.destination_rules.clone();
     state.service_entries = objects.service_entries.clone();
+    let entry_waypoint = |labels: &BTreeMap<String, String>, namespace: &str| {
+        use_waypoint(labels, namespaces.get(namespace).copied(), namespace)
+    };
+    super::service_entry::services::add(&mut state, &entry_waypoint, problems);
     state
 }
 

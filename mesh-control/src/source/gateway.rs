@@ -1,7 +1,7 @@
 //! Gateway API `Gateway` (`gateway.networking.k8s.io/v1`, `v1beta1`):
-//! those of class `istio-waypoint` are waypoints; other classes (ingress
-//! gateways, other implementations) are accepted, kept raw and otherwise
-//! ignored. The fields a waypoint needs are checked, each problem naming
+//! those of class `istio-waypoint` are waypoints; those of class `istio`
+//! are ingress gateways ([`super::gateway_api`]); other classes (other
+//! implementations) are accepted, kept raw and otherwise ignored. The fields a waypoint needs are checked, each problem naming
 //! the field.
 use serde_yaml::Value;
 
@@ -71,6 +71,10 @@ pub(crate) fn gateway(
         return None;
     }
     let class = class?;
+    if class == super::gateway_api::INGRESS_CLASS {
+        // An ingress gateway: read by super::gateway_api.
+        return None;
+    }
     if class != WAYPOINT_CLASS {
         tracing::debug!(
             file = %origin.file,

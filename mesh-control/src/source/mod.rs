@@ -10,9 +10,11 @@
 //! Read into the state: `v1` Namespace, Pod, Service, Node,
 //! `security.istio.io` PeerAuthentication and AuthorizationPolicy (v1,
 //! v1beta1), `networking.istio.io` VirtualService and DestinationRule
-//! (v1, v1beta1, v1alpha3), the hosts and `exportTo` of ServiceEntries
-//! and Gateway API `Gateway`s of class `istio-waypoint` (waypoints; v1,
-//! v1beta1); all but the first five are also kept raw. Kept raw only
+//! and ServiceEntry (v1, v1beta1, v1alpha3; each host a Service) and
+//! Gateway API `Gateway`s of class `istio-waypoint` (waypoints; v1,
+//! v1beta1); Gateway API `Gateway`s of class `istio`, `HTTPRoute`s and
+//! `ReferenceGrant`s, converted to Istio Gateways and VirtualServices
+//! ([`gateway_api`]); all but the first five are also kept raw. Kept raw only
 //! ([`RawResource`]): the other Istio kinds (Gateway, Sidecar, …),
 //! Gateway API kinds (Gateways of other classes are checked, then
 //! ignored) and `discovery.k8s.io` EndpointSlices (which give a
@@ -31,6 +33,7 @@ mod error;
 mod export_to;
 mod fields;
 mod gateway;
+pub mod gateway_api;
 mod ingress_gateway;
 pub mod kubernetes;
 mod objects;
@@ -107,6 +110,9 @@ pub struct Snapshot {
     /// (CUSTOM, L7 attributes, selectors matching nothing, …), computed
     /// once per load so it is logged once, not on every push.
     pub findings: Vec<Finding>,
+    /// What the Gateway API resources' status says (routes' parents,
+    /// Gateways' listeners).
+    pub gateway_api: gateway_api::status::Status,
 }
 
 /// Loads `dir` once. Any problem rejects the whole directory.
@@ -188,9 +194,11 @@ pub(crate) fn load_documents(
     for doc in docs {
         objects::read(doc, &mut objects, &mut problems, &mut warnings);
     }
-    let state = build::build(&objects, config, &mut problems, &mut warnings);
-    let findings =
+    let mut state = build::build(&objects, config, &mut problems, &mut warnings);
+    let gateway_api = gateway_api::add_to_state(&objects, &mut state);
+    let mut findings =
         crate::translate::authorization::translate(&state, &config.root_namespace).findings;
+    findings.extend(crate::analyze::service_entry::findings(&state));
     warnings.extend(findings.iter().map(ToString::to_string));
     Loaded {
         snapshot: Snapshot {
@@ -198,6 +206,7 @@ pub(crate) fn load_documents(
             raw: objects.raw,
             warnings,
             findings,
+            gateway_api,
         },
         problems,
     }

@@ -131,6 +131,9 @@ pub(crate) struct Objects {
     pub waypoints: Vec<super::gateway::WaypointObj>,
     /// `networking.istio.io` Gateways (also kept raw).
     pub ingress_gateways: Vec<crate::model::IngressGateway>,
+    /// Gateway API Gateways of class `istio`, HTTPRoutes, ReferenceGrants
+    /// (also kept raw).
+    pub gateway_api: super::gateway_api::GatewayApiObjects,
     pub raw: Vec<RawResource>,
     /// Where each of `raw` came from (same order).
     pub raw_origins: Vec<Origin>,
@@ -335,7 +338,12 @@ pub(crate) fn read(
                 }
             }
             if group == "networking.istio.io" && kind == "ServiceEntry" {
-                let entry = super::service_entry::service_entry(&mut rep, value, &name, &namespace);
+                let mut cx = super::routing::Cx {
+                    rep: &mut rep,
+                    warnings,
+                };
+                let entry =
+                    super::service_entry::service_entry(&mut cx, value, version, &name, &namespace);
                 objects.service_entries.extend(entry);
             }
             if group == "networking.istio.io" && kind == "Gateway" {
@@ -348,6 +356,19 @@ pub(crate) fn read(
                 let waypoint =
                     super::gateway::gateway(&mut rep, value, version, &name, &namespace, &origin);
                 objects.waypoints.extend(waypoint);
+            }
+            if group == "gateway.networking.k8s.io" && rep.count() == before {
+                super::gateway_api::read(
+                    &mut rep,
+                    warnings,
+                    value,
+                    &kind,
+                    version,
+                    &name,
+                    &namespace,
+                    &origin,
+                    &mut objects.gateway_api,
+                );
             }
             if rep.count() == before {
                 objects.raw_origins.push(origin);

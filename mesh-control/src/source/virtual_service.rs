@@ -15,7 +15,7 @@ use super::routing::{
 };
 use crate::model::routing::{
     AbortStatus, Fault, FaultAbort, FaultDelay, HttpMatch, HttpRoute, HttpRouteDestination,
-    Redirect, Retries, Rewrite, TcpRoute, VirtualService,
+    Redirect, Retries, Rewrite, TcpRoute, TlsMatch, TlsRoute, VirtualService,
 };
 
 /// Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` policies, the
@@ -61,7 +61,7 @@ pub(crate) fn virtual_service(
         export_to: vec![],
         http: vec![],
         tcp: vec![],
-        tls: None,
+        tls: vec![],
         unknown: vec![],
     };
     let spec = value.get("spec").unwrap_or(&Value::Null);
@@ -85,7 +85,11 @@ pub(crate) fn virtual_service(
                     vs.tcp.extend(tcp_route(cx, item, &at));
                 }
             }
-            "tls" => vs.tls = Some(value.clone()),
+            "tls" => {
+                for (item, at) in list(cx, value, &at) {
+                    vs.tls.extend(tls_route(cx, item, &at));
+                }
+            }
             other => vs.unknown.push(other.to_string()),
         }
     }
@@ -99,7 +103,7 @@ pub(crate) fn virtual_service(
                 "a delegate VirtualService (no hosts) must not have gateways",
             );
         }
-        if !vs.tcp.is_empty() || vs.tls.is_some() {
+        if !vs.tcp.is_empty() || !vs.tls.is_empty() {
             cx.error(
                 "spec",
                 "a delegate VirtualService (no hosts) must not have tcp or tls routes",
@@ -121,7 +125,7 @@ pub(crate) fn virtual_service(
             "host \"*\" bound to the mesh gateway matches no in-mesh destination (istiod rejects it)",
         );
     }
-    if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_none() && cx.count() == before {
+    if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() && cx.count() == before {
         cx.warn(
             "spec",
             "no http, tcp or tls route: this VirtualService routes nothing (istiod rejects it)",
@@ -464,43 +468,107 @@ fn tcp_route(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> Option<TcpRoute
                     r.match_ports.push(port_);
                 }
             }
-            "route" => {
-                for (item, at) in list(cx, value, &at) {
-                    let (mut dest, mut weight) = (None, None);
-                    let inner = cx.count();
-                    for (key, value, at) in entries(cx, item, &at) {
-                        match key {
-                            "destination" => dest = destination(cx, value, &at),
-                            "weight" => weight = u32_field(cx, value, &at),
-                            other => cx.warn(
-                                &at,
-                                format!("{other:?} is not a route destination field; ignored"),
-                            ),
-                        }
-                    }
-                    match dest {
-                        Some(dest) => r.route.push((dest, weight)),
-                        None if cx.count() == inner => {
-                            cx.error(join(&at, "destination"), "required field is missing")
-                        }
-                        None => {}
-                    }
-                }
-            }
+            "route" => r.route = l4_destinations(cx, value, &at),
             other => r.unknown.push(other.to_string()),
         }
     }
-    if r.route.is_empty() && cx.count() == before {
+    check_l4_route(cx, &r.route, field, before, "TCP");
+    (cx.count() == before).then_some(r)
+}
+
+/// `tls[]`: matches by SNI (each needs `sniHosts`, as istiod), then
+/// destinations as a TCP route's.
+fn tls_route(cx: &mut Cx<'_, '_>, value: &Value, field: &str) -> Option<TlsRoute> {
+    let before = cx.count();
+    let mut r = TlsRoute::default();
+    for (key, value, at) in entries(cx, value, field) {
+        match key {
+            "match" => {
+                for (item, at) in list(cx, value, &at) {
+                    let mut m = TlsMatch::default();
+                    for (key, value, at) in entries(cx, item, &at) {
+                        match key {
+                            "sniHosts" => m.sni_hosts = strings(cx, value, &at),
+                            "port" => m.port = port(cx, value, &at),
+                            "gateways" => m.gateways = strings(cx, value, &at),
+                            other if !r.unknown.iter().any(|u| u == other) => {
+                                r.unknown.push(other.to_string())
+                            }
+                            _ => {}
+                        }
+                    }
+                    if m.sni_hosts.is_empty() {
+                        cx.error(
+                            join(&at, "sniHosts"),
+                            "a TLS route match needs at least one SNI host",
+                        );
+                    }
+                    r.matches.push(m);
+                }
+            }
+            "route" => r.route = l4_destinations(cx, value, &at),
+            other => r.unknown.push(other.to_string()),
+        }
+    }
+    if r.matches.is_empty() && cx.count() == before {
         cx.error(
-            join(field, "route"),
-            "a TCP route needs at least one destination",
+            join(field, "match"),
+            "a TLS route needs at least one match (with sniHosts)",
         );
     }
-    if r.route.len() > 1 && r.route.iter().all(|(_, w)| w.unwrap_or(0) == 0) {
+    check_l4_route(cx, &r.route, field, before, "TLS");
+    (cx.count() == before).then_some(r)
+}
+
+/// `route[]` of a `tcp` or `tls` entry: destinations with weights.
+fn l4_destinations(
+    cx: &mut Cx<'_, '_>,
+    value: &Value,
+    field: &str,
+) -> Vec<(crate::model::routing::Destination, Option<u32>)> {
+    let mut out = vec![];
+    for (item, at) in list(cx, value, field) {
+        let (mut dest, mut weight) = (None, None);
+        let inner = cx.count();
+        for (key, value, at) in entries(cx, item, &at) {
+            match key {
+                "destination" => dest = destination(cx, value, &at),
+                "weight" => weight = u32_field(cx, value, &at),
+                other => cx.warn(
+                    &at,
+                    format!("{other:?} is not a route destination field; ignored"),
+                ),
+            }
+        }
+        match dest {
+            Some(dest) => out.push((dest, weight)),
+            None if cx.count() == inner => {
+                cx.error(join(&at, "destination"), "required field is missing")
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// A `tcp` / `tls` entry needs a destination and, with several, weights.
+fn check_l4_route(
+    cx: &mut Cx<'_, '_>,
+    route: &[(crate::model::routing::Destination, Option<u32>)],
+    field: &str,
+    before: usize,
+    kind: &str,
+) {
+    if route.is_empty() && cx.count() == before {
+        cx.error(
+            join(field, "route"),
+            format!("a {kind} route needs at least one destination"),
+        );
+    }
+    if route.len() > 1 && route.iter().all(|(_, w)| w.unwrap_or(0) == 0) {
         cx.error(
             join(field, "route"),
             "total destination weight is 0 (set weights on the destinations)",
         );
     }
-    (cx.count() == before).then_some(r)
 }

@@ -5,7 +5,8 @@
 //! metrics port ([`metrics`], :15020), which serve nothing that changes
 //! state.
 //!
-//! - `GET /config_dump` — listeners, routes (config) + clusters, endpoints
+//! - `GET /config_dump` — listeners, routes (config; a gateway's bound
+//!   listeners with their filter chains) + clusters, endpoints
 //!   (upstream), JSON
 //! - `GET /metrics`, `GET /stats/prometheus` — Prometheus text
 //! - `GET /logging`, `POST /logging?level=<lvl>|<target>=<lvl>` — log filter
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use crate::{
     body::{self, Body},
     config::dump,
+    gateway::ListenerManager,
     route::Proxy,
 };
 
@@ -47,6 +49,9 @@ const PER_SOURCE: usize = 8;
 
 pub struct AdminState {
     pub proxy: Arc<Proxy>,
+    /// `--role gateway`: the bound listeners, whose chains and routes the
+    /// dump shows instead of the waypoint's one listener.
+    pub gateway: Option<Arc<ListenerManager>>,
     /// `{"clusters": [..], "endpoints": [..]}` (ClusterManager::dump).
     pub clusters: DumpFn,
     /// Prometheus text (Telemetry::encode_metrics).
@@ -119,11 +124,17 @@ pub fn route(
 
 pub fn config_dump(state: &AdminState) -> Value {
     let cfg = state.proxy.config();
-    let mut out = json!({
-        "listeners": dump::listeners(&cfg),
-        "routes": dump::routes(&cfg),
-        "generation": cfg.generation,
-    });
+    let mut out = match &state.gateway {
+        Some(g) => {
+            let (listeners, routes) = g.dump();
+            json!({"listeners": listeners, "routes": routes})
+        }
+        None => json!({
+            "listeners": dump::listeners(&cfg),
+            "routes": dump::routes(&cfg),
+            "generation": cfg.generation,
+        }),
+    };
     let upstream = (state.clusters)();
     for key in ["clusters", "endpoints"] {
         out[key] = upstream.get(key).cloned().unwrap_or_else(|| json!([]));
@@ -182,6 +193,7 @@ mod tests {
                 Arc::new(ActiveConfig::default()),
                 Deps::new(Arc::new(Nothing)),
             ),
+            gateway: None,
             clusters: Box::new(
                 || json!({"clusters": [{"name": "outbound|9080||reviews"}], "endpoints": []}),
             ),

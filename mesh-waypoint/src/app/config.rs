@@ -164,6 +164,12 @@ pub struct Args {
         default_value = "/etc/istio/credentials"
     )]
     pub credential_dir: PathBuf,
+    /// DNS server (`ip:port`) for the hostnames of STRICT_DNS / LOGICAL_DNS
+    /// clusters (ServiceEntry hosts with DNS resolution), asked over UDP
+    /// then TCP; record TTLs are honoured. [default: the servers in
+    /// /etc/resolv.conf]
+    #[arg(long, env = "MESH_WAYPOINT_DNS_UPSTREAM")]
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// What the L7 engine serves: the same routes, filters and upstreams
@@ -198,6 +204,7 @@ pub struct WaypointConfig {
     pub token_file: Option<PathBuf>,
     pub role: Role,
     pub credential_dir: PathBuf,
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 impl Args {
@@ -237,6 +244,7 @@ impl WaypointConfig {
             token_file: a.token_file.clone(),
             role: a.role,
             credential_dir: a.credential_dir.clone(),
+            dns_upstream: a.dns_upstream,
         }
     }
 
@@ -337,6 +345,12 @@ mod tests {
         assert_eq!(
             c.credential_dir,
             std::path::Path::new("/etc/istio/credentials")
+        );
+        assert_eq!(c.dns_upstream, None);
+        let a = Args::parse_from(["mesh-waypoint", "--dns-upstream", "127.0.0.53:5353"]);
+        assert_eq!(
+            WaypointConfig::from_args(&a).dns_upstream,
+            Some("127.0.0.53:5353".parse().unwrap())
         );
     }
 

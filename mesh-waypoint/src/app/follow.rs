@@ -54,7 +54,11 @@ pub async fn follow_gateway(
     clusters: Arc<ClusterManager>,
     synced: Arc<AtomicBool>,
 ) {
+    let directory = clusters.clone();
     follow_with(rx, clusters, synced, |snap| {
+        listeners
+            .tcp_upstreams()
+            .apply_snapshot(snap, &directory.directory());
         let all: Vec<&Listener> = snap
             .resources(LISTENER_TYPE_URL)
             .filter_map(|(_, r)| match &*r.resource {

@@ -24,7 +24,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 pub use self::config::{Args, Role, WaypointConfig};
 pub use self::follow::{follow, follow_gateway};
 use self::wiring::{
-    ClusterManager, Telemetry, TelemetryObserver, TelemetryOptions, UpstreamOptions,
+    ClusterManager, ExternalOptions, Telemetry, TelemetryObserver, TelemetryOptions,
+    UpstreamOptions,
 };
 use crate::{
     admin::{self, AdminState},
@@ -32,7 +33,7 @@ use crate::{
     gateway::ListenerManager,
     route::{Deps, Proxy},
     server,
-    telemetry::labels::Reporter,
+    telemetry::{labels::Reporter, tcp::TcpObserver},
 };
 
 /// The types a waypoint subscribes to; ready once each arrived.
@@ -113,10 +114,22 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let hbone = store
         .as_ref()
         .map(|s| Arc::new(HboneClient::new(s.clone(), ClientOptions::default())));
-    let clusters = ClusterManager::new(UpstreamOptions {
-        hbone,
+    // tcp_proxy chains of a gateway dial as the HTTP pools do.
+    let connector = crate::upstream::connector::Connector {
+        hbone: hbone.clone(),
         identity: store.as_ref().map(|_| identity.clone()),
-    });
+    };
+    let external = ExternalOptions {
+        dns_upstream: cfg.dns_upstream,
+        credential_dir: cfg.credential_dir.clone(),
+    };
+    let clusters = ClusterManager::with_external(
+        UpstreamOptions {
+            hbone,
+            identity: store.as_ref().map(|_| identity.clone()),
+        },
+        external.clone(),
+    );
     // The real TelemetryOptions has more fields (export sizes) than the shim.
     #[allow(clippy::needless_update)]
     let telemetry = Telemetry::new(TelemetryOptions {
@@ -142,14 +155,21 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let drain = Arc::new(Drain::new(cfg.drain_timeout));
     let shutdown_rx = drain.subscribe();
     let synced = Arc::new(AtomicBool::new(false));
-    let gateway = (cfg.role == Role::Gateway)
-        .then(|| ListenerManager::new(deps, cfg.credential_dir.clone(), shutdown_rx.clone()));
+    let gateway = (cfg.role == Role::Gateway).then(|| {
+        ListenerManager::with_connector(
+            deps,
+            cfg.credential_dir.clone(),
+            shutdown_rx.clone(),
+            connector,
+            Some(TcpObserver::new(telemetry.clone(), clusters.clone())),
+        )
+    });
 
     if let Some(addr) = &cfg.xds_addr {
         let mut xcfg = XdsClientConfig::new(addr.clone(), cfg.node_id());
         xcfg.node_metadata = cfg.node_metadata();
         xcfg.type_urls = TYPE_URLS.iter().map(|t| t.to_string()).collect();
-        xcfg.validator = Some(wiring::validator());
+        xcfg.validator = Some(wiring::validator_with(external.clone()));
         xcfg.token = cfg.token_file.clone().map(mesh_xds::token::TokenFile::new);
         if addr.starts_with("https://") {
             xcfg.tls = Some(tls(bundle_pem.as_deref(), "xDS")?);
@@ -226,6 +246,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     ));
     let state = Arc::new(AdminState {
         proxy: proxy.clone(),
+        gateway: gateway.clone(),
         clusters: {
             let c = clusters.clone();
             Box::new(move || c.dump())

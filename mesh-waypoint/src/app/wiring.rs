@@ -14,14 +14,21 @@ use crate::{
 };
 
 pub use telemetry_impl::{Telemetry, TelemetryOptions};
-pub use upstream_impl::{ClusterManager, UpstreamOptions};
+pub use upstream_impl::{ClusterManager, ExternalOptions, UpstreamOptions};
 
 /// Listener / RouteConfiguration checks (config) and Cluster /
 /// ClusterLoadAssignment checks (upstream), for the xDS client.
 pub fn validator() -> Validator {
-    Validator::new(|type_url, r| {
+    validator_with(ExternalOptions::default())
+}
+
+/// [`validator`], with upstream TLS files checked where `external` says
+/// they are (a Cluster whose CA or client certificate cannot be read is
+/// NACKed).
+pub fn validator_with(external: ExternalOptions) -> Validator {
+    Validator::new(move |type_url, r| {
         crate::config::validate(type_url, r)?;
-        upstream_impl::validate(type_url, r)
+        upstream_impl::validate_with(type_url, r, &external)
     })
 }
 

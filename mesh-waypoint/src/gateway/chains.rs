@@ -1,19 +1,31 @@
 //! A gateway listener's filter chains as served: each with its SNI names,
-//! its TLS server config (None: plain HTTP) and the route stack of its
-//! RouteConfiguration. [`Chains::for_sni`] picks Envoy's way: an exact
+//! its TLS server config (None: plain, or TLS passed through) and what it
+//! does with the stream ([`Handler`]: the route stack of its
+//! RouteConfiguration, or a `tcp_proxy` target). [`Chains::for_sni`] picks
+//! Envoy's way: an exact
 //! server name first, then the longest matching wildcard (`*.example.com`),
 //! then the chain without names.
 use std::sync::Arc;
 
 use rustls::ServerConfig;
 
+use super::tcp::TcpTarget;
 use crate::route::Proxy;
+
+/// What a chain does with its (decrypted, if terminated) stream.
+#[derive(Clone)]
+pub enum Handler {
+    /// HTTP/1.1 and h2 through the route stack.
+    Http(Arc<Proxy>),
+    /// Bytes relayed to a cluster.
+    Tcp(Arc<TcpTarget>),
+}
 
 pub struct Chain {
     /// Lower-case SNI names; empty = the default chain.
     pub server_names: Vec<String>,
     pub tls: Option<Arc<ServerConfig>>,
-    pub proxy: Arc<Proxy>,
+    pub handler: Handler,
 }
 
 #[derive(Default)]
@@ -22,9 +34,12 @@ pub struct Chains {
 }
 
 impl Chains {
-    /// Whether connections start with a TLS handshake (any chain has TLS).
+    /// Whether connections start with a TLS ClientHello whose SNI picks
+    /// the chain (any chain terminates TLS or matches server names).
     pub fn is_tls(&self) -> bool {
-        self.chains.iter().any(|c| c.tls.is_some())
+        self.chains
+            .iter()
+            .any(|c| c.tls.is_some() || !c.server_names.is_empty())
     }
 
     /// The chain for a plain-text connection: the first without TLS.
@@ -78,7 +93,10 @@ mod tests {
         Chain {
             server_names: names.iter().map(|n| n.to_string()).collect(),
             tls: None,
-            proxy: Proxy::new(Arc::new(ActiveConfig::default()), Deps::new(clusters)),
+            handler: Handler::Http(Proxy::new(
+                Arc::new(ActiveConfig::default()),
+                Deps::new(clusters),
+            )),
         }
     }
 

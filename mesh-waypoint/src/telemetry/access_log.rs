@@ -24,6 +24,7 @@ pub fn line(r: &RequestRecord, l: &RequestLabels) -> Value {
         "upstream_cluster": r.cluster.as_deref(),
         "upstream_workload": r.workload.as_deref(),
         "downstream_peer_ip": r.source.ip.map(|ip| ip.to_string()),
+        "downstream_peer_principal": r.source.principal.as_deref(),
         "source_principal": l.source_principal,
         "source_workload": l.source_workload,
         "source_namespace": l.source_workload_namespace,

@@ -30,7 +30,7 @@ impl Reporter {
 
 /// Label values reach the text exposition unescaped: characters that would
 /// break a line are replaced (Kubernetes names never contain them).
-fn clean(value: &str) -> String {
+pub(crate) fn clean(value: &str) -> String {
     if value.is_empty() {
         UNKNOWN.to_string()
     } else {
@@ -104,6 +104,30 @@ pub fn source(r: &RequestRecord, dir: &Directory) -> Side {
     }
 }
 
+/// `destination_service`, `_name` and `_namespace` of a service host.
+pub fn destination_service(service: Option<&str>, dir: &Directory) -> (String, String, String) {
+    match service {
+        None => (
+            UNKNOWN.to_string(),
+            UNKNOWN.to_string(),
+            UNKNOWN.to_string(),
+        ),
+        // What the cluster's metadata says (a ServiceEntry host is
+        // named by the host), else the Address view, else the FQDN.
+        Some(host) => match (dir.cluster_service(host), dir.service_by_hostname(host)) {
+            (Some(s), _) => (clean(host), clean(&s.name), clean(&s.namespace)),
+            (None, Some(e)) => (clean(host), clean(&e.name), clean(&e.namespace)),
+            // `<name>.<ns>.svc…`: the FQDN tells both.
+            (None, None) => {
+                let mut parts = host.split('.');
+                let name = parts.next().unwrap_or_default();
+                let ns = parts.next().unwrap_or_default();
+                (clean(host), clean(name), clean(ns))
+            }
+        },
+    }
+}
+
 /// Istio's `istio_request*` labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -137,34 +161,29 @@ pub struct RequestLabels {
 impl RequestLabels {
     /// The labels a waypoint reports.
     pub fn new(r: &RequestRecord, dir: &Directory) -> Self {
-        Self::reported_by(Reporter::Waypoint, r, dir)
+        Self::reported_by(Reporter::Waypoint, r, dir, Side::unknown)
     }
 
-    /// The labels `reporter` reports.
-    pub fn reported_by(reporter: Reporter, r: &RequestRecord, dir: &Directory) -> Self {
-        let s = source(r, dir);
+    /// The labels `reporter` reports. `own` is the reporting proxy's
+    /// workload: a gateway (`Reporter::Source`) is the source of what it
+    /// sends into the mesh, as Istio's gateways report it (the client
+    /// outside stays in the access log); a waypoint reports the client.
+    pub fn reported_by(
+        reporter: Reporter,
+        r: &RequestRecord,
+        dir: &Directory,
+        own: impl FnOnce() -> Side,
+    ) -> Self {
+        let s = match reporter {
+            Reporter::Waypoint => source(r, dir),
+            Reporter::Source => own(),
+        };
         let d = r
             .workload
             .as_deref()
             .and_then(|uid| dir.workload_by_uid(uid))
             .map_or_else(Side::unknown, |w| Side::from_workload(w));
-        let (svc_host, svc_name, svc_ns) = match r.service.as_deref() {
-            None => (
-                UNKNOWN.to_string(),
-                UNKNOWN.to_string(),
-                UNKNOWN.to_string(),
-            ),
-            Some(host) => match dir.service_by_hostname(host) {
-                Some(e) => (clean(host), clean(&e.name), clean(&e.namespace)),
-                // `<name>.<ns>.svc…`: the FQDN tells both.
-                None => {
-                    let mut parts = host.split('.');
-                    let name = parts.next().unwrap_or_default();
-                    let ns = parts.next().unwrap_or_default();
-                    (clean(host), clean(name), clean(ns))
-                }
-            },
-        };
+        let (svc_host, svc_name, svc_ns) = destination_service(r.service.as_deref(), dir);
         RequestLabels {
             reporter: reporter.as_str().into(),
             source_workload: s.workload,

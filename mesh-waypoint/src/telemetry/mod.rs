@@ -4,6 +4,8 @@
 //! - [`labels`]: the Istio label set from a [`RequestRecord`] and the
 //!   Address view; [`metrics`]: the four request metrics.
 //! - [`access_log`]: one JSON line per request (target `access`).
+//! - [`tcp`]: Istio's `istio_tcp_*` metrics and the access log line of a
+//!   gateway's `tcp_proxy` connections ([`tcp::TcpObserver`]).
 //! - [`trace`]: `traceparent` / B3 propagation; [`otlp`]: span export.
 //!
 //! [`Telemetry::encode_metrics`] also carries the upstream health series
@@ -13,6 +15,7 @@ pub mod labels;
 pub mod metrics;
 pub mod otlp;
 pub mod record;
+pub mod tcp;
 pub mod trace;
 
 use std::sync::{
@@ -54,6 +57,9 @@ pub struct Telemetry {
     spans_dropped: Counter,
     waypoint: String,
     reporter: labels::Reporter,
+    tcp: tcp::TcpMetrics,
+    /// The proxy's own workload: uid, name, namespace.
+    own: (String, String, String),
 }
 
 impl Telemetry {
@@ -63,6 +69,8 @@ impl Telemetry {
         let mut registry = Registry::default();
         let metrics = metrics::RequestMetrics::default();
         metrics.register(&mut registry);
+        let tcp = tcp::TcpMetrics::default();
+        tcp.register(&mut registry);
         let spans_dropped = Counter::default();
         registry.register(
             "mesh_waypoint_spans_dropped",
@@ -82,6 +90,8 @@ impl Telemetry {
             spans_dropped,
             waypoint,
             reporter: opts.reporter,
+            tcp,
+            own: (opts.workload_uid, opts.workload_name, opts.namespace),
         })
     }
 
@@ -100,7 +110,10 @@ impl Telemetry {
 
     /// Metrics, access log line and span export of one finished request.
     pub fn record(&self, r: &RequestRecord, dir: &Directory) {
-        let l = labels::RequestLabels::reported_by(self.reporter, r, dir);
+        let (uid, name, namespace) = &self.own;
+        let l = labels::RequestLabels::reported_by(self.reporter, r, dir, || {
+            tcp::own_side(uid, name, namespace, dir)
+        });
         self.metrics.observe(
             &l,
             r.duration.as_secs_f64() * 1000.0,
@@ -132,6 +145,29 @@ impl Telemetry {
                     self.spans_dropped.inc();
                 }
             }
+        }
+    }
+
+    fn tcp_labels(&self, r: &tcp::TcpRecord, dir: &Directory) -> tcp::TcpLabels {
+        let (uid, name, namespace) = &self.own;
+        let source = tcp::own_side(uid, name, namespace, dir);
+        tcp::TcpLabels::new(self.reporter, source, r, dir)
+    }
+
+    /// Counts an opened `tcp_proxy` connection.
+    pub fn tcp_opened(&self, r: &tcp::TcpRecord, dir: &Directory) {
+        self.tcp.opened(&self.tcp_labels(r, dir));
+    }
+
+    /// Counts a closed `tcp_proxy` connection and its bytes; writes its
+    /// access log line when the access log is on.
+    pub fn tcp_closed(&self, r: &tcp::TcpRecord, dir: &Directory) {
+        let l = self.tcp_labels(r, dir);
+        self.tcp.closed(&l, r.sent, r.received);
+        if self.access_log_enabled() {
+            let mut line = tcp::line(r, &l);
+            line["waypoint"] = self.waypoint.clone().into();
+            tracing::info!(target: "access", "{line}");
         }
     }
 

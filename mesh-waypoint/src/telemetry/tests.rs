@@ -310,3 +310,131 @@ fn a_gateway_reports_as_source() {
         .unwrap_or_else(|| panic!("no istio_requests_total in\n{text}"));
     assert!(total.contains("reporter=\"source\""), "{total}");
 }
+
+#[test]
+fn a_service_entry_host_is_named_by_its_cluster_metadata() {
+    let host = "edition.cnn.com";
+    let mut r = record(Some(PRODUCTPAGE));
+    r.service = Some(Arc::from(host));
+    r.workload = None;
+    // The Address view has the entry under its ServiceEntry's name; the
+    // clusters' metadata names it by the host, as Istio reports it.
+    let d = Directory::build(
+        [],
+        [ServiceEntry::from_proto(&istio_workload::Service {
+            name: "edition-cnn".into(),
+            namespace: "egress".into(),
+            hostname: host.into(),
+            ..Default::default()
+        })],
+    );
+    let before = RequestLabels::new(&r, &d);
+    assert_eq!(before.destination_service_name, "edition-cnn");
+    let d = d.with_cluster_services([crate::upstream::cluster::ServiceLabel {
+        host: host.into(),
+        name: host.into(),
+        namespace: "egress".into(),
+    }]);
+    let l = RequestLabels::new(&r, &d);
+    assert_eq!(l.destination_service, host);
+    assert_eq!(l.destination_service_name, host);
+    assert_eq!(l.destination_service_namespace, "egress");
+    assert_eq!(l.destination_workload, "unknown");
+}
+
+fn tcp_record() -> tcp::TcpRecord {
+    tcp::TcpRecord {
+        service: Some(Arc::from("reviews.default.svc.cluster.local")),
+        cluster: Some(Arc::from(
+            "outbound|9080||reviews.default.svc.cluster.local",
+        )),
+        workload: Some(Arc::from("Kubernetes//Pod/default/reviews-v2-1")),
+        upstream_host: Some("10.244.2.3:9080".parse().unwrap()),
+        upstream_mtls: true,
+        received: 11,
+        sent: 13,
+        ..tcp::TcpRecord::start(Some("192.0.2.7:40000".parse().unwrap()))
+    }
+}
+
+#[test]
+fn tcp_labels_name_the_gateway_as_source_and_the_endpoint_as_destination() {
+    let t = Telemetry::new(TelemetryOptions {
+        reporter: labels::Reporter::Source,
+        // The Address view knows the proxy's own pod.
+        workload_uid: "Kubernetes//Pod/default/productpage-1".into(),
+        workload_name: "productpage-1".into(),
+        namespace: "default".into(),
+        ..Default::default()
+    });
+    let l = t.tcp_labels(&tcp_record(), &dir());
+    assert_eq!(l.reporter, "source");
+    assert_eq!(l.source_workload, "productpage-v1");
+    assert_eq!(l.source_principal, PRODUCTPAGE);
+    assert_eq!(l.destination_service_name, "reviews");
+    assert_eq!(l.destination_workload_namespace, "default");
+    assert_ne!(l.destination_principal, "unknown");
+    assert_eq!(l.request_protocol, "tcp");
+    assert_eq!(l.response_flags, "-");
+    assert_eq!(l.connection_security_policy, "mutual_tls");
+
+    // Unknown to the Address view: named by its flags; a plain hop.
+    let t = Telemetry::new(TelemetryOptions {
+        workload_uid: "Kubernetes//Pod/istio-system/gw-1".into(),
+        workload_name: "gw-1".into(),
+        namespace: "istio-system".into(),
+        ..Default::default()
+    });
+    let r = tcp::TcpRecord {
+        upstream_mtls: false,
+        flag: Some("UF"),
+        ..tcp_record()
+    };
+    let l = t.tcp_labels(&r, &dir());
+    assert_eq!(
+        (
+            l.source_workload.as_str(),
+            l.source_workload_namespace.as_str()
+        ),
+        ("gw-1", "istio-system")
+    );
+    assert_eq!(l.source_principal, "unknown");
+    assert_eq!(l.response_flags, "UF");
+    assert_eq!(l.connection_security_policy, "none");
+}
+
+#[test]
+fn tcp_connections_count_at_open_and_close_with_bytes() {
+    let t = Telemetry::new(TelemetryOptions::default());
+    let r = tcp_record();
+    t.tcp_opened(&r, &dir());
+    let text = t.encode_metrics();
+    let value = |text: &str, metric: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{metric}{{")))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(
+        value(&text, "istio_tcp_connections_opened_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(value(&text, "istio_tcp_connections_closed_total"), None);
+    t.tcp_closed(&r, &dir());
+    let text = t.encode_metrics();
+    assert_eq!(
+        value(&text, "istio_tcp_connections_closed_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "istio_tcp_received_bytes_total").as_deref(),
+        Some("11")
+    );
+    assert_eq!(
+        value(&text, "istio_tcp_sent_bytes_total").as_deref(),
+        Some("13")
+    );
+    let line = tcp::line(&r, &t.tcp_labels(&r, &dir()));
+    assert_eq!(line["downstream_remote_address"], "192.0.2.7:40000");
+    assert_eq!(line["upstream_host"], "10.244.2.3:9080");
+    assert_eq!(line["connection_security_policy"], "mutual_tls");
+}

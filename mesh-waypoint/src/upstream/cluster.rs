@@ -1,6 +1,8 @@
 //! The cluster model: what the waypoint takes from an Envoy `Cluster` (LB
 //! policy, circuit breakers, HTTP protocol options, outlier detection) and
-//! from its `ClusterLoadAssignment` (endpoints), checked field by field.
+//! from its `ClusterLoadAssignment` (endpoints), checked field by field:
+//! how hosts are found ([`Discovery`]), TLS origination ([`TlsSpec`]) and
+//! the service the cluster stands for (Istio's `metadata`, for telemetry).
 //! Errors name the field as a path inside the resource.
 use std::{net::SocketAddr, time::Duration};
 
@@ -18,7 +20,7 @@ use envoy_types::pb::envoy::{
 use mesh_xds::{proto::wkt, FieldRejection};
 use prost::Message;
 
-use super::outlier::OutlierConfig;
+use super::{discovery::Discovery, outlier::OutlierConfig, tls::TlsSpec};
 
 /// Key of the HTTP protocol options in `typed_extension_protocol_options`.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -103,6 +105,35 @@ pub struct ClusterConfig {
     pub outlier: Option<OutlierConfig>,
     /// Percent (0–100); 0 turns panic mode off.
     pub healthy_panic_threshold: f64,
+    pub discovery: Discovery,
+    /// `transport_socket`: TLS to every endpoint.
+    pub tls: Option<TlsSpec>,
+    /// `metadata.filter_metadata["istio"]["services"][0]`.
+    pub service: Option<ServiceLabel>,
+}
+
+/// The service a cluster stands for, as istiod writes it in the cluster's
+/// metadata: a ServiceEntry host is named by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLabel {
+    pub host: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+fn service_label(c: &Cluster) -> Option<ServiceLabel> {
+    let istio = c.metadata.as_ref()?.filter_metadata.get("istio")?;
+    let wkt::value::Kind::ListValue(list) = istio.fields.get("services")?.kind.as_ref()? else {
+        return None;
+    };
+    let wkt::value::Kind::StructValue(s) = list.values.first()?.kind.as_ref()? else {
+        return None;
+    };
+    Some(ServiceLabel {
+        host: string_field(s, "host")?,
+        name: string_field(s, "name")?,
+        namespace: string_field(s, "namespace")?,
+    })
 }
 
 /// One endpoint of a `ClusterLoadAssignment`.
@@ -131,9 +162,13 @@ pub(crate) fn duration(
     Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32)))
 }
 
-fn lb_policy(c: &Cluster) -> Result<LbPolicy, FieldRejection> {
+fn lb_policy(c: &Cluster, discovery: &Discovery) -> Result<LbPolicy, FieldRejection> {
     use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy as P;
     match P::try_from(c.lb_policy) {
+        // The host is the original destination: no balancing happens.
+        Ok(P::ClusterProvided) if matches!(discovery, Discovery::OriginalDst(_)) => {
+            Ok(LbPolicy::RoundRobin)
+        }
         Ok(P::RoundRobin) => Ok(LbPolicy::RoundRobin),
         Ok(P::Random) => Ok(LbPolicy::Random),
         Ok(P::LeastRequest) => Ok(LbPolicy::LeastRequest),
@@ -267,9 +302,10 @@ impl ClusterConfig {
                 format!("{healthy_panic_threshold} is outside 0..=100"),
             ));
         }
+        let discovery = Discovery::from_proto(c)?;
         Ok(ClusterConfig {
             name: c.name.clone(),
-            lb: lb_policy(c)?,
+            lb: lb_policy(c, &discovery)?,
             limits: limits(c),
             pool: pool(c)?,
             outlier: c
@@ -278,6 +314,9 @@ impl ClusterConfig {
                 .map(OutlierConfig::from_proto)
                 .transpose()?,
             healthy_panic_threshold,
+            discovery,
+            tls: TlsSpec::from_proto(c.transport_socket.as_ref())?,
+            service: service_label(c),
         })
     }
 }

@@ -1,14 +1,16 @@
 //! Opening the byte stream to an endpoint: plain TCP to `ip:port`, or an
 //! HBONE tunnel through the endpoint's node agent when the Address xDS
 //! says it is a mesh workload (`authority` = pod `ip:port`, source = the
-//! waypoint's identity). Both are bounded by the cluster's
-//! `connect_timeout`.
+//! waypoint's identity), or TCP then TLS the waypoint originates (a
+//! cluster with a TLS transport socket: never HBONE). Each is bounded by
+//! the cluster's `connect_timeout`, the TLS handshake included; a failed
+//! handshake is a connect failure (`UF`).
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_hbone::{HboneClient, Identity};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::UpstreamError;
+use super::{tls::TlsOrigin, UpstreamError};
 
 /// A connected stream to an endpoint.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -20,6 +22,8 @@ pub type BoxIo = Box<dyn Io>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Plain,
+    /// TCP to the endpoint, then TLS.
+    Tls(Arc<TlsOrigin>),
     /// Through the node agent at `gateway`, whose certificate names `peer`.
     Hbone {
         gateway: SocketAddr,
@@ -49,6 +53,16 @@ impl Connector {
                         .map_err(|e| UpstreamError::ConnectFailure(format!("{addr}: {e}")))?;
                     let _ = tcp.set_nodelay(true);
                     Ok(Box::new(tcp) as BoxIo)
+                }
+                Route::Tls(tls) => {
+                    let tcp = tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| UpstreamError::ConnectFailure(format!("{addr}: {e}")))?;
+                    let _ = tcp.set_nodelay(true);
+                    let stream = tls.handshake(tcp).await.map_err(|e| {
+                        UpstreamError::ConnectFailure(format!("{addr}: TLS handshake: {e}"))
+                    })?;
+                    Ok(Box::new(stream) as BoxIo)
                 }
                 Route::Hbone { gateway, peer } => {
                     let (Some(client), Some(src)) = (&self.hbone, &self.identity) else {

@@ -10,6 +10,8 @@ use std::{
 };
 
 use mesh_hbone::Identity;
+
+use super::cluster::ServiceLabel;
 use mesh_xds::{
     proto::istio_workload,
     workload::{gateway_ip_port, ip_from_bytes, Workload, DEFAULT_HBONE_PORT},
@@ -75,6 +77,10 @@ pub struct Directory {
     by_ip: HashMap<IpAddr, Arc<WorkloadEntry>>,
     by_vip: HashMap<IpAddr, Arc<ServiceEntry>>,
     by_hostname: HashMap<String, Arc<ServiceEntry>>,
+    /// Host → the service the clusters' metadata names (Istio's
+    /// `filter_metadata["istio"]["services"]`): what telemetry labels
+    /// a request's destination service with.
+    cluster_services: HashMap<String, Arc<ServiceLabel>>,
 }
 
 /// A service's waypoint address; the HBONE port defaults to Istio's.
@@ -157,6 +163,22 @@ impl Directory {
     pub fn endpoint_workload(&self, uid: Option<&str>, ip: IpAddr) -> Option<&Arc<WorkloadEntry>> {
         uid.and_then(|u| self.workload_by_uid(u))
             .or_else(|| self.workload_by_ip(ip))
+    }
+
+    /// Adds the services clusters stand for (their metadata).
+    pub fn with_cluster_services(
+        mut self,
+        services: impl IntoIterator<Item = ServiceLabel>,
+    ) -> Self {
+        for s in services {
+            self.cluster_services.insert(s.host.clone(), Arc::new(s));
+        }
+        self
+    }
+
+    /// The service a cluster's metadata names for `host`.
+    pub fn cluster_service(&self, host: &str) -> Option<&Arc<ServiceLabel>> {
+        self.cluster_services.get(host)
     }
 
     pub fn workloads(&self) -> usize {

@@ -1,7 +1,10 @@
 //! One cluster at run time: its endpoints (each with a pool and an active
 //! request count), circuit breakers, outlier detector and balancer, and
 //! how one attempt is sent (pick a host, take the breaker units, send,
-//! feed the outcome to outlier detection).
+//! feed the outcome to outlier detection). An `ORIGINAL_DST` cluster has
+//! no host list: each request's original destination (the HBONE tunnel's
+//! `:authority`, or the header `original_dst_lb_config` names) becomes a
+//! host on first use.
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -10,6 +13,8 @@ use std::{
         Arc, Mutex,
     },
 };
+
+use tokio::sync::watch;
 
 use http::Request;
 use tokio::time::Instant;
@@ -20,11 +25,13 @@ use super::{
     cluster::{ClusterConfig, EndpointConfig},
     connector::{Connector, Route},
     directory::Directory,
+    discovery::{Discovery, OriginalDstConfig},
     guarded::{ActiveGuard, GuardedBody},
     lb::Balancer,
     metrics::UpstreamMetrics,
     outlier::{Detector, Outcome},
     pool::Pool,
+    tls::TlsOrigin,
 };
 use crate::{
     body::{self, Body},
@@ -33,6 +40,9 @@ use crate::{
 
 /// Envoy's `host_selection_retry_max_attempts` as Istio writes it.
 const HOST_SELECTION_ATTEMPTS: u32 = 5;
+/// Original destinations an `ORIGINAL_DST` cluster keeps hosts for; idle
+/// ones are dropped to make room.
+const MAX_ORIGINAL_HOSTS: usize = 1024;
 
 /// One endpoint of a cluster.
 pub struct Endpoint {
@@ -57,20 +67,34 @@ pub struct HostSet {
     /// Over the eligible endpoints, for one detector generation; None =
     /// no healthy upstream.
     eligible: Mutex<(u64, Option<Arc<Balancer>>)>,
+    /// A DNS cluster: true once its names were resolved (requests wait for
+    /// that, up to the connect timeout).
+    pub dns_ready: Option<watch::Receiver<bool>>,
+    /// How hosts outside the mesh are reached: TLS when the cluster
+    /// originates it, else plain TCP.
+    direct: Route,
+    /// `ORIGINAL_DST`: the hosts met so far, by original destination.
+    original: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
 }
 
 impl HostSet {
     /// The new state of a cluster from its config and endpoints, keeping
     /// what `old` had for the endpoints that stay. Mesh workloads are
     /// reached over HBONE only when `hbone` (the waypoint has an HBONE
-    /// client), else everything is plain TCP, as a stock Envoy does.
+    /// client), else everything is plain TCP, as a stock Envoy does. With
+    /// `tls` (the cluster originates TLS), and for DNS and ORIGINAL_DST
+    /// clusters (hosts outside the mesh), every host is reached directly.
     pub fn build(
         old: Option<&HostSet>,
         cfg: ClusterConfig,
         endpoints: Vec<EndpointConfig>,
         dir: &Directory,
         hbone: bool,
+        tls: Option<Arc<TlsOrigin>>,
     ) -> HostSet {
+        let direct = tls.map_or(Route::Plain, Route::Tls);
+        let external =
+            !matches!(direct, Route::Plain) || !matches!(cfg.discovery, Discovery::Assigned);
         let breaker = match old {
             Some(o) => {
                 o.breaker.set_limits(cfg.limits);
@@ -86,9 +110,9 @@ impl HostSet {
             }
             let known = dir.endpoint_workload(e.workload_uid.as_deref(), e.addr.ip());
             let route = known
-                .filter(|_| hbone)
+                .filter(|_| hbone && !external)
                 .and_then(|w| w.hbone_target())
-                .map_or(Route::Plain, |(gateway, peer)| Route::Hbone {
+                .map_or(direct.clone(), |(gateway, peer)| Route::Hbone {
                     gateway,
                     peer,
                 });
@@ -125,6 +149,10 @@ impl HostSet {
             d
         });
         let all = Arc::new(Balancer::new(cfg.lb, addrs));
+        let original = old
+            .filter(|o| o.direct == direct && o.cfg.pool.protocol == cfg.pool.protocol)
+            .map(|o| o.original.lock_unpoisoned().clone())
+            .unwrap_or_default();
         HostSet {
             cfg,
             breaker,
@@ -134,6 +162,62 @@ impl HostSet {
             all,
             // No detector generation is u64::MAX: computed on first use.
             eligible: Mutex::new((u64::MAX, None)),
+            dns_ready: None,
+            original: Mutex::new(original),
+            direct,
+        }
+    }
+
+    /// The host of an `ORIGINAL_DST` request: where the client connected
+    /// (the tunnel's `:authority`), or the configured header's `ip:port`.
+    fn original_host(
+        &self,
+        req: &Request<Body>,
+        o: &OriginalDstConfig,
+    ) -> Result<Arc<Endpoint>, UpstreamError> {
+        let dst = match &o.header {
+            Some(h) => req
+                .headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<SocketAddr>().ok()),
+            None => req
+                .extensions()
+                .get::<Arc<crate::route::exchange::Exchange>>()
+                .and_then(|ex| ex.downstream.tunnel_authority),
+        }
+        .ok_or(UpstreamError::NoHealthyUpstream)?;
+        let dst = o
+            .port_override
+            .map_or(dst, |port| SocketAddr::new(dst.ip(), port));
+        let mut hosts = self.original.lock_unpoisoned();
+        if let Some(e) = hosts.get(&dst) {
+            return Ok(Arc::clone(e));
+        }
+        if hosts.len() >= MAX_ORIGINAL_HOSTS {
+            hosts.retain(|_, e| {
+                e.active.load(Ordering::Relaxed) > 0 || e.pool.open_connections() > 0
+            });
+            if hosts.len() >= MAX_ORIGINAL_HOSTS {
+                return Err(UpstreamError::Overflow("max_original_hosts"));
+            }
+        }
+        let ep = Arc::new(Endpoint {
+            addr: dst,
+            workload: None,
+            route: self.direct.clone(),
+            pool: Pool::new(dst, self.cfg.pool.protocol),
+            active: Arc::default(),
+        });
+        hosts.insert(dst, Arc::clone(&ep));
+        Ok(ep)
+    }
+
+    /// The TLS the cluster originates, if any.
+    pub fn tls(&self) -> Option<Arc<TlsOrigin>> {
+        match &self.direct {
+            Route::Tls(t) => Some(Arc::clone(t)),
+            _ => None,
         }
     }
 
@@ -239,7 +323,10 @@ impl HostSet {
             .breaker
             .try_acquire(Resource::Requests)
             .ok_or_else(|| overflow(Resource::Requests))?;
-        let ep = self.pick(&ctx, Instant::now())?;
+        let ep = match &self.cfg.discovery {
+            Discovery::OriginalDst(o) => self.original_host(&req, o)?,
+            _ => self.pick(&ctx, Instant::now())?,
+        };
         let gauge = metrics
             .active_requests
             .get_or_create(&UpstreamMetrics::cluster(name))
@@ -328,6 +415,9 @@ mod tests {
                 max_ejection_time: Duration::from_secs(300),
             }),
             healthy_panic_threshold: panic,
+            discovery: Discovery::Assigned,
+            tls: None,
+            service: None,
         };
         let eps = (1..=n)
             .map(|i| EndpointConfig {
@@ -335,7 +425,7 @@ mod tests {
                 workload_uid: None,
             })
             .collect();
-        HostSet::build(None, cfg, eps, &Directory::default(), false)
+        HostSet::build(None, cfg, eps, &Directory::default(), false, None)
     }
 
     fn eject(s: &HostSet, a: SocketAddr, now: Instant) {
@@ -448,6 +538,7 @@ mod tests {
             ],
             &Directory::default(),
             false,
+            None,
         );
         let (old1, new1) = (
             s.endpoint(&addr(1)).unwrap(),

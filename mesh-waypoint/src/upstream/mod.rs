@@ -7,12 +7,16 @@
 //! - [`cluster`]: the Envoy `Cluster` / `ClusterLoadAssignment` fields honoured.
 //! - [`directory`]: the Address xDS view (workloads, services).
 //! - [`host_set`]: one cluster at run time; [`lb`] its balancers.
+//! - [`discovery`]: EDS/STATIC, STRICT_DNS/LOGICAL_DNS ([`dns`]) and
+//!   ORIGINAL_DST clusters; [`tls`]: TLS origination.
 //! - [`pool`], [`connector`], [`breaker`], [`outlier`], [`guarded`].
 pub mod api;
 pub mod breaker;
 pub mod cluster;
 pub mod connector;
 pub mod directory;
+pub mod discovery;
+pub mod dns;
 pub mod guarded;
 pub mod host_set;
 pub mod lb;
@@ -20,10 +24,11 @@ pub mod manager;
 pub mod metrics;
 pub mod outlier;
 pub mod pool;
+pub mod tls;
 
 pub use api::{RetryPermit, SendContext, Upstream, UpstreamError, UpstreamResponse};
 pub use directory::{Directory, ServiceEntry, WorkloadEntry};
-pub use manager::{validate, ClusterManager, UpstreamOptions};
+pub use manager::{validate, validate_with, ClusterManager, ExternalOptions, UpstreamOptions};
 pub use metrics::UpstreamMetrics;
 
 #[cfg(test)]

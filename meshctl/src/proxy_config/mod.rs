@@ -27,7 +27,7 @@ pub enum Kind {
     Certificate,
     /// Open connections, then recently closed ones.
     Connections,
-    /// A waypoint's listeners (its admin endpoint as the target).
+    /// A waypoint's or ingress gateway's listeners (a gateway: one row per filter chain).
     Listener,
     /// A waypoint's routes: virtual hosts, matches, actions.
     Route,

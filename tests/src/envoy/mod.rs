@@ -79,6 +79,17 @@ impl WaypointNode {
         )
     }
 
+    /// `router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`: the same pod as an
+    /// ingress gateway (docs/contracts/gateway-xds.md).
+    pub fn router_id(&self) -> String {
+        format!(
+            "router~{}~{}.{ns}~{ns}.svc.cluster.local",
+            self.pod_ip,
+            self.pod_name,
+            ns = self.namespace
+        )
+    }
+
     /// The listener and route configuration the control plane names for
     /// this waypoint.
     pub fn listener_name(&self) -> String {
@@ -100,6 +111,9 @@ pub struct EnvoySpec {
     pub cpu: Option<u32>,
     /// `--log-level`.
     pub log_level: String,
+    /// An ingress gateway (`router~` node id, metadata `NAME`): listeners
+    /// and routes of the Gateways selecting the pod instead of a waypoint's.
+    pub gateway: bool,
 }
 
 impl EnvoySpec {
@@ -111,7 +125,30 @@ impl EnvoySpec {
             concurrency: 1,
             cpu: None,
             log_level: "info".into(),
+            gateway: false,
         }
+    }
+
+    /// The node: a waypoint's id and metadata `WAYPOINT`, or, as a
+    /// gateway, a router's id and metadata `NAME` (the pod's name).
+    fn node_json(&self) -> Value {
+        let n = &self.node;
+        let (id, metadata) = if self.gateway {
+            (
+                n.router_id(),
+                json!({"NAMESPACE": n.namespace, "NAME": n.pod_name}),
+            )
+        } else {
+            (
+                n.node_id(),
+                json!({"NAMESPACE": n.namespace, "WAYPOINT": n.waypoint}),
+            )
+        };
+        json!({
+            "id": id,
+            "cluster": format!("{}.{}", n.waypoint, n.namespace),
+            "metadata": metadata,
+        })
     }
 
     /// The bootstrap (JSON, which Envoy reads as YAML): node identity,
@@ -120,14 +157,7 @@ impl EnvoySpec {
     pub fn bootstrap(&self) -> Value {
         let ads = json!({"ads": {}, "resource_api_version": "V3"});
         json!({
-            "node": {
-                "id": self.node.node_id(),
-                "cluster": format!("{}.{}", self.node.waypoint, self.node.namespace),
-                "metadata": {
-                    "NAMESPACE": self.node.namespace,
-                    "WAYPOINT": self.node.waypoint,
-                },
-            },
+            "node": self.node_json(),
             "admin": {"address": socket_address(self.admin)},
             "dynamic_resources": {
                 "ads_config": {
@@ -383,8 +413,28 @@ mod tests {
         assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 15000);
     }
 
-    /// The real Envoy accepts the bootstrap (`--mode validate` parses and
+    #[test]
+    fn a_gateway_bootstrap_identifies_a_router() {
+        let s = EnvoySpec {
+            gateway: true,
+            ..spec()
+        };
+        let b = s.bootstrap();
+        assert_eq!(
+            b["node"]["id"],
+            "router~10.244.1.5~waypoint-7f8.default~default.svc.cluster.local"
+        );
+        assert_eq!(b["node"]["metadata"]["NAMESPACE"], "default");
+        assert_eq!(b["node"]["metadata"]["NAME"], "waypoint-7f8");
+        assert!(b["node"]["metadata"].get("WAYPOINT").is_none());
+        assert_eq!(
+            b["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+    }
 
+    /// The real Envoy accepts the bootstrap (`--mode validate` parses and
+    /// checks it without serving), as a waypoint's and as a gateway's.
     #[test]
     fn envoy_validates_the_bootstrap() {
         let bin = match envoy_bin() {
@@ -396,24 +446,33 @@ mod tests {
         };
         let dir = std::env::temp_dir().join(format!("envoy-validate-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("bootstrap.json");
-        std::fs::write(&config, spec().bootstrap().to_string()).unwrap();
-        let out = Command::new(bin)
-            .args([
-                "--mode",
-                "validate",
-                "--disable-hot-restart",
-                "--config-path",
-            ])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let mut refused = vec![];
+        for gateway in [false, true] {
+            let config = dir.join("bootstrap.json");
+            let s = EnvoySpec { gateway, ..spec() };
+            std::fs::write(&config, s.bootstrap().to_string()).unwrap();
+            let out = Command::new(&bin)
+                .args([
+                    "--mode",
+                    "validate",
+                    "--disable-hot-restart",
+                    "--config-path",
+                ])
+                .arg(&config)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                refused.push(format!(
+                    "gateway: {gateway}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
-            out.status.success(),
-            "envoy refused the bootstrap: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            refused.is_empty(),
+            "envoy refused the bootstrap: {refused:?}"
         );
     }
 }

@@ -85,6 +85,22 @@ pub static KINDS: &[Kind] = &[
         false,
     ),
     kind(
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+        "httproutes",
+        true,
+        false,
+    ),
+    kind(
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
+        true,
+        false,
+    ),
+    kind(
         "networking.istio.io",
         "v1",
         "VirtualService",

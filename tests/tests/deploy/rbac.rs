@@ -53,12 +53,19 @@ pub fn expected_rbac() -> BTreeSet<(String, String, String)> {
     let istio_sec = ["authorizationpolicies", "peerauthentications"];
     add("networking.istio.io", &istio_net, &read);
     add("security.istio.io", &istio_sec, &read);
-    add("gateway.networking.k8s.io", &["gateways"], &read);
+    add(
+        "gateway.networking.k8s.io",
+        &["gateways", "httproutes", "referencegrants"],
+        &read,
+    );
     let status = |rs: &[&str]| rs.iter().map(|r| format!("{r}/status")).collect::<Vec<_>>();
     for (g, rs) in [
         ("networking.istio.io", status(&istio_net)),
         ("security.istio.io", status(&istio_sec)),
-        ("gateway.networking.k8s.io", status(&["gateways"])),
+        (
+            "gateway.networking.k8s.io",
+            status(&["gateways", "httproutes"]),
+        ),
     ] {
         let rs: Vec<&str> = rs.iter().map(String::as_str).collect();
         add(g, &rs, &["patch"]);

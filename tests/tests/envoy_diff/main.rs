@@ -14,7 +14,10 @@
 //! pods opt out of capture (`istio.io/dataplane-mode: none`), so the
 //! proxies reach them in plain TCP; no node agent runs.
 //!
-//! Without Envoy (not installable) the test is skipped with the reason;
+//! The same for ingress gateways (`gateway.rs`): Envoy and
+//! `mesh-waypoint --role gateway` as two pods the seeds' Gateways select.
+//!
+//! Without Envoy (not installable) the tests are skipped with the reason;
 //! `cargo xtask test` installs it. The `mesh-waypoint` binary must exist.
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -51,6 +54,8 @@ const APPS: &[(&str, &str, &str, &str, &str)] = &[
 ];
 const PROXIES: &[&str] = &["envoy", "waypoint", "client"];
 
+mod gateway;
+mod gateway_scenarios;
 mod scenarios;
 
 use scenarios::{Expect, Probe, Scenario, SCENARIOS, SPLIT_SAMPLES};
@@ -358,16 +363,26 @@ async fn send(
     )
     .await??;
     let status = resp.status().as_u16();
-    let pod = resp
-        .headers()
-        .get("x-pod")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (pod, location) = (header("x-pod"), header("location"));
+    let redirect = resp.status().is_redirection();
     resp.into_body().collect().await?;
-    Ok(match pod {
-        Some(pod) if status == 200 => pod,
+    Ok(reply_key(status, pod, location.filter(|_| redirect)))
+}
+
+/// How a reply is counted: the answering pod (`x-pod`) of a 200, a
+/// redirect's status and `Location`, else the status.
+fn reply_key(status: u16, pod: Option<String>, location: Option<String>) -> String {
+    match (pod, location) {
+        (Some(pod), _) if status == 200 => pod,
+        (_, Some(location)) => format!("status {status} {location}"),
         _ => format!("status {status}"),
-    })
+    }
 }
 
 /// Largest deviation of a sample proportion from `p` over `n` trials that
@@ -429,6 +444,18 @@ fn agree(
             probe.path
         );
     }
+}
+
+#[test]
+fn replies_are_keyed_by_pod_redirect_or_status() {
+    let pod = || Some("reviews-v1.default".to_string());
+    let to = || Some("https://a.example.com/".to_string());
+    assert_eq!(reply_key(200, pod(), None), "reviews-v1.default");
+    assert_eq!(
+        reply_key(301, None, to()),
+        "status 301 https://a.example.com/"
+    );
+    assert_eq!(reply_key(404, pod(), None), "status 404");
 }
 
 #[test]

@@ -30,6 +30,7 @@ use mesh_xds::{
 use serde_json::json;
 use sets::{demo_set, seed_set, write_config};
 
+mod gateway_api;
 mod sets;
 
 const STARTUP: Duration = Duration::from_secs(40);
@@ -298,7 +299,7 @@ async fn relists_after_compaction_and_serves_the_new_state() {
         .filter(|(k, _)| k.starts_with("LIST "))
         .collect();
     // Every kind of contract section 4 was listed once.
-    assert_eq!(lists_before.len(), 12, "{lists_before:?}");
+    assert_eq!(lists_before.len(), 14, "{lists_before:?}");
     assert!(lists_before.values().all(|n| *n == 1), "{lists_before:?}");
     kube.fake.compact();
     kube.fake.close_watches();

@@ -1,6 +1,9 @@
 //! `cargo xtask bench l7`: HTTP through the L7 waypoint against a stock
-//! Envoy fed the same routes by the same control plane, and against no
-//! proxy at all, in one run on one machine (see `bench_l7_topology.rs`).
+//! Envoy fed the same routes by the same control plane, the same for the
+//! ingress gateway (`mesh-waypoint --role gateway` against Envoy as a
+//! gateway pod, `bench_l7_ingress.rs`), and against no proxy at all, in
+//! one run on one machine (see `bench_l7_topology.rs`).
+//! `MESH_BENCH_ONLY=waypoint|ingress` runs one of the two pairs.
 //!
 //! Each proxy runs with one worker pinned to one CPU (`taskset`), so its
 //! throughput is per core. For HTTP/1.1 and h2c: closed loop (maximum
@@ -23,6 +26,7 @@ use serde_json::Value;
 
 use crate::{
     bench::{cpu_seconds, status_kib, verdict},
+    bench_l7_ingress::{GW_ENVOY, GW_MESH, INGRESS_HOST},
     bench_l7_topology::{Bed, Cpus, Programs, HOST},
     lab_args::L7Args,
     step,
@@ -64,6 +68,8 @@ struct Measured {
     h2: Row,
     rss_idle_mb: Option<f64>,
     rss_load_mb: Option<f64>,
+    /// Open-loop offered load per protocol (rps).
+    offered: [f64; 2],
 }
 
 impl Measured {
@@ -77,6 +83,48 @@ impl Measured {
 
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
+/// Which proxies a pair compares: both as waypoints (`:15080`, the
+/// waypoint's routes) or both as ingress gateways (`:80`, a Gateway's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Waypoint,
+    Ingress,
+}
+
+impl Role {
+    /// `MESH_BENCH_ONLY=waypoint|ingress` runs one role; unset, both.
+    fn selected(only: &str) -> anyhow::Result<Vec<Role>> {
+        match only {
+            "" => Ok(vec![Role::Waypoint, Role::Ingress]),
+            "waypoint" => Ok(vec![Role::Waypoint]),
+            "ingress" => Ok(vec![Role::Ingress]),
+            other => bail!("MESH_BENCH_ONLY={other}: bench l7 runs `waypoint` or `ingress`"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Role::Waypoint => "waypoint",
+            Role::Ingress => "ingress",
+        }
+    }
+
+    /// `Host` the load carries.
+    fn host(self) -> &'static str {
+        match self {
+            Role::Waypoint => HOST,
+            Role::Ingress => INGRESS_HOST,
+        }
+    }
+}
+
+/// Envoy and mesh-waypoint in one role.
+struct Pair {
+    role: Role,
+    envoy: Measured,
+    ours: Measured,
+}
+
 pub fn run(opts: L7Args) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench l7")?;
     anyhow::ensure!(
@@ -89,13 +137,14 @@ pub fn run(opts: L7Args) -> anyhow::Result<()> {
         "--load {}: a fraction in (0, 1]",
         opts.load
     );
+    let roles = Role::selected(&std::env::var("MESH_BENCH_ONLY").unwrap_or_default())?;
     let envoy =
         mesh_e2e::envoy::envoy_bin().map_err(|e| anyhow::anyhow!("bench l7 needs Envoy: {e}"))?;
     let programs = programs(envoy)?;
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let cpus = Cpus::for_machine(ncpu);
     step(format!(
-        "topology: client, envoy, waypoint, upstream pods; proxy on CPU {}, upstream on {}, loadgen on {}",
+        "topology: client, waypoints envoy and waypoint, gateways gw-envoy and gw-mesh, upstream pods; proxy on CPU {}, upstream on {}, loadgen on {}",
         cpus.proxy, cpus.upstream, cpus.loadgen
     ));
     let bed = Bed::new(&programs, cpus)?;
@@ -104,83 +153,128 @@ pub fn run(opts: L7Args) -> anyhow::Result<()> {
         name: "direct (no proxy)",
         ..Default::default()
     };
-    let mut envoy_path = Measured {
-        name: "Envoy --concurrency 1",
-        ..Default::default()
-    };
-    let mut wp_path = Measured {
-        name: "mesh-waypoint --worker-threads 1",
-        ..Default::default()
-    };
-
     for p in PROTOS {
         step(format!("direct, {}: closed loop", p.label()));
-        let r = load(&bed, &programs, &opts, bed.upstream_addr(), p, None)?;
+        let r = load(&bed, &programs, &opts, bed.upstream_addr(), HOST, p, None)?;
         *direct.row(p) = closed_row(&r, None);
     }
-
-    step("starting Envoy");
-    let e = bed.start_envoy(&programs.envoy)?;
-    envoy_path.rss_idle_mb = Some(rss_mb(e.pid())?);
-    let addr = bed.proxy_addr("envoy");
-    let mut offered = [0.0; 2];
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!("Envoy, {}: closed loop", p.label()));
-        let (r, cpu, rss) = under_load(e.pid(), || load(&bed, &programs, &opts, addr, p, None))?;
-        *envoy_path.row(p) = closed_row(&r, Some(cpu));
-        envoy_path.rss_load_mb = Some(envoy_path.rss_load_mb.unwrap_or(0.0).max(rss));
-        offered[i] = (envoy_path.row(p).max_rps * opts.load).max(1.0);
+    let mut pairs = vec![];
+    for role in roles {
+        pairs.push(measure_pair(&bed, &programs, &opts, role)?);
     }
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!(
-            "Envoy, {}: open loop at {:.0} rps",
-            p.label(),
-            offered[i]
-        ));
-        let r = load(&bed, &programs, &opts, addr, p, Some(offered[i]))?;
-        open_row(envoy_path.row(p), &r);
-    }
-    drop(e);
-
-    step("starting mesh-waypoint");
-    let w = bed.start_waypoint(&programs.waypoint)?;
-    wp_path.rss_idle_mb = Some(rss_mb(w.pid())?);
-    let addr = bed.proxy_addr("waypoint");
-    for p in PROTOS {
-        step(format!("mesh-waypoint, {}: closed loop", p.label()));
-        let (r, cpu, rss) = under_load(w.pid(), || load(&bed, &programs, &opts, addr, p, None))?;
-        *wp_path.row(p) = closed_row(&r, Some(cpu));
-        wp_path.rss_load_mb = Some(wp_path.rss_load_mb.unwrap_or(0.0).max(rss));
-    }
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!(
-            "mesh-waypoint, {}: open loop at {:.0} rps",
-            p.label(),
-            offered[i]
-        ));
-        let r = load(&bed, &programs, &opts, addr, p, Some(offered[i]))?;
-        open_row(wp_path.row(p), &r);
-    }
-
+    // The direct path at the first pair's offered load, for reference.
+    direct.offered = pairs[0].envoy.offered;
     for (i, p) in PROTOS.into_iter().enumerate() {
         step(format!(
             "direct, {}: open loop at {:.0} rps",
             p.label(),
-            offered[i]
+            direct.offered[i]
         ));
+        let addr = bed.upstream_addr();
         let r = load(
             &bed,
             &programs,
             &opts,
-            bed.upstream_addr(),
+            addr,
+            HOST,
             p,
-            Some(offered[i]),
+            Some(direct.offered[i]),
         )?;
         open_row(direct.row(p), &r);
     }
 
-    print_table(&opts, &offered, &direct, &envoy_path, Some(&wp_path));
+    print_table(&opts, &direct, &pairs);
     Ok(())
+}
+
+/// Envoy, then mesh-waypoint, in `role`: closed loop for each protocol,
+/// then open loop at `--load` of Envoy's maximum.
+fn measure_pair(bed: &Bed, programs: &Programs, opts: &L7Args, role: Role) -> anyhow::Result<Pair> {
+    let (envoy_name, ours_name) = match role {
+        Role::Waypoint => ("Envoy --concurrency 1", "mesh-waypoint --worker-threads 1"),
+        Role::Ingress => ("Envoy gateway, 1 worker", "mesh-waypoint --role gateway"),
+    };
+    let mut envoy_path = Measured {
+        name: envoy_name,
+        ..Default::default()
+    };
+    let mut ours = Measured {
+        name: ours_name,
+        ..Default::default()
+    };
+    let host = role.host();
+
+    step(format!("starting Envoy ({})", role.label()));
+    let (e, addr) = match role {
+        Role::Waypoint => (bed.start_envoy(&programs.envoy)?, bed.proxy_addr("envoy")),
+        Role::Ingress => (
+            bed.start_envoy_gateway(&programs.envoy)?,
+            bed.gateway_addr(GW_ENVOY),
+        ),
+    };
+    envoy_path.rss_idle_mb = Some(rss_mb(e.pid())?);
+    for (i, p) in PROTOS.into_iter().enumerate() {
+        step(format!(
+            "Envoy ({}), {}: closed loop",
+            role.label(),
+            p.label()
+        ));
+        let (r, cpu, rss) = under_load(e.pid(), || load(bed, programs, opts, addr, host, p, None))?;
+        *envoy_path.row(p) = closed_row(&r, Some(cpu));
+        envoy_path.rss_load_mb = Some(envoy_path.rss_load_mb.unwrap_or(0.0).max(rss));
+        envoy_path.offered[i] = (envoy_path.row(p).max_rps * opts.load).max(1.0);
+    }
+    let offered = envoy_path.offered;
+    for (i, p) in PROTOS.into_iter().enumerate() {
+        step(format!(
+            "Envoy ({}), {}: open loop at {:.0} rps",
+            role.label(),
+            p.label(),
+            offered[i]
+        ));
+        let r = load(bed, programs, opts, addr, host, p, Some(offered[i]))?;
+        open_row(envoy_path.row(p), &r);
+    }
+    drop(e);
+
+    step(format!("starting mesh-waypoint ({})", role.label()));
+    let (w, addr) = match role {
+        Role::Waypoint => (
+            bed.start_waypoint(&programs.waypoint)?,
+            bed.proxy_addr("waypoint"),
+        ),
+        Role::Ingress => (
+            bed.start_mesh_gateway(&programs.waypoint)?,
+            bed.gateway_addr(GW_MESH),
+        ),
+    };
+    ours.rss_idle_mb = Some(rss_mb(w.pid())?);
+    ours.offered = offered;
+    for p in PROTOS {
+        step(format!(
+            "mesh-waypoint ({}), {}: closed loop",
+            role.label(),
+            p.label()
+        ));
+        let (r, cpu, rss) = under_load(w.pid(), || load(bed, programs, opts, addr, host, p, None))?;
+        *ours.row(p) = closed_row(&r, Some(cpu));
+        ours.rss_load_mb = Some(ours.rss_load_mb.unwrap_or(0.0).max(rss));
+    }
+    for (i, p) in PROTOS.into_iter().enumerate() {
+        step(format!(
+            "mesh-waypoint ({}), {}: open loop at {:.0} rps",
+            role.label(),
+            p.label(),
+            offered[i]
+        ));
+        let r = load(bed, programs, opts, addr, host, p, Some(offered[i]))?;
+        open_row(ours.row(p), &r);
+    }
+    Ok(Pair {
+        role,
+        envoy: envoy_path,
+        ours,
+    })
 }
 
 /// The release binaries `cargo xtask bench` built beside `mesh-lab`, and Envoy.
@@ -203,6 +297,7 @@ fn load(
     programs: &Programs,
     opts: &L7Args,
     addr: std::net::SocketAddr,
+    host: &str,
     proto: Proto,
     rate: Option<f64>,
 ) -> anyhow::Result<Value> {
@@ -212,7 +307,7 @@ fn load(
         .arg("--netns")
         .arg(bed.netns("client"))
         .args(["--url", &format!("http://{addr}/bench")])
-        .args(["--header", &format!("host:{HOST}")])
+        .args(["--header", &format!("host:{host}")])
         .args(["--duration", &opts.duration.to_string()])
         .args(["--requests", "100000000"])
         .args(["--threads", &bed.cpus.loadgen_threads.to_string()]);
@@ -302,22 +397,16 @@ fn mb(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |m| format!("{m:.1}"))
 }
 
-fn print_table(
-    opts: &L7Args,
-    offered: &[f64; 2],
-    direct: &Measured,
-    envoy: &Measured,
-    wp: Option<&Measured>,
-) {
+fn print_table(opts: &L7Args, direct: &Measured, pairs: &[Pair]) {
     println!();
     println!(
-        "bench l7: {:.0} s per run; proxies with one worker pinned to one CPU; open loop at {:.0}% of Envoy's max",
+        "bench l7: {:.0} s per run; proxies with one worker pinned to one CPU; open loop at {:.0}% of each role's Envoy max",
         opts.duration,
         opts.load * 100.0
     );
     println!("  (failed = transport errors + open-loop requests still unsent at the end)");
     println!(
-        "  {:<26} {:<9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7}   {:>8} {:>8}",
+        "  {:<32} {:<9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7}   {:>8} {:>8}",
         "path",
         "protocol",
         "max rps",
@@ -329,8 +418,10 @@ fn print_table(
         "RSS idle",
         "RSS load"
     );
-    let mut paths = vec![direct, envoy];
-    paths.extend(wp);
+    let mut paths = vec![direct];
+    for pair in pairs {
+        paths.extend([&pair.envoy, &pair.ours]);
+    }
     for path in paths {
         for (i, p) in PROTOS.into_iter().enumerate() {
             let r = match p {
@@ -338,13 +429,13 @@ fn print_table(
                 Proto::H2 => &path.h2,
             };
             println!(
-                "  {:<26} {:<9} {:>10.0} {:>12} {:>10.0} {:>9.0} {:>9.0} {:>7}   {:>8} {:>8}",
+                "  {:<32} {:<9} {:>10.0} {:>12} {:>10.0} {:>9.0} {:>9.0} {:>7}   {:>8} {:>8}",
                 path.name,
                 p.label(),
                 r.max_rps,
                 r.rps_per_cpu
                     .map_or_else(|| "-".into(), |x| format!("{x:.0}")),
-                offered[i],
+                path.offered[i],
                 r.p50_us,
                 r.p99_us,
                 r.errors,
@@ -353,47 +444,48 @@ fn print_table(
             );
         }
     }
-    for p in PROTOS {
-        let d = match p {
-            Proto::H1 => &direct.h1,
-            Proto::H2 => &direct.h2,
-        };
-        let e = match p {
-            Proto::H1 => &envoy.h1,
-            Proto::H2 => &envoy.h2,
-        };
-        if e.max_rps > 0.8 * d.max_rps {
-            println!(
-                "  note ({}): Envoy reached {:.0}% of the direct rate: the client side may be the limit, ratios understate the proxies' difference",
-                p.label(),
-                100.0 * e.max_rps / d.max_rps
-            );
+    for pair in pairs {
+        for p in PROTOS {
+            let d = match p {
+                Proto::H1 => &direct.h1,
+                Proto::H2 => &direct.h2,
+            };
+            let e = match p {
+                Proto::H1 => &pair.envoy.h1,
+                Proto::H2 => &pair.envoy.h2,
+            };
+            if e.max_rps > 0.8 * d.max_rps {
+                println!(
+                    "  note ({}, {}): Envoy reached {:.0}% of the direct rate: the client side may be the limit, ratios understate the proxies' difference",
+                    pair.role.label(),
+                    p.label(),
+                    100.0 * e.max_rps / d.max_rps
+                );
+            }
         }
     }
-    let Some(wp) = wp else {
-        println!("  mesh-waypoint / Envoy: not measured (no mesh-waypoint binary in this build)");
-        return;
-    };
-    println!("  mesh-waypoint / Envoy:");
-    for p in PROTOS {
-        let (e, w) = match p {
-            Proto::H1 => (&envoy.h1, &wp.h1),
-            Proto::H2 => (&envoy.h2, &wp.h2),
-        };
-        let (rps_ratio, p99_ratio) = ratios(w, e);
+    for pair in pairs {
+        println!("  mesh-waypoint / Envoy, {}:", pair.role.label());
+        for p in PROTOS {
+            let (e, w) = match p {
+                Proto::H1 => (&pair.envoy.h1, &pair.ours.h1),
+                Proto::H2 => (&pair.envoy.h2, &pair.ours.h2),
+            };
+            let (rps_ratio, p99_ratio) = ratios(w, e);
+            println!(
+                "    {:<9} rps/core {rps_ratio:>5.2}x  target >= 1.50x {:<7}  p99 at the same load {p99_ratio:>5.2}x  target <= 0.70x {}",
+                p.label(),
+                verdict(rps_ratio >= 1.5),
+                verdict(p99_ratio <= 0.7)
+            );
+        }
+        let rss = pair.ours.rss_load_mb.unwrap_or(f64::NAN);
         println!(
-            "    {:<9} rps/core {rps_ratio:>5.2}x  target >= 1.50x {:<7}  p99 at the same load {p99_ratio:>5.2}x  target <= 0.70x {}",
-            p.label(),
-            verdict(rps_ratio >= 1.5),
-            verdict(p99_ratio <= 0.7)
+            "    RSS under load {rss:.1} MB (Envoy {}), target <= 25 MB {}",
+            mb(pair.envoy.rss_load_mb),
+            verdict(rss <= 25.0)
         );
     }
-    let rss = wp.rss_load_mb.unwrap_or(f64::NAN);
-    println!(
-        "    RSS under load {rss:.1} MB (Envoy {}), target <= 25 MB {}",
-        mb(envoy.rss_load_mb),
-        verdict(rss <= 25.0)
-    );
 }
 
 #[cfg(test)]
@@ -423,6 +515,20 @@ mod tests {
             &json!({"p50_us": 120, "p99_us": 900, "errors": 2, "unsent": 3}),
         );
         assert_eq!((row.p50_us, row.p99_us, row.errors), (120.0, 900.0, 6));
+    }
+
+    #[test]
+    fn mesh_bench_only_selects_the_roles() {
+        assert_eq!(
+            Role::selected("").unwrap(),
+            vec![Role::Waypoint, Role::Ingress]
+        );
+        assert_eq!(Role::selected("ingress").unwrap(), vec![Role::Ingress]);
+        assert_eq!(Role::selected("waypoint").unwrap(), vec![Role::Waypoint]);
+        let err = Role::selected("same").unwrap_err().to_string();
+        assert!(err.contains("MESH_BENCH_ONLY=same"), "{err}");
+        assert_eq!(Role::Ingress.host(), INGRESS_HOST);
+        assert_eq!(Role::Waypoint.host(), HOST);
     }
 
     #[test]

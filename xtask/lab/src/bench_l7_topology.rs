@@ -1,9 +1,13 @@
 //! The network of `cargo xtask bench l7`: one node with the pods `client`
-//! (runs `loadgen`), `envoy` and `waypoint` (the two proxies, one at a
-//! time), `upstream` (runs `podhttp`), and the control plane on the
-//! underlay feeding both proxies the same routes: one Service `bench` bound
-//! to waypoint `default/waypoint` and a VirtualService with one simple
-//! route. All traffic stays in network namespaces on this machine.
+//! (runs `loadgen`), `envoy` and `waypoint` (the two proxies as
+//! waypoints), `gw-envoy` and `gw-mesh` (the two as ingress gateways; one
+//! proxy runs at a time), `upstream` (runs `podhttp`), and the control
+//! plane on the underlay feeding both proxies of a role the same routes:
+//! one Service `bench` bound to waypoint `default/waypoint` and a
+//! VirtualService with one simple route; for ingress, a Gateway selecting
+//! the gateway pods (`bench_l7_ingress.rs`) and a VirtualService bound to
+//! it with the same route. All traffic stays in network namespaces on this
+//! machine.
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -20,10 +24,12 @@ use mesh_e2e::{
 };
 use mesh_testkit::try_eventually;
 
+use crate::bench_l7_ingress::{GW_ENVOY, GW_MESH, INGRESS, INGRESS_LABELS};
+
 pub const APP_PORT: u16 = 9080;
 /// `Host` the load generator sends through the proxies.
 pub const HOST: &str = "bench:9080";
-const READY: Duration = Duration::from_secs(30);
+pub(crate) const READY: Duration = Duration::from_secs(30);
 
 const VIRTUAL_SERVICE: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: bench\n  namespace: default\nspec:\n  hosts:\n  - bench\n  http:\n  - name: all\n    match:\n    - uri:\n        prefix: /\n    route:\n    - destination:\n        host: bench\n        port:\n          number: 9080\n";
 
@@ -89,10 +95,14 @@ impl Bed {
         let mut cluster = Cluster::new(
             "ml7",
             bins,
-            &[("node1", &["client", "envoy", "waypoint", "upstream"])],
+            &[(
+                "node1",
+                &["client", "envoy", "waypoint", GW_ENVOY, GW_MESH, "upstream"],
+            )],
         )?;
         cluster.write_config("00-topology.yaml", &topology_yaml(&cluster))?;
         cluster.write_config("10-virtual-service.yaml", VIRTUAL_SERVICE)?;
+        cluster.write_config("20-ingress.yaml", INGRESS)?;
         cluster.start_control(&[])?;
         let log = cluster.dir.join("podhttp.log");
         let upstream = envoy::spawn_in(
@@ -141,7 +151,7 @@ impl Bed {
         self.cluster.pod(pod).addr(WAYPOINT_HTTP_PORT)
     }
 
-    fn node(&self, pod: &str, name: &str) -> WaypointNode {
+    pub(crate) fn node(&self, pod: &str, name: &str) -> WaypointNode {
         WaypointNode {
             pod_ip: self.cluster.pod(pod).ip.into(),
             pod_name: name.into(),
@@ -167,7 +177,7 @@ impl Bed {
             &[XdsKind::Lds, XdsKind::Rds, XdsKind::Cds, XdsKind::Eds],
             READY,
         )?;
-        self.wait_route(self.proxy_addr("envoy"), "envoy")?;
+        self.wait_route(self.proxy_addr("envoy"), HOST, "envoy")?;
         Ok(envoy)
     }
 
@@ -186,18 +196,18 @@ impl Bed {
         let mut wp =
             MeshWaypoint::start(bin, spec, Some(&netns), &self.cluster.dir.join("waypoint"))?;
         wp.wait_ready(READY)?;
-        self.wait_route(self.proxy_addr("waypoint"), "mesh-waypoint")?;
+        self.wait_route(self.proxy_addr("waypoint"), HOST, "mesh-waypoint")?;
         Ok(wp)
     }
 
-    /// Waits until a GET through `addr` with `Host: bench:9080` answers 200
+    /// Waits until a GET through `addr` with `Host: <host>` answers 200
     /// (the endpoints arrive after the routes).
-    fn wait_route(&self, addr: SocketAddr, who: &str) -> anyhow::Result<()> {
+    pub(crate) fn wait_route(&self, addr: SocketAddr, host: &str, who: &str) -> anyhow::Result<()> {
         let ns = self.netns("client");
         try_eventually(
-            &format!("{who} at {addr} to route {HOST}"),
+            &format!("{who} at {addr} to route {host}"),
             READY,
-            || match get(&ns, addr) {
+            || match get(&ns, addr, host) {
                 Ok(200) => Ok(()),
                 Ok(status) => Err(format!("status {status}")),
                 Err(e) => Err(format!("{e:#}")),
@@ -215,14 +225,14 @@ impl Drop for Bed {
     }
 }
 
-/// One HTTP/1.1 GET `/` with `Host: bench:9080` from inside `netns`.
-fn get(netns: &Path, addr: SocketAddr) -> anyhow::Result<u16> {
+/// One HTTP/1.1 GET `/` with `Host: <host>` from inside `netns`.
+fn get(netns: &Path, addr: SocketAddr, host: &str) -> anyhow::Result<u16> {
     use std::io::{Read as _, Write as _};
     let mut conn = mesh_e2e::netns::connect_in(netns, addr, Duration::from_secs(1))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         conn,
-        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
     let mut head = [0u8; 12];
     conn.read_exact(&mut head)?;
@@ -247,6 +257,8 @@ fn topology_yaml(c: &Cluster) -> String {
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: waypoint\n  namespace: default\nspec:\n  gatewayClassName: istio-waypoint\n  listeners:\n  - name: mesh\n    port: 15008\n    protocol: HBONE\n".to_string(),
         pod("waypoint", "waypoint", waypoint_labels, "waypoint"),
         pod("waypoint-envoy", "envoy", waypoint_labels, "waypoint"),
+        pod(GW_ENVOY, GW_ENVOY, INGRESS_LABELS, "ingress"),
+        pod(GW_MESH, GW_MESH, INGRESS_LABELS, "ingress"),
         pod(
             "bench-v1",
             "upstream",

@@ -10,9 +10,13 @@
 //! `ip netns exec sleep curl http://reviews:9080/` works from a shell.
 //! An ingress gateway on node1 serves bookinfo over HTTP and HTTPS to
 //! `outside`, a pod outside the mesh (see [`crate::demo_ingress`]).
+//! A ServiceEntry makes `httpbin.external.demo`, served from a namespace
+//! outside the mesh, reachable by name from the pods through the agents
+//! (see [`crate::demo_egress`]).
 //! A live summary shows which versions answered, per call.
 use std::{
     collections::BTreeMap,
+    ops::{Deref, DerefMut},
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -24,7 +28,7 @@ use std::{
 use mesh_e2e::{cluster::Cluster, Binaries};
 use serde_json::Value;
 
-use crate::{demo_config, demo_guide, demo_ingress, step};
+use crate::{demo_config, demo_egress, demo_guide, demo_ingress, step};
 
 const PORT: u16 = 9080;
 
@@ -45,6 +49,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     (
         "40-ingress.yaml",
         include_str!("../demo/bookinfo/40-ingress.yaml"),
+    ),
+    (
+        "50-egress.yaml",
+        include_str!("../demo/bookinfo/50-egress.yaml"),
     ),
 ];
 
@@ -137,11 +145,32 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo mesh and the external namespace its egress reaches; it reads
+/// as the [`Cluster`]. Field order is teardown order.
+pub struct Demo {
+    pub external: demo_egress::External,
+    pub cluster: Cluster,
+}
+
+impl Deref for Demo {
+    type Target = Cluster;
+
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl DerefMut for Demo {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+}
+
 /// The demo mesh, running: two nodes, the control plane with the defaults
-/// (and `user` files over them), both agents, every app pod serving, and
-/// the waypoint, and the ingress gateway. Dropping it tears everything
-/// down.
-pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Cluster> {
+/// (and `user` files over them), the external namespace, both agents,
+/// every app pod serving, and the waypoint, and the ingress gateway.
+/// Dropping it tears everything down.
+pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Demo> {
     step("creating two nodes; pods are network namespaces named after the pod");
     let pods1: Vec<&str> = NODE1
         .iter()
@@ -179,12 +208,21 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
         .map(|(n, ip)| Ok((*n, "default", ip.parse()?)))
         .collect::<anyhow::Result<_>>()?;
     c.resolve_services(&names)?;
+    demo_egress::write_resolv_conf(&c)?;
+    step(format!(
+        "starting dnsmasq and an HTTP server for {} in `external`, a namespace outside the mesh ({})",
+        demo_egress::HOST,
+        demo_egress::EXTERNAL_IP
+    ));
+    let external = demo_egress::start(&c)?;
 
     step("starting mesh-control (YAML directory, CA, Delta ADS incl. Envoy LDS/RDS/CDS/EDS)");
     c.start_control(&[])?;
-    step("starting mesh-agent on both nodes (eBPF at the cgroup root, HBONE :15008)");
-    c.start_agent("node1", &[])?;
-    c.start_agent("node2", &[])?;
+    step("starting mesh-agent on both nodes (eBPF at the cgroup root, HBONE :15008, DNS :15053)");
+    let dns_upstream = demo_egress::agent_args();
+    let dns_upstream: Vec<&str> = dns_upstream.iter().map(String::as_str).collect();
+    c.start_agent("node1", &dns_upstream)?;
+    c.start_agent("node2", &dns_upstream)?;
     for (pod, _, version) in NODE1.iter().chain(NODE2).filter(|p| p.0 != "waypoint") {
         c.serve_http(pod, version, PORT, &[])?;
     }
@@ -196,7 +234,10 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
         demo_ingress::HOST
     ));
     demo_ingress::start_gateway(&mut c)?;
-    Ok(c)
+    Ok(Demo {
+        external,
+        cluster: c,
+    })
 }
 
 /// `{"v1": 16, "v2": 4}` → `v1:16 v2:4`.

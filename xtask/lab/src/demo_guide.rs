@@ -7,7 +7,7 @@ use std::{path::Path, process::Command};
 use anyhow::{bail, Context as _};
 use mesh_e2e::cluster::Cluster;
 
-use crate::demo_ingress;
+use crate::{demo_egress, demo_ingress};
 
 /// One command to try, what it shows, and a piece of its output that
 /// proves it worked.
@@ -93,6 +93,7 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
     ]
     .into_iter()
     .chain(ingress(c))
+    .chain(egress(c))
     .chain(control_plane(c, &m))
     .collect()
 }
@@ -121,6 +122,33 @@ fn ingress(c: &Cluster) -> [Hint; 2] {
     ]
 }
 
+/// Egress from `sleep` to the ServiceEntry host served outside the mesh:
+/// the pod's DNS query (to dnsmasq, its resolver) is answered by node1's
+/// agent with the entry's VIP, and the agent carries the connection.
+fn egress(c: &Cluster) -> [Hint; 3] {
+    let host = demo_egress::HOST;
+    [
+        hint(
+            format!("ip netns exec sleep getent hosts {host}"),
+            "the entry's VIP (240.240.0.0/16), answered by node1's agent",
+            "240.240.",
+        ),
+        hint(
+            format!("ip netns exec sleep curl -s http://{host}/"),
+            "egress: through node1's agent to the server outside the mesh",
+            "\"pod\":\"httpbin\"",
+        ),
+        hint(
+            format!(
+                "nsenter --net={} curl -s 127.0.0.1:15020/metrics | grep 'destination_service=\"{host}\"' | grep istio_tcp_connections_opened_total",
+                c.node("node1").netns.path().display()
+            ),
+            "node1's egress metrics",
+            "istio_tcp_connections_opened_total{",
+        ),
+    ]
+}
+
 /// The L4 demo's commands (`--l4`): the kernel side and the agents.
 pub fn l4(c: &Cluster) -> Vec<Hint> {
     let m = c.bins.agent.with_file_name("meshctl").display().to_string();
@@ -130,7 +158,7 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
     vec![
         hint(
             "bpftool prog show name mesh_connect4".into(),
-            "also mesh_connect6, mesh_sockops, mesh_inbound",
+            "also mesh_connect6, mesh_sockops, mesh_inbound, mesh_dns_{send,recv,peer}{4,6}",
             "cgroup_sock_addr",
         ),
         enrolled_map(c),

@@ -4,17 +4,21 @@
 //!
 //! - [`demo_bookinfo`]: bookinfo behind a waypoint, with the commands a
 //!   person can try ([`demo_guide`]) and `--config` overrides
-//!   ([`demo_config`]) and ingress through a gateway ([`demo_ingress`]);
+//!   ([`demo_config`]), ingress through a gateway ([`demo_ingress`]) and
+//!   egress to a ServiceEntry host ([`demo_egress`]);
 //! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
-//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology;
+//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology
+//!   and its ingress path ([`bench_l7_ingress`]);
 //! - [`soak`]: the demo mesh under load, churn and restarts, judged by
 //!   [`soak_report`].
 pub mod bench;
 pub mod bench_l7;
+pub mod bench_l7_ingress;
 pub mod bench_l7_topology;
 pub mod bench_policy;
 pub mod demo_bookinfo;
 pub mod demo_config;
+pub mod demo_egress;
 pub mod demo_guide;
 pub mod demo_ingress;
 pub mod demo_l4;

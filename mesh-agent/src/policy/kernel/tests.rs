@@ -23,6 +23,7 @@ fn workload(name: &str, ns: &str, ip: &str) -> WorkloadInfo {
         node: "n1".into(),
         cluster_id: String::new(),
         ips: vec![ip.parse().unwrap()],
+        hostname: None,
         mesh: true,
         gateway: None,
         authorization_policies: vec![],
@@ -42,14 +43,16 @@ fn view(policies: Vec<Authorization>) -> MeshView {
         ],
         vec![ServiceInfo {
             key: "default/server.default.svc.cluster.local".into(),
-            name: std::sync::Arc::new(crate::state::view::ServiceName {
-                hostname: "server.default.svc.cluster.local".into(),
-                name: "server".into(),
-                namespace: "default".into(),
-            }),
+            name: std::sync::Arc::new(crate::state::view::ServiceName::new(
+                "server.default.svc.cluster.local",
+                "server",
+                "default",
+            )),
             vip: "10.96.0.10:80".parse().unwrap(),
             endpoints: vec![("Kubernetes//Pod/default/server".into(), 8080)],
             waypoint: None,
+            export_to: Default::default(),
+            passthrough: false,
         }],
     )
     .with_policies(PolicySet::new(policies))

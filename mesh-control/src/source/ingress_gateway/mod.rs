@@ -1,7 +1,7 @@
 //! `networking.istio.io` `Gateway` (v1, v1beta1, v1alpha3): an ingress
 //! gateway's selector and servers (docs/contracts/gateway-xds.md). Every
 //! problem names its field: an unknown protocol or TLS mode, an HTTPS
-//! server without `tls`, a SIMPLE / MUTUAL server without its certificate
+//! or TLS server without `tls`, a SIMPLE / MUTUAL server without its certificate
 //! (a `serverCertificate` + `privateKey` pair or a `credentialName`).
 use serde_yaml::Value;
 
@@ -37,6 +37,7 @@ pub(crate) fn ingress_gateway(
         namespace: namespace.to_string(),
         file: rep.file.to_string(),
         selector,
+        pods_namespace: None,
         servers,
     })
 }
@@ -115,10 +116,14 @@ fn read_server(rep: &mut Reporter<'_>, server: &Value, at: &str) -> Option<Serve
         return None;
     }
     let protocol = protocol?;
-    if protocol == Protocol::Https && tls.as_ref().and_then(|t| t.mode).is_none() {
+    let needs_tls = matches!(protocol, Protocol::Https | Protocol::Tls);
+    if needs_tls && tls.as_ref().and_then(|t| t.mode).is_none() {
         rep.error(
             format!("{at}.tls"),
-            "an HTTPS server needs tls with a mode (SIMPLE, MUTUAL, …)",
+            format!(
+                "an {} server needs tls with a mode (SIMPLE, MUTUAL, PASSTHROUGH, …)",
+                protocol.as_str()
+            ),
         );
         return None;
     }

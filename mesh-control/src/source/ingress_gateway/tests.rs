@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    model::ingress::{IngressGateway, Protocol, Server, ServerTls, TlsMode},
+    model::ingress::{IngressGateway, Protocol, Server, ServerMode, ServerTls, TlsMode},
     source::{load_files, SourceConfig},
 };
 
@@ -29,6 +29,7 @@ fn the_seed_gateways_load_unmodified() {
             namespace: "default".into(),
             file: "g.yaml".into(),
             selector: BTreeMap::from([("istio".into(), "ingressgateway".into())]),
+            pods_namespace: None,
             servers: vec![Server {
                 port: 80,
                 port_name: "http".into(),
@@ -128,12 +129,37 @@ fn credential_name_stands_for_the_files_and_passthrough_needs_none() {
         servers[0].tls.as_ref().unwrap().credential_name.as_deref(),
         Some("shop-cert")
     );
-    assert_eq!(servers[0].unsupported(), None);
-    assert_eq!(
-        servers[1].unsupported().unwrap(),
-        "HTTPS with tls.mode PASSTHROUGH is not supported yet (SIMPLE and MUTUAL are)"
-    );
+    assert_eq!(servers[0].mode(), Ok(ServerMode::HttpsTerminate));
+    assert_eq!(servers[1].mode(), Ok(ServerMode::Passthrough));
     assert_eq!(servers[2].protocol, Protocol::Http);
     assert!(servers[2].tls.as_ref().unwrap().https_redirect);
     assert_eq!(servers[2].unsupported(), None);
+}
+
+#[test]
+fn tcp_and_tls_servers_are_served_and_auto_passthrough_is_not() {
+    let gws = load(&gateway(
+        "  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ['*']}\n  - {port: {number: 27017, name: mongo, protocol: MONGO}, hosts: ['*']}\n  - {port: {number: 9443, name: tls, protocol: TLS}, hosts: ['*.example.com'], tls: {mode: PASSTHROUGH}}\n  - {port: {number: 9444, name: tlst, protocol: TLS}, hosts: ['*'], tls: {mode: SIMPLE, credentialName: c}}\n  - {port: {number: 15443, name: auto, protocol: TLS}, hosts: ['*'], tls: {mode: AUTO_PASSTHROUGH}}\n  - {port: {number: 15444, name: im, protocol: TLS}, hosts: ['*'], tls: {mode: ISTIO_MUTUAL}}\n",
+    ))
+    .unwrap();
+    let modes: Vec<_> = gws[0].servers.iter().map(|s| s.mode()).collect();
+    assert_eq!(
+        modes,
+        [
+            Ok(ServerMode::Tcp),
+            Ok(ServerMode::Tcp),
+            Ok(ServerMode::Passthrough),
+            Ok(ServerMode::TlsTerminate),
+            Err("TLS with tls.mode AUTO_PASSTHROUGH is not supported yet (SIMPLE, MUTUAL and PASSTHROUGH are)".into()),
+            Err("TLS with tls.mode ISTIO_MUTUAL is not supported yet (SIMPLE, MUTUAL and PASSTHROUGH are)".into()),
+        ]
+    );
+    let problems = load(&gateway(
+        "  - {port: {number: 9443, name: tls, protocol: TLS}, hosts: ['*']}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        problems.iter().any(|(f, _)| f == "spec.servers[0].tls"),
+        "{problems:?}"
+    );
 }

@@ -175,6 +175,9 @@ struct SourceLoop {
     reported: BTreeMap<Key, String>,
     /// Resources whose status says Accepted=False.
     status_false: BTreeSet<Key>,
+    /// The Gateway API status last sent per object (without transition
+    /// times), so only changes are written.
+    gateway_api_sent: BTreeMap<Key, serde_json::Value>,
     /// The last published warnings, so each is logged once.
     warnings: Vec<String>,
     /// Last watch error per kind, until it lists.
@@ -216,6 +219,7 @@ impl SourceLoop {
             accepted: BTreeMap::new(),
             reported: BTreeMap::new(),
             status_false: BTreeSet::new(),
+            gateway_api_sent: BTreeMap::new(),
             warnings: vec![],
             errors: BTreeMap::new(),
             published: false,
@@ -354,6 +358,7 @@ impl SourceLoop {
             }
         }
         self.warnings = snapshot.warnings.clone();
+        self.report_gateway_api(&snapshot.gateway_api);
         let state = snapshot.state;
         let summary = (
             state.workloads.len(),
@@ -458,6 +463,47 @@ impl SourceLoop {
                     stored: stored.clone(),
                 });
             }
+        }
+    }
+
+    /// Sends the Gateway API status of every Gateway (class istio) and
+    /// HTTPRoute whose status changed. A route none of whose parents is
+    /// ours (another controller's Gateway) is left alone.
+    fn report_gateway_api(&mut self, status: &super::gateway_api::status::Status) {
+        let key = |kind: &str, namespace: &str, name: &str| Key {
+            group: super::gateway_api::GROUP.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let mut current: BTreeMap<Key, (serde_json::Value, serde_json::Value)> = BTreeMap::new();
+        for r in status.routes.iter().filter(|r| !r.parents.is_empty()) {
+            current.insert(
+                key("HTTPRoute", &r.namespace, &r.name),
+                (r.status_json(""), r.status_json(&now)),
+            );
+        }
+        for g in &status.gateways {
+            current.insert(
+                key("Gateway", &g.namespace, &g.name),
+                (g.status_json(""), g.status_json(&now)),
+            );
+        }
+        self.gateway_api_sent.retain(|k, _| current.contains_key(k));
+        for (k, (content, status)) in current {
+            if self.gateway_api_sent.get(&k) == Some(&content) {
+                continue;
+            }
+            let (Some(kind), Some(reporter)) = (self.kind_of(&k), &self.reporter) else {
+                continue;
+            };
+            let _ = reporter.send(Report::GatewayApi {
+                key: k.clone(),
+                resource: kind.resource.clone(),
+                status,
+            });
+            self.gateway_api_sent.insert(k, content);
         }
     }
 

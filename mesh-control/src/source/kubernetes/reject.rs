@@ -3,7 +3,8 @@
 //! once per content version, and for Istio / Gateway API kinds a
 //! merge-patch of the status subresource with condition
 //! `Accepted=False, reason Invalid` (`True` once a version is accepted
-//! again). Runs as its own task fed by a channel, so a slow or failing API
+//! again). Also the Gateway API status of accepted Gateways (class
+//! `istio`) and HTTPRoutes, whenever it changes. Runs as its own task fed by a channel, so a slow or failing API
 //! server never delays publishing the mesh state; failures are logged.
 use k8s_openapi::{
     api::core::v1::{Event, EventSource, ObjectReference},
@@ -39,6 +40,14 @@ pub enum Report {
         key: Key,
         resource: ApiResource,
         stored: Stored,
+    },
+    /// The Gateway API status the source computed for `key` (an
+    /// HTTPRoute's `parents`, a Gateway's `conditions` and `listeners`):
+    /// merge-patched into its `status`.
+    GatewayApi {
+        key: Key,
+        resource: ApiResource,
+        status: serde_json::Value,
     },
 }
 
@@ -80,6 +89,18 @@ async fn report_one(client: &Client, report: Report) {
             let condition = condition("True", "Accepted", "accepted by mesh-control", &stored);
             if let Err(error) = patch_status(client, &key, &resource, condition).await {
                 tracing::warn!(resource = %key, "cannot set status Accepted=True: {error}");
+            }
+        }
+        Report::GatewayApi {
+            key,
+            resource,
+            status,
+        } => {
+            let patch = json!({ "status": status });
+            if let Err(error) = merge_status(client, &key, &resource, &patch).await {
+                tracing::warn!(resource = %key, "cannot write the Gateway API status: {error}");
+            } else {
+                tracing::debug!(resource = %key, "Gateway API status written");
             }
         }
     }
@@ -163,10 +184,20 @@ async fn patch_status(
     resource: &ApiResource,
     condition: serde_json::Value,
 ) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &key.namespace, resource);
     let patch = json!({"status": {"conditions": [condition]}});
-    api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    merge_status(client, key, resource, &patch).await?;
     tracing::debug!(resource = %key, "status condition Accepted written");
+    Ok(())
+}
+
+async fn merge_status(
+    client: &Client,
+    key: &Key,
+    resource: &ApiResource,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &key.namespace, resource);
+    api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
     Ok(())
 }

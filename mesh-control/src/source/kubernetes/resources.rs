@@ -48,6 +48,22 @@ const KINDS: &[(&str, &str, &str, &str, bool, bool)] = &[
         true,
     ),
     (
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+        "httproutes",
+        true,
+        true,
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
+        true,
+        false,
+    ),
+    (
         "networking.istio.io",
         "v1",
         "VirtualService",
@@ -128,7 +144,7 @@ mod tests {
     #[test]
     fn table_is_unique_and_well_formed() {
         let kinds = watched_kinds();
-        assert_eq!(kinds.len(), 12);
+        assert_eq!(kinds.len(), 14);
         let mut seen = std::collections::BTreeSet::new();
         for k in &kinds {
             assert!(seen.insert(k.describe()), "{} twice", k.describe());

@@ -203,6 +203,7 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Report>) -> Vec<&'static str> {
                 "rejected"
             }
             Report::Accepted { .. } => "accepted",
+            Report::GatewayApi { .. } => "gateway-api",
         });
     }
     out

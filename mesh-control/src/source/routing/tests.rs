@@ -105,7 +105,7 @@ fn parses_every_virtual_service_field() {
     assert_eq!(vs.resource(), "VirtualService shop/r");
     assert_eq!(vs.gateways, ["mesh", "istio-system/gw"]);
     assert_eq!(vs.unknown, ["newSpecField"]);
-    assert!(vs.tls.is_some());
+    assert_eq!(vs.tls[0].matches[0].sni_hosts, ["a.com"]);
     let http = &vs.http[0];
     assert_eq!(http.name.as_deref(), Some("main"));
     let m = &http.matches[0];

@@ -201,7 +201,7 @@ fn translate_one(
             .collect();
         // An ingress gateway's pods are outside the mesh, but the gateway
         // enforces the policies selecting them.
-        let gateway = |w: &Workload| state.ingress_gateways.iter().any(|g| g.selects(&w.labels));
+        let gateway = |w: &Workload| state.ingress_gateways.iter().any(|g| g.selects_workload(w));
         if !matched.iter().any(|w| w.mesh || gateway(w)) {
             let outside = if matched.is_empty() {
                 String::new()

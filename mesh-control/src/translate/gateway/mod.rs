@@ -3,8 +3,11 @@
 //! docs/contracts/gateway-xds.md defines them:
 //!
 //! - [`listeners`]: one Listener `0.0.0.0_<port>` per port of the
-//!   Gateways selecting a pod: a plain HTTP filter chain, or one TLS
-//!   filter chain per HTTPS server (SNI, most specific first); every
+//!   Gateways selecting a pod: a plain HTTP filter chain, a TCP chain
+//!   ([`tcp`]: `tcp_proxy` to the first matching `tcp[]` route), or TLS
+//!   chains by SNI (most specific first): one per HTTPS server, per TLS
+//!   server terminated without HTTP, per `tls[]` route of a PASSTHROUGH
+//!   server ([`passthrough`]); every HTTP
 //!   chain's HTTP filters are fault → RBAC ([`authz`]: the
 //!   AuthorizationPolicies selecting the pod, DENY before ALLOW, AUDIT
 //!   last) → router.
@@ -18,7 +21,9 @@
 //! merged by port, and the policies applying to it); clusters and endpoints are the waypoints' global ones.
 pub mod authz;
 pub mod listeners;
+pub mod passthrough;
 pub mod routes;
+pub mod tcp;
 
 use std::collections::BTreeMap;
 
@@ -29,7 +34,7 @@ use envoy_types::pb::envoy::{
 
 use super::waypoint::Cx;
 use crate::model::{
-    ingress::{IngressGateway, Server},
+    ingress::{IngressGateway, Server, ServerMode},
     Workload,
 };
 
@@ -102,7 +107,7 @@ fn selecting(cx: &Cx<'_>, w: &Workload) -> Vec<usize> {
         .ingress_gateways
         .iter()
         .enumerate()
-        .filter(|(_, g)| g.selects(&w.labels))
+        .filter(|(_, g)| g.selects_workload(w))
         .map(|(i, _)| i)
         .collect()
 }
@@ -114,8 +119,9 @@ type Resources = (
 
 /// The listeners and routes of `gateways` together, for a gateway pod in
 /// namespace `viewer`: their supported servers grouped by port, every
-/// chain with `rbac_filters`. A port's first server decides whether it is
-/// plain HTTP or HTTPS; a server of the other kind on it is dropped.
+/// HTTP chain with `rbac_filters`. A port's first server decides its
+/// [`PortKind`](crate::model::ingress::PortKind) (plain HTTP, TCP, or TLS by SNI); a server of another
+/// kind on it is dropped.
 pub fn resources(
     cx: &Cx<'_>,
     gateways: &[&IngressGateway],
@@ -125,14 +131,17 @@ pub fn resources(
     let mut by_port: BTreeMap<u16, Vec<GatewayServer<'_>>> = BTreeMap::new();
     for gateway in gateways {
         for server in &gateway.servers {
-            if let Some(why) = server.unsupported() {
-                tracing::debug!(gateway = %gateway.key(), port = server.port, "{why}; server skipped");
-                continue;
-            }
+            let kind = match server.mode() {
+                Ok(mode) => mode.port_kind(),
+                Err(why) => {
+                    tracing::debug!(gateway = %gateway.key(), port = server.port, "{why}; server skipped");
+                    continue;
+                }
+            };
             let on_port = by_port.entry(server.port).or_default();
             if let Some(first) = on_port.first() {
-                if first.server.protocol.is_plain_http() != server.protocol.is_plain_http() {
-                    tracing::warn!(gateway = %gateway.key(), port = server.port, "a port is either plain HTTP or HTTPS: this server is dropped");
+                if first.server.mode().map(ServerMode::port_kind) != Ok(kind) {
+                    tracing::warn!(gateway = %gateway.key(), port = server.port, "a port serves one kind (plain HTTP, TCP or TLS): this server is dropped");
                     continue;
                 }
             }
@@ -142,8 +151,9 @@ pub fn resources(
     let mut listeners = BTreeMap::new();
     let mut route_configs = BTreeMap::new();
     for (port, servers) in by_port {
-        let listener = listeners::listener(port, &servers, rbac_filters);
-        listeners.insert(listener.name.clone(), listener);
+        if let Some(listener) = listeners::listener(cx, port, &servers, viewer, rbac_filters) {
+            listeners.insert(listener.name.clone(), listener);
+        }
         if servers[0].server.protocol.is_plain_http() {
             let name = routes::http_name(port);
             route_configs.insert(
@@ -151,7 +161,10 @@ pub fn resources(
                 routes::route_configuration(cx, &name, &servers, viewer),
             );
         } else {
-            for s in &servers {
+            for s in servers
+                .iter()
+                .filter(|s| s.server.mode() == Ok(ServerMode::HttpsTerminate))
+            {
                 let name = routes::https_name(*s);
                 route_configs.insert(
                     name.clone(),

@@ -50,7 +50,7 @@ pub fn admits(pattern: &str, host: &str) -> bool {
 
 /// The VirtualHost host a server host and a VirtualService host share:
 /// the narrower of the two, if one admits the other.
-fn shared_host(server_host: &str, vs_host: &str) -> Option<String> {
+pub fn shared_host(server_host: &str, vs_host: &str) -> Option<String> {
     if admits(server_host, vs_host) {
         Some(vs_host.to_string())
     } else if admits(vs_host, server_host) {
@@ -72,7 +72,7 @@ pub fn bound(vs: &VirtualService, gateway: &IngressGateway) -> bool {
 /// The hosts (without namespace) of `server` that VirtualServices of
 /// `namespace` may bind to (`*/h`, `./h` in the Gateway's namespace,
 /// `ns/h`, or `h`).
-fn server_hosts<'a>(s: GatewayServer<'a>, namespace: &str) -> Vec<&'a str> {
+pub fn server_hosts<'a>(s: GatewayServer<'a>, namespace: &str) -> Vec<&'a str> {
     s.server
         .hosts
         .iter()

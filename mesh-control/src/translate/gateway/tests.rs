@@ -11,8 +11,11 @@ use envoy_types::pb::envoy::{
         },
     },
     extensions::{
-        filters::network::http_connection_manager::v3::{
-            http_connection_manager::RouteSpecifier, HttpConnectionManager,
+        filters::network::{
+            http_connection_manager::v3::{
+                http_connection_manager::RouteSpecifier, HttpConnectionManager,
+            },
+            tcp_proxy::v3::{tcp_proxy, TcpProxy},
         },
         transport_sockets::tls::v3::{
             common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
@@ -415,7 +418,7 @@ fn mutual_tls_requires_client_certificates_from_files_or_the_credential() {
 ";
     let pods = pods(&[("g.yaml".into(), gateway("gw", servers))]);
     let gw = &pods["ingress-0.istio-system"];
-    // Passthrough and TCP servers are not served (yet).
+    // PASSTHROUGH and TCP servers no VirtualService routes get no listener.
     assert_eq!(gw.listeners.keys().collect::<Vec<_>>(), ["0.0.0.0_443"]);
     let chains = &gw.listeners["0.0.0.0_443"].filter_chains;
     let files = tls(&chains[0]);
@@ -696,4 +699,162 @@ fn root_namespace_and_namespace_wide_policies_apply() {
             "ns[istio-system]-policy[mesh-wide]-rule[0]"
         ]
     );
+}
+
+// ---- TCP and TLS servers ----
+
+fn tcp_proxy_of(chain: &FilterChain) -> TcpProxy {
+    assert_eq!(chain.filters.len(), 1);
+    assert_eq!(chain.filters[0].name, "envoy.filters.network.tcp_proxy");
+    let Some(filter::ConfigType::TypedConfig(any)) = &chain.filters[0].config_type else {
+        panic!("no typed config");
+    };
+    assert_eq!(any.type_url, tcp::TCP_PROXY_TYPE);
+    TcpProxy::decode(any.value.as_slice()).unwrap()
+}
+
+/// `cluster` or `name:weight,…` of a tcp_proxy.
+fn tcp_target(chain: &FilterChain) -> String {
+    match tcp_proxy_of(chain).cluster_specifier {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => w
+            .clusters
+            .iter()
+            .map(|c| format!("{}:{}", c.name, c.weight))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => panic!("no cluster"),
+    }
+}
+
+fn l4_vs(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  gateways: [istio-system/gw]\n{spec}"
+    )
+}
+
+#[test]
+fn a_tcp_server_relays_to_the_first_tcp_route_matching_its_port() {
+    let servers = "
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ['*']}
+  - {port: {number: 27017, name: mongo, protocol: MONGO}, hosts: ['*']}
+  - {port: {number: 3306, name: mysql, protocol: MYSQL}, hosts: ['*']}
+";
+    let yaml = gateway("gw", servers)
+        + &l4_vs(
+            "first",
+            "  hosts: ['*']\n  tcp:\n  - match: [{port: 9000}]\n    route: [{destination: {host: ratings, port: {number: 9080}}}]\n  - route:\n    - {destination: {host: reviews}, weight: 80}\n    - {destination: {host: httpbin}, weight: 20}\n",
+        )
+        + &l4_vs(
+            "second",
+            "  hosts: ['*']\n  tcp:\n  - match: [{port: 9000}]\n    route: [{destination: {host: productpage}}]\n",
+        );
+    let pods = pods(&[("g.yaml".into(), yaml)]);
+    let gw = &pods["ingress-0.istio-system"];
+    assert_eq!(
+        gw.listeners.keys().collect::<Vec<_>>(),
+        ["0.0.0.0_27017", "0.0.0.0_3306", "0.0.0.0_9000"]
+    );
+    let l = &gw.listeners["0.0.0.0_9000"];
+    assert_eq!(port(l), ("0.0.0.0".into(), 9000));
+    assert_eq!(l.filter_chains.len(), 1);
+    assert!(l.filter_chains[0].filter_chain_match.is_none());
+    assert!(l.filter_chains[0].transport_socket.is_none());
+    assert!(l.listener_filters.is_empty());
+    // The first VirtualService's first matching route wins.
+    assert_eq!(
+        tcp_target(&l.filter_chains[0]),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    assert_eq!(
+        tcp_proxy_of(&l.filter_chains[0]).stat_prefix,
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    // A route without match takes every port: weighted, each service's only port.
+    assert_eq!(
+        tcp_target(&gw.listeners["0.0.0.0_27017"].filter_chains[0]),
+        "outbound|9080||reviews.default.svc.cluster.local:80,outbound|8000||httpbin.default.svc.cluster.local:20"
+    );
+    // No HTTP routes for TCP ports.
+    assert!(gw.routes.is_empty(), "{:?}", gw.routes.keys());
+}
+
+#[test]
+fn passthrough_chains_match_the_sni_hosts_the_server_admits() {
+    let servers = "
+  - {port: {number: 443, name: pass, protocol: TLS}, hosts: ['*.example.com'], tls: {mode: PASSTHROUGH}}
+  - {port: {number: 443, name: web, protocol: HTTPS}, hosts: [web.example.com], tls: {mode: SIMPLE, credentialName: web-cert}}
+";
+    let yaml = gateway("gw", servers)
+        + &l4_vs(
+            "pass",
+            "  hosts: ['*.example.com']\n  tls:\n  - match: [{sniHosts: [a.example.com, other.org], port: 443}]\n    route: [{destination: {host: ratings, port: {number: 9080}}}]\n  - match: [{sniHosts: ['*']}]\n    route: [{destination: {host: reviews}}]\n  - match: [{sniHosts: [a.example.com]}]\n    route: [{destination: {host: httpbin}}]\n  - match: [{sniHosts: [b.example.com], port: 8443}]\n    route: [{destination: {host: httpbin}}]\n",
+        )
+        + &vs("web", "[web.example.com]", "[istio-system/gw]");
+    let pods = pods(&[("g.yaml".into(), yaml)]);
+    let gw = &pods["ingress-0.istio-system"];
+    let l = &gw.listeners["0.0.0.0_443"];
+    assert_eq!(l.listener_filters[0].name, listeners::TLS_INSPECTOR);
+    let chains: Vec<(Vec<String>, String, bool)> = l
+        .filter_chains
+        .iter()
+        .map(|c| (sni(c), c.name.clone(), c.transport_socket.is_some()))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        chains,
+        [
+            // other.org is outside the server's hosts; the third route's
+            // a.example.com is the first's already; b.example.com is for 8443.
+            (s(&["a.example.com"]), "default/pass/tls[0]".into(), false),
+            (
+                s(&["web.example.com"]),
+                "https.443.web.gw.istio-system".into(),
+                true
+            ),
+            // `*` meets the server's `*.example.com`: the narrower stays.
+            (s(&["*.example.com"]), "default/pass/tls[1]".into(), false),
+        ]
+    );
+    assert_eq!(
+        tcp_target(&l.filter_chains[0]),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    assert_eq!(
+        tcp_target(&l.filter_chains[2]),
+        "outbound|9080||reviews.default.svc.cluster.local"
+    );
+    assert_eq!(rds(&l.filter_chains[1]), "https.443.web.gw.istio-system");
+    assert_eq!(
+        gw.routes.keys().collect::<Vec<_>>(),
+        ["https.443.web.gw.istio-system"]
+    );
+}
+
+#[test]
+fn a_tls_server_terminated_without_http_relays_its_tcp_route() {
+    let servers = "
+  - {port: {number: 9443, name: tlst, protocol: TLS}, hosts: ['*'], tls: {mode: SIMPLE, credentialName: db-cert}}
+  - {port: {number: 15443, name: auto, protocol: TLS}, hosts: ['*'], tls: {mode: AUTO_PASSTHROUGH}}
+";
+    let yaml = gateway("gw", servers)
+        + &l4_vs(
+            "db",
+            "  hosts: ['*']\n  tcp:\n  - route: [{destination: {host: ratings}}]\n  tls:\n  - match: [{sniHosts: ['*']}]\n    route: [{destination: {host: reviews}}]\n",
+        );
+    let pods = pods(&[("g.yaml".into(), yaml)]);
+    let gw = &pods["ingress-0.istio-system"];
+    // AUTO_PASSTHROUGH stays unserved.
+    assert_eq!(gw.listeners.keys().collect::<Vec<_>>(), ["0.0.0.0_9443"]);
+    let chain = &gw.listeners["0.0.0.0_9443"].filter_chains[0];
+    assert_eq!(
+        tcp_target(chain),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    let common = tls(chain).common_tls_context.unwrap();
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        "kubernetes://db-cert"
+    );
+    assert!(common.alpn_protocols.is_empty(), "no ALPN for TCP");
 }

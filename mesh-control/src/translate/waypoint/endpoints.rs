@@ -3,6 +3,9 @@
 //! first IP and the target port the service maps the cluster's port to,
 //! tagged `filter_metadata["istio"]["workload"] = <uid>` so the waypoint
 //! can find the workload (and its HBONE gateway) in the Address xDS.
+//! A ServiceEntry host has an assignment only when its clusters are EDS
+//! (`resolution: STATIC`): its inline endpoints, or the pods its
+//! `workloadSelector` picks ([`super::clusters::external`]).
 use std::collections::{BTreeMap, HashMap};
 
 use envoy_types::pb::envoy::config::{
@@ -14,7 +17,7 @@ use envoy_types::pb::envoy::config::{
 };
 
 use super::{
-    clusters::{cluster_refs, ClusterRef},
+    clusters::{cluster_refs, external, ClusterRef},
     pb, Cx,
 };
 use crate::{model::Workload, translate::workload::service_resource_name};
@@ -30,7 +33,11 @@ pub fn endpoints(cx: &Cx<'_>) -> Vec<ClusterLoadAssignment> {
     }
     cluster_refs(cx)
         .into_iter()
+        .filter(|r| external::uses_eds(r.service))
         .map(|r| {
+            if let Some(ext) = r.service.external.as_ref().filter(|e| e.selector.is_none()) {
+                return external::static_assignment(&r.name(), r.service, ext, r.port, r.subset);
+            }
             let key = service_resource_name(r.service);
             let pods = selected.get(key.as_str()).map_or(&[][..], Vec::as_slice);
             assignment(&r, pods)

@@ -9,6 +9,8 @@
 //!   `waypoint` it is attached to (first waypoint pod's IP, port 15008).
 //!   Waypoint pods are published like other pods, as plain (`mesh:
 //!   false`) workloads with their identity.
+//! - ServiceEntry hosts are services too, and their endpoints workloads
+//!   without identity ([`external`]).
 //! - PeerAuthentication, as istiod converts it for ambient: no per-policy
 //!   resource; instead one static DENY policy `<root>/istio_converted_static_strict`
 //!   (scope `WORKLOAD_SELECTOR`, "deny connections without a peer
@@ -36,7 +38,9 @@ use mesh_xds::proto::{
     },
 };
 
-use crate::model::{MeshState, MtlsMode, PeerAuthentication};
+use crate::model::{service_entry::Resolution, MeshState, MtlsMode, PeerAuthentication};
+
+pub mod external;
 
 /// Name istiod gives its converted STRICT policy ('_' cannot occur in
 /// Kubernetes names, so it never collides with a user policy).
@@ -268,10 +272,21 @@ pub fn service_address(
             })
             .collect(),
         ports: ports(&svc.ports),
-        subject_alt_names: vec![],
+        subject_alt_names: svc
+            .external
+            .as_ref()
+            .map(|e| e.subject_alt_names.clone())
+            .unwrap_or_default(),
         waypoint: service_waypoint(state, svc, opts),
-        export_to: vec![],
-        passthrough: false,
+        export_to: svc
+            .external
+            .as_ref()
+            .map(|e| external::export_to(e, &svc.namespace))
+            .unwrap_or_default(),
+        passthrough: svc
+            .external
+            .as_ref()
+            .is_some_and(|e| e.resolution == Resolution::None),
     }
 }
 
@@ -285,7 +300,13 @@ pub fn addresses(state: &MeshState, opts: &ConvertOptions) -> Vec<(String, Addre
         let addr = address::Type::Service(service_address(state, s, opts));
         (service_resource_name(s), Address { r#type: Some(addr) })
     });
-    workloads.chain(services).collect()
+    let endpoints = external::endpoint_workloads(state, opts)
+        .into_iter()
+        .map(|(uid, w)| {
+            let addr = address::Type::Workload(w);
+            (uid, Address { r#type: Some(addr) })
+        });
+    workloads.chain(endpoints).chain(services).collect()
 }
 
 /// istiod's static STRICT policy: deny any connection without a peer

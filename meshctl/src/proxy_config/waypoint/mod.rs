@@ -107,23 +107,78 @@ fn vhost_fqdn(name: &str) -> &str {
 }
 
 fn listeners(doc: &Value) -> (Table, Vec<Value>) {
+    let gateway = list(doc, "listeners").any(|l| l.get("filter_chains").is_some());
+    if gateway {
+        return gateway_listeners(doc);
+    }
     let mut table = Table::new(["NAME", "ADDRESS", "ROUTE-CONFIG", "HTTP-FILTERS"]);
     let mut data = vec![];
     for l in list(doc, "listeners") {
-        let filters: Vec<&str> = list(l, "http_filters")
-            .filter_map(Value::as_str)
-            .map(|f| f.strip_prefix("envoy.filters.http.").unwrap_or(f))
-            .collect();
         table.row([
             text(l, "name"),
             text(l, "address"),
             text(l, "route_config"),
-            if filters.is_empty() {
-                "-".into()
-            } else {
-                filters.join(",")
-            },
+            http_filters(l),
         ]);
+        data.push(l.clone());
+    }
+    (table, data)
+}
+
+/// `fault,rbac,router` (the `envoy.filters.http.` prefix says nothing).
+fn http_filters(v: &Value) -> String {
+    let filters: Vec<&str> = list(v, "http_filters")
+        .filter_map(Value::as_str)
+        .map(|f| f.strip_prefix("envoy.filters.http.").unwrap_or(f))
+        .collect();
+    if filters.is_empty() {
+        "-".into()
+    } else {
+        filters.join(",")
+    }
+}
+
+/// An ingress gateway's listeners: one row per filter chain, with its SNI
+/// names, whether it terminates TLS, and where it goes (the route
+/// configuration of an HTTP chain, the clusters of a `tcp_proxy`).
+fn gateway_listeners(doc: &Value) -> (Table, Vec<Value>) {
+    let mut table = Table::new(["NAME", "ADDRESS", "SNI", "TLS", "CHAIN", "HTTP-FILTERS"]);
+    let mut data = vec![];
+    for l in list(doc, "listeners") {
+        for c in list(l, "filter_chains") {
+            let sni: Vec<&str> = list(c, "server_names").filter_map(Value::as_str).collect();
+            let tcp: Vec<String> = list(c, "tcp_proxy")
+                .map(|t| {
+                    let cluster = shorten_clusters(&text(t, "cluster"));
+                    match t["weight"].as_u64() {
+                        Some(w) if list(c, "tcp_proxy").count() > 1 => format!("{cluster}={w}"),
+                        _ => cluster,
+                    }
+                })
+                .collect();
+            let chain = if tcp.is_empty() {
+                format!("routes {}", text(c, "route_config"))
+            } else {
+                format!("tcp {}", tcp.join(","))
+            };
+            let tls = match (c["tls"].as_bool(), tcp.is_empty()) {
+                (Some(true), _) => "terminate",
+                (_, false) if !sni.is_empty() => "passthrough",
+                _ => "-",
+            };
+            table.row([
+                text(l, "name"),
+                text(l, "address"),
+                if sni.is_empty() {
+                    "*".into()
+                } else {
+                    sni.join(",")
+                },
+                tls.to_string(),
+                chain,
+                http_filters(c),
+            ]);
+        }
         data.push(l.clone());
     }
     (table, data)

@@ -190,3 +190,53 @@ fn an_agent_dump_is_named_as_the_wrong_target() {
         "{out}"
     );
 }
+
+#[test]
+fn a_gateway_listener_table_has_a_row_per_filter_chain() {
+    let doc = serde_json::json!({"listeners": [
+        {"name": "0.0.0.0_443", "address": "0.0.0.0:443", "filter_chains": [
+            {"server_names": ["a.example.com"], "tls": false,
+             "tcp_proxy": [{"cluster": "outbound|8443||web.shop.svc.cluster.local", "weight": 1}]},
+            {"server_names": ["b.example.com"], "tls": true,
+             "route_config": "https.443.b.gw.shop", "http_filters": ["envoy.filters.http.router"]},
+        ]},
+        {"name": "0.0.0.0_9000", "address": "0.0.0.0:9000", "filter_chains": [
+            {"server_names": [], "tls": false, "tcp_proxy": [
+                {"cluster": "outbound|9000||echo.shop.svc.cluster.local", "weight": 80},
+                {"cluster": "outbound|9000|v2|echo.shop.svc.cluster.local", "weight": 20}]},
+        ]},
+    ]});
+    let out =
+        super::super::render(Kind::Listener, &doc, &Filters::default(), Output::Table, 0).unwrap();
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAME", "ADDRESS", "SNI", "TLS", "CHAIN", "HTTP-FILTERS"]
+    );
+    assert_eq!(
+        rows[1],
+        [
+            "0.0.0.0_443",
+            "0.0.0.0:443",
+            "a.example.com",
+            "passthrough",
+            "tcp web.shop:8443",
+            "-"
+        ]
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "0.0.0.0_443",
+            "0.0.0.0:443",
+            "b.example.com",
+            "terminate",
+            "routes https.443.b.gw.shop",
+            "router"
+        ]
+    );
+    // A long chain gives up its middle to fit the width.
+    assert_eq!(rows[3][..4], ["0.0.0.0_9000", "0.0.0.0:9000", "*", "-"]);
+    assert!(rows[3][4].starts_with("tcp echo.shop:9"), "{:?}", rows[3]);
+    assert!(rows[3][4].ends_with("/v2=20"), "{:?}", rows[3]);
+}

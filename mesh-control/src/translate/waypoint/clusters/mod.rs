@@ -1,7 +1,14 @@
 //! Clusters, named as Istio names them: `outbound|<port>||<fqdn>` for
 //! every service port, `outbound|<port>|<subset>|<fqdn>` for every subset
 //! of the service's DestinationRule; EDS over ADS, with the rule's
-//! traffic policy ([`super::policy`]) as Envoy settings.
+//! traffic policy ([`super::policy`]) as Envoy settings. ServiceEntry
+//! hosts get the discovery type their resolution asks for and the rule's
+//! TLS origination ([`external`], [`tls`]). Every cluster carries Istio's
+//! `metadata.filter_metadata["istio"]["services"]` (host, name,
+//! namespace), what the waypoint's telemetry names the service by.
+pub mod external;
+pub mod tls;
+
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::{
@@ -16,7 +23,7 @@ use envoy_types::pb::envoy::{
         },
         core::v3::{
             Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonOptions,
-            RoutingPriority,
+            Metadata, RoutingPriority,
         },
     },
     extensions::upstreams::http::v3::{
@@ -86,16 +93,61 @@ pub fn cluster_refs<'s>(cx: &Cx<'s>) -> Vec<ClusterRef<'s>> {
     out
 }
 
-/// Every cluster.
+/// Every cluster. A ServiceEntry host's cluster whose DestinationRule
+/// `tls` cannot be read is left out (requests to it fail, never in
+/// plaintext) and logged naming the rule.
 pub fn clusters(cx: &Cx<'_>) -> Vec<Cluster> {
     cluster_refs(cx)
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
             let dr = policy::destination_rule(cx, r.service);
             let settings = policy::settings(dr, r.subset.map(|s| s.name.as_str()), r.port);
-            cluster(&r.name(), http2(r.service, r.port), &settings)
+            let mut c = cluster(&r.name(), http2(r.service, r.port), &settings);
+            c.metadata = Some(service_metadata(r.service));
+            if let Some(ext) = &r.service.external {
+                if let Err(e) = external::shape(&mut c, r.service, ext, r.port, r.subset, &settings)
+                {
+                    tracing::warn!(
+                        cluster = %c.name,
+                        rule = %dr.map(|d| d.resource()).unwrap_or_default(),
+                        error = %e,
+                        "cluster left out: its DestinationRule's trafficPolicy.{e}"
+                    );
+                    return None;
+                }
+            }
+            Some(c)
         })
         .collect()
+}
+
+/// `filter_metadata["istio"]["services"] = [{host, name, namespace}]`, as
+/// istiod writes it; a ServiceEntry host is named by the host.
+pub fn service_metadata(svc: &Service) -> Metadata {
+    let name = if svc.external.is_some() {
+        svc.hostname.as_str()
+    } else {
+        svc.name.as_str()
+    };
+    let entry = pb::structure([
+        ("host".to_string(), pb::string_value(&svc.hostname)),
+        ("name".to_string(), pb::string_value(name)),
+        ("namespace".to_string(), pb::string_value(&svc.namespace)),
+    ]);
+    Metadata {
+        filter_metadata: HashMap::from([(
+            "istio".to_string(),
+            pb::structure([(
+                "services".to_string(),
+                pb::list_value(vec![envoy_types::pb::google::protobuf::Value {
+                    kind: Some(envoy_types::pb::google::protobuf::value::Kind::StructValue(
+                        entry,
+                    )),
+                }]),
+            )]),
+        )]),
+        ..Default::default()
+    }
 }
 
 /// True when the port speaks HTTP/2 to its pods (Istio's protocol

@@ -75,7 +75,15 @@ pub fn apply(
             port_redirect: r.port.map(u32::from).unwrap_or(0),
             response_code: redirect_code(r.redirect_code)? as i32,
             scheme_rewrite_specifier: r.scheme.clone().map(SchemeRewriteSpecifier::SchemeRedirect),
-            path_rewrite_specifier: r.uri.clone().map(PathRewriteSpecifier::PathRedirect),
+            path_rewrite_specifier: r
+                .uri
+                .clone()
+                .map(PathRewriteSpecifier::PathRedirect)
+                .or_else(|| {
+                    r.uri_prefix
+                        .clone()
+                        .map(PathRewriteSpecifier::PrefixRewrite)
+                }),
             ..Default::default()
         })
     } else if let Some(d) = &http.direct_response {
