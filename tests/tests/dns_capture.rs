@@ -136,7 +136,9 @@ fn install_with(topo: &Topology, control_plane: bool) -> Value {
     let cgroup = topo.cgroup_root().display().to_string();
     // Never dialled by `install`; it only decides whether DNS is served.
     let instance = topo.pin_dir().file_name().unwrap().to_owned();
-    let bundle_path = std::env::temp_dir().join(instance).with_extension("trust-bundle.pem");
+    let bundle_path = std::env::temp_dir()
+        .join(instance)
+        .with_extension("trust-bundle.pem");
     std::fs::write(&bundle_path, "").unwrap();
     let bundle = bundle_path.display().to_string();
     let (ipv4, ipv6) = (NODE_IP.to_string(), NODE_IP6.to_string());
@@ -150,7 +152,12 @@ fn install_with(topo: &Topology, control_plane: bool) -> Value {
         &ipv6,
     ];
     if control_plane {
-        args.extend(["--xds-addr", "http://192.0.2.1:15010", "--trust-bundle", &bundle]);
+        args.extend([
+            "--xds-addr",
+            "http://192.0.2.1:15010",
+            "--trust-bundle",
+            &bundle,
+        ]);
     }
     let out = agent_cli(topo, &args);
     let _ = std::fs::remove_file(&bundle_path);
