@@ -128,9 +128,11 @@ pub fn destination_service(service: Option<&str>, dir: &Directory) -> (String, S
     }
 }
 
-/// Istio's `istio_request*` labels.
+/// The labels Istio's request (`istio_request*`) and TCP (`istio_tcp_*`)
+/// metrics share: the reporter, both sides, the destination service,
+/// the protocol, Envoy's response flags and the security policy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RequestLabels {
+pub struct PeerLabels {
     pub reporter: String,
     pub source_workload: String,
     pub source_canonical_service: String,
@@ -152,10 +154,76 @@ pub struct RequestLabels {
     pub destination_canonical_revision: String,
     pub destination_cluster: String,
     pub request_protocol: String,
-    pub response_code: String,
-    pub grpc_response_status: String,
     pub response_flags: String,
     pub connection_security_policy: String,
+}
+
+/// What [`PeerLabels`] are made of.
+pub struct Peers {
+    pub reporter: Reporter,
+    pub source: Side,
+    pub destination: Side,
+    /// `destination_service`, `_name`, `_namespace`
+    /// ([`destination_service`]).
+    pub service: (String, String, String),
+    pub protocol: String,
+    /// Envoy's response flags; empty: none (`-`).
+    pub flags: String,
+    pub mutual_tls: bool,
+}
+
+impl PeerLabels {
+    pub fn new(p: Peers) -> Self {
+        let (s, d) = (p.source, p.destination);
+        let (svc_host, svc_name, svc_ns) = p.service;
+        PeerLabels {
+            reporter: p.reporter.as_str().into(),
+            source_workload: s.workload,
+            source_app: s.canonical_service.clone(),
+            source_version: s.canonical_revision.clone(),
+            source_canonical_service: s.canonical_service,
+            source_canonical_revision: s.canonical_revision,
+            source_workload_namespace: s.namespace,
+            source_principal: s.principal,
+            source_cluster: s.cluster,
+            destination_service: svc_host,
+            destination_service_namespace: svc_ns,
+            destination_service_name: svc_name,
+            destination_workload: d.workload,
+            destination_workload_namespace: d.namespace,
+            destination_principal: d.principal,
+            destination_app: d.canonical_service.clone(),
+            destination_version: d.canonical_revision.clone(),
+            destination_canonical_service: d.canonical_service,
+            destination_canonical_revision: d.canonical_revision,
+            destination_cluster: d.cluster,
+            request_protocol: p.protocol,
+            response_flags: if p.flags.is_empty() {
+                "-".into()
+            } else {
+                clean(&p.flags)
+            },
+            connection_security_policy: if p.mutual_tls { "mutual_tls" } else { "none" }.into(),
+        }
+    }
+}
+
+/// Istio's `istio_request*` labels: the response's and the shared ones
+/// (the derive takes a flattened set only as the last field).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub response_code: String,
+    pub grpc_response_status: String,
+    #[prometheus(flatten)]
+    pub peer: PeerLabels,
+}
+
+impl std::ops::Deref for RequestLabels {
+    type Target = PeerLabels;
+
+    fn deref(&self) -> &PeerLabels {
+        &self.peer
+    }
 }
 
 impl RequestLabels {
@@ -183,42 +251,18 @@ impl RequestLabels {
             .as_deref()
             .and_then(|uid| dir.workload_by_uid(uid))
             .map_or_else(Side::unknown, |w| Side::from_workload(w));
-        let (svc_host, svc_name, svc_ns) = destination_service(r.service.as_deref(), dir);
         RequestLabels {
-            reporter: reporter.as_str().into(),
-            source_workload: s.workload,
-            source_app: s.canonical_service.clone(),
-            source_version: s.canonical_revision.clone(),
-            source_canonical_service: s.canonical_service,
-            source_canonical_revision: s.canonical_revision,
-            source_workload_namespace: s.namespace,
-            source_principal: s.principal,
-            source_cluster: s.cluster,
-            destination_service: svc_host,
-            destination_service_namespace: svc_ns,
-            destination_service_name: svc_name,
-            destination_workload: d.workload,
-            destination_workload_namespace: d.namespace,
-            destination_principal: d.principal,
-            destination_app: d.canonical_service.clone(),
-            destination_version: d.canonical_revision.clone(),
-            destination_canonical_service: d.canonical_service,
-            destination_canonical_revision: d.canonical_revision,
-            destination_cluster: d.cluster,
-            request_protocol: r.protocol.to_string(),
+            peer: PeerLabels::new(Peers {
+                reporter,
+                source: s,
+                destination: d,
+                service: destination_service(r.service.as_deref(), dir),
+                protocol: r.protocol.to_string(),
+                flags: r.flags.clone(),
+                mutual_tls: r.source.principal.is_some(),
+            }),
             response_code: r.status.to_string(),
             grpc_response_status: r.grpc_status.map(|g| g.to_string()).unwrap_or_default(),
-            response_flags: if r.flags.is_empty() {
-                "-".into()
-            } else {
-                clean(&r.flags)
-            },
-            connection_security_policy: if r.source.principal.is_some() {
-                "mutual_tls"
-            } else {
-                "none"
-            }
-            .into(),
         }
     }
 }

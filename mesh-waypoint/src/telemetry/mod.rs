@@ -151,7 +151,7 @@ impl Telemetry {
     fn tcp_labels(&self, r: &tcp::TcpRecord, dir: &Directory) -> tcp::TcpLabels {
         let (uid, name, namespace) = &self.own;
         let source = tcp::own_side(uid, name, namespace, dir);
-        tcp::TcpLabels::new(self.reporter, source, r, dir)
+        tcp::tcp_labels(self.reporter, source, r, dir)
     }
 
     /// Counts an opened `tcp_proxy` connection.

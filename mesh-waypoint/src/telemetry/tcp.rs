@@ -12,14 +12,13 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 use serde_json::{json, Value};
 
 use super::{
-    labels::{clean, destination_service, Reporter, Side},
+    labels::{clean, destination_service, PeerLabels, Peers, Reporter, Side},
     Telemetry,
 };
 use crate::upstream::{ClusterManager, Directory};
@@ -72,75 +71,26 @@ impl TcpRecord {
     }
 }
 
-/// Istio's `istio_tcp_*` labels.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TcpLabels {
-    pub reporter: String,
-    pub source_workload: String,
-    pub source_canonical_service: String,
-    pub source_canonical_revision: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub source_app: String,
-    pub source_version: String,
-    pub source_cluster: String,
-    pub destination_service: String,
-    pub destination_service_namespace: String,
-    pub destination_service_name: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
-    pub destination_app: String,
-    pub destination_version: String,
-    pub destination_canonical_service: String,
-    pub destination_canonical_revision: String,
-    pub destination_cluster: String,
-    pub request_protocol: String,
-    pub response_flags: String,
-    pub connection_security_policy: String,
-}
+/// Istio's `istio_tcp_*` labels: the ones request metrics share.
+pub type TcpLabels = PeerLabels;
 
-impl TcpLabels {
-    /// The labels of `r` reported by `reporter` with `source` as the
-    /// source side (the gateway itself).
-    pub fn new(reporter: Reporter, source: Side, r: &TcpRecord, dir: &Directory) -> Self {
-        let d = r
-            .workload
-            .as_deref()
-            .and_then(|uid| dir.workload_by_uid(uid))
-            .map_or_else(Side::unknown, |w| Side::from_workload(w));
-        let (svc_host, svc_name, svc_ns) = destination_service(r.service.as_deref(), dir);
-        TcpLabels {
-            reporter: reporter.as_str().into(),
-            source_workload: source.workload,
-            source_app: source.canonical_service.clone(),
-            source_version: source.canonical_revision.clone(),
-            source_canonical_service: source.canonical_service,
-            source_canonical_revision: source.canonical_revision,
-            source_workload_namespace: source.namespace,
-            source_principal: source.principal,
-            source_cluster: source.cluster,
-            destination_service: svc_host,
-            destination_service_namespace: svc_ns,
-            destination_service_name: svc_name,
-            destination_workload: d.workload,
-            destination_workload_namespace: d.namespace,
-            destination_principal: d.principal,
-            destination_app: d.canonical_service.clone(),
-            destination_version: d.canonical_revision.clone(),
-            destination_canonical_service: d.canonical_service,
-            destination_canonical_revision: d.canonical_revision,
-            destination_cluster: d.cluster,
-            request_protocol: "tcp".into(),
-            response_flags: r.flag.unwrap_or("-").into(),
-            connection_security_policy: if r.upstream_mtls {
-                "mutual_tls"
-            } else {
-                "none"
-            }
-            .into(),
-        }
-    }
+/// The labels of `r` reported by `reporter` with `source` as the source
+/// side (the gateway itself).
+pub fn tcp_labels(reporter: Reporter, source: Side, r: &TcpRecord, dir: &Directory) -> TcpLabels {
+    let destination = r
+        .workload
+        .as_deref()
+        .and_then(|uid| dir.workload_by_uid(uid))
+        .map_or_else(Side::unknown, |w| Side::from_workload(w));
+    PeerLabels::new(Peers {
+        reporter,
+        source,
+        destination,
+        service: destination_service(r.service.as_deref(), dir),
+        protocol: "tcp".into(),
+        flags: r.flag.unwrap_or_default().into(),
+        mutual_tls: r.upstream_mtls,
+    })
 }
 
 /// Cloning shares the series.
