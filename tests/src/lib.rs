@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod cmd;
 pub mod cni;
+pub mod dnsmasq;
 pub mod envoy;
 pub mod fake_apiserver;
 pub mod host_setup;

@@ -18,7 +18,6 @@ use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -26,7 +25,10 @@ use std::{
     time::Duration,
 };
 
-use mesh_e2e::{bins::Binaries, cluster::Cluster, hosts::HostsFile, netns::Netns, node::NodeNet};
+use mesh_e2e::{
+    bins::Binaries, cluster::Cluster, dnsmasq::Dnsmasq, hosts::HostsFile, netns::Netns,
+    node::NodeNet,
+};
 use mesh_testkit::eventually;
 use serde_json::Value;
 
@@ -55,68 +57,27 @@ spec:
       http: 8080
 ";
 
-/// dnsmasq in the external namespace; killed on drop.
-struct Dnsmasq(Child);
-
-impl Dnsmasq {
-    /// Answers the seed's and the STATIC entry's hosts with [`EXTERNAL`].
-    fn start(netns: &Netns) -> Self {
-        let args = [
-            format!("--address=/www.googleapis.com/{EXTERNAL}"),
-            format!("--address=/api.external.test/{EXTERNAL}"),
-            "--local-ttl=60".to_string(),
-        ];
-        Self::start_with(netns, &args, "www.googleapis.com")
-    }
-
-    /// dnsmasq on [`EXTERNAL`]:53 with `args`, ready once it answers `probe`.
-    fn start_with(netns: &Netns, args: &[String], probe: &str) -> Self {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &netns.name,
-                "dnsmasq",
-                "--keep-in-foreground",
-            ])
-            .args([
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--user=root",
-            ])
-            .args(["--pid-file=", "--bind-interfaces", "--port=53"])
-            .arg(format!("--listen-address={EXTERNAL}"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting dnsmasq (apt-get install dnsmasq)");
-        let dnsmasq = Self(child);
-        // Ready when it answers.
-        eventually("dnsmasq answering", Duration::from_secs(10), || {
-            let socket = mesh_e2e::netns::bind_udp_in(&netns.path(), "0.0.0.0:0".parse().unwrap())
-                .map_err(|e| e.to_string())?;
-            ask(&socket, SocketAddr::from((EXTERNAL, 53)), probe)
-                .filter(|a| !a.addresses.is_empty())
-                .ok_or_else(|| "no answer yet".to_string())
-        });
-        dnsmasq
-    }
+/// Answers the seed's and the STATIC entry's hosts with [`EXTERNAL`].
+fn start_dnsmasq(netns: &Netns) -> Dnsmasq {
+    let args = [
+        format!("--address=/www.googleapis.com/{EXTERNAL}"),
+        format!("--address=/api.external.test/{EXTERNAL}"),
+        "--local-ttl=60".to_string(),
+    ];
+    start_dnsmasq_with(netns, &args, "www.googleapis.com")
 }
 
-impl Dnsmasq {
-    /// SIGHUP: dnsmasq reads its `--addn-hosts` files again.
-    fn reload(&self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        mesh_e2e::cmd::terminate(&mut self.0);
-    }
+/// dnsmasq on [`EXTERNAL`]:53 with `args`, ready once it answers `probe`.
+fn start_dnsmasq_with(netns: &Netns, args: &[String], probe: &str) -> Dnsmasq {
+    let dnsmasq = Dnsmasq::start(&netns.name, EXTERNAL, args).unwrap_or_else(|e| panic!("{e:#}"));
+    eventually("dnsmasq answering", Duration::from_secs(10), || {
+        let socket = mesh_e2e::netns::bind_udp_in(&netns.path(), "0.0.0.0:0".parse().unwrap())
+            .map_err(|e| e.to_string())?;
+        ask(&socket, SocketAddr::from((EXTERNAL, 53)), probe)
+            .filter(|a| !a.addresses.is_empty())
+            .ok_or_else(|| "no answer yet".to_string())
+    });
+    dnsmasq
 }
 
 /// An HTTP/1.0 server answering every request with `body`, in `netns`
@@ -310,7 +271,7 @@ fn service_entry_hosts_are_routed_resolved_scoped_and_served_by_dns() {
     c.write_config("11-external-api.yaml", STATIC_ENTRY)
         .unwrap();
     let external = c.add_external("ext", EXTERNAL).unwrap();
-    let _dns = Dnsmasq::start(&external);
+    let _dns = start_dnsmasq(&external);
     let _google = HttpServer::start(&external.path(), (EXTERNAL, 80).into(), "googleapis-ok");
     let _static = HttpServer::start(&external.path(), (EXTERNAL, 8080).into(), "static-ok");
     c.start_control(&[]).unwrap();
@@ -546,7 +507,7 @@ fn a_dns_endpoint_follows_its_record_once_the_ttl_lapses() {
     // answered with a one-second TTL.
     let hosts = c.dir.join("external-hosts");
     std::fs::write(&hosts, format!("{EXTERNAL} {HOST}\n")).unwrap();
-    let dns = Dnsmasq::start_with(
+    let dns = start_dnsmasq_with(
         &external,
         &[
             "--local-ttl=1".to_string(),
@@ -570,7 +531,7 @@ fn a_dns_endpoint_follows_its_record_once_the_ttl_lapses() {
 
     // The record moves to B; the agent's cached answer lapses after 1 s.
     std::fs::write(&hosts, format!("{SERVER_B} {HOST}\n")).unwrap();
-    dns.reload();
+    dns.reload().unwrap();
     eventually(
         "new connections to the VIP reach server B",
         Duration::from_secs(10),
@@ -630,7 +591,7 @@ fn with_the_agent_down_an_enrolled_pods_dns_fails_fast_and_other_pods_resolve() 
     external
         .exec(&["route", "add", "10.244.1.0/24", "via", "10.0.0.1"])
         .unwrap();
-    let _dns = Dnsmasq::start(&external);
+    let _dns = start_dnsmasq(&external);
     start_mesh(&mut c, 2, &["a"]);
     let google = ip4(vip(&c, "default/www.googleapis.com", 80));
 
@@ -672,7 +633,7 @@ fn a_pod_reaches_a_service_entry_host_by_name_through_the_captured_resolver() {
     mesh_e2e::require_root();
     const HOST: &str = "byname.external.test";
     let (mut c, external) = cluster_with_external(&["a"], &dns_entry("byname", HOST));
-    let _dns = Dnsmasq::start_with(&external, &[format!("--address=/{HOST}/{EXTERNAL}")], HOST);
+    let _dns = start_dnsmasq_with(&external, &[format!("--address=/{HOST}/{EXTERNAL}")], HOST);
     let _server = HttpServer::start(&external.path(), (EXTERNAL, 80).into(), "byname-ok");
     // The pod's resolver is dnsmasq, which it has no way back from: only
     // the kernel's redirect to the agent answers it.

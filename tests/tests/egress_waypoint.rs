@@ -21,6 +21,7 @@ use std::{
 use mesh_e2e::{
     bins::Binaries,
     cluster::{node_ip, Cluster, CONTROL_IP},
+    dnsmasq::Dnsmasq,
     envoy::WaypointNode,
     netns::Netns,
     waypoint::{MeshWaypoint, WaypointSpec},
@@ -80,30 +81,12 @@ impl Drop for Guard {
     }
 }
 
-fn dnsmasq(netns: &Netns) -> Guard {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &netns.name,
-            "dnsmasq",
-            "--keep-in-foreground",
-        ])
-        .args([
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--user=root",
-        ])
-        .args(["--pid-file=", "--bind-interfaces", "--port=53"])
-        .arg(format!("--listen-address={EXTERNAL}"))
-        .arg(format!("--address=/{HOST}/{EXTERNAL}"))
-        .arg("--local-ttl=5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting dnsmasq (apt-get install dnsmasq)");
-    Guard(child)
+fn dnsmasq(netns: &Netns) -> Dnsmasq {
+    let args = [
+        format!("--address=/{HOST}/{EXTERNAL}"),
+        "--local-ttl=5".to_string(),
+    ];
+    Dnsmasq::start(&netns.name, EXTERNAL, &args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// HTTPS on EXTERNAL:443: `/slow` answers after 3 s, `/flaky` 503 every

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use mesh_e2e::{cluster::Cluster, netns::Netns};
+use mesh_e2e::{cluster::Cluster, dnsmasq::Dnsmasq, netns::Netns};
 use mesh_testkit::try_eventually;
 
 /// The ServiceEntry's host; no real DNS knows it.
@@ -43,7 +43,7 @@ impl Drop for Process {
 /// deletes the namespace. Field order is teardown order.
 pub struct External {
     _http: Process,
-    _dns: Process,
+    _dns: Dnsmasq,
     _netns: Netns,
 }
 
@@ -51,20 +51,11 @@ pub struct External {
 /// it, and waits until both answer.
 pub fn start(c: &Cluster) -> anyhow::Result<External> {
     let netns = c.add_external("external", EXTERNAL_IP)?;
-    let dns = Process(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.name, "/usr/sbin/dnsmasq"])
-            .args(["--keep-in-foreground", "--conf-file=/dev/null"])
-            .args(["--no-resolv", "--no-hosts", "--user=root", "--pid-file="])
-            .args(["--bind-interfaces", "--port=53"])
-            .arg(format!("--listen-address={EXTERNAL_IP}"))
-            .arg(format!("--address=/{HOST}/{EXTERNAL_IP}"))
-            .arg("--local-ttl=30")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting /usr/sbin/dnsmasq (cargo xtask setup installs dnsmasq-base)")?,
-    );
+    let args = [
+        format!("--address=/{HOST}/{EXTERNAL_IP}"),
+        "--local-ttl=30".to_string(),
+    ];
+    let dns = Dnsmasq::start(&netns.name, EXTERNAL_IP, &args)?;
     let http = Process(
         Command::new(&c.bins.podhttp)
             .arg("--netns")
