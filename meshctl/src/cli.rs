@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{proxy_config::Kind, render::Output};
+use crate::{
+    proxy_config::{Direction, Kind},
+    render::Output,
+};
 
 /// Operator CLI of the eBPF-assisted ambient mesh, in istioctl's idiom.
 ///
@@ -56,7 +59,10 @@ pub enum Command {
 
         /// The agent's (or, for listener|route|cluster|endpoint, the
         /// waypoint's) admin endpoint (TARGET, see `meshctl --help`), e.g.
-        /// the node's or waypoint pod's network namespace name.
+        /// the node's or waypoint pod's network namespace name; or, as
+        /// istioctl takes it, a pod `<pod>[.<namespace>]` the control plane
+        /// (--control-plane) knows: a waypoint kind reads that pod's own
+        /// admin, the others its node's agent, filtered to the pod.
         #[arg(default_value = crate::target::DEFAULT_ADMIN, value_name = "AGENT")]
         agent: String,
 
@@ -74,6 +80,22 @@ pub enum Command {
         #[arg(short, long)]
         address: Option<String>,
 
+        /// Only this port: of a cluster (`outbound|<port>|…`), a listener's
+        /// or an endpoint's address.
+        #[arg(long)]
+        port: Option<u16>,
+
+        /// Only clusters (and their endpoints) of this direction; a
+        /// waypoint's listeners are inbound.
+        #[arg(long, value_enum)]
+        direction: Option<Direction>,
+
+        /// Only clusters and endpoints of this service host (`reviews`,
+        /// `reviews.default` or the full name).
+        #[arg(long)]
+        fqdn: Option<String>,
+
+        /// table (istioctl's `short`), json or yaml.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -118,6 +140,13 @@ pub enum Command {
         output: Output,
     },
 
+    /// Experimental commands, as istioctl's `x`.
+    #[command(alias = "x")]
+    Experimental {
+        #[command(subcommand)]
+        command: Experimental,
+    },
+
     /// The eBPF programs, links and maps an agent instance has pinned, with
     /// what each does and how full each map is. Reads bpffs directly (root
     /// needed); the agent need not be running.
@@ -129,6 +158,31 @@ pub enum Command {
         /// Where bpffs is mounted (the agent's --bpffs).
         #[arg(long, default_value = "/sys/fs/bpf")]
         bpffs: PathBuf,
+
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Experimental {
+    /// What the mesh does with one resource.
+    Describe {
+        #[command(subcommand)]
+        what: DescribeWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DescribeWhat {
+    /// One pod: its workload (identity, node, mesh, waypoint), the
+    /// Services selecting it, the VirtualServices and DestinationRules its
+    /// namespace sees for them, the AuthorizationPolicies applying to it
+    /// and its PeerAuthentication mode — from one read of the control
+    /// plane's /config_dump (--control-plane).
+    Pod {
+        /// `<pod>` or `<pod>.<namespace>`.
+        pod: String,
 
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,

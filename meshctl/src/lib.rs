@@ -2,14 +2,19 @@
 //!
 //! - [`target`]: `host:port` or a network namespace to enter
 //! - [`http`]: the tiny admin-endpoint client
-//! - [`proxy_status`], [`proxy_config`], [`bpf`]: one module per subcommand
+//! - [`pod`]: istioctl's `<pod>[.<ns>]` targets, resolved through the
+//!   control plane to the namespace holding the pod's or its node's address
+//! - [`proxy_status`], [`proxy_config`], [`bpf`], [`describe`] (`x describe
+//!   pod`): one module per subcommand
 //! - [`render`]: tables and `-o json|yaml`
 #![forbid(unsafe_code)]
 
 pub mod analyze;
 pub mod bpf;
 pub mod cli;
+pub mod describe;
 pub mod http;
+pub mod pod;
 pub mod proxy_config;
 pub mod proxy_status;
 pub mod render;
@@ -140,6 +145,19 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
                 Work::Log(changes),
             )
         }
+        Command::Experimental {
+            command:
+                cli::Experimental::Describe {
+                    what: cli::DescribeWhat::Pod { pod, output },
+                },
+        } => {
+            let pod_ref = pod::PodRef::parse(&pod).with_context(|| {
+                format!("{pod:?} is no pod name: write <pod> or <pod>.<namespace>")
+            })?;
+            let doc = control_dump(&cli.control_plane, netns_dir)?;
+            let summary = describe::summarize(&doc, &pod_ref)?;
+            return Ok(describe::render(&summary, output));
+        }
         Command::ProxyStatus { output } => (
             Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?,
             Work::Status(output),
@@ -150,19 +168,23 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
             namespace,
             workload,
             address,
+            port,
+            direction,
+            fqdn,
             output,
-        } => (
-            Target::parse(&agent, netns_dir).context("AGENT")?,
-            Work::Config(
-                kind,
-                proxy_config::Filters {
-                    namespace,
-                    workload,
-                    address,
-                },
-                output,
-            ),
-        ),
+        } => {
+            let mut filters = proxy_config::Filters {
+                namespace,
+                workload,
+                address,
+                identity: None,
+                port,
+                direction,
+                fqdn,
+            };
+            let target = resolve_agent(&agent, kind, &cli.control_plane, netns_dir, &mut filters)?;
+            (target, Work::Config(kind, filters, output))
+        }
     };
     target.enter(netns_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -200,6 +222,89 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
             }
         }
     })
+}
+
+/// The control plane's `/config_dump`, read on a thread of its own (which
+/// enters the control plane's namespace), so the caller's stays put.
+fn control_dump(control_plane: &str, netns_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let control = Target::parse(control_plane, netns_dir).context("--control-plane")?;
+    let dir = netns_dir.to_path_buf();
+    std::thread::spawn(move || {
+        control.enter(&dir)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(fetch(
+            &control,
+            "/config_dump",
+            "control plane",
+            "--control-plane (or MESHCTL_CONTROL_PLANE)",
+        ))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("reading the control plane's /config_dump panicked"))?
+}
+
+/// `proxy-config`'s AGENT: an address or a network namespace as given, or
+/// a pod (`<pod>[.<ns>]`) the control plane knows, resolved to its own
+/// namespace (waypoint kinds) or its node's, with `filters` narrowed to
+/// the pod. A namespace of the same name is used when the control plane
+/// knows no such pod or cannot be reached.
+fn resolve_agent(
+    agent: &str,
+    kind: proxy_config::Kind,
+    control_plane: &str,
+    netns_dir: &Path,
+    filters: &mut proxy_config::Filters,
+) -> anyhow::Result<Target> {
+    let direct = Target::parse(agent, netns_dir);
+    if let Ok(Target::Addr(_)) = direct {
+        return Ok(direct?);
+    }
+    let Some(pod_ref) = pod::PodRef::parse(agent) else {
+        return direct.context("AGENT");
+    };
+    let found = control_dump(control_plane, netns_dir)
+        .and_then(|doc| pod::find_pod(&doc, &pod_ref).map(|p| (doc, p)));
+    let (doc, info) = match (found, direct) {
+        (Ok(found), _) => found,
+        (Err(_), Ok(netns)) => return Ok(netns),
+        (Err(e), Err(_)) => {
+            return Err(e.context(format!(
+                "AGENT {agent:?} is neither host:port, a network namespace in {} nor a pod                  the control plane knows",
+                netns_dir.display()
+            )))
+        }
+    };
+    let control_netns = match Target::parse(control_plane, netns_dir) {
+        Ok(Target::Netns(name)) => Some(name),
+        _ => None,
+    };
+    let netns = if proxy_config::waypoint::is_waypoint_kind(kind) {
+        let ip = pod::pod_ip(&info)?;
+        pod::netns_of(netns_dir, ip, &info.name, "pod", control_netns.as_deref())?
+    } else {
+        let ip = pod::node_address(&doc, &info.node)
+            .with_context(|| format!("the node of pod {}.{}", info.name, info.namespace))?;
+        use proxy_config::Kind;
+        match kind {
+            Kind::Certificate => {
+                filters.identity.get_or_insert(info.identity.clone());
+            }
+            Kind::Connections => {
+                if let Ok(ip) = pod::pod_ip(&info) {
+                    filters.address.get_or_insert(ip.to_string());
+                }
+            }
+            _ => {
+                filters.workload.get_or_insert(info.name.clone());
+                filters.namespace.get_or_insert(info.namespace.clone());
+            }
+        }
+        pod::netns_of(netns_dir, ip, &info.node, "node", control_netns.as_deref())?
+    };
+    Ok(Target::Netns(netns))
 }
 
 enum Work {

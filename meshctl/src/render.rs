@@ -13,8 +13,9 @@ const MIN_COLUMN: usize = 6;
 /// `-o` of every subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Output {
-    /// Aligned columns for people.
+    /// Aligned columns for people (istioctl's `short`).
     #[default]
+    #[value(alias = "short")]
     Table,
     /// The data as JSON (as the admin endpoint serves it).
     Json,

@@ -190,3 +190,132 @@ fn meshctl_explains_a_running_mesh() {
     assert!(!success);
     assert!(stderr.contains("--control-plane"), "{stderr}");
 }
+
+const ROUTING: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  clusterIP: 10.96.0.50\n  selector:\n    app: reviews\n  ports:\n  - name: http\n    port: 9080\n    targetPort: 9080\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews-route\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v1\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-ghost\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: reviews\n  action: DENY\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/default/sa/ghost\"]\n";
+
+/// istioctl's forms: pods as targets (`<pod>[.<ns>]`, resolved through the
+/// control plane to the pod's or its node's namespace), `--port` /
+/// `--direction` filters, and `x describe pod`.
+#[test]
+fn meshctl_takes_istioctl_pod_targets() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        "mci",
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[
+            ("node1", &["reviews-v1"]),
+            ("node2", &["client", "waypoint"]),
+        ],
+    )
+    .unwrap();
+    c.label_pod("reviews-v1", &[("app", "reviews"), ("version", "v1")])
+        .unwrap();
+    c.label_namespace("istio.io/use-waypoint", "waypoint")
+        .unwrap();
+    c.declare_waypoint("waypoint", "waypoint").unwrap();
+    c.write_config("10-routing.yaml", ROUTING).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.start_agent("node2", &[]).unwrap();
+    c.wait_ready("node1", 3, &["reviews-v1"]).unwrap();
+    c.start_waypoint("waypoint", "waypoint").unwrap();
+    let control = c.underlay.name.clone();
+    let cp = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--control-plane", control.as_str()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect()
+    };
+    let run = |args: &[String]| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&c, &refs)
+    };
+
+    // The waypoint pod's own admin: its outbound clusters of port 9080.
+    let names = eventually(
+        "the waypoint's reviews clusters",
+        Duration::from_secs(20),
+        || {
+            let out = run(&cp(&[
+                "pc",
+                "clusters",
+                "waypoint",
+                "--port",
+                "9080",
+                "--direction",
+                "outbound",
+                "-o",
+                "json",
+            ]));
+            let v: serde_json::Value =
+                serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+            let mut names: Vec<String> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(String::from))
+                .collect();
+            names.sort();
+            if names.len() == 2 {
+                Ok(names)
+            } else {
+                Err(out)
+            }
+        },
+    );
+    assert_eq!(
+        names,
+        [
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "outbound|9080||reviews.default.svc.cluster.local"
+        ]
+    );
+    let none = run(&cp(&[
+        "pc",
+        "c",
+        "waypoint.default",
+        "--port",
+        "9999",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(none.trim(), "[]", "{none}");
+
+    // An ordinary pod: its node's agent, its own certificate only.
+    let secret = run(&cp(&["pc", "secret", "reviews-v1.default"]));
+    assert!(
+        secret.contains("cluster.local/ns/default/sa/reviews-v1"),
+        "{secret}"
+    );
+    let yaml = run(&cp(&["pc", "w", "reviews-v1.default", "-o", "yaml"]));
+    assert!(yaml.contains("name: reviews-v1"), "{yaml}");
+    assert!(!yaml.contains("name: client"), "{yaml}");
+
+    let ghost = cp(&["pc", "secret", "ghost.default"]);
+    let ghost: Vec<&str> = ghost.iter().map(String::as_str).collect();
+    let (success, _, stderr) = meshctl(&c, &ghost);
+    assert!(!success);
+    assert!(stderr.contains("no pod ghost.default"), "{stderr}");
+
+    // describe: the Service, VirtualService, DestinationRule, policy.
+    let text = run(&cp(&["x", "describe", "pod", "reviews-v1"]));
+    for want in [
+        "Pod: reviews-v1.default",
+        "Service: reviews.default",
+        "Waypoint: default/waypoint",
+        "VirtualService: default/reviews-route",
+        "DestinationRule: default/reviews",
+        "AuthorizationPolicy: default/deny-ghost  DENY",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&run(&cp(&[
+        "experimental",
+        "describe",
+        "pod",
+        "reviews-v1",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["services"][0]["name"], "reviews");
+}

@@ -1,5 +1,6 @@
 //! Telemetry and admin end to end: Istio's TCP metrics after known traffic
-//! (checked in the exposition and through a real Prometheus), access log
+//! (checked in the exposition and through a real Prometheus), bytes of a
+//! long-lived connection growing before it closes, access log
 //! lines and their runtime switch, `/config_dump`, readiness and
 //! `/quitquitquit`. Needs root and Debian's `prometheus`.
 use std::time::Duration;
@@ -148,6 +149,72 @@ fn istio_tcp_metrics_count_known_traffic_and_prometheus_scrapes_them() {
         v == 1.0
     })
     .unwrap();
+}
+
+/// A long-lived same-node connection (`hold`: one byte each way every
+/// 100 ms) shows its bytes, with Istio's standard labels, while it is
+/// open; after it closes every byte is counted exactly once.
+#[test]
+fn bytes_of_a_long_lived_connection_show_before_it_closes() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        "mtb",
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["a", "b"])],
+    )
+    .unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.serve("b", ECHO, None).unwrap();
+    c.wait_ready("node1", 2, &["a", "b"]).unwrap();
+    let to = c.pod("b").addr(ECHO).to_string();
+    let held = c
+        .background("a", &["hold", "--to", &to, "--max-seconds", "10"], |v| {
+            v["connected"] == true
+        })
+        .unwrap();
+    let labels = [
+        ("reporter", "source"),
+        ("source_workload", "a"),
+        ("source_canonical_service", "a"),
+        ("source_canonical_revision", "latest"),
+        ("source_cluster", "Kubernetes"),
+        ("destination_workload", "b"),
+        ("destination_canonical_service", "b"),
+        ("destination_cluster", "Kubernetes"),
+        ("request_protocol", "tcp"),
+        // Same-node delivery between two mesh workloads.
+        ("connection_security_policy", "mutual_tls"),
+        ("response_flags", "-"),
+    ];
+    let received = "istio_tcp_received_bytes_total";
+    let sent = "istio_tcp_sent_bytes_total";
+    let closed = "istio_tcp_connections_closed_total";
+    // While open: bytes both ways, and the same scrape shows no close.
+    let text = wait_metric(&c, "node1", received, &labels, 2.0);
+    assert!(sample(&text, sent, &labels) > 0.0, "no sent bytes:\n{text}");
+    assert_eq!(sample(&text, closed, &labels), 0.0, "already closed");
+    assert!(
+        c.servers[held]
+            .printed_line(Duration::from_millis(10), |v| v["closed"] == true)
+            .is_err(),
+        "the client finished before the check"
+    );
+    // Both reporters (this agent is both ends).
+    let mut dst_labels = labels.to_vec();
+    dst_labels[0] = ("reporter", "destination");
+    assert!(sample(&text, received, &dst_labels) > 0.0, "{text}");
+
+    // After the close: exactly the bytes moved, one round trip a byte.
+    let done = c.servers[held]
+        .printed_line(Duration::from_secs(20), |v| v["closed"] == true)
+        .unwrap();
+    assert_eq!(done["error"], "still open at the deadline", "{done}");
+    let trips = done["round_trips"].as_u64().unwrap() as f64;
+    let text = wait_metric(&c, "node1", closed, &labels, 1.0);
+    assert_eq!(sample(&text, received, &labels), trips, "{text}");
+    assert_eq!(sample(&text, sent, &labels), trips, "{text}");
+    assert_eq!(sample(&text, received, &dst_labels), trips, "{text}");
 }
 
 #[test]

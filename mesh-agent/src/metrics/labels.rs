@@ -27,9 +27,19 @@ pub struct Peer {
     pub namespace: String,
     /// SPIFFE id, or `unknown`.
     pub principal: String,
+    /// Canonical service (`service.istio.io/canonical-name`, else `app`).
     pub app: String,
+    /// Canonical revision (`service.istio.io/canonical-revision`, else
+    /// `version`).
     pub version: String,
+    /// The workload's cluster (`cluster_id`, [`DEFAULT_CLUSTER`] when the
+    /// control plane names none), `unknown` when no workload is known.
+    pub cluster: String,
 }
+
+/// Istio's default cluster name, reported for a workload whose cluster the
+/// control plane does not name.
+pub const DEFAULT_CLUSTER: &str = "Kubernetes";
 
 fn or_unknown(value: &str) -> String {
     if value.is_empty() {
@@ -47,6 +57,7 @@ impl Peer {
             principal: UNKNOWN.into(),
             app: UNKNOWN.into(),
             version: UNKNOWN.into(),
+            cluster: UNKNOWN.into(),
         }
     }
 
@@ -63,6 +74,11 @@ impl Peer {
             },
             app: or_unknown(&w.canonical_name),
             version: or_unknown(&w.canonical_revision),
+            cluster: if w.cluster_id.is_empty() {
+                DEFAULT_CLUSTER.into()
+            } else {
+                w.cluster_id.clone()
+            },
         }
     }
 
@@ -84,7 +100,9 @@ pub struct ConnLabels {
     /// The Service the client dialled (outbound) or most likely dialled
     /// (inbound), if any.
     pub service: Option<Arc<ServiceName>>,
-    /// Carried over HBONE (mTLS).
+    /// Both ends are in the mesh and mTLS-authenticated: carried over HBONE,
+    /// or delivered on this node between two mesh workloads (Istio's
+    /// `connection_security_policy="mutual_tls"`).
     pub mutual_tls: bool,
 }
 
@@ -102,9 +120,11 @@ impl ConnLabels {
     /// on `view` (empty when no control plane feeds the agent: every label
     /// is then `unknown`).
     pub fn outbound(view: &MeshView, src: IpAddr, resolved: &Resolved) -> Self {
-        let source = view
-            .workload_by_ip(src)
-            .map_or_else(Peer::unknown, Peer::from_workload);
+        let source_workload = view.workload_by_ip(src);
+        let source = source_workload.map_or_else(Peer::unknown, Peer::from_workload);
+        let destination_workload = resolved
+            .endpoint()
+            .and_then(|dst| view.workload_by_ip(dst.ip()));
         let destination = match &resolved.route {
             // A ServiceEntry destination outside the mesh: as Istio, no
             // workload is named (the service is).
@@ -113,16 +133,22 @@ impl ConnLabels {
                 why: PassthroughReason::ServiceEntry | PassthroughReason::ExternalEndpoint,
                 ..
             } => Peer::unknown(),
-            _ => resolved
-                .endpoint()
-                .and_then(|dst| view.workload_by_ip(dst.ip()))
-                .map_or_else(Peer::unknown, Peer::from_workload),
+            _ => destination_workload.map_or_else(Peer::unknown, Peer::from_workload),
+        };
+        let in_mesh = |w: Option<&WorkloadInfo>| w.is_some_and(|w| w.mesh);
+        let mutual_tls = match resolved.route {
+            Route::Hbone { .. } => true,
+            // Same-node delivery authorizes both ends by identity, as an
+            // HBONE hop would: Istio reports it as mTLS when both are mesh
+            // workloads.
+            Route::Local { .. } => in_mesh(source_workload) && in_mesh(destination_workload),
+            Route::Passthrough { .. } | Route::Resolve { .. } | Route::Refuse(_) => false,
         };
         Self {
             source,
             destination,
             service: resolved.service.clone(),
-            mutual_tls: matches!(resolved.route, Route::Hbone { .. }),
+            mutual_tls,
         }
     }
 
@@ -184,25 +210,38 @@ fn clean(value: &str) -> String {
     value.replace(['"', '\\', '\n'], "_")
 }
 
-/// The label set of Istio's TCP metrics, names exactly as Istio's.
+/// Istio's `request_protocol` of every connection the agent reports (it
+/// sees TCP only).
+pub const REQUEST_PROTOCOL: &str = "tcp";
+
+/// The label set of Istio's TCP metrics, names exactly as Istio's (and in
+/// the waypoint's order): `*_app`/`*_version` and
+/// `*_canonical_service`/`*_canonical_revision` carry the same values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct TcpLabels {
     pub reporter: String,
     pub source_workload: String,
+    pub source_canonical_service: String,
+    pub source_canonical_revision: String,
     pub source_workload_namespace: String,
     pub source_principal: String,
     pub source_app: String,
     pub source_version: String,
+    pub source_cluster: String,
+    pub destination_service: String,
+    pub destination_service_namespace: String,
+    pub destination_service_name: String,
     pub destination_workload: String,
     pub destination_workload_namespace: String,
     pub destination_principal: String,
-    pub destination_service: String,
-    pub destination_service_name: String,
-    pub destination_service_namespace: String,
     pub destination_app: String,
     pub destination_version: String,
-    pub connection_security_policy: String,
+    pub destination_canonical_service: String,
+    pub destination_canonical_revision: String,
+    pub destination_cluster: String,
+    pub request_protocol: String,
     pub response_flags: String,
+    pub connection_security_policy: String,
 }
 
 impl TcpLabels {
@@ -217,25 +256,32 @@ impl TcpLabels {
         Self {
             reporter: reporter.as_str().into(),
             source_workload: clean(&s.workload),
+            source_canonical_service: clean(&s.app),
+            source_canonical_revision: clean(&s.version),
             source_workload_namespace: clean(&s.namespace),
             source_principal: clean(&s.principal),
             source_app: clean(&s.app),
             source_version: clean(&s.version),
+            source_cluster: clean(&s.cluster),
+            destination_service: svc(|s| &s.hostname),
+            destination_service_namespace: svc(|s| &s.namespace),
+            destination_service_name: svc(|s| &s.name),
             destination_workload: clean(&d.workload),
             destination_workload_namespace: clean(&d.namespace),
             destination_principal: clean(&d.principal),
-            destination_service: svc(|s| &s.hostname),
-            destination_service_name: svc(|s| &s.name),
-            destination_service_namespace: svc(|s| &s.namespace),
             destination_app: clean(&d.app),
             destination_version: clean(&d.version),
+            destination_canonical_service: clean(&d.app),
+            destination_canonical_revision: clean(&d.version),
+            destination_cluster: clean(&d.cluster),
+            request_protocol: REQUEST_PROTOCOL.into(),
+            response_flags: response_flags.into(),
             connection_security_policy: if labels.mutual_tls {
                 "mutual_tls"
             } else {
                 "none"
             }
             .into(),
-            response_flags: response_flags.into(),
         }
     }
 }
@@ -243,7 +289,10 @@ impl TcpLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{route::resolve, state::fixtures::view};
+    use crate::{
+        route::resolve,
+        state::fixtures::{view, workload},
+    };
 
     fn id(sa: &str) -> Identity {
         format!("spiffe://cluster.local/ns/default/sa/{sa}")
@@ -283,7 +332,92 @@ mod tests {
             "-",
         );
         assert_eq!(local.destination_workload, "b");
-        assert_eq!(local.connection_security_policy, "none");
+        // Both ends are mesh workloads of this node.
+        assert_eq!(local.connection_security_policy, "mutual_tls");
+    }
+
+    /// The labels Istio's dashboards group by, for the three ways a
+    /// connection leaves a pod.
+    #[test]
+    fn istio_standard_labels_for_local_hbone_and_passthrough() {
+        let v = view();
+        let src: IpAddr = "10.244.1.2".parse().unwrap();
+        let labels = |dst: &str| {
+            let r = resolve(&v, src, dst.parse().unwrap());
+            let route = r.route.clone();
+            (
+                route,
+                TcpLabels::new(&ConnLabels::outbound(&v, src, &r), Reporter::Source, "-"),
+            )
+        };
+        // Same node, a → b (both mesh).
+        let (route, local) = labels("10.244.1.3:8080");
+        assert!(matches!(route, Route::Local { .. }), "{route:?}");
+        // HBONE, a → c on node n2.
+        let (route, hbone) = labels("10.244.2.2:8080");
+        assert!(matches!(route, Route::Hbone { .. }), "{route:?}");
+        for (t, dst) in [(&local, "b"), (&hbone, "c")] {
+            assert_eq!(t.source_canonical_service, "a");
+            assert_eq!(t.source_canonical_revision, "v1");
+            assert_eq!(t.destination_canonical_service, dst);
+            assert_eq!(t.destination_canonical_revision, "v1");
+            assert_eq!(t.source_cluster, "Kubernetes");
+            assert_eq!(t.destination_cluster, "Kubernetes");
+            assert_eq!(t.request_protocol, "tcp");
+            assert_eq!(t.connection_security_policy, "mutual_tls");
+            assert_eq!(t.response_flags, "-");
+        }
+        // Passthrough to an address nothing knows.
+        let (route, outside) = labels("192.0.2.1:443");
+        assert!(matches!(route, Route::Passthrough { .. }), "{route:?}");
+        assert_eq!(outside.source_canonical_service, "a");
+        assert_eq!(outside.source_cluster, "Kubernetes");
+        assert_eq!(outside.destination_canonical_service, UNKNOWN);
+        assert_eq!(outside.destination_canonical_revision, UNKNOWN);
+        assert_eq!(outside.destination_cluster, UNKNOWN);
+        assert_eq!(outside.request_protocol, "tcp");
+        assert_eq!(outside.connection_security_policy, "none");
+    }
+
+    #[test]
+    fn local_delivery_to_a_pod_outside_the_mesh_is_not_mutual_tls() {
+        // b: a pod of this node outside the mesh, its cluster unnamed.
+        let mut b = workload("b", "10.244.1.3", "n1", false);
+        b.cluster_id = String::new();
+        let v = MeshView::new(
+            "n1",
+            vec![workload("a", "10.244.1.2", "n1", true), b],
+            vec![],
+        );
+        let src: IpAddr = "10.244.1.2".parse().unwrap();
+        let r = resolve(&v, src, "10.244.1.3:8080".parse().unwrap());
+        let t = TcpLabels::new(&ConnLabels::outbound(&v, src, &r), Reporter::Source, "-");
+        assert_eq!(t.destination_workload, "b");
+        assert_eq!(t.connection_security_policy, "none");
+        // Istio's default cluster name when the control plane names none.
+        assert_eq!(t.destination_cluster, DEFAULT_CLUSTER);
+    }
+
+    #[test]
+    fn inbound_hbone_labels_are_mutual_tls_with_clusters() {
+        let v = view();
+        let target = v.workload_by_ip("10.244.1.3".parse().unwrap());
+        let c_ip = Some("10.244.2.2".parse().unwrap());
+        let conn = ConnLabels::inbound(&v, &id("c"), c_ip, target, 8080);
+        let t = TcpLabels::new(&conn, Reporter::Destination, "-");
+        assert_eq!(t.reporter, "destination");
+        assert_eq!(t.source_canonical_service, "c");
+        assert_eq!(t.destination_canonical_service, "b");
+        assert_eq!(
+            (t.source_cluster.as_str(), t.destination_cluster.as_str()),
+            ("Kubernetes", "Kubernetes")
+        );
+        assert_eq!(t.connection_security_policy, "mutual_tls");
+        // Known only by identity: no cluster known.
+        let bare = ConnLabels::inbound(&v, &id("a"), c_ip, target, 8080);
+        let t = TcpLabels::new(&bare, Reporter::Destination, "-");
+        assert_eq!(t.source_cluster, UNKNOWN);
+        assert_eq!(t.source_canonical_service, UNKNOWN);
     }
 
     #[test]

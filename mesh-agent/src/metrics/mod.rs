@@ -13,11 +13,19 @@
 //!
 //! Outbound connections are reported with `reporter="source"`, inbound HBONE
 //! with `reporter="destination"`; same-node local delivery, where this agent
-//! is both ends, is reported twice, once per reporter. Bytes are added when a
-//! connection closes, not while it runs: the relays count in locals and hand
-//! totals back at the end, and sharing live counters with the exporter would
-//! put atomics on the per-read hot path for a benefit only very long
-//! connections see.
+//! is both ends, is reported twice, once per reporter.
+//!
+//! Bytes grow while a connection is open: the outbound copies (relay.rs for
+//! passthrough and same-node delivery, counted.rs for HBONE) add each chunk
+//! they move to the connection's [`LiveBytes`] (one relaxed atomic add per
+//! chunk, no lock), and a scrape
+//! first folds what open connections moved since the last scrape into the
+//! counters ([`TcpMetrics::flush_open`]), under the lock of the open
+//! connections' table (taken once per scrape and once per open and close).
+//! The close adds only what no scrape added yet, so every byte is counted
+//! once. Bytes added while open carry the `response_flags` an open
+//! connection has (`-`). Inbound HBONE tunnels (copied by mesh-hbone's
+//! server) add their bytes at close.
 //!
 //! Agent health (see [`health`]), read when scraped:
 //!
@@ -38,12 +46,50 @@ pub mod dns;
 pub mod health;
 pub mod labels;
 
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+};
+
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use labels::TcpLabels;
+
+/// Bytes a relay has moved so far on one open connection; the relay adds
+/// per chunk (relaxed: only the totals matter, read at scrape and close).
+#[derive(Debug, Default)]
+pub struct LiveBytes {
+    /// Source → destination.
+    pub request: AtomicU64,
+    /// Destination → source.
+    pub response: AtomicU64,
+}
+
+impl LiveBytes {
+    /// `(request, response)` moved so far.
+    pub fn load(&self) -> (u64, u64) {
+        (
+            self.request.load(Ordering::Relaxed),
+            self.response.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// An open connection whose bytes a scrape folds in.
+#[derive(Debug)]
+struct Tracked {
+    bytes: Arc<LiveBytes>,
+    /// `(request, response)` already added to the counters.
+    added: (u64, u64),
+    /// One label set per reporter, as the connection is open.
+    labels: Vec<TcpLabels>,
+}
 
 /// Istio's four TCP counters. Cloning shares the counters.
 #[derive(Debug, Clone, Default)]
@@ -52,20 +98,75 @@ pub struct TcpMetrics {
     closed: Family<TcpLabels, Counter>,
     sent: Family<TcpLabels, Counter>,
     received: Family<TcpLabels, Counter>,
+    /// Open connections by id.
+    open: Arc<Mutex<HashMap<u64, Tracked>>>,
 }
 
 impl TcpMetrics {
-    pub fn opened(&self, labels: &TcpLabels) {
-        self.opened.get_or_create(labels).inc();
+    /// Counts connection `id` opened, once per label set (reporter), and
+    /// tracks its `bytes` until [`TcpMetrics::closed`].
+    pub fn opened(&self, id: u64, labels: Vec<TcpLabels>, bytes: Arc<LiveBytes>) {
+        for l in &labels {
+            self.opened.get_or_create(l).inc();
+        }
+        let tracked = Tracked {
+            bytes,
+            added: (0, 0),
+            labels,
+        };
+        self.lock_open().insert(id, tracked);
     }
 
-    /// `request_bytes` went source → destination, `response_bytes` back.
-    pub fn closed(&self, labels: &TcpLabels, request_bytes: u64, response_bytes: u64) {
-        self.closed.get_or_create(labels).inc();
-        // Istio: "sent" is what the destination sent back (response),
-        // "received" what it received (request).
-        self.sent.get_or_create(labels).inc_by(response_bytes);
-        self.received.get_or_create(labels).inc_by(request_bytes);
+    fn lock_open(&self) -> MutexGuard<'_, HashMap<u64, Tracked>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `request` bytes went source → destination, `response` back.
+    fn add_bytes(&self, labels: &TcpLabels, request: u64, response: u64) {
+        if response > 0 {
+            self.sent.get_or_create(labels).inc_by(response);
+        }
+        if request > 0 {
+            self.received.get_or_create(labels).inc_by(request);
+        }
+    }
+
+    /// Connection `id` ended having moved `request_bytes` source →
+    /// destination and `response_bytes` back in total: counts it closed
+    /// per label set and adds the bytes no scrape added yet.
+    pub fn closed(&self, id: u64, labels: &[TcpLabels], request_bytes: u64, response_bytes: u64) {
+        let added = self.lock_open().remove(&id).map_or((0, 0), |t| t.added);
+        let request = request_bytes.saturating_sub(added.0);
+        let response = response_bytes.saturating_sub(added.1);
+        for l in labels {
+            self.closed.get_or_create(l).inc();
+            // Istio: "sent" is what the destination sent back (response),
+            // "received" what it received (request). The series exist once
+            // closed, even at zero bytes.
+            self.sent.get_or_create(l).inc_by(response);
+            self.received.get_or_create(l).inc_by(request);
+        }
+    }
+
+    /// Adds what open connections moved since the last call (run before
+    /// each scrape).
+    pub fn flush_open(&self) {
+        let mut open = self.lock_open();
+        for tracked in open.values_mut() {
+            let (request, response) = tracked.bytes.load();
+            let (done_req, done_resp) = tracked.added;
+            if (request, response) == (done_req, done_resp) {
+                continue;
+            }
+            for l in &tracked.labels {
+                self.add_bytes(
+                    l,
+                    request.saturating_sub(done_req),
+                    response.saturating_sub(done_resp),
+                );
+            }
+            tracked.added = (request.max(done_req), response.max(done_resp));
+        }
     }
 }
 
@@ -73,6 +174,7 @@ impl TcpMetrics {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    tcp: TcpMetrics,
 }
 
 impl Metrics {
@@ -94,18 +196,18 @@ impl Metrics {
         );
         registry.register(
             "istio_tcp_sent_bytes",
-            "Bytes sent by the destination during the connection (response)",
+            "Bytes sent by the destination so far (response)",
             tcp.sent.clone(),
         );
         registry.register(
             "istio_tcp_received_bytes",
-            "Bytes received by the destination during the connection (request)",
+            "Bytes received by the destination so far (request)",
             tcp.received.clone(),
         );
         if let Some(health) = health {
             registry.register_collector(Box::new(health));
         }
-        Self { registry }
+        Self { registry, tcp }
     }
 
     /// Also serves the DNS proxy's counter.
@@ -120,6 +222,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.tcp.flush_open();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -195,8 +298,8 @@ pub(crate) mod tests {
         conn.source.workload = "productpage-v1".into();
         conn.mutual_tls = true;
         let labels = TcpLabels::new(&conn, Reporter::Source, "-");
-        tcp.opened(&labels);
-        tcp.closed(&labels, 100, 2500);
+        tcp.opened(1, vec![labels.clone()], Default::default());
+        tcp.closed(1, &[labels], 100, 2500);
         let text = metrics.encode().unwrap();
         let names: Vec<String> = samples(&text).into_iter().map(|s| s.0).collect();
         for name in [
@@ -218,20 +321,27 @@ pub(crate) mod tests {
             [
                 "reporter",
                 "source_workload",
+                "source_canonical_service",
+                "source_canonical_revision",
                 "source_workload_namespace",
                 "source_principal",
                 "source_app",
                 "source_version",
+                "source_cluster",
+                "destination_service",
+                "destination_service_namespace",
+                "destination_service_name",
                 "destination_workload",
                 "destination_workload_namespace",
                 "destination_principal",
-                "destination_service",
-                "destination_service_name",
-                "destination_service_namespace",
                 "destination_app",
                 "destination_version",
-                "connection_security_policy",
+                "destination_canonical_service",
+                "destination_canonical_revision",
+                "destination_cluster",
+                "request_protocol",
                 "response_flags",
+                "connection_security_policy",
             ]
         );
         let who = [
@@ -252,5 +362,46 @@ pub(crate) mod tests {
             value(&text, "istio_tcp_connections_closed_total", &who),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn bytes_of_open_connections_grow_at_scrape_and_count_once() {
+        let tcp = TcpMetrics::default();
+        let metrics = Metrics::new(tcp.clone(), None);
+        let mut conn = ConnLabels::unknown();
+        conn.source.workload = "web".into();
+        let open = TcpLabels::new(&conn, Reporter::Source, "-");
+        let dst = TcpLabels::new(&conn, Reporter::Destination, "-");
+        let live = std::sync::Arc::new(LiveBytes::default());
+        tcp.opened(7, vec![open.clone(), dst.clone()], live.clone());
+        let sent = "istio_tcp_sent_bytes_total";
+        let received = "istio_tcp_received_bytes_total";
+        let src = [("reporter", "source")];
+        // Nothing moved yet: no bytes.
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), None, "{text}");
+        live.request.fetch_add(300, Ordering::Relaxed);
+        live.response.fetch_add(40, Ordering::Relaxed);
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), Some(300.0), "{text}");
+        assert_eq!(value(&text, sent, &src), Some(40.0), "{text}");
+        let d = [("reporter", "destination")];
+        assert_eq!(value(&text, received, &d), Some(300.0), "{text}");
+        // A scrape without traffic adds nothing; more traffic adds the delta.
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), Some(300.0), "{text}");
+        live.request.fetch_add(5, Ordering::Relaxed);
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), Some(305.0), "{text}");
+        // The close adds only what no scrape added; the connection is no
+        // longer folded in afterwards.
+        tcp.closed(7, &[open, dst], 1000, 45);
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), Some(1000.0), "{text}");
+        assert_eq!(value(&text, sent, &src), Some(45.0), "{text}");
+        assert_eq!(value(&text, received, &d), Some(1000.0), "{text}");
+        live.request.fetch_add(5, Ordering::Relaxed);
+        let text = metrics.encode().unwrap();
+        assert_eq!(value(&text, received, &src), Some(1000.0), "{text}");
     }
 }

@@ -10,7 +10,10 @@ use super::{
     proxy::{connect, reset},
     relay,
 };
-use crate::state::{inputs::ProxyInputs, outcome::ConnError};
+use crate::{
+    metrics::LiveBytes,
+    state::{inputs::ProxyInputs, outcome::ConnError},
+};
 
 /// Who is at the other end.
 pub enum Destination {
@@ -23,7 +26,7 @@ pub enum Destination {
 }
 
 /// Connects to `dst` and relays until both sides are done: `(sent,
-/// received)` or why it failed.
+/// received)` or why it failed; `live` counts the bytes as they move.
 pub async fn carry(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -31,6 +34,7 @@ pub async fn carry(
     to: Destination,
     inputs: &ProxyInputs,
     id: u64,
+    live: &LiveBytes,
 ) -> Result<(u64, u64), ConnError> {
     let _ = client.set_nodelay(true);
     let mut upstream = match connect(dst, &inputs.settings).await {
@@ -53,7 +57,14 @@ pub async fn carry(
             .ok(),
     };
     tracing::debug!(id, src = %peer, dst = %dst, "proxying");
-    match relay::relay(&mut client, &mut upstream, inputs.settings.buffer_size).await {
+    match relay::relay(
+        &mut client,
+        &mut upstream,
+        inputs.settings.buffer_size,
+        live,
+    )
+    .await
+    {
         Ok((sent, received)) => {
             tracing::debug!(id, src = %peer, dst = %dst, sent, received, "closed");
             Ok((sent, received))

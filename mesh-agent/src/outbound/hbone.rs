@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use mesh_hbone::{HboneClient, Identity};
 use tokio::net::TcpStream;
 
-use super::proxy::reset;
-use crate::state::outcome::ConnError;
+use super::{counted::Counted, proxy::reset};
+use crate::{metrics::LiveBytes, state::outcome::ConnError};
 
 /// Userspace buffers (allocated per connection, unlike the splice pipes):
 /// 64 KiB per direction, as on the HBONE server side.
@@ -26,14 +26,16 @@ pub struct Tunnel<'a> {
 }
 
 /// Opens the tunnel and copies until both sides are done: `(sent,
-/// received)` or why it failed. `hbone` is `None` without a control plane,
-/// where routing never chooses HBONE.
+/// received)` or why it failed; `live` counts the bytes as they move.
+/// `hbone` is `None` without a control plane, where routing never chooses
+/// HBONE.
 pub async fn carry(
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     to: Tunnel<'_>,
     hbone: Option<&HboneClient>,
     id: u64,
+    live: &LiveBytes,
 ) -> Result<(u64, u64), ConnError> {
     let Some(hbone) = hbone else {
         tracing::warn!(src = %peer, gateway = %to.gateway, "routed over HBONE without an HBONE client");
@@ -55,6 +57,10 @@ pub async fn carry(
     };
     tracing::debug!(id, src = %peer, %authority, %gateway, "proxying over HBONE");
     let size = HBONE_COPY_BUFFER;
+    let mut client = Counted {
+        inner: client,
+        live,
+    };
     tokio::io::copy_bidirectional_with_sizes(&mut client, &mut tunnel, size, size)
         .await
         .map_err(ConnError::Relay)

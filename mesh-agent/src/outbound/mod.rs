@@ -5,7 +5,9 @@
 //! - proxy.rs: routing (hop ②, crate::route) and the connection's life in
 //!   the stats;
 //! - direct.rs + relay.rs: plain TCP (passthrough, same-node delivery);
-//! - hbone.rs: hop ③, HBONE to the destination's node or waypoint.
+//! - hbone.rs: hop ③, HBONE to the destination's node or waypoint
+//!   (counted.rs counts its bytes while open).
+pub mod counted;
 pub mod direct;
 pub mod hbone;
 pub mod listener;

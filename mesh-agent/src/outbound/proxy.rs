@@ -93,9 +93,19 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
     };
     stats.begin(&mut open, ConnLabels::outbound(&view, peer.ip(), &resolved));
     let id = open.id;
+    let live = std::sync::Arc::clone(&open.live);
     let carried = match resolved.route {
         Route::Passthrough { dst: target, .. } => {
-            direct::carry(client, peer, target, Destination::Outside, &inputs, id).await
+            direct::carry(
+                client,
+                peer,
+                target,
+                Destination::Outside,
+                &inputs,
+                id,
+                &live,
+            )
+            .await
         }
         Route::Local { dst: target } => {
             // Same-node delivery: this agent is the destination's too, so
@@ -111,7 +121,7 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
                     let to = Destination::LocalPod {
                         source: allowed.source,
                     };
-                    direct::carry(client, peer, target, to, &inputs, id).await
+                    direct::carry(client, peer, target, to, &inputs, id, &live).await
                 }
                 Err(error) => {
                     open.route = Carried::Denied;
@@ -134,7 +144,7 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
                 src: &src,
                 dst: &dst_id,
             };
-            hbone::carry(client, peer, tunnel, inputs.hbone.as_ref(), id).await
+            hbone::carry(client, peer, tunnel, inputs.hbone.as_ref(), id, &live).await
         }
         Route::Resolve { host, port } => {
             // A ServiceEntry endpoint known by name: resolved per
@@ -142,7 +152,16 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
             match resolve_endpoint(&inputs, &host, port, dst.is_ipv4()).await {
                 Ok(target) => {
                     open.upstream = Some(target);
-                    direct::carry(client, peer, target, Destination::Outside, &inputs, id).await
+                    direct::carry(
+                        client,
+                        peer,
+                        target,
+                        Destination::Outside,
+                        &inputs,
+                        id,
+                        &live,
+                    )
+                    .await
                 }
                 Err(error) => {
                     tracing::info!(src = %peer, %dst, %host, %error, "endpoint name did not resolve");

@@ -11,9 +11,13 @@
 //! A direction ends at EOF by shutting down writes on the other socket
 //! (half-close); an error in either direction ends both. Backpressure is the
 //! sockets' own: at most one buffer or one pipe of bytes is in flight.
+//!
+//! Each chunk moved is also added to the connection's [`LiveBytes`] (one
+//! relaxed atomic add per chunk), which the metrics read while it is open.
 use std::{
     io,
     os::fd::{AsFd, AsRawFd, OwnedFd},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
@@ -25,19 +29,26 @@ use tokio::{
     },
 };
 
+use crate::metrics::LiveBytes;
+
 /// Bytes buffered in userspace per direction when copying.
 const COPY_BUFFER: usize = 4096;
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
-/// Relays until both directions have ended. Returns bytes (a → b, b → a).
+/// Relays until both directions have ended. Returns bytes (a → b, b → a);
+/// `live` counts them as they move (`request`: a → b).
 pub async fn relay(
     a: &mut TcpStream,
     b: &mut TcpStream,
     pipe_size: usize,
+    live: &LiveBytes,
 ) -> io::Result<(u64, u64)> {
     let (ar, aw) = a.split();
     let (br, bw) = b.split();
-    tokio::try_join!(one_way(ar, bw, pipe_size), one_way(br, aw, pipe_size))
+    tokio::try_join!(
+        one_way(ar, bw, pipe_size, &live.request),
+        one_way(br, aw, pipe_size, &live.response)
+    )
 }
 
 struct Pipe {
@@ -59,6 +70,7 @@ async fn one_way(
     mut src: ReadHalf<'_>,
     mut dst: WriteHalf<'_>,
     pipe_size: usize,
+    moved: &AtomicU64,
 ) -> io::Result<u64> {
     let mut buf = [0u8; COPY_BUFFER];
     let mut pipe: Option<Pipe> = None;
@@ -87,6 +99,7 @@ async fn one_way(
             };
         }
         total += n as u64;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -129,8 +142,15 @@ mod tests {
         net::{TcpListener, TcpStream},
     };
 
+    use crate::metrics::LiveBytes;
+
     /// client ⇄ [relay] ⇄ server over loopback; returns the two outer ends.
-    async fn relayed() -> (TcpStream, TcpStream, tokio::task::JoinHandle<(u64, u64)>) {
+    async fn relayed() -> (
+        TcpStream,
+        TcpStream,
+        std::sync::Arc<LiveBytes>,
+        tokio::task::JoinHandle<(u64, u64)>,
+    ) {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(front.local_addr().unwrap())
@@ -141,12 +161,14 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = back.accept().await.unwrap();
+        let live = std::sync::Arc::new(LiveBytes::default());
+        let counted = std::sync::Arc::clone(&live);
         let task = tokio::spawn(async move {
-            super::relay(&mut accepted, &mut upstream, 65536)
+            super::relay(&mut accepted, &mut upstream, 65536, &counted)
                 .await
                 .unwrap()
         });
-        (client, server, task)
+        (client, server, live, task)
     }
 
     #[tokio::test]
@@ -158,7 +180,7 @@ mod tests {
     }
 
     async fn exchange() {
-        let (mut client, mut server, task) = relayed().await;
+        let (mut client, mut server, live, task) = relayed().await;
         // Small messages (copy path), answered one by one.
         for i in 0..50u8 {
             client.write_all(&[i; 3]).await.unwrap();
@@ -167,6 +189,13 @@ mod tests {
             assert_eq!(got, [i; 3]);
             server.write_all(&[i]).await.unwrap();
             client.read_exact(&mut got[..1]).await.unwrap();
+        }
+        // Counted while open (the relay adds right after each write, so
+        // the last add may trail the peer's read by a moment).
+        while live.load() != (150, 50) {
+            let (request, response) = live.load();
+            assert!(request <= 150 && response <= 50, "over-counted");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         // Bulk (switches to splice), then half-close from the client.
         let bulk: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -191,5 +220,6 @@ mod tests {
         let (up, down) = task.await.unwrap();
         assert_eq!(up, 150 + bulk.len() as u64);
         assert_eq!(down, 50 + 16);
+        assert_eq!(live.load(), (up, down), "live counts match the totals");
     }
 }

@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, SystemTime},
 };
@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::outcome::{Carried, ConnError, Direction};
 use crate::metrics::{
     labels::{response_flags, ConnLabels, Reporter, TcpLabels, UNKNOWN},
-    TcpMetrics,
+    LiveBytes, TcpMetrics,
 };
 
 /// How many finished connections are remembered.
@@ -123,6 +123,8 @@ pub struct Open {
     /// Who reported the open (kept so the close matches it even if the
     /// route changes in between, e.g. to `denied`).
     reporters: &'static [Reporter],
+    /// What the relay moved so far; the metrics read it while open.
+    pub live: Arc<LiveBytes>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -205,6 +207,7 @@ impl ConnectionStats {
             opened_at: SystemTime::now(),
             labels: None,
             reporters: &[],
+            live: Arc::default(),
         };
         self.lock_open()
             .insert(open.id, (open.active(), open.started));
@@ -229,16 +232,23 @@ impl ConnectionStats {
     fn count_opened(&self, open: &mut Open, labels: ConnLabels) {
         open.reporters = reporters(open.direction, open.route);
         if let Some(metrics) = &self.metrics {
-            for reporter in open.reporters {
-                metrics.opened(&TcpLabels::new(&labels, *reporter, "-"));
-            }
+            let sets = open
+                .reporters
+                .iter()
+                .map(|reporter| TcpLabels::new(&labels, *reporter, "-"))
+                .collect();
+            metrics.opened(open.id, sets, Arc::clone(&open.live));
         }
         open.labels = Some(labels);
     }
 
     /// Ends `open`: every connection opened is finished here exactly once,
-    /// `error` saying why it failed, if it did.
+    /// `error` saying why it failed, if it did. `sent`/`received`: the bytes
+    /// a path that does not count into [`Open::live`] moved (what the relay
+    /// counted there is taken when larger, also after a relay error).
     pub fn finish(&self, mut open: Open, sent: u64, received: u64, error: Option<ConnError>) {
+        let (live_sent, live_received) = open.live.load();
+        let (sent, received) = (sent.max(live_sent), received.max(live_received));
         self.active.fetch_sub(1, Ordering::Relaxed);
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(sent, Ordering::Relaxed);
@@ -258,9 +268,12 @@ impl ConnectionStats {
         let flags = response_flags(error.as_ref());
         let labels = open.labels.take().unwrap_or_else(ConnLabels::unknown);
         if let Some(metrics) = &self.metrics {
-            for reporter in open.reporters {
-                metrics.closed(&TcpLabels::new(&labels, *reporter, flags), sent, received);
-            }
+            let sets: Vec<TcpLabels> = open
+                .reporters
+                .iter()
+                .map(|reporter| TcpLabels::new(&labels, *reporter, flags))
+                .collect();
+            metrics.closed(open.id, &sets, sent, received);
         }
         let record = ConnectionRecord {
             id: open.id,

@@ -9,6 +9,8 @@ use super::record::RequestRecord;
 use crate::upstream::{Directory, WorkloadEntry};
 
 pub const UNKNOWN: &str = "unknown";
+/// Istio's cluster id when none is configured.
+pub const DEFAULT_CLUSTER: &str = "Kubernetes";
 
 /// The `reporter` label: which proxy role reports the request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,7 +73,12 @@ impl Side {
             },
             canonical_service: clean(&w.canonical_name),
             canonical_revision: clean(&w.canonical_revision),
-            cluster: clean(&w.cluster_id),
+            // Istio's default cluster id, as the agent reports it.
+            cluster: if w.cluster_id.is_empty() {
+                DEFAULT_CLUSTER.to_string()
+            } else {
+                clean(&w.cluster_id)
+            },
         }
     }
 }

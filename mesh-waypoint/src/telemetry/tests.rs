@@ -82,7 +82,10 @@ fn labels_name_both_workloads_and_the_service() {
     assert_eq!(l.destination_service, "reviews.default.svc.cluster.local");
     assert_eq!(l.destination_service_name, "reviews");
     assert_eq!(l.destination_service_namespace, "default");
-    assert_eq!(l.destination_cluster, "unknown");
+    assert_eq!(
+        l.destination_cluster, "Kubernetes",
+        "Istio's default cluster id"
+    );
     assert_eq!(l.response_code, "503");
     assert_eq!(l.response_flags, "UO");
     assert_eq!(l.grpc_response_status, "");

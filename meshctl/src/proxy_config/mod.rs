@@ -17,23 +17,29 @@ use crate::render::{self, Output, Table};
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
-    /// Workloads (pods) the agent knows, with identity and policies.
+    /// Workloads (pods) the agent knows, with identity and policies (also `workloads`, `w`).
+    #[value(alias = "workloads", alias = "w")]
     Workload,
     /// Services: VIP and endpoints.
     Service,
     /// Authorization policies the agent enforces.
     Policy,
-    /// The agent's workload certificates (never keys).
+    /// The agent's workload certificates (never keys); also `secret`, `secrets`, `s`.
+    #[value(alias = "secret", alias = "secrets", alias = "s")]
     Certificate,
     /// Open connections, then recently closed ones.
     Connections,
-    /// A waypoint's or ingress gateway's listeners (a gateway: one row per filter chain).
+    /// A waypoint's or ingress gateway's listeners (a gateway: one row per filter chain; also `listeners`, `l`).
+    #[value(alias = "listeners", alias = "l")]
     Listener,
-    /// A waypoint's routes: virtual hosts, matches, actions.
+    /// A waypoint's routes: virtual hosts, matches, actions (also `routes`, `r`).
+    #[value(alias = "routes", alias = "r")]
     Route,
-    /// A waypoint's clusters: load balancing, circuit breakers, outlier detection.
+    /// A waypoint's clusters: load balancing, circuit breakers, outlier detection (also `clusters`, `c`).
+    #[value(alias = "clusters", alias = "c")]
     Cluster,
-    /// A waypoint's endpoints: health, HBONE or plain, active requests, ejections.
+    /// A waypoint's endpoints: health, HBONE or plain, active requests, ejections (also `endpoints`, `ep`).
+    #[value(alias = "endpoints", alias = "ep")]
     Endpoint,
 }
 
@@ -55,6 +61,32 @@ pub struct Filters {
     pub workload: Option<String>,
     /// An IP: workloads and services with it, connections from or to it.
     pub address: Option<String>,
+    /// A certificate identity (`spiffe://…`): a pod target's own.
+    pub identity: Option<String>,
+    /// istioctl's `--port`: the port of a cluster (`outbound|<port>|…`), a
+    /// listener's address or an endpoint's address.
+    pub port: Option<u16>,
+    /// istioctl's `--direction`: the first part of a cluster name.
+    pub direction: Option<Direction>,
+    /// istioctl's `--fqdn`: the service host of a cluster or endpoint.
+    pub fqdn: Option<String>,
+}
+
+/// Which way a cluster carries traffic (the first part of its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    /// As a cluster name spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
 }
 
 impl Filters {
@@ -296,7 +328,8 @@ fn certificates(dump: &ConfigDump, f: &Filters, now_unix: i64) -> (Table, Vec<Va
         let keep = f
             .namespace
             .as_deref()
-            .is_none_or(|ns| c.identity.contains(&format!("/ns/{ns}/")));
+            .is_none_or(|ns| c.identity.contains(&format!("/ns/{ns}/")))
+            && f.identity.as_deref().is_none_or(|id| c.identity == id);
         if !keep {
             continue;
         }

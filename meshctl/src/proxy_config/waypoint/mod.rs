@@ -24,7 +24,7 @@ pub fn is_waypoint_kind(kind: Kind) -> bool {
 pub fn render(kind: Kind, doc: &Value, f: &Filters, output: Output) -> String {
     let (table, data, what) = match kind {
         Kind::Listener => {
-            let (t, d) = listeners(doc);
+            let (t, d) = listeners(doc, f);
             (t, d, "listeners")
         }
         Kind::Route => {
@@ -69,6 +69,7 @@ fn text(v: &Value, key: &str) -> String {
 
 /// The parts of Istio's cluster name `outbound|<port>|<subset>|<fqdn>`.
 struct ClusterName<'a> {
+    direction: &'a str,
     port: &'a str,
     subset: &'a str,
     fqdn: &'a str,
@@ -76,8 +77,9 @@ struct ClusterName<'a> {
 
 fn parse_cluster(name: &str) -> Option<ClusterName<'_>> {
     let mut parts = name.splitn(4, '|');
-    let _direction = parts.next()?;
+    let direction = parts.next()?;
     Some(ClusterName {
+        direction,
         port: parts.next()?,
         subset: parts.next()?,
         fqdn: parts.next()?,
@@ -87,6 +89,32 @@ fn parse_cluster(name: &str) -> Option<ClusterName<'_>> {
 /// `reviews.default.svc.cluster.local` → `default`.
 fn fqdn_namespace(fqdn: &str) -> Option<&str> {
     fqdn.split('.').nth(1)
+}
+
+/// istioctl's `--port`, `--direction`, `--fqdn` against a cluster name;
+/// a name not in `<direction>|<port>|<subset>|<fqdn>` form passes only
+/// when none is given.
+fn cluster_ok(f: &Filters, name: &str) -> bool {
+    if f.port.is_none() && f.direction.is_none() && f.fqdn.is_none() {
+        return true;
+    }
+    let Some(c) = parse_cluster(name) else {
+        return false;
+    };
+    f.port.is_none_or(|p| c.port == p.to_string())
+        && f.direction.is_none_or(|d| c.direction == d.as_str())
+        && f.fqdn.as_deref().is_none_or(|h| fqdn_matches(h, c.fqdn))
+}
+
+/// `reviews`, `reviews.default` and the full name all name
+/// `reviews.default.svc.cluster.local`.
+fn fqdn_matches(given: &str, fqdn: &str) -> bool {
+    fqdn == given || fqdn.starts_with(&format!("{given}."))
+}
+
+/// The port of `ip:port` / `[v6]:port`.
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
 fn namespace_ok(f: &Filters, fqdn: &str) -> bool {
@@ -106,7 +134,18 @@ fn vhost_fqdn(name: &str) -> &str {
     name.rsplit_once(':').map_or(name, |(host, _)| host)
 }
 
-fn listeners(doc: &Value) -> (Table, Vec<Value>) {
+fn listeners(doc: &Value, f: &Filters) -> (Table, Vec<Value>) {
+    // istioctl's `--port` (the listener's); a waypoint's listeners are all
+    // inbound, so `--direction outbound` keeps none.
+    let kept: Vec<Value> = list(doc, "listeners")
+        .filter(|l| {
+            f.port
+                .is_none_or(|p| port_of(&text(l, "address")) == Some(p))
+        })
+        .filter(|_| f.direction != Some(super::Direction::Outbound))
+        .cloned()
+        .collect();
+    let doc = &json!({"listeners": kept});
     let gateway = list(doc, "listeners").any(|l| l.get("filter_chains").is_some());
     if gateway {
         return gateway_listeners(doc);
@@ -347,7 +386,7 @@ fn clusters(doc: &Value, f: &Filters) -> (Table, Vec<Value>) {
             Some(p) => (p.fqdn.to_string(), p.port.to_string(), p.subset.to_string()),
             None => (name.clone(), "-".into(), String::new()),
         };
-        if !namespace_ok(f, &fqdn) {
+        if !namespace_ok(f, &fqdn) || !cluster_ok(f, &name) {
             continue;
         }
         let key = (fqdn.clone(), port.parse().unwrap_or(0), subset.clone());
@@ -386,7 +425,14 @@ fn endpoints(doc: &Value, f: &Filters) -> (Table, Vec<Value>) {
         let ip = address
             .rsplit_once(':')
             .map_or(address.as_str(), |(ip, _)| ip);
-        if !namespace_ok(f, fqdn) || f.address.as_deref().is_some_and(|want| want != ip) {
+        let filtered_out = f.port.is_some_and(|p| port_of(&address) != Some(p))
+            || f.direction
+                .is_some_and(|d| parse_cluster(&cluster).is_none_or(|c| c.direction != d.as_str()))
+            || f.fqdn.as_deref().is_some_and(|h| !fqdn_matches(h, fqdn));
+        if filtered_out
+            || !namespace_ok(f, fqdn)
+            || f.address.as_deref().is_some_and(|want| want != ip)
+        {
             continue;
         }
         // `Kubernetes//Pod/default/reviews-v1` → `default/reviews-v1`.

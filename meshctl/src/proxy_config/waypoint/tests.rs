@@ -240,3 +240,87 @@ fn a_gateway_listener_table_has_a_row_per_filter_chain() {
     assert!(rows[3][4].starts_with("tcp echo.shop:9"), "{:?}", rows[3]);
     assert!(rows[3][4].ends_with("/v2=20"), "{:?}", rows[3]);
 }
+
+#[test]
+fn istioctl_port_direction_and_fqdn_filters() {
+    let doc = json!({
+        "listeners": [{"name": "waypoint/default/waypoint", "address": "0.0.0.0:15080"}],
+        "clusters": [
+            {"name": "outbound|9080|v1|reviews.default.svc.cluster.local"},
+            {"name": "outbound|9081||reviews.default.svc.cluster.local"},
+            {"name": "outbound|9080||ratings.shop.svc.cluster.local"},
+            {"name": "inbound|9080||"},
+            {"name": "blackhole"}
+        ],
+        "endpoints": [
+            {"cluster": "outbound|9080|v1|reviews.default.svc.cluster.local", "address": "10.244.1.3:9080"},
+            {"cluster": "outbound|9081||reviews.default.svc.cluster.local", "address": "10.244.1.3:9081"},
+            {"cluster": "outbound|9080||ratings.shop.svc.cluster.local", "address": "10.244.2.7:9080"}
+        ]
+    });
+    let names = |kind: Kind, f: &Filters, key: &str| -> Vec<String> {
+        let out = super::super::render(kind, &doc, f, Output::Json, 0).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    let f = Filters {
+        port: Some(9080),
+        direction: Some(super::super::Direction::Outbound),
+        ..Filters::default()
+    };
+    assert_eq!(
+        names(Kind::Cluster, &f, "name"),
+        [
+            "outbound|9080||ratings.shop.svc.cluster.local",
+            "outbound|9080|v1|reviews.default.svc.cluster.local"
+        ]
+    );
+    assert_eq!(
+        names(Kind::Endpoint, &f, "address"),
+        ["10.244.1.3:9080", "10.244.2.7:9080"]
+    );
+    let inbound = Filters {
+        direction: Some(super::super::Direction::Inbound),
+        ..Filters::default()
+    };
+    assert_eq!(names(Kind::Cluster, &inbound, "name"), ["inbound|9080||"]);
+    let by_host = Filters {
+        fqdn: Some("reviews.default".into()),
+        ..Filters::default()
+    };
+    assert_eq!(
+        names(Kind::Cluster, &by_host, "name"),
+        [
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "outbound|9081||reviews.default.svc.cluster.local"
+        ]
+    );
+    assert_eq!(
+        names(Kind::Endpoint, &by_host, "address"),
+        ["10.244.1.3:9080", "10.244.1.3:9081"]
+    );
+    // `reviews` is a prefix of the host's labels, `review` is not.
+    let partial = Filters {
+        fqdn: Some("review".into()),
+        ..Filters::default()
+    };
+    assert!(names(Kind::Cluster, &partial, "name").is_empty());
+    // Listeners: their address's port; a waypoint's are all inbound.
+    let port = |p| Filters {
+        port: Some(p),
+        ..Filters::default()
+    };
+    assert_eq!(names(Kind::Listener, &port(15080), "name").len(), 1);
+    assert!(names(Kind::Listener, &port(9080), "name").is_empty());
+    assert!(names(Kind::Listener, &f, "name").is_empty());
+    // YAML of the same data.
+    let yaml = super::super::render(Kind::Cluster, &doc, &by_host, Output::Yaml, 0).unwrap();
+    assert!(
+        yaml.contains("- name: outbound|9081||reviews.default.svc.cluster.local"),
+        "{yaml}"
+    );
+}
