@@ -71,6 +71,22 @@ pub struct LeafInfo {
     pub not_after: SystemTime,
 }
 
+/// The URI SANs of `cert`, in order (none without the extension): what
+/// SPIFFE identities and URI `subjectAltNames` checks read.
+pub fn uri_sans<'a>(
+    cert: &X509Certificate<'a>,
+) -> Result<Vec<&'a str>, x509_parser::error::X509Error> {
+    Ok(cert
+        .subject_alternative_name()?
+        .into_iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Reads the SPIFFE identity (exactly one `spiffe://` URI SAN), serial and
 /// validity of a DER certificate. Does not verify anything.
 pub fn parse_leaf(der: &CertificateDer<'_>) -> Result<LeafInfo, CertError> {
@@ -78,18 +94,12 @@ pub fn parse_leaf(der: &CertificateDer<'_>) -> Result<LeafInfo, CertError> {
         reason: e.to_string(),
     })?;
     let serial = cert.serial.to_str_radix(16);
-    let san = cert
-        .subject_alternative_name()
+    let uris: Vec<&str> = uri_sans(&cert)
         .map_err(|e| CertError::BadDer {
             reason: format!("subjectAltName: {e}"),
-        })?;
-    let uris: Vec<&str> = san
-        .iter()
-        .flat_map(|ext| ext.value.general_names.iter())
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
-            _ => None,
-        })
+        })?
+        .into_iter()
+        .filter(|uri| uri.starts_with(crate::identity::SCHEME))
         .collect();
     let uri = match uris[..] {
         [] => return Err(CertError::NoSpiffeId { serial }),

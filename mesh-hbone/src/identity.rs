@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-const SCHEME: &str = "spiffe://";
+/// The scheme of a SPIFFE ID.
+pub const SCHEME: &str = "spiffe://";
 /// Longest DNS label (RFC 1035).
 const MAX_LABEL: usize = 63;
 /// Longest DNS name in presentation form without the trailing dot.

@@ -65,9 +65,9 @@ mod stream;
 pub mod test_ca;
 mod tls;
 
-pub use certs::{parse_leaf, CertError, LeafInfo, TrustBundle, WorkloadCert};
+pub use certs::{parse_leaf, uri_sans, CertError, LeafInfo, TrustBundle, WorkloadCert};
 pub use client::{ClientError, ClientOptions, HboneClient};
-pub use identity::{sni_for, Identity, IdentityError};
+pub use identity::{sni_for, Identity, IdentityError, SCHEME as SPIFFE_SCHEME};
 pub use server::{
     connect_target, handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer,
     RelayOutcome, ServerError, ServerOptions, ServerStats, Upstream,

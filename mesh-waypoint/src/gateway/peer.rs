@@ -4,23 +4,18 @@
 //! downstream principal RBAC `principals` match, as an HBONE peer's
 //! identity does. A certificate without exactly one SPIFFE URI SAN gives
 //! no principal: policies that require one deny.
+use mesh_hbone::SPIFFE_SCHEME;
 use rustls_pki_types::CertificateDer;
-use x509_parser::{
-    extensions::GeneralName,
-    prelude::{FromDer, X509Certificate},
-};
-
-const SPIFFE_SCHEME: &str = "spiffe://";
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The principal of the verified client chain `certs` (leaf first).
 pub fn client_principal(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
     let leaf = certs?.first()?;
     let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        GeneralName::URI(uri) if uri.starts_with(SPIFFE_SCHEME) => Some(*uri),
-        _ => None,
-    });
+    let sans = mesh_hbone::uri_sans(&cert).ok()?;
+    let mut uris = sans
+        .into_iter()
+        .filter(|uri| uri.starts_with(SPIFFE_SCHEME));
     match (uris.next(), uris.next()) {
         (Some(uri), None) if uri.len() > SPIFFE_SCHEME.len() => Some(uri.to_string()),
         _ => None,

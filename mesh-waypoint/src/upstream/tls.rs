@@ -374,22 +374,14 @@ struct SanVerifier {
     provider: Arc<CryptoProvider>,
 }
 
+/// The URI SANs of a DER certificate; none when it does not parse.
 fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
-    use x509_parser::{extensions::GeneralName, prelude::FromDer};
-    let Ok((_, parsed)) = x509_parser::certificate::X509Certificate::from_der(cert.as_ref()) else {
-        return vec![];
-    };
-    let Ok(Some(ext)) = parsed.subject_alternative_name() else {
-        return vec![];
-    };
-    ext.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => Some(u.to_string()),
-            _ => None,
-        })
-        .collect()
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(cert.as_ref())
+        .ok()
+        .and_then(|(_, parsed)| mesh_hbone::uri_sans(&parsed).ok())
+        .map(|uris| uris.into_iter().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 impl ServerCertVerifier for SanVerifier {
@@ -412,7 +404,8 @@ impl ServerCertVerifier for SanVerifier {
         if self.sans.is_empty() {
             return Ok(ServerCertVerified::assertion());
         }
-        let uris = || uri_sans(end_entity);
+        let uris = std::cell::OnceCell::new();
+        let uris = || uris.get_or_init(|| uri_sans(end_entity));
         let matched = self.sans.iter().any(|san| match san {
             San::Dns(name) => ServerName::try_from(name.as_str())
                 .is_ok_and(|n| rustls::client::verify_server_name(&cert, &n).is_ok()),
