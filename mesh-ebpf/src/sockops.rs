@@ -12,8 +12,16 @@
 //! the agent's (`agent.rs`) has its tuple put in `agent_conns`; `mesh_inbound`
 //! lets exactly those SYNs from the node address reach a STRICT pod. The
 //! entry goes at establishment.
+//!
+//! A captured socket also asks for state callbacks: when it reaches
+//! `TCP_CLOSE` its tuple entry goes, so a connection the agent never
+//! accepted (reset by a dying agent, a full backlog) leaves nothing behind
+//! for LRU eviction to find. The agent's `take` usually removed it already.
 use aya_ebpf::{
-    bindings::{BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB},
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
+        BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_TCP_CLOSE,
+    },
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_sk_storage_delete, bpf_sk_storage_get,
     },
@@ -42,6 +50,7 @@ fn try_sockops(ctx: &SockOpsContext) -> Result<(), i64> {
     match ctx.op() {
         BPF_SOCK_OPS_TCP_CONNECT_CB => agent_connecting(ctx),
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => established(ctx),
+        BPF_SOCK_OPS_STATE_CB => state_changed(ctx),
         _ => Ok(()),
     }
 }
@@ -114,11 +123,26 @@ fn established(ctx: &SockOpsContext) -> Result<(), i64> {
     }
     // SAFETY: valid map and socket pointers.
     let _ = unsafe { bpf_sk_storage_delete(map_ptr(&ORIG_DST_BY_SOCKET), f.sk.cast()) };
+    // Told when this socket closes, to drop an entry nobody took.
+    let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
     count(stat::ORIG_DST_RECORDED);
     debug!(
         ctx,
         "sockops: original destination recorded, src port {}", f.local_port
     );
+    Ok(())
+}
+
+/// A captured socket changed TCP state (only those that asked for it in
+/// `established`): on `TCP_CLOSE` its original destination is dropped.
+fn state_changed(ctx: &SockOpsContext) -> Result<(), i64> {
+    if ctx.arg(1) != BPF_TCP_CLOSE {
+        return Ok(());
+    }
+    let f = read_fields(ctx);
+    if let Some(tuple) = tuple_of(&f) {
+        let _ = ORIG_DST_BY_TUPLE.remove(&tuple);
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mesh_e2e::{bins::Binaries, cluster::Cluster};
 use mesh_testkit::{eventually, try_eventually};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// How long a restarted agent or waypoint may take to serve again.
@@ -65,12 +66,8 @@ fn map_entries(c: &Cluster, map: &str) -> usize {
     dump.as_array().map_or(0, Vec::len)
 }
 
-fn sigkill(pid: u32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+fn signal(pid: u32, signal: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
 
 /// Takes the agent of `node`, already sent SIGKILL, off the cluster.
@@ -117,7 +114,22 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
                 }
             },
         );
-        sigkill(c.agent("node1").pid());
+        // A connection the agent never accepts: established into the
+        // stopped agent's backlog (its original destination recorded),
+        // then reset when the agent dies.
+        signal(c.agent("node1").pid(), Signal::SIGSTOP);
+        let unaccepted = s.spawn(|| probe(&c));
+        eventually(
+            "the unaccepted connection's orig_dst_tuple entry",
+            Duration::from_secs(5),
+            || match map_entries(&c, "orig_dst_tuple") {
+                0 => Err("no entry"),
+                _ => Ok(()),
+            },
+        );
+        signal(c.agent("node1").pid(), Signal::SIGKILL);
+        let p = unaccepted.join().unwrap();
+        assert_eq!(p["ok"], false, "served by a dead agent? {p}");
         transfer.join().unwrap()
     });
     // The transfer through the dead agent ends (error or short), never hangs.
@@ -154,7 +166,8 @@ fn a_killed_agent_refuses_enrolled_connects_and_serves_again_after_restart() {
     c.wait_ready("node1", 2, &["a"]).unwrap();
     conn_rr(&c, 200).unwrap();
 
-    // Every finished connection's original-destination entry is gone.
+    // Every finished connection's original-destination entry is gone,
+    // the one the killed agent never accepted too.
     eventually(
         "no orig_dst_tuple entry left",
         Duration::from_secs(5),
@@ -340,7 +353,7 @@ fn a_killed_waypoint_serves_again_after_restart() {
     assert_eq!(web_requests(&c, 20), (20, 0), "before the kill");
 
     let dead = c.waypoints.pop().unwrap();
-    sigkill(dead.pid());
+    signal(dead.pid(), Signal::SIGKILL);
     drop(dead); // reaps the killed process
                 // Down: requests fail (the waypoint is the only way to web), and they
                 // fail rather than hang (bounded by the 2 s client timeout).
