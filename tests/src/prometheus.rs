@@ -31,18 +31,32 @@ impl Prometheus {
         port: u16,
         tag: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_jobs(
+            netns,
+            cgroup_parent,
+            &[ScrapeJob::new("mesh-agent", &[target])],
+            port,
+            tag,
+        )
+    }
+
+    /// Starts Prometheus in `netns`, scraping every job's targets at
+    /// `/stats/prometheus` every second (the job name is each series' `job`
+    /// label), listening on `127.0.0.1:<port>` there.
+    pub fn start_jobs(
+        netns: &Path,
+        cgroup_parent: &Path,
+        jobs: &[ScrapeJob],
+        port: u16,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
         let bin = which::which("prometheus")
             .context("prometheus is not installed (cargo xtask setup installs it)")?;
         let dir = std::env::temp_dir().join(format!("{tag}-prometheus"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data"))?;
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: mesh-agent\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{target}']\n"
-            ),
-        )?;
+        std::fs::write(&config, config_yaml(jobs))?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new("nsenter")
@@ -110,6 +124,38 @@ impl Prometheus {
             )
         })
     }
+}
+
+/// One `scrape_configs` entry: a job name and its `host:port` targets.
+#[derive(Debug, Clone)]
+pub struct ScrapeJob {
+    pub name: String,
+    pub targets: Vec<String>,
+}
+
+impl ScrapeJob {
+    pub fn new(name: &str, targets: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+/// prometheus.yml: a 1 s scrape and evaluation interval, one job each.
+fn config_yaml(jobs: &[ScrapeJob]) -> String {
+    let mut yaml = String::from(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for job in jobs {
+        let targets: Vec<String> = job.targets.iter().map(|t| format!("'{t}'")).collect();
+        yaml.push_str(&format!(
+            "- job_name: {}\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: [{}]\n",
+            job.name,
+            targets.join(", ")
+        ));
+    }
+    yaml
 }
 
 /// Percent-encoding for a query string value.

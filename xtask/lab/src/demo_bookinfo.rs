@@ -87,39 +87,26 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     let c = start(crate::binaries()?, user_files.as_ref())?;
     demo_guide::print_intro(&c, &demo_guide::bookinfo(&c), duration);
 
-    let ingress_url = format!("http://{}/productpage", c.pod(demo_ingress::GATEWAY).ip);
     let started = Instant::now();
     while !stop.load(Ordering::SeqCst)
         && duration.is_none_or(|d| started.elapsed() < Duration::from_secs(d))
     {
         let t = started.elapsed().as_secs();
-        let calls: [(&str, &str, &[&str]); 6] = [
-            ("sleep", "http://10.96.1.10:9080/productpage", &[]),
-            ("productpage-v1", "http://10.96.1.12:9080/reviews/1", &[]),
-            (
-                "productpage-v1",
-                "http://10.96.1.12:9080/reviews/1",
-                &["--header", "end-user: jason"],
-            ),
-            ("productpage-v1", "http://10.96.1.11:9080/details/1", &[]),
-            ("reviews-v2", "http://10.96.1.13:9080/ratings/1", &[]),
-            (demo_ingress::OUTSIDE, &ingress_url, &[]),
-        ];
-        for (pod, url, extra) in calls {
-            let mut args = vec!["http", "--url", url, "--count", "20", "--max-seconds", "10"];
-            args.extend_from_slice(extra);
-            match c.client(pod, &args) {
+        for call in traffic_round(&c, 20) {
+            match &call.result {
                 Ok(r) => println!(
-                    "[{t:>4}s] {pod:<15} -> {:<38} {:<18} {}",
+                    "[{t:>4}s] {:<15} -> {:<38} {:<18} {}",
+                    call.pod,
                     format!(
-                        "{url}{}",
-                        extra.get(1).map(|h| format!(" ({h})")).unwrap_or_default()
+                        "{}{}",
+                        call.url,
+                        call.header.map(|h| format!(" ({h})")).unwrap_or_default()
                     )
                     .trim_start_matches("http://"),
                     summary(&r["statuses"]),
                     summary(&r["versions"]),
                 ),
-                Err(e) => println!("[{t:>4}s] {pod} -> {url} failed: {e:#}"),
+                Err(e) => println!("[{t:>4}s] {} -> {} failed: {e:#}", call.pod, call.url),
             }
         }
         for _ in 0..30 {
@@ -238,6 +225,73 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
         external,
         cluster: c,
     })
+}
+
+/// One call of the demo's traffic: `count` requests from `pod` to `url`.
+pub struct Call {
+    pub pod: &'static str,
+    pub url: String,
+    /// An extra request header, `name: value`.
+    pub header: Option<&'static str>,
+    /// `podctl http`'s report (`statuses`, `versions`).
+    pub result: anyhow::Result<Value>,
+}
+
+/// One round of the demo's traffic, `count` requests per call (each call
+/// bounded to 10 s): an outside client through the ingress gateway, sleep
+/// to productpage, productpage to reviews (the canary, and jason's v3),
+/// productpage to details, reviews-v2 to ratings.
+pub fn traffic_round(c: &Cluster, count: u32) -> Vec<Call> {
+    let ingress_url = format!("http://{}/productpage", c.pod(demo_ingress::GATEWAY).ip);
+    let calls: [(&'static str, String, Option<&'static str>); 6] = [
+        ("sleep", "http://10.96.1.10:9080/productpage".into(), None),
+        (
+            "productpage-v1",
+            "http://10.96.1.12:9080/reviews/1".into(),
+            None,
+        ),
+        (
+            "productpage-v1",
+            "http://10.96.1.12:9080/reviews/1".into(),
+            Some("end-user: jason"),
+        ),
+        (
+            "productpage-v1",
+            "http://10.96.1.11:9080/details/1".into(),
+            None,
+        ),
+        (
+            "reviews-v2",
+            "http://10.96.1.13:9080/ratings/1".into(),
+            None,
+        ),
+        (demo_ingress::OUTSIDE, ingress_url, None),
+    ];
+    let count = count.to_string();
+    calls
+        .into_iter()
+        .map(|(pod, url, header)| {
+            let mut args = vec![
+                "http",
+                "--url",
+                &url,
+                "--count",
+                &count,
+                "--max-seconds",
+                "10",
+            ];
+            if let Some(h) = header {
+                args.extend_from_slice(&["--header", h]);
+            }
+            let result = c.client(pod, &args);
+            Call {
+                pod,
+                url: url.clone(),
+                header,
+                result,
+            }
+        })
+        .collect()
 }
 
 /// `{"v1": 16, "v2": 4}` → `v1:16 v2:4`.

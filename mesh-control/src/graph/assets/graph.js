@@ -1,0 +1,1 @@
+// The service graph page: polls /graph/data and draws it.
