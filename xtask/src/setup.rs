@@ -35,6 +35,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // The egress and DNS tests run a real resolver in a test namespace;
     // `dnsmasq-base` is the binary without Debian's system service.
     ("/usr/sbin/dnsmasq", "dnsmasq-base"),
+    // The service graph page is tested in a real headless browser driven
+    // over WebDriver.
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
 ];
 const BPF_LINKER_VERSION: &str = "0.10.4";
 /// Used only when no `nightly` toolchain exists: LLVM 22, like bpf-linker's.
