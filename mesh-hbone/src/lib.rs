@@ -55,6 +55,7 @@ mod alert;
 pub mod ca_client;
 mod certs;
 mod client;
+pub mod counted;
 pub mod forwarded;
 mod identity;
 mod pool;
@@ -67,6 +68,7 @@ mod tls;
 
 pub use certs::{parse_leaf, uri_sans, CertError, LeafInfo, TrustBundle, WorkloadCert};
 pub use client::{ClientError, ClientOptions, HboneClient};
+pub use counted::{Counted, End, LiveBytes};
 pub use identity::{sni_for, Identity, IdentityError, SCHEME as SPIFFE_SCHEME};
 pub use server::{
     connect_target, handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer,

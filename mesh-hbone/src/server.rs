@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::counted::LiveBytes;
 use crate::identity::Identity;
 use crate::tls::{self, TlsError};
 use crate::CertStore;
@@ -45,6 +46,10 @@ pub struct ConnectRequest {
     pub peer_addr: SocketAddr,
     /// Other request headers (e.g. `forwarded`, `traceparent`).
     pub headers: HeaderMap,
+    /// The bytes the server relays for this stream, counted as they move
+    /// (`request`: client → upstream); a handler may read them while the
+    /// tunnel is open (live metrics).
+    pub live: Arc<LiveBytes>,
 }
 
 impl ConnectRequest {

@@ -1,6 +1,7 @@
 //! Telemetry and admin end to end: Istio's TCP metrics after known traffic
 //! (checked in the exposition and through a real Prometheus), bytes of a
-//! long-lived connection growing before it closes, access log
+//! long-lived connection growing before it closes (same node, and across
+//! nodes on the destination's agent), access log
 //! lines and their runtime switch, `/config_dump`, readiness and
 //! `/quitquitquit`. Needs root and Debian's `prometheus`.
 use std::time::Duration;
@@ -215,6 +216,66 @@ fn bytes_of_a_long_lived_connection_show_before_it_closes() {
     assert_eq!(sample(&text, received, &labels), trips, "{text}");
     assert_eq!(sample(&text, sent, &labels), trips, "{text}");
     assert_eq!(sample(&text, received, &dst_labels), trips, "{text}");
+}
+
+/// A long-lived tunnel between nodes (`hold`: one byte each way every
+/// 100 ms): the destination's agent, which terminates HBONE and relays to
+/// the pod, shows the bytes growing from scrape to scrape while the tunnel
+/// is open; after it closes every byte is counted exactly once, on both
+/// reporters.
+#[test]
+fn destination_bytes_of_a_long_lived_tunnel_grow_before_it_closes() {
+    let mut c = cluster();
+    let to = c.pod("b").addr(ECHO).to_string();
+    let held = c
+        .background("a", &["hold", "--to", &to, "--max-seconds", "10"], |v| {
+            v["connected"] == true
+        })
+        .unwrap();
+    let labels = [
+        ("reporter", "destination"),
+        ("source_workload", "a"),
+        ("source_principal", "spiffe://cluster.local/ns/default/sa/a"),
+        ("destination_workload", "b"),
+        ("destination_canonical_service", "b"),
+        ("request_protocol", "tcp"),
+        ("connection_security_policy", "mutual_tls"),
+        ("response_flags", "-"),
+    ];
+    let received = "istio_tcp_received_bytes_total";
+    let sent = "istio_tcp_sent_bytes_total";
+    let closed = "istio_tcp_connections_closed_total";
+    let still_open = |c: &Cluster| {
+        assert!(
+            c.servers[held]
+                .printed_line(Duration::from_millis(10), |v| v["closed"] == true)
+                .is_err(),
+            "the client finished before the check"
+        );
+    };
+    // While open: bytes both ways, growing between scrapes, no close.
+    let text = wait_metric(&c, "node2", received, &labels, 2.0);
+    let first = sample(&text, received, &labels);
+    assert!(sample(&text, sent, &labels) > 0.0, "no sent bytes:\n{text}");
+    assert_eq!(sample(&text, closed, &labels), 0.0, "already closed");
+    let text = wait_metric(&c, "node2", received, &labels, first + 3.0);
+    assert_eq!(sample(&text, closed, &labels), 0.0, "already closed");
+    still_open(&c);
+
+    // After the close: exactly the bytes moved, one round trip a byte,
+    // on the destination (node2) and the source (node1).
+    let done = c.servers[held]
+        .printed_line(Duration::from_secs(20), |v| v["closed"] == true)
+        .unwrap();
+    assert_eq!(done["error"], "still open at the deadline", "{done}");
+    let trips = done["round_trips"].as_u64().unwrap() as f64;
+    let mut src_labels = labels.to_vec();
+    src_labels[0] = ("reporter", "source");
+    for (node, labels) in [("node2", &labels[..]), ("node1", &src_labels[..])] {
+        let text = wait_metric(&c, node, closed, labels, 1.0);
+        assert_eq!(sample(&text, received, labels), trips, "{node}: {text}");
+        assert_eq!(sample(&text, sent, labels), trips, "{node}: {text}");
+    }
 }
 
 #[test]

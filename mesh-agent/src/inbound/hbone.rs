@@ -9,6 +9,9 @@
 //! in `handle` when refused, else in `finished` (found again by the
 //! request's id). If the stream vanishes in between (client cancels, 200
 //! cannot be sent), a drop guard finishes it, so nothing stays "active".
+//! The tunnel's bytes are the ones mesh-hbone's server counts into
+//! [`ConnectRequest::live`] as it relays: the connection's live bytes, so
+//! `reporter="destination"` byte counters grow while the tunnel is open.
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use http::StatusCode;
@@ -155,6 +158,9 @@ impl ConnectHandler for InboundHandler {
             open.upstream = Some(request.authority);
             open.source_identity = request.peer.to_string();
             open.destination_identity = request.local_identity.to_string();
+            // The server counts the tunnel's bytes here as it relays them:
+            // the metrics read them while the tunnel is open.
+            open.live = Arc::clone(&request.live);
             let mut pending = Pending {
                 stats: Arc::clone(&stats),
                 open: Some(open),
@@ -162,10 +168,15 @@ impl ConnectHandler for InboundHandler {
             let target = view
                 .workload_by_ip(request.authority.ip())
                 .filter(|w| w.mesh && w.node == view.node);
+            let candidates: Vec<IpAddr> = request
+                .forwarded_for()
+                .into_iter()
+                .chain([request.peer_addr.ip()])
+                .collect();
             let labels = ConnLabels::inbound(
                 &view,
                 &request.peer,
-                request.forwarded_for(),
+                &candidates,
                 target,
                 request.authority.port(),
             );

@@ -155,20 +155,23 @@ impl ConnLabels {
     /// An HBONE tunnel from `peer` (the verified mTLS identity) to `target`
     /// (a pod of this node, if the authority names one) on `port`.
     ///
-    /// The source pod comes from the `forwarded: for=` address the client
-    /// sent, but that address is only the peer's claim: it is believed only
-    /// if the workload found there has exactly the peer's identity, else the
+    /// The source pod is the first of `candidates` where the mesh knows a
+    /// workload with exactly the peer's identity: the `forwarded: for=`
+    /// address the client sent (an agent speaking for its pod), then the
+    /// tunnel's own TCP source (a waypoint or gateway dialling from its
+    /// pod). An address is only a claim, so without an identity match the
     /// source is described by the identity alone.
     pub fn inbound(
         view: &MeshView,
         peer: &Identity,
-        forwarded_for: Option<IpAddr>,
+        candidates: &[IpAddr],
         target: Option<&WorkloadInfo>,
         port: u16,
     ) -> Self {
-        let source = forwarded_for
-            .and_then(|ip| view.workload_by_ip(ip))
-            .filter(|w| w.identity == *peer)
+        let source = candidates
+            .iter()
+            .filter_map(|ip| view.workload_by_ip(*ip))
+            .find(|w| w.identity == *peer)
             .map_or_else(|| Peer::from_identity(peer), Peer::from_workload);
         Self {
             source,
@@ -402,7 +405,7 @@ mod tests {
     fn inbound_hbone_labels_are_mutual_tls_with_clusters() {
         let v = view();
         let target = v.workload_by_ip("10.244.1.3".parse().unwrap());
-        let c_ip = Some("10.244.2.2".parse().unwrap());
+        let c_ip: &[IpAddr] = &["10.244.2.2".parse().unwrap()];
         let conn = ConnLabels::inbound(&v, &id("c"), c_ip, target, 8080);
         let t = TcpLabels::new(&conn, Reporter::Destination, "-");
         assert_eq!(t.reporter, "destination");
@@ -501,7 +504,7 @@ mod tests {
     fn inbound_believes_forwarded_for_only_when_identities_match() {
         let v = view();
         let target = v.workload_by_ip("10.244.1.3".parse().unwrap());
-        let c_ip = Some("10.244.2.2".parse().unwrap());
+        let c_ip: &[IpAddr] = &["10.244.2.2".parse().unwrap()];
         let honest = ConnLabels::inbound(&v, &id("c"), c_ip, target, 8080);
         assert_eq!(honest.source.workload, "c");
         assert_eq!(honest.source.app, "c");
@@ -512,8 +515,14 @@ mod tests {
         assert_eq!(liar.source.workload, UNKNOWN);
         assert_eq!(liar.source.namespace, "default");
         assert_eq!(liar.source.principal, id("a").to_string());
+        // A waypoint speaks for itself: its own pod address (the tunnel's
+        // TCP source) names it, after a forwarded address that does not.
+        let waypoint_ip: IpAddr = "10.244.2.2".parse().unwrap();
+        let other_pod: IpAddr = "10.244.1.2".parse().unwrap();
+        let via = ConnLabels::inbound(&v, &id("c"), &[other_pod, waypoint_ip], target, 8080);
+        assert_eq!(via.source.workload, "c");
         // No forwarded header.
-        let bare = ConnLabels::inbound(&v, &id("c"), None, target, 9999);
+        let bare = ConnLabels::inbound(&v, &id("c"), &[], target, 9999);
         assert_eq!(bare.source.workload, UNKNOWN);
         assert!(bare.service.is_none());
         assert!(bare.mutual_tls);

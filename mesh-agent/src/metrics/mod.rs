@@ -15,17 +15,17 @@
 //! with `reporter="destination"`; same-node local delivery, where this agent
 //! is both ends, is reported twice, once per reporter.
 //!
-//! Bytes grow while a connection is open: the outbound copies (relay.rs for
-//! passthrough and same-node delivery, counted.rs for HBONE) add each chunk
-//! they move to the connection's [`LiveBytes`] (one relaxed atomic add per
-//! chunk, no lock), and a scrape
+//! Bytes grow while a connection is open: the copies (the outbound relay.rs
+//! for passthrough and same-node delivery, mesh-hbone's [`mesh_hbone::Counted`]
+//! for outbound HBONE and for the inbound tunnels mesh-hbone's server
+//! relays) add each chunk they move to the connection's [`LiveBytes`] (one
+//! relaxed atomic add per chunk, no lock), and a scrape
 //! first folds what open connections moved since the last scrape into the
 //! counters ([`TcpMetrics::flush_open`]), under the lock of the open
 //! connections' table (taken once per scrape and once per open and close).
 //! The close adds only what no scrape added yet, so every byte is counted
 //! once. Bytes added while open carry the `response_flags` an open
-//! connection has (`-`). Inbound HBONE tunnels (copied by mesh-hbone's
-//! server) add their bytes at close.
+//! connection has (`-`).
 //!
 //! Agent health (see [`health`]), read when scraped:
 //!
@@ -48,10 +48,7 @@ pub mod labels;
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use prometheus_client::{
@@ -61,25 +58,7 @@ use prometheus_client::{
 
 use labels::TcpLabels;
 
-/// Bytes a relay has moved so far on one open connection; the relay adds
-/// per chunk (relaxed: only the totals matter, read at scrape and close).
-#[derive(Debug, Default)]
-pub struct LiveBytes {
-    /// Source → destination.
-    pub request: AtomicU64,
-    /// Destination → source.
-    pub response: AtomicU64,
-}
-
-impl LiveBytes {
-    /// `(request, response)` moved so far.
-    pub fn load(&self) -> (u64, u64) {
-        (
-            self.request.load(Ordering::Relaxed),
-            self.response.load(Ordering::Relaxed),
-        )
-    }
-}
+pub use mesh_hbone::LiveBytes;
 
 /// An open connection whose bytes a scrape folds in.
 #[derive(Debug)]
@@ -234,6 +213,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
     use labels::{ConnLabels, Reporter};
 

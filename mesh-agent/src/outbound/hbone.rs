@@ -3,10 +3,10 @@
 //! the service's waypoint.
 use std::net::SocketAddr;
 
-use mesh_hbone::{HboneClient, Identity};
+use mesh_hbone::{Counted, End, HboneClient, Identity};
 use tokio::net::TcpStream;
 
-use super::{counted::Counted, proxy::reset};
+use super::proxy::reset;
 use crate::{metrics::LiveBytes, state::outcome::ConnError};
 
 /// Userspace buffers (allocated per connection, unlike the splice pipes):
@@ -57,10 +57,7 @@ pub async fn carry(
     };
     tracing::debug!(id, src = %peer, %authority, %gateway, "proxying over HBONE");
     let size = HBONE_COPY_BUFFER;
-    let mut client = Counted {
-        inner: client,
-        live,
-    };
+    let mut client = Counted::new(client, End::Source, live);
     tokio::io::copy_bidirectional_with_sizes(&mut client, &mut tunnel, size, size)
         .await
         .map_err(ConnError::Relay)

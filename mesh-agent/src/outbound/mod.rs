@@ -6,8 +6,7 @@
 //!   the stats;
 //! - direct.rs + relay.rs: plain TCP (passthrough, same-node delivery);
 //! - hbone.rs: hop ③, HBONE to the destination's node or waypoint
-//!   (counted.rs counts its bytes while open).
-pub mod counted;
+//!   (mesh-hbone's `Counted` counts its bytes while open).
 pub mod direct;
 pub mod hbone;
 pub mod listener;

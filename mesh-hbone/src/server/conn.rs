@@ -1,12 +1,9 @@
 //! One accepted HBONE connection: TLS handshake, the HTTP/2 accept loop,
 //! and per-stream CONNECT handling and relaying.
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +11,6 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{Request, StatusCode};
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -24,6 +20,7 @@ use super::{
     empty_response, ConnectHandler, ConnectRequest, RelayOutcome, ServerOptions, ServerStats,
 };
 use crate::certs::parse_leaf;
+use crate::counted::{Counted, End};
 use crate::identity::Identity;
 use crate::settings;
 use crate::stream::HboneStream;
@@ -177,6 +174,7 @@ async fn handle_stream(
         authority: addr,
         peer_addr: info.peer_addr,
         headers: parts.headers,
+        live: Arc::default(),
     };
     let handled = tokio::select! {
         r = ctx.handler.handle(connect.clone()) => r,
@@ -207,7 +205,7 @@ async fn handle_stream(
     };
     ctx.stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
     let mut tunnel = HboneStream::new(send, body, Some(info.peer_certificate.clone()), None);
-    let mut upstream = Counted::new(upstream);
+    let mut upstream = Counted::new(upstream, End::Destination, Arc::clone(&connect.live));
     let size = ctx.options.relay_buffer_size;
     let result =
         tokio::io::copy_bidirectional_with_sizes(&mut tunnel, &mut upstream, size, size).await;
@@ -215,9 +213,11 @@ async fn handle_stream(
     if error.is_some() {
         tunnel.reset(Reason::CANCEL);
     }
+    // Counted per read and write, so totals survive a relay error.
+    let (bytes_in, bytes_out) = connect.live.load();
     let outcome = RelayOutcome {
-        bytes_in: upstream.written,
-        bytes_out: upstream.read,
+        bytes_in,
+        bytes_out,
         error,
     };
     tracing::debug!(
@@ -225,58 +225,4 @@ async fn handle_stream(
         error = ?outcome.error, "HBONE tunnel closed"
     );
     ctx.handler.finished(&connect, &outcome);
-}
-
-/// Counts bytes through the upstream, so totals survive a relay error.
-struct Counted<T> {
-    inner: T,
-    read: u64,
-    written: u64,
-}
-
-impl<T> Counted<T> {
-    fn new(inner: T) -> Self {
-        Counted {
-            inner,
-            read: 0,
-            written: 0,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.read += (buf.filled().len() - before) as u64;
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            this.written += n as u64;
-        }
-        r
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
