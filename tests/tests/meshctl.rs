@@ -280,6 +280,56 @@ fn meshctl_takes_istioctl_pod_targets() {
     ]));
     assert_eq!(none.trim(), "[]", "{none}");
 
+    // The waypoint pod answers for its own certificates (istioctl's
+    // `pc secret <waypoint>`): its SPIFFE chain and the mesh root.
+    let table = run(&cp(&["pc", "secret", "waypoint.default"]));
+    for want in [
+        "RESOURCE NAME",
+        "Cert Chain",
+        "ROOTCA",
+        "default: spiffe://cluster.local/ns/default/sa/waypoint",
+    ] {
+        assert!(table.contains(want), "{want:?} missing:\n{table}");
+    }
+    let secrets: serde_json::Value =
+        serde_json::from_str(&run(&cp(&["pc", "secret", "waypoint", "-o", "json"]))).unwrap();
+    let of_type = |t: &str| {
+        secrets
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["type"] == t)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {t} secret in {secrets}"))
+    };
+    let chain = of_type("workload");
+    assert_eq!(
+        chain["identity"], "spiffe://cluster.local/ns/default/sa/waypoint",
+        "{chain}"
+    );
+    let serial = chain["serial"].as_str().unwrap_or_default();
+    assert!(
+        !serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit()),
+        "{chain}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (not_before, not_after) = (
+        chain["not_before_unix"].as_i64().unwrap(),
+        chain["not_after_unix"].as_i64().unwrap(),
+    );
+    assert!(not_before <= now && now < not_after, "{chain}");
+    assert_eq!(chain["valid"], true, "{chain}");
+    // The root the mesh CA signs with is the leaf's issuer.
+    let root = of_type("root");
+    assert_eq!(root["name"], "ROOTCA", "{root}");
+    assert_eq!(root["subject"], chain["chain"][0]["issuer"], "{secrets}");
+    assert!(!secrets.to_string().contains("PRIVATE KEY"), "{secrets}");
+    let yaml = run(&cp(&["pc", "secret", "waypoint", "-o", "yaml"]));
+    assert!(yaml.contains("name: ROOTCA"), "{yaml}");
+
     // An ordinary pod: its node's agent, its own certificate only.
     let secret = run(&cp(&["pc", "secret", "reviews-v1.default"]));
     assert!(

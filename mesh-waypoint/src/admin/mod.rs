@@ -7,7 +7,8 @@
 //!
 //! - `GET /config_dump` — listeners, routes (config; a gateway's bound
 //!   listeners with their filter chains) + clusters, endpoints
-//!   (upstream), JSON
+//!   (upstream), secrets (the certificates it presents and trusts, never
+//!   keys: [`secrets`]), JSON
 //! - `GET /metrics`, `GET /stats/prometheus` — Prometheus text
 //! - `GET /logging`, `POST /logging?level=<lvl>|<target>=<lvl>` — log filter
 //! - `GET /ready` — 200 once LDS, RDS, CDS, EDS and Address were each
@@ -15,6 +16,7 @@
 //! - `POST /quitquitquit` — drain and exit
 pub mod metrics;
 pub mod probe;
+pub mod secrets;
 
 use std::{
     convert::Infallible,
@@ -52,6 +54,9 @@ pub struct AdminState {
     /// `--role gateway`: the bound listeners, whose chains and routes the
     /// dump shows instead of the waypoint's one listener.
     pub gateway: Option<Arc<ListenerManager>>,
+    /// The workload certificate and trust roots (`None` without a CA),
+    /// listed in the dump's `secrets` with a gateway's TLS certificates.
+    pub certificates: Option<Arc<mesh_hbone::CertStore>>,
     /// `{"clusters": [..], "endpoints": [..]}` (ClusterManager::dump).
     pub clusters: DumpFn,
     /// Prometheus text (Telemetry::encode_metrics).
@@ -139,6 +144,11 @@ pub fn config_dump(state: &AdminState) -> Value {
     for key in ["clusters", "endpoints"] {
         out[key] = upstream.get(key).cloned().unwrap_or_else(|| json!([]));
     }
+    out["secrets"] = secrets::dump(
+        state.certificates.as_deref(),
+        state.gateway.as_deref(),
+        std::time::SystemTime::now(),
+    );
     out
 }
 
@@ -194,6 +204,7 @@ mod tests {
                 Deps::new(Arc::new(Nothing)),
             ),
             gateway: None,
+            certificates: None,
             clusters: Box::new(
                 || json!({"clusters": [{"name": "outbound|9080||reviews"}], "endpoints": []}),
             ),
@@ -234,7 +245,7 @@ mod tests {
         let (status, _, text) = route(&s, &Method::GET, "/config_dump", None);
         assert_eq!(status, StatusCode::OK);
         let v: Value = serde_json::from_str(&text).unwrap();
-        for k in ["listeners", "routes", "clusters", "endpoints"] {
+        for k in ["listeners", "routes", "clusters", "endpoints", "secrets"] {
             assert!(v[k].is_array(), "{k} in {v}");
         }
         assert_eq!(v["clusters"][0]["name"], "outbound|9080||reviews");

@@ -117,7 +117,10 @@ pub struct Args {
         default_value_t = 2
     )]
     pub worker_threads: usize,
-    /// OTLP/HTTP JSON trace collector, e.g. http://collector:4318.
+    /// Trace collector for OTLP over gRPC, e.g. http://collector:4317
+    /// (the OpenTelemetry Collector's, Jaeger's or Phoenix's gRPC port).
+    /// Spans carry Istio's names and tags; W3C and B3 headers are
+    /// continued either way. Unset: no export.
     #[arg(long, env = "MESH_WAYPOINT_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Log filter in RUST_LOG syntax (changeable at runtime via /logging).

@@ -138,6 +138,8 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
         workload_uid: format!("Kubernetes//Pod/{}/{}", cfg.namespace, cfg.pod_name),
         workload_name: cfg.pod_name.clone(),
         namespace: cfg.namespace.clone(),
+        canonical_service: cfg.name.clone(),
+        node_id: cfg.node_id(),
         reporter: match cfg.role {
             Role::Waypoint => Reporter::Waypoint,
             Role::Gateway => Reporter::Source,
@@ -247,6 +249,7 @@ pub async fn run(cfg: WaypointConfig, log: Option<Arc<LogControl>>) -> anyhow::R
     let state = Arc::new(AdminState {
         proxy: proxy.clone(),
         gateway: gateway.clone(),
+        certificates: store.clone(),
         clusters: {
             let c = clusters.clone();
             Box::new(move || c.dump())

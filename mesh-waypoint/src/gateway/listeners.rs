@@ -121,6 +121,31 @@ impl ListenerManager {
         self.running.lock_unpoisoned().keys().cloned().collect()
     }
 
+    /// The TLS contexts of the bound listeners' chains as `(listener, SNI
+    /// names, context)`, and the directory `kubernetes://` names resolve
+    /// in: what the admin's certificate listing reads.
+    pub fn tls_contexts(
+        &self,
+    ) -> (
+        Vec<(String, Vec<String>, crate::config::tls::TlsContext)>,
+        PathBuf,
+    ) {
+        let running = self.running.lock_unpoisoned();
+        let mut out = vec![];
+        for (name, r) in running.iter() {
+            let http = r.spec.http.iter().flat_map(|h| &h.chains);
+            let chains = http
+                .map(|c| (&c.server_names, &c.tls))
+                .chain(r.spec.tcp.iter().map(|c| (&c.server_names, &c.tls)));
+            for (server_names, tls) in chains {
+                if let Some(tls) = tls {
+                    out.push((name.clone(), server_names.clone(), tls.clone()));
+                }
+            }
+        }
+        (out, self.credential_dir.clone())
+    }
+
     /// The endpoints `tcp_proxy` chains dial (applied from every snapshot).
     pub fn tcp_upstreams(&self) -> &Arc<TcpUpstreams> {
         &self.tcp.upstreams

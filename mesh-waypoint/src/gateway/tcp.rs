@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::{
     config::{at, ConfigError},
     sync::RwLockExt,
+    upstream::cluster_name::IstioClusterName,
     upstream::{
         cluster::{endpoints, ClusterConfig},
         connector::{BoxIo, Connector, Route},
@@ -191,7 +192,7 @@ impl TcpUpstreams {
                 .service
                 .as_ref()
                 .map(|s| s.host.as_str())
-                .or_else(|| service_of_cluster(&c.name))
+                .or_else(|| IstioClusterName::parse(&c.name).map(|n| n.host))
                 .map(Arc::from);
             next.insert(
                 c.name.clone(),
@@ -230,7 +231,9 @@ impl TcpUpstreams {
         next.insert(
             cluster.to_string(),
             Arc::new(TcpCluster {
-                service: service_of_cluster(cluster).map(Arc::from),
+                service: IstioClusterName::parse(cluster)
+                    .map(|n| n.host)
+                    .map(Arc::from),
                 endpoints: addrs
                     .into_iter()
                     .map(|addr| TcpEndpoint {
@@ -283,23 +286,6 @@ impl TcpUpstreams {
             }),
             Err(error) => Err(fail(error, cluster.service.as_ref())),
         }
-    }
-}
-
-/// The service host of an Istio cluster name (`outbound|<port>|<subset>|<host>`).
-fn service_of_cluster(name: &str) -> Option<&str> {
-    let mut parts = name.split('|');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("outbound" | "inbound"), Some(_), Some(_), Some(host), None) if !host.is_empty() => {
-            Some(host)
-        }
-        _ => None,
     }
 }
 

@@ -22,6 +22,7 @@ use super::{exchange::Exchange, reply::is_grpc, stage::HttpService};
 use crate::{
     body::{self, Body, BoxError},
     telemetry::RequestRecord,
+    upstream::cluster_name::IstioClusterName,
 };
 
 /// Where finished requests go (telemetry: metrics, access log, spans).
@@ -200,7 +201,7 @@ impl Service<Request<Body>> for Observe {
                 .and_then(|v| v.parse().ok());
             let record = RequestRecord {
                 source: ex.downstream.peer.clone(),
-                service: ex.vhost().map(|v| Arc::from(v.service())),
+                service: destination_service(&ex),
                 cluster: ex.cluster(),
                 workload: ex.workload(),
                 method,
@@ -223,4 +224,15 @@ impl Service<Request<Body>> for Observe {
             Ok(Response::from_parts(parts, body::boxed(reporting)))
         })
     }
+}
+
+/// The destination service a request's metrics name, as Istio's stats do:
+/// the host of the upstream cluster it went to, else (no upstream: a
+/// fault, a redirect, no route) the matched virtual host's service.
+fn destination_service(ex: &Exchange) -> Option<Arc<str>> {
+    ex.cluster()
+        .as_deref()
+        .and_then(IstioClusterName::parse)
+        .map(|c| Arc::from(c.host))
+        .or_else(|| ex.vhost().map(|v| Arc::from(v.service())))
 }

@@ -6,7 +6,8 @@
 //! - [`access_log`]: one JSON line per request (target `access`).
 //! - [`tcp`]: Istio's `istio_tcp_*` metrics and the access log line of a
 //!   gateway's `tcp_proxy` connections ([`tcp::TcpObserver`]).
-//! - [`trace`]: `traceparent` / B3 propagation; [`otlp`]: span export.
+//! - [`trace`]: W3C trace context / B3 propagation; [`otlp`]: span export
+//!   (OpenTelemetry SDK, OTLP over gRPC).
 //!
 //! [`Telemetry::encode_metrics`] also carries the upstream health series
 //! (`mesh_waypoint_*`) once [`Telemetry::register_upstream`] was called.
@@ -35,7 +36,7 @@ use crate::{
 /// What telemetry is built with.
 #[derive(Debug, Clone, Default)]
 pub struct TelemetryOptions {
-    /// `http://host:4318`: spans are exported there (OTLP/HTTP JSON).
+    /// `http://host:4317`: spans are exported there (OTLP over gRPC).
     pub otlp_endpoint: Option<String>,
     pub access_log: bool,
     /// The waypoint's own workload: uid, name, namespace (the OTLP
@@ -47,6 +48,13 @@ pub struct TelemetryOptions {
     pub export: Option<otlp::ExportOptions>,
     /// The `reporter` label: waypoint, or source as a gateway.
     pub reporter: labels::Reporter,
+    /// The proxy's name (waypoint or gateway: Istio's canonical service
+    /// of its spans); the workload name when empty.
+    pub canonical_service: String,
+    /// The xDS node id (the spans' `node_id` tag).
+    pub node_id: String,
+    /// `istio.mesh_id` of the spans; `cluster.local` when empty.
+    pub mesh_id: String,
 }
 
 pub struct Telemetry {
@@ -57,6 +65,8 @@ pub struct Telemetry {
     spans_dropped: Counter,
     waypoint: String,
     reporter: labels::Reporter,
+    /// Who reports the spans (OTLP resource, `istio.*` tags).
+    span_source: otlp::SpanSource,
     tcp: tcp::TcpMetrics,
     /// The proxy's own workload: uid, name, namespace.
     own: (String, String, String),
@@ -64,7 +74,8 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Must run inside a tokio runtime when an OTLP endpoint is set (the
-    /// export task is spawned).
+    /// exporter's gRPC channel runs there). An endpoint that is not a
+    /// valid URI is logged and tracing stays off; metrics are unaffected.
     pub fn new(opts: TelemetryOptions) -> Arc<Self> {
         let mut registry = Registry::default();
         let metrics = metrics::RequestMetrics::default();
@@ -78,10 +89,28 @@ impl Telemetry {
             spans_dropped.clone(),
         );
         let waypoint = format!("{}.{}", opts.workload_name, opts.namespace);
-        let exporter = opts
-            .otlp_endpoint
-            .as_deref()
-            .map(|e| otlp::Exporter::spawn(e, waypoint.clone(), opts.export.unwrap_or_default()));
+        let canonical = if opts.canonical_service.is_empty() {
+            opts.workload_name.clone()
+        } else {
+            opts.canonical_service.clone()
+        };
+        let span_source = otlp::SpanSource {
+            service_name: format!("{canonical}.{}", opts.namespace),
+            canonical_service: canonical,
+            namespace: opts.namespace.clone(),
+            pod_name: opts.workload_name.clone(),
+            node_id: opts.node_id.clone(),
+            mesh_id: if opts.mesh_id.is_empty() {
+                "cluster.local".to_string()
+            } else {
+                opts.mesh_id.clone()
+            },
+        };
+        let exporter = opts.otlp_endpoint.as_deref().and_then(|e| {
+            otlp::Exporter::spawn(e, &span_source, opts.export.unwrap_or_default())
+                .inspect_err(|err| tracing::error!(error = %err, "span export is off"))
+                .ok()
+        });
         Arc::new(Telemetry {
             registry: Mutex::new(registry),
             metrics,
@@ -90,6 +119,7 @@ impl Telemetry {
             spans_dropped,
             waypoint,
             reporter: opts.reporter,
+            span_source,
             tcp,
             own: (opts.workload_uid, opts.workload_name, opts.namespace),
         })
@@ -128,23 +158,23 @@ impl Telemetry {
         if let (Some(exporter), Some(span)) = (&self.exporter, &r.span) {
             if span.sampled {
                 let before = exporter.dropped();
-                exporter.export(otlp::SpanRecord {
-                    span: span.clone(),
-                    name: format!(
-                        "{} {}",
-                        r.method,
-                        r.service.as_deref().unwrap_or(labels::UNKNOWN)
-                    ),
-                    end: span.start + r.duration,
-                    method: r.method.to_string(),
-                    status: r.status,
-                    cluster: r.cluster.as_deref().map(str::to_string),
-                    flags: l.response_flags.clone(),
-                });
+                exporter.export(otlp::request_span(
+                    r,
+                    span,
+                    &l.response_flags,
+                    &self.span_source,
+                ));
                 if exporter.dropped() > before {
                     self.spans_dropped.inc();
                 }
             }
+        }
+    }
+
+    /// Sends the spans queued now (tests; shutdown flushes on its own).
+    pub fn flush_spans(&self) {
+        if let Some(exporter) = &self.exporter {
+            exporter.flush();
         }
     }
 

@@ -188,12 +188,15 @@ fn access_log_line_and_switch() {
     assert_eq!(v["duration_ms"], 12.0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_exports_the_span_of_a_sampled_request() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
     let (endpoint, mut rx) = super::otlp::tests::receiver().await;
     let t = Telemetry::new(TelemetryOptions {
         otlp_endpoint: Some(endpoint),
-        workload_name: "waypoint".into(),
+        workload_name: "waypoint-7f9c".into(),
+        canonical_service: "waypoint".into(),
+        node_id: "waypoint~10.1.0.9~waypoint-7f9c.default~default.svc.cluster.local".into(),
         namespace: "default".into(),
         export: Some(otlp::ExportOptions {
             queue: 8,
@@ -223,27 +226,80 @@ async fn record_exports_the_span_of_a_sampled_request() {
     );
     unsampled.span = Some(trace::continue_trace(&mut h));
     t.record(&unsampled, &dir());
-    let (_, v) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    t.flush_spans();
+    let req = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("no export within 10s")
         .unwrap();
-    let rs = &v["resourceSpans"][0];
+    let rs = &req.resource_spans[0];
+    let service = rs
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.clone()?.value);
+    assert_eq!(service, Some(V::StringValue("waypoint.default".into())));
+    let spans: Vec<_> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = spans[0];
     assert_eq!(
-        rs["resource"]["attributes"][0]["value"]["stringValue"],
-        "waypoint.default"
+        span.trace_id,
+        trace::tests::unhex_vec("4bf92f3577b34da6a3ce929d0e0e4736")
     );
-    let span = &rs["scopeSpans"][0]["spans"][0];
-    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
-    assert_eq!(span["name"], "GET reviews.default.svc.cluster.local");
-    let start: u128 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
-    let end: u128 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
-    assert_eq!(end - start, 12_000_000);
+    assert_eq!(
+        span.parent_span_id,
+        trace::tests::unhex_vec("00f067aa0ba902b7")
+    );
+    assert_eq!(span.name, "reviews.default.svc.cluster.local:9080/*");
+    assert_eq!(
+        span.end_time_unix_nano - span.start_time_unix_nano,
+        12_000_000
+    );
+    let node = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "node_id")
+        .and_then(|kv| kv.value.clone()?.value);
+    assert_eq!(
+        node,
+        Some(V::StringValue(
+            "waypoint~10.1.0.9~waypoint-7f9c.default~default.svc.cluster.local".into()
+        ))
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(300), rx.recv())
             .await
             .is_err(),
         "the unsampled span was exported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_beyond_the_queue_are_dropped_and_counted() {
+    // Nothing listens on port 9 and a batch waits 60 s: one span fits.
+    let t = Telemetry::new(TelemetryOptions {
+        otlp_endpoint: Some("http://127.0.0.1:9".into()),
+        workload_name: "waypoint".into(),
+        namespace: "default".into(),
+        export: Some(otlp::ExportOptions {
+            queue: 1,
+            batch: 8,
+            flush_after: Duration::from_secs(60),
+        }),
+        ..Default::default()
+    });
+    for _ in 0..3 {
+        let mut r = record(Some(PRODUCTPAGE));
+        r.span = Some(trace::continue_trace(&mut http::HeaderMap::new()));
+        t.record(&r, &dir());
+    }
+    let text = t.encode_metrics();
+    assert!(
+        text.lines()
+            .any(|l| l == "mesh_waypoint_spans_dropped_total 2"),
+        "{text}"
     );
 }
 

@@ -1,14 +1,23 @@
-//! Trace context propagation: the waypoint continues the caller's trace
-//! (W3C `traceparent`, else B3 single `b3`, else B3 multi `x-b3-*`) or
-//! starts one, gives its own hop a new span id, and rewrites the headers
-//! going upstream so the next hop's parent is the waypoint's span.
+//! Trace context propagation: the proxy continues the caller's trace
+//! (W3C `traceparent`/`tracestate` through OpenTelemetry's
+//! `TraceContextPropagator`, else B3 single `b3`, else B3 multi `x-b3-*`)
+//! or starts one, gives its own hop a new span id, and rewrites the
+//! headers going upstream so the next hop's parent is the proxy's span.
 //!
-//! New traces are sampled; an incoming sampling decision is kept.
+//! New traces are sampled; an incoming sampling decision is kept. A header
+//! that does not parse is ignored (the next format is tried, then a new
+//! trace starts).
 use std::time::SystemTime;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::{
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
+    Context as OtelContext,
+};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 
-/// The waypoint's span of one request.
+/// The proxy's span of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
     pub trace_id: [u8; 16],
@@ -16,6 +25,9 @@ pub struct Span {
     /// The caller's span, when the trace was continued.
     pub parent_span_id: Option<[u8; 8]>,
     pub sampled: bool,
+    /// The caller's W3C `tracestate` (vendor entries), passed on as is;
+    /// empty when there was none.
+    pub trace_state: String,
     pub start: SystemTime,
 }
 
@@ -83,27 +95,82 @@ impl Span {
             if self.sampled { "01" } else { "00" }
         )
     }
+
+    /// The OpenTelemetry context of this span (`remote`: it came from
+    /// another process) or of its parent.
+    fn context_of(&self, span_id: [u8; 8], remote: bool) -> SpanContext {
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = self.trace_state.parse::<TraceState>().unwrap_or_default();
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(span_id),
+            flags,
+            remote,
+            state,
+        )
+    }
+
+    /// The caller's span as a remote parent context, when there is one.
+    pub fn parent_context(&self) -> OtelContext {
+        match self.parent_span_id {
+            Some(p) => OtelContext::new().with_remote_span_context(self.context_of(p, true)),
+            None => OtelContext::new(),
+        }
+    }
 }
 
-/// The incoming context: (trace id, parent span id, sampled).
-type Context = ([u8; 16], [u8; 8], bool);
+/// `http::HeaderMap` as OpenTelemetry's carrier.
+struct Headers<'a>(&'a mut HeaderMap);
+
+impl Injector for Headers<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+struct ReadHeaders<'a>(&'a HeaderMap);
+
+impl Extractor for ReadHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// The incoming context: (trace id, parent span id, sampled, tracestate).
+type Context = ([u8; 16], [u8; 8], bool, String);
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
+/// W3C trace context through OpenTelemetry's propagator (it rejects
+/// version `ff`, all-zero ids and malformed fields).
 fn from_traceparent(h: &HeaderMap) -> Option<Context> {
-    let v = header(h, "traceparent")?;
-    let mut parts = v.split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    // Version ff is invalid; later versions may append fields.
-    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+    let cx = TraceContextPropagator::new().extract(&ReadHeaders(h));
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
         return None;
     }
-    let trace = unhex::<16>(trace).filter(|id| id.iter().any(|b| *b != 0))?;
-    let flags = unhex::<1>(flags)?;
-    Some((trace, span_id(span)?, flags[0] & 1 == 1))
+    Some((
+        sc.trace_id().to_bytes(),
+        sc.span_id().to_bytes(),
+        sc.is_sampled(),
+        sc.trace_state().header(),
+    ))
 }
 
 fn b3_sampled(v: &str) -> bool {
@@ -116,7 +183,7 @@ fn from_b3_single(h: &HeaderMap) -> Option<Context> {
     let trace = b3_trace_id(parts.next()?)?;
     let span = span_id(parts.next()?)?;
     let sampled = parts.next().is_none_or(b3_sampled);
-    Some((trace, span, sampled))
+    Some((trace, span, sampled, String::new()))
 }
 
 fn from_b3_multi(h: &HeaderMap) -> Option<Context> {
@@ -124,7 +191,7 @@ fn from_b3_multi(h: &HeaderMap) -> Option<Context> {
     let span = span_id(header(h, "x-b3-spanid")?)?;
     let sampled =
         header(h, "x-b3-flags") == Some("1") || header(h, "x-b3-sampled").is_none_or(b3_sampled);
-    Some((trace, span, sampled))
+    Some((trace, span, sampled, String::new()))
 }
 
 fn set(h: &mut HeaderMap, name: &'static str, value: String) {
@@ -134,7 +201,7 @@ fn set(h: &mut HeaderMap, name: &'static str, value: String) {
 }
 
 /// Continues or starts a trace: rewrites `traceparent` (new span id,
-/// parent = incoming) and the B3 headers (the single `b3` header when the
+/// parent = incoming) and `tracestate` (kept) and the B3 headers (the single `b3` header when the
 /// caller used it, else `x-b3-*`) on the request going upstream; the
 /// returned span goes into the request's record.
 pub fn continue_trace(headers: &mut HeaderMap) -> Span {
@@ -144,9 +211,9 @@ pub fn continue_trace(headers: &mut HeaderMap) -> Span {
         .or_else(|| from_b3_multi(headers));
     // `b3: 0` (or `x-b3-sampled: 0` alone) carries only "do not sample".
     let deny = header(headers, "b3") == Some("0") || header(headers, "x-b3-sampled") == Some("0");
-    let (trace_id, parent, sampled) = match incoming {
-        Some((t, p, s)) => (t, Some(p), s),
-        None => (rand::random(), None, !deny),
+    let (trace_id, parent, sampled, trace_state) = match incoming {
+        Some((t, p, s, state)) => (t, Some(p), s, state),
+        None => (new_trace_id(), None, !deny, String::new()),
     };
     let mut new_id: [u8; 8] = rand::random();
     if new_id == [0; 8] {
@@ -157,9 +224,16 @@ pub fn continue_trace(headers: &mut HeaderMap) -> Span {
         span_id: new_id,
         parent_span_id: parent,
         sampled,
+        trace_state,
         start: SystemTime::now(),
     };
-    set(headers, "traceparent", span.traceparent());
+    headers.remove("tracestate");
+    let own = OtelContext::new().with_remote_span_context(span.context_of(span.span_id, false));
+    TraceContextPropagator::new().inject_context(&own, &mut Headers(headers));
+    // The propagator writes `tracestate` even when empty.
+    if header(headers, "tracestate") == Some("") {
+        headers.remove("tracestate");
+    }
     let flag = if sampled { "1" } else { "0" };
     if single {
         let mut v = format!("{}-{}-{flag}", span.trace_id_hex(), span.span_id_hex());
@@ -181,9 +255,25 @@ pub fn continue_trace(headers: &mut HeaderMap) -> Span {
     span
 }
 
+fn new_trace_id() -> [u8; 16] {
+    let mut id: [u8; 16] = rand::random();
+    if id == [0; 16] {
+        id[15] = 1;
+    }
+    id
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Bytes of a hex id, for comparing with OTLP's byte fields.
+    pub(crate) fn unhex_vec(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const PARENT: &str = "00f067aa0ba902b7";
@@ -270,5 +360,84 @@ mod tests {
             assert!(s.sampled);
             assert!(h.get("x-b3-parentspanid").is_none());
         }
+    }
+
+    #[test]
+    fn keeps_tracestate_for_the_next_hop() {
+        let mut h = headers(&[
+            ("traceparent", &format!("00-{TRACE}-{PARENT}-01")),
+            ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        ]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_state, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        assert_eq!(h["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        let parent = s.parent_context();
+        let sc = parent.span().span_context().clone();
+        assert!(sc.is_remote() && sc.is_sampled());
+        assert_eq!(sc.span_id().to_bytes(), unhex::<8>(PARENT).unwrap());
+    }
+
+    #[test]
+    fn w3c_wins_over_b3_when_both_are_sent() {
+        let other = "1111111111111111aaaaaaaaaaaaaaaa";
+        let mut h = headers(&[
+            ("traceparent", &format!("00-{TRACE}-{PARENT}-01")),
+            ("b3", &format!("{other}-{PARENT}-1")),
+        ]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_id_hex(), TRACE);
+        // The single header is answered in kind, with the same ids.
+        assert_eq!(h["b3"], format!("{TRACE}-{}-1-{PARENT}", s.span_id_hex()));
+    }
+
+    #[test]
+    fn invalid_w3c_falls_back_to_b3() {
+        let mut h = headers(&[
+            ("traceparent", "00-not-hex-01"),
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", PARENT),
+        ]);
+        let s = continue_trace(&mut h);
+        assert_eq!(s.trace_id_hex(), TRACE);
+        assert_eq!(s.parent_span_id_hex().as_deref(), Some(PARENT));
+        // The outgoing traceparent is rewritten with the continued trace.
+        assert_eq!(
+            h["traceparent"],
+            format!("00-{TRACE}-{}-01", s.span_id_hex())
+        );
+    }
+
+    #[test]
+    fn invalid_b3_starts_a_new_trace() {
+        for (name, bad) in [
+            ("b3", format!("{}-{PARENT}-1", "0".repeat(32))),
+            ("b3", format!("{TRACE}-xyz-1")),
+            ("b3", format!("{}-{PARENT}-1", &TRACE[..20])),
+            ("x-b3-traceid", "zz".repeat(16)),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_str(&bad).unwrap());
+            if name == "x-b3-traceid" {
+                h.insert("x-b3-spanid", HeaderValue::from_static(PARENT));
+            }
+            let s = continue_trace(&mut h);
+            assert_eq!(s.parent_span_id, None, "{name}: {bad}");
+            assert_ne!(s.trace_id_hex(), TRACE, "{name}: {bad}");
+            assert!(s.sampled, "{name}: {bad}");
+            let tp = h["traceparent"].to_str().unwrap().to_string();
+            assert_eq!(tp, s.traceparent(), "{name}: {bad}");
+        }
+    }
+
+    #[test]
+    fn a_new_trace_writes_w3c_and_b3_multi() {
+        let mut h = HeaderMap::new();
+        let s = continue_trace(&mut h);
+        assert_eq!(s.parent_span_id, None);
+        assert_eq!(h["traceparent"], s.traceparent());
+        assert!(h.get("tracestate").is_none());
+        assert_eq!(h["x-b3-traceid"], s.trace_id_hex().as_str());
+        assert_eq!(h["x-b3-sampled"], "1");
+        assert!(h.get("x-b3-parentspanid").is_none());
     }
 }

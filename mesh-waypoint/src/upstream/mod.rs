@@ -4,7 +4,8 @@
 //!
 //! - [`api`]: what the route side calls ([`Upstream`]).
 //! - [`manager`]: [`ClusterManager`], the [`Upstream`] implementation.
-//! - [`cluster`]: the Envoy `Cluster` / `ClusterLoadAssignment` fields honoured.
+//! - [`cluster`]: the Envoy `Cluster` / `ClusterLoadAssignment` fields honoured;
+//!   [`cluster_name`]: Istio's `outbound|port|subset|host` names.
 //! - [`directory`]: the Address xDS view (workloads, services).
 //! - [`host_set`]: one cluster at run time; [`lb`] its balancers.
 //! - [`discovery`]: EDS/STATIC, STRICT_DNS/LOGICAL_DNS ([`dns`]) and
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod breaker;
 pub mod cluster;
+pub mod cluster_name;
 pub mod connector;
 pub mod directory;
 pub mod discovery;

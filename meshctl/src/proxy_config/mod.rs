@@ -3,9 +3,11 @@
 //! `/config_dump`, connections from `/stats/connections` (shapes in
 //! docs/contracts/agent-admin.md). Filters work like
 //! istioctl's: `--namespace`, `--workload`, `--address`. A waypoint's
-//! listeners, routes, clusters and endpoints: see [`waypoint`].
+//! listeners, routes, clusters and endpoints: see [`waypoint`]; a
+//! waypoint's or gateway's certificates (`secret`): see [`secrets`].
 mod connections;
 pub mod dump;
+pub mod secrets;
 pub mod waypoint;
 
 use clap::ValueEnum;
@@ -24,7 +26,7 @@ pub enum Kind {
     Service,
     /// Authorization policies the agent enforces.
     Policy,
-    /// The agent's workload certificates (never keys); also `secret`, `secrets`, `s`.
+    /// Certificates, never keys: an agent's workload certificates; a waypoint's or gateway's own chain, trust roots and TLS credentials (also `secret`, `secrets`, `s`).
     #[value(alias = "secret", alias = "secrets", alias = "s")]
     Certificate,
     /// Open connections, then recently closed ones.
@@ -357,6 +359,9 @@ pub fn render(
     }
     if waypoint::is_waypoint_kind(kind) {
         return Ok(waypoint::render(kind, doc, filters, output));
+    }
+    if kind == Kind::Certificate && secrets::is_proxy_dump(doc) {
+        return Ok(secrets::render(doc, filters, output, now_unix));
     }
     let dump: ConfigDump = serde_json::from_value(doc.clone())?;
     let (table, data, notes, what) = match kind {
