@@ -19,6 +19,7 @@ pub mod apiserver;
 pub mod app;
 pub mod authn;
 pub mod ca;
+pub mod graph;
 pub mod model;
 pub mod serve;
 pub mod source;

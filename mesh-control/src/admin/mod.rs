@@ -12,6 +12,9 @@
 //! - `POST /quitquitquit` — stop serving, let xDS streams end, exit 0
 //! - `GET /healthz/ready` — 200 once the state is loaded and gRPC is
 //!   served, 503 before and while stopping (on both addresses)
+//! - `GET /graph` (with `/graph/graph.js`, `/graph/graph.css`) — the
+//!   service graph page; `GET /graph/data?namespace=&window=` — its data
+//!   (docs/contracts/graph-data.md, [`crate::graph`])
 pub mod config_dump;
 pub mod envoy_json;
 pub mod syncz;
@@ -31,7 +34,11 @@ use serde_json::json;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::{
-    app::logging::LogControl, model::MeshState, serve::ConnectedProxies, source::RawResource,
+    app::logging::LogControl,
+    graph::{self, DataQuery, GraphService},
+    model::MeshState,
+    serve::ConnectedProxies,
+    source::RawResource,
     translate::workload::ConvertOptions,
 };
 
@@ -56,6 +63,8 @@ pub struct AdminState {
     pub ready: watch::Receiver<bool>,
     /// Set by `/quitquitquit`; the app shuts down when it turns true.
     pub quit: watch::Sender<bool>,
+    /// The service graph's data (`/graph/data`); `None`: not served.
+    pub graph: Option<GraphService>,
 }
 
 /// Which endpoints a listener serves.
@@ -108,6 +117,8 @@ const ADMIN_ENDPOINTS: &[&str] = &[
     "POST /logging?level=<lvl> | ?<module>=<lvl>",
     "POST /quitquitquit",
     "GET /healthz/ready",
+    "GET /graph",
+    "GET /graph/data?namespace=<ns>&window=<seconds>",
 ];
 
 fn route(state: &AdminState, which: Endpoints, req: &Request<Incoming>) -> Response<Body> {
@@ -121,6 +132,9 @@ fn route(state: &AdminState, which: Endpoints, req: &Request<Incoming>) -> Respo
             )
         }
         (_, "/debug/syncz" | "/config_dump") => &[Method::GET],
+        (_, "/graph" | "/graph/" | "/graph/graph.js" | "/graph/graph.css" | "/graph/data") => {
+            &[Method::GET]
+        }
         (_, "/logging") => &[Method::GET, Method::POST],
         (_, "/quitquitquit") => &[Method::POST],
         _ => {
@@ -142,6 +156,22 @@ fn route(state: &AdminState, which: Endpoints, req: &Request<Incoming>) -> Respo
         "/debug/syncz" => json_response(StatusCode::OK, &syncz::syncz(&state.proxies)),
         "/config_dump" => json_response(StatusCode::OK, &config_dump::config_dump(state)),
         "/logging" => logging(state, method, req.uri().query()),
+        "/graph" | "/graph/" => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            graph::PAGE_HTML.to_string(),
+        ),
+        "/graph/graph.js" => respond(
+            StatusCode::OK,
+            "application/javascript; charset=utf-8",
+            graph::PAGE_JS.to_string(),
+        ),
+        "/graph/graph.css" => respond(
+            StatusCode::OK,
+            "text/css; charset=utf-8",
+            graph::PAGE_CSS.to_string(),
+        ),
+        "/graph/data" => unreachable!("served by graph_data"),
         "/quitquitquit" => {
             tracing::info!("/quitquitquit: shutting down");
             state.quit.send_replace(true);
@@ -149,6 +179,39 @@ fn route(state: &AdminState, which: Endpoints, req: &Request<Incoming>) -> Respo
         }
         _ => unreachable!("paths are matched above"),
     }
+}
+
+/// `GET /graph/data`: the graph as JSON; a bad parameter is a 400 naming
+/// it.
+async fn graph_data(state: &AdminState, query: Option<&str>) -> Response<Body> {
+    let query = match DataQuery::parse(query) {
+        Ok(q) => q,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    let Some(graph) = &state.graph else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "the service graph is not served by this process"}),
+        );
+    };
+    let data = graph.data(&query).await;
+    match serde_json::to_value(&data) {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": format!("encoding the graph: {e}")}),
+        ),
+    }
+}
+
+/// Routes one request; `/graph/data` awaits its source, the rest answers
+/// from memory.
+async fn handle(state: &AdminState, which: Endpoints, req: &Request<Incoming>) -> Response<Body> {
+    if which == Endpoints::Admin && req.uri().path() == "/graph/data" && req.method() == Method::GET
+    {
+        return graph_data(state, req.uri().query()).await;
+    }
+    route(state, which, req)
 }
 
 /// Serves `which` endpoints on `listener` until `shutdown` completes; open
@@ -180,8 +243,8 @@ pub async fn serve(
         let state = state.clone();
         connections.spawn(async move {
             let service = service_fn(move |req| {
-                let resp = route(&state, which, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, which, &req).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -215,6 +278,7 @@ mod tests {
             log: None,
             ready,
             quit: watch::channel(false).0,
+            graph: None,
         };
         assert_eq!(
             ready_response(&admin).status(),
@@ -222,5 +286,78 @@ mod tests {
         );
         ready_tx.send_replace(true);
         assert_eq!(ready_response(&admin).status(), StatusCode::OK);
+    }
+
+    /// A raw HTTP/1.0 exchange with the admin listener: status line,
+    /// content type, body.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.lines().next().unwrap().to_string();
+        let content_type = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn graph_page_assets_and_data() {
+        let (_, state) = watch::channel(Arc::new(MeshState::default()));
+        let admin = Arc::new(AdminState {
+            proxies: Arc::new(ConnectedProxies::new()),
+            state: state.clone(),
+            raw: watch::channel(Arc::new(vec![])).1,
+            last_error: watch::channel(None).1,
+            convert: ConvertOptions::default(),
+            log: None,
+            ready: watch::channel(true).1,
+            quit: watch::channel(false).0,
+            graph: Some(GraphService {
+                source: graph::Source::Scrape(Arc::new(graph::Scraper::new())),
+                state,
+            }),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            admin,
+            Endpoints::Admin,
+            std::future::pending(),
+        ));
+        let (status, ct, body) = get(addr, "/graph").await;
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(ct, "text/html; charset=utf-8");
+        assert_eq!(body, graph::PAGE_HTML);
+        let (_, ct, body) = get(addr, "/graph/graph.js").await;
+        assert_eq!(ct, "application/javascript; charset=utf-8");
+        assert_eq!(body, graph::PAGE_JS);
+        let (_, ct, _) = get(addr, "/graph/graph.css").await;
+        assert_eq!(ct, "text/css; charset=utf-8");
+
+        let (status, ct, body) = get(addr, "/graph/data?namespace=default&window=300").await;
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(ct, "application/json");
+        let data: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(data["source"], "scrape");
+        assert_eq!(data["window_seconds"], 300);
+        assert_eq!(data["edges"], json!([]));
+
+        let (status, _, body) = get(addr, "/graph/data?window=99999").await;
+        assert!(status.contains(" 400 "), "{status}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("window"),
+            "{error}"
+        );
+        server.abort();
     }
 }

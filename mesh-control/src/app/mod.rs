@@ -20,6 +20,7 @@ use crate::{
     admin::{self, AdminState, Endpoints},
     authn::{AuthPolicy, TokenReviewer},
     ca::{self, Ca, ServerNames},
+    graph::{self, GraphService, Scraper},
     model::MeshState,
     serve::{self, ConnectedProxies, ServerOptions},
     source::{self, KubeSourceOptions, SourceConfig, SourceWatch},
@@ -41,6 +42,9 @@ pub struct App {
     /// Readiness and the drain of the gRPC listeners; SIGTERM, SIGINT,
     /// `/quitquitquit` or the `run` future trigger it.
     pub drain: Arc<Drain>,
+    /// The proxies' metrics as scraped for the service graph; `None` with
+    /// `--prometheus-url` or `--graph-scrape-interval 0`.
+    pub scraper: Option<Arc<Scraper>>,
     xds: TcpListener,
     xds_tls: TcpListener,
     admin: TcpListener,
@@ -159,7 +163,29 @@ impl App {
         let ready = TcpListener::bind(config.ready_addr)
             .await
             .with_context(|| format!("binding --ready-addr {}", config.ready_addr))?;
+        let scraper = match (
+            &config.prometheus_url,
+            config.graph_scrape_interval.is_zero(),
+        ) {
+            (Some(url), _) => {
+                tracing::info!(%url, "service graph reads Prometheus");
+                None
+            }
+            (None, true) => {
+                tracing::info!("service graph scraping disabled (--graph-scrape-interval 0)");
+                None
+            }
+            (None, false) => {
+                tracing::info!(
+                    interval = ?config.graph_scrape_interval,
+                    extra_targets = ?config.graph_scrape_targets,
+                    "service graph scrapes the connected proxies' metrics"
+                );
+                Some(Arc::new(Scraper::new()))
+            }
+        };
         Ok(App {
+            scraper,
             drain: Arc::new(Drain::new(config.drain_timeout)),
             config,
             ca,
@@ -200,6 +226,20 @@ impl App {
         self.source.state.clone()
     }
 
+    /// What `/graph/data` reads: Prometheus when configured, else the
+    /// scrapes (empty when scraping is disabled).
+    pub fn graph_service(&self) -> GraphService {
+        let source = match (&self.config.prometheus_url, &self.scraper) {
+            (Some(url), _) => graph::Source::Prometheus(url.clone()),
+            (None, Some(scraper)) => graph::Source::Scrape(scraper.clone()),
+            (None, None) => graph::Source::Scrape(Arc::new(Scraper::new())),
+        };
+        GraphService {
+            source,
+            state: self.source.state.clone(),
+        }
+    }
+
     /// Serves all ports until `shutdown` completes, `/quitquitquit` is
     /// posted or [`App::drain`] is triggered (then drains the streams and
     /// returns `Ok`), or a gRPC server fails.
@@ -225,6 +265,7 @@ impl App {
             log: self.log.clone(),
             ready: drain.readiness(),
             quit: quit_tx,
+            graph: Some(self.graph_service()),
         });
         // The admin endpoints outlive the gRPC servers' drain, so readiness
         // reports 503 and syncz shows streams going away while stopping.
@@ -242,6 +283,14 @@ impl App {
                 stopped(admin_stop_rx),
             )),
         ];
+        let scraper = self.scraper.clone().map(|scraper| {
+            tokio::spawn(graph::run_scraper(
+                scraper,
+                self.proxies.clone(),
+                self.config.graph_scrape_targets.clone(),
+                self.config.graph_scrape_interval,
+            ))
+        });
         let signer: Arc<dyn serve::CsrSigner> = self.ca.clone();
         let state = self.source.state.clone();
         let mut plain = tokio::spawn(serve::serve_listener(
@@ -277,6 +326,9 @@ impl App {
         // A signal set its own reason first; any other stop is a quit.
         drain.trigger(Reason::Quit);
         let stop_admin = || async {
+            if let Some(scraper) = &scraper {
+                scraper.abort();
+            }
             let _ = admin_stop_tx.send(true);
             for task in admin_tasks {
                 let _ = task.await;

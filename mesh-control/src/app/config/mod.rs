@@ -25,7 +25,9 @@ pub use mesh_admin::log_control::LogFormat;
 /// --ca-dir (generated on first start) and its certificate written to
 /// <ca-dir>/root-cert.pem as the agents' trust bundle. An admin endpoint
 /// (--admin-addr) shows who is connected and in sync, the served state,
-/// and changes the log level at runtime.
+/// the service graph (/graph: live request rates, errors, latency, mTLS
+/// and canary splits, from --prometheus-url or from scraping the proxies'
+/// metrics), and changes the log level at runtime.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mesh-control", version, about, long_about)]
 pub struct ControlConfig {
@@ -155,7 +157,8 @@ pub struct ControlConfig {
     pub xds_tls_addr: SocketAddr,
 
     /// Admin HTTP endpoint (what `meshctl proxy-status` reads):
-    /// /debug/syncz, /config_dump, /logging, /quitquitquit, /healthz/ready.
+    /// /debug/syncz, /config_dump, /logging, /quitquitquit, /healthz/ready,
+    /// /graph (the service graph page) and /graph/data.
     /// Unauthenticated, so keep it on loopback.
     #[arg(
         long,
@@ -163,6 +166,33 @@ pub struct ControlConfig {
         default_value = "127.0.0.1:15000"
     )]
     pub admin_addr: SocketAddr,
+
+    /// Prometheus server the service graph (/graph) reads its numbers from
+    /// (`http://host:port[/prefix]`), with instant PromQL queries over
+    /// Istio's standard metrics. Without it the control plane scrapes the
+    /// proxies itself (see --graph-scrape-interval).
+    #[arg(long, env = "MESH_CONTROL_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<crate::graph::PrometheusUrl>,
+
+    /// Without --prometheus-url: how often the control plane scrapes
+    /// `/stats/prometheus` on port 15020 of every connected proxy (agents,
+    /// waypoints, gateways) and of each --graph-scrape-target for the
+    /// service graph, keeping 15 minutes of snapshots (bounded: 100
+    /// targets, 2000 series each, 8 MiB per body). 0 disables scraping.
+    #[arg(long, env = "MESH_CONTROL_GRAPH_SCRAPE_INTERVAL", default_value = "5s", value_parser = duration::parse_flag)]
+    pub graph_scrape_interval: Duration,
+
+    /// Extra scrape target (HOST:PORT, repeatable or comma-separated)
+    /// serving `/stats/prometheus`, for components that are not xDS
+    /// clients of this control plane.
+    #[arg(
+        long = "graph-scrape-target",
+        env = "MESH_CONTROL_GRAPH_SCRAPE_TARGETS",
+        value_delimiter = ',',
+        value_name = "HOST:PORT",
+        value_parser = crate::graph::parse_target
+    )]
+    pub graph_scrape_targets: Vec<String>,
 
     /// Readiness endpoint (GET /healthz/ready: 200 once the configuration is
     /// loaded and the gRPC ports are served, 503 before and while stopping),
@@ -291,6 +321,9 @@ impl ControlConfig {
             xds_tls_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            prometheus_url: None,
+            graph_scrape_interval: Duration::from_secs(5),
+            graph_scrape_targets: vec![],
             reload_interval: crate::source::DEFAULT_RELOAD_INTERVAL,
             drain_timeout: mesh_admin::drain::DEFAULT_TIMEOUT,
             worker_threads: None,
