@@ -100,6 +100,44 @@ pub enum Command {
         output: Output,
     },
 
+    /// Opens the control plane's service graph: a live page of who calls
+    /// whom, with request rates, error rates, latency percentiles, mTLS
+    /// and canary weights against the traffic split actually seen — as
+    /// `istioctl dashboard kiali` opens Kiali.
+    ///
+    /// The page is served by the control plane's admin endpoint
+    /// (--control-plane). For a host:port target, prints
+    /// `http://<host:port>/graph` and exits. For a network namespace
+    /// target (the admin listens on that namespace's loopback), runs a
+    /// forwarder on 127.0.0.1:<--port> that carries the page's requests
+    /// (GET /graph and /graph/* only) into the namespace, prints
+    /// `http://127.0.0.1:<port>/graph` and serves until Ctrl-C.
+    ///
+    /// Example: `meshctl --control-plane mdemo-net dashboard --browser`.
+    #[command(alias = "dash")]
+    Dashboard {
+        /// Local port of the forwarder.
+        #[arg(short, long, default_value_t = 15080)]
+        port: u16,
+
+        /// Local address of the forwarder (a loopback address).
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+
+        /// Also open the page in the desktop's browser (xdg-open).
+        #[arg(long)]
+        browser: bool,
+
+        /// Connections the forwarder serves at once; more are closed.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        max_connections: usize,
+
+        /// Seconds a browser connection may stay idle before the forwarder
+        /// closes it.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        idle_timeout: u64,
+    },
+
     /// Shows or changes an agent's (or the control plane's) log levels at
     /// runtime, like `istioctl proxy-config log`. Without options it prints
     /// the current filter. The access log is the module `access`

@@ -6,12 +6,15 @@
 //!   control plane to the namespace holding the pod's or its node's address
 //! - [`proxy_status`], [`proxy_config`], [`bpf`], [`describe`] (`x describe
 //!   pod`): one module per subcommand
+//! - [`dashboard`]: the control plane's service graph page, forwarded
+//!   out of its network namespace when needed
 //! - [`render`]: tables and `-o json|yaml`
 #![forbid(unsafe_code)]
 
 pub mod analyze;
 pub mod bpf;
 pub mod cli;
+pub mod dashboard;
 pub mod describe;
 pub mod http;
 pub mod pod;
@@ -28,7 +31,7 @@ use cli::{Cli, Command};
 use target::Target;
 
 /// What to say when an admin endpoint does not answer.
-fn unreachable_hint(what: &str, target: &Target, flag: &str) -> String {
+pub(crate) fn unreachable_hint(what: &str, target: &Target, flag: &str) -> String {
     format!(
         "cannot reach the {what} admin at {}: is {} running? pass {flag}",
         target.describe(),
@@ -112,6 +115,26 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
         } => {
             let report = bpf::collect(&bpffs, &instance)?;
             return Ok(bpf::render(&report, output));
+        }
+        Command::Dashboard {
+            port,
+            address,
+            browser,
+            max_connections,
+            idle_timeout,
+        } => {
+            let target = Target::parse(&cli.control_plane, netns_dir).context("--control-plane")?;
+            let options = dashboard::Options {
+                address,
+                port,
+                browser,
+                limits: dashboard::proxy::Limits {
+                    max_connections,
+                    idle: std::time::Duration::from_secs(idle_timeout),
+                    ..Default::default()
+                },
+            };
+            return dashboard::run(&target, netns_dir, &options);
         }
         Command::Analyze {
             dir: Some(dir),
@@ -281,7 +304,10 @@ fn resolve_agent(
         Ok(Target::Netns(name)) => Some(name),
         _ => None,
     };
-    let netns = if proxy_config::waypoint::is_waypoint_kind(kind) {
+    let netns = if proxy_config::waypoint::is_waypoint_kind(kind)
+        || (kind == proxy_config::Kind::Certificate
+            && proxy_config::secrets::serves_own_certificates(&doc, &info))
+    {
         let ip = pod::pod_ip(&info)?;
         pod::netns_of(netns_dir, ip, &info.name, "pod", control_netns.as_deref())?
     } else {

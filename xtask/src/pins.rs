@@ -19,6 +19,29 @@ pub const KUBEVAL_HOME: &str = "/opt/mesh-tools/kubeval";
 /// Its command.
 pub const KUBEVAL_BIN: &str = "/opt/mesh-tools/kubeval/bin/kubernetes-validate";
 
+/// The Arize Phoenix release the trace test queries (PyPI `arize-phoenix`:
+/// an OTLP trace backend, gRPC `:4317`, HTTP `:6006`, REST API).
+pub const PHOENIX_VERSION: &str = "20.26.1";
+/// The venv `cargo xtask setup` installs it into.
+pub const PHOENIX_HOME: &str = "/opt/mesh-tools/phoenix";
+/// Its command (`phoenix serve`).
+pub const PHOENIX_BIN: &str = "/opt/mesh-tools/phoenix/bin/phoenix";
+/// The venv's interpreter, which reports the installed version.
+pub const PHOENIX_PYTHON: &str = "/opt/mesh-tools/phoenix/bin/python";
+
+/// The `arize-phoenix` version installed in the venv of `python`, if any.
+pub fn phoenix_version(python: &Path) -> Option<String> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "from importlib.metadata import version; print(version('arize-phoenix'))",
+        ])
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !version.is_empty()).then_some(version)
+}
+
 /// The version `bin --version` reports (`…/1.40.0/Clean/RELEASE/…`), if it runs.
 pub fn envoy_version(bin: &Path) -> Option<String> {
     let out = Command::new(bin).arg("--version").output().ok()?;

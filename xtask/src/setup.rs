@@ -7,6 +7,7 @@
 //! of the waypoint tests and of `cargo xtask bench l7`; and PyPI
 //! `kubernetes-validate` for the manifest test ([`kubeval`]).
 mod kubeval;
+mod phoenix;
 
 use std::{
     path::{Path, PathBuf},
@@ -233,6 +234,11 @@ pub fn ensure_all() -> anyhow::Result<Env> {
     if let Err(e) = kubeval::ensure_kubeval() {
         step(format!(
             "WARNING: kubernetes-validate not installed ({e:#}); the manifest test will fail"
+        ));
+    }
+    if let Err(e) = phoenix::ensure_phoenix() {
+        step(format!(
+            "WARNING: Arize Phoenix not installed ({e:#}); the trace test will fail"
         ));
     }
     Ok(Env {

@@ -28,7 +28,7 @@ use std::{
 use mesh_e2e::{cluster::Cluster, Binaries};
 use serde_json::Value;
 
-use crate::{demo_config, demo_egress, demo_guide, demo_ingress, step};
+use crate::{demo_config, demo_dashboard, demo_egress, demo_guide, demo_ingress, step};
 
 const PORT: u16 = 9080;
 
@@ -85,7 +85,12 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
     let c = start(crate::binaries()?, user_files.as_ref())?;
-    demo_guide::print_intro(&c, &demo_guide::bookinfo(&c), duration);
+    demo_guide::print_intro(
+        &c,
+        &demo_guide::bookinfo(&c),
+        Some(&c.dashboard.url),
+        duration,
+    );
 
     let started = Instant::now();
     while !stop.load(Ordering::SeqCst)
@@ -135,6 +140,8 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
 /// The demo mesh and the external namespace its egress reaches; it reads
 /// as the [`Cluster`]. Field order is teardown order.
 pub struct Demo {
+    /// `meshctl dashboard`: the service graph page on the host.
+    pub dashboard: demo_dashboard::Dashboard,
     pub external: demo_egress::External,
     pub cluster: Cluster,
 }
@@ -155,7 +162,8 @@ impl DerefMut for Demo {
 
 /// The demo mesh, running: two nodes, the control plane with the defaults
 /// (and `user` files over them), the external namespace, both agents,
-/// every app pod serving, and the waypoint, and the ingress gateway.
+/// every app pod serving, and the waypoint, and the ingress gateway, and
+/// the service graph forwarder.
 /// Dropping it tears everything down.
 pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Demo> {
     step("creating two nodes; pods are network namespaces named after the pod");
@@ -221,7 +229,13 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
         demo_ingress::HOST
     ));
     demo_ingress::start_gateway(&mut c)?;
+    step(format!(
+        "starting meshctl dashboard: the control plane's service graph on 127.0.0.1:{}",
+        demo_dashboard::PORT
+    ));
+    let dashboard = demo_dashboard::Dashboard::start(&c, demo_dashboard::PORT)?;
     Ok(Demo {
+        dashboard,
         external,
         cluster: c,
     })

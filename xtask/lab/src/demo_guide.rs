@@ -90,6 +90,14 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
             "reviews",
         ),
         enrolled_map(c),
+        hint(
+            format!(
+                "curl -s 'http://127.0.0.1:{}/graph/data?namespace=default&window=60'",
+                crate::demo_dashboard::PORT
+            ),
+            "the service graph's numbers, as the page polls them (through meshctl dashboard)",
+            "\"edges\"",
+        ),
     ]
     .into_iter()
     .chain(ingress(c))
@@ -209,14 +217,23 @@ pub fn l4(c: &Cluster) -> Vec<Hint> {
     .collect()
 }
 
-/// What a demo prints once its mesh is up: where its YAML is, the
-/// commands to try, and how it stops.
-pub fn print_intro(c: &Cluster, hints: &[Hint], duration: Option<u64>) {
+/// What a demo prints once its mesh is up: where its YAML is, its
+/// service graph page (when `meshctl dashboard` serves one), the commands
+/// to try, and how it stops.
+pub fn print_intro(
+    c: &Cluster,
+    hints: &[Hint],
+    service_graph: Option<&str>,
+    duration: Option<u64>,
+) {
     println!();
     println!(
         "  control plane YAML: {} (edit it: changes apply live)",
         c.config_dir().display()
     );
+    if let Some(url) = service_graph {
+        println!("  service graph: {url} (open it in a browser: live traffic, errors, mTLS, canary split)");
+    }
     println!("  try, from another shell:");
     print(hints);
     println!(

@@ -74,7 +74,7 @@ pub fn run(duration: Option<u64>) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
     let c = start(crate::binaries()?)?;
-    demo_guide::print_intro(&c, &demo_guide::l4(&c), duration);
+    demo_guide::print_intro(&c, &demo_guide::l4(&c), None, duration);
 
     let reviews = c.pod("reviews").addr(PORT).to_string();
     let details = c.pod("details").addr(PORT).to_string();

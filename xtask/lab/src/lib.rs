@@ -4,8 +4,10 @@
 //!
 //! - [`demo_bookinfo`]: bookinfo behind a waypoint, with the commands a
 //!   person can try ([`demo_guide`]) and `--config` overrides
-//!   ([`demo_config`]), ingress through a gateway ([`demo_ingress`]) and
-//!   egress to a ServiceEntry host ([`demo_egress`]);
+//!   ([`demo_config`]), its service graph page ([`demo_dashboard`]),
+//!   ingress through a gateway ([`demo_ingress`]) and egress to a
+//!   ServiceEntry host ([`demo_egress`]), and a Prometheus
+//!   scraping all of it ([`demo_prometheus`]);
 //! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
 //! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology
 //!   and its ingress path ([`bench_l7_ingress`]);
@@ -18,10 +20,12 @@ pub mod bench_l7_topology;
 pub mod bench_policy;
 pub mod demo_bookinfo;
 pub mod demo_config;
+pub mod demo_dashboard;
 pub mod demo_egress;
 pub mod demo_guide;
 pub mod demo_ingress;
 pub mod demo_l4;
+pub mod demo_prometheus;
 pub mod soak;
 pub mod soak_report;
 
