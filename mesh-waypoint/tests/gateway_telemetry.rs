@@ -338,3 +338,78 @@ async fn tcp_connections_are_counted_with_istio_labels_and_logged() {
     drain.send_replace(true);
     tokio::time::timeout(LIMIT, gw.finished()).await.unwrap();
 }
+
+/// A long `tcp_proxy` connection's bytes show at each scrape while it is
+/// open (nothing closed yet), and the close adds only the rest: the totals
+/// are exactly what moved.
+#[tokio::test]
+async fn bytes_of_an_open_tcp_connection_show_before_it_closes() {
+    let telemetry = Telemetry::new(TelemetryOptions {
+        workload_uid: "Kubernetes//Pod/istio-system/ingress-gw-0".into(),
+        workload_name: "ingress-gw".into(),
+        namespace: "istio-system".into(),
+        reporter: Reporter::Source,
+        ..Default::default()
+    });
+    let clusters = ClusterManager::new(Default::default());
+    let (_drain, drain_rx) = tokio::sync::watch::channel(false);
+    let gw = ListenerManager::with_connector(
+        Deps::new(clusters.clone()),
+        std::env::temp_dir().join("mesh-waypoint-gateway-live-bytes-unused"),
+        drain_rx,
+        Connector::default(),
+        Some(TcpObserver::new(telemetry.clone(), clusters)),
+    );
+    gw.tcp_upstreams().set_endpoints(ECHO, vec![echo().await]);
+    let plain = listener("0.0.0.0_9000", &[], ECHO);
+    let errors = gw.apply(&[&plain], |_| None);
+    assert!(errors.is_empty(), "{errors:?}");
+    let labels = [
+        ("reporter", "source"),
+        ("destination_service", "echo.default.svc.cluster.local"),
+    ];
+    let now = |metric: &str| series(&telemetry.encode_metrics(), metric, &labels).unwrap_or(0.0);
+
+    let mut s = TcpStream::connect(gw.local_addr("0.0.0.0_9000").unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // Each round trip: 5 bytes up, "e:" + 5 bytes back.
+    for round in 1..=3u32 {
+        s.write_all(b"hello").await.unwrap();
+        let mut got = 0;
+        while got < 7 {
+            got += tokio::time::timeout(LIMIT, s.read(&mut buf[got..]))
+                .await
+                .expect("the echo answers in time")
+                .unwrap();
+        }
+        let want = f64::from(round);
+        eventually_async("bytes counted while open", LIMIT, || async {
+            let (received, sent) = (
+                now("istio_tcp_received_bytes_total"),
+                now("istio_tcp_sent_bytes_total"),
+            );
+            if received == 5.0 * want && sent == 7.0 * want {
+                Ok(())
+            } else {
+                Err(format!("received {received}, sent {sent}"))
+            }
+        })
+        .await;
+        assert_eq!(now("istio_tcp_connections_closed_total"), 0.0);
+    }
+    // Closed: the totals are what moved, not counted twice.
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut rest)).await;
+    eventually_async("the connection closed in the metrics", LIMIT, || async {
+        match now("istio_tcp_connections_closed_total") {
+            1.0 => Ok(()),
+            n => Err(format!("{n} closed")),
+        }
+    })
+    .await;
+    assert_eq!(now("istio_tcp_received_bytes_total"), 15.0);
+    assert_eq!(now("istio_tcp_sent_bytes_total"), 21.0);
+}

@@ -1,9 +1,10 @@
 //! One `tcp_proxy` connection of the gateway: dial the target's cluster,
 //! relay the bytes, report the connection to telemetry (opened once the
-//! upstream is chosen, closed with its bytes and response flag, and the
-//! access log line).
+//! upstream is chosen, its bytes while it is open, closed with its
+//! response flag, and the access log line).
 use std::sync::Arc;
 
+use mesh_hbone::{Counted, End, LiveBytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::tcp::{self, RelayEnd, TcpTarget, TcpUpstreams};
@@ -43,8 +44,8 @@ where
             record.flag = Some(failure.error.flag());
             record.duration = started.elapsed();
             if let Some(t) = &ctx.telemetry {
-                t.opened(&record);
-                t.closed(&record);
+                let open = t.opened(&record, Arc::default());
+                t.closed(&record, open);
             }
             return;
         }
@@ -54,9 +55,14 @@ where
     record.workload = connected.workload.clone();
     record.upstream_host = Some(connected.endpoint);
     record.upstream_mtls = connected.hbone;
-    if let Some(t) = &ctx.telemetry {
-        t.opened(&record);
-    }
+    // The relay counts the downstream's bytes as they move: a scrape reads
+    // them while the connection is open.
+    let live = Arc::new(LiveBytes::default());
+    let open = ctx
+        .telemetry
+        .as_ref()
+        .map(|t| t.opened(&record, Arc::clone(&live)));
+    let io = Counted::new(io, End::Source, live);
     let relayed = tcp::relay(io, connected.io, tcp::IDLE_TIMEOUT).await;
     record.duration = started.elapsed();
     record.received = relayed.from_downstream;
@@ -74,7 +80,7 @@ where
         end = ?relayed.end,
         "tcp_proxy connection finished"
     );
-    if let Some(t) = &ctx.telemetry {
-        t.closed(&record);
+    if let (Some(t), Some(open)) = (&ctx.telemetry, open) {
+        t.closed(&record, open);
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod record;
 pub mod tcp;
+pub mod tcp_open;
 pub mod trace;
 
 use std::sync::{
@@ -68,6 +69,8 @@ pub struct Telemetry {
     /// Who reports the spans (OTLP resource, `istio.*` tags).
     span_source: otlp::SpanSource,
     tcp: tcp::TcpMetrics,
+    /// Open `tcp_proxy` connections, folded into `tcp` at each scrape.
+    open_tcp: tcp_open::OpenConns,
     /// The proxy's own workload: uid, name, namespace.
     own: (String, String, String),
 }
@@ -121,6 +124,7 @@ impl Telemetry {
             reporter: opts.reporter,
             span_source,
             tcp,
+            open_tcp: Default::default(),
             own: (opts.workload_uid, opts.workload_name, opts.namespace),
         })
     }
@@ -184,16 +188,29 @@ impl Telemetry {
         tcp::tcp_labels(self.reporter, source, r, dir)
     }
 
-    /// Counts an opened `tcp_proxy` connection.
-    pub fn tcp_opened(&self, r: &tcp::TcpRecord, dir: &Directory) {
-        self.tcp.opened(&self.tcp_labels(r, dir));
+    /// Counts an opened `tcp_proxy` connection; its bytes, counted into
+    /// `live` by the relay, reach the metrics at each scrape.
+    pub fn tcp_opened(
+        &self,
+        r: &tcp::TcpRecord,
+        dir: &Directory,
+        live: Arc<mesh_hbone::LiveBytes>,
+    ) -> tcp_open::OpenToken {
+        let l = self.tcp_labels(r, dir);
+        self.tcp.opened(&l);
+        self.open_tcp.insert(l, live)
     }
 
-    /// Counts a closed `tcp_proxy` connection and its bytes; writes its
-    /// access log line when the access log is on.
-    pub fn tcp_closed(&self, r: &tcp::TcpRecord, dir: &Directory) {
+    /// Counts a closed `tcp_proxy` connection and the bytes no scrape has
+    /// counted; writes its access log line when the access log is on.
+    pub fn tcp_closed(&self, r: &tcp::TcpRecord, dir: &Directory, open: tcp_open::OpenToken) {
+        let (received, sent) = self.open_tcp.remove(open);
         let l = self.tcp_labels(r, dir);
-        self.tcp.closed(&l, r.sent, r.received);
+        self.tcp.closed(
+            &l,
+            r.sent.saturating_sub(sent),
+            r.received.saturating_sub(received),
+        );
         if self.access_log_enabled() {
             let mut line = tcp::line(r, &l);
             line["waypoint"] = self.waypoint.clone().into();
@@ -203,6 +220,7 @@ impl Telemetry {
 
     /// Prometheus text exposition of everything registered.
     pub fn encode_metrics(&self) -> String {
+        self.open_tcp.fold(&self.tcp);
         let mut out = String::new();
         let registry = self.registry.lock_unpoisoned();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {

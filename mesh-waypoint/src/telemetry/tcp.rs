@@ -17,8 +17,11 @@ use prometheus_client::{
 };
 use serde_json::{json, Value};
 
+use mesh_hbone::LiveBytes;
+
 use super::{
     labels::{clean, destination_service, PeerLabels, Peers, Reporter, Side},
+    tcp_open::OpenToken,
     Telemetry,
 };
 use crate::upstream::{ClusterManager, Directory};
@@ -130,9 +133,14 @@ impl TcpMetrics {
         self.opened.get_or_create(l).inc();
     }
 
-    /// A closed connection and its bytes.
+    /// A closed connection and the bytes not counted yet.
     pub fn closed(&self, l: &TcpLabels, sent: u64, received: u64) {
         self.closed.get_or_create(l).inc();
+        self.add_bytes(l, sent, received);
+    }
+
+    /// Bytes moved on a connection labelled `l`.
+    pub fn add_bytes(&self, l: &TcpLabels, sent: u64, received: u64) {
         self.sent.get_or_create(l).inc_by(sent);
         self.received.get_or_create(l).inc_by(received);
     }
@@ -192,13 +200,17 @@ impl TcpObserver {
         })
     }
 
-    /// Counts an opened connection.
-    pub fn opened(&self, r: &TcpRecord) {
-        self.telemetry.tcp_opened(r, &self.clusters.directory());
+    /// Counts an opened connection whose relay counts its bytes into
+    /// `live` (read at each scrape while it is open).
+    pub fn opened(&self, r: &TcpRecord, live: Arc<LiveBytes>) -> OpenToken {
+        self.telemetry
+            .tcp_opened(r, &self.clusters.directory(), live)
     }
 
-    /// Counts a closed connection and its bytes; the access log line.
-    pub fn closed(&self, r: &TcpRecord) {
-        self.telemetry.tcp_closed(r, &self.clusters.directory());
+    /// Counts a closed connection and the bytes no scrape has counted;
+    /// the access log line.
+    pub fn closed(&self, r: &TcpRecord, open: OpenToken) {
+        self.telemetry
+            .tcp_closed(r, &self.clusters.directory(), open);
     }
 }

@@ -466,7 +466,7 @@ fn tcp_labels_name_the_gateway_as_source_and_the_endpoint_as_destination() {
 fn tcp_connections_count_at_open_and_close_with_bytes() {
     let t = Telemetry::new(TelemetryOptions::default());
     let r = tcp_record();
-    t.tcp_opened(&r, &dir());
+    let open = t.tcp_opened(&r, &dir(), Default::default());
     let text = t.encode_metrics();
     let value = |text: &str, metric: &str| {
         text.lines()
@@ -478,7 +478,7 @@ fn tcp_connections_count_at_open_and_close_with_bytes() {
         Some("1")
     );
     assert_eq!(value(&text, "istio_tcp_connections_closed_total"), None);
-    t.tcp_closed(&r, &dir());
+    t.tcp_closed(&r, &dir(), open);
     let text = t.encode_metrics();
     assert_eq!(
         value(&text, "istio_tcp_connections_closed_total").as_deref(),
