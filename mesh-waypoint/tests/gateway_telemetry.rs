@@ -157,6 +157,35 @@ impl Captured {
     }
 }
 
+/// A gateway's listener manager reporting into its own telemetry (as the
+/// ingress gateway `ingress-gw` of `istio-system`), with its drain switch.
+fn gateway(
+    access_log: bool,
+) -> (
+    Arc<ListenerManager>,
+    Arc<Telemetry>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let telemetry = Telemetry::new(TelemetryOptions {
+        access_log,
+        workload_uid: "Kubernetes//Pod/istio-system/ingress-gw-0".into(),
+        workload_name: "ingress-gw".into(),
+        namespace: "istio-system".into(),
+        reporter: Reporter::Source,
+        ..Default::default()
+    });
+    let clusters = ClusterManager::new(Default::default());
+    let (drain, drain_rx) = tokio::sync::watch::channel(false);
+    let gw = ListenerManager::with_connector(
+        Deps::new(clusters.clone()),
+        std::env::temp_dir().join("mesh-waypoint-gateway-telemetry-unused"),
+        drain_rx,
+        Connector::default(),
+        Some(TcpObserver::new(telemetry.clone(), clusters)),
+    );
+    (gw, telemetry, drain)
+}
+
 /// A TLS ClientHello for `sni` (the handshake is never finished).
 fn client_hello(sni: &str) -> Vec<u8> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -188,23 +217,7 @@ async fn tcp_connections_are_counted_with_istio_labels_and_logged() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let telemetry = Telemetry::new(TelemetryOptions {
-        access_log: true,
-        workload_uid: "Kubernetes//Pod/istio-system/ingress-gw-0".into(),
-        workload_name: "ingress-gw".into(),
-        namespace: "istio-system".into(),
-        reporter: Reporter::Source,
-        ..Default::default()
-    });
-    let clusters = ClusterManager::new(Default::default());
-    let (drain, drain_rx) = tokio::sync::watch::channel(false);
-    let gw = ListenerManager::with_connector(
-        Deps::new(clusters.clone()),
-        std::env::temp_dir().join("mesh-waypoint-gateway-telemetry-unused"),
-        drain_rx,
-        Connector::default(),
-        Some(TcpObserver::new(telemetry.clone(), clusters)),
-    );
+    let (gw, telemetry, drain) = gateway(true);
     let upstream = echo().await;
     gw.tcp_upstreams().set_endpoints(ECHO, vec![upstream]);
     gw.tcp_upstreams().set_endpoints(EMPTY, vec![]);
@@ -344,22 +357,7 @@ async fn tcp_connections_are_counted_with_istio_labels_and_logged() {
 /// are exactly what moved.
 #[tokio::test]
 async fn bytes_of_an_open_tcp_connection_show_before_it_closes() {
-    let telemetry = Telemetry::new(TelemetryOptions {
-        workload_uid: "Kubernetes//Pod/istio-system/ingress-gw-0".into(),
-        workload_name: "ingress-gw".into(),
-        namespace: "istio-system".into(),
-        reporter: Reporter::Source,
-        ..Default::default()
-    });
-    let clusters = ClusterManager::new(Default::default());
-    let (_drain, drain_rx) = tokio::sync::watch::channel(false);
-    let gw = ListenerManager::with_connector(
-        Deps::new(clusters.clone()),
-        std::env::temp_dir().join("mesh-waypoint-gateway-live-bytes-unused"),
-        drain_rx,
-        Connector::default(),
-        Some(TcpObserver::new(telemetry.clone(), clusters)),
-    );
+    let (gw, telemetry, _drain) = gateway(false);
     gw.tcp_upstreams().set_endpoints(ECHO, vec![echo().await]);
     let plain = listener("0.0.0.0_9000", &[], ECHO);
     let errors = gw.apply(&[&plain], |_| None);
