@@ -28,7 +28,6 @@ use mesh_e2e::{
     envoy::{
         add_vhost_route_names, envoy_bin, ConfigDump, Envoy, EnvoySpec, WaypointNode, XdsKind,
     },
-    pod::Server,
     waypoint::{waypoint_bin, MeshWaypoint, WaypointSpec},
     Binaries,
 };
@@ -79,21 +78,8 @@ fn envoy_and_mesh_gateway_route_alike() {
     // first scenario is in place before the proxies start.
     let mut applied = apply(&c, &GATEWAY_SCENARIOS[0], &tls, vec![]);
     c.start_control(&[]).unwrap();
-    let podhttp = Path::new(env!("CARGO_BIN_EXE_podhttp"));
     for (pod, name, _, version, port) in BACKENDS {
-        let label = format!("{name}.default");
-        let port = port.to_string();
-        let args = [
-            "serve",
-            "--port",
-            &port,
-            "--pod",
-            &label,
-            "--version",
-            version,
-        ];
-        let server = Server::start(podhttp, c.pod(pod), &args).unwrap();
-        c.servers.push(server);
+        super::serve_podhttp(&mut c, pod, &format!("{name}.default"), *port, version);
     }
     let xds = SocketAddr::from((CONTROL_IP, 15010));
     let dir = c.dir.clone();

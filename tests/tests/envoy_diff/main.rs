@@ -83,21 +83,8 @@ fn envoy_and_mesh_waypoint_route_alike() {
     c.write_config("00-topology.yaml", &topology_yaml(&c))
         .unwrap();
     c.start_control(&[]).unwrap();
-    let podhttp = Path::new(env!("CARGO_BIN_EXE_podhttp"));
     for (pod, ns, name, _, version) in APPS {
-        let label = format!("{name}.{ns}");
-        let port = APP_PORT.to_string();
-        let args = [
-            "serve",
-            "--port",
-            &port,
-            "--pod",
-            &label,
-            "--version",
-            version,
-        ];
-        let server = Server::start(podhttp, c.pod(pod), &args).unwrap();
-        c.servers.push(server);
+        serve_podhttp(&mut c, pod, &format!("{name}.{ns}"), APP_PORT, version);
     }
     let xds = SocketAddr::from((CONTROL_IP, 15010));
     let dir = c.dir.clone();
@@ -216,6 +203,24 @@ fn meshctl_reads_the_waypoint(c: &Cluster) {
 }
 
 /// The waypoint identity of a proxy pod.
+/// `podhttp serve` in `pod` on `port`, answering as `label` (`name.ns`)
+/// and `version`; stopped with the cluster.
+fn serve_podhttp(c: &mut Cluster, pod: &str, label: &str, port: u16, version: &str) {
+    let podhttp = Path::new(env!("CARGO_BIN_EXE_podhttp"));
+    let port = port.to_string();
+    let args = [
+        "serve",
+        "--port",
+        &port,
+        "--pod",
+        label,
+        "--version",
+        version,
+    ];
+    let server = Server::start(podhttp, c.pod(pod), &args).unwrap();
+    c.servers.push(server);
+}
+
 fn node(c: &Cluster, pod: &str, name: &str) -> WaypointNode {
     WaypointNode {
         pod_ip: c.pod(pod).ip.into(),
