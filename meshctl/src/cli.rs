@@ -138,6 +138,52 @@ pub enum Command {
         idle_timeout: u64,
     },
 
+    /// Forwards local ports to a pod's ports, as `kubectl port-forward`:
+    /// e.g. `meshctl port-forward istio-ingressgateway 8080:80 8443:443`
+    /// makes the ingress gateway answer on http://127.0.0.1:8080 and
+    /// https://127.0.0.1:8443 of this host.
+    ///
+    /// POD is the pod's network namespace (a name in /run/netns, `ip netns
+    /// list`; `pod/<name>` works too); entering it needs root. Each
+    /// connection to a local port is carried as plain TCP to 127.0.0.1:REMOTE
+    /// inside the pod's namespace (the pod's loopback, as kubectl uses), so
+    /// TLS and HTTP pass through untouched; a side that stops sending is
+    /// passed on as a half-close. Each remote port is tried once at start:
+    /// a missing namespace or a port nothing listens on is an error then.
+    /// Prints `Forwarding from <address>:<LOCAL> -> <REMOTE>` per forward
+    /// and serves until Ctrl-C. Connections beyond --max-connections are
+    /// closed on accept; one that moves no byte for --idle-timeout is
+    /// closed.
+    #[command(alias = "pf")]
+    PortForward {
+        /// The pod: its network namespace name (or pod/<name>).
+        pod: String,
+
+        /// `LOCAL:REMOTE` (8080:80), `PORT` (the same port both sides) or
+        /// `:REMOTE` (any free local port; the printed line says which).
+        #[arg(value_name = "[LOCAL:]REMOTE", required = true, value_parser = crate::port_forward::PortSpec::parse)]
+        ports: Vec<crate::port_forward::PortSpec>,
+
+        /// Local address(es) to listen on; repeatable or comma-separated.
+        /// Loopback only, unless --allow-non-loopback.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        address: Vec<std::net::IpAddr>,
+
+        /// Allow a non-loopback --address (e.g. 0.0.0.0), which makes the
+        /// pod's ports reachable from other hosts.
+        #[arg(long)]
+        allow_non_loopback: bool,
+
+        /// Connections forwarded at once (all ports); more are closed.
+        #[arg(long, default_value_t = 256, value_name = "N")]
+        max_connections: usize,
+
+        /// Seconds a connection may carry no bytes either way before it is
+        /// closed.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        idle_timeout: u64,
+    },
+
     /// Shows or changes an agent's (or the control plane's) log levels at
     /// runtime, like `istioctl proxy-config log`. Without options it prints
     /// the current filter. The access log is the module `access`

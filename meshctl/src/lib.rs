@@ -8,6 +8,9 @@
 //!   pod`): one module per subcommand
 //! - [`dashboard`]: the control plane's service graph page, forwarded
 //!   out of its network namespace when needed
+//! - [`port_forward`]: a pod's ports on this host's loopback, as
+//!   `kubectl port-forward`, through [`netns`] (sockets made inside a
+//!   pod's network namespace)
 //! - [`render`]: tables and `-o json|yaml`
 #![forbid(unsafe_code)]
 
@@ -17,7 +20,9 @@ pub mod cli;
 pub mod dashboard;
 pub mod describe;
 pub mod http;
+pub mod netns;
 pub mod pod;
+pub mod port_forward;
 pub mod proxy_config;
 pub mod proxy_status;
 pub mod render;
@@ -135,6 +140,27 @@ pub fn run(cli: Cli) -> anyhow::Result<String> {
                 },
             };
             return dashboard::run(&target, netns_dir, &options);
+        }
+        Command::PortForward {
+            pod,
+            ports,
+            address,
+            allow_non_loopback,
+            max_connections,
+            idle_timeout,
+        } => {
+            let options = port_forward::Options {
+                pod,
+                ports,
+                addresses: address,
+                allow_non_loopback,
+                limits: port_forward::Limits {
+                    max_connections,
+                    idle: std::time::Duration::from_secs(idle_timeout),
+                    ..Default::default()
+                },
+            };
+            return port_forward::run(&options, netns_dir);
         }
         Command::Analyze {
             dir: Some(dir),

@@ -126,3 +126,47 @@ fn experimental_describe_pod() {
     }
     assert!(Cli::try_parse_from(["meshctl", "x", "describe", "pod"]).is_err());
 }
+
+#[test]
+fn port_forward_takes_kubectls_arguments() {
+    use meshctl::port_forward::PortSpec;
+    match parse(&[
+        "port-forward",
+        "istio-ingressgateway",
+        "8080:80",
+        "8443:443",
+    ]) {
+        Command::PortForward {
+            pod,
+            ports,
+            address,
+            allow_non_loopback,
+            ..
+        } => {
+            assert_eq!(pod, "istio-ingressgateway");
+            assert_eq!(
+                ports,
+                [
+                    PortSpec {
+                        local: 8080,
+                        remote: 80
+                    },
+                    PortSpec {
+                        local: 8443,
+                        remote: 443
+                    }
+                ]
+            );
+            assert_eq!(address, [std::net::IpAddr::from([127, 0, 0, 1])]);
+            assert!(!allow_non_loopback);
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    let two = ["pf", "gw", ":80", "--address", "127.0.0.1,::1"];
+    let Command::PortForward { address, .. } = parse(&two) else {
+        panic!("pf is port-forward");
+    };
+    assert_eq!(address.len(), 2);
+    assert!(Cli::try_parse_from(["meshctl", "port-forward", "gw", "80:x"]).is_err());
+    assert!(Cli::try_parse_from(["meshctl", "port-forward", "gw"]).is_err());
+}

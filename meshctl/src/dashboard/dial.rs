@@ -1,35 +1,30 @@
 //! Connections to the control plane's admin endpoint, from wherever it
-//! listens: directly for an address, or from a thread that lives inside
-//! the target's network namespace for a namespace name. A socket keeps
-//! the namespace it was created in, so a stream the namespace thread opens
-//! reaches the namespace's loopback even when used from any other thread.
+//! listens: directly for an address, or through a [`NetnsDialer`] (a
+//! thread inside the target's network namespace that creates the
+//! sockets) for a namespace name, which reaches the namespace's loopback.
 use std::{
     net::{SocketAddr, ToSocketAddrs as _},
     path::Path,
-    sync::mpsc,
     time::Duration,
 };
 
-use tokio::{net::TcpStream, sync::oneshot};
+use tokio::net::TcpStream;
 
-use crate::target::{Target, TargetError};
+use crate::{
+    netns::{NetnsDialer, NetnsError},
+    target::{Target, TargetError},
+};
 
 /// How long one connection attempt to the admin may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-type Reply = oneshot::Sender<std::io::Result<std::net::TcpStream>>;
 
 /// Opens connections to one admin endpoint.
 #[derive(Debug)]
 pub enum Dialer {
     /// The admin is reachable from here.
     Direct(String),
-    /// The admin listens inside a network namespace: the dialer thread,
-    /// which entered it, opens each connection.
-    Netns {
-        name: String,
-        requests: mpsc::Sender<Reply>,
-    },
+    /// The admin listens inside a network namespace.
+    Netns(NetnsDialer),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,44 +41,22 @@ pub enum DialError {
 }
 
 impl Dialer {
-    /// A dialer for `target`; for a namespace, the dialer thread enters it
-    /// now and the error says so if it cannot.
+    /// A dialer for `target`; for a namespace, its thread enters it now
+    /// and the error says so if it cannot.
     pub fn new(target: &Target, netns_dir: &Path) -> Result<Dialer, DialError> {
-        let name = match target {
-            Target::Addr(addr) => return Ok(Dialer::Direct(addr.clone())),
-            Target::Netns(name) => name.clone(),
-        };
-        let (requests, incoming) = mpsc::channel::<Reply>();
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let thread_target = target.clone();
-        let dir = netns_dir.to_path_buf();
-        std::thread::Builder::new()
-            .name(format!("dial-{name}"))
-            .spawn(move || {
-                let entered = thread_target.enter(&dir);
-                let ok = entered.is_ok();
-                let _ = entered_tx.send(entered);
-                if !ok {
-                    return;
+        match target {
+            Target::Addr(addr) => Ok(Dialer::Direct(addr.clone())),
+            Target::Netns(name) => match NetnsDialer::new(name, netns_dir) {
+                Ok(dialer) => Ok(Dialer::Netns(dialer)),
+                Err(NetnsError::Target(e)) => Err(e.into()),
+                Err(NetnsError::Spawn { source, .. } | NetnsError::Connect { source, .. }) => {
+                    Err(DialError::Connect {
+                        target: target.describe(),
+                        source,
+                    })
                 }
-                let addr: SocketAddr = thread_target
-                    .admin_addr()
-                    .parse()
-                    .expect("the in-namespace admin address is an IP address");
-                // Ends when every sender (the Dialer) is gone.
-                for reply in incoming {
-                    let _ =
-                        reply.send(std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT));
-                }
-            })
-            .map_err(|source| DialError::Connect {
-                target: target.describe(),
-                source,
-            })?;
-        match entered_rx.recv() {
-            Ok(Ok(())) => Ok(Dialer::Netns { name, requests }),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(DialError::ThreadGone { name }),
+                Err(NetnsError::ThreadGone { name }) => Err(DialError::ThreadGone { name }),
+            },
         }
     }
 
@@ -91,7 +64,7 @@ impl Dialer {
     pub fn describe(&self) -> String {
         match self {
             Dialer::Direct(addr) => addr.clone(),
-            Dialer::Netns { name, .. } => Target::Netns(name.clone()).describe(),
+            Dialer::Netns(netns) => Target::Netns(netns.name().to_string()).describe(),
         }
     }
 
@@ -109,13 +82,18 @@ impl Dialer {
                     Err(_) => Err(connect(std::io::ErrorKind::TimedOut.into())),
                 }
             }
-            Dialer::Netns { name, requests } => {
-                let (tx, rx) = oneshot::channel();
-                let gone = || DialError::ThreadGone { name: name.clone() };
-                requests.send(tx).map_err(|_| gone())?;
-                let stream = rx.await.map_err(|_| gone())?.map_err(connect)?;
-                stream.set_nonblocking(true).map_err(connect)?;
-                TcpStream::from_std(stream).map_err(connect)
+            Dialer::Netns(netns) => {
+                let admin: SocketAddr = crate::target::DEFAULT_ADMIN
+                    .parse()
+                    .expect("the in-namespace admin address is an IP address");
+                match netns.connect(admin, CONNECT_TIMEOUT).await {
+                    Ok(stream) => Ok(stream),
+                    Err(NetnsError::ThreadGone { name }) => Err(DialError::ThreadGone { name }),
+                    Err(NetnsError::Target(e)) => Err(e.into()),
+                    Err(NetnsError::Spawn { source, .. } | NetnsError::Connect { source, .. }) => {
+                        Err(connect(source))
+                    }
+                }
             }
         }
     }

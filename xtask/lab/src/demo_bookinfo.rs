@@ -142,6 +142,8 @@ pub fn run(duration: Option<u64>, config: Option<&Path>) -> anyhow::Result<()> {
 pub struct Demo {
     /// `meshctl dashboard`: the service graph page on the host.
     pub dashboard: demo_dashboard::Dashboard,
+    /// `meshctl port-forward`: the ingress gateway on the host's loopback.
+    pub ingress: demo_ingress::PortForward,
     pub external: demo_egress::External,
     pub cluster: Cluster,
 }
@@ -163,7 +165,7 @@ impl DerefMut for Demo {
 /// The demo mesh, running: two nodes, the control plane with the defaults
 /// (and `user` files over them), the external namespace, both agents,
 /// every app pod serving, and the waypoint, and the ingress gateway, and
-/// the service graph forwarder.
+/// the service graph's and the gateway's forwarders.
 /// Dropping it tears everything down.
 pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow::Result<Demo> {
     step("creating two nodes; pods are network namespaces named after the pod");
@@ -234,8 +236,15 @@ pub fn start(bins: Binaries, user: Option<&BTreeMap<String, String>>) -> anyhow:
         demo_dashboard::PORT
     ));
     let dashboard = demo_dashboard::Dashboard::start(&c, demo_dashboard::PORT)?;
+    step(format!(
+        "starting meshctl port-forward: the ingress gateway on 127.0.0.1:{} (HTTP) and :{} (HTTPS)",
+        demo_ingress::HOST_HTTP_PORT,
+        demo_ingress::HOST_HTTPS_PORT
+    ));
+    let ingress = demo_ingress::PortForward::start(&c)?;
     Ok(Demo {
         dashboard,
+        ingress,
         external,
         cluster: c,
     })

@@ -106,14 +106,31 @@ pub fn bookinfo(c: &Cluster) -> Vec<Hint> {
     .collect()
 }
 
-/// Bookinfo from `outside` (a pod outside the mesh) through the ingress
-/// gateway: plain HTTP, and HTTPS checked against the demo's CA and the
-/// certificate's SAN.
-fn ingress(c: &Cluster) -> [Hint; 2] {
+/// Bookinfo through the ingress gateway: from the host's root namespace
+/// (through the demo's `meshctl port-forward`) and from `outside` (a pod
+/// outside the mesh, by the gateway's own address); plain HTTP, and
+/// HTTPS checked against the demo's CA and the certificate's SAN.
+pub fn ingress(c: &Cluster) -> [Hint; 4] {
     let ip = c.pod(demo_ingress::GATEWAY).ip;
     let outside = demo_ingress::OUTSIDE;
     let host = demo_ingress::HOST;
+    let ca = demo_ingress::ca_pem(c);
+    let http = demo_ingress::HOST_HTTP_PORT;
+    let https = demo_ingress::HOST_HTTPS_PORT;
     [
+        hint(
+            format!("curl -s http://127.0.0.1:{http}/productpage"),
+            "ingress from the host, through meshctl port-forward to the gateway's :80",
+            "\"pod\":\"productpage-v1\"",
+        ),
+        hint(
+            format!(
+                "curl -s --resolve {host}:{https}:127.0.0.1 --cacert {} https://{host}:{https}/productpage",
+                ca.display()
+            ),
+            "HTTPS from the host (to the gateway's :443), the certificate checked",
+            "\"pod\":\"productpage-v1\"",
+        ),
         hint(
             format!("ip netns exec {outside} curl -s http://{ip}/productpage"),
             "ingress over HTTP: the gateway routes /productpage to productpage",
@@ -122,7 +139,7 @@ fn ingress(c: &Cluster) -> [Hint; 2] {
         hint(
             format!(
                 "ip netns exec {outside} curl -s --resolve {host}:443:{ip} --cacert {} https://{host}/productpage",
-                demo_ingress::ca_pem(c).display()
+                ca.display()
             ),
             "ingress over HTTPS: the certificate checked against its SAN",
             "\"pod\":\"productpage-v1\"",

@@ -5,6 +5,13 @@
 //! mesh, calls through it. The HTTPS server's certificate
 //! (`credentialName: bookinfo-credential`) is made at start by a CA of the
 //! demo's own, under the cluster's directory (removed with it).
+//!
+//! The host reaches the gateway as a kind cluster's user does with
+//! `kubectl port-forward svc/istio-ingressgateway 8080:80`: the demo runs
+//! `meshctl port-forward istio-ingressgateway 8080:80 8443:443`
+//! ([`PortForward`]), so `curl http://127.0.0.1:8080/productpage` works
+//! from the root namespace. A taken port fails the demo's start, naming
+//! the port (the printed commands use these fixed ports).
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -16,6 +23,13 @@ pub const GATEWAY: &str = "istio-ingressgateway";
 pub const OUTSIDE: &str = "outside";
 /// The HTTPS server's host, the certificate's only SAN.
 pub const HOST: &str = "bookinfo.example.com";
+/// The gateway's HTTP port on the host (`meshctl port-forward`).
+pub const HOST_HTTP_PORT: u16 = 8080;
+/// The gateway's HTTPS port on the host.
+pub const HOST_HTTPS_PORT: u16 = 8443;
+/// The gateway's servers' ports in its pod.
+const GATEWAY_PORTS: [u16; 2] = [80, 443];
+
 /// The Gateway's `credentialName`.
 const CREDENTIAL: &str = "bookinfo-credential";
 
@@ -48,6 +62,48 @@ pub fn start_gateway(c: &mut Cluster) -> anyhow::Result<()> {
     let dir = credential_dir(c).display().to_string();
     c.start_gateway_with(GATEWAY, &["--credential-dir", &dir])?;
     Ok(())
+}
+
+/// The gateway's ports on the host's loopback: `meshctl port-forward`
+/// running; stopped on drop.
+pub struct PortForward {
+    _forwarder: crate::demo_dashboard::Forwarder,
+    /// What it printed, one line per forward
+    /// (`Forwarding from 127.0.0.1:8080 -> 80`).
+    pub lines: Vec<String>,
+}
+
+impl PortForward {
+    /// Starts `meshctl port-forward <gateway pod> 8080:80 8443:443` (its
+    /// log in `port-forward.log` in the cluster's directory) and waits
+    /// for both forwards to be announced.
+    pub fn start(c: &Cluster) -> anyhow::Result<PortForward> {
+        let pod = c.pod(GATEWAY).netns.name.clone();
+        let specs: Vec<String> = [HOST_HTTP_PORT, HOST_HTTPS_PORT]
+            .iter()
+            .zip(GATEWAY_PORTS)
+            .map(|(local, remote)| format!("{local}:{remote}"))
+            .collect();
+        let mut args = vec!["port-forward", pod.as_str()];
+        args.extend(specs.iter().map(String::as_str));
+        let forwarder = crate::demo_dashboard::Forwarder::start(
+            c,
+            &args,
+            "port-forward.log",
+            specs.len(),
+            "Forwarding from ",
+        )
+        .with_context(|| {
+            format!(
+                "exposing the ingress gateway on 127.0.0.1:{HOST_HTTP_PORT} and :{HOST_HTTPS_PORT} \
+                 (free those ports if another program holds them)"
+            )
+        })?;
+        Ok(PortForward {
+            lines: forwarder.lines.clone(),
+            _forwarder: forwarder,
+        })
+    }
 }
 
 /// A CA (to `ca`) and a certificate for [`HOST`] it signs (to

@@ -97,6 +97,42 @@ fn run_all(hints: &[demo_guide::Hint]) {
     );
 }
 
+/// The gateway is reachable from the host's root namespace through the
+/// demo's `meshctl port-forward`: both forwards were announced as kubectl
+/// announces them, and each root-namespace command (run above for its
+/// body) answers 200 — HTTPS with `Host: bookinfo.example.com:8443`, a
+/// port the gateway's server does not have, so it takes its `<host>:*`
+/// domain.
+fn assert_root_namespace_ingress(c: &demo_bookinfo::Demo) {
+    use mesh_lab::demo_ingress::{HOST_HTTPS_PORT, HOST_HTTP_PORT};
+    assert_eq!(
+        c.ingress.lines,
+        [
+            format!("Forwarding from 127.0.0.1:{HOST_HTTP_PORT} -> 80"),
+            format!("Forwarding from 127.0.0.1:{HOST_HTTPS_PORT} -> 443"),
+        ]
+    );
+    let from_root: Vec<_> = demo_guide::ingress(c)
+        .into_iter()
+        .filter(|h| h.command.starts_with("curl "))
+        .collect();
+    assert_eq!(from_root.len(), 2, "{from_root:?}");
+    for h in from_root {
+        let command = format!("{} -o /dev/null -w '%{{http_code}}'", h.command);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "`{command}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Nothing named after the cluster is left: namespaces, pins, cgroups.
 fn assert_gone(prefix: &str, pods: &[&str]) {
     let netns = std::process::Command::new("ip")
@@ -127,6 +163,7 @@ fn bookinfo_demo_commands_work_and_the_readme_shows_only_them() {
     let hints = demo_guide::bookinfo(&c);
     run_all(&hints);
     assert_readme_block_printed(&readme_blocks()[0], &hints);
+    assert_root_namespace_ingress(&c);
     let prefix = c.underlay.name.trim_end_matches("-net").to_string();
     drop(c);
     assert_gone(

@@ -3,7 +3,8 @@
 //! (one HTTPS server). One VirtualHost per host of the VirtualServices
 //! bound to the server's Gateway (`gateways: [G]` in the Gateway's
 //! namespace, or `[N/G]`) that the server's hosts admit, named
-//! `<host>:<port>` with domains `<host>` and `<host>:<port>`; a
+//! `<host>:<port>` with domains `<host>` and `<host>:*` (see
+//! [`domains`]); a
 //! VirtualService host `*` (or a wider wildcard) takes the server's
 //! hosts. Routes are translated as for waypoints, destinations resolved
 //! in the VirtualService's namespace; a match naming other gateways, or
@@ -46,6 +47,19 @@ pub fn admits(pattern: &str, host: &str) -> bool {
         || pattern
             .strip_prefix('*')
             .is_some_and(|suffix| host.ends_with(suffix) && host != suffix)
+}
+
+/// A gateway VirtualHost's domains, as istiod writes them: the host and
+/// the host with any port (`<host>:*`), since a client puts the port it
+/// dialed into `Host` whenever that port is not the scheme's default —
+/// through a port-forward, a NodePort or a load balancer's own port, the
+/// gateway's server port is not the port the client saw. `*` alone
+/// already matches every host, with or without a port.
+pub fn domains(host: &str) -> Vec<String> {
+    if host == "*" {
+        return vec![host.to_string()];
+    }
+    vec![host.to_string(), format!("{host}:*")]
 }
 
 /// The VirtualHost host a server host and a VirtualService host share:
@@ -117,7 +131,7 @@ pub fn route_configuration(
                         None => {
                             virtual_hosts.push(VirtualHost {
                                 name: vh_name.clone(),
-                                domains: vec![host.clone(), vh_name.clone()],
+                                domains: domains(&host),
                                 ..Default::default()
                             });
                             virtual_hosts.len() - 1

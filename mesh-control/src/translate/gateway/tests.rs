@@ -183,7 +183,7 @@ fn seed_http_gateway_gives_one_plain_listener_and_http_80() {
     );
     assert_eq!(gw.routes.keys().collect::<Vec<_>>(), ["http.80"]);
     let rc = &gw.routes["http.80"];
-    assert_eq!(vhosts(rc), [("*:80", vec!["*", "*:80"])]);
+    assert_eq!(vhosts(rc), [("*:80", vec!["*"])]);
     let productpage = "outbound|9080||productpage.default.svc.cluster.local";
     let expected: Vec<(String, String, String)> = [
         "=/productpage",
@@ -252,7 +252,7 @@ fn seed_https_gateway_terminates_tls_with_its_files() {
         vhosts(rc),
         [(
             "ext-host.example.com:443",
-            vec!["ext-host.example.com", "ext-host.example.com:443"]
+            vec!["ext-host.example.com", "ext-host.example.com:*"]
         )]
     );
     assert!(rc.virtual_hosts[0].routes.is_empty());
@@ -379,12 +379,9 @@ fn https_redirect_requires_tls_and_hosts_are_admitted_by_the_server() {
         [
             (
                 "shop.example.com:80",
-                vec!["shop.example.com", "shop.example.com:80"]
+                vec!["shop.example.com", "shop.example.com:*"]
             ),
-            (
-                "*.example.com:80",
-                vec!["*.example.com", "*.example.com:80"]
-            ),
+            ("*.example.com:80", vec!["*.example.com", "*.example.com:*"]),
         ]
     );
     for vh in &rc.virtual_hosts {
@@ -857,4 +854,26 @@ fn a_tls_server_terminated_without_http_relays_its_tcp_route() {
         "kubernetes://db-cert"
     );
     assert!(common.alpn_protocols.is_empty(), "no ALPN for TCP");
+}
+
+/// A client that reached the gateway on another port (a port-forward's
+/// 8443, a NodePort) names that port in `Host`; istiod's `<host>:*`
+/// domain (an Envoy prefix wildcard) takes it, `*` needs none.
+#[test]
+fn a_host_with_any_port_has_a_domain() {
+    use super::routes::domains;
+    assert_eq!(
+        domains("bookinfo.example.com"),
+        ["bookinfo.example.com", "bookinfo.example.com:*"]
+    );
+    assert_eq!(
+        domains("*.example.com"),
+        ["*.example.com", "*.example.com:*"]
+    );
+    assert_eq!(domains("*"), ["*"]);
+    let prefix = domains("bookinfo.example.com")[1]
+        .strip_suffix('*')
+        .map(str::to_string)
+        .unwrap();
+    assert!("bookinfo.example.com:8443".starts_with(&prefix));
 }
