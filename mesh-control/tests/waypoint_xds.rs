@@ -294,6 +294,7 @@ async fn waypoints_get_their_own_listener_and_the_global_clusters() {
             mesh_xds::proto::istio_workload::NetworkAddress {
                 network: String::new(),
                 address: vec![10, 244, 1, 100],
+                ..Default::default()
             }
         ))
     );

@@ -2,6 +2,13 @@
 //! `CreateCertificate`): a fresh key, a CSR whose only SAN is the SPIFFE
 //! identity, the signed chain back. The node agent asks for its pods'
 //! identities, the waypoint for its own; both renew past half-life.
+//!
+//! A node proxy asks as Istio's ztunnel does, so istiod's CA serves it
+//! too: the request's metadata `ImpersonatedIdentity` names the pod's
+//! SPIFFE ID while the token proves the agent's own account, and gRPC
+//! metadata `clusterid` names the cluster. Whatever was asked, a chain
+//! whose leaf is not the requested identity is refused (istiod signs the
+//! caller's own identity when it does not honour the impersonation).
 use std::time::{Duration, SystemTime};
 
 use mesh_xds::proto::istio_ca::{
@@ -33,6 +40,29 @@ pub enum IssueError {
         identity: Identity,
         source: CertError,
     },
+    #[error("the CA answered a request for {requested} with a certificate for {got}; not used")]
+    WrongIdentity { requested: Identity, got: Identity },
+    #[error("asking for {identity}: {source}")]
+    ClusterId {
+        identity: Identity,
+        source: mesh_xds::client::node_identity::InvalidClusterId,
+    },
+}
+
+/// Request metadata key naming the identity a node proxy asks for on a
+/// pod's behalf (Istio's CA honours it for trusted node accounts).
+pub const IMPERSONATED_IDENTITY: &str = "ImpersonatedIdentity";
+
+/// How a certificate is asked for, beyond the identity and lifetime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IssueOptions<'a> {
+    /// The caller's ServiceAccount token, sent as `authorization: Bearer`.
+    pub token: Option<&'a mesh_xds::token::TokenFile>,
+    /// Send [`IMPERSONATED_IDENTITY`]: the identity is a pod's, not the
+    /// caller's own (a node agent).
+    pub impersonate: bool,
+    /// Sent as gRPC metadata `clusterid`.
+    pub cluster_id: Option<&'a str>,
 }
 
 /// A certificate and the chain it came in (leaf first, root last).
@@ -82,6 +112,38 @@ pub async fn issue(
     ttl: Duration,
     token: Option<&mesh_xds::token::TokenFile>,
 ) -> Result<Issued, IssueError> {
+    let opts = IssueOptions {
+        token,
+        ..IssueOptions::default()
+    };
+    issue_with(ca, identity, ttl, &opts).await
+}
+
+/// The request metadata: `ImpersonatedIdentity` when impersonating.
+fn request_metadata(
+    identity: &Identity,
+    impersonate: bool,
+) -> Option<mesh_xds::proto::wkt::Struct> {
+    use mesh_xds::proto::wkt::{value::Kind, Struct, Value};
+    impersonate.then(|| Struct {
+        fields: [(
+            IMPERSONATED_IDENTITY.to_string(),
+            Value {
+                kind: Some(Kind::StringValue(identity.to_string())),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    })
+}
+
+/// [`issue`] with every [`IssueOptions`].
+pub async fn issue_with(
+    ca: &IstioCertificateServiceClient<Channel>,
+    identity: &Identity,
+    ttl: Duration,
+    opts: &IssueOptions<'_>,
+) -> Result<Issued, IssueError> {
     let (csr, key_pem) = csr_for(identity).map_err(|source| IssueError::Csr {
         identity: identity.clone(),
         source,
@@ -89,14 +151,17 @@ pub async fn issue(
     let request = IstioCertificateRequest {
         csr,
         validity_duration: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
-        metadata: None,
+        metadata: request_metadata(identity, opts.impersonate),
     };
-    let request =
-        mesh_xds::token::authorize(token, tonic::Request::new(request)).map_err(|source| {
-            IssueError::Token {
-                identity: identity.clone(),
-                source,
-            }
+    let mut request = mesh_xds::token::authorize(opts.token, tonic::Request::new(request))
+        .map_err(|source| IssueError::Token {
+            identity: identity.clone(),
+            source,
+        })?;
+    mesh_xds::client::node_identity::insert_cluster_id(request.metadata_mut(), opts.cluster_id)
+        .map_err(|source| IssueError::ClusterId {
+            identity: identity.clone(),
+            source,
         })?;
     let chain = ca
         .clone()
@@ -113,6 +178,12 @@ pub async fn issue(
             identity: identity.clone(),
             source,
         })?;
+    if cert.identity() != identity {
+        return Err(IssueError::WrongIdentity {
+            requested: identity.clone(),
+            got: cert.identity().clone(),
+        });
+    }
     Ok(Issued { cert, chain })
 }
 

@@ -10,12 +10,15 @@
 //!   validated caches and publishes them as an [`XdsSnapshot`] on a
 //!   `tokio::sync::watch` channel, ACKing/NACKing every response.
 //! - [`workload`]: the Address-xDS workload model both daemons use.
+//! - [`unknown_fields`]: authorization fields this build does not declare,
+//!   kept as markers so their rules fail closed.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod proto;
 pub mod token;
 pub mod transport;
+pub mod unknown_fields;
 pub mod workload;
 
 pub use client::{

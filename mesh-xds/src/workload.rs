@@ -133,6 +133,7 @@ mod tests {
             destination: Some(Destination::Address(NetworkAddress {
                 network: String::new(),
                 address,
+                length: None,
             })),
             hbone_mtls_port: port,
         }

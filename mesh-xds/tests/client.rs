@@ -221,10 +221,12 @@ async fn push_ack_nack_and_remove() {
         addresses: vec![NetworkAddress {
             network: String::new(),
             address: vec![10, 96, 0, 10],
+            ..Default::default()
         }],
         ports: vec![Port {
             service_port: 80,
             target_port: 8080,
+            ..Default::default()
         }],
         ..Default::default()
     };

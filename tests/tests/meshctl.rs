@@ -66,7 +66,7 @@ fn meshctl_explains_a_running_mesh() {
     // proxy-status: both agents, every type SYNCED.
     let status = eventually("both agents SYNCED", Duration::from_secs(15), || {
         let out = ok(&c, &["--control-plane", &control, "proxy-status"]);
-        let rows: Vec<&str> = out.lines().filter(|l| l.contains("agent~")).collect();
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("ztunnel~")).collect();
         if rows.len() == 2 && rows.iter().all(|r| r.matches("SYNCED").count() == 2) {
             Ok(out)
         } else {
@@ -74,7 +74,10 @@ fn meshctl_explains_a_running_mesh() {
         }
     });
     assert!(
-        status.contains("agent~node1") && status.contains("agent~node2"),
+        ["node1", "node2"].iter().all(|n| {
+            let ip = mesh_e2e::node::NodeNet::bridge_ip(c.node(n).index);
+            status.contains(&format!("ztunnel~{ip}~"))
+        }),
         "{status}"
     );
 

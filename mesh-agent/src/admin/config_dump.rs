@@ -9,12 +9,18 @@
 use std::{net::IpAddr, sync::Arc, time::UNIX_EPOCH};
 
 use mesh_hbone::WorkloadCert;
-use mesh_xds::proto::istio_security::{
-    string_match::MatchType, Address, Authorization, Match, StringMatch,
+use mesh_xds::proto::{
+    istio_security::{
+        string_match::MatchType, Address, Authorization, Match, ServiceAccountMatch, StringMatch,
+    },
+    istio_workload::{AppProtocol, Extension},
 };
 use serde_json::{json, Map, Value};
 
-use crate::state::view::MeshView;
+use crate::state::{
+    details::{ServiceDetails, Waypoint, WorkloadDetails},
+    view::MeshView,
+};
 
 /// The xDS connection as `config_dump` shows it.
 pub struct XdsStatus<'a> {
@@ -43,6 +49,8 @@ pub fn config_dump<'a>(
                 "canonical_revision": w.canonical_revision,
                 "authorization_policies": w.authorization_policies,
                 "probe_ports": w.probe_ports,
+                "waypoint": w.waypoint.as_ref().map(waypoint),
+                "details": workload_details(&w.details),
             })
         })
         .collect();
@@ -55,7 +63,12 @@ pub fn config_dump<'a>(
                 .iter()
                 .map(|(uid, port)| json!({"uid": uid, "port": port}))
                 .collect();
-            let value = json!({"key": s.key, "vip": s.vip.to_string(), "endpoints": endpoints});
+            let value = json!({
+                "key": s.key, "vip": s.vip.to_string(), "endpoints": endpoints,
+                "waypoint": s.details.waypoint.as_ref().map(waypoint),
+                "app_protocol": app_protocol_name(s.app_protocol),
+                "details": service_details(&s.details),
+            });
             (s.key.clone(), s.vip.to_string(), value)
         })
         .collect();
@@ -74,10 +87,61 @@ pub fn config_dump<'a>(
             "last_error": xds.last_error,
             "last_update_unix_ms": xds.last_update_unix_ms,
         },
+        "skipped": {"addresses_of_unknown_kind": view.skipped_addresses},
         "workloads": workloads,
         "services": services.into_iter().map(|s| s.2).collect::<Vec<_>>(),
         "policies": policies,
         "certificates": certificates,
+    })
+}
+
+/// A waypoint as the control plane named it and where routing sends its
+/// traffic (`null`: a hostname that resolved to nothing; refused).
+fn waypoint(w: &Waypoint) -> Value {
+    json!({"name": w.name.to_string(), "resolved": w.resolved.map(|a| a.to_string())})
+}
+
+/// Istio's `AppProtocol` by name; an unknown number as the number.
+fn app_protocol_name(p: i32) -> String {
+    AppProtocol::try_from(p).map_or_else(|_| p.to_string(), |p| p.as_str_name().to_string())
+}
+
+fn workload_details(d: &WorkloadDetails) -> Value {
+    json!({
+        "unhealthy": d.unhealthy,
+        "host_network": d.host_network,
+        "network": d.network,
+        "tunnel_protocol": d.tunnel_protocol,
+        "workload_type": d.workload_type,
+        "locality": d.locality.as_ref().map(|l| json!({
+            "region": l.region, "zone": l.zone, "subzone": l.subzone,
+        })),
+        "capacity": d.capacity,
+        "native_tunnel": d.native_tunnel,
+        "application_tunnel": d.application_tunnel.map(|(protocol, port)| json!({
+            "protocol": protocol, "port": port,
+        })),
+        "extensions": d.extensions,
+    })
+}
+
+fn service_details(d: &ServiceDetails) -> Value {
+    json!({
+        "load_balancing": d.load_balancing.as_ref().map(|lb| json!({
+            "routing_preference": lb.routing_preference,
+            "mode": lb.mode,
+            "health_policy": lb.health_policy,
+        })),
+        "ip_families": d.ip_families,
+        "extensions": d.extensions,
+        "canonical": d.canonical,
+        "ingress_use_waypoint": d.ingress_use_waypoint,
+        "weighted_waypoints": d.weighted_waypoints.iter()
+            .map(|(name, weight)| json!({"name": name, "weight": weight}))
+            .collect::<Vec<_>>(),
+        "visibility": d.visibility,
+        "subject_alt_names": d.subject_alt_names,
+        "address_ranges": d.address_ranges,
     })
 }
 
@@ -128,14 +192,18 @@ fn policy(p: &Authorization) -> Value {
             json!({"clauses": clauses})
         })
         .collect();
-    json!({
+    let mut out = json!({
         "name": p.name,
         "namespace": p.namespace,
         "scope": scope_name(p.scope),
         "action": action_name(p.action),
         "dry_run": p.dry_run,
         "rules": rules,
-    })
+    });
+    if !p.extensions.is_empty() {
+        out["extensions"] = extension_names(&p.extensions);
+    }
+    out
 }
 
 fn string_match(m: &StringMatch) -> Value {
@@ -193,7 +261,29 @@ fn match_json(m: &Match) -> Value {
             json!(m.not_destination_ports),
         );
     }
+    let accounts = |list: &[ServiceAccountMatch]| -> Value {
+        list.iter()
+            .map(|sa| json!({"namespace": sa.namespace, "service_account": sa.service_account}))
+            .collect()
+    };
+    if !m.service_accounts.is_empty() {
+        out.insert("service_accounts".into(), accounts(&m.service_accounts));
+    }
+    if !m.not_service_accounts.is_empty() {
+        out.insert(
+            "not_service_accounts".into(),
+            accounts(&m.not_service_accounts),
+        );
+    }
+    // Conditions the agent cannot evaluate (their match fails closed).
+    if !m.extensions.is_empty() {
+        out.insert("extensions".into(), extension_names(&m.extensions));
+    }
     Value::Object(out)
+}
+
+fn extension_names(list: &[Extension]) -> Value {
+    list.iter().map(|e| json!(e.name)).collect()
 }
 
 #[cfg(test)]
@@ -243,6 +333,7 @@ pub(crate) mod tests {
                     },
                 ],
             }],
+            ..Default::default()
         }
     }
 

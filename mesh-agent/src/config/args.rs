@@ -111,6 +111,22 @@ settings! {
         /// [default: send no token]
         #[arg(long, env = "MESH_AGENT_TOKEN_FILE")]
         token_file: PathBuf,
+        /// The cluster this node belongs to, as Istio names it: sent as the
+        /// `clusterid` gRPC header on the xDS stream and certificate requests
+        /// and as node metadata CLUSTER_ID, as ztunnel does (istiod reviews
+        /// the token with that cluster's API server). [default: Kubernetes]
+        #[arg(long, env = "MESH_AGENT_CLUSTER_ID")]
+        cluster_id: String = mesh_xds::client::node_identity::DEFAULT_CLUSTER_ID.into(),
+        /// The agent's own pod name (the DaemonSet sets it from the downward
+        /// API): part of the xDS node id
+        /// `ztunnel~<node ip>~<pod>.<namespace>~<namespace>.svc.cluster.local`
+        /// and node metadata NAME. [default: mesh-agent-<node name>]
+        #[arg(long, env = "MESH_AGENT_POD_NAME")]
+        pod_name: String,
+        /// The agent's own pod namespace (node id and node metadata
+        /// NAMESPACE). [default: istio-system]
+        #[arg(long, env = "MESH_AGENT_POD_NAMESPACE")]
+        pod_namespace: String = "istio-system".into(),
         /// Prometheus endpoint (`/metrics`, `/stats/prometheus`): Istio's
         /// istio_tcp_* metrics and the agent's mesh_agent_* health.
         /// [default: 0.0.0.0:15020]

@@ -58,6 +58,11 @@ pub struct MeshConfig {
     pub hbone_addr: Option<SocketAddr>,
     pub cert_ttl: Duration,
     pub token_file: Option<PathBuf>,
+    /// Istio cluster name: `clusterid` header and node metadata CLUSTER_ID.
+    pub cluster_id: String,
+    /// The agent's own pod, as it names itself in its xDS node id.
+    pub pod_name: String,
+    pub pod_namespace: String,
 }
 
 impl AgentConfig {
@@ -209,7 +214,37 @@ fn resolve_mesh(set: &RunSettings) -> Result<Option<MeshConfig>, ConfigError> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
     };
+    let cluster_id = set.cluster_id.clone();
+    mesh_xds::client::node_identity::cluster_id_header(&cluster_id).map_err(|_| {
+        ConfigError::Invalid {
+            field: "cluster_id",
+            expected: "a non-empty name of visible ASCII characters",
+            got: format!("{cluster_id:?}"),
+        }
+    })?;
+    let pod_name = set
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("mesh-agent-{}", node_name.replace('.', "-")));
+    for (field, value) in [
+        ("pod_name", &pod_name),
+        ("pod_namespace", &set.pod_namespace),
+    ] {
+        if value.is_empty()
+            || value.contains(['~', '.', '/'])
+            || value.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::Invalid {
+                field,
+                expected: "a Kubernetes name without '~', '.', '/' or spaces",
+                got: format!("{value:?}"),
+            });
+        }
+    }
     Ok(Some(MeshConfig {
+        cluster_id,
+        pod_name,
+        pod_namespace: set.pod_namespace.clone(),
         node_name,
         ca_address: set.ca_addr.clone().unwrap_or_else(|| xds_address.clone()),
         xds_address,

@@ -266,3 +266,67 @@ fn the_first_nameserver_of_resolv_conf_is_the_default_upstream() {
         Some("[2001:db8::53]:53".parse().unwrap())
     );
 }
+
+#[test]
+fn node_proxy_identity_defaults_and_checks() {
+    let base = RunArgs {
+        xds_addr: Some("https://istiod.istio-system.svc:15012".into()),
+        trust_bundle: Some("/tmp/root.pem".into()),
+        node_name: Some("ip-10-0-0-1.ec2.internal".into()),
+        ..Default::default()
+    };
+    let cfg = AgentConfig::resolve(&common(), &base, &FileConfig::default()).unwrap();
+    let mesh = cfg.mesh.unwrap();
+    assert_eq!(mesh.cluster_id, "Kubernetes");
+    assert_eq!(mesh.pod_name, "mesh-agent-ip-10-0-0-1-ec2-internal");
+    assert_eq!(mesh.pod_namespace, "istio-system");
+
+    let cli = Cli::try_parse_from([
+        "mesh-agent",
+        "run",
+        "--cluster-id",
+        "east",
+        "--pod-name",
+        "mesh-agent-x7k2p",
+        "--pod-namespace",
+        "mesh-system",
+    ])
+    .unwrap();
+    let Command::Run(run) = cli.command else {
+        panic!("not run")
+    };
+    let cfg = AgentConfig::resolve(&common(), &run.or(&base), &FileConfig::default()).unwrap();
+    let mesh = cfg.mesh.unwrap();
+    assert_eq!(
+        (mesh.cluster_id.as_str(), mesh.pod_name.as_str()),
+        ("east", "mesh-agent-x7k2p")
+    );
+    assert_eq!(mesh.pod_namespace, "mesh-system");
+
+    for (field, run) in [
+        (
+            "cluster_id",
+            RunArgs {
+                cluster_id: Some("two words".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "pod_name",
+            RunArgs {
+                pod_name: Some("a~b".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "pod_namespace",
+            RunArgs {
+                pod_namespace: Some("a.b".into()),
+                ..base.clone()
+            },
+        ),
+    ] {
+        let err = AgentConfig::resolve(&common(), &run, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}

@@ -50,6 +50,24 @@ impl Default for CaSettings {
     }
 }
 
+/// How the agent presents its requests, as Istio's ztunnel does: the
+/// pod's identity as `ImpersonatedIdentity` (the token proves the agent's
+/// own account) and the `clusterid` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaRequest {
+    pub impersonate: bool,
+    pub cluster_id: Option<String>,
+}
+
+impl Default for CaRequest {
+    fn default() -> Self {
+        CaRequest {
+            impersonate: true,
+            cluster_id: None,
+        }
+    }
+}
+
 /// Why one certificate could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -64,6 +82,7 @@ pub struct CaClient {
     endpoint: Endpoint,
     tls: Option<TlsConnector>,
     settings: CaSettings,
+    request: CaRequest,
     current: Mutex<IstioCertificateServiceClient<Channel>>,
 }
 
@@ -81,8 +100,15 @@ impl CaClient {
             endpoint,
             tls,
             settings,
+            request: CaRequest::default(),
             current,
         }
+    }
+
+    /// Sets how requests present themselves (impersonation, cluster id).
+    pub fn with_request(mut self, request: CaRequest) -> Self {
+        self.request = request;
+        self
     }
 
     pub fn settings(&self) -> &CaSettings {
@@ -102,7 +128,12 @@ impl CaClient {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let after = self.settings.request_timeout;
-        let call = mesh_hbone::ca_client::issue(&client, identity, ttl, token);
+        let opts = mesh_hbone::ca_client::IssueOptions {
+            token,
+            impersonate: self.request.impersonate,
+            cluster_id: self.request.cluster_id.as_deref(),
+        };
+        let call = mesh_hbone::ca_client::issue_with(&client, identity, ttl, &opts);
         match tokio::time::timeout(after, call).await {
             Ok(issued) => Ok(issued?.cert),
             Err(_) => {

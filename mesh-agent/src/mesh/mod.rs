@@ -5,6 +5,7 @@
 //! serves inbound HBONE (hop ④, crate::inbound).
 pub mod ca_client;
 pub mod certs;
+pub mod node_identity;
 pub mod policy_sync;
 
 use std::{
@@ -18,7 +19,7 @@ use std::{
 
 use anyhow::Context as _;
 use mesh_hbone::{CertStore, ClientOptions, HboneClient, HboneServer, ServerOptions, TrustBundle};
-use mesh_xds::{XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use mesh_xds::{XdsClient, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use tokio::sync::watch;
 
 use self::policy_sync::PolicySync;
@@ -61,13 +62,11 @@ pub async fn start(
     let store = Arc::new(CertStore::new(bundle));
 
     // xDS: workloads, services, authorization policies.
-    let node_id = format!("agent~{}~{}", mesh.node_name, cfg.pins.instance);
-    let mut xds_cfg = XdsClientConfig::new(mesh.xds_address.clone(), node_id);
+    let mut xds_cfg = node_identity::xds_config(mesh, node_ip.into());
     xds_cfg.type_urls = vec![
         ADDRESS_TYPE_URL.to_string(),
         AUTHORIZATION_TYPE_URL.to_string(),
     ];
-    xds_cfg.token = mesh.token_file.clone().map(mesh_xds::token::TokenFile::new);
     if uses_tls(&mesh.xds_address) {
         xds_cfg.tls = Some(mesh_xds::XdsTls {
             root_pem: bundle_pem.clone(),
@@ -145,14 +144,14 @@ pub async fn start(
     };
     let certs = certs::CertManager {
         store: Arc::clone(&store),
-        ca: Arc::new(ca_client::CaClient::new(
-            endpoint,
-            ca_tls,
-            ca_client::CaSettings::default(),
-        )),
+        ca: Arc::new(
+            ca_client::CaClient::new(endpoint, ca_tls, ca_client::CaSettings::default())
+                .with_request(node_identity::ca_request(mesh)),
+        ),
         ttl: mesh.cert_ttl,
         issued: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         token: mesh.token_file.clone().map(mesh_xds::token::TokenFile::new),
+        wrong_identity: Arc::default(),
     };
     let issued = Arc::clone(&certs.issued);
     tokio::spawn(certs.run(view_rx.clone()));

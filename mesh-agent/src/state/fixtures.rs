@@ -39,6 +39,8 @@ pub(crate) fn workload(name: &str, ip: &str, node: &str, mesh: bool) -> Workload
         identity: format!("spiffe://cluster.local/ns/default/sa/{name}")
             .parse()
             .unwrap(),
+        waypoint: None,
+        details: Default::default(),
     }
 }
 
@@ -68,6 +70,8 @@ pub(crate) fn view() -> MeshView {
             waypoint: None,
             export_to: ExportTo::All,
             passthrough: false,
+            app_protocol: 0,
+            details: Default::default(),
         }],
     )
 }
@@ -82,6 +86,8 @@ pub(crate) fn entry(host: &str, vip: &str, endpoints: Vec<(String, u16)>) -> Ser
         waypoint: None,
         export_to: ExportTo::All,
         passthrough: false,
+        app_protocol: 0,
+        details: Default::default(),
     }
 }
 

@@ -15,6 +15,7 @@ fn port(service_port: u32, target_port: u32) -> Port {
     Port {
         service_port,
         target_port,
+        ..Default::default()
     }
 }
 
@@ -30,6 +31,7 @@ fn service(name: &str, hostname: &str, vip: [u8; 4], export_to: &[&str]) -> Serv
         addresses: vec![NetworkAddress {
             network: String::new(),
             address: vip.to_vec(),
+            ..Default::default()
         }],
         ports: vec![port(80, 80), port(443, 443)],
         export_to: export_to.iter().map(|s| s.to_string()).collect(),

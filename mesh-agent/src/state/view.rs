@@ -15,6 +15,8 @@ use std::{
 use mesh_hbone::Identity;
 use mesh_xds::workload::Workload;
 
+pub use super::details::{ServiceDetails, Waypoint, WorkloadDetails};
+
 /// A workload of the Address xDS (the model shared with the waypoint) and
 /// the SPIFFE identity it presents; a workload whose fields form no
 /// identity is not in the view.
@@ -22,6 +24,12 @@ use mesh_xds::workload::Workload;
 pub struct WorkloadInfo {
     pub workload: Workload,
     pub identity: Identity,
+    /// Its waypoint (`Workload.waypoint`), resolved as a service's is
+    /// ([`Waypoint`]); `None` when it has none.
+    pub waypoint: Option<Waypoint>,
+    /// The rest of the resource: what the agent acts on and what it only
+    /// carries (docs/contracts/workload-xds.md).
+    pub details: Arc<WorkloadDetails>,
 }
 
 impl WorkloadInfo {
@@ -33,7 +41,12 @@ impl WorkloadInfo {
             &workload.service_account,
         )
         .ok()?;
-        Some(Self { workload, identity })
+        Some(Self {
+            workload,
+            identity,
+            waypoint: None,
+            details: Arc::default(),
+        })
     }
 }
 
@@ -91,6 +104,17 @@ impl ExportTo {
             return ExportTo::All;
         }
         ExportTo::Namespaces(names.iter().filter(|n| *n != "~").cloned().collect())
+    }
+
+    /// Restricted to `namespace` (Istio's visibility NAMESPACE): the
+    /// namespaces both allow.
+    pub fn within(self, namespace: &str) -> Self {
+        match self {
+            ExportTo::All => ExportTo::Namespaces(vec![namespace.to_string()]),
+            ExportTo::Namespaces(names) => {
+                ExportTo::Namespaces(names.into_iter().filter(|n| n == namespace).collect())
+            }
+        }
     }
 
     /// Whether a pod of `namespace` sees the service; a source the view
@@ -177,12 +201,21 @@ pub struct ServiceInfo {
     /// (workload uid, target port).
     pub endpoints: Vec<(String, u16)>,
     /// The waypoint (its HBONE address) this service's traffic is handed
-    /// to (`istio.io/use-waypoint`), if any.
+    /// to (`istio.io/use-waypoint`), if any: a waypoint pod's address, also
+    /// when the control plane named the waypoint by hostname
+    /// ([`Waypoint`]). A hostname that names no waypoint pod is the
+    /// unspecified address (`0.0.0.0`), which is no workload's, so routing
+    /// refuses the connection rather than going around the waypoint.
     pub waypoint: Option<SocketAddr>,
     /// Who sees it (routing and DNS answer only for those namespaces).
     pub export_to: ExportTo,
     /// `resolution: NONE`: connections go to the address dialled.
     pub passthrough: bool,
+    /// This port's application protocol (`Port.app_protocol`, Istio's
+    /// `AppProtocol` number; 0 unknown).
+    pub app_protocol: i32,
+    /// The rest of the Service resource, shared by its VIP:port entries.
+    pub details: Arc<ServiceDetails>,
 }
 
 /// Everything the agent of `node` knows about the mesh, immutable once
@@ -206,13 +239,25 @@ pub struct MeshView {
     /// generation it wrote to the kernel, so `/stats/mesh` can tell
     /// whether the kernel holds the view being served.
     pub generation: u64,
+    /// Address resources of a kind this agent does not know (neither
+    /// workload nor service), skipped.
+    pub skipped_addresses: usize,
 }
 
 impl MeshView {
+    /// A workload on the host network shares its address with others and
+    /// is never looked up by it (Istio's `HOST_NETWORK` network mode); no
+    /// workload is found at the unspecified address.
     pub fn new(node: &str, workloads: Vec<WorkloadInfo>, services: Vec<ServiceInfo>) -> Self {
         let by_ip = workloads
             .iter()
-            .flat_map(|w| w.ips.iter().map(move |ip| (*ip, w.uid.clone())))
+            .filter(|w| !w.details.host_network)
+            .flat_map(|w| {
+                w.ips
+                    .iter()
+                    .filter(|ip| !ip.is_unspecified())
+                    .map(move |ip| (*ip, w.uid.clone()))
+            })
             .collect();
         Self {
             node: node.to_string(),
@@ -223,6 +268,7 @@ impl MeshView {
             services: services.into_iter().map(|s| (s.vip, s)).collect(),
             next: AtomicUsize::new(0),
             generation: 0,
+            skipped_addresses: 0,
         }
     }
 

@@ -107,7 +107,8 @@ impl App {
             (AuthMode::Kubernetes, Some(client)) => {
                 tracing::info!(
                     audience = %config.token_audience,
-                    node_agents = ?config.node_agent_accounts,
+                    trusted_node_accounts = ?config.node_agent_accounts,
+                    cluster_id = %config.cluster_id,
                     "callers authenticate with ServiceAccount tokens (TokenReview)"
                 );
                 Some(AuthPolicy {
@@ -247,6 +248,7 @@ impl App {
         let options = ServerOptions {
             convert: ConvertOptions {
                 root_namespace: self.config.root_namespace.clone(),
+                cluster_id: self.config.cluster_id.clone(),
                 ..ConvertOptions::default()
             },
             default_cert_ttl: self.config.cert_ttl,

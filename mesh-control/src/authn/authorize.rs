@@ -1,8 +1,14 @@
 //! Which identities an authenticated caller may obtain a certificate for:
-//! its own (`spiffe://<td>/ns/<ns>/sa/<sa>` of its token), or, for a node
-//! agent account, that of any pod scheduled on the agent's own node — the
+//! its own (`spiffe://<td>/ns/<ns>/sa/<sa>` of its token), or, for a
+//! trusted node account (`--ca-trusted-node-accounts`: our agent's, Istio's
+//! ztunnel's), that of any pod scheduled on the caller's own node — the
 //! agent holds certificates for the pods it captures, and a compromised
 //! agent must not reach identities of other nodes' pods.
+//!
+//! One rule whether the request names the identity in its CSR alone (our
+//! agent before it impersonated) or also as Istio's `ImpersonatedIdentity`
+//! metadata (ztunnel, our agent now): istiod's CA_TRUSTED_NODE_ACCOUNTS
+//! semantics, with the pod's node taken from the control plane's model.
 use super::{AuthPolicy, Caller};
 use crate::model::{Identity, MeshState};
 
@@ -29,7 +35,12 @@ pub fn authorize_certificate(
         .node_agents
         .iter()
         .any(|(ns, sa)| *ns == caller.namespace && *sa == caller.service_account);
-    if !is_agent || requested.trust_domain != policy.trust_domain {
+    if !is_agent {
+        return Err(format!(
+            "{refused}, which is not a trusted node account (--ca-trusted-node-accounts)"
+        ));
+    }
+    if requested.trust_domain != policy.trust_domain {
         return Err(refused);
     }
     let node = match (&caller.node_name, &caller.pod_name) {
@@ -186,6 +197,25 @@ mod tests {
         assert!(authorize_certificate(&p, &unknown_pod, &id("default", "web"), &s).is_err());
         // Not a node agent account: no delegation even on the same node.
         let web = caller("default", "web", Some("web-1"), Some("node-b"));
-        assert!(authorize_certificate(&p, &web, &id("default", "db"), &s).is_err());
+        let err = authorize_certificate(&p, &web, &id("default", "db"), &s).unwrap_err();
+        assert!(err.contains("not a trusted node account"), "{err}");
+    }
+
+    #[test]
+    fn every_trusted_node_account_gets_the_same_rule() {
+        let mut p = policy();
+        p.node_agents
+            .push(("istio-system".into(), "ztunnel".into()));
+        let s = state();
+        let ztunnel = caller("istio-system", "ztunnel", None, Some("node-a"));
+        assert_eq!(
+            authorize_certificate(&p, &ztunnel, &id("default", "web"), &s),
+            Ok(())
+        );
+        let err = authorize_certificate(&p, &ztunnel, &id("default", "db"), &s).unwrap_err();
+        assert!(err.contains("node node-a"), "{err}");
+        // Untrusted: the same account name in another namespace.
+        let other = caller("default", "ztunnel", None, Some("node-a"));
+        assert!(authorize_certificate(&p, &other, &id("default", "web"), &s).is_err());
     }
 }

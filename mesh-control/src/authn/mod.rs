@@ -8,8 +8,9 @@
 //!
 //! - [`token_review`]: `authentication.k8s.io/v1` TokenReview with a
 //!   one-minute cache.
-//! - [`authorize`]: the CA rule (own identity, or a node agent asking for
-//!   a pod on its own node).
+//! - [`authorize`]: the CA rule (own identity, or a trusted node agent
+//!   asking, with or without Istio's `ImpersonatedIdentity`, for a pod on
+//!   its own node).
 pub mod authorize;
 pub mod token_review;
 
@@ -21,7 +22,7 @@ pub use token_review::TokenReviewer;
 /// The default audience of the projected token (`--token-audience`).
 pub const DEFAULT_AUDIENCE: &str = "istio-ca";
 
-/// The default `--node-agent-account`.
+/// The default `--ca-trusted-node-accounts` (`--node-agent-account`).
 pub const DEFAULT_NODE_AGENT: &str = "istio-system/mesh-agent";
 
 /// An authenticated caller: a Kubernetes service account, and the pod and
@@ -60,6 +61,10 @@ pub enum AuthError {
     /// The reviewer could not be asked (API server down): retryable.
     #[error("cannot review the token: {0}")]
     Unavailable(String),
+    /// The `clusterid` header names a cluster whose tokens this control
+    /// plane cannot review (as istiod, which knows no remote cluster).
+    #[error("the `clusterid` header names cluster {claimed:?}; this control plane reviews tokens of cluster {served:?} only")]
+    OtherCluster { claimed: String, served: String },
 }
 
 impl AuthError {
@@ -84,7 +89,8 @@ pub trait Authenticator: Send + Sync {
 #[derive(Clone)]
 pub struct AuthPolicy {
     pub authenticator: Arc<dyn Authenticator>,
-    /// `(namespace, service account)` of node agents, which may obtain
+    /// `(namespace, service account)` of trusted node agents (ours, or
+    /// Istio's ztunnel: istiod's CA_TRUSTED_NODE_ACCOUNTS), which may obtain
     /// certificates for pods scheduled on their own node.
     pub node_agents: Vec<(String, String)>,
     pub trust_domain: String,
@@ -110,6 +116,25 @@ impl AuthPolicy {
     }
 }
 
+/// Checks the `clusterid` header Istio's node proxies send: absent, or
+/// naming `served` (`--cluster-id`).
+pub fn check_cluster(
+    metadata: &tonic::metadata::MetadataMap,
+    served: &str,
+) -> Result<(), AuthError> {
+    let Some(value) = metadata.get(mesh_xds::client::node_identity::CLUSTER_ID_HEADER) else {
+        return Ok(());
+    };
+    let claimed = value.to_str().unwrap_or("<not ASCII>").trim();
+    if claimed.is_empty() || claimed == served {
+        return Ok(());
+    }
+    Err(AuthError::OtherCluster {
+        claimed: claimed.to_string(),
+        served: served.to_string(),
+    })
+}
+
 /// The token of `authorization: Bearer <token>`.
 pub fn bearer(metadata: &tonic::metadata::MetadataMap) -> Result<&str, AuthError> {
     let value = metadata.get("authorization").ok_or(AuthError::Missing)?;
@@ -122,7 +147,7 @@ pub fn bearer(metadata: &tonic::metadata::MetadataMap) -> Result<&str, AuthError
     Ok(token)
 }
 
-/// Parses `NS/SA` (`--node-agent-account`).
+/// Parses `NS/SA` (`--ca-trusted-node-accounts`).
 pub fn parse_account(text: &str) -> Result<(String, String), String> {
     match text.trim().split_once('/') {
         Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {
@@ -163,6 +188,18 @@ mod tests {
         for bad in ["", "a", "/b", "a/", "a/b/c"] {
             assert!(parse_account(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_header() {
+        let mut md = MetadataMap::new();
+        assert_eq!(check_cluster(&md, "Kubernetes"), Ok(()));
+        md.insert("clusterid", "Kubernetes".parse().unwrap());
+        assert_eq!(check_cluster(&md, "Kubernetes"), Ok(()));
+        md.insert("clusterid", "west".parse().unwrap());
+        let err = check_cluster(&md, "Kubernetes").unwrap_err();
+        assert!(err.to_string().contains("\"west\""), "{err}");
+        assert_eq!(err.to_status("x").code(), tonic::Code::Unauthenticated);
     }
 
     #[test]

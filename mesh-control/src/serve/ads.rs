@@ -24,8 +24,12 @@
 //! `router~` stream those of the Gateways selecting its pod, any other
 //! stream none; every other type is served to all streams alike.
 //!
-//! With an [`AuthPolicy`] a stream without a valid bearer token is refused
-//! (UNAUTHENTICATED) before anything is sent.
+//! With an [`AuthPolicy`] a stream without a valid bearer token, or whose
+//! `clusterid` header names another cluster, is refused (UNAUTHENTICATED)
+//! before anything is sent.
+//!
+//! A stream from Istio's ztunnel (super::ztunnel_compat) is not sent what
+//! ztunnel would NACK: Authorization policies with our AUDIT action.
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
@@ -75,6 +79,8 @@ pub struct AdsService {
     proxies: Arc<ConnectedProxies>,
     next_stream: AtomicU64,
     auth: Option<AuthPolicy>,
+    /// The only cluster a `clusterid` header may name (with `auth`).
+    cluster_id: String,
 }
 
 impl AdsService {
@@ -84,7 +90,14 @@ impl AdsService {
             proxies,
             next_stream: AtomicU64::new(1),
             auth: None,
+            cluster_id: mesh_xds::client::node_identity::DEFAULT_CLUSTER_ID.into(),
         }
+    }
+
+    /// The cluster callers' `clusterid` header must name (when present).
+    pub fn with_cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.cluster_id = cluster_id.into();
+        self
     }
 
     /// Requires every stream to carry a valid bearer token.
@@ -119,7 +132,13 @@ impl AggregatedDiscoveryService for AdsService {
         let peer = mesh_xds::transport::remote_addr(&req);
         let mut account = None;
         if let Some(policy) = &self.auth {
-            let caller = policy.authenticate(req.metadata()).await.map_err(|e| {
+            let metadata = req.metadata();
+            let caller = async {
+                crate::authn::check_cluster(metadata, &self.cluster_id)?;
+                policy.authenticate(metadata).await
+            }
+            .await
+            .map_err(|e| {
                 warn!(?peer, "xDS stream not authenticated: {e}");
                 e.to_status("xDS stream")
             })?;
@@ -264,6 +283,9 @@ impl AdsStream {
                 account: self.identity.account.take(),
                 ..StreamIdentity::of(req.node.as_ref())
             };
+            if self.identity.ztunnel {
+                info!(stream = self.id, node = %id, "stream from Istio's ztunnel: policies with our AUDIT action are not sent to it");
+            }
             self.node_id = Some(id);
         }
         if req.type_url.is_empty() {
@@ -397,10 +419,17 @@ impl AdsStream {
         // sees its own only.
         let own = scoped_type(type_url).then(|| self.identity.permitted(current, type_url, all));
         let unknown = matches!(own, Some(None));
-        let available: TypeResources = match own {
+        let mut available: TypeResources = match own {
             None => all.clone(),
             Some(own) => own.unwrap_or_default(),
         };
+        if self.identity.ztunnel {
+            let (kept, left_out) = super::ztunnel_compat::for_ztunnel(type_url, available, current);
+            available = kept;
+            if left_out > 0 && !std::mem::replace(&mut self.identity.withheld_logged, true) {
+                info!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, left_out, "AUDIT policies withheld from a ztunnel stream (its Authorization action enum has no AUDIT)");
+            }
+        }
         if unknown && !std::mem::replace(&mut self.identity.warned, true) {
             warn!(stream = self.id, node = self.node_id.as_deref().unwrap_or(""), %type_url, "stream subscribes to listeners or routes but is no known waypoint or gateway (node metadata NAMESPACE/WAYPOINT, or node id waypoint~<ip>~<pod>.<ns>~... or router~<ip>~<pod>.<ns>~...): it gets none");
         }

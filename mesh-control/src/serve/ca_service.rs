@@ -8,6 +8,12 @@
 //! (PERMISSION_DENIED naming the requested and the proven identity), so a
 //! pod cannot obtain another identity's certificate. Without one, every
 //! well-formed CSR of the trust domain is signed (the demo setup).
+//!
+//! Requests of Istio's node proxies (ztunnel, our agent) carry the pod's
+//! SPIFFE ID as metadata `ImpersonatedIdentity`: it must be the identity
+//! the CSR asks for (INVALID_ARGUMENT otherwise) and is authorized by the
+//! same rule. A `clusterid` header naming another cluster than
+//! `--cluster-id` is UNAUTHENTICATED when callers are authenticated.
 use std::{sync::Arc, time::Duration};
 
 use mesh_xds::proto::istio_ca::{
@@ -19,9 +25,50 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::{
-    authn::{authorize_certificate, AuthPolicy},
+    authn::{authorize_certificate, check_cluster, AuthPolicy},
     model::{Identity, MeshState},
 };
+
+/// Request metadata key of the identity a node proxy asks for on a pod's
+/// behalf (Istio's CA API).
+pub const IMPERSONATED_IDENTITY: &str = "ImpersonatedIdentity";
+
+/// The `ImpersonatedIdentity` of a request, if any: a string SPIFFE ID.
+/// The error is the INVALID_ARGUMENT message.
+fn impersonated(req: &IstioCertificateRequest) -> Result<Option<Identity>, String> {
+    use mesh_xds::proto::wkt::value::Kind;
+    let Some(value) = req
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(IMPERSONATED_IDENTITY))
+    else {
+        return Ok(None);
+    };
+    match &value.kind {
+        Some(Kind::StringValue(id)) => crate::ca::parse_spiffe_id(id)
+            .map(Some)
+            .map_err(|e| format!("metadata {IMPERSONATED_IDENTITY}: {e}")),
+        _ => Err(format!(
+            "metadata {IMPERSONATED_IDENTITY} must be a string SPIFFE ID"
+        )),
+    }
+}
+
+/// INVALID_ARGUMENT (logged) unless the `ImpersonatedIdentity` `asked` is
+/// the identity the CSR asks for.
+fn mismatch(
+    asked: &Identity,
+    in_csr: &Identity,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(), Box<Status>> {
+    if asked == in_csr {
+        return Ok(());
+    }
+    let message =
+        format!("metadata {IMPERSONATED_IDENTITY} names {asked} but the CSR asks for {in_csr}");
+    warn!(?peer, "certificate request refused: {message}");
+    Err(Box::new(Status::invalid_argument(message)))
+}
 
 /// Signs certificate requests. Implemented by the control plane's CA.
 pub trait CsrSigner: Send + Sync {
@@ -45,6 +92,8 @@ pub struct CaService {
     default_ttl: Duration,
     /// Authentication and the state it authorizes node agents against.
     auth: Option<(AuthPolicy, watch::Receiver<Arc<MeshState>>)>,
+    /// `--cluster-id`: the only cluster a `clusterid` header may name.
+    cluster_id: String,
 }
 
 impl CaService {
@@ -53,7 +102,14 @@ impl CaService {
             signer,
             default_ttl,
             auth: None,
+            cluster_id: mesh_xds::client::node_identity::DEFAULT_CLUSTER_ID.into(),
         }
+    }
+
+    /// The cluster callers' `clusterid` header must name (when present).
+    pub fn with_cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.cluster_id = cluster_id.into();
+        self
     }
 
     /// Authenticates and authorizes every request with `policy`; node
@@ -69,12 +125,22 @@ impl CaService {
         &self,
         metadata: &tonic::metadata::MetadataMap,
         csr: &str,
+        impersonated: Option<&Identity>,
         peer: Option<std::net::SocketAddr>,
     ) -> Result<(), Status> {
         let Some((policy, state)) = &self.auth else {
+            // The signer signs what the CSR asks; a mismatch is a client bug.
+            if let (Some(asked), Ok(in_csr)) = (impersonated, self.signer.requested_identity(csr)) {
+                mismatch(asked, &in_csr, peer).map_err(|e| *e)?;
+            }
             return Ok(());
         };
-        let caller = policy.authenticate(metadata).await.map_err(|e| {
+        let caller = async {
+            check_cluster(metadata, &self.cluster_id)?;
+            policy.authenticate(metadata).await
+        }
+        .await
+        .map_err(|e| {
             warn!(?peer, "certificate request not authenticated: {e}");
             e.to_status("certificate request")
         })?;
@@ -82,12 +148,15 @@ impl CaService {
             .signer
             .requested_identity(csr)
             .map_err(|e| Status::invalid_argument(format!("reading the CSR: {e}")))?;
+        if let Some(asked) = impersonated {
+            mismatch(asked, &requested, peer).map_err(|e| *e)?;
+        }
         let state = state.borrow().clone();
         authorize_certificate(policy, &caller, &requested, &state).map_err(|message| {
-            warn!(?peer, caller = %caller, "{message}");
+            warn!(?peer, caller = %caller, impersonated = impersonated.is_some(), "{message}");
             Status::permission_denied(message)
         })?;
-        info!(?peer, caller = %caller, identity = %requested, "certificate request authorized");
+        info!(?peer, caller = %caller, identity = %requested, impersonated = impersonated.is_some(), "certificate request authorized");
         Ok(())
     }
 
@@ -119,7 +188,9 @@ impl IstioCertificateService for CaService {
         if req.csr.trim().is_empty() {
             return Err(Status::invalid_argument("csr is empty"));
         }
-        self.authorize(&metadata, &req.csr, peer).await?;
+        let impersonated = impersonated(&req).map_err(Status::invalid_argument)?;
+        self.authorize(&metadata, &req.csr, impersonated.as_ref(), peer)
+            .await?;
         let ttl = self.ttl(req.validity_duration).ok_or_else(|| {
             Status::invalid_argument(format!(
                 "validity_duration {} is negative",

@@ -8,7 +8,9 @@
 //! - [`ads`]: the per-stream Delta ADS protocol.
 //! - [`proxies`]: [`ConnectedProxies`], who is connected and in what state.
 //! - `stream_identity`: which waypoint a stream is (Listener and
-//!   RouteConfiguration are scoped per waypoint).
+//!   RouteConfiguration are scoped per waypoint), or whether it is Istio's
+//!   ztunnel.
+//! - `ztunnel_compat`: what a ztunnel stream is not sent (AUDIT policies).
 //! - [`ca_service`]: `IstioCertificateService` over a [`CsrSigner`].
 pub mod ads;
 pub mod ca_service;
@@ -16,6 +18,7 @@ mod canonical;
 pub mod proxies;
 pub mod resources;
 mod stream_identity;
+mod ztunnel_compat;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -101,14 +104,17 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
+    let cluster_id = opts.convert.cluster_id.clone();
     let (resources, builder) =
         resources::spawn_builder(state.clone(), opts.convert, proxies.clone());
     let ads = AggregatedDiscoveryServiceServer::new(
-        AdsService::new(resources, proxies).with_auth(opts.auth.clone()),
+        AdsService::new(resources, proxies)
+            .with_auth(opts.auth.clone())
+            .with_cluster_id(cluster_id.clone()),
     )
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let mut ca = CaService::new(signer, opts.default_cert_ttl);
+    let mut ca = CaService::new(signer, opts.default_cert_ttl).with_cluster_id(cluster_id);
     if let Some(policy) = opts.auth.clone() {
         ca = ca.with_auth(policy, state);
     }

@@ -2,7 +2,10 @@
 //! `MeshState` change (not per stream). A resource's version is a hash of
 //! its encoding, so it is stable across control-plane restarts of the same
 //! build and a reconnecting client's `initial_resource_versions` match.
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use mesh_xds::{
     proto::to_any, ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
@@ -42,6 +45,9 @@ pub struct Resources {
     /// `<pod name>.<namespace>` of every ingress gateway pod → its
     /// listeners and routes (docs/contracts/gateway-xds.md).
     pub gateway_pods: BTreeMap<String, GatewayPodResources>,
+    /// Authorization names Istio's ztunnel cannot decode (our AUDIT
+    /// action), not sent to its streams (super::ztunnel_compat).
+    pub ztunnel_withheld: BTreeSet<String>,
 }
 
 /// The scoped resources of one ingress gateway pod.
@@ -93,7 +99,10 @@ impl Resources {
             .into_iter()
             .map(|(name, a)| (name, versioned(ADDRESS_TYPE_URL, &a)))
             .collect();
-        let authorizations = workload::authorizations(state, opts)
+        let policies = workload::authorizations(state, opts);
+        let ztunnel_withheld =
+            super::ztunnel_compat::withheld(policies.iter().map(|(n, p)| (n, p)));
+        let authorizations = policies
             .into_iter()
             .map(|(name, a)| (name, versioned(AUTHORIZATION_TYPE_URL, &a)))
             .collect();
@@ -152,6 +161,7 @@ impl Resources {
             by_type,
             waypoint_pods,
             gateway_pods,
+            ztunnel_withheld,
         }
     }
 
@@ -164,6 +174,7 @@ impl Resources {
     fn same_content(&self, other: &Resources) -> bool {
         self.waypoint_pods == other.waypoint_pods
             && self.gateway_pods == other.gateway_pods
+            && self.ztunnel_withheld == other.ztunnel_withheld
             && self.by_type.len() == other.by_type.len()
             && self
                 .by_type

@@ -29,6 +29,11 @@ pub(super) struct StreamIdentity {
     pub account: Option<(String, String)>,
     /// The "not this waypoint's account" warning was logged.
     pub denied_warned: bool,
+    /// Istio's ztunnel (node type `ztunnel` without our agent's
+    /// `MESH_AGENT_VERSION` metadata): sent only what it can decode.
+    pub ztunnel: bool,
+    /// The "policies withheld from a ztunnel" note was logged.
+    pub withheld_logged: bool,
 }
 
 impl StreamIdentity {
@@ -65,6 +70,7 @@ impl StreamIdentity {
             declared,
             pod,
             router,
+            ztunnel: super::ztunnel_compat::is_ztunnel(node),
             ..Self::default()
         }
     }

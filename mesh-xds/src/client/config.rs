@@ -7,8 +7,11 @@ pub struct XdsClientConfig {
     /// `http://host:port` (plaintext, the control plane's 15010) or
     /// `https://host:port` (with [`tls`](Self::tls), 15012).
     pub endpoint: String,
-    /// `Node.id` sent on the first request of every stream (the agent uses
-    /// its node name; the server's proxy-status is keyed by it).
+    /// `Node.id` sent on the first request of every stream (the agent
+    /// sends the node-proxy form of [`NodeProxyIdentity`]; the server's
+    /// proxy-status is keyed by it).
+    ///
+    /// [`NodeProxyIdentity`]: super::node_identity::NodeProxyIdentity
     pub node_id: String,
     /// `Node.cluster`; may be empty.
     pub node_cluster: String,
@@ -31,6 +34,9 @@ pub struct XdsClientConfig {
     /// ServiceAccount token sent as `authorization: Bearer` on every
     /// stream, for the control plane's TokenReview; `None` sends none.
     pub token: Option<crate::token::TokenFile>,
+    /// Sent as gRPC metadata `clusterid` on every stream, as Istio's node
+    /// proxies do; `None` sends none.
+    pub cluster_id: Option<String>,
 }
 
 /// Why a resource is refused: (field path, reason).
@@ -87,6 +93,7 @@ impl XdsClientConfig {
             connect_timeout: Duration::from_secs(5),
             validator: None,
             token: None,
+            cluster_id: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! handle.stop().await;
 //! ```
 mod config;
+pub mod node_identity;
 mod session;
 mod snapshot;
 mod validate;

@@ -50,6 +50,8 @@ enum StreamError {
     RequestsClosed,
     #[error(transparent)]
     Token(#[from] crate::token::TokenError),
+    #[error(transparent)]
+    ClusterId(#[from] super::node_identity::InvalidClusterId),
 }
 
 /// `error: cause: cause…`, for logs and `last_error`.
@@ -187,10 +189,11 @@ async fn run_stream(
             .await
             .map_err(|_| StreamError::RequestsClosed)?;
     }
-    let request = crate::token::authorize(
+    let mut request = crate::token::authorize(
         cfg.token.as_ref(),
         tonic::Request::new(ReceiverStream::new(req_rx)),
     )?;
+    super::node_identity::insert_cluster_id(request.metadata_mut(), cfg.cluster_id.as_deref())?;
     let mut responses = client
         .delta_aggregated_resources(request)
         .await?

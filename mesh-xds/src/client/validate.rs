@@ -69,14 +69,27 @@ fn decode_inner(type_url: &str, res: &Resource) -> Result<XdsResource, FieldErro
                     validate_service(&s)?;
                     Ok(XdsResource::Service(s))
                 }
-                None => Err(FieldError::new(
-                    "address.type",
-                    "neither workload nor service",
-                )),
+                // A kind of address this build does not know (a newer
+                // control plane): kept as received, used by nobody.
+                None => {
+                    tracing::warn!(
+                        resource = %res.name,
+                        "address of an unknown kind (neither workload nor service): skipped"
+                    );
+                    Ok(XdsResource::Other(any.clone()))
+                }
             }
         }
         crate::AUTHORIZATION_TYPE_URL => {
-            let a = Authorization::decode(any.value.as_slice()).map_err(decode_err)?;
+            let mut a = Authorization::decode(any.value.as_slice()).map_err(decode_err)?;
+            let unknown =
+                crate::unknown_fields::mark_unknown_authorization_fields(&any.value, &mut a);
+            if unknown > 0 {
+                tracing::warn!(
+                    resource = %res.name, unknown,
+                    "authorization policy has fields this agent does not know: their rules fail closed"
+                );
+            }
             validate_authorization(&a)?;
             Ok(XdsResource::Authorization(a))
         }

@@ -33,6 +33,9 @@ pub struct CertManager {
     pub issued: Arc<std::sync::atomic::AtomicU64>,
     /// The agent's ServiceAccount token, for the CA's TokenReview.
     pub token: Option<mesh_xds::token::TokenFile>,
+    /// Answers refused because the certificate names another identity
+    /// than the one asked for (a CA that ignored the impersonation).
+    pub wrong_identity: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often held certificates are checked for renewal.
@@ -154,6 +157,13 @@ impl CertManager {
                         at: Instant::now() + delay,
                     },
                 );
+                if let FetchError::Issue(CertError::WrongIdentity { got, .. }) = &error {
+                    self.wrong_identity
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(%identity, signed_for = %got, failures, retry_in = ?delay,
+                        "the CA signed another identity than the one asked for (does it trust this agent's account as a node agent, e.g. CA_TRUSTED_NODE_ACCOUNTS?): certificate discarded");
+                    return;
+                }
                 tracing::warn!(%identity, %error, failures, retry_in = ?delay, "certificate request failed");
             }
         }

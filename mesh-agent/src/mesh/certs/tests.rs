@@ -89,6 +89,7 @@ async fn a_stalled_ca_connection_does_not_stop_issuance() {
         ttl: Duration::from_secs(3600),
         issued: Arc::default(),
         token: None,
+        wrong_identity: Arc::default(),
     };
     let (_view_tx, view_rx) = watch::channel(Arc::new(view()));
     let task = tokio::spawn(manager.run(view_rx));

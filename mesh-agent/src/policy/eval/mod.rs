@@ -7,14 +7,27 @@
 //! Matching follows ztunnel: a policy's rules are OR-ed, a rule's clauses
 //! AND-ed, a clause's matches OR-ed, and within one match every set field
 //! must hold (an empty field matches anything). A connection without a peer
-//! identity (plaintext) fails every positive `principals`/`namespaces`
-//! match and satisfies every `not_principals`/`not_namespaces` one, as in
-//! Envoy's RBAC.
+//! identity (plaintext) fails every positive `principals`/`namespaces`/
+//! `service_accounts` match and satisfies every negative one, as in
+//! Envoy's RBAC. `service_accounts` compares the peer's namespace and
+//! service account exactly, in any trust domain (ztunnel's
+//! `ServiceAccountMatch`).
+//!
+//! A condition this agent cannot evaluate — an `extensions` entry on the
+//! match or the policy (also the markers `mesh_xds::unknown_fields` leaves
+//! for fields this build does not declare), a string match of no known
+//! form — is AND-ed with the match's other conditions as *unknown*, in
+//! Kleene logic as the waypoint's RBAC does (decision 27): a known
+//! condition that fails still rules the match out; otherwise the match is
+//! unknown, and an ALLOW policy needs a sure match,
+//! a DENY (or a policy of an unknown action) applies unless it surely does
+//! not match. Either way the policy fails closed.
 use std::net::IpAddr;
 
 use mesh_hbone::Identity;
 use mesh_xds::proto::istio_security::{
-    string_match::MatchType, Action, Address, Authorization, Match, StringMatch,
+    string_match::MatchType, Action, Address, Authorization, Match, ServiceAccountMatch,
+    StringMatch,
 };
 
 /// The L4 facts of a connection that policies look at.
@@ -74,7 +87,14 @@ pub fn evaluate<'p>(
     let mut dry_allow_matched = false;
     let subject = Subject::of(conn);
     for p in policies {
-        let matched = matches_with(p, conn, &subject);
+        let outcome = matches_with(p, conn, &subject);
+        // Fail closed: an ALLOW counts only a sure match, everything else
+        // (DENY, AUDIT, unknown actions) counts a possible one.
+        let matched = if action(p) == Some(Action::Allow) {
+            outcome == Some(true)
+        } else {
+            outcome != Some(false)
+        };
         match (action(p), p.dry_run) {
             (Some(Action::Deny), false) => {
                 if matched && deny.is_none() {
@@ -124,11 +144,13 @@ pub fn evaluate<'p>(
     }
 }
 
-/// The source's principal and namespace, formatted once per evaluation
-/// (not once per match: a 100-rule policy would format 100 times).
+/// The source's principal, namespace and service account, formatted once
+/// per evaluation (not once per match: a 100-rule policy would format 100
+/// times).
 struct Subject<'a> {
     principal: Option<String>,
     namespace: Option<&'a str>,
+    service_account: Option<&'a str>,
 }
 
 impl<'a> Subject<'a> {
@@ -136,20 +158,84 @@ impl<'a> Subject<'a> {
         Subject {
             principal: conn.src.map(principal),
             namespace: conn.src.map(Identity::namespace),
+            service_account: conn.src.map(Identity::service_account),
         }
     }
 }
 
-pub fn policy_matches(p: &Authorization, conn: &Conn<'_>) -> bool {
+/// Whether `p`'s rules match `conn`: `Some(true)` surely, `Some(false)`
+/// surely not, `None` when it depends on a condition this agent cannot
+/// evaluate (Kleene logic over rules, clauses and matches).
+pub fn policy_match(p: &Authorization, conn: &Conn<'_>) -> Option<bool> {
     matches_with(p, conn, &Subject::of(conn))
 }
 
-fn matches_with(p: &Authorization, conn: &Conn<'_>, subject: &Subject<'_>) -> bool {
-    p.rules.iter().any(|rule| {
-        rule.clauses
-            .iter()
-            .all(|clause| clause.matches.iter().any(|m| match_holds(m, conn, subject)))
-    })
+/// Whether `p` applies to `conn` as its action is enforced, failing
+/// closed: an ALLOW needs a sure match; a DENY, an AUDIT or an unknown
+/// action applies unless it surely does not match.
+pub fn policy_matches(p: &Authorization, conn: &Conn<'_>) -> bool {
+    let outcome = policy_match(p, conn);
+    if action(p) == Some(Action::Allow) {
+        outcome == Some(true)
+    } else {
+        outcome != Some(false)
+    }
+}
+
+fn matches_with(p: &Authorization, conn: &Conn<'_>, subject: &Subject<'_>) -> Option<bool> {
+    let policy_known = p.extensions.is_empty();
+    any(p.rules.iter().map(|rule| {
+        all(rule.clauses.iter().map(|clause| {
+            any(clause.matches.iter().map(|m| {
+                let known = policy_known && match_known(m);
+                all([Some(match_holds(m, conn, subject)), known.then_some(true)])
+            }))
+        }))
+    }))
+}
+
+/// Kleene AND: false wins, then unknown.
+fn all(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    let mut unknown = false;
+    for v in values {
+        match v {
+            Some(false) => return Some(false),
+            None => unknown = true,
+            Some(true) => {}
+        }
+    }
+    (!unknown).then_some(true)
+}
+
+/// Kleene OR: true wins, then unknown.
+fn any(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    let mut unknown = false;
+    for v in values {
+        match v {
+            Some(true) => return Some(true),
+            None => unknown = true,
+            Some(false) => {}
+        }
+    }
+    if unknown {
+        None
+    } else {
+        Some(false)
+    }
+}
+
+/// Whether every condition of `m` is one this agent evaluates: no
+/// extension (it knows none) and every string match of a known form.
+pub fn match_known(m: &Match) -> bool {
+    m.extensions.is_empty()
+        && [
+            &m.principals,
+            &m.not_principals,
+            &m.namespaces,
+            &m.not_namespaces,
+        ]
+        .iter()
+        .all(|list| list.iter().all(|s| s.match_type.is_some()))
 }
 
 /// `principal` as policies write it: the SPIFFE id without `spiffe://`.
@@ -173,6 +259,8 @@ fn match_holds(m: &Match, conn: &Conn<'_>, subject: &Subject<'_>) -> bool {
         && negative_ip(&m.not_source_ips, conn.src_ip)
         && positive_ip(&m.destination_ips, Some(conn.dst_ip))
         && negative_ip(&m.not_destination_ips, Some(conn.dst_ip))
+        && positive_sa(&m.service_accounts, subject)
+        && negative_sa(&m.not_service_accounts, subject)
         && (m.destination_ports.is_empty()
             || m.destination_ports.contains(&u32::from(conn.dst_port)))
         && !m.not_destination_ports.contains(&u32::from(conn.dst_port))
@@ -186,6 +274,21 @@ fn string_matches(s: &StringMatch, value: &str) -> bool {
         Some(MatchType::Presence(_)) => !value.is_empty(),
         None => false,
     }
+}
+
+fn sa_matches(sa: &ServiceAccountMatch, subject: &Subject<'_>) -> bool {
+    subject.namespace == Some(sa.namespace.as_str())
+        && subject.service_account == Some(sa.service_account.as_str())
+}
+
+/// An empty list matches anything; a source without identity matches no
+/// entry.
+fn positive_sa(list: &[ServiceAccountMatch], subject: &Subject<'_>) -> bool {
+    list.is_empty() || list.iter().any(|sa| sa_matches(sa, subject))
+}
+
+fn negative_sa(list: &[ServiceAccountMatch], subject: &Subject<'_>) -> bool {
+    !list.iter().any(|sa| sa_matches(sa, subject))
 }
 
 fn positive_str(list: &[StringMatch], value: Option<&str>) -> bool {
@@ -242,5 +345,7 @@ fn negative_ip(list: &[Address], ip: Option<IpAddr>) -> bool {
     ip.is_none_or(|ip| !list.iter().any(|c| cidr_contains(c, ip)))
 }
 
+#[cfg(test)]
+mod fail_closed_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -31,6 +31,7 @@ pub fn policy(name: &str, action: Action, matches: Vec<Match>) -> Authorization 
             clauses: vec![Clause { matches }],
         }],
         dry_run: false,
+        ..Default::default()
     }
 }
 
@@ -250,6 +251,7 @@ fn clauses_and_rules() {
             },
         ],
         dry_run: false,
+        ..Default::default()
     };
     let foo = id("foo", "a");
     let bar = id("bar", "a");

@@ -66,13 +66,16 @@ fn port_list(ports: &[u32]) -> BTreeSet<u16> {
         .collect()
 }
 
-/// Where a match holds for `conn` (whose port is ignored).
-fn match_ports(m: &Match, conn: &Conn<'_>) -> Ports {
+/// Where a match of DENY policy `policy` holds for `conn` (whose port is
+/// ignored); a match the agent cannot evaluate holds (fail closed).
+fn match_ports(policy: &Authorization, m: &Match, conn: &Conn<'_>) -> Ports {
     let mut portless = m.clone();
     portless.destination_ports.clear();
     portless.not_destination_ports.clear();
     let probe = Authorization {
         rules: vec![eval_rule(portless)],
+        action: Action::Deny as i32,
+        extensions: policy.extensions.clone(),
         ..Default::default()
     };
     if !eval::policy_matches(&probe, conn) {
@@ -99,7 +102,7 @@ fn policy_ports(p: &Authorization, conn: &Conn<'_>) -> Ports {
             let clause_ports = clause
                 .matches
                 .iter()
-                .fold(Ports::none(), |acc, m| acc.union(match_ports(m, conn)));
+                .fold(Ports::none(), |acc, m| acc.union(match_ports(p, m, conn)));
             acc.intersect(clause_ports)
         });
         acc.union(rule_ports)
@@ -225,14 +228,20 @@ pub fn compile(view: &MeshView, pods: &[LocalPod]) -> Vec<KernelDeny> {
 /// True when no plaintext client, from any address to any port, is allowed
 /// to reach `dst` under `policies` (those that apply to it).
 pub fn plaintext_always_denied(policies: &[&Authorization]) -> bool {
-    let unidentified = |m: &Match| {
-        // Holds for some identity-less connection: no positive identity
-        // requirement. (Address and port constraints can be met by some
-        // connection, so they do not matter here.)
-        m.principals.is_empty() && m.namespaces.is_empty()
+    let no_identity_needed = |m: &Match| {
+        m.principals.is_empty() && m.namespaces.is_empty() && m.service_accounts.is_empty()
     };
+    // An ALLOW match that surely holds for some identity-less connection:
+    // no positive identity requirement, nothing it cannot evaluate.
+    // (Address and port constraints can be met by some connection, so they
+    // do not matter here.)
+    let admits_plaintext = |p: &Authorization, m: &Match| {
+        no_identity_needed(m) && p.extensions.is_empty() && eval::match_known(m)
+    };
+    // A DENY match that holds (or, unevaluable, counts as holding) for
+    // every identity-less connection.
     let holds_for_every_plaintext = |m: &Match| {
-        unidentified(m)
+        no_identity_needed(m)
             && m.source_ips.is_empty()
             && m.not_source_ips.is_empty()
             && m.destination_ips.is_empty()
@@ -255,10 +264,11 @@ pub fn plaintext_always_denied(policies: &[&Authorization]) -> bool {
             }
         } else if p.action == Action::Allow as i32 {
             allow_exists = true;
-            some_allow_admits |= p
-                .rules
-                .iter()
-                .any(|r| r.clauses.iter().all(|c| c.matches.iter().any(unidentified)));
+            some_allow_admits |= p.rules.iter().any(|r| {
+                r.clauses
+                    .iter()
+                    .all(|c| c.matches.iter().any(|m| admits_plaintext(p, m)))
+            });
         }
     }
     allow_exists && !some_allow_admits

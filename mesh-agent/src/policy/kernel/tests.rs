@@ -53,6 +53,8 @@ fn view(policies: Vec<Authorization>) -> MeshView {
             waypoint: None,
             export_to: Default::default(),
             passthrough: false,
+            app_protocol: 0,
+            details: Default::default(),
         }],
     )
     .with_policies(PolicySet::new(policies))
@@ -176,4 +178,65 @@ fn plaintext_denial_follows_strict_and_allow_sets() {
     );
     assert!(!plaintext_always_denied(&[&allow_ns, &allow_ips]));
     assert!(!plaintext_always_denied(&[]));
+}
+
+fn deny_intruder_account() -> Authorization {
+    policy(
+        "deny-intruder",
+        Action::Deny,
+        vec![Match {
+            service_accounts: vec![mesh_xds::proto::istio_security::ServiceAccountMatch {
+                namespace: "other".into(),
+                service_account: "intruder".into(),
+            }],
+            ..Default::default()
+        }],
+    )
+}
+
+#[test]
+fn a_service_account_deny_compiles_for_that_account_only() {
+    let v = view(vec![deny_intruder_account()]);
+    assert_eq!(
+        entries(&v),
+        vec![
+            (3, "10.244.1.10".into(), 0),
+            (3, "10.244.1.2".into(), 0),
+            (3, "10.96.0.10".into(), 80),
+        ]
+    );
+}
+
+#[test]
+fn an_unevaluable_deny_compiles_for_every_source() {
+    let mut deny = policy("deny-unknown", Action::Deny, vec![Match::default()]);
+    deny.rules[0].clauses[0].matches[0].extensions =
+        vec![mesh_xds::proto::istio_workload::Extension {
+            name: "mesh.unknown-field/14".into(),
+            config: None,
+        }];
+    let v = view(vec![deny]);
+    let sources: BTreeSet<u64> = entries(&v).into_iter().map(|(c, _, _)| c).collect();
+    assert_eq!(sources, BTreeSet::from([2, 3]), "fails closed for everyone");
+}
+
+#[test]
+fn plaintext_and_service_accounts_or_unknown_conditions() {
+    let mut allow_sa = deny_intruder_account();
+    allow_sa.action = Action::Allow as i32;
+    assert!(
+        plaintext_always_denied(&[&allow_sa]),
+        "a service account needs an identity"
+    );
+    let mut allow_unknown = policy("allow-unknown", Action::Allow, vec![Match::default()]);
+    assert!(!plaintext_always_denied(&[&allow_unknown]), "allows all");
+    allow_unknown.rules[0].clauses[0].matches[0].extensions =
+        vec![mesh_xds::proto::istio_workload::Extension {
+            name: "io.example/x".into(),
+            config: None,
+        }];
+    assert!(
+        plaintext_always_denied(&[&allow_unknown]),
+        "an ALLOW it cannot evaluate admits nobody"
+    );
 }

@@ -70,18 +70,30 @@ pub struct ControlConfig {
     #[arg(long, env = "MESH_CONTROL_TOKEN_AUDIENCE", default_value = crate::authn::DEFAULT_AUDIENCE)]
     pub token_audience: String,
 
-    /// Service account (NAMESPACE/NAME, repeatable or comma-separated) of
-    /// node agents: they may obtain certificates for the pods scheduled on
-    /// their own node (the node their token is bound to).
+    /// Service accounts (NAMESPACE/NAME, repeatable or comma-separated)
+    /// trusted as node agents, as istiod's CA_TRUSTED_NODE_ACCOUNTS: our
+    /// agent's, and `istio-system/ztunnel` to serve Istio's ztunnel. They
+    /// may obtain certificates for the pods scheduled on their own node
+    /// (the node their token is bound to), asked with or without Istio's
+    /// `ImpersonatedIdentity`; every other caller only its own identity.
+    /// `--node-agent-account` is the older spelling.
     #[arg(
-        long = "node-agent-account",
-        env = "MESH_CONTROL_NODE_AGENT_ACCOUNTS",
+        long = "ca-trusted-node-accounts",
+        alias = "node-agent-account",
+        env = "MESH_CONTROL_CA_TRUSTED_NODE_ACCOUNTS",
         value_delimiter = ',',
         value_name = "NS/SA",
         default_value = crate::authn::DEFAULT_NODE_AGENT,
         value_parser = crate::authn::parse_account
     )]
     pub node_agent_accounts: Vec<(String, String)>,
+
+    /// Istio cluster name: workloads' `cluster_id`, and the only cluster a
+    /// caller's `clusterid` gRPC header (sent by ztunnel and our agent) may
+    /// name when callers are authenticated (as istiod without remote
+    /// clusters).
+    #[arg(long, env = "MESH_CONTROL_CLUSTER_ID", default_value = mesh_xds::client::node_identity::DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
 
     /// SPIFFE trust domain of workload identities
     /// (spiffe://<trust-domain>/ns/<ns>/sa/<sa>); the CA signs only these.
@@ -309,6 +321,7 @@ impl ControlConfig {
             authenticate: None,
             token_audience: crate::authn::DEFAULT_AUDIENCE.into(),
             node_agent_accounts: vec![("istio-system".into(), "mesh-agent".into())],
+            cluster_id: mesh_xds::client::node_identity::DEFAULT_CLUSTER_ID.into(),
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             cluster_domain: "cluster.local".into(),

@@ -68,6 +68,7 @@ fn flags_and_defaults() {
         config.node_agent_accounts,
         [("istio-system".to_string(), "mesh-agent".to_string())]
     );
+    assert_eq!(config.cluster_id, "Kubernetes");
     assert!(ControlConfig::try_parse_from(["mesh-control"]).is_err());
 }
 
@@ -130,6 +131,35 @@ fn kubernetes_source_flags() {
         config.node_agent_accounts[1],
         ("mesh".into(), "agent2".into())
     );
+    // istiod's spelling of the same list, and the cluster name.
+    let istiod = ControlConfig::try_parse_from([
+        "mesh-control",
+        "--ca-dir",
+        "/ca",
+        "--config-dir",
+        "/c",
+        "--ca-trusted-node-accounts",
+        "istio-system/ztunnel,istio-system/mesh-agent",
+        "--cluster-id",
+        "east",
+    ])
+    .unwrap();
+    assert_eq!(
+        istiod.node_agent_accounts,
+        [
+            ("istio-system".to_string(), "ztunnel".to_string()),
+            ("istio-system".to_string(), "mesh-agent".to_string())
+        ]
+    );
+    assert_eq!(istiod.cluster_id, "east");
+    assert!(ControlConfig::try_parse_from([
+        "mesh-control",
+        "--ca-dir",
+        "/ca",
+        "--ca-trusted-node-accounts",
+        "ztunnel"
+    ])
+    .is_err());
     let explicit = ControlConfig::try_parse_from([
         "mesh-control",
         "--source",

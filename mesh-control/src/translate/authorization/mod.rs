@@ -243,6 +243,7 @@ fn translate_one(
         action: action as i32,
         rules,
         dry_run: policy.dry_run,
+        ..Default::default()
     })
 }
 

@@ -75,6 +75,7 @@ fn endpoint_ports(
             Port {
                 service_port: u32::from(*service_port),
                 target_port: u32::from(named.copied().unwrap_or(*target)),
+                ..Default::default()
             }
         })
         .collect();
@@ -184,6 +185,7 @@ fn workload(svc: &Service, uid: &str, opts: &ConvertOptions) -> Workload {
         status: WorkloadStatus::Healthy as i32,
         cluster_id: opts.cluster_id.clone(),
         probe_ports: vec![],
+        ..Default::default()
     }
 }
 
