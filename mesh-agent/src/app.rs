@@ -1,6 +1,7 @@
 //! Wiring of `mesh-agent run`: install capture, start the listeners (the
-//! outbound capture listener, the DNS proxy) and the admin, readiness and
-//! metrics endpoints, then wait for SIGTERM, SIGINT
+//! outbound capture listener, each enrolled pod's HBONE listener inside its
+//! network namespace, the DNS proxy) and the admin, readiness and metrics
+//! endpoints, then wait for SIGTERM, SIGINT
 //! or `POST /quitquitquit` and drain (shutdown.rs). Capture stays installed
 //! on exit (see loader.rs).
 use std::{
@@ -22,11 +23,15 @@ use crate::{
         server::{DnsServer, DnsState},
         upstream::Upstream,
     },
+    inbound::pods::{PodListeners, MAX_CONNECTIONS_PER_POD},
     logging::LogControl,
     metrics::{dns::DnsMetrics, health::Health, Metrics, TcpMetrics},
-    outbound::{listener::Outbound, proxy::ProxySettings},
+    outbound::{
+        listener::{Outbound, TunnelOrigins},
+        proxy::ProxySettings,
+    },
     shutdown::{self, Shutdown},
-    state::connections::ConnectionStats,
+    state::{connections::ConnectionStats, inputs::ProxyInputs},
 };
 
 /// The first global (non-loopback, non-link-local) IPv4 address of this netns.
@@ -89,6 +94,46 @@ fn install_in_child(
     serde_json::from_slice(&out.stdout).context("reading the result of `mesh-agent install`")
 }
 
+/// Starts the reconciler of the pods' own HBONE listeners (inbound/pods.rs)
+/// and returns what the outbound proxy needs to open tunnels from the
+/// source pod's namespace.
+fn start_pod_listeners(
+    cfg: &AgentConfig,
+    layout: &PinLayout,
+    mesh: &crate::state::runtime::MeshRuntime,
+    stats: &Arc<ConnectionStats>,
+    settings: &ProxySettings,
+    shutdown: &Arc<Shutdown>,
+) -> anyhow::Result<TunnelOrigins> {
+    let sockets = crate::capture::netns_sockets::NetnsSockets::start()
+        .context("starting the netns socket factory")?;
+    let table = Arc::default();
+    let inputs = ProxyInputs {
+        settings: settings.clone(),
+        stats: Arc::clone(stats),
+        view: mesh.view.clone(),
+        live: Arc::clone(&mesh.live),
+        // Inbound connects to local pods only.
+        hbone: None,
+        resolver: None,
+    };
+    let listeners = PodListeners::new(
+        sockets.clone(),
+        Enroller::open(layout)?,
+        Arc::clone(&table),
+        Arc::clone(&mesh.store),
+        Arc::new(inputs),
+        mesh_hbone::ServerOptions {
+            drain_timeout: cfg.drain_timeout,
+            max_connections: MAX_CONNECTIONS_PER_POD,
+            ..mesh_hbone::ServerOptions::default()
+        },
+        Arc::clone(shutdown),
+    );
+    tokio::spawn(listeners.run());
+    Ok(TunnelOrigins { table, sockets })
+}
+
 pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
     let layout = PinLayout::new(&cfg.pins);
     let (cgroup_root, capture) = capture_settings(&cfg)?;
@@ -146,11 +191,21 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
             None
         }
     };
+    // Pods' own HBONE listeners, and the namespaces tunnels leave from.
+    let origins = match &mesh {
+        Some(mesh) => Some(start_pod_listeners(
+            &cfg, &layout, mesh, &stats, &settings, &shutdown,
+        )?),
+        None => None,
+    };
     let mut outbound = vec![];
     let v4_addr = SocketAddr::new(IpAddr::V4(redirect_v4), cfg.outbound_port);
-    outbound.push(
-        Outbound::bind(
-            v4_addr,
+    let v6_addr = cfg
+        .redirect_ipv6
+        .map(|v6| SocketAddr::new(IpAddr::V6(v6), cfg.outbound_port));
+    for addr in std::iter::once(v4_addr).chain(v6_addr) {
+        let listener = Outbound::bind(
+            addr,
             Arc::clone(&orig_dst),
             Arc::clone(&stats),
             settings.clone(),
@@ -158,22 +213,11 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
             resolver.clone(),
         )
         .await
-        .with_context(|| format!("binding the outbound listener on {v4_addr}"))?,
-    );
-    if let Some(v6) = cfg.redirect_ipv6 {
-        let v6_addr = SocketAddr::new(IpAddr::V6(v6), cfg.outbound_port);
-        outbound.push(
-            Outbound::bind(
-                v6_addr,
-                Arc::clone(&orig_dst),
-                Arc::clone(&stats),
-                settings.clone(),
-                mesh.clone(),
-                resolver.clone(),
-            )
-            .await
-            .with_context(|| format!("binding the outbound listener on {v6_addr}"))?,
-        );
+        .with_context(|| format!("binding the outbound listener on {addr}"))?;
+        outbound.push(match &origins {
+            Some(origins) => listener.with_origins(origins.clone()),
+            None => listener,
+        });
     }
     let dns_metrics = DnsMetrics::default();
     let mut dns = vec![];

@@ -2,6 +2,9 @@
 //!
 //! For a pod whose address is in `strict_pods`, a new TCP connection (a SYN
 //! without ACK) passes only when it comes
+//! - to port 15008, the pod's own HBONE listener (the agent's, inside the
+//!   pod's namespace; it accepts mutual TLS only, so this is how mTLS
+//!   comes in, as with ztunnel's in-pod listener),
 //! - from a connection the agent's own socket opened (`agent_conns`, filled
 //!   by sock_ops; the agent delivers HBONE-authenticated traffic from the
 //!   node address),
@@ -16,7 +19,7 @@
 //! and established flows pass. Dropping in the kernel means plaintext never
 //! reaches the pod, whatever path it took.
 use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
-use mesh_common::{stat, ConnTuple, ProbePort, SockAddr};
+use mesh_common::{stat, ConnTuple, ProbePort, SockAddr, HBONE_PORT};
 
 use crate::{
     addr::mapped_v4,
@@ -181,6 +184,10 @@ fn try_inbound(ctx: &SkBuffContext) -> Option<i32> {
         }
     };
     if !is_strict(dst) {
+        return Some(PASS);
+    }
+    // The HBONE listener requires mTLS: no plaintext gets through it.
+    if dport == HBONE_PORT {
         return Some(PASS);
     }
     let v4_prefix = mapped_v4(0);

@@ -1,8 +1,13 @@
 //! The HBONE client: `CONNECT <authority>` over a pooled mTLS HTTP/2
-//! connection to a gateway (the destination node's agent on :15008).
+//! connection to a gateway: the destination pod's own listener
+//! (`<pod IP>:15008`), a waypoint, or another network's gateway. The TCP
+//! socket may come from a [`SocketOrigin`] (the agent makes it inside the
+//! source pod's network namespace, so the peer sees the pod's address).
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +40,26 @@ pub struct ClientOptions {
     /// `SO_MARK` on the socket to the gateway (needs CAP_NET_ADMIN), so the
     /// agent's own traffic bypasses capture.
     pub socket_mark: Option<u32>,
+    /// Name the expected identity in TLS SNI ([`crate::sni_for`]). Off by
+    /// default: a pod's own listener, ztunnel's included, knows whom it
+    /// serves; only a server holding several identities on one address
+    /// (our node agent's node listener) needs it.
+    pub send_sni: bool,
+}
+
+/// What [`SocketOrigin::socket`] returns.
+pub type SocketOriginFuture = Pin<Box<dyn Future<Output = io::Result<std::net::TcpStream>> + Send>>;
+
+/// Makes the TCP sockets of tunnels opened on behalf of one source (for
+/// the agent: inside the source pod's network namespace). Connections are
+/// pooled per origin: a tunnel never rides a connection another origin
+/// opened.
+pub trait SocketOrigin: Send + Sync {
+    /// Tells origins apart in the pool (the agent uses the netns cookie).
+    fn key(&self) -> u64;
+    /// A new TCP socket of `gateway`'s address family, not yet connected,
+    /// non-blocking, close-on-exec.
+    fn socket(&self, gateway: SocketAddr) -> SocketOriginFuture;
 }
 
 impl Default for ClientOptions {
@@ -45,6 +70,7 @@ impl Default for ClientOptions {
             response_timeout: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(60)),
             socket_mark: None,
+            send_sni: false,
         }
     }
 }
@@ -169,7 +195,7 @@ impl HboneClient {
         expected: &Identity,
         authority: SocketAddr,
     ) -> Result<HboneStream, ClientError> {
-        self.connect_from(src, gateway, expected, authority, None)
+        self.connect_via(src, gateway, expected, authority, None, None)
             .await
     }
 
@@ -184,6 +210,21 @@ impl HboneClient {
         authority: SocketAddr,
         source_ip: Option<IpAddr>,
     ) -> Result<HboneStream, ClientError> {
+        self.connect_via(src, gateway, expected, authority, source_ip, None)
+            .await
+    }
+
+    /// [`Self::connect_from`] over a connection whose TCP socket `origin`
+    /// makes (`None`: a socket of this process's namespace).
+    pub async fn connect_via(
+        &self,
+        src: &Identity,
+        gateway: SocketAddr,
+        expected: &Identity,
+        authority: SocketAddr,
+        source_ip: Option<IpAddr>,
+        origin: Option<Arc<dyn SocketOrigin>>,
+    ) -> Result<HboneStream, ClientError> {
         // Authority-form URI: `ip:port` (`[v6]:port`), as ztunnel sends it.
         let uri: Uri = authority
             .to_string()
@@ -193,8 +234,10 @@ impl HboneClient {
             src: src.clone(),
             gateway,
             expected: expected.clone(),
+            origin: origin.as_ref().map(|o| o.key()),
         };
-        let (conn, guard, fresh) = self.checkout_or_dial(&key).await?;
+        let origin = origin.as_deref();
+        let (conn, guard, fresh) = self.checkout_or_dial(&key, origin).await?;
         match self
             .send_connect(&conn, guard, gateway, authority, &uri, source_ip)
             .await
@@ -205,7 +248,7 @@ impl HboneClient {
                 tracing::debug!(%gateway, error = %e, "pooled HBONE connection unusable, redialling");
                 conn.shared.mark_closed();
                 self.inner.pool.remove(&key, conn.id);
-                let (conn, guard, _) = self.checkout_or_dial(&key).await?;
+                let (conn, guard, _) = self.checkout_or_dial(&key, origin).await?;
                 self.send_connect(&conn, guard, gateway, authority, &uri, source_ip)
                     .await
             }
@@ -223,6 +266,7 @@ impl HboneClient {
     async fn checkout_or_dial(
         &self,
         key: &PoolKey,
+        origin: Option<&dyn SocketOrigin>,
     ) -> Result<(Arc<Conn>, StreamGuard, bool), ClientError> {
         let max = self.inner.options.max_streams_per_connection.max(1);
         let pool = &self.inner.pool;
@@ -237,7 +281,7 @@ impl HboneClient {
             return Ok((conn, guard, false));
         }
         let timeout = self.inner.options.connect_timeout;
-        let conn = tokio::time::timeout(timeout, self.dial(key, cert))
+        let conn = tokio::time::timeout(timeout, self.dial(key, cert, origin))
             .await
             .map_err(|_| ClientError::Timeout {
                 gateway: key.gateway,
@@ -248,11 +292,20 @@ impl HboneClient {
         Ok((conn, guard, true))
     }
 
-    async fn dial(&self, key: &PoolKey, src_cert: Arc<WorkloadCert>) -> Result<Conn, ClientError> {
+    async fn dial(
+        &self,
+        key: &PoolKey,
+        src_cert: Arc<WorkloadCert>,
+        origin: Option<&dyn SocketOrigin>,
+    ) -> Result<Conn, ClientError> {
         let gateway = key.gateway;
-        let (config, server_name) =
-            tls::client_config(self.inner.store.clone(), &key.src, &key.expected)?;
-        let tcp = self.connect_tcp(gateway).await?;
+        let (config, server_name) = tls::client_config(
+            self.inner.store.clone(),
+            &key.src,
+            &key.expected,
+            self.inner.options.send_sni,
+        )?;
+        let tcp = self.connect_tcp(gateway, origin).await?;
         let tls = TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
@@ -297,18 +350,29 @@ impl HboneClient {
         })
     }
 
-    async fn connect_tcp(&self, gateway: SocketAddr) -> Result<TcpStream, ClientError> {
+    async fn connect_tcp(
+        &self,
+        gateway: SocketAddr,
+        origin: Option<&dyn SocketOrigin>,
+    ) -> Result<TcpStream, ClientError> {
         let mark = self.inner.options.socket_mark;
         let socket_error = |source| ClientError::Socket {
             gateway,
             mark,
             source,
         };
-        let socket = match gateway {
-            SocketAddr::V4(_) => TcpSocket::new_v4(),
-            SocketAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(socket_error)?;
+        let socket = match origin {
+            Some(origin) => origin
+                .socket(gateway)
+                .await
+                .map(TcpSocket::from_std_stream)
+                .map_err(socket_error)?,
+            None => match gateway {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            }
+            .map_err(socket_error)?,
+        };
         if let Some(mark) = mark {
             nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Mark, &mark)
                 .map_err(|errno| socket_error(errno.into()))?;

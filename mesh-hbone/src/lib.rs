@@ -1,10 +1,12 @@
 //! HBONE: HTTP/2 `CONNECT` over mutual TLS with SPIFFE identities, as
 //! Istio's ztunnel speaks it (hop ③ of the data path).
 //!
-//! * [`Identity`] is `spiffe://<td>/ns/<ns>/sa/<sa>`; [`sni_for`] names the
-//!   destination identity in TLS SNI so one server (the node agent on
-//!   :15008) can present the certificate of whichever local workload the
-//!   client wants to reach.
+//! * [`Identity`] is `spiffe://<td>/ns/<ns>/sa/<sa>`. As in ztunnel, a
+//!   client dials the destination pod's own listener (`<pod IP>:15008`)
+//!   and sends no SNI: that listener is bound to the pod's identity
+//!   ([`HboneServer::with_identity`]). [`sni_for`] still names an identity
+//!   in SNI for a server holding several on one address
+//!   ([`ClientOptions::send_sni`]).
 //! * [`CertStore`] holds every local identity's [`WorkloadCert`] and the
 //!   [`TrustBundle`]; replacing a certificate rotates it for the next
 //!   handshake without touching established connections.
@@ -41,7 +43,7 @@
 //! let src: Identity = "spiffe://cluster.local/ns/a/sa/web".parse()?;
 //! let dst: Identity = "spiffe://cluster.local/ns/b/sa/api".parse()?;
 //! let mut tunnel = client
-//!     .connect(&src, "192.168.1.2:15008".parse()?, &dst, "10.244.1.7:9080".parse()?)
+//!     .connect(&src, "10.244.1.7:15008".parse()?, &dst, "10.244.1.7:9080".parse()?)
 //!     .await?;
 //! # let mut pod = tokio::net::TcpStream::connect("127.0.0.1:1").await?;
 //! tokio::io::copy_bidirectional(&mut pod, &mut tunnel).await?;
@@ -67,7 +69,7 @@ pub mod test_ca;
 mod tls;
 
 pub use certs::{parse_leaf, uri_sans, CertError, LeafInfo, TrustBundle, WorkloadCert};
-pub use client::{ClientError, ClientOptions, HboneClient};
+pub use client::{ClientError, ClientOptions, HboneClient, SocketOrigin, SocketOriginFuture};
 pub use counted::{Counted, End, LiveBytes};
 pub use identity::{sni_for, Identity, IdentityError, SCHEME as SPIFFE_SCHEME};
 pub use server::{
@@ -76,7 +78,9 @@ pub use server::{
 };
 pub use store::CertStore;
 pub use stream::HboneStream;
-pub use tls::{client_config, provider, server_config, PeerIdentityError, TlsError, ALPN_H2};
+pub use tls::{
+    client_config, local_identity, provider, server_config, PeerIdentityError, TlsError, ALPN_H2,
+};
 
 /// The HBONE port (Istio's `hbone_mtls_port`), defined with the kernel's
 /// view of the ports in `mesh-common`.

@@ -1,5 +1,7 @@
 //! The client's pool of HTTP/2 connections, keyed by (source identity,
-//! gateway address, expected server identity).
+//! gateway address, expected server identity, socket origin): tunnels of
+//! two source pods with one identity never share a connection, since each
+//! pod's connection leaves from its own address.
 //!
 //! A connection is handed out while it has fewer active streams than the
 //! limit, its driver task is alive, and it was dialled with the source
@@ -26,6 +28,9 @@ pub(crate) struct PoolKey {
     pub src: Identity,
     pub gateway: SocketAddr,
     pub expected: Identity,
+    /// [`crate::SocketOrigin::key`] of the socket's maker, `None` for this
+    /// process's own namespace.
+    pub origin: Option<u64>,
 }
 
 /// One TLS + HTTP/2 connection.

@@ -1,5 +1,6 @@
 //! The HBONE server: accepts mTLS HTTP/2 connections (certificate chosen by
-//! SNI), asks a [`ConnectHandler`] what each `CONNECT <ip:port>` stream
+//! [`crate::tls::local_identity`]: the identity the server is bound to, as a
+//! pod's own listener is, else by SNI), asks a [`ConnectHandler`] what each `CONNECT <ip:port>` stream
 //! should reach, and relays bytes between the stream and that upstream.
 
 use std::future::Future;
@@ -38,11 +39,14 @@ pub struct ConnectRequest {
     pub peer: Identity,
     /// The client's leaf certificate.
     pub peer_certificate: CertificateDer<'static>,
-    /// The local identity the client asked for by SNI (whose cert we showed).
+    /// The local identity whose certificate the server showed (the one it is
+    /// bound to, or the one the client named by SNI).
     pub local_identity: Identity,
     /// `:authority`, the destination `ip:port`.
     pub authority: SocketAddr,
-    /// TCP peer of the HBONE connection (the source node's agent).
+    /// TCP peer of the HBONE connection: the source pod when its agent
+    /// dials from the pod's network namespace (as ztunnel does), else the
+    /// source node or waypoint.
     pub peer_addr: SocketAddr,
     /// Other request headers (e.g. `forwarded`, `traceparent`).
     pub headers: HeaderMap,
@@ -182,6 +186,7 @@ pub struct HboneServer {
     handler: Arc<dyn ConnectHandler>,
     options: ServerOptions,
     stats: Arc<ServerStats>,
+    pinned: Option<Identity>,
 }
 
 impl HboneServer {
@@ -191,7 +196,16 @@ impl HboneServer {
             handler,
             options: ServerOptions::default(),
             stats: Arc::default(),
+            pinned: None,
         }
+    }
+
+    /// Binds the server to one workload's identity (a pod's own listener):
+    /// it presents that certificate to clients sending no SNI and refuses
+    /// an SNI naming anyone else.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.pinned = Some(identity);
+        self
     }
 
     pub fn with_options(mut self, options: ServerOptions) -> Self {
@@ -217,9 +231,11 @@ impl HboneServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let acceptor = TlsAcceptor::from(tls::server_config(self.store.clone())?);
+        let acceptor =
+            TlsAcceptor::from(tls::server_config(self.store.clone(), self.pinned.clone())?);
         let ctx = Arc::new(conn::Ctx {
             store: self.store,
+            pinned: self.pinned,
             handler: self.handler,
             options: self.options,
             stats: self.stats,

@@ -4,9 +4,12 @@
 //!
 //! Server: requires a client certificate chaining to the trust bundle (no
 //! name checks) with one SPIFFE URI SAN, and picks its own certificate by
-//! SNI ([`sni_for`]). Client: presents the source identity's certificate and
-//! accepts only a server chain leading to the bundle whose SPIFFE ID is the
-//! expected one.
+//! [`local_identity`]: a server bound to one identity (a pod's listener)
+//! presents it to a client sending no SNI, as ztunnel's clients do; a
+//! server holding several identities on one address picks by SNI
+//! ([`sni_for`]). Client: sends no SNI unless asked, presents the source
+//! identity's certificate and accepts only a server chain leading to the
+//! bundle whose SPIFFE ID is the expected one.
 
 use std::fmt;
 use std::sync::Arc;
@@ -64,8 +67,35 @@ fn reject(e: PeerIdentityError) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
 
-/// The rustls server config of an HBONE server backed by `store`.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The identity a server presents for a ClientHello naming `sni`:
+/// - bound to `pinned` (a pod's own listener): `pinned`, when the client
+///   sends no SNI or the SNI [`sni_for`] `pinned`; any other SNI is refused;
+/// - unbound: the identity [`sni_for`] names; without SNI, the store's only
+///   identity if it holds exactly one (a waypoint), else none.
+///
+/// `None` fails the handshake.
+pub fn local_identity(
+    store: &CertStore,
+    pinned: Option<&Identity>,
+    sni: Option<&str>,
+) -> Option<Identity> {
+    match (pinned, sni) {
+        (Some(pinned), None) => Some(pinned.clone()),
+        (Some(pinned), Some(sni)) => (sni_for(pinned) == sni).then(|| pinned.clone()),
+        (None, Some(sni)) => store.identity_for_sni(sni),
+        (None, None) => {
+            let mut all = store.identities();
+            (all.len() == 1).then(|| all.remove(0))
+        }
+    }
+}
+
+/// The rustls server config of an HBONE server backed by `store`, bound
+/// to `pinned` when it serves one workload (see [`local_identity`]).
+pub fn server_config(
+    store: Arc<CertStore>,
+    pinned: Option<Identity>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
     let verifier = Arc::new(SpiffeClientVerifier {
         store: store.clone(),
@@ -78,7 +108,7 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>,
             source,
         })?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(SniResolver { store }));
+        .with_cert_resolver(Arc::new(IdentityResolver { store, pinned }));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     // Clients never resume (resumption would skip certificate checks).
     config.send_tls13_tickets = 0;
@@ -86,11 +116,16 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>,
 }
 
 /// The rustls client config for connections from `src` to a server that
-/// must prove it is `expected`, and the server name to send.
+/// must prove it is `expected`, and the server name to hand rustls. With
+/// `send_sni` the name is [`sni_for`]`(expected)` and goes out in SNI (for
+/// a server holding several identities on one address); without, no SNI
+/// is sent, as ztunnel does towards a pod's own listener, and the name is
+/// only a placeholder (the verifier checks the SPIFFE ID, never a name).
 pub fn client_config(
     store: Arc<CertStore>,
     src: &Identity,
     expected: &Identity,
+    send_sni: bool,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), TlsError> {
     let sni = sni_for(expected);
     let server_name = ServerName::try_from(sni.clone()).map_err(|_| TlsError::InvalidSni {
@@ -117,32 +152,35 @@ pub fn client_config(
         }));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
+    config.enable_sni = send_sni;
     Ok((Arc::new(config), server_name))
 }
 
-/// Picks the server certificate by SNI; unknown or missing SNI fails the
-/// handshake.
-struct SniResolver {
+/// Picks the server certificate by [`local_identity`]; no identity, or
+/// none with a certificate here, fails the handshake.
+struct IdentityResolver {
     store: Arc<CertStore>,
+    pinned: Option<Identity>,
 }
 
-impl ResolvesServerCert for SniResolver {
+impl ResolvesServerCert for IdentityResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(sni) = hello.server_name() else {
-            tracing::debug!("HBONE handshake without SNI rejected");
+        let sni = hello.server_name();
+        let Some(identity) = local_identity(&self.store, self.pinned.as_ref(), sni) else {
+            tracing::debug!(?sni, pinned = ?self.pinned, "HBONE handshake names no identity of this server");
             return None;
         };
-        let cert = self.store.get_by_sni(sni);
+        let cert = self.store.get(&identity);
         if cert.is_none() {
-            tracing::debug!(sni, "HBONE handshake for an SNI with no local certificate");
+            tracing::debug!(%identity, "HBONE handshake for an identity with no local certificate");
         }
         cert.map(|c| c.certified_key())
     }
 }
 
-impl fmt::Debug for SniResolver {
+impl fmt::Debug for IdentityResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SniResolver")
+        write!(f, "IdentityResolver(pinned {:?})", self.pinned)
     }
 }
 

@@ -22,7 +22,7 @@ async fn oversized_request_headers_never_reach_the_handler() {
         let ca = TestCa::new("mesh root");
         let (a, b) = (id("frontend", "web"), id("backend", "api"));
         let server = start_server(ca.store(&[&b])).await;
-        let (config, name) = mesh_hbone::client_config(ca.store(&[&a]), &a, &b).unwrap();
+        let (config, name) = mesh_hbone::client_config(ca.store(&[&a]), &a, &b, false).unwrap();
         let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::clone(&config))
             .connect(name, tcp)

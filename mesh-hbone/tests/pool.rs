@@ -162,3 +162,70 @@ async fn idle_connection_is_closed() {
     })
     .await
 }
+
+/// Makes sockets bound to one loopback source address, as the agent makes
+/// them in one source pod's namespace.
+struct BoundOrigin(std::net::Ipv4Addr, u64);
+
+impl mesh_hbone::SocketOrigin for BoundOrigin {
+    fn key(&self) -> u64 {
+        self.1
+    }
+
+    fn socket(&self, _gateway: std::net::SocketAddr) -> mesh_hbone::SocketOriginFuture {
+        use std::net::SocketAddr;
+        let source = SocketAddr::from((self.0, 0));
+        Box::pin(async move {
+            use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            let fd = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+            let SocketAddr::V4(v4) = source else {
+                unreachable!()
+            };
+            nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4))?;
+            // The contract: an unconnected std socket.
+            Ok(std::net::TcpStream::from(fd))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_socket_origin_gets_its_own_connection_from_its_own_socket() {
+    bounded(async {
+        let ca = TestCa::new("mesh root");
+        let (a, b) = (id("ns-a", "a"), id("ns-b", "b"));
+        let server = start_server(ca.store(&[&b])).await;
+        let client = HboneClient::new(ca.store(&[&a]), ClientOptions::default());
+        let origins: [std::sync::Arc<dyn mesh_hbone::SocketOrigin>; 2] = [
+            std::sync::Arc::new(BoundOrigin([127, 0, 0, 2].into(), 2)),
+            std::sync::Arc::new(BoundOrigin([127, 0, 0, 3].into(), 3)),
+        ];
+        for round in 0..2u8 {
+            for (i, origin) in origins.iter().enumerate() {
+                let s = client
+                    .connect_via(
+                        &a,
+                        server.addr,
+                        &b,
+                        authority(ECHO_PORT),
+                        None,
+                        Some(std::sync::Arc::clone(origin)),
+                    )
+                    .await
+                    .unwrap();
+                echo_once(s, &[round; 10]).await;
+                let peer = server.handler.last_request().peer_addr;
+                assert_eq!(
+                    peer.ip(),
+                    std::net::IpAddr::from([127, 0, 0, 2 + i as u8]),
+                    "the tunnel left from its origin's socket"
+                );
+            }
+        }
+        // Same (source, gateway, expected), two origins: two connections,
+        // each reused in the second round.
+        assert_eq!(client.pooled_connections(), 2);
+        assert_eq!(server.stats.connections_accepted(), 2);
+    })
+    .await
+}

@@ -128,7 +128,7 @@ async fn non_connect_is_405_and_bad_authority_is_400() {
         let server = start_server(ca.store(&[&b])).await;
         let client_store = ca.store(&[&a]);
 
-        let (config, name) = mesh_hbone::client_config(client_store, &a, &b).unwrap();
+        let (config, name) = mesh_hbone::client_config(client_store, &a, &b, false).unwrap();
         let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::clone(&config))
             .connect(name, tcp)

@@ -74,7 +74,13 @@ async fn server_without_the_expected_identity_fails_the_handshake() {
         let (a, b, c) = (id("ns-a", "a"), id("ns-b", "b"), id("ns-c", "c"));
         // The real server only holds B, so the SNI for C matches nothing.
         let server = start_server(ca.store(&[&b])).await;
-        let client = HboneClient::new(ca.store(&[&a]), ClientOptions::default());
+        let client = HboneClient::new(
+            ca.store(&[&a]),
+            ClientOptions {
+                send_sni: true,
+                ..ClientOptions::default()
+            },
+        );
 
         let err = client
             .connect(&a, server.addr, &c, authority(ECHO_PORT))

@@ -524,8 +524,43 @@ impl Cluster {
             } else {
                 Err(anyhow::anyhow!("{m}"))
             }
-        });
-        Ok(ready?)
+        })?;
+        // Each enrolled mesh pod of the node serves HBONE on its own
+        // address (the agent's listener inside the pod's namespace).
+        let mesh_ips: Vec<String> = ready["workloads"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|w| w["mesh"] == true)
+                    .flat_map(|w| w["ips"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|ip| ip.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let capture = self.agent(node).capture()?;
+        let enrolled: Vec<String> = capture["enrolled"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["pod_ip"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pod in &self.node(node).pods {
+            let ip = pod.ip.to_string();
+            if !enrolled.contains(&ip) || !mesh_ips.contains(&ip) {
+                continue;
+            }
+            let what = format!("the HBONE listener of {} ({}:15008)", pod.name, pod.ip);
+            try_eventually(&what, Duration::from_secs(10), || {
+                if hbone_listening(pod)? {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("not listening yet"))
+                }
+            })?;
+        }
+        Ok(ready)
     }
 
     pub fn serve(
@@ -826,4 +861,14 @@ impl Drop for Cluster {
 fn never_captured(labels: &BTreeMap<String, String>) -> bool {
     labels.contains_key("gateway.networking.k8s.io/gateway-name")
         || labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("none")
+}
+
+/// Whether something listens on `<pod IP>:15008` inside `pod`'s namespace.
+pub fn hbone_listening(pod: &Pod) -> anyhow::Result<bool> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &pod.netns.name, "ss", "-Hltn"])
+        .arg(format!("src {}:15008", pod.ip))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ss in {}: {out:?}", pod.name);
+    Ok(!out.stdout.is_empty())
 }

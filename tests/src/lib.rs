@@ -32,6 +32,7 @@ pub mod sweep;
 pub mod topology;
 pub mod waypoint;
 pub mod xds_fetch;
+pub mod ztunnel_peer;
 
 pub use agent::Agent;
 pub use bins::Binaries;

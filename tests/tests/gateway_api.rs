@@ -100,6 +100,8 @@ fn gateway_class_istio_routes_with_a_header_filter_and_a_weighted_split() {
     c.start_control(&[]).unwrap();
     c.start_agent("node1", &[]).unwrap();
     c.start_agent("node2", &[]).unwrap();
+    // The backends' own HBONE listeners exist once node2's agent knows them.
+    c.wait_ready("node2", 4, &["stable", "canary"]).unwrap();
     c.start_gateway(GATEWAY).unwrap();
     let gw = c.pod(GATEWAY).ip;
 

@@ -133,6 +133,10 @@ fn start(c: &mut Cluster) {
     c.start_control(&[]).unwrap();
     c.start_agent("node1", &[]).unwrap();
     c.start_agent("node2", &[]).unwrap();
+    // The backends' own HBONE listeners (`<pod IP>:15008`, the gateway's
+    // upstream) exist once node2's agent knows them; without this wait the
+    // first request may find none (503, connection failure).
+    c.wait_ready("node2", 4, &["productpage", "kiali"]).unwrap();
     c.start_gateway(GATEWAY).unwrap();
 }
 

@@ -1,5 +1,7 @@
 //! Hop ① from userspace: load, attach and pin the capture programs, enrol
-//! pods, and recover the original destination of captured connections.
+//! pods, recover the original destination of captured connections, and
+//! make sockets inside enrolled pods' network namespaces (netns_sockets,
+//! pod_netns).
 //!
 //! This is the one module of the agent allowed `unsafe`: the netns cookie
 //! needs a raw `getsockopt`.
@@ -11,8 +13,10 @@ pub mod identity;
 pub mod loader;
 pub mod maps;
 pub mod netns;
+pub mod netns_sockets;
 pub mod orig_dst;
 pub mod pins;
+pub mod pod_netns;
 pub mod probes;
 pub mod strict;
 

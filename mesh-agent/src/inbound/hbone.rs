@@ -1,8 +1,9 @@
-//! The HBONE server (port 15008): terminates mTLS + HTTP/2 CONNECT from
-//! peers, checks the tunnel targets a mesh pod of this node whose identity
-//! is the one the peer asked for (TLS SNI), authorizes it (hop ④: the
-//! pod's authorization policies; a denial answers 403), and connects to
-//! the pod.
+//! The HBONE servers' handler (port 15008): terminates mTLS + HTTP/2
+//! CONNECT from peers, checks the tunnel targets a mesh pod of this node
+//! whose identity is the one the server showed (a pod's own listener,
+//! inbound/pods.rs, serves that pod only; the node listener, the identity
+//! the client named by SNI), authorizes it (hop ④: the pod's authorization
+//! policies; a denial answers 403), and connects to the pod.
 //!
 //! Each tunnel is a connection in `ConnectionStats` from the moment it is
 //! asked for: opened in `handle` (labelled for telemetry there), finished
@@ -35,13 +36,26 @@ pub struct InboundHandler {
     pub inputs: Arc<ProxyInputs>,
     /// Tunnels accepted by `handle`, waiting for `finished`, by request id.
     pub relaying: Arc<std::sync::Mutex<HashMap<u64, Open>>>,
+    /// The pod whose own listener this handler serves: tunnels to any
+    /// other address are refused. `None` for the node listener.
+    pub pod: Option<IpAddr>,
 }
 
 impl InboundHandler {
+    /// The node listener's handler: any local mesh pod.
     pub fn new(inputs: Arc<ProxyInputs>) -> Self {
         Self {
             inputs,
             relaying: Arc::default(),
+            pod: None,
+        }
+    }
+
+    /// The handler of `pod`'s own listener.
+    pub fn for_pod(inputs: Arc<ProxyInputs>, pod: IpAddr) -> Self {
+        Self {
+            pod: Some(pod),
+            ..Self::new(inputs)
         }
     }
 }
@@ -135,13 +149,20 @@ impl tokio::io::AsyncWrite for Tracked {
     }
 }
 
-/// The source pod address from `forwarded`, trusted only when the mesh
-/// knows that address as a workload with the peer's identity (an agent
-/// speaks for its own pods only).
+/// The source pod address: the tunnel's TCP source when the mesh knows it
+/// as a workload with the peer's identity (a tunnel opened from the source
+/// pod's namespace, ours or ztunnel's), else the one in `forwarded`, under
+/// the same condition (an agent speaks for its own pods only).
 fn source_ip(view: &MeshView, request: &ConnectRequest) -> Option<IpAddr> {
-    let ip = request.forwarded_for()?;
-    let w = view.workload_by_ip(ip)?;
-    (w.identity == request.peer).then_some(ip)
+    let known = |ip: IpAddr| {
+        view.workload_by_ip(ip)
+            .is_some_and(|w| w.identity == request.peer)
+    };
+    let tcp = request.peer_addr.ip();
+    if known(tcp) {
+        return Some(tcp);
+    }
+    request.forwarded_for().filter(|ip| known(*ip))
 }
 
 impl ConnectHandler for InboundHandler {
@@ -150,6 +171,7 @@ impl ConnectHandler for InboundHandler {
         let view = inputs.view.borrow().clone();
         let stats = Arc::clone(&inputs.stats);
         let relaying = Arc::clone(&self.relaying);
+        let own_pod = self.pod;
         Box::pin(async move {
             stats.accepted();
             let mut open = stats.open(request.peer_addr, request.authority);
@@ -167,7 +189,8 @@ impl ConnectHandler for InboundHandler {
             };
             let target = view
                 .workload_by_ip(request.authority.ip())
-                .filter(|w| w.mesh && w.node == view.node);
+                .filter(|w| w.mesh && w.node == view.node)
+                .filter(|w| own_pod.is_none_or(|pod| w.ips.contains(&pod)));
             let candidates: Vec<IpAddr> = request
                 .forwarded_for()
                 .into_iter()

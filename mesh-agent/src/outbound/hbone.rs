@@ -1,9 +1,11 @@
 //! Hop ③: a captured connection carried over HBONE (mTLS with the source
-//! pod's certificate, HTTP/2 CONNECT) to the destination node's agent or
-//! the service's waypoint.
-use std::net::SocketAddr;
+//! pod's certificate, no SNI, HTTP/2 CONNECT) to the destination pod's own
+//! listener (`<pod IP>:15008`) or the service's waypoint, over a TCP
+//! connection opened from the source pod's network namespace when the
+//! agent has it (capture::pod_netns), so the peer sees the pod's address.
+use std::{net::SocketAddr, sync::Arc};
 
-use mesh_hbone::{Counted, End, HboneClient, Identity};
+use mesh_hbone::{Counted, End, HboneClient, Identity, SocketOrigin};
 use tokio::net::TcpStream;
 
 use super::proxy::reset;
@@ -15,7 +17,7 @@ const HBONE_COPY_BUFFER: usize = 64 * 1024;
 
 /// Where the tunnel goes and who each end is.
 pub struct Tunnel<'a> {
-    /// The peer agent's (or waypoint's) HBONE address.
+    /// The destination pod's (or waypoint's) HBONE address.
     pub gateway: SocketAddr,
     /// CONNECT's `:authority`.
     pub authority: SocketAddr,
@@ -36,6 +38,7 @@ pub async fn carry(
     hbone: Option<&HboneClient>,
     id: u64,
     live: &LiveBytes,
+    origin: Option<Arc<dyn SocketOrigin>>,
 ) -> Result<(u64, u64), ConnError> {
     let Some(hbone) = hbone else {
         tracing::warn!(src = %peer, gateway = %to.gateway, "routed over HBONE without an HBONE client");
@@ -45,7 +48,7 @@ pub async fn carry(
     let _ = client.set_nodelay(true);
     let (gateway, authority) = (to.gateway, to.authority);
     let mut tunnel = match hbone
-        .connect_from(to.src, gateway, to.dst, authority, Some(peer.ip()))
+        .connect_via(to.src, gateway, to.dst, authority, Some(peer.ip()), origin)
         .await
     {
         Ok(tunnel) => tunnel,

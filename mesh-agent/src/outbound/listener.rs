@@ -13,7 +13,11 @@ use tokio::net::TcpListener;
 
 use super::proxy::{self, ProxySettings};
 use crate::{
-    capture::orig_dst::OrigDstTable,
+    capture::{
+        netns_sockets::NetnsSockets,
+        orig_dst::OrigDstTable,
+        pod_netns::{PodNetnsTable, PodOrigin},
+    },
     dns::resolve::Resolver,
     state::{connections::ConnectionStats, inputs::ProxyInputs, runtime::MeshRuntime},
 };
@@ -31,6 +35,27 @@ pub struct Outbound {
     pub listener: TcpListener,
     pub orig_dst: Arc<OrigDstTable>,
     pub inputs: Arc<ProxyInputs>,
+    /// Where tunnels of a source pod are opened from; `None`: the agent's
+    /// own namespace.
+    pub origins: Option<TunnelOrigins>,
+}
+
+/// The enrolled pods' namespaces and the factory making sockets in them.
+#[derive(Clone)]
+pub struct TunnelOrigins {
+    pub table: Arc<PodNetnsTable>,
+    pub sockets: NetnsSockets,
+}
+
+impl TunnelOrigins {
+    /// The origin of tunnels from the pod at `ip`, if its namespace is known.
+    fn of(&self, ip: std::net::IpAddr) -> Option<Arc<dyn mesh_hbone::SocketOrigin>> {
+        let pod = self.table.get(ip)?;
+        Some(Arc::new(PodOrigin {
+            pod,
+            sockets: self.sockets.clone(),
+        }))
+    }
 }
 
 impl Outbound {
@@ -51,7 +76,14 @@ impl Outbound {
             listener,
             orig_dst,
             inputs: Arc::new(inputs),
+            origins: None,
         })
+    }
+
+    /// Opens tunnels from the source pod's namespace.
+    pub fn with_origins(mut self, origins: TunnelOrigins) -> Self {
+        self.origins = Some(origins);
+        self
     }
 
     /// Runs until the task is dropped.
@@ -89,7 +121,8 @@ impl Outbound {
                 proxy::reset(client);
                 continue;
             };
-            let relay = proxy::run(client, peer, dst, Arc::clone(&self.inputs));
+            let origin = self.origins.as_ref().and_then(|o| o.of(peer.ip()));
+            let relay = proxy::run_from(client, peer, dst, Arc::clone(&self.inputs), origin);
             tokio::spawn(async move {
                 relay.await;
                 drop(permit);

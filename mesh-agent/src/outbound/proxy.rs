@@ -78,8 +78,21 @@ async fn resolve_endpoint(
 }
 
 /// Proxies `client` (from `peer`, meant for `dst`) to where the view routes
-/// it.
+/// it; tunnels use sockets of the agent's own namespace.
+#[cfg(test)]
 pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: Arc<ProxyInputs>) {
+    run_from(client, peer, dst, inputs, None).await;
+}
+
+/// [`run`], opening an HBONE tunnel's connection from `origin` (the source
+/// pod's namespace) when there is one.
+pub async fn run_from(
+    client: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    inputs: Arc<ProxyInputs>,
+    origin: Option<Arc<dyn mesh_hbone::SocketOrigin>>,
+) {
     let view = inputs.view.borrow().clone();
     let resolved = route::resolve(&view, peer.ip(), dst);
     let stats = &inputs.stats;
@@ -144,7 +157,16 @@ pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: A
                 src: &src,
                 dst: &dst_id,
             };
-            hbone::carry(client, peer, tunnel, inputs.hbone.as_ref(), id, &live).await
+            hbone::carry(
+                client,
+                peer,
+                tunnel,
+                inputs.hbone.as_ref(),
+                id,
+                &live,
+                origin,
+            )
+            .await
         }
         Route::Resolve { host, port } => {
             // A ServiceEntry endpoint known by name: resolved per

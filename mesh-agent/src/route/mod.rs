@@ -16,9 +16,10 @@
 //!    a mesh workload) is reached directly: passthrough;
 //! 3. a mesh workload on this node is reached directly (local delivery;
 //!    the bytes never leave the node);
-//! 4. a mesh workload on another node is reached over HBONE through that
-//!    node's agent, presenting the source pod's identity and expecting the
-//!    destination's.
+//! 4. a mesh workload on another node is reached over HBONE at its own
+//!    listener (`<pod IP>:15008`; its `network_gateway` instead when it is
+//!    on another network), presenting the source pod's identity and
+//!    expecting the destination's.
 use std::{
     fmt,
     net::{IpAddr, SocketAddr},
@@ -65,9 +66,6 @@ pub enum RefuseReason {
         service: String,
         waypoint: SocketAddr,
     },
-    /// `workload` is the destination's uid.
-    #[error("no HBONE gateway known for {workload}")]
-    NoGateway { workload: String },
 }
 
 /// Where a captured connection goes.
@@ -263,16 +261,24 @@ fn route_endpoint(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Route {
             why: PassthroughReason::NoSourceIdentity,
         };
     };
-    match target.gateway {
-        Some(gateway) => Route::Hbone {
-            gateway,
-            authority: dst,
-            src: source.identity.clone(),
-            dst: target.identity.clone(),
-        },
-        None => Route::Refuse(RefuseReason::NoGateway {
-            workload: target.uid.clone(),
-        }),
+    // As in Istio: `network_gateway` is set only for a workload on another
+    // network; within one network the tunnel goes to the pod's own
+    // listener, on its IPv4 address when it has one (where the agent
+    // listens: crate::inbound::pods binds the enrolled pod address).
+    let listener_ip = target
+        .ips
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .copied()
+        .unwrap_or(dst.ip());
+    let gateway = target
+        .gateway
+        .unwrap_or_else(|| SocketAddr::new(listener_ip, mesh_hbone::HBONE_PORT));
+    Route::Hbone {
+        gateway,
+        authority: dst,
+        src: source.identity.clone(),
+        dst: target.identity.clone(),
     }
 }
 

@@ -81,6 +81,8 @@ fn cross_node_mesh_traffic_goes_over_hbone_with_both_identities() {
     else {
         panic!("{route:?}")
     };
+    // The fixture's workloads carry a `network_gateway` (another network's
+    // gateway): it is used as given.
     assert_eq!(gateway, "10.0.0.2:15008".parse().unwrap());
     assert_eq!(authority, "10.244.2.2:9080".parse().unwrap());
     assert_eq!(src.to_string(), "spiffe://cluster.local/ns/default/sa/a");
@@ -171,20 +173,24 @@ fn passthrough_and_refusal_say_why() {
             why: PassthroughReason::NoSourceIdentity
         }
     );
-    // A remote mesh pod without a known node agent.
-    let mut lost = workload("lost", "10.244.2.8", "n2", true);
-    lost.gateway = None;
+    // A remote mesh pod on this network (no `network_gateway`, as istiod
+    // sends it): tunnelled to its own listener, `<pod IP>:15008`.
+    let mut peer = workload("peer", "10.244.2.8", "n2", true);
+    peer.gateway = None;
     let v = MeshView::new(
         "n1",
-        vec![workload("a", "10.244.1.2", "n1", true), lost],
+        vec![workload("a", "10.244.1.2", "n1", true), peer],
         vec![],
     );
     let r = route(&v, a, "10.244.2.8:80".parse().unwrap());
-    assert_eq!(
-        r.to_string(),
-        "no HBONE gateway known for Kubernetes//Pod/default/lost"
-    );
-    assert!(matches!(r, Route::Refuse(RefuseReason::NoGateway { .. })));
+    let Route::Hbone {
+        gateway, authority, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(gateway, "10.244.2.8:15008".parse().unwrap());
+    assert_eq!(authority, "10.244.2.8:80".parse().unwrap());
 }
 
 mod service_entries {

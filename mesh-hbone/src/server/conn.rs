@@ -28,6 +28,8 @@ use crate::CertStore;
 
 pub(super) struct Ctx {
     pub store: Arc<CertStore>,
+    /// The identity the server is bound to, if any.
+    pub pinned: Option<Identity>,
     pub handler: Arc<dyn ConnectHandler>,
     pub options: ServerOptions,
     pub stats: Arc<ServerStats>,
@@ -77,10 +79,10 @@ pub(super) async fn serve_connection(
         .and_then(|c| c.first())
         .map(|c| c.clone().into_owned());
     let sni = session.server_name().map(str::to_owned);
-    // The verifier required a SPIFFE leaf and the resolver a known SNI; a
-    // miss here means the certificate was removed during the handshake.
+    // The verifier required a SPIFFE leaf and the resolver a local
+    // identity; a miss here means the store changed during the handshake.
     let peer = peer_certificate.as_ref().and_then(|c| parse_leaf(c).ok());
-    let local = sni.as_deref().and_then(|s| ctx.store.identity_for_sni(s));
+    let local = crate::tls::local_identity(&ctx.store, ctx.pinned.as_ref(), sni.as_deref());
     let (Some(peer_certificate), Some(peer), Some(local_identity)) =
         (peer_certificate, peer, local)
     else {

@@ -134,14 +134,38 @@ pub async fn start_server(store: Arc<CertStore>) -> RunningServer {
     start_server_on(listener, store, std::future::pending()).await
 }
 
+/// A server bound to `pinned` (a pod's own listener).
+pub async fn start_pinned_server(store: Arc<CertStore>, pinned: &Identity) -> RunningServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_server_with(
+        listener,
+        store,
+        Some(pinned.clone()),
+        std::future::pending(),
+    )
+    .await
+}
+
 pub async fn start_server_on(
     listener: TcpListener,
     store: Arc<CertStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> RunningServer {
+    start_server_with(listener, store, None, shutdown).await
+}
+
+pub async fn start_server_with(
+    listener: TcpListener,
+    store: Arc<CertStore>,
+    pinned: Option<Identity>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> RunningServer {
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(TestHandler::default());
-    let server = HboneServer::new(store, Arc::new(SharedHandler(handler.clone())));
+    let mut server = HboneServer::new(store, Arc::new(SharedHandler(handler.clone())));
+    if let Some(pinned) = pinned {
+        server = server.with_identity(pinned);
+    }
     let stats = server.stats();
     let task = tokio::spawn(async move {
         server

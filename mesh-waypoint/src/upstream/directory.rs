@@ -36,13 +36,29 @@ impl Deref for WorkloadEntry {
 }
 
 impl WorkloadEntry {
-    /// Where to open an HBONE tunnel to this workload, and whom to expect
-    /// there: only mesh workloads with a gateway and an identity.
-    pub fn hbone_target(&self) -> Option<(SocketAddr, Identity)> {
+    /// Where to open an HBONE tunnel to this workload's address `ip`, and
+    /// whom to expect there: only mesh workloads with an identity. As in
+    /// Istio, the pod's own listener (`<ip>:15008`), unless the workload
+    /// carries a `network_gateway` (it is on another network).
+    pub fn hbone_target_at(&self, ip: IpAddr) -> Option<(SocketAddr, Identity)> {
         if !self.mesh {
             return None;
         }
-        Some((self.gateway?, self.identity.clone()?))
+        let identity = self.identity.clone()?;
+        let gateway = self
+            .gateway
+            .unwrap_or_else(|| SocketAddr::new(ip, mesh_hbone::HBONE_PORT));
+        Some((gateway, identity))
+    }
+
+    /// [`Self::hbone_target_at`] the workload's first address (IPv4 first).
+    pub fn hbone_target(&self) -> Option<(SocketAddr, Identity)> {
+        let ip = self
+            .ips
+            .iter()
+            .find(|ip| ip.is_ipv4())
+            .or(self.ips.first())?;
+        self.hbone_target_at(*ip)
     }
 
     /// Converts an xDS workload; `uid` falls back to the resource name.
@@ -217,6 +233,7 @@ pub(crate) mod tests {
                 destination: Some(Destination::Address(NetworkAddress {
                     network: String::new(),
                     address: n.to_vec(),
+                    ..Default::default()
                 })),
                 hbone_mtls_port: 0,
             }),
@@ -225,29 +242,33 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn mesh_workload_is_reached_through_its_node_agent() {
-        let w = WorkloadEntry::from_proto(
-            "r",
-            &workload("uid-1", [10, 244, 1, 3], true, Some([172, 18, 0, 3])),
-        );
+    fn mesh_workload_is_reached_at_its_own_listener_or_its_network_gateway() {
+        let w = WorkloadEntry::from_proto("r", &workload("uid-1", [10, 244, 1, 3], true, None));
         let (gw, id) = w.hbone_target().expect("hbone target");
-        assert_eq!(gw, "172.18.0.3:15008".parse().unwrap());
+        assert_eq!(gw, "10.244.1.3:15008".parse().unwrap());
         assert_eq!(
             id.to_string(),
             "spiffe://cluster.local/ns/default/sa/reviews"
         );
         assert_eq!(w.workload_label(), "reviews-v1");
+        // On another network: its network gateway.
+        let remote = WorkloadEntry::from_proto(
+            "r",
+            &workload("uid-2", [10, 244, 1, 4], true, Some([172, 18, 0, 3])),
+        );
+        let (gw, _) = remote.hbone_target().expect("hbone target");
+        assert_eq!(gw, "172.18.0.3:15008".parse().unwrap());
     }
 
     #[test]
-    fn non_mesh_or_gatewayless_workloads_are_plain() {
+    fn non_mesh_workloads_are_plain() {
         let plain = WorkloadEntry::from_proto(
             "r",
             &workload("a", [10, 0, 0, 1], false, Some([1, 1, 1, 1])),
         );
         assert!(plain.hbone_target().is_none());
-        let no_gw = WorkloadEntry::from_proto("r", &workload("b", [10, 0, 0, 2], true, None));
-        assert!(no_gw.hbone_target().is_none());
+        let plain = WorkloadEntry::from_proto("r", &workload("b", [10, 0, 0, 2], false, None));
+        assert!(plain.hbone_target().is_none());
     }
 
     #[test]
@@ -259,6 +280,7 @@ pub(crate) mod tests {
             addresses: vec![NetworkAddress {
                 network: String::new(),
                 address: vec![10, 96, 0, 20],
+                ..Default::default()
             }],
             ..Default::default()
         };

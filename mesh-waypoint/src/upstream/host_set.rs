@@ -111,7 +111,7 @@ impl HostSet {
             let known = dir.endpoint_workload(e.workload_uid.as_deref(), e.addr.ip());
             let route = known
                 .filter(|_| hbone && !external)
-                .and_then(|w| w.hbone_target())
+                .and_then(|w| w.hbone_target_at(e.addr.ip()))
                 .map_or(direct.clone(), |(gateway, peer)| Route::Hbone {
                     gateway,
                     peer,

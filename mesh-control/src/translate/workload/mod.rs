@@ -2,9 +2,10 @@
 //! produces and ztunnel expects.
 //!
 //! - One `istio.workload.Address` per pod, named by its uid. Mesh pods get
-//!   `tunnel_protocol: HBONE` and a `network_gateway` pointing at their
-//!   node's agent (`<node address>:15008`, see docs/contracts/workload-xds.md);
-//!   other pods are plain endpoints (`NONE`, no gateway).
+//!   `tunnel_protocol: HBONE`, other pods are plain endpoints (`NONE`). As
+//!   istiod, no `network_gateway` within one network: a client tunnels to
+//!   the pod's own listener, `<pod IP>:15008` (we serve one network, so it
+//!   is never set; see docs/contracts/workload-xds.md).
 //! - One `Address` per service, named `<namespace>/<hostname>`, with the
 //!   `waypoint` it is attached to (first waypoint pod's IP, port 15008).
 //!   Waypoint pods are published like other pods, as plain (`mesh:
@@ -83,6 +84,7 @@ fn ports(map: &BTreeMap<u16, u16>) -> Vec<Port> {
         .map(|(s, t)| Port {
             service_port: u32::from(*s),
             target_port: u32::from(*t),
+            ..Default::default()
         })
         .collect()
 }
@@ -177,20 +179,9 @@ pub fn workload_address(
     )
     .unwrap_or("latest")
     .to_string();
-    let network_gateway = match (w.mesh, state.nodes.get(&w.node)) {
-        (true, Some(node)) => Some(GatewayAddress {
-            destination: Some(gateway_address::Destination::Address(NetworkAddress {
-                network: opts.network.clone(),
-                address: ip_bytes(&node.address),
-            })),
-            hbone_mtls_port: HBONE_PORT,
-        }),
-        (true, None) => {
-            tracing::debug!(workload = %w.uid, node = %w.node, "node address unknown: no HBONE gateway");
-            None
-        }
-        (false, _) => None,
-    };
+    // Istio sets `network_gateway` only for a workload on another network
+    // (its east-west gateway); every workload here shares `opts.network`.
+    let network_gateway = None;
     let mut authorization_policies =
         super::authorization::policies_for_workload(state, w, &opts.root_namespace);
     if w.mesh && is_strict(state, w, opts) {
@@ -228,6 +219,7 @@ pub fn workload_address(
         cluster_id: opts.cluster_id.clone(),
         probe_ports: w.probe_ports.iter().map(|p| u32::from(*p)).collect(),
         hostname: String::new(),
+        ..Default::default()
     }
 }
 
@@ -248,6 +240,7 @@ pub fn service_waypoint(
         destination: Some(gateway_address::Destination::Address(NetworkAddress {
             network: opts.network.clone(),
             address: ip_bytes(&ip),
+            ..Default::default()
         })),
         hbone_mtls_port: HBONE_PORT,
     })
@@ -269,6 +262,7 @@ pub fn service_address(
             .map(|ip| NetworkAddress {
                 network: opts.network.clone(),
                 address: ip_bytes(ip),
+                ..Default::default()
             })
             .collect(),
         ports: ports(&svc.ports),
@@ -287,6 +281,7 @@ pub fn service_address(
             .external
             .as_ref()
             .is_some_and(|e| e.resolution == Resolution::None),
+        ..Default::default()
     }
 }
 
@@ -329,6 +324,7 @@ pub fn static_strict_policy(root_namespace: &str) -> Authorization {
             }],
         }],
         dry_run: false,
+        ..Default::default()
     }
 }
 

@@ -135,14 +135,9 @@ fn mesh_workload_fields() {
         ("cluster.local", "web-sa")
     );
     assert_eq!(w.node, "node-1");
-    let gw = w.network_gateway.as_ref().expect("HBONE gateway");
-    assert_eq!(gw.hbone_mtls_port, 15008);
-    match &gw.destination {
-        Some(gateway_address::Destination::Address(a)) => {
-            assert_eq!(a.address, vec![172, 18, 0, 2])
-        }
-        other => panic!("{other:?}"),
-    }
+    // As istiod: within one network, no gateway; clients tunnel to the
+    // pod's own listener.
+    assert!(w.network_gateway.is_none(), "{w:?}");
     assert_eq!(
         (w.canonical_name.as_str(), w.canonical_revision.as_str()),
         ("web", "v2")
@@ -188,25 +183,18 @@ fn non_mesh_workload_is_plain() {
 }
 
 #[test]
-fn ipv6_node_gateway() {
-    let s = state(vec![pod("a", "p", "fd00::10", "node-2", true, &[])], vec![]);
+fn no_gateway_within_one_network_whatever_the_node() {
+    let s = state(
+        vec![
+            pod("a", "p", "fd00::10", "node-2", true, &[]),
+            pod("a", "q", "10.0.0.1", "node-9", true, &[]),
+        ],
+        vec![],
+    );
     let got = converted(&s);
-    let gw = workload_of(&got["Kubernetes//Pod/a/p"])
-        .network_gateway
-        .clone()
-        .unwrap();
-    match gw.destination {
-        Some(gateway_address::Destination::Address(a)) => assert_eq!(a.address.len(), 16),
-        other => panic!("{other:?}"),
+    for uid in ["Kubernetes//Pod/a/p", "Kubernetes//Pod/a/q"] {
+        assert!(workload_of(&got[uid]).network_gateway.is_none(), "{uid}");
     }
-}
-
-#[test]
-fn unknown_node_means_no_gateway() {
-    let s = state(vec![pod("a", "p", "10.0.0.1", "node-9", true, &[])], vec![]);
-    assert!(workload_of(&converted(&s)["Kubernetes//Pod/a/p"])
-        .network_gateway
-        .is_none());
 }
 
 #[test]
@@ -467,5 +455,4 @@ fn pending_pod_is_a_mesh_workload_without_addresses() {
     let out = workload_of(&all["Kubernetes//Pod/shop/pending"]);
     assert!(out.addresses.is_empty(), "{out:?}");
     assert_eq!(out.tunnel_protocol, TunnelProtocol::Hbone as i32);
-    assert!(out.network_gateway.is_some(), "{out:?}");
 }

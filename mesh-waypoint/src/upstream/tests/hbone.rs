@@ -53,6 +53,7 @@ async fn mesh_endpoint_is_reached_over_hbone_as_the_waypoint() {
         destination: Some(Destination::Address(NetworkAddress {
             network: String::new(),
             address: vec![127, 0, 0, 1],
+            ..Default::default()
         })),
         hbone_mtls_port: u32::from(agent.port()),
     });
@@ -102,6 +103,7 @@ async fn a_cancelled_h2_dial_does_not_block_the_pool() {
         destination: Some(Destination::Address(NetworkAddress {
             network: String::new(),
             address: vec![127, 0, 0, 1],
+            ..Default::default()
         })),
         hbone_mtls_port: u32::from(gateway.port()),
     });

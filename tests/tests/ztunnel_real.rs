@@ -1,0 +1,200 @@
+//! Tunnels both ways between our agent and a real Istio ztunnel, when
+//! `MESH_PEER_ZTUNNEL` names a ztunnel binary the user built (the project
+//! never fetches or builds it; without the variable each test says so and
+//! returns). The ztunnel runs in dedicated mode inside pod `zs`'s network
+//! namespace on node2 (no agent of ours there), fed by our control plane
+//! over TLS (15012: workloads, policies and its certificate); our agent
+//! serves node1's pod `a`.
+//!
+//! - our agent → ztunnel: `a` connects to `zs`'s echo port; our agent
+//!   tunnels to `<zs>:15008`, where ztunnel terminates and delivers.
+//! - ztunnel → our agent: a client in `zs` asks ztunnel's SOCKS5 listener
+//!   for `a`'s echo port; ztunnel tunnels to `<a>:15008`, our agent's
+//!   listener in `a`'s namespace.
+use std::{
+    io::{Read as _, Write as _},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use mesh_e2e::{
+    bins::Binaries,
+    cluster::{Cluster, CONTROL_IP},
+    netns,
+};
+use mesh_testkit::eventually;
+
+const ECHO: u16 = 9080;
+const TAG: &str = "mzr";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The ztunnel binary, or `None` (and a note) when not given.
+fn ztunnel() -> Option<PathBuf> {
+    match std::env::var_os("MESH_PEER_ZTUNNEL") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "MESH_PEER_ZTUNNEL={} is not a file",
+                path.display()
+            );
+            Some(path)
+        }
+        None => {
+            eprintln!(
+                "skipped: set MESH_PEER_ZTUNNEL to a ztunnel binary you built to run the \
+                 real-peer tests (docs/istio-interop.md)"
+            );
+            None
+        }
+    }
+}
+
+/// A ztunnel process in a pod's namespace; killed when dropped.
+struct Ztunnel {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Ztunnel {
+    fn start(bin: &PathBuf, c: &Cluster, pod: &str) -> Ztunnel {
+        let root = c.ca_dir().join("root-cert.pem");
+        let log = std::env::temp_dir().join(format!("{TAG}-ztunnel-{pod}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let p = c.pod(pod);
+        let control = format!("https://{CONTROL_IP}:15012");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", p.netns.path().display()))
+            .arg("--")
+            .arg(bin)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("RUST_LOG", "info")
+            .env("PROXY_MODE", "dedicated")
+            .env("PROXY_WORKLOAD_INFO", format!("default/{pod}/{pod}"))
+            .env("XDS_ADDRESS", &control)
+            .env("CA_ADDRESS", &control)
+            .env("XDS_ROOT_CA", &root)
+            .env("CA_ROOT_CA", &root)
+            .env("NODE_NAME", "node2")
+            .env("POD_NAME", pod)
+            .env("POD_NAMESPACE", "default")
+            .env("INSTANCE_IP", p.ip.to_string())
+            .env("SERVICE_ACCOUNT", pod)
+            .env("CLUSTER_ID", "Kubernetes")
+            .env("UNSTABLE_ENABLE_SOCKS5", "true")
+            .env("ZTUNNEL_WORKER_THREADS", "1")
+            // No iptables in the pod to route the application's answers to a
+            // spoofed source back to ztunnel: connect from the pod's own address.
+            .env("ENABLE_ORIG_SRC", "false")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("starting ztunnel");
+        let z = Ztunnel { child, log };
+        let ready = SocketAddr::from(([127, 0, 0, 1], 15021));
+        eventually("ztunnel ready", WAIT, || {
+            netns::http_get_in(&p.netns.path(), ready, "/healthz/ready")
+                .map_err(|e| format!("{e:#}\n{}", z.log_tail()))
+        });
+        z
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Ztunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster() -> Cluster {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        TAG,
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["a"]), ("node2", &["zs"])],
+    )
+    .unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.serve("a", ECHO, None).unwrap();
+    c.serve("zs", ECHO, None).unwrap();
+    c.wait_ready("node1", 2, &["a"]).unwrap();
+    c
+}
+
+#[test]
+fn our_agent_tunnels_into_a_real_ztunnel() {
+    let Some(bin) = ztunnel() else { return };
+    let c = cluster();
+    let z = Ztunnel::start(&bin, &c, "zs");
+    let to = c.pod("zs").addr(ECHO).to_string();
+    let out = c
+        .client("a", &["echo", "--to", &to, "--bytes", "65536"])
+        .unwrap_or_else(|e| panic!("{e:#}\nztunnel:\n{}", z.log_tail()));
+    assert_eq!(
+        out["received"],
+        65536,
+        "{out}\nagent:\n{}\nztunnel:\n{}",
+        c.agent("node1").log_tail(),
+        z.log_tail()
+    );
+    assert_eq!(out["sent_sha256"], out["received_sha256"], "{out}");
+}
+
+#[test]
+fn a_real_ztunnel_tunnels_into_our_agent() {
+    let Some(bin) = ztunnel() else { return };
+    let c = cluster();
+    let z = Ztunnel::start(&bin, &c, "zs");
+    let target = c.pod("a").addr(ECHO);
+    let data = b"from a real ztunnel".repeat(100);
+    let echoed = eventually("a round trip through ztunnel's SOCKS5", WAIT, || {
+        socks5_echo(&c, target, &data).map_err(|e| {
+            format!(
+                "{e:#}\nztunnel:\n{}\nagent:\n{}",
+                z.log_tail(),
+                c.agent("node1").log_tail()
+            )
+        })
+    });
+    assert_eq!(echoed, data);
+}
+
+/// Through ztunnel's SOCKS5 listener (127.0.0.1:15080 in `zs`): connect
+/// to `target`, send `data`, read the echo.
+fn socks5_echo(c: &Cluster, target: SocketAddr, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let SocketAddr::V4(v4) = target else {
+        anyhow::bail!("IPv4 only")
+    };
+    let mut s = netns::connect_in(
+        &c.pod("zs").netns.path(),
+        SocketAddr::from(([127, 0, 0, 1], 15080)),
+        Duration::from_secs(2),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(&[5, 1, 0])?;
+    let mut hello = [0u8; 2];
+    s.read_exact(&mut hello)?;
+    anyhow::ensure!(hello == [5, 0], "SOCKS5 greeting answered {hello:?}");
+    let mut connect = vec![5, 1, 0, 1];
+    connect.extend(v4.ip().octets());
+    connect.extend(v4.port().to_be_bytes());
+    s.write_all(&connect)?;
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply)?;
+    anyhow::ensure!(reply[1] == 0, "SOCKS5 CONNECT answered {}", reply[1]);
+    s.write_all(data)?;
+    let mut got = vec![0u8; data.len()];
+    s.read_exact(&mut got)?;
+    Ok(got)
+}
