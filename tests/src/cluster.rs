@@ -397,7 +397,7 @@ impl Cluster {
     }
 
     /// Waits until mesh-control has streams to proxies whose node id
-    /// starts with `node_prefix` (`waypoint~`, `agent~node1~`) and every
+    /// starts with `node_prefix` (`waypoint~`, `ztunnel~10.244.1.1~`) and every
     /// type of each is SYNCED: the proxy ACKed the server's current
     /// version, so everything it was sent has been applied.
     pub fn wait_control_synced(&self, node_prefix: &str, timeout: Duration) -> anyhow::Result<()> {

@@ -61,6 +61,7 @@ pub fn mesh_stats(mesh: &MeshRuntime) -> Value {
         "services": view.service_count(),
         "certificates": certs,
         "certificates_issued": mesh.issued.load(Ordering::Relaxed),
+        "certificates_refused": mesh.wrong_identity.load(Ordering::Relaxed),
     })
 }
 

@@ -2,7 +2,9 @@
 //! [`start`] connects to xDS and keeps the view (crate::state) current,
 //! fetches and renews workload certificates (certs/, ca_client.rs), keeps
 //! the kernel's policy maps in line with the view (policy_sync.rs) and
-//! serves inbound HBONE (hop ④, crate::inbound).
+//! serves inbound HBONE (hop ④, crate::inbound): on each enrolled pod's
+//! address inside its network namespace (crate::inbound::pods), and on the
+//! node address for peers that still name the pod in SNI.
 pub mod ca_client;
 pub mod certs;
 pub mod node_identity;
@@ -154,6 +156,7 @@ pub async fn start(
         wrong_identity: Arc::default(),
     };
     let issued = Arc::clone(&certs.issued);
+    let wrong_identity = Arc::clone(&certs.wrong_identity);
     tokio::spawn(certs.run(view_rx.clone()));
 
     // Inbound HBONE.
@@ -206,6 +209,7 @@ pub async fn start(
         hbone,
         store,
         issued,
+        wrong_identity,
         xds: xds_rx,
         live,
         kernel_denies,

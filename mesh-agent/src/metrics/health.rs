@@ -119,6 +119,13 @@ impl Collector for Health {
                 None,
                 issued.metric_type(),
             )?)?;
+            let refused = ConstCounter::new(mesh.wrong_identity.load(Ordering::Relaxed));
+            refused.encode(encoder.encode_descriptor(
+                "mesh_agent_certificates_refused",
+                "Certificates the CA answered for another identity than the one asked (discarded)",
+                None,
+                refused.metric_type(),
+            )?)?;
         }
         if let Some(layout) = &self.layout {
             let entries = maps::occupancy(layout)

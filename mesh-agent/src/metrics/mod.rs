@@ -35,6 +35,7 @@
 //! | `mesh_agent_xds_last_update_timestamp_seconds` | gauge (unix s, 0 = never) | |
 //! | `mesh_agent_certificate_expiry_timestamp_seconds` | gauge (unix s) | `identity` |
 //! | `mesh_agent_certificates_issued_total` | counter | |
+//! | `mesh_agent_certificates_refused_total` | counter | a CA answer for another identity (discarded) |
 //! | `mesh_agent_bpf_map_entries` | gauge | `map` (every pinned hash map) |
 //! | `mesh_agent_capture_events_total` | counter | `counter` (every `capture_stats` index) |
 //! | `mesh_agent_active_connections` | gauge | |

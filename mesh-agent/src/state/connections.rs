@@ -39,7 +39,8 @@ pub struct ConnectionRecord {
     pub destination_workload: String,
     /// Hostname of the Service dialled, `unknown` if none.
     pub service: String,
-    /// The pod that connected (inbound: the peer agent).
+    /// The pod that connected (inbound: the tunnel's source, the source pod
+    /// or the waypoint or gateway that carried it).
     pub source: SocketAddr,
     /// Where the pod meant to go.
     pub original_destination: SocketAddr,

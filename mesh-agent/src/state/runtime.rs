@@ -19,6 +19,9 @@ pub struct MeshRuntime {
     pub store: Arc<CertStore>,
     /// Certificates obtained from the CA since start.
     pub issued: Arc<AtomicU64>,
+    /// Certificates the CA answered for another identity than the one
+    /// asked (discarded, never used).
+    pub wrong_identity: Arc<AtomicU64>,
     pub xds: watch::Receiver<Arc<mesh_xds::XdsSnapshot>>,
     /// Open connections to local pods, re-checked on policy change.
     pub live: Arc<LiveConnections>,
