@@ -63,6 +63,7 @@ fn tunnel_from_zc(c: &Cluster, who: &Identity, data: &[u8]) -> (u16, Vec<u8>, So
     ztunnel_peer::in_netns(&c.pod("zc").netns.path(), || async {
         let mut tunnel = client::connect(&client::Connect {
             target,
+            via: None,
             identity: who,
             expect_server: &expect,
             baggage: baggage("zc"),
@@ -177,5 +178,81 @@ fn our_agent_tunnels_to_a_ztunnel_shaped_server_by_pod_address_as_ztunnel_does()
     assert!(
         forwarded.contains(&c.pod("a").ip.to_string()),
         "forwarded names the source pod: {forwarded}"
+    );
+}
+
+const RATINGS_VIP: [u8; 4] = [10, 96, 0, 60];
+const RATINGS: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: ratings\n  namespace: default\nspec:\n  clusterIP: 10.96.0.60\n  selector:\n    app: ratings\n  ports:\n  - name: http\n    port: 9080\n    targetPort: 9080\n";
+
+/// Our waypoint between two ztunnel-shaped ends: `zc` tunnels to the
+/// waypoint's pod with the Service's VIP as `:authority` (as ztunnel sends
+/// a Service that uses a waypoint), and the waypoint tunnels on to the
+/// ratings pod `zs`, whose HBONE the peer serves.
+#[test]
+fn our_waypoint_takes_and_makes_tunnels_as_ztunnel_does() {
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        "mzw",
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["waypoint"]), ("node2", &["zc", "zs"])],
+    )
+    .unwrap();
+    c.label_pod("zs", &[("app", "ratings")]).unwrap();
+    c.label_namespace("istio.io/use-waypoint", "waypoint")
+        .unwrap();
+    c.declare_waypoint("waypoint", "waypoint").unwrap();
+    c.write_config("10-ratings.yaml", RATINGS).unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_waypoint("waypoint", "waypoint").unwrap();
+    c.serve_http("zs", "v1", ECHO, &[]).unwrap();
+    let zs = identity(&c, "zs");
+    let listen = SocketAddr::from((c.pod("zs").ip, ztunnel_peer::HBONE_PORT));
+    let peer = Server::start(&c.pod("zs").netns.path(), listen, zs).unwrap();
+    let zc = identity(&c, "zc");
+
+    let vip = SocketAddr::from((RATINGS_VIP, ECHO));
+    let waypoint_ip = std::net::IpAddr::V4(c.pod("waypoint").ip);
+    let expect = spiffe("waypoint");
+    let answer = eventually("zc -> waypoint -> zs answering", WAIT, || {
+        ztunnel_peer::in_netns(&c.pod("zc").netns.path(), || async {
+            let mut tunnel = client::connect(&client::Connect {
+                target: vip,
+                via: Some(waypoint_ip),
+                identity: &zc,
+                expect_server: &expect,
+                baggage: baggage("zc"),
+                traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            })
+            .await?;
+            anyhow::ensure!(
+                tunnel.status == http::StatusCode::OK,
+                "CONNECT {}",
+                tunnel.status
+            );
+            let response = tunnel
+                .exchange(b"GET / HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n")
+                .await?;
+            let text = String::from_utf8_lossy(&response).into_owned();
+            anyhow::ensure!(text.starts_with("HTTP/1.1 200"), "{text}");
+            Ok(text)
+        })
+        .map_err(|e| format!("{e:#}"))
+    });
+    assert!(answer.contains("\"pod\":\"zs\""), "{answer}");
+
+    // The waypoint's own tunnel to zs, as the ztunnel-shaped server saw it.
+    let seen = peer.seen();
+    let tunnel = seen
+        .iter()
+        .find(|s| s.authority == c.pod("zs").addr(ECHO).to_string())
+        .unwrap_or_else(|| panic!("the waypoint's CONNECT never reached zs: {seen:?}"));
+    assert_eq!(tunnel.sni, None, "{tunnel:?}");
+    assert_eq!(tunnel.alpn.as_deref(), Some(&b"h2"[..]), "{tunnel:?}");
+    assert!(tunnel.tls13, "{tunnel:?}");
+    assert_eq!(tunnel.tcp_source.ip(), waypoint_ip, "{tunnel:?}");
+    assert_eq!(
+        tunnel.client_identity,
+        vec![spiffe("waypoint")],
+        "{tunnel:?}"
     );
 }

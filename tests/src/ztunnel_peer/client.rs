@@ -1,5 +1,5 @@
 //! The peer's HBONE client, as ztunnel's outbound side behaves: TCP to
-//! `<destination pod IP>:15008` from the source pod's network namespace
+//! `<destination pod IP>:15008` (or its waypoint's) from the source pod's network namespace
 //! (so the server sees the pod's address), TLS 1.3 with ALPN `h2`, the
 //! source workload's certificate and no SNI; then an HTTP/2 CONNECT whose
 //! `:authority` is `<pod IP>:<target port>`, carrying `baggage`,
@@ -18,8 +18,13 @@ const STEP: Duration = Duration::from_secs(5);
 
 /// One CONNECT to make.
 pub struct Connect<'a> {
-    /// The destination pod and the port its application listens on.
+    /// The CONNECT's `:authority`: the destination pod and the port its
+    /// application listens on, or a Service's VIP and port.
     pub target: SocketAddr,
+    /// Where to dial instead of the target's address: a waypoint's pod
+    /// (ztunnel sends a Service with a waypoint there, `:authority` the
+    /// VIP).
+    pub via: Option<std::net::IpAddr>,
     /// The source workload's certificate.
     pub identity: &'a Identity,
     /// The identity the destination must present.
@@ -59,10 +64,38 @@ impl Tunnel {
     }
 }
 
+impl Tunnel {
+    /// Sends `data`, then reads everything the other side sends until it
+    /// ends the stream (e.g. an HTTP/1.1 answer to `Connection: close`).
+    pub async fn exchange(&mut self, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.send.reserve_capacity(data.len());
+        self.send.send_data(Bytes::copy_from_slice(data), false)?;
+        let mut got = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout(STEP, self.recv.data())
+                .await
+                .with_context(|| {
+                    format!(
+                        "waiting for the answer's end; so far: {:?}",
+                        String::from_utf8_lossy(&got)
+                    )
+                })?;
+            match chunk {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    let _ = self.recv.flow_control().release_capacity(chunk.len());
+                    got.extend_from_slice(&chunk);
+                }
+                None => return Ok(got),
+            }
+        }
+    }
+}
+
 /// Opens a tunnel from the calling thread's network namespace (run it
 /// under [`super::in_netns`] of the source pod).
 pub async fn connect(c: &Connect<'_>) -> anyhow::Result<Tunnel> {
-    let hbone = SocketAddr::new(c.target.ip(), HBONE_PORT);
+    let hbone = SocketAddr::new(c.via.unwrap_or(c.target.ip()), HBONE_PORT);
     let tcp = tokio::time::timeout(STEP, TcpStream::connect(hbone))
         .await
         .with_context(|| format!("TCP to {hbone} timed out"))?
@@ -71,7 +104,7 @@ pub async fn connect(c: &Connect<'_>) -> anyhow::Result<Tunnel> {
     let config = tls::client_config(c.identity, c.expect_server)?;
     // An address as the server name: rustls sends no SNI for it, as
     // ztunnel sends none.
-    let name = ServerName::IpAddress(c.target.ip().into());
+    let name = ServerName::IpAddress(hbone.ip().into());
     let tls = tokio::time::timeout(
         STEP,
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
