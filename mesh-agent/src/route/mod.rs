@@ -13,7 +13,11 @@
 //!    endpoint's address (direct), or its hostname (`Route::Resolve`,
 //!    resolved by the outbound proxy);
 //! 2. a destination outside the mesh (unknown address, or a pod that is not
-//!    a mesh workload) is reached directly: passthrough;
+//!    a mesh workload) is reached directly: passthrough; a mesh workload
+//!    with its own waypoint (`Workload.waypoint`: a pod labelled
+//!    `istio.io/use-waypoint`, as istiod sends it) is tunnelled to that
+//!    waypoint with the pod's address as `:authority`, as ztunnel does,
+//!    wherever it runs (a waypoint that resolves to nothing refuses);
 //! 3. a mesh workload on this node is reached directly (local delivery;
 //!    the bytes never leave the node);
 //! 4. a mesh workload on another node is reached over HBONE at its own
@@ -28,7 +32,7 @@ use std::{
 
 use mesh_hbone::Identity;
 
-use crate::state::view::{EndpointAddress, MeshView, ServiceInfo, ServiceName};
+use crate::state::view::{EndpointAddress, MeshView, ServiceInfo, ServiceName, WorkloadInfo};
 
 /// Why a connection goes straight to its destination, outside the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,9 @@ pub enum RefuseReason {
         service: String,
         waypoint: SocketAddr,
     },
+    /// `workload` is its uid; `waypoint` as the control plane named it.
+    #[error("workload {workload} uses waypoint {waypoint}, which is not a known workload")]
+    UnknownWorkloadWaypoint { workload: String, waypoint: String },
 }
 
 /// Where a captured connection goes.
@@ -244,6 +251,39 @@ fn via_waypoint(
     })
 }
 
+/// Rule 2's workload waypoint. As for a service's: the waypoint's own
+/// traffic and a source without a mesh identity go as if there were none.
+fn via_workload_waypoint(
+    view: &MeshView,
+    src: IpAddr,
+    dst: SocketAddr,
+    target: &WorkloadInfo,
+) -> Option<Route> {
+    let waypoint = target.waypoint.as_ref()?;
+    let source = view.workload_by_ip(src).filter(|w| w.mesh)?;
+    let refuse = || {
+        Route::Refuse(RefuseReason::UnknownWorkloadWaypoint {
+            workload: target.uid.clone(),
+            waypoint: waypoint.name.to_string(),
+        })
+    };
+    let Some(gateway) = waypoint.resolved.filter(|a| !a.ip().is_unspecified()) else {
+        return Some(refuse());
+    };
+    if gateway.ip() == src {
+        return None;
+    }
+    Some(match view.workload_by_ip(gateway.ip()) {
+        Some(w) => Route::Hbone {
+            gateway,
+            authority: dst,
+            src: source.identity.clone(),
+            dst: w.identity.clone(),
+        },
+        None => refuse(),
+    })
+}
+
 /// Rules 2–4, for a destination that is not (or no longer) a VIP.
 fn route_endpoint(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Route {
     let Some(target) = view.workload_by_ip(dst.ip()).filter(|w| w.mesh) else {
@@ -252,6 +292,9 @@ fn route_endpoint(view: &MeshView, src: IpAddr, dst: SocketAddr) -> Route {
             why: PassthroughReason::OutsideMesh,
         };
     };
+    if let Some(route) = via_workload_waypoint(view, src, dst, target) {
+        return route;
+    }
     if target.node == view.node {
         return Route::Local { dst };
     }

@@ -65,6 +65,74 @@ fn the_waypoints_own_traffic_to_the_vip_is_not_sent_back_to_it() {
     ));
 }
 
+/// [`view`] with waypoint pod `wp` on n2 attached to workload `b` (a pod
+/// of this node), `resolved` as given.
+fn view_with_workload_waypoint(resolved: Option<&str>) -> MeshView {
+    use crate::state::details::{Waypoint, WaypointName};
+    let base = view();
+    let mut workloads: Vec<WorkloadInfo> = base.workloads().cloned().collect();
+    for w in &mut workloads {
+        if w.workload_name == "b" {
+            w.waypoint = Some(Waypoint {
+                name: WaypointName::Hostname {
+                    namespace: "default".into(),
+                    hostname: "wp.default.svc.cluster.local".into(),
+                },
+                resolved: resolved.map(|a| a.parse().unwrap()),
+            });
+        }
+    }
+    workloads.push(workload("wp", "10.244.2.9", "n2", false));
+    MeshView::new("n1", workloads, base.services().cloned().collect())
+}
+
+#[test]
+fn a_workload_with_its_own_waypoint_is_reached_through_it_by_pod_address() {
+    let view = view_with_workload_waypoint(Some("10.244.2.9:15008"));
+    let pod_b: SocketAddr = "10.244.1.3:8080".parse().unwrap();
+    // b runs on this node: still through its waypoint, as ztunnel does.
+    assert_eq!(
+        route(&view, "10.244.1.2".parse().unwrap(), pod_b),
+        Route::Hbone {
+            gateway: "10.244.2.9:15008".parse().unwrap(),
+            authority: pod_b,
+            src: "spiffe://cluster.local/ns/default/sa/a".parse().unwrap(),
+            dst: "spiffe://cluster.local/ns/default/sa/wp".parse().unwrap(),
+        }
+    );
+    // The waypoint's own connection to b goes straight there.
+    assert_eq!(
+        route(&view, "10.244.2.9".parse().unwrap(), pod_b),
+        Route::Local { dst: pod_b }
+    );
+    // Other pods keep their direct routes.
+    assert!(matches!(
+        route(
+            &view,
+            "10.244.1.2".parse().unwrap(),
+            "10.244.2.2:9080".parse().unwrap()
+        ),
+        Route::Hbone { dst, .. } if dst == "spiffe://cluster.local/ns/default/sa/c".parse().unwrap()
+    ));
+}
+
+#[test]
+fn a_workload_waypoint_that_resolves_to_nothing_refuses_instead_of_bypassing() {
+    for resolved in [None, Some("0.0.0.0:15008"), Some("10.244.9.9:15008")] {
+        let view = view_with_workload_waypoint(resolved);
+        let r = route(
+            &view,
+            "10.244.1.2".parse().unwrap(),
+            "10.244.1.3:8080".parse().unwrap(),
+        );
+        assert!(
+            matches!(&r, Route::Refuse(RefuseReason::UnknownWorkloadWaypoint { waypoint, .. })
+                if waypoint.contains("wp.default.svc.cluster.local")),
+            "{resolved:?}: {r:?}"
+        );
+    }
+}
+
 #[test]
 fn cross_node_mesh_traffic_goes_over_hbone_with_both_identities() {
     let route = route(

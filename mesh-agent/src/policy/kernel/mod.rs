@@ -131,9 +131,12 @@ fn is_enforced_deny(p: &Authorization) -> bool {
 pub fn compile(view: &MeshView, pods: &[LocalPod]) -> Vec<KernelDeny> {
     // The destinations that have an enforced DENY at all, found once (not
     // once per local pod): usually a handful out of every mesh workload.
+    // A workload behind its own waypoint is reached through it (route/):
+    // its policies see the waypoint's identity, never the source pod's, so
+    // none of them is compiled against the source here.
     let targets: Vec<(&WorkloadInfo, Vec<&Authorization>)> = view
         .workloads()
-        .filter(|w| w.mesh)
+        .filter(|w| w.mesh && w.waypoint.is_none())
         .filter_map(|dst| {
             let denies: Vec<&Authorization> = view
                 .policies

@@ -114,6 +114,26 @@ fn a_namespace_deny_compiles_for_the_matching_source_only() {
 }
 
 #[test]
+fn a_workload_behind_its_own_waypoint_gets_no_kernel_deny() {
+    use crate::state::details::{Waypoint, WaypointName};
+    let v = view(vec![deny_namespace_other(vec![])]);
+    let mut workloads: Vec<WorkloadInfo> = v.workloads().cloned().collect();
+    for w in &mut workloads {
+        if w.workload_name == "server" {
+            w.waypoint = Some(Waypoint {
+                name: WaypointName::Address("10.244.2.9".parse().unwrap()),
+                resolved: Some("10.244.2.9:15008".parse().unwrap()),
+            });
+        }
+    }
+    let v = MeshView::new("n1", workloads, v.services().cloned().collect())
+        .with_policies(PolicySet::new(vec![deny_namespace_other(vec![])]));
+    // The server is reached through its waypoint, whose identity its
+    // policies see: only the client pod keeps a kernel deny.
+    assert_eq!(entries(&v), vec![(3, "10.244.1.2".into(), 0)]);
+}
+
+#[test]
 fn port_lists_compile_per_port_and_the_vip_follows_the_target_port() {
     let v = view(vec![deny_namespace_other(vec![8080])]);
     assert_eq!(
