@@ -170,9 +170,19 @@ fn a_real_ztunnel_tunnels_into_our_agent() {
     assert_eq!(echoed, data);
 }
 
-/// Through ztunnel's SOCKS5 listener (127.0.0.1:15080 in `zs`): connect
-/// to `target`, send `data`, read the echo.
+/// Through ztunnel's SOCKS5 listener: send `data` to `target`, read the
+/// echo.
 fn socks5_echo(c: &Cluster, target: SocketAddr, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut s = socks5_connect(c, target)?;
+    s.write_all(data)?;
+    let mut got = vec![0u8; data.len()];
+    s.read_exact(&mut got)?;
+    Ok(got)
+}
+
+/// A connection to `target` through ztunnel's SOCKS5 listener
+/// (127.0.0.1:15080 in `zs`), after the CONNECT was answered.
+fn socks5_connect(c: &Cluster, target: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
     let SocketAddr::V4(v4) = target else {
         anyhow::bail!("IPv4 only")
     };
@@ -193,8 +203,78 @@ fn socks5_echo(c: &Cluster, target: SocketAddr, data: &[u8]) -> anyhow::Result<V
     let mut reply = [0u8; 10];
     s.read_exact(&mut reply)?;
     anyhow::ensure!(reply[1] == 0, "SOCKS5 CONNECT answered {}", reply[1]);
+    Ok(s)
+}
+
+/// A Service with our waypoint, called from a real ztunnel: ztunnel sends
+/// the Service's traffic to the waypoint's pod (`:authority` the VIP), our
+/// waypoint routes it to the endpoint, a pod our agent serves.
+#[test]
+fn a_real_ztunnel_reaches_a_service_through_our_waypoint() {
+    const HTTP: u16 = 9090;
+    let Some(bin) = ztunnel() else { return };
+    mesh_e2e::require_root();
+    let mut c = Cluster::new(
+        "mzw",
+        Binaries::for_tests(env!("CARGO_BIN_EXE_podctl")),
+        &[("node1", &["ratings", "waypoint"]), ("node2", &["zs"])],
+    )
+    .unwrap();
+    c.label_pod("ratings", &[("app", "ratings")]).unwrap();
+    c.label_namespace("istio.io/use-waypoint", "waypoint")
+        .unwrap();
+    c.declare_waypoint("waypoint", "waypoint").unwrap();
+    c.write_config(
+        "10-ratings.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: ratings\n  namespace: default\nspec:\n  \
+         clusterIP: 10.96.0.70\n  selector:\n    app: ratings\n  ports:\n  - name: http\n    \
+         port: 9090\n    targetPort: 9090\n",
+    )
+    .unwrap();
+    c.start_control(&[]).unwrap();
+    c.start_agent("node1", &[]).unwrap();
+    c.serve_http("ratings", "v1", HTTP, &[]).unwrap();
+    c.wait_ready("node1", 3, &["ratings"]).unwrap();
+    let waypoint = c.start_waypoint("waypoint", "waypoint").unwrap().pid();
+    let z = Ztunnel::start(&bin, &c, "zs");
+    let vip = SocketAddr::from(([10, 96, 0, 70], HTTP));
+    let request = b"GET / HTTP/1.1\r\nHost: ratings:9090\r\nConnection: close\r\n\r\n";
+    let answer = eventually("zs -> ztunnel -> our waypoint -> ratings", WAIT, || {
+        socks5_exchange(&c, vip, request).map_err(|e| {
+            format!(
+                "{e:#}\nztunnel:\n{}\nagent:\n{}",
+                z.log_tail(),
+                c.agent("node1").log_tail()
+            )
+        })
+    });
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"pod\":\"ratings\""), "{text}");
+    // It went through the waypoint, which knew the caller by its identity.
+    let wp = c
+        .waypoints
+        .iter()
+        .find(|w| w.pid() == waypoint)
+        .expect("the waypoint");
+    let metrics = wp.metrics_text().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/zs\"")
+                && l.contains("destination_workload=\"ratings\"")),
+        "{metrics}"
+    );
+}
+
+/// Through ztunnel's SOCKS5 listener: send `data` to `target`, read until
+/// the other side closes.
+fn socks5_exchange(c: &Cluster, target: SocketAddr, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut s = socks5_connect(c, target)?;
     s.write_all(data)?;
-    let mut got = vec![0u8; data.len()];
-    s.read_exact(&mut got)?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)?;
+    anyhow::ensure!(!got.is_empty(), "the tunnel closed without an answer");
     Ok(got)
 }
