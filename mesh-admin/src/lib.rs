@@ -20,7 +20,10 @@
 //! - [`http_serve`]: HTTP/1 on such a listener with header-read and
 //!   connection-age limits, for the small servers (admin, probes, metrics);
 //! - [`rate_limit`]: logging at most once per interval what a remote peer
-//!   can trigger at will.
+//!   can trigger at will;
+//! - [`kleene`]: three-valued AND/OR over `Option<bool>`, as L4 and L7
+//!   authorization evaluate policies that may hold a condition they cannot
+//!   tell.
 //!
 //! Each daemon keeps its own subscriber set-up (layers, formats) and its
 //! own routes.
@@ -30,6 +33,7 @@ pub mod drain;
 pub mod duration;
 pub mod flags;
 pub mod http_serve;
+pub mod kleene;
 pub mod listen;
 pub mod log_control;
 pub mod logging;

@@ -37,55 +37,18 @@ use mesh_waypoint::{
 };
 use mesh_xds::{
     proto::{
-        envoy_discovery::{
-            aggregated_discovery_service_server::{
-                AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-            },
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-            Resource,
-        },
+        envoy_discovery::{DeltaDiscoveryResponse, Resource},
         wkt,
     },
+    test_ads::{self, ScriptedStream},
     Backoff, XdsClient, XdsClientConfig, ADDRESS_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
     LISTENER_TYPE_URL, ROUTE_TYPE_URL,
 };
 use prost::Message;
-use tokio::{net::TcpListener, sync::mpsc};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio::net::TcpListener;
 
 const NAME: &str = "waypoint/default/w";
 const LIMIT: Duration = Duration::from_secs(10);
-
-// ---- a scripted ADS server ----
-
-type RespTx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
-
-struct Ads {
-    streams: mpsc::UnboundedSender<(Streaming<DeltaDiscoveryRequest>, RespTx)>,
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Ads {
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        _req: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta only"))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        req: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let _ = self.streams.send((req.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
 
 fn any<M: Message>(type_url: &str, m: &M) -> wkt::Any {
     wkt::Any {
@@ -304,16 +267,8 @@ async fn xds_to_routed_requests_and_nack_keeps_last_good() {
     let v2 = upstream("v2").await;
 
     // ADS server.
-    let ads_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ads_addr = ads_listener.local_addr().unwrap();
-    let (streams_tx, mut streams) = mpsc::unbounded_channel();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(Ads {
-                streams: streams_tx,
-            }))
-            .serve_with_incoming(TcpListenerStream::new(ads_listener)),
-    );
+    let mut ads = test_ads::serve(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let ads_addr = ads.addr();
 
     // The waypoint, wired as app::run wires it (without certificates).
     let clusters = wiring::ClusterManager::new(wiring::UpstreamOptions {
@@ -350,7 +305,11 @@ async fn xds_to_routed_requests_and_nack_keeps_last_good() {
     tokio::spawn(server::http::serve(plain, proxy.clone(), stop_rx));
 
     // Serve each subscription once.
-    let (mut requests, responses) = bounded("client stream", streams.recv()).await.unwrap();
+    let ScriptedStream {
+        mut requests,
+        responses,
+        ..
+    } = ads.accept().await;
     let mut by_type: HashMap<String, Vec<(String, wkt::Any)>> = HashMap::from([
         (
             LISTENER_TYPE_URL.into(),

@@ -12,10 +12,14 @@
 //! - [`workload`]: the Address-xDS workload model both daemons use.
 //! - [`unknown_fields`]: authorization fields this build does not declare,
 //!   kept as markers so their rules fail closed.
+//! - `test_ads` (cargo feature `test-ads`, for tests only): a scripted
+//!   Delta ADS server that hands each client stream to the test.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod proto;
+#[cfg(feature = "test-ads")]
+pub mod test_ads;
 pub mod token;
 pub mod transport;
 pub mod unknown_fields;

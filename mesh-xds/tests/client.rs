@@ -6,26 +6,16 @@ use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time
 use mesh_testkit::{eventually_async, eventually_watch, holds};
 use mesh_xds::{
     proto::{
-        envoy_discovery::{
-            aggregated_discovery_service_server::{
-                AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-            },
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-        },
+        envoy_discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource},
         istio_security::{Action, Authorization, Scope},
         istio_workload::{address, Address, NetworkAddress, Port, Service, Workload},
         to_any,
     },
+    test_ads::{self, ScriptedAds, ScriptedStream},
     transport, Backoff, XdsClient, XdsClientConfig, XdsTls, ADDRESS_TYPE_URL,
     AUTHORIZATION_TYPE_URL,
 };
-use tokio::{
-    net::TcpListener,
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio::net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -33,106 +23,6 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-type RespTx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
-
-/// One client stream as the fake server sees it.
-struct FakeStream {
-    requests: Streaming<DeltaDiscoveryRequest>,
-    responses: RespTx,
-}
-
-impl FakeStream {
-    async fn next_request(&mut self) -> DeltaDiscoveryRequest {
-        bounded("next request", self.requests.message())
-            .await
-            .unwrap()
-            .expect("stream ended")
-    }
-
-    async fn push(&self, resp: DeltaDiscoveryResponse) {
-        self.responses.send(Ok(resp)).await.unwrap();
-    }
-}
-
-struct FakeAds {
-    streams: mpsc::UnboundedSender<FakeStream>,
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for FakeAds {
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-    type StreamAggregatedResourcesStream =
-        ReceiverStream<Result<mesh_xds::proto::envoy_discovery::DiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        _req: Request<Streaming<mesh_xds::proto::envoy_discovery::DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta only"))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        req: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let _ = self.streams.send(FakeStream {
-            requests: req.into_inner(),
-            responses: tx,
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-struct FakeServer {
-    addr: SocketAddr,
-    streams: mpsc::UnboundedReceiver<FakeStream>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl FakeServer {
-    async fn start(listener: TcpListener) -> Self {
-        let addr = listener.local_addr().unwrap();
-        let (tx, streams) = mpsc::unbounded_channel();
-        let (shutdown, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(AggregatedDiscoveryServiceServer::new(FakeAds {
-                    streams: tx,
-                }))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        FakeServer {
-            addr,
-            streams,
-            shutdown: Some(shutdown),
-            task,
-        }
-    }
-
-    async fn accept(&mut self) -> FakeStream {
-        bounded("client stream", self.streams.recv()).await.unwrap()
-    }
-
-    /// Ends every stream with UNAVAILABLE and stops the server.
-    async fn stop(mut self, open: Vec<FakeStream>) -> SocketAddr {
-        let _ = self.shutdown.take().unwrap().send(());
-        for s in open {
-            let _ = s
-                .responses
-                .send(Err(Status::unavailable("restarting")))
-                .await;
-        }
-        bounded("server shutdown", self.task).await.unwrap();
-        self.addr
-    }
 }
 
 fn workload(uid: &str, ip: [u8; 4]) -> Workload {
@@ -181,10 +71,10 @@ fn config(addr: SocketAddr) -> XdsClientConfig {
     cfg
 }
 
-async fn subscribe(stream: &mut FakeStream) -> HashMap<String, DeltaDiscoveryRequest> {
+async fn subscribe(stream: &mut ScriptedStream) -> HashMap<String, DeltaDiscoveryRequest> {
     let mut by_type = HashMap::new();
     for _ in 0..2 {
-        let req = stream.next_request().await;
+        let req = stream.next().await;
         assert!(req.response_nonce.is_empty());
         assert!(req.resource_names_subscribe.is_empty(), "wildcard");
         by_type.insert(req.type_url.clone(), req);
@@ -194,8 +84,8 @@ async fn subscribe(stream: &mut FakeStream) -> HashMap<String, DeltaDiscoveryReq
 
 #[tokio::test]
 async fn push_ack_nack_and_remove() {
-    let mut server = FakeServer::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
-    let (handle, mut rx) = XdsClient::spawn(config(server.addr));
+    let mut server = test_ads::serve(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let (handle, mut rx) = XdsClient::spawn(config(server.addr()));
     let mut stream = server.accept().await;
 
     let subs = subscribe(&mut stream).await;
@@ -246,7 +136,7 @@ async fn push_ack_nack_and_remove() {
             &[],
         ))
         .await;
-    let ack = stream.next_request().await;
+    let ack = stream.next().await;
     assert_eq!(
         (ack.type_url.as_str(), ack.response_nonce.as_str()),
         (ADDRESS_TYPE_URL, "n1")
@@ -277,7 +167,7 @@ async fn push_ack_nack_and_remove() {
             &[&w1.uid],
         ))
         .await;
-    let nack = stream.next_request().await;
+    let nack = stream.next().await;
     assert_eq!(nack.response_nonce, "n2");
     let detail = nack.error_detail.expect("NACK carries error_detail");
     assert!(
@@ -314,7 +204,7 @@ async fn push_ack_nack_and_remove() {
             &["default/web.default.svc.cluster.local"],
         ))
         .await;
-    let ack = stream.next_request().await;
+    let ack = stream.next().await;
     assert_eq!(ack.response_nonce, "n3");
     assert!(ack.error_detail.is_none());
     let snap = rx.borrow().clone();
@@ -339,7 +229,7 @@ async fn push_ack_nack_and_remove() {
     stream
         .push(response(AUTHORIZATION_TYPE_URL, "a1", vec![res], &[]))
         .await;
-    let ack = stream.next_request().await;
+    let ack = stream.next().await;
     assert_eq!(
         (ack.type_url.as_str(), ack.response_nonce.as_str()),
         (AUTHORIZATION_TYPE_URL, "a1")
@@ -355,8 +245,8 @@ async fn push_ack_nack_and_remove() {
 
 #[tokio::test]
 async fn reconnects_with_initial_resource_versions() {
-    let mut server = FakeServer::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
-    let (handle, mut rx) = XdsClient::spawn(config(server.addr));
+    let mut server = test_ads::serve(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let (handle, mut rx) = XdsClient::spawn(config(server.addr()));
     let mut stream = server.accept().await;
     subscribe(&mut stream).await;
     let w1 = workload("Kubernetes//Pod/default/w1", [10, 244, 0, 5]);
@@ -372,7 +262,7 @@ async fn reconnects_with_initial_resource_versions() {
             &[],
         ))
         .await;
-    assert_eq!(stream.next_request().await.response_nonce, "n1");
+    assert_eq!(stream.next().await.response_nonce, "n1");
 
     // The server goes away: the client keeps its data, marked disconnected.
     let addr = server.stop(vec![stream]).await;
@@ -388,7 +278,7 @@ async fn reconnects_with_initial_resource_versions() {
 
     // Same port again.
     let listener = eventually_async("rebind", LIMIT, || TcpListener::bind(addr)).await;
-    let mut server = FakeServer::start(listener).await;
+    let mut server = test_ads::serve(listener);
     let mut stream = server.accept().await;
     let subs = subscribe(&mut stream).await;
     let addr_sub = &subs[ADDRESS_TYPE_URL];
@@ -410,7 +300,7 @@ async fn reconnects_with_initial_resource_versions() {
     stream
         .push(response(ADDRESS_TYPE_URL, "m1", vec![], &[&w1.uid]))
         .await;
-    assert_eq!(stream.next_request().await.response_nonce, "m1");
+    assert_eq!(stream.next().await.response_nonce, "m1");
     assert_eq!(rx.borrow().workloads().count(), 0);
     bounded("stop", handle.stop()).await;
 }
@@ -458,12 +348,10 @@ async fn tls_stream_and_untrusted_server() {
     let pki = make_pki();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, mut streams) = mpsc::unbounded_channel();
+    let (service, mut streams) = ScriptedAds::service();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(FakeAds {
-                streams: tx,
-            }))
+            .add_service(service)
             .serve_with_incoming(transport::tls_incoming(listener, acceptor(&pki))),
     );
 
@@ -491,7 +379,7 @@ async fn tls_stream_and_untrusted_server() {
             &[],
         ))
         .await;
-    assert_eq!(stream.next_request().await.response_nonce, "t1");
+    assert_eq!(stream.next().await.response_nonce, "t1");
     let snap = eventually_watch("tls snapshot", LIMIT, &mut rx, |s| {
         holds(s.workloads().count() == 1, s)
     })

@@ -17,13 +17,7 @@ use mesh_e2e::{agent::Agent, bins::Binaries, cluster::Cluster};
 use mesh_testkit::try_eventually;
 use mesh_xds::{
     proto::{
-        envoy_discovery::{
-            aggregated_discovery_service_server::{
-                AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-            },
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-            Resource,
-        },
+        envoy_discovery::{DeltaDiscoveryResponse, Resource},
         istio_security::{Action, Authorization, Clause, Match, Rule, Scope, ServiceAccountMatch},
         istio_workload::{
             address, gateway_address::Destination, load_balancing, Address, AppProtocol,
@@ -32,12 +26,11 @@ use mesh_xds::{
         },
         to_any, wkt,
     },
+    test_ads::{self, ScriptedStream},
     ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL,
 };
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::sync::oneshot;
 
 const TAG: &str = "mwds";
 const PORT: u16 = 9080;
@@ -51,55 +44,27 @@ const WAYPOINT_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 99, 9);
 /// What the agent answered to each push: (type URL, nonce, NACK message).
 type Answers = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
 
-struct Scripted {
-    pushes: Vec<DeltaDiscoveryResponse>,
-    answers: Answers,
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Scripted {
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        _req: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta only"))
-    }
-
-    /// Pushes everything once the client has subscribed, then records the
-    /// client's answers until it goes away.
-    async fn delta_aggregated_resources(
-        &self,
-        req: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let mut requests = req.into_inner();
-        let (tx, rx) = mpsc::channel(8);
-        let pushes = self.pushes.clone();
-        let answers = Arc::clone(&self.answers);
-        tokio::spawn(async move {
-            let mut pushed = false;
-            while let Ok(Some(r)) = requests.message().await {
-                if r.response_nonce.is_empty() {
-                    if !pushed {
-                        pushed = true;
-                        for p in &pushes {
-                            if tx.send(Ok(p.clone())).await.is_err() {
-                                return;
-                            }
-                        }
+/// Plays istiod on one stream: pushes everything once the client has
+/// subscribed, then records the client's answers until it goes away.
+async fn script(mut stream: ScriptedStream, pushes: Vec<DeltaDiscoveryResponse>, answers: Answers) {
+    let mut pushed = false;
+    while let Ok(Some(r)) = stream.requests.message().await {
+        if r.response_nonce.is_empty() {
+            if !pushed {
+                pushed = true;
+                for p in &pushes {
+                    if stream.responses.send(Ok(p.clone())).await.is_err() {
+                        return;
                     }
-                    continue;
                 }
-                answers.lock().unwrap().push((
-                    r.type_url,
-                    r.response_nonce,
-                    r.error_detail.map(|e| e.message),
-                ));
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            continue;
+        }
+        answers.lock().unwrap().push((
+            r.type_url,
+            r.response_nonce,
+            r.error_detail.map(|e| e.message),
+        ));
     }
 }
 
@@ -204,7 +169,11 @@ fn pushes(c: &Cluster) -> Vec<DeltaDiscoveryResponse> {
         &["details.default.svc.cluster.local"],
     );
     details.authorization_policies = vec!["default/details-viewer".into()];
-    details.waypoint = Some(waypoint_by_hostname());
+    // A workload-level waypoint on a pod the traffic below only leaves
+    // from (traffic *to* it would go through that waypoint, which nobody
+    // runs here).
+    let mut productpage = pod(c, "productpage", "node1", &[]);
+    productpage.waypoint = Some(waypoint_by_hostname());
     let waypoint = Workload {
         uid: "Kubernetes//Pod/default/waypoint-0".into(),
         name: "waypoint-0".into(),
@@ -232,7 +201,7 @@ fn pushes(c: &Cluster) -> Vec<DeltaDiscoveryResponse> {
     });
     let mut workloads = vec![
         pod(c, "sleep", "node1", &[]),
-        pod(c, "productpage", "node1", &[]),
+        productpage,
         details,
         waypoint,
     ];
@@ -304,10 +273,8 @@ struct FakeIstiod {
 impl FakeIstiod {
     fn start(c: &Cluster) -> Self {
         let answers = Answers::default();
-        let scripted = Scripted {
-            pushes: pushes(c),
-            answers: Arc::clone(&answers),
-        };
+        let pushes = pushes(c);
+        let recorded = Arc::clone(&answers);
         let netns = std::fs::File::open(c.underlay.path()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -320,15 +287,17 @@ impl FakeIstiod {
             rt.block_on(async move {
                 let addr: SocketAddr = FAKE_ADS.parse().unwrap();
                 let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                let mut ads = test_ads::serve(listener);
                 let _ = ready_tx.send(());
-                let server = tonic::transport::Server::builder()
-                    .timeout(Duration::from_secs(60))
-                    .add_service(AggregatedDiscoveryServiceServer::new(scripted))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+                let streams = async {
+                    while let Some(stream) = ads.next_stream().await {
+                        tokio::spawn(script(stream, pushes.clone(), Arc::clone(&recorded)));
+                    }
+                };
                 // Stopping drops the runtime, and with it every open stream
                 // (a graceful stop would wait for the agent to hang up).
                 tokio::select! {
-                    served = server => served.unwrap(),
+                    _ = streams => {}
                     _ = stopped => {}
                 }
             });
@@ -446,16 +415,21 @@ fn agent_accepts_istiod_shaped_workload_discovery() {
         format!("{WAYPOINT_POD}:15008")
     );
     assert_eq!(reviews["app_protocol"], "HTTP11");
-    let details = dump["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["uid"] == "Kubernetes//Pod/default/details")
-        .unwrap();
+    let workload = |uid: &str| {
+        dump["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["uid"] == uid)
+            .unwrap_or_else(|| panic!("no {uid}: {dump}"))
+            .clone()
+    };
+    let productpage = workload("Kubernetes//Pod/default/productpage");
     assert_eq!(
-        details["waypoint"]["resolved"],
+        productpage["waypoint"]["resolved"],
         format!("{WAYPOINT_POD}:15008")
     );
+    let details = workload("Kubernetes//Pod/default/details");
     assert_eq!(details["details"]["locality"]["zone"], "lab-1");
     let viewer = dump["policies"]
         .as_array()

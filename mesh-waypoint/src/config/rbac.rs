@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::{
     },
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::{Rbac as PbRbac, RbacPerRoute};
+use mesh_admin::kleene::{all, any};
 
 use super::{
     at,
@@ -151,36 +152,6 @@ fn ip_in(c: &Cidr, ip: Option<IpAddr>) -> bool {
 /// not known, i.e. a tunnel's claimed address failed verification.
 fn source_in(c: &Cidr, ip: Option<IpAddr>) -> Option<bool> {
     ip.map(|ip| c.contains(ip))
-}
-
-/// Kleene AND: false wins, then unknown.
-fn all(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for v in values {
-        match v {
-            Some(false) => return Some(false),
-            None => unknown = true,
-            Some(true) => {}
-        }
-    }
-    (!unknown).then_some(true)
-}
-
-/// Kleene OR: true wins, then unknown.
-fn any(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for v in values {
-        match v {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            Some(false) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(false)
-    }
 }
 
 impl Permission {

@@ -12,12 +12,7 @@ use std::{
 use mesh_hbone::{CertStore, Identity};
 use mesh_xds::{
     proto::{
-        envoy_discovery::{
-            aggregated_discovery_service_server::{
-                AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-            },
-            DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-        },
+        envoy_discovery::DeltaDiscoveryRequest,
         istio_ca::{
             istio_certificate_service_server::{
                 IstioCertificateService, IstioCertificateServiceServer,
@@ -26,11 +21,10 @@ use mesh_xds::{
         },
         wkt::value::Kind,
     },
-    XdsClient,
+    test_ads, XdsClient,
 };
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use crate::{
     config::MeshConfig,
@@ -88,43 +82,6 @@ async fn serve(router: tonic::transport::server::Router) -> SocketAddr {
     addr
 }
 
-/// What the ADS server saw of a stream: its gRPC metadata and first request.
-type Seen = (tonic::metadata::MetadataMap, DeltaDiscoveryRequest);
-
-struct RecordingAds(watch::Sender<Option<Seen>>);
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for RecordingAds {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        _: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta only"))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        req: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let metadata = req.metadata().clone();
-        let mut requests = req.into_inner();
-        let seen = self.0.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move {
-            if let Ok(Some(first)) = requests.message().await {
-                seen.send_replace(Some((metadata, first)));
-            }
-            // Hold the stream open until the client goes.
-            while let Ok(Some(_)) = requests.message().await {}
-            drop(tx);
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
 fn text<'a>(req: &'a DeltaDiscoveryRequest, key: &str) -> Option<&'a str> {
     let node = req.node.as_ref()?;
     match &node.metadata.as_ref()?.fields.get(key)?.kind {
@@ -135,23 +92,16 @@ fn text<'a>(req: &'a DeltaDiscoveryRequest, key: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn the_xds_stream_presents_the_agent_as_a_ztunnel_node() {
-    let (seen_tx, mut seen) = watch::channel(None);
-    let addr = serve(
-        tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(RecordingAds(seen_tx))),
-    )
-    .await;
+    let mut ads = test_ads::serve(TcpListener::bind("127.0.0.1:0").await.unwrap());
     let token = TokenFile::new("agent-token");
     let cfg = super::xds_config(
-        &mesh(&format!("http://{addr}"), &token),
+        &mesh(&format!("http://{}", ads.addr()), &token),
         "10.0.0.1".parse().unwrap(),
     );
     let (client, _snapshots) = XdsClient::spawn(cfg);
-    tokio::time::timeout(LIMIT, seen.wait_for(Option::is_some))
-        .await
-        .expect("the agent opened a stream")
-        .unwrap();
-    let (metadata, first) = seen.borrow().clone().unwrap();
+    let mut stream = ads.accept().await;
+    let first = stream.next().await;
+    let metadata = stream.metadata.clone();
     client.stop().await;
 
     assert_eq!(metadata.get("clusterid").unwrap(), "east");

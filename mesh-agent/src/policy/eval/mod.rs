@@ -24,6 +24,7 @@
 //! not match. Either way the policy fails closed.
 use std::net::IpAddr;
 
+use mesh_admin::kleene::{all, any};
 use mesh_hbone::Identity;
 use mesh_xds::proto::istio_security::{
     string_match::MatchType, Action, Address, Authorization, Match, ServiceAccountMatch,
@@ -192,36 +193,6 @@ fn matches_with(p: &Authorization, conn: &Conn<'_>, subject: &Subject<'_>) -> Op
             }))
         }))
     }))
-}
-
-/// Kleene AND: false wins, then unknown.
-fn all(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for v in values {
-        match v {
-            Some(false) => return Some(false),
-            None => unknown = true,
-            Some(true) => {}
-        }
-    }
-    (!unknown).then_some(true)
-}
-
-/// Kleene OR: true wins, then unknown.
-fn any(values: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for v in values {
-        match v {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            Some(false) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(false)
-    }
 }
 
 /// Whether every condition of `m` is one this agent evaluates: no
