@@ -14,6 +14,7 @@
 //! - [`render`]: tables and `-o json|yaml`
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod analyze;
 pub mod bpf;
 pub mod cli;

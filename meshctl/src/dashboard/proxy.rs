@@ -4,7 +4,7 @@
 //! 404 — the rest of the admin (logging levels, config dumps) stays where
 //! it is. Connections are capped, a client that sends no request within
 //! the idle timeout is closed, and each upstream answer is bounded in time.
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 use hyper::{
@@ -59,18 +59,6 @@ fn local(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-/// An error and its causes, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// One request: forwarded on a fresh admin connection, or refused here.
 async fn handle(
     request: Request<Incoming>,
@@ -88,7 +76,10 @@ async fn handle(
         ));
     }
     let upstream = async {
-        let stream = dialer.connect().await.map_err(|e| chain(&e))?;
+        let stream = dialer
+            .connect()
+            .await
+            .map_err(|e| crate::accept::chain(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP to {}: {e}", dialer.describe()))?;
@@ -122,22 +113,9 @@ async fn handle(
 /// Serves `listener` until the future is dropped.
 pub async fn serve(listener: TcpListener, dialer: Arc<Dialer>, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "too many connections; closing one");
-            continue;
-        };
+    crate::accept::serve_capped(listener, slots, limits.max_connections, |stream, peer| {
         let dialer = Arc::clone(&dialer);
-        tokio::spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |request| {
                 handle(request, Arc::clone(&dialer), limits)
             });
@@ -149,9 +127,9 @@ pub async fn serve(listener: TcpListener, dialer: Arc<Dialer>, limits: Limits) {
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "client connection ended");
             }
-            drop(slot);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -159,6 +137,8 @@ mod tests {
     use std::path::Path;
 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use std::net::SocketAddr;
 
     use super::*;
     use crate::target::Target;

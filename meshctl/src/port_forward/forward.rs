@@ -49,26 +49,11 @@ pub struct Remote {
 /// Serves `listener` until the future is dropped; `slots` is shared by
 /// every listener of one command.
 pub async fn serve(listener: TcpListener, remote: Remote, slots: Arc<Semaphore>, limits: Limits) {
-    loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "too many connections; closing one");
-            continue;
-        };
+    crate::accept::serve_capped(listener, slots, limits.max_connections, |client, peer| {
         let remote = remote.clone();
-        tokio::spawn(async move {
-            forward(client, peer, &remote, limits).await;
-            drop(slot);
-        });
-    }
+        async move { forward(client, peer, &remote, limits).await }
+    })
+    .await;
 }
 
 /// One connection, start to end.
@@ -78,7 +63,7 @@ async fn forward(mut client: TcpStream, peer: SocketAddr, remote: &Remote, limit
     let upstream = match remote.dialer.connect(remote.addr, limits.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            tracing::warn!(%peer, pod, port, error = %super::chain(&e), "cannot reach the pod's port; closing the connection");
+            tracing::warn!(%peer, pod, port, error = %crate::accept::chain(&e), "cannot reach the pod's port; closing the connection");
             let _ = client.shutdown().await;
             return;
         }

@@ -82,18 +82,6 @@ pub enum PortForwardError {
     },
 }
 
-/// An error and its causes, `: `-separated.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// The namespace name in `pod` (`name` or `pod/name`).
 fn pod_name(pod: &str) -> Result<&str, PortForwardError> {
     let name = pod.strip_prefix("pod/").unwrap_or(pod);
