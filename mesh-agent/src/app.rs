@@ -104,11 +104,12 @@ fn start_pod_listeners(
     stats: &Arc<ConnectionStats>,
     settings: &ProxySettings,
     shutdown: &Arc<Shutdown>,
+    fast_path: Option<Arc<crate::capture::fast_path::FastPath>>,
 ) -> anyhow::Result<TunnelOrigins> {
     let sockets = crate::capture::netns_sockets::NetnsSockets::start()
         .context("starting the netns socket factory")?;
     let table = Arc::default();
-    let inputs = ProxyInputs {
+    let inputs = Arc::new(ProxyInputs {
         settings: settings.clone(),
         stats: Arc::clone(stats),
         view: mesh.view.clone(),
@@ -116,13 +117,22 @@ fn start_pod_listeners(
         // Inbound connects to local pods only.
         hbone: None,
         resolver: None,
-    };
+    });
+    if fast_path.is_some() {
+        let reporter = crate::outbound::kernel_carried::KernelCarried {
+            events: crate::capture::kernel_events::KernelEvents::open(layout)?,
+            inputs: Arc::clone(&inputs),
+            pods: Arc::clone(&table),
+            sockets: sockets.clone(),
+        };
+        tokio::spawn(reporter.run());
+    }
     let listeners = PodListeners::new(
         sockets.clone(),
         Enroller::open(layout)?,
         Arc::clone(&table),
         Arc::clone(&mesh.store),
-        Arc::new(inputs),
+        inputs,
         mesh_hbone::ServerOptions {
             drain_timeout: cfg.drain_timeout,
             max_connections: MAX_CONNECTIONS_PER_POD,
@@ -131,7 +141,11 @@ fn start_pod_listeners(
         Arc::clone(shutdown),
     );
     tokio::spawn(listeners.run());
-    Ok(TunnelOrigins { table, sockets })
+    Ok(TunnelOrigins {
+        table,
+        sockets,
+        fast_path,
+    })
 }
 
 pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
@@ -161,6 +175,15 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
         buffer_size: cfg.buffer_size,
         connect_timeout: cfg.connect_timeout,
     };
+    // The same-node fast path needs the mesh's view (its decisions) and
+    // the pods' namespaces (to abort a connection): only with a control plane.
+    let fast_path = match (&cfg.mesh, cfg.fast_path) {
+        (Some(_), true) => Some(Arc::new(
+            crate::capture::fast_path::FastPath::open(&layout)
+                .context("opening the fast-path map")?,
+        )),
+        _ => None,
+    };
     let mesh = match &cfg.mesh {
         Some(mesh_cfg) => Some(
             crate::mesh::start(
@@ -170,6 +193,7 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
                 redirect_v4,
                 Arc::clone(&stats),
                 Arc::clone(&shutdown),
+                fast_path.clone(),
             )
             .await
             .context("starting the mesh side (xDS, certificates, HBONE)")?,
@@ -194,7 +218,13 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
     // Pods' own HBONE listeners, and the namespaces tunnels leave from.
     let origins = match &mesh {
         Some(mesh) => Some(start_pod_listeners(
-            &cfg, &layout, mesh, &stats, &settings, &shutdown,
+            &cfg,
+            &layout,
+            mesh,
+            &stats,
+            &settings,
+            &shutdown,
+            fast_path.clone(),
         )?),
         None => None,
     };

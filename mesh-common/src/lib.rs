@@ -36,6 +36,12 @@ pub const DENY_CONNECT_ENTRIES: u32 = 65_536;
 pub const PROBE_PORT_ENTRIES: u32 = 16_384;
 /// Most agent connections to pods between `connect()` and establishment.
 pub const AGENT_CONN_ENTRIES: u32 = 16_384;
+/// Most (pod, destination) pairs the agent has authorized for the
+/// same-node fast path.
+pub const FAST_PATH_ENTRIES: u32 = 65_536;
+/// Bytes of the ring buffer that reports fast-path connections to the
+/// agent (a power of two, a multiple of the page size).
+pub const KERNEL_CONN_EVENTS_BYTES: u32 = 256 * 1024;
 
 /// Address family tags used in [`SockAddr::family`].
 pub const FAMILY_V4: u16 = 4;
@@ -87,6 +93,51 @@ pub struct DenyKey {
     pub addr: [u8; 16],
     pub port: u16,
     pub _pad: [u8; 6],
+}
+
+/// Key of the `fast_path` map: a same-node destination (a mesh pod's own
+/// address and port) the agent has authorized for the pod living in
+/// network namespace `netns_cookie`; its `connect()` goes there directly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FastPathKey {
+    pub netns_cookie: u64,
+    /// Destination address as the application gave it (IPv4 mapped).
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+/// [`KernelConnEvent::kind`]: the fast-path connection is established.
+pub const KERNEL_CONN_OPENED: u32 = 1;
+/// [`KernelConnEvent::kind`]: the fast-path connection has closed.
+pub const KERNEL_CONN_CLOSED: u32 = 2;
+
+/// What the kernel reports about a fast-path connection (one the agent
+/// does not carry) through the `kernel_conn_events` ring buffer: from the
+/// client pod's socket, at establishment and at close.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelConnEvent {
+    /// [`KERNEL_CONN_OPENED`] or [`KERNEL_CONN_CLOSED`].
+    pub kind: u32,
+    /// At close: the TCP state the socket left for `TCP_CLOSE` (which
+    /// FINs the byte counters below include depends on it).
+    pub old_state: u32,
+    /// The client pod's network namespace.
+    pub netns_cookie: u64,
+    /// Client address and port, then the server's (family tags unset).
+    pub tuple: ConnTuple,
+    /// The kernel's `bytes_acked` at close: sequence space the server
+    /// acknowledged, so the data plus the SYN and, once acknowledged, the FIN.
+    pub bytes_acked: u64,
+    /// The kernel's `bytes_received` at close: the data plus the server's
+    /// FIN once received.
+    pub bytes_received: u64,
+    /// At close: sequence space sent and not acknowledged (`snd_nxt -
+    /// snd_una`); 0 means a FIN the client sent was acknowledged too.
+    pub unacked: u32,
+    pub _pad: u32,
 }
 
 /// Single entry of the `agent_identity` array map: what makes a socket the
@@ -178,8 +229,13 @@ pub mod stat {
     /// A DNS answer from the agent's proxy handed to the pod as coming from
     /// the resolver it asked (the source `recvfrom()` reports restored).
     pub const DNS_REPLY_SOURCE_RESTORED: u32 = 11;
+    /// A `connect()` sent straight to its same-node destination (the
+    /// agent authorized the pair before: `fast_path`), not to the agent.
+    pub const FAST_PATH: u32 = 12;
+    /// A fast-path connection event the ring buffer had no room for.
+    pub const FAST_PATH_EVENTS_LOST: u32 = 13;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 14;
     /// Human names, index-aligned with the constants above.
     pub const NAMES: [&str; COUNT as usize] = [
         "redirected",
@@ -194,6 +250,8 @@ pub mod stat {
         "denied_connect_policy",
         "dns_redirected",
         "dns_reply_source_restored",
+        "fast_path",
+        "fast_path_events_lost",
     ];
 }
 
@@ -229,6 +287,10 @@ pub mod names {
     pub const MAP_AGENT_IDENTITY: &str = "agent_identity";
     pub const MAP_AGENT_CONNS: &str = "agent_conns";
     pub const MAP_PROBE_PORTS: &str = "probe_ports";
+    pub const MAP_FAST_PATH: &str = "fast_path";
+    /// Socket storage: marks a pod socket whose `connect()` took the fast path.
+    pub const MAP_FAST_PATH_SOCKET: &str = "fast_path_socket";
+    pub const MAP_KERNEL_CONN_EVENTS: &str = "kernel_conn_events";
 }
 
 #[cfg(feature = "user")]
@@ -250,4 +312,8 @@ mod pod_impls {
     unsafe impl aya::Pod for super::AgentIdentity {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProbePort {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FastPathKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelConnEvent {}
 }

@@ -13,7 +13,10 @@
 //!
 //! Order in an enrolled namespace: the DENY first, whatever the socket;
 //! then the agent-socket bypass, honoured only for a socket that is really
-//! the agent's (`agent.rs`: mark, netns and cgroup), never for the mark alone.
+//! the agent's (`agent.rs`: mark, netns and cgroup), never for the mark alone;
+//! then the same-node fast path: a (pod, destination) pair the agent has
+//! authorized (`fast_path`) connects directly, its socket marked so that
+//! sock_ops reports it to the agent.
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_cgroup_id, bpf_get_netns_cookie},
     macros::cgroup_sock_addr,
@@ -22,7 +25,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use mesh_common::{
-    stat, CaptureConfig, DenyKey, PortExclusion, SockAddr, ENROLL_CAPTURE_OUTBOUND, HBONE_PORT,
+    stat, CaptureConfig, DenyKey, FastPathKey, PortExclusion, SockAddr, ENROLL_CAPTURE_OUTBOUND,
+    HBONE_PORT,
 };
 
 use crate::{
@@ -33,7 +37,8 @@ use crate::{
     agent::is_agent_socket,
     dns,
     maps::{
-        count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, ORIG_DST_BY_SOCKET,
+        count, CAPTURE_CONFIG, DENY_CONNECT, ENROLLED_NETNS, EXCLUDED_PORTS, FAST_PATH,
+        FAST_PATH_SOCKET, ORIG_DST_BY_SOCKET,
     },
 };
 
@@ -67,6 +72,33 @@ enum Verdict {
     Capture { netns: u64, config: CaptureConfig },
     Leave,
     Deny,
+}
+
+/// True when the agent authorized this pod for this same-node destination
+/// (`fast_path`) and the socket is marked as such, so sock_ops reports the
+/// connection; without the mark (no memory) the connection is captured.
+#[inline(always)]
+fn fast_path(ctx: &SockAddrContext, netns: u64, addr: [u8; 16], port: u16) -> bool {
+    let key = FastPathKey {
+        netns_cookie: netns,
+        addr,
+        port,
+        _pad: [0; 6],
+    };
+    // SAFETY: presence check only.
+    if unsafe { FAST_PATH.get(key) }.is_none() {
+        return false;
+    }
+    let mut mark = 1u8;
+    // SAFETY: ctx->sk is a full socket in connect hooks; the helper creates
+    // the storage or returns the existing one.
+    let slot = unsafe { FAST_PATH_SOCKET.get_or_insert_ptr_mut(ctx, Some(&mut mark)) };
+    if slot.is_null() {
+        count(stat::MAP_ERRORS);
+        return false;
+    }
+    count(stat::FAST_PATH);
+    true
 }
 
 /// True when `deny_connect` holds (netns, addr, port) or (netns, addr, any).
@@ -135,6 +167,11 @@ fn decide(ctx: &SockAddrContext, addr: [u8; 16], port: u16) -> Verdict {
     // SAFETY: presence check only.
     if unsafe { EXCLUDED_PORTS.get(exclusion) }.is_some() {
         count(stat::BYPASS_EXCLUDED);
+        return Verdict::Leave;
+    }
+    // After the DENY: a pair in `fast_path` is one the agent allowed, and
+    // every view change empties the map before a new decision is cached.
+    if fast_path(ctx, netns, addr, port) {
         return Verdict::Leave;
     }
     Verdict::Capture { netns, config }

@@ -2,12 +2,13 @@
 //! prints keys and values as named structs. The agent pins them under
 //! `/sys/fs/bpf/<instance>/maps/<name>`.
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, SkStorage},
     macros::btf_map,
 };
 use mesh_common::{
-    stat, AgentIdentity, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, ProbePort,
-    SockAddr, AGENT_CONN_ENTRIES, DENY_CONNECT_ENTRIES, ENROLLED_ENTRIES, EXCLUDED_PORT_ENTRIES,
+    stat, AgentIdentity, CaptureConfig, ConnTuple, DenyKey, Enrollment, FastPathKey,
+    KernelConnEvent, PortExclusion, ProbePort, SockAddr, AGENT_CONN_ENTRIES, DENY_CONNECT_ENTRIES,
+    ENROLLED_ENTRIES, EXCLUDED_PORT_ENTRIES, FAST_PATH_ENTRIES, KERNEL_CONN_EVENTS_BYTES,
     ORIG_DST_ENTRIES, PROBE_PORT_ENTRIES,
 };
 
@@ -65,6 +66,26 @@ pub static AGENT_CONNS: LruHashMap<ConnTuple, u8, { AGENT_CONN_ENTRIES as usize 
 /// address: the kubelet's probes. Written by the agent.
 #[btf_map(name = "probe_ports")]
 pub static PROBE_PORTS: HashMap<ProbePort, u8, { PROBE_PORT_ENTRIES as usize }> = HashMap::new();
+
+/// (pod netns cookie, same-node mesh pod address, port) pairs the agent
+/// authorized: such a `connect()` is not redirected, the pod talks to the
+/// destination directly. Written by the agent after its own decision on
+/// one connection of the pair; emptied on every change of the view.
+#[btf_map(name = "fast_path")]
+pub static FAST_PATH: LruHashMap<FastPathKey, u8, { FAST_PATH_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Marks a pod socket whose `connect()` took the fast path (the value is
+/// unused): sock_ops vouches for it at a STRICT destination and reports
+/// its establishment and close.
+#[btf_map(name = "fast_path_socket")]
+pub static FAST_PATH_SOCKET: SkStorage<u8> = SkStorage::new();
+
+/// Fast-path connections opened and closed, for the agent's metrics,
+/// access log and policy re-checks.
+#[btf_map(name = "kernel_conn_events")]
+pub static KERNEL_CONN_EVENTS: RingBuf<KernelConnEvent, { KERNEL_CONN_EVENTS_BYTES as usize }> =
+    RingBuf::new();
 
 /// Index 0: where captured connections go (written by the agent at start).
 #[btf_map(name = "capture_config")]

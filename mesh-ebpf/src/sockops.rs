@@ -17,6 +17,12 @@
 //! `TCP_CLOSE` its tuple entry goes, so a connection the agent never
 //! accepted (reset by a dying agent, a full backlog) leaves nothing behind
 //! for LRU eviction to find. The agent's `take` usually removed it already.
+//!
+//! A pod socket that took the same-node fast path (`connect.rs` marked it
+//! in `fast_path_socket`) is vouched for like the agent's own from
+//! `TCP_CONNECT` to establishment (the agent authorized the pair, so a
+//! STRICT destination admits it), and reported in `kernel_conn_events`
+//! when established and when closed, with the bytes the kernel counted.
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
@@ -29,13 +35,22 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use aya_log_ebpf::debug;
-use mesh_common::{stat, ConnTuple, SockAddr};
+use mesh_common::{
+    stat, ConnTuple, KernelConnEvent, SockAddr, KERNEL_CONN_CLOSED, KERNEL_CONN_OPENED,
+};
 
 use crate::{
     addr::{sock_addr_v4, sock_addr_v6},
     agent::{identity, is_agent_socket},
-    maps::{count, AGENT_CONNS, ORIG_DST_BY_SOCKET, ORIG_DST_BY_TUPLE},
+    maps::{
+        count, AGENT_CONNS, FAST_PATH_SOCKET, KERNEL_CONN_EVENTS, ORIG_DST_BY_SOCKET,
+        ORIG_DST_BY_TUPLE,
+    },
 };
+
+/// `fast_path_socket` values: connecting, then established (reported).
+const FAST_CONNECTING: u8 = 1;
+const FAST_ESTABLISHED: u8 = 2;
 
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
@@ -48,7 +63,13 @@ pub fn mesh_sockops(ctx: SockOpsContext) -> u32 {
 
 fn try_sockops(ctx: &SockOpsContext) -> Result<(), i64> {
     match ctx.op() {
-        BPF_SOCK_OPS_TCP_CONNECT_CB => agent_connecting(ctx),
+        BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            if fast_path_mark(ctx).is_null() {
+                agent_connecting(ctx)
+            } else {
+                fast_path_connecting(ctx)
+            }
+        }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => established(ctx),
         BPF_SOCK_OPS_STATE_CB => state_changed(ctx),
         _ => Ok(()),
@@ -87,6 +108,73 @@ fn agent_connecting(ctx: &SockOpsContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// This socket's `fast_path_socket` value, or null when it has none.
+#[inline(always)]
+fn fast_path_mark(ctx: &SockOpsContext) -> *mut u8 {
+    let f = read_fields(ctx);
+    if f.sk.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: map and socket pointers are valid; no creation (flags 0).
+    unsafe {
+        bpf_sk_storage_get(
+            map_ptr(&FAST_PATH_SOCKET),
+            f.sk.cast(),
+            core::ptr::null_mut(),
+            0,
+        )
+    }
+    .cast::<u8>()
+}
+
+/// A fast-path pod socket is about to send its SYN: vouch for it (a
+/// STRICT destination admits the tuples in `agent_conns`) and ask to be
+/// told of its state changes, so the entry goes even if it never connects.
+fn fast_path_connecting(ctx: &SockOpsContext) -> Result<(), i64> {
+    let f = read_fields(ctx);
+    let Some(tuple) = tuple_of(&f) else {
+        return Ok(());
+    };
+    if AGENT_CONNS.insert(tuple, 1, 0).is_err() {
+        count(stat::MAP_ERRORS);
+    }
+    let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
+    Ok(())
+}
+
+/// Sends `kind` for this fast-path connection to the agent; counted when
+/// the ring buffer is full.
+#[inline(always)]
+fn report(ctx: &SockOpsContext, kind: u32, tuple: ConnTuple) {
+    let ops = ctx.ops;
+    // SAFETY: `ops` is the live context of a full socket (callers checked
+    // `sk`); direct loads of its counters.
+    let (bytes_acked, bytes_received, snd_nxt, snd_una) = unsafe {
+        use core::ptr::{addr_of, read_volatile as rv};
+        (
+            rv(addr_of!((*ops).bytes_acked)),
+            rv(addr_of!((*ops).bytes_received)),
+            rv(addr_of!((*ops).snd_nxt)),
+            rv(addr_of!((*ops).snd_una)),
+        )
+    };
+    let event = KernelConnEvent {
+        kind,
+        // In a state callback, argument 0 is the state left.
+        old_state: if kind == KERNEL_CONN_CLOSED { ctx.arg(0) } else { 0 },
+        unacked: snd_nxt.wrapping_sub(snd_una),
+        _pad: 0,
+        // SAFETY: helper valid in sock_ops programs.
+        netns_cookie: unsafe { bpf_get_netns_cookie(ctx.ops.cast()) },
+        tuple,
+        bytes_acked,
+        bytes_received,
+    };
+    if KERNEL_CONN_EVENTS.output(&event, 0).is_err() {
+        count(stat::FAST_PATH_EVENTS_LOST);
+    }
+}
+
 fn established(ctx: &SockOpsContext) -> Result<(), i64> {
     let f = read_fields(ctx);
     if f.sk.is_null() {
@@ -106,6 +194,14 @@ fn established(ctx: &SockOpsContext) -> Result<(), i64> {
         return Ok(());
     };
     if stored.is_null() {
+        let mark = fast_path_mark(ctx);
+        if !mark.is_null() {
+            // SAFETY: non-null storage of this socket holding a u8.
+            unsafe { *mark = FAST_ESTABLISHED };
+            let _ = AGENT_CONNS.remove(tuple);
+            report(ctx, KERNEL_CONN_OPENED, tuple);
+            return Ok(());
+        }
         // Not a captured pod socket; maybe one of the agent's, whose SYNs
         // no longer need vouching for.
         // SAFETY: helper valid in sock_ops programs.
@@ -133,15 +229,29 @@ fn established(ctx: &SockOpsContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// A captured socket changed TCP state (only those that asked for it in
-/// `established`): on `TCP_CLOSE` its original destination is dropped.
+/// A captured or fast-path socket changed TCP state (only those that asked
+/// for it): on `TCP_CLOSE` a captured one's original destination is
+/// dropped; a fast-path one's vouching goes and, if it was established,
+/// its close is reported with the kernel's byte counts.
 fn state_changed(ctx: &SockOpsContext) -> Result<(), i64> {
     if ctx.arg(1) != BPF_TCP_CLOSE {
         return Ok(());
     }
     let f = read_fields(ctx);
-    if let Some(tuple) = tuple_of(&f) {
+    let Some(tuple) = tuple_of(&f) else {
+        return Ok(());
+    };
+    let mark = fast_path_mark(ctx);
+    if mark.is_null() {
         let _ = ORIG_DST_BY_TUPLE.remove(&tuple);
+        return Ok(());
+    }
+    let _ = AGENT_CONNS.remove(tuple);
+    // SAFETY: non-null storage of this socket holding a u8.
+    if unsafe { *mark } == FAST_ESTABLISHED {
+        // SAFETY: as above; reported once.
+        unsafe { *mark = FAST_CONNECTING };
+        report(ctx, KERNEL_CONN_CLOSED, tuple);
     }
     Ok(())
 }

@@ -130,6 +130,14 @@ fn expected_layout(name: &str) -> Option<(u32, u32, u32)> {
             mesh_common::PROBE_PORT_ENTRIES,
         ),
         names::MAP_DNS_ORIG_SERVER => (4, s(size_of::<SockAddr>()), 0),
+        names::MAP_FAST_PATH => (
+            s(size_of::<mesh_common::FastPathKey>()),
+            1,
+            mesh_common::FAST_PATH_ENTRIES,
+        ),
+        names::MAP_FAST_PATH_SOCKET => (4, 1, 0),
+        // A ring buffer has no key or value; its size is its capacity.
+        names::MAP_KERNEL_CONN_EVENTS => (0, 0, mesh_common::KERNEL_CONN_EVENTS_BYTES),
         _ => return None,
     })
 }

@@ -1,8 +1,9 @@
 //! Typed handles on the pinned maps, for everything that runs after load:
 //! the daemon, and the `enroll`/`status` subcommands (which need no daemon).
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use mesh_common::{
-    names, stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, PortExclusion, ProbePort, SockAddr,
+    names, stat, CaptureConfig, ConnTuple, DenyKey, Enrollment, FastPathKey, PortExclusion,
+    ProbePort, SockAddr,
 };
 
 use super::pins::PinLayout;
@@ -44,6 +45,7 @@ pub type OrigDstMap = HashMap<MapData, ConnTuple, SockAddr>;
 pub type ConfigMap = Array<MapData, CaptureConfig>;
 pub type StatsMap = PerCpuArray<MapData, u64>;
 pub type DenyMap = HashMap<MapData, DenyKey, u8>;
+pub type FastPathMap = HashMap<MapData, FastPathKey, u8>;
 #[allow(dead_code)] // used by probes.rs, not yet by the daemon
 pub type ProbePortsMap = HashMap<MapData, ProbePort, u8>;
 
@@ -82,6 +84,18 @@ pub fn probe_ports(layout: &PinLayout) -> Result<ProbePortsMap, MapsError> {
     typed(
         names::MAP_PROBE_PORTS,
         Map::HashMap(open(layout, names::MAP_PROBE_PORTS)?),
+    )
+}
+pub fn fast_path(layout: &PinLayout) -> Result<FastPathMap, MapsError> {
+    typed(
+        names::MAP_FAST_PATH,
+        Map::LruHashMap(open(layout, names::MAP_FAST_PATH)?),
+    )
+}
+pub fn kernel_conn_events(layout: &PinLayout) -> Result<RingBuf<MapData>, MapsError> {
+    typed(
+        names::MAP_KERNEL_CONN_EVENTS,
+        Map::RingBuf(open(layout, names::MAP_KERNEL_CONN_EVENTS)?),
     )
 }
 pub fn config(layout: &PinLayout) -> Result<ConfigMap, MapsError> {

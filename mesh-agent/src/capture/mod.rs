@@ -9,7 +9,9 @@ pub mod bpffs;
 pub mod deny;
 pub mod ebpf_logs;
 pub mod enroll;
+pub mod fast_path;
 pub mod identity;
+pub mod kernel_events;
 pub mod loader;
 pub mod maps;
 pub mod netns;
@@ -18,6 +20,7 @@ pub mod orig_dst;
 pub mod pins;
 pub mod pod_netns;
 pub mod probes;
+pub mod sock_destroy;
 pub mod strict;
 
 /// The compiled `mesh-ebpf` object, built by build.rs with aya-build.

@@ -55,6 +55,8 @@ enum Make {
     Stream { family: SocketAddr },
     /// Nothing: the namespace's cookie.
     Cookie,
+    /// A sock_diag netlink socket (sock_destroy.rs).
+    SockDiag,
 }
 
 enum Made {
@@ -130,6 +132,14 @@ impl NetnsSockets {
         Ok(std::net::TcpStream::from(fd))
     }
 
+    /// A sock_diag socket inside `netns`, to destroy its TCP sockets.
+    pub async fn sock_diag(&self, netns: &Arc<File>) -> Result<OwnedFd, SocketsError> {
+        let Made::Fd(fd) = self.ask(netns, Make::SockDiag).await? else {
+            unreachable!("a sock_diag request answers with a descriptor")
+        };
+        Ok(fd)
+    }
+
     /// The cookie of `netns` (the enrolment map's key).
     pub async fn cookie(&self, netns: &Arc<File>) -> Result<u64, SocketsError> {
         match self.ask(netns, Make::Cookie).await? {
@@ -164,6 +174,7 @@ fn describe(what: &Make) -> String {
         Make::Listener { addr, .. } => format!("a listener on {addr}"),
         Make::Stream { family } => format!("a socket towards {family}"),
         Make::Cookie => "a cookie lookup".into(),
+        Make::SockDiag => "a sock_diag socket".into(),
     }
 }
 
@@ -180,6 +191,12 @@ fn make(what: &Make) -> Result<Made, SocketsError> {
     match what {
         Make::Cookie => super::netns::current_cookie()
             .map(Made::Cookie)
+            .map_err(|source| SocketsError::Socket {
+                what: describe(what),
+                source,
+            }),
+        Make::SockDiag => super::sock_destroy::diag_socket()
+            .map(Made::Fd)
             .map_err(|source| SocketsError::Socket {
                 what: describe(what),
                 source,

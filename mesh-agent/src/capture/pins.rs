@@ -14,6 +14,9 @@
 //! <bpffs>/<instance>/maps/agent_conns       the agent's connections to pods, until established
 //! <bpffs>/<instance>/maps/probe_ports       (STRICT pod, port) the node address may probe
 //! <bpffs>/<instance>/maps/dns_orig_server   pod UDP socket → the resolver it asked (socket storage)
+//! <bpffs>/<instance>/maps/fast_path         (pod, same-node destination) pairs connecting directly
+//! <bpffs>/<instance>/maps/fast_path_socket  pod socket that took the fast path (socket storage)
+//! <bpffs>/<instance>/maps/kernel_conn_events fast-path connections opened and closed (ring buffer)
 //! <bpffs>/<instance>/progs/mesh_connect4    …and mesh_connect6, mesh_sockops, mesh_inbound,
 //!                                           mesh_dns_{send,recv,peer}{4,6}
 //! <bpffs>/<instance>/links/mesh_connect4    the cgroup attachments (hold them attached)
@@ -25,7 +28,7 @@ use mesh_common::names;
 use crate::config::PinConfig;
 
 /// The maps the agent pins, in the order `status` shows them.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 15] = [
     names::MAP_ENROLLED,
     names::MAP_EXCLUDED,
     names::MAP_ORIG_BY_SOCKET,
@@ -38,6 +41,9 @@ pub const MAPS: [&str; 12] = [
     names::MAP_AGENT_CONNS,
     names::MAP_PROBE_PORTS,
     names::MAP_DNS_ORIG_SERVER,
+    names::MAP_FAST_PATH,
+    names::MAP_FAST_PATH_SOCKET,
+    names::MAP_KERNEL_CONN_EVENTS,
 ];
 
 /// Pins of maps earlier versions had and this one does not: removed at

@@ -44,6 +44,11 @@ impl PodNetnsTable {
         self.write().insert(ip, pod);
     }
 
+    /// Whether a pod of the table lives in the namespace `cookie`.
+    pub fn contains_cookie(&self, cookie: u64) -> bool {
+        self.read().values().any(|pod| pod.cookie == cookie)
+    }
+
     /// Keeps only the pods `keep` says yes to.
     pub fn retain(&self, mut keep: impl FnMut(std::net::IpAddr, &PodNetns) -> bool) {
         self.write().retain(|ip, pod| keep(*ip, pod));

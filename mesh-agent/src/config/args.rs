@@ -147,6 +147,15 @@ settings! {
         #[arg(long, env = "MESH_AGENT_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1,
               default_missing_value = "true", value_name = "BOOL")]
         access_log: bool = true,
+        /// Same-node fast path: once the agent has authorized a (pod,
+        /// same-node mesh pod address and port) pair, later `connect()`s
+        /// of that pair go straight to the destination in the kernel; the
+        /// agent still counts, logs and re-checks them (ARCHITECTURE.md).
+        /// `--fast-path=false` carries every connection through the agent.
+        /// [default: true]
+        #[arg(long, env = "MESH_AGENT_FAST_PATH", action = ArgAction::Set, num_args = 0..=1,
+              default_missing_value = "true", value_name = "BOOL")]
+        fast_path: bool = true,
         /// On SIGTERM, SIGINT or `POST /quitquitquit`: how long open connections
         /// may run on after the listeners stop accepting (`5s`, `2m`). [default: 5s]
         #[arg(long, env = "MESH_AGENT_DRAIN_TIMEOUT", value_parser = duration::parse_flag)]

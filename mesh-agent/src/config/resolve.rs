@@ -29,6 +29,8 @@ pub struct AgentConfig {
     pub metrics_addr: SocketAddr,
     /// `false`: no metrics recorded, no metrics endpoint.
     pub metrics: bool,
+    /// Same-node fast path (capture/fast_path.rs).
+    pub fast_path: bool,
     pub ready_addr: SocketAddr,
     /// Access log on at start (the `access` target of the log filter).
     pub access_log: bool,
@@ -105,6 +107,7 @@ impl AgentConfig {
             worker_threads: set.worker_threads,
             metrics_addr: set.metrics_addr,
             metrics: set.metrics,
+            fast_path: set.fast_path,
             ready_addr: set.ready_addr,
             access_log: set.access_log,
             drain_timeout: set.drain_timeout,

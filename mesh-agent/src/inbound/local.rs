@@ -16,6 +16,11 @@ pub struct Allowed {
     pub source: Option<Identity>,
     /// The destination pod's identity, when the view knows it.
     pub destination: Option<Identity>,
+    /// The decision is a function of (source pod, destination address and
+    /// port) alone under this view: a mesh source, a known destination, no
+    /// AUDIT or dry-run policy that wants to see every connection. Only
+    /// such a pair may take the same-node fast path.
+    pub cacheable: bool,
 }
 
 /// Evaluates the destination's authorization policies for a connection
@@ -29,6 +34,7 @@ pub fn authorize(
         return Ok(Allowed {
             source: None,
             destination: None,
+            cacheable: false,
         });
     };
     let src = view
@@ -45,6 +51,9 @@ pub fn authorize(
     crate::policy::log(&evaluation, dst, &conn, "local");
     match evaluation.verdict {
         Verdict::Allow => Ok(Allowed {
+            cacheable: src.is_some()
+                && evaluation.audited.is_empty()
+                && evaluation.dry_run_denials.is_empty(),
             source: src,
             destination: Some(dst.identity.clone()),
         }),

@@ -56,6 +56,7 @@ pub async fn start(
     node_ip: Ipv4Addr,
     stats: Arc<ConnectionStats>,
     shutdown: Arc<Shutdown>,
+    fast_path: Option<Arc<crate::capture::fast_path::FastPath>>,
 ) -> anyhow::Result<Arc<MeshRuntime>> {
     let bundle_pem = std::fs::read(&mesh.trust_bundle)
         .with_context(|| format!("reading the trust bundle {}", mesh.trust_bundle.display()))?;
@@ -94,6 +95,7 @@ pub async fn start(
         live: Arc::clone(&live),
         compiled: Arc::clone(&kernel_denies),
         generations: Arc::clone(&policy_generations),
+        fast_path,
     };
     tokio::spawn(sync.run(view_rx.clone()));
     let xds_updated_unix_ms = Arc::new(AtomicU64::new(0));

@@ -1,6 +1,8 @@
 //! Keeps the kernel and the open connections in line with the policies:
 //! after every view update (and when pods are enrolled or unenrolled, which
 //! other processes do, so the enrolment map is polled), it
+//! - empties `fast_path` (same-node pairs the agent authorized on an older
+//!   view), before anything else,
 //! - rewrites `probe_ports` (the ports of those pods the kubelet probes
 //!   from the node address), then `strict_pods` (pods no plaintext client
 //!   may reach), in that order so a pod turning STRICT never drops a probe,
@@ -41,6 +43,8 @@ pub struct PolicySync {
     pub compiled: Arc<Mutex<Vec<KernelDeny>>>,
     /// The views taken, and the last one the kernel holds.
     pub generations: Arc<PolicyGenerations>,
+    /// The same-node fast path's authorized pairs, emptied on every pass.
+    pub fast_path: Option<Arc<crate::capture::fast_path::FastPath>>,
 }
 
 fn local_pods(enroller: &Enroller) -> Vec<LocalPod> {
@@ -109,6 +113,14 @@ struct Written {
 
 impl PolicySync {
     fn apply(&mut self, view: &MeshView, pods: &[LocalPod], view_changed: bool) -> Written {
+        // First: no pair decided on an older view or for a pod that came
+        // or went may skip the agent from here on.
+        if let Some(fast_path) = &self.fast_path {
+            let removed = fast_path.clear(view.generation);
+            if removed > 0 {
+                tracing::debug!(removed, "fast-path pairs forgotten");
+            }
+        }
         let mut view_maps = None;
         if view_changed {
             let strict = plaintext_denied_ips(view);

@@ -11,9 +11,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use mesh_admin::listen::{Limits, Listener};
 use tokio::net::TcpListener;
 
-use super::proxy::{self, ProxySettings};
+use super::proxy::{self, FastPathGrant, ProxySettings};
 use crate::{
     capture::{
+        fast_path::FastPath,
         netns_sockets::NetnsSockets,
         orig_dst::OrigDstTable,
         pod_netns::{PodNetnsTable, PodOrigin},
@@ -40,11 +41,13 @@ pub struct Outbound {
     pub origins: Option<TunnelOrigins>,
 }
 
-/// The enrolled pods' namespaces and the factory making sockets in them.
+/// The enrolled pods' namespaces and the factory making sockets in them,
+/// and the same-node fast path when it is on.
 #[derive(Clone)]
 pub struct TunnelOrigins {
     pub table: Arc<PodNetnsTable>,
     pub sockets: NetnsSockets,
+    pub fast_path: Option<Arc<FastPath>>,
 }
 
 impl TunnelOrigins {
@@ -55,6 +58,15 @@ impl TunnelOrigins {
             pod,
             sockets: self.sockets.clone(),
         }))
+    }
+
+    /// Where pairs of the pod at `ip` are cached once authorized.
+    fn fast_path(&self, ip: std::net::IpAddr) -> Option<FastPathGrant> {
+        let map = self.fast_path.as_ref()?;
+        Some(FastPathGrant {
+            map: Arc::clone(map),
+            netns_cookie: self.table.get(ip)?.cookie,
+        })
     }
 }
 
@@ -122,7 +134,15 @@ impl Outbound {
                 continue;
             };
             let origin = self.origins.as_ref().and_then(|o| o.of(peer.ip()));
-            let relay = proxy::run_from(client, peer, dst, Arc::clone(&self.inputs), origin);
+            let fast_path = self.origins.as_ref().and_then(|o| o.fast_path(peer.ip()));
+            let relay = proxy::run_from(
+                client,
+                peer,
+                dst,
+                Arc::clone(&self.inputs),
+                origin,
+                fast_path,
+            );
             tokio::spawn(async move {
                 relay.await;
                 drop(permit);

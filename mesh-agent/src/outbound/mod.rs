@@ -6,9 +6,12 @@
 //!   the stats;
 //! - direct.rs + relay.rs: plain TCP (passthrough, same-node delivery);
 //! - hbone.rs: hop ③, HBONE to the destination's node or waypoint
-//!   (mesh-hbone's `Counted` counts its bytes while open).
+//!   (mesh-hbone's `Counted` counts its bytes while open);
+//! - kernel_carried.rs: same-node pairs the kernel carries once authorized
+//!   (the fast path), reported by sock_ops and accounted here.
 pub mod direct;
 pub mod hbone;
+pub mod kernel_carried;
 pub mod listener;
 pub mod proxy;
 pub mod relay;

@@ -14,6 +14,7 @@ use super::{
     hbone,
 };
 use crate::{
+    capture::fast_path::FastPath,
     inbound::local,
     metrics::labels::ConnLabels,
     route::{self, Route},
@@ -81,17 +82,27 @@ async fn resolve_endpoint(
 /// it; tunnels use sockets of the agent's own namespace.
 #[cfg(test)]
 pub async fn run(client: TcpStream, peer: SocketAddr, dst: SocketAddr, inputs: Arc<ProxyInputs>) {
-    run_from(client, peer, dst, inputs, None).await;
+    run_from(client, peer, dst, inputs, None, None).await;
+}
+
+/// Where the source pod's same-node pairs are cached once authorized
+/// (capture/fast_path.rs).
+pub struct FastPathGrant {
+    pub map: Arc<FastPath>,
+    /// The source pod's network namespace.
+    pub netns_cookie: u64,
 }
 
 /// [`run`], opening an HBONE tunnel's connection from `origin` (the source
-/// pod's namespace) when there is one.
+/// pod's namespace) when there is one, and caching an authorized same-node
+/// pair in `fast_path` when given.
 pub async fn run_from(
     client: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
     inputs: Arc<ProxyInputs>,
     origin: Option<Arc<dyn mesh_hbone::SocketOrigin>>,
+    fast_path: Option<FastPathGrant>,
 ) {
     let view = inputs.view.borrow().clone();
     let resolved = route::resolve(&view, peer.ip(), dst);
@@ -130,6 +141,11 @@ pub async fn run_from(
                     }
                     if let Some(src) = &allowed.source {
                         open.source_identity = src.to_string();
+                    }
+                    // Pod-addressed (no service to balance over) and pure:
+                    // the pair's next connections may skip the agent.
+                    if let (Some(grant), true) = (&fast_path, allowed.cacheable && target == dst) {
+                        grant.map.allow(view.generation, grant.netns_cookie, target);
                     }
                     let to = Destination::LocalPod {
                         source: allowed.source,

@@ -4,7 +4,10 @@
 //! down, which ends the relay; the pod sees the connection end).
 //!
 //! The registry keeps a duplicate of each socket's descriptor, so closing
-//! never races with the relay dropping its own handle.
+//! never races with the relay dropping its own handle. A connection the
+//! kernel carries (the same-node fast path) has no socket of the agent's:
+//! it is aborted through sock_diag in the client pod's namespace
+//! (capture/sock_destroy.rs).
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
@@ -24,7 +27,44 @@ struct Entry {
     src_ip: Option<IpAddr>,
     src: Option<Identity>,
     dst: SocketAddr,
-    sockets: Vec<OwnedFd>,
+    close: Closer,
+}
+
+/// How a connection is closed.
+enum Closer {
+    /// The agent's own sockets (duplicates): shut down both ways.
+    Sockets(Vec<OwnedFd>),
+    /// A fast-path connection: the client pod's socket `local` → `remote`,
+    /// aborted through `diag`, a sock_diag socket in the pod's namespace.
+    Kernel {
+        diag: Arc<OwnedFd>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+}
+
+impl Closer {
+    fn close(&self) {
+        match self {
+            Closer::Sockets(sockets) => {
+                for socket in sockets {
+                    let _ = nix::sys::socket::shutdown(
+                        socket.as_raw_fd(),
+                        nix::sys::socket::Shutdown::Both,
+                    );
+                }
+            }
+            Closer::Kernel {
+                diag,
+                local,
+                remote,
+            } => {
+                if let Err(error) = crate::capture::sock_destroy::destroy(diag, *local, *remote) {
+                    tracing::warn!(%error, %local, %remote, "cannot abort a fast-path connection");
+                }
+            }
+        }
+    }
 }
 
 /// Connections to local pods that policy may have to close.
@@ -66,20 +106,43 @@ impl LiveConnections {
             .iter()
             .map(|s| s.as_fd().try_clone_to_owned())
             .collect::<std::io::Result<Vec<_>>>()?;
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(
-            id,
-            Entry {
-                src_ip,
-                src: src.cloned(),
-                dst,
-                sockets,
+        Ok(self.insert(Entry {
+            src_ip,
+            src: src.cloned(),
+            dst,
+            close: Closer::Sockets(sockets),
+        }))
+    }
+
+    /// Tracks a fast-path connection from the pod socket `local` (identity
+    /// `src`) to the local pod address `remote`; `diag` is a sock_diag
+    /// socket of the client pod's namespace.
+    pub fn register_kernel(
+        self: &Arc<Self>,
+        src: Option<&Identity>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        diag: Arc<OwnedFd>,
+    ) -> LiveGuard {
+        self.insert(Entry {
+            src_ip: Some(local.ip()),
+            src: src.cloned(),
+            dst: remote,
+            close: Closer::Kernel {
+                diag,
+                local,
+                remote,
             },
-        );
-        Ok(LiveGuard {
+        })
+    }
+
+    fn insert(self: &Arc<Self>, entry: Entry) -> LiveGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, entry);
+        LiveGuard {
             id,
             registry: Arc::clone(self),
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -116,12 +179,7 @@ impl LiveConnections {
                 destination = %e.dst,
                 "closing an established connection the new policy denies"
             );
-            for socket in &e.sockets {
-                let _ = nix::sys::socket::shutdown(
-                    socket.as_raw_fd(),
-                    nix::sys::socket::Shutdown::Both,
-                );
-            }
+            e.close.close();
             closed += 1;
             false
         });

@@ -29,7 +29,7 @@ pub struct ConnectionRecord {
     pub id: u64,
     /// `outbound` (captured from a local pod) or `inbound` (HBONE from a peer).
     pub direction: Direction,
-    /// `passthrough`, `local`, `hbone`, `refused` or `denied`.
+    /// `passthrough`, `local`, `kernel`, `hbone`, `refused` or `denied`.
     pub route: Carried,
     /// SPIFFE identities; empty when a side has none (plaintext).
     pub source_identity: String,
@@ -141,7 +141,9 @@ fn unix_ms(t: SystemTime) -> u64 {
 fn reporters(direction: Direction, route: Carried) -> &'static [Reporter] {
     match (direction, route) {
         (Direction::Inbound, _) => &[Reporter::Destination],
-        (Direction::Outbound, Carried::Local) => &[Reporter::Source, Reporter::Destination],
+        (Direction::Outbound, Carried::Local | Carried::Kernel) => {
+            &[Reporter::Source, Reporter::Destination]
+        }
         (Direction::Outbound, _) => &[Reporter::Source],
     }
 }

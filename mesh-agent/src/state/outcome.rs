@@ -43,6 +43,9 @@ pub enum Carried {
     Passthrough,
     /// Same-node delivery: this agent is both ends (hops ② and ④ here).
     Local,
+    /// Same-node delivery the kernel carries (the fast path, after this
+    /// agent authorized the pair): reported from kernel events.
+    Kernel,
     /// Over HBONE (outbound: to a peer agent or a waypoint; inbound: from one).
     Hbone,
     /// Nowhere to go (routing or the inbound checks refused it).
@@ -56,6 +59,7 @@ impl Carried {
         match self {
             Carried::Passthrough => "passthrough",
             Carried::Local => "local",
+            Carried::Kernel => "kernel",
             Carried::Hbone => "hbone",
             Carried::Refused => "refused",
             Carried::Denied => "denied",
