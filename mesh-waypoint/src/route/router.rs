@@ -192,13 +192,13 @@ impl Router {
             (),
         );
         rewrite::strip_hop_by_hop(req.headers_mut());
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        if let Some(path) = rewrite::rewritten_path(f, &route.matcher, &pq) {
-            if let Ok(v) = HeaderValue::from_str(&pq) {
+        let rewritten = {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            rewrite::rewritten_path(f, &route.matcher, pq)
+                .map(|path| (path, HeaderValue::from_str(pq).ok()))
+        };
+        if let Some((path, original)) = rewritten {
+            if let Some(v) = original {
                 req.headers_mut().insert("x-envoy-original-path", v);
             }
             rewrite::set_path(&mut req, &path);
@@ -210,20 +210,18 @@ impl Router {
             rewrite::set_host(&mut req, host);
         } else if req.headers().get(http::header::HOST).is_none() {
             // h2 downstreams carry the authority in the URI only.
-            if let Some(a) = req.uri().authority().map(|a| a.to_string()) {
-                rewrite::set_host(&mut req, &a);
+            let authority = req.uri().authority().map(|a| a.as_str());
+            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+                req.headers_mut().insert(http::header::HOST, v);
             }
         }
         // Origin form for the upstream side; the authority is in `host`.
+        // (The path is shared, not copied.)
         if req.uri().authority().is_some() {
-            let pq = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string();
-            if let Ok(uri) = pq.parse() {
-                *req.uri_mut() = uri;
-            }
+            let mut uri = std::mem::take(req.uri_mut()).into_parts();
+            uri.scheme = None;
+            uri.authority = None;
+            *req.uri_mut() = http::Uri::from_parts(uri).unwrap_or_default();
         }
         if let Some(t) = target {
             t.request_edits.apply(req.headers_mut());

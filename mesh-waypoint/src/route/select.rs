@@ -56,11 +56,15 @@ pub struct Select {
 
 /// The host a request is addressed to on the plain listener.
 pub fn request_host<B>(req: &Request<B>) -> String {
+    host_of(req).to_string()
+}
+
+/// [`request_host`], borrowed from the request.
+fn host_of<B>(req: &Request<B>) -> &str {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default()
 }
 
@@ -88,10 +92,10 @@ impl Stage for Select {
                 return Box::pin(async move { Step::Respond(resp) });
             }
         }
-        let host = request_host(&req);
+        let host = host_of(&req);
         let vhost_key = match ex.downstream.tunnel_authority {
-            Some(a) => a.to_string(),
-            None => host.clone(),
+            Some(a) => std::borrow::Cow::Owned(a.to_string()),
+            None => std::borrow::Cow::Borrowed(host),
         };
         let step = match self.table.select(&vhost_key) {
             None => {
@@ -105,7 +109,7 @@ impl Stage for Select {
             }
             Some(vh) => {
                 ex.set_vhost(vh.clone());
-                match vh.find(&view(&req, &host), ex.downstream.peer.ip) {
+                match vh.find(&view(&req, host), ex.downstream.peer.ip) {
                     Some(route) => {
                         ex.set_route(vh.clone(), route.clone());
                         Step::Next(req)

@@ -68,7 +68,7 @@ pub async fn serve<I>(
         }
     });
     let builder = builder();
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection(TokioIo::new(super::unvectored::Unvectored(io)), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod hbone;
 pub mod http;
 pub mod source;
+pub mod unvectored;
 
 /// Resolves once the drain started (`mesh_admin::drain`). The watch guard
 /// is dropped there, so callers' futures stay `Send`.

@@ -74,13 +74,37 @@ impl RequestMetrics {
         req_bytes: u64,
         resp_bytes: u64,
     ) {
-        self.requests.get_or_create(labels).inc();
-        self.duration.get_or_create(labels).observe(duration_ms);
-        self.request_bytes
-            .get_or_create(labels)
-            .observe(req_bytes as f64);
-        self.response_bytes
-            .get_or_create(labels)
-            .observe(resp_bytes as f64);
+        self.series(labels)
+            .observe(duration_ms, req_bytes, resp_bytes);
+    }
+
+    /// The four series of `labels` (created when new), to observe into
+    /// without looking them up again.
+    pub fn series(&self, labels: &RequestLabels) -> Series {
+        Series {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        }
+    }
+}
+
+/// One label set's series of the four metrics (clones share the values
+/// with the families).
+#[derive(Debug, Clone)]
+pub struct Series {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Series {
+    pub fn observe(&self, duration_ms: f64, req_bytes: u64, resp_bytes: u64) {
+        self.requests.inc();
+        self.duration.observe(duration_ms);
+        self.request_bytes.observe(req_bytes as f64);
+        self.response_bytes.observe(resp_bytes as f64);
     }
 }

@@ -2,7 +2,8 @@
 //! `reporter="waypoint"` (`"source"` as a gateway), the access log, trace propagation and export.
 //!
 //! - [`labels`]: the Istio label set from a [`RequestRecord`] and the
-//!   Address view; [`metrics`]: the four request metrics.
+//!   Address view; [`metrics`]: the four request metrics; [`series`]:
+//!   the label sets and series of recent requests, resolved once.
 //! - [`access_log`]: one JSON line per request (target `access`).
 //! - [`tcp`]: Istio's `istio_tcp_*` metrics and the access log line of a
 //!   gateway's `tcp_proxy` connections ([`tcp::TcpObserver`]).
@@ -16,6 +17,7 @@ pub mod labels;
 pub mod metrics;
 pub mod otlp;
 pub mod record;
+pub mod series;
 pub mod tcp;
 pub mod tcp_open;
 pub mod trace;
@@ -61,6 +63,8 @@ pub struct TelemetryOptions {
 pub struct Telemetry {
     registry: Mutex<Registry>,
     metrics: metrics::RequestMetrics,
+    /// Label sets and series of recent requests.
+    series: Mutex<series::SeriesCache>,
     access_log: AtomicBool,
     exporter: Option<otlp::Exporter>,
     spans_dropped: Counter,
@@ -117,6 +121,7 @@ impl Telemetry {
         Arc::new(Telemetry {
             registry: Mutex::new(registry),
             metrics,
+            series: Mutex::default(),
             access_log: AtomicBool::new(opts.access_log),
             exporter,
             spans_dropped,
@@ -143,19 +148,25 @@ impl Telemetry {
     }
 
     /// Metrics, access log line and span export of one finished request.
-    pub fn record(&self, r: &RequestRecord, dir: &Directory) {
+    pub fn record(&self, r: &RequestRecord, dir: &Arc<Directory>) {
         let (uid, name, namespace) = &self.own;
-        let l = labels::RequestLabels::reported_by(self.reporter, r, dir, || {
-            tcp::own_side(uid, name, namespace, dir)
+        // A waypoint reports the client, found by its address.
+        let by_ip = self.reporter == labels::Reporter::Waypoint;
+        let resolved = self.series.lock_unpoisoned().get(r, by_ip, dir, || {
+            let labels = labels::RequestLabels::reported_by(self.reporter, r, dir, || {
+                tcp::own_side(uid, name, namespace, dir)
+            });
+            let series = self.metrics.series(&labels);
+            series::Resolved { labels, series }
         });
-        self.metrics.observe(
-            &l,
+        resolved.series.observe(
             r.duration.as_secs_f64() * 1000.0,
             r.request_bytes,
             r.response_bytes,
         );
+        let l = &resolved.labels;
         if self.access_log_enabled() {
-            let mut line = access_log::line(r, &l);
+            let mut line = access_log::line(r, l);
             line["waypoint"] = self.waypoint.clone().into();
             tracing::info!(target: "access", "{line}");
         }

@@ -7,7 +7,7 @@ use mesh_xds::proto::istio_workload;
 use super::{labels::RequestLabels, *};
 use crate::upstream::{directory::tests::workload, ServiceEntry, WorkloadEntry};
 
-fn dir() -> Directory {
+fn dir() -> Arc<Directory> {
     let mut src = workload(
         "Kubernetes//Pod/default/productpage-1",
         [10, 244, 1, 2],
@@ -24,7 +24,7 @@ fn dir() -> Directory {
         true,
         Some([172, 18, 0, 3]),
     );
-    Directory::build(
+    Arc::new(Directory::build(
         [
             WorkloadEntry::from_proto("a", &src),
             WorkloadEntry::from_proto("b", &dst),
@@ -35,7 +35,7 @@ fn dir() -> Directory {
             hostname: "reviews.default.svc.cluster.local".into(),
             ..Default::default()
         })],
-    )
+    ))
 }
 
 fn record(principal: Option<&str>) -> RequestRecord {
@@ -496,4 +496,55 @@ fn tcp_connections_count_at_open_and_close_with_bytes() {
     assert_eq!(line["downstream_remote_address"], "192.0.2.7:40000");
     assert_eq!(line["upstream_host"], "10.244.2.3:9080");
     assert_eq!(line["connection_security_policy"], "mutual_tls");
+}
+
+#[test]
+fn series_are_resolved_once_per_directory() {
+    let t = Telemetry::new(TelemetryOptions::default());
+    let d = dir();
+    t.record(&record(Some(PRODUCTPAGE)), &d);
+    t.record(&record(Some(PRODUCTPAGE)), &d);
+    assert_eq!(t.series.lock_unpoisoned().entries(), 1);
+    let mut ok = record(Some(PRODUCTPAGE));
+    ok.status = 200;
+    t.record(&ok, &d);
+    assert_eq!(t.series.lock_unpoisoned().entries(), 2);
+    // Another Address view, without the destination workload: the labels
+    // come from it, not from what was resolved before.
+    let empty = Arc::new(Directory::default());
+    t.record(&record(Some(PRODUCTPAGE)), &empty);
+    assert_eq!(t.series.lock_unpoisoned().entries(), 1);
+    let text = t.encode_metrics();
+    let totals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .collect();
+    assert_eq!(totals.len(), 3, "{text}");
+    let count = |l: &&str| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(totals.iter().map(count).sum::<u64>(), 4, "{text}");
+    let unknown: Vec<&&str> = totals
+        .iter()
+        .filter(|l| l.contains("destination_workload=\"unknown\""))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{text}");
+    assert_eq!(count(unknown[0]), 1, "{text}");
+}
+
+#[test]
+fn the_series_cache_is_bounded() {
+    let t = Telemetry::new(TelemetryOptions::default());
+    let d = dir();
+    let mut r = record(Some(PRODUCTPAGE));
+    for status in 0..=series::MAX_ENTRIES as u16 {
+        r.status = status;
+        t.record(&r, &d);
+    }
+    let len = t.series.lock_unpoisoned().entries();
+    assert!((1..=series::MAX_ENTRIES).contains(&len), "{len}");
+    let text = t.encode_metrics();
+    let totals = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .count();
+    assert_eq!(totals, series::MAX_ENTRIES + 1, "every series is kept");
 }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
-    propagation::{Extractor, Injector, TextMapPropagator},
+    propagation::{Extractor, TextMapPropagator},
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
     Context as OtelContext,
 };
@@ -31,17 +31,34 @@ pub struct Span {
     pub start: SystemTime,
 }
 
-/// Lower-case hex without `fmt` (it runs several times per request: one
-/// allocation, no per-byte formatting).
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes` into `out` (twice as long), without `fmt`:
+/// ids are written several times per request.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (b, o) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        o[0] = DIGITS[usize::from(b >> 4)];
+        o[1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
 }
+
+fn hex(bytes: &[u8]) -> String {
+    let mut buf = [0u8; 32];
+    let out = &mut buf[..bytes.len() * 2];
+    hex_into(bytes, out);
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// An id as a header value: hex in a stack buffer, copied once.
+fn hex_value(bytes: &[u8]) -> Option<HeaderValue> {
+    let mut buf = [0u8; 32];
+    let out = &mut buf[..bytes.len() * 2];
+    hex_into(bytes, out);
+    HeaderValue::from_bytes(out).ok()
+}
+
+/// `00-<trace id>-<span id>-<flags>`.
+const TRACEPARENT_LEN: usize = 55;
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -88,12 +105,36 @@ impl Span {
 
     /// `traceparent` for the next hop (this span as its parent).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id_hex(),
-            self.span_id_hex(),
-            if self.sampled { "01" } else { "00" }
-        )
+        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
+    }
+
+    /// [`Span::traceparent`] in a stack buffer (what OpenTelemetry's
+    /// `TraceContextPropagator` writes: version 00, lower-case hex, only
+    /// the sampled flag).
+    fn traceparent_bytes(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut b = [b'-'; TRACEPARENT_LEN];
+        b[..2].copy_from_slice(b"00");
+        hex_into(&self.trace_id, &mut b[3..35]);
+        hex_into(&self.span_id, &mut b[36..52]);
+        b[53] = b'0';
+        b[54] = if self.sampled { b'1' } else { b'0' };
+        b
+    }
+
+    /// The single `b3` header: `<trace>-<span>-<sampled>[-<parent>]`.
+    fn b3_single(&self) -> Option<HeaderValue> {
+        let mut b = [b'-'; 32 + 1 + 16 + 1 + 1 + 1 + 16];
+        hex_into(&self.trace_id, &mut b[..32]);
+        hex_into(&self.span_id, &mut b[33..49]);
+        b[50] = if self.sampled { b'1' } else { b'0' };
+        let len = match self.parent_span_id {
+            Some(p) => {
+                hex_into(&p, &mut b[52..68]);
+                68
+            }
+            None => 51,
+        };
+        HeaderValue::from_bytes(&b[..len]).ok()
     }
 
     /// The OpenTelemetry context of this span (`remote`: it came from
@@ -119,20 +160,6 @@ impl Span {
         match self.parent_span_id {
             Some(p) => OtelContext::new().with_remote_span_context(self.context_of(p, true)),
             None => OtelContext::new(),
-        }
-    }
-}
-
-/// `http::HeaderMap` as OpenTelemetry's carrier.
-struct Headers<'a>(&'a mut HeaderMap);
-
-impl Injector for Headers<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(k, v);
         }
     }
 }
@@ -194,8 +221,8 @@ fn from_b3_multi(h: &HeaderMap) -> Option<Context> {
     Some((trace, span, sampled, String::new()))
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(v) = HeaderValue::from_str(&value) {
+fn set(h: &mut HeaderMap, name: &'static str, value: Option<HeaderValue>) {
+    if let Some(v) = value {
         h.insert(name, v);
     }
 }
@@ -206,7 +233,11 @@ fn set(h: &mut HeaderMap, name: &'static str, value: String) {
 /// returned span goes into the request's record.
 pub fn continue_trace(headers: &mut HeaderMap) -> Span {
     let single = headers.contains_key("b3");
-    let incoming = from_traceparent(headers)
+    // OpenTelemetry's propagator parses a `traceparent` that is there.
+    let incoming = headers
+        .contains_key("traceparent")
+        .then(|| from_traceparent(headers))
+        .flatten()
         .or_else(|| from_b3_single(headers))
         .or_else(|| from_b3_multi(headers));
     // `b3: 0` (or `x-b3-sampled: 0` alone) carries only "do not sample".
@@ -227,30 +258,33 @@ pub fn continue_trace(headers: &mut HeaderMap) -> Span {
         trace_state,
         start: SystemTime::now(),
     };
+    set(
+        headers,
+        "traceparent",
+        HeaderValue::from_bytes(&span.traceparent_bytes()).ok(),
+    );
+    // The caller's state as the propagator re-serialised it; none: no header.
     headers.remove("tracestate");
-    let own = OtelContext::new().with_remote_span_context(span.context_of(span.span_id, false));
-    TraceContextPropagator::new().inject_context(&own, &mut Headers(headers));
-    // The propagator writes `tracestate` even when empty.
-    if header(headers, "tracestate") == Some("") {
-        headers.remove("tracestate");
+    if !span.trace_state.is_empty() {
+        set(
+            headers,
+            "tracestate",
+            HeaderValue::from_str(&span.trace_state).ok(),
+        );
     }
-    let flag = if sampled { "1" } else { "0" };
+    let flag = HeaderValue::from_static(if sampled { "1" } else { "0" });
     if single {
-        let mut v = format!("{}-{}-{flag}", span.trace_id_hex(), span.span_id_hex());
-        if let Some(p) = span.parent_span_id_hex() {
-            v = format!("{v}-{p}");
-        }
-        set(headers, "b3", v);
+        set(headers, "b3", span.b3_single());
     } else {
-        set(headers, "x-b3-traceid", span.trace_id_hex());
-        set(headers, "x-b3-spanid", span.span_id_hex());
-        match span.parent_span_id_hex() {
-            Some(p) => set(headers, "x-b3-parentspanid", p),
+        set(headers, "x-b3-traceid", hex_value(&span.trace_id));
+        set(headers, "x-b3-spanid", hex_value(&span.span_id));
+        match span.parent_span_id {
+            Some(p) => set(headers, "x-b3-parentspanid", hex_value(&p)),
             None => {
                 headers.remove("x-b3-parentspanid");
             }
         }
-        set(headers, "x-b3-sampled", flag.to_string());
+        headers.insert("x-b3-sampled", flag);
     }
     span
 }
@@ -439,5 +473,44 @@ pub(crate) mod tests {
         assert_eq!(h["x-b3-traceid"], s.trace_id_hex().as_str());
         assert_eq!(h["x-b3-sampled"], "1");
         assert!(h.get("x-b3-parentspanid").is_none());
+    }
+
+    #[test]
+    fn hex_matches_fmt() {
+        for _ in 0..100 {
+            let id: [u8; 16] = rand::random();
+            let want: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex(&id), want);
+            assert_eq!(hex_value(&id).unwrap(), want.as_str());
+            assert_eq!(hex(&id[..8]), want[..16]);
+        }
+    }
+
+    #[test]
+    fn traceparent_is_what_opentelemetrys_propagator_writes() {
+        use std::collections::HashMap;
+        for sampled in [true, false] {
+            let span = Span {
+                trace_id: rand::random(),
+                span_id: rand::random(),
+                parent_span_id: Some(rand::random()),
+                sampled,
+                trace_state: String::new(),
+                start: SystemTime::now(),
+            };
+            let own =
+                OtelContext::new().with_remote_span_context(span.context_of(span.span_id, false));
+            let mut want: HashMap<String, String> = HashMap::new();
+            TraceContextPropagator::new().inject_context(&own, &mut want);
+            assert_eq!(span.traceparent(), want["traceparent"]);
+            let b3 = format!(
+                "{}-{}-{}-{}",
+                span.trace_id_hex(),
+                span.span_id_hex(),
+                if sampled { "1" } else { "0" },
+                span.parent_span_id_hex().unwrap()
+            );
+            assert_eq!(span.b3_single().unwrap(), b3.as_str());
+        }
     }
 }

@@ -10,10 +10,11 @@ use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
 };
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use http::Request;
@@ -75,6 +76,9 @@ pub struct HostSet {
     direct: Route,
     /// `ORIGINAL_DST`: the hosts met so far, by original destination.
     original: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
+    /// The cluster's active-requests series, looked up on first use (not
+    /// a label string per request).
+    active_gauge: OnceLock<Gauge>,
 }
 
 impl HostSet {
@@ -165,6 +169,7 @@ impl HostSet {
             dns_ready: None,
             original: Mutex::new(original),
             direct,
+            active_gauge: OnceLock::new(),
         }
     }
 
@@ -327,9 +332,14 @@ impl HostSet {
             Discovery::OriginalDst(o) => self.original_host(&req, o)?,
             _ => self.pick(&ctx, Instant::now())?,
         };
-        let gauge = metrics
-            .active_requests
-            .get_or_create(&UpstreamMetrics::cluster(name))
+        let gauge = self
+            .active_gauge
+            .get_or_init(|| {
+                metrics
+                    .active_requests
+                    .get_or_create(&UpstreamMetrics::cluster(name))
+                    .clone()
+            })
             .clone();
         let active = ActiveGuard::new(&ep.active, gauge);
         let result = ep
