@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode, Uri, Version};
+use tokio::io::BufReader;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
@@ -306,10 +307,14 @@ impl HboneClient {
             self.inner.options.send_sni,
         )?;
         let tcp = self.connect_tcp(gateway, origin).await?;
-        let tls = TlsConnector::from(config)
+        let tcp = BufReader::with_capacity(settings::SOCKET_READ_BUFFER, tcp);
+        let mut tls = TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
             .map_err(|e| self.handshake_error(key, e))?;
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(settings::TLS_SEND_BUFFER));
         let session = tls.get_ref().1;
         if session.alpn_protocol() != Some(tls::ALPN_H2) {
             return Err(ClientError::NoH2 { gateway });

@@ -46,7 +46,7 @@
 //!     .connect(&src, "10.244.1.7:15008".parse()?, &dst, "10.244.1.7:9080".parse()?)
 //!     .await?;
 //! # let mut pod = tokio::net::TcpStream::connect("127.0.0.1:1").await?;
-//! tokio::io::copy_bidirectional(&mut pod, &mut tunnel).await?;
+//! mesh_hbone::relay(&mut pod, &mut tunnel).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -61,6 +61,7 @@ pub mod counted;
 pub mod forwarded;
 mod identity;
 mod pool;
+mod relay;
 mod server;
 pub mod settings;
 mod store;
@@ -72,6 +73,7 @@ pub use certs::{parse_leaf, uri_sans, CertError, LeafInfo, TrustBundle, Workload
 pub use client::{ClientError, ClientOptions, HboneClient, SocketOrigin, SocketOriginFuture};
 pub use counted::{Counted, End, LiveBytes};
 pub use identity::{sni_for, Identity, IdentityError, SCHEME as SPIFFE_SCHEME};
+pub use relay::relay;
 pub use server::{
     connect_target, handler_fn, serve, ConnectHandler, ConnectRequest, HandlerFuture, HboneServer,
     RelayOutcome, ServerError, ServerOptions, ServerStats, Upstream,

@@ -127,7 +127,8 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// After shutdown is requested, how long streams may still run.
     pub drain_timeout: Duration,
-    /// Buffer per direction when relaying to the upstream.
+    /// Largest single read from the upstream when relaying (reads start
+    /// at 16 KiB and grow to this while they fill up; see [`crate::relay()`]).
     pub relay_buffer_size: usize,
     /// Open connections from one source IP; more are closed before TLS.
     pub max_connections_per_source: usize,
@@ -140,7 +141,7 @@ impl Default for ServerOptions {
             max_connections: 16_384,
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
-            relay_buffer_size: 64 * 1024,
+            relay_buffer_size: crate::relay::MAX_READ,
             // A source is a node (agent or waypoint) pooling connections
             // per identity pair; far more than it needs, far less than
             // the node's descriptors.

@@ -25,6 +25,15 @@ pub const MAX_HEADER_LIST_SIZE: u32 = 32 << 10;
 /// what one connection can make us buffer for sending (100 MiB), and with
 /// [`CONNECTION_WINDOW`] what it can make us buffer received (16 MiB).
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Bytes read from the TCP socket at once, under TLS. rustls asks for at
+/// most 4 KiB per read while it assembles a record (16 KiB); reading the
+/// socket through a buffer this size turns a bulk transfer's several
+/// small reads per record into one read per buffer.
+pub const SOCKET_READ_BUFFER: usize = 64 << 10;
+/// Encrypted bytes rustls may hold for sending before a write waits for
+/// the socket: the h2 writer hands over a whole DATA frame, which is
+/// encrypted and written in pieces this size (rustls' default: 64 KiB).
+pub const TLS_SEND_BUFFER: usize = 256 << 10;
 /// Streams a client may open and reset before we accept them (the "rapid
 /// reset" attack), per connection.
 pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;

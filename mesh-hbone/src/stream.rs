@@ -87,6 +87,79 @@ pub(crate) fn h2_to_io(e: h2::Error) -> io::Error {
     io::Error::other(e)
 }
 
+impl HboneStream {
+    /// Makes [`Self::received`] non-empty with the next chunk the peer
+    /// sent: `Ok(true)` when it holds bytes, `Ok(false)` at the peer's
+    /// END_STREAM.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        while self.pending.is_empty() {
+            if self.read_eof {
+                return Poll::Ready(Ok(false));
+            }
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => self.pending = data,
+                None => self.read_eof = true,
+                // A reset with NO_ERROR after the data means "done" (RFC 9113 §8.1).
+                Some(Err(e)) if e.reason() == Some(Reason::NO_ERROR) => self.read_eof = true,
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Received bytes not yet consumed: read them in place (no copy) and
+    /// [`Self::consume`] what was used.
+    pub(crate) fn received(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Marks `n` received bytes used; only now may the peer send more in
+    /// their place (flow control follows the consumer, not the socket).
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pending.advance(n);
+        let _ = self.recv.flow_control().release_capacity(n);
+    }
+
+    /// Queues a prefix of `data` as DATA once the peer's window (and h2's
+    /// send buffer) has room, splitting it off `data` without copying.
+    /// Returns how many bytes were queued (at least one).
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(self.poll_send_capacity(cx, data.len()))?;
+        let chunk = data.split_to(n);
+        match self.send.send_data(chunk, false) {
+            Ok(()) => Poll::Ready(Ok(n)),
+            Err(_) => self.poll_send_error(cx).map(Err),
+        }
+    }
+
+    /// Waits until at least one of `wanted` bytes may be queued; returns how
+    /// many may (at most `wanted` and [`MAX_WRITE`]).
+    fn poll_send_capacity(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let wanted = wanted.min(MAX_WRITE);
+        // Capacity is requested on top of what is already queued.
+        self.send.reserve_capacity(wanted);
+        let available = match self.send.capacity() {
+            0 => match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(n)) => n,
+                Some(Err(_)) | None => return self.poll_send_error(cx).map(Err),
+            },
+            n => n,
+        };
+        Poll::Ready(Ok(available.min(wanted)))
+    }
+}
+
 impl AsyncRead for HboneStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -94,26 +167,12 @@ impl AsyncRead for HboneStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
-                // Only now is the data consumed; the peer may send more.
-                let _ = this.recv.flow_control().release_capacity(n);
-                return Poll::Ready(Ok(()));
-            }
-            if this.read_eof {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => this.pending = data,
-                None => this.read_eof = true,
-                // A reset with NO_ERROR after the data means "done" (RFC 9113 §8.1).
-                Some(Err(e)) if e.reason() == Some(Reason::NO_ERROR) => this.read_eof = true,
-                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
-            }
+        if ready!(this.poll_fill(cx))? {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.consume(n);
         }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -127,19 +186,7 @@ impl AsyncWrite for HboneStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if this.write_closed {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        // Capacity is requested on top of what is already queued.
-        this.send.reserve_capacity(buf.len().min(MAX_WRITE));
-        let available = match this.send.capacity() {
-            0 => match ready!(this.send.poll_capacity(cx)) {
-                Some(Ok(n)) => n,
-                Some(Err(_)) | None => return this.poll_send_error(cx).map(Err),
-            },
-            n => n,
-        };
-        let n = available.min(buf.len()).min(MAX_WRITE);
+        let n = ready!(this.poll_send_capacity(cx, buf.len()))?;
         match this
             .send
             .send_data(Bytes::copy_from_slice(&buf[..n]), false)

@@ -25,14 +25,17 @@ pub mod kubeval;
 pub mod local_control;
 pub mod netns;
 pub mod node;
+pub mod openloop;
 pub mod pod;
 pub mod prometheus;
 pub mod pysock;
+pub mod socks5;
 pub mod sweep;
 pub mod topology;
 pub mod waypoint;
 pub mod xds_fetch;
 pub mod ztunnel_peer;
+pub mod ztunnel_proc;
 
 pub use agent::Agent;
 pub use bins::Binaries;

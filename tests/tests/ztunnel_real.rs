@@ -15,14 +15,14 @@ use std::{
     io::{Read as _, Write as _},
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use mesh_e2e::{
     bins::Binaries,
-    cluster::{Cluster, CONTROL_IP},
+    cluster::Cluster,
     netns,
+    ztunnel_proc::{Ztunnel, ZtunnelSpec, SOCKS5_ADDR},
 };
 use mesh_testkit::eventually;
 
@@ -52,68 +52,9 @@ fn ztunnel() -> Option<PathBuf> {
     }
 }
 
-/// A ztunnel process in a pod's namespace; killed when dropped.
-struct Ztunnel {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Ztunnel {
-    fn start(bin: &PathBuf, c: &Cluster, pod: &str) -> Ztunnel {
-        let root = c.ca_dir().join("root-cert.pem");
-        let log = std::env::temp_dir().join(format!("{TAG}-ztunnel-{pod}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let p = c.pod(pod);
-        let control = format!("https://{CONTROL_IP}:15012");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", p.netns.path().display()))
-            .arg("--")
-            .arg(bin)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("RUST_LOG", "info")
-            .env("PROXY_MODE", "dedicated")
-            .env("PROXY_WORKLOAD_INFO", format!("default/{pod}/{pod}"))
-            .env("XDS_ADDRESS", &control)
-            .env("CA_ADDRESS", &control)
-            .env("XDS_ROOT_CA", &root)
-            .env("CA_ROOT_CA", &root)
-            .env("NODE_NAME", "node2")
-            .env("POD_NAME", pod)
-            .env("POD_NAMESPACE", "default")
-            .env("INSTANCE_IP", p.ip.to_string())
-            .env("SERVICE_ACCOUNT", pod)
-            .env("CLUSTER_ID", "Kubernetes")
-            .env("UNSTABLE_ENABLE_SOCKS5", "true")
-            .env("ZTUNNEL_WORKER_THREADS", "1")
-            // No iptables in the pod to route the application's answers to a
-            // spoofed source back to ztunnel: connect from the pod's own address.
-            .env("ENABLE_ORIG_SRC", "false")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("starting ztunnel");
-        let z = Ztunnel { child, log };
-        let ready = SocketAddr::from(([127, 0, 0, 1], 15021));
-        eventually("ztunnel ready", WAIT, || {
-            netns::http_get_in(&p.netns.path(), ready, "/healthz/ready")
-                .map_err(|e| format!("{e:#}\n{}", z.log_tail()))
-        });
-        z
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Ztunnel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// ztunnel in `pod` (dedicated mode, SOCKS5 on, one worker).
+fn start_ztunnel(bin: &std::path::Path, c: &Cluster, pod: &str) -> Ztunnel {
+    Ztunnel::start(ZtunnelSpec::for_pod(bin, c, pod)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn cluster() -> Cluster {
@@ -136,7 +77,7 @@ fn cluster() -> Cluster {
 fn our_agent_tunnels_into_a_real_ztunnel() {
     let Some(bin) = ztunnel() else { return };
     let c = cluster();
-    let z = Ztunnel::start(&bin, &c, "zs");
+    let z = start_ztunnel(&bin, &c, "zs");
     let to = c.pod("zs").addr(ECHO).to_string();
     let out = c
         .client("a", &["echo", "--to", &to, "--bytes", "65536"])
@@ -155,7 +96,7 @@ fn our_agent_tunnels_into_a_real_ztunnel() {
 fn a_real_ztunnel_tunnels_into_our_agent() {
     let Some(bin) = ztunnel() else { return };
     let c = cluster();
-    let z = Ztunnel::start(&bin, &c, "zs");
+    let z = start_ztunnel(&bin, &c, "zs");
     let target = c.pod("a").addr(ECHO);
     let data = b"from a real ztunnel".repeat(100);
     let echoed = eventually("a round trip through ztunnel's SOCKS5", WAIT, || {
@@ -180,29 +121,16 @@ fn socks5_echo(c: &Cluster, target: SocketAddr, data: &[u8]) -> anyhow::Result<V
     Ok(got)
 }
 
-/// A connection to `target` through ztunnel's SOCKS5 listener
-/// (127.0.0.1:15080 in `zs`), after the CONNECT was answered.
+/// A connection to `target` through ztunnel's SOCKS5 listener in `zs`,
+/// after the CONNECT was answered.
 fn socks5_connect(c: &Cluster, target: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
-    let SocketAddr::V4(v4) = target else {
-        anyhow::bail!("IPv4 only")
-    };
     let mut s = netns::connect_in(
         &c.pod("zs").netns.path(),
-        SocketAddr::from(([127, 0, 0, 1], 15080)),
+        SOCKS5_ADDR,
         Duration::from_secs(2),
     )?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(&[5, 1, 0])?;
-    let mut hello = [0u8; 2];
-    s.read_exact(&mut hello)?;
-    anyhow::ensure!(hello == [5, 0], "SOCKS5 greeting answered {hello:?}");
-    let mut connect = vec![5, 1, 0, 1];
-    connect.extend(v4.ip().octets());
-    connect.extend(v4.port().to_be_bytes());
-    s.write_all(&connect)?;
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply)?;
-    anyhow::ensure!(reply[1] == 0, "SOCKS5 CONNECT answered {}", reply[1]);
+    mesh_e2e::socks5::handshake(&mut s, SOCKS5_ADDR, target)?;
     Ok(s)
 }
 
@@ -236,7 +164,7 @@ fn a_real_ztunnel_reaches_a_service_through_our_waypoint() {
     c.serve_http("ratings", "v1", HTTP, &[]).unwrap();
     c.wait_ready("node1", 3, &["ratings"]).unwrap();
     let waypoint = c.start_waypoint("waypoint", "waypoint").unwrap().pid();
-    let z = Ztunnel::start(&bin, &c, "zs");
+    let z = start_ztunnel(&bin, &c, "zs");
     let vip = SocketAddr::from(([10, 96, 0, 70], HTTP));
     let request = b"GET / HTTP/1.1\r\nHost: ratings:9090\r\nConnection: close\r\n\r\n";
     let answer = eventually("zs -> ztunnel -> our waypoint -> ratings", WAIT, || {

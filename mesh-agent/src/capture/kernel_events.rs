@@ -97,9 +97,7 @@ pub fn data_bytes(event: &KernelConnEvent) -> (u64, u64) {
         .bytes_acked
         .saturating_sub(1)
         .saturating_sub(u64::from(fin_acked));
-    let received = event
-        .bytes_received
-        .saturating_sub(u64::from(fin_received));
+    let received = event.bytes_received.saturating_sub(u64::from(fin_received));
     (sent, received)
 }
 
@@ -133,7 +131,12 @@ mod tests {
         assert!(decode(&bytes[..83]).is_none(), "cut inside `unacked`");
     }
 
-    fn closed(old_state: u32, bytes_acked: u64, bytes_received: u64, unacked: u32) -> KernelConnEvent {
+    fn closed(
+        old_state: u32,
+        bytes_acked: u64,
+        bytes_received: u64,
+        unacked: u32,
+    ) -> KernelConnEvent {
         KernelConnEvent {
             kind: mesh_common::KERNEL_CONN_CLOSED,
             old_state,

@@ -134,8 +134,16 @@ mod tests {
             7,
         );
         assert_eq!(req.len(), REQUEST_LEN);
-        assert_eq!(&req[24..26], &40000u16.to_be_bytes(), "source port, network order");
-        assert_eq!(&req[28..32], &[10, 0, 0, 1], "IPv4 source in the first word");
+        assert_eq!(
+            &req[24..26],
+            &40000u16.to_be_bytes(),
+            "source port, network order"
+        );
+        assert_eq!(
+            &req[28..32],
+            &[10, 0, 0, 1],
+            "IPv4 source in the first word"
+        );
     }
 
     /// Destroys a real loopback connection: the client's read fails with

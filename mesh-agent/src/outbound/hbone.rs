@@ -11,10 +11,6 @@ use tokio::net::TcpStream;
 use super::proxy::reset;
 use crate::{metrics::LiveBytes, state::outcome::ConnError};
 
-/// Userspace buffers (allocated per connection, unlike the splice pipes):
-/// 64 KiB per direction, as on the HBONE server side.
-const HBONE_COPY_BUFFER: usize = 64 * 1024;
-
 /// Where the tunnel goes and who each end is.
 pub struct Tunnel<'a> {
     /// The destination pod's (or waypoint's) HBONE address.
@@ -59,9 +55,10 @@ pub async fn carry(
         }
     };
     tracing::debug!(id, src = %peer, %authority, %gateway, "proxying over HBONE");
-    let size = HBONE_COPY_BUFFER;
+    // mesh_hbone::relay hands the pod's reads to h2 and h2's frames to the
+    // pod without an intermediate copy.
     let mut client = Counted::new(client, End::Source, live);
-    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut tunnel, size, size)
+    mesh_hbone::relay(&mut client, &mut tunnel)
         .await
         .map_err(ConnError::Relay)
 }

@@ -26,7 +26,8 @@ use mesh_common::{ConnTuple, KernelConnEvent, SockAddr, KERNEL_CONN_CLOSED, KERN
 use crate::{
     capture::{
         kernel_events::{self, KernelEvents},
-        netns_sockets::NetnsSockets, pod_netns::PodNetnsTable,
+        netns_sockets::NetnsSockets,
+        pod_netns::PodNetnsTable,
         sock_destroy,
     },
     inbound::local,
@@ -51,9 +52,7 @@ pub struct KernelCarried {
 
 pub(crate) fn plain(addr: &SockAddr) -> SocketAddr {
     let v6 = std::net::Ipv6Addr::from(addr.addr);
-    let ip = v6
-        .to_ipv4_mapped()
-        .map_or(IpAddr::V6(v6), IpAddr::V4);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
     SocketAddr::new(ip, addr.port)
 }
 
@@ -125,8 +124,7 @@ impl State {
             Ok(fd) => {
                 // Pods come and go: keep only those still enrolled.
                 let pods = &self.pods;
-                self.diag
-                    .retain(|cookie, _| pods.contains_cookie(*cookie));
+                self.diag.retain(|cookie, _| pods.contains_cookie(*cookie));
                 let fd = Arc::new(fd);
                 self.diag.insert(netns_cookie, Arc::clone(&fd));
                 Some(fd)
@@ -164,7 +162,8 @@ impl State {
                 if live.is_none() {
                     tracing::warn!(%src, %dst, "a fast-path connection cannot be closed on policy change");
                 }
-                self.tracked.insert((src, dst), Tracked { open, _live: live });
+                self.tracked
+                    .insert((src, dst), Tracked { open, _live: live });
             }
             Err(error) => {
                 // Cached on a view that has just changed: abort it now.
@@ -179,4 +178,3 @@ impl State {
         }
     }
 }
-

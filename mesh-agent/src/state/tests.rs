@@ -180,3 +180,57 @@ fn the_kind_of_a_service_follows_its_hostnames_structure() {
         );
     }
 }
+
+/// A service's endpoints are the workloads naming it, in resource order,
+/// each with its own target port; a workload in two services is an
+/// endpoint of both, one naming neither is in none (the endpoints come
+/// from a per-service index of the workloads, built once per view).
+#[test]
+fn endpoints_are_the_members_of_each_service_in_resource_order() {
+    let (a, b) = (
+        "default/a.default.svc.cluster.local",
+        "default/b.default.svc.cluster.local",
+    );
+    let pod = |uid: &str, last: u8, services: HashMap<String, PortList>| Workload {
+        uid: uid.into(),
+        namespace: "default".into(),
+        addresses: vec![vec![10, 244, 1, last]],
+        tunnel_protocol: TunnelProtocol::Hbone as i32,
+        trust_domain: "cluster.local".into(),
+        service_account: "sa".into(),
+        services,
+        ..Default::default()
+    };
+    let mut both = member(a, vec![port(80, 8082)]);
+    both.extend(member(b, vec![port(80, 9082), port(443, 9443)]));
+    let workloads = [
+        pod("p1", 1, member(b, vec![port(80, 9081)])),
+        pod("p2", 2, both),
+        pod("p3", 3, HashMap::new()),
+        pod("p4", 4, member(a, vec![port(80, 0)])),
+        pod("p5", 5, member(a, vec![port(80, 8085)])),
+    ];
+    let services = [
+        service("a", "a.default.svc.cluster.local", [10, 96, 0, 1], &[]),
+        service("b", "b.default.svc.cluster.local", [10, 96, 0, 2], &[]),
+    ];
+    let svc_refs: Vec<(&str, &Service)> = services.iter().map(|s| (s.name.as_str(), s)).collect();
+    let w_refs: Vec<(&str, &Workload)> = workloads.iter().map(|w| (w.uid.as_str(), w)).collect();
+    let view = build("n1", &w_refs, &svc_refs);
+    let endpoints = |vip: &str| {
+        view.service(vip.parse().unwrap())
+            .unwrap()
+            .endpoints
+            .clone()
+    };
+    let e = |list: &[(&str, u16)]| -> Vec<(String, u16)> {
+        list.iter().map(|(u, p)| (u.to_string(), *p)).collect()
+    };
+    assert_eq!(
+        endpoints("10.96.0.1:80"),
+        e(&[("p2", 8082), ("p4", 80), ("p5", 8085)])
+    );
+    assert!(endpoints("10.96.0.1:443").is_empty());
+    assert_eq!(endpoints("10.96.0.2:80"), e(&[("p1", 9081), ("p2", 9082)]));
+    assert_eq!(endpoints("10.96.0.2:443"), e(&[("p2", 9443)]));
+}

@@ -13,7 +13,7 @@
 //! workload is no service endpoint unless the service's health policy is
 //! ALLOW_ALL; a service of visibility NAMESPACE is exported to its own
 //! namespace only; an address range (`NetworkAddress.length`) is no VIP.
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use mesh_xds::{
     proto::istio_workload::{self, WorkloadStatus},
@@ -129,15 +129,33 @@ pub(crate) fn build(
     MeshView::new(node, workloads, services).with_external(external)
 }
 
+/// Per service key (`<namespace>/<hostname>`), the indexes of the
+/// workload resources that name it, in resource order: one pass over the
+/// workloads, so building every service's endpoints costs the workloads'
+/// memberships rather than services × workloads.
+fn members<'a>(
+    resources: &'a Resources<'_, istio_workload::Workload>,
+) -> HashMap<&'a str, Vec<usize>> {
+    let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, w)) in resources.iter().enumerate() {
+        for key in w.services.keys() {
+            index.entry(key.as_str()).or_default().push(i);
+        }
+    }
+    index
+}
+
 /// One entry per VIP:port of every Service resource.
 fn service_entries(
     resources: &Resources<'_, istio_workload::Workload>,
     service_resources: &Resources<'_, istio_workload::Service>,
     resolver: &WaypointResolver<'_>,
 ) -> Vec<ServiceInfo> {
+    let members = members(resources);
     let mut services = Vec::new();
     for (name, svc) in service_resources {
         let key = format!("{}/{}", svc.namespace, svc.hostname);
+        let of_service = members.get(key.as_str()).map_or(&[][..], Vec::as_slice);
         let service_name = Arc::new(ServiceName::new(&svc.hostname, &svc.name, &svc.namespace));
         let waypoint = svc.waypoint.as_ref().and_then(|gw| resolver.resolve(gw));
         // A waypoint named but resolved to nothing: routing must refuse,
@@ -163,8 +181,9 @@ fn service_entries(
             let Ok(service_port) = u16::try_from(port.service_port) else {
                 continue;
             };
-            let endpoints: Vec<(String, u16)> = resources
+            let endpoints: Vec<(String, u16)> = of_service
                 .iter()
+                .map(|i| &resources[*i])
                 .filter(|(_, w)| !(only_healthy && w.status == WorkloadStatus::Unhealthy as i32))
                 .filter_map(|(resource, w)| {
                     let list = w.services.get(&key)?;

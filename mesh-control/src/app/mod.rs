@@ -253,6 +253,18 @@ impl App {
             },
             default_cert_ttl: self.config.cert_ttl,
             auth: self.auth.clone(),
+            resources: None,
+        };
+        // One translation per change for both ports.
+        let (resources, builder) = serve::resources::spawn_builder(
+            self.source.state.clone(),
+            options.convert.clone(),
+            self.proxies.clone(),
+        );
+        let _builder = AbortOnDrop(builder);
+        let options = ServerOptions {
+            resources: Some(resources),
+            ..options
         };
         let drain = Arc::clone(&self.drain);
         let stopped = |mut rx: DrainWatch| async move { drained(&mut rx).await };
@@ -362,6 +374,16 @@ impl App {
         stop_admin().await;
         self.source.stop();
         Ok(())
+    }
+}
+
+/// Aborts the task when dropped: the shared resource builder ends with
+/// [`App::run`], however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -31,6 +31,7 @@
 //! A stream from Istio's ztunnel (super::ztunnel_compat) is not sent what
 //! ztunnel would NACK: Authorization policies with our AUDIT action.
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::SocketAddr,
     sync::{
@@ -419,9 +420,11 @@ impl AdsStream {
         // sees its own only.
         let own = scoped_type(type_url).then(|| self.identity.permitted(current, type_url, all));
         let unknown = matches!(own, Some(None));
-        let mut available: TypeResources = match own {
-            None => all.clone(),
-            Some(own) => own.unwrap_or_default(),
+        // Borrowed unless scoped or filtered: a push compares against the
+        // shared map instead of copying it for every stream and change.
+        let mut available: Cow<'_, TypeResources> = match own {
+            None => Cow::Borrowed(all),
+            Some(own) => Cow::Owned(own.unwrap_or_default()),
         };
         if self.identity.ztunnel {
             let (kept, left_out) = super::ztunnel_compat::for_ztunnel(type_url, available, current);
@@ -437,7 +440,7 @@ impl AdsStream {
         ts.rejected
             .retain(|name, v| available.get(name).is_some_and(|r| &r.version == v));
         let mut batches = Batches::default();
-        for (name, r) in &available {
+        for (name, r) in available.iter() {
             if !ts.subscribed(name) {
                 continue;
             }

@@ -53,6 +53,10 @@ pub struct ServerOptions {
     /// Token authentication of xDS streams and certificate requests
     /// (`--authenticate kubernetes`); `None` serves anyone.
     pub auth: Option<AuthPolicy>,
+    /// Resources built once ([`resources::spawn_builder`]) for several
+    /// listeners, so the plaintext and the TLS port do not each translate
+    /// every change; `None`: the listener builds its own.
+    pub resources: Option<watch::Receiver<Arc<resources::Resources>>>,
 }
 
 impl Default for ServerOptions {
@@ -61,8 +65,28 @@ impl Default for ServerOptions {
             convert: ConvertOptions::default(),
             default_cert_ttl: DEFAULT_CERT_TTL,
             auth: None,
+            resources: None,
         }
     }
+}
+
+/// A listener's own channel fed from shared resources: aborting the relay
+/// (or the shared builder going away) closes it, which ends this
+/// listener's streams, as aborting its own builder would.
+fn relay(
+    mut shared: watch::Receiver<Arc<resources::Resources>>,
+) -> (
+    watch::Receiver<Arc<resources::Resources>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = watch::channel(shared.borrow_and_update().clone());
+    let task = tokio::spawn(async move {
+        while shared.changed().await.is_ok() {
+            let next = shared.borrow_and_update().clone();
+            tx.send_replace(next);
+        }
+    });
+    (rx, task)
 }
 
 /// Binds `addr` and serves Delta ADS and the CA service until an error,
@@ -105,8 +129,10 @@ pub async fn serve_listener(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let cluster_id = opts.convert.cluster_id.clone();
-    let (resources, builder) =
-        resources::spawn_builder(state.clone(), opts.convert, proxies.clone());
+    let (resources, builder) = match opts.resources.clone() {
+        Some(shared) => relay(shared),
+        None => resources::spawn_builder(state.clone(), opts.convert.clone(), proxies.clone()),
+    };
     let ads = AggregatedDiscoveryServiceServer::new(
         AdsService::new(resources, proxies)
             .with_auth(opts.auth.clone())

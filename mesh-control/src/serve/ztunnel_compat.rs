@@ -9,7 +9,7 @@
 //! does not know. Our `AUDIT` (2) is such a value, so AUDIT policies are
 //! not sent to ztunnel streams; they are log-only, so enforcement is the
 //! same (docs/contracts/workload-xds.md, "Node identity").
-use std::collections::BTreeSet;
+use std::{borrow::Cow, collections::BTreeSet};
 
 use mesh_xds::{
     client::node_identity::{parse_node_id, MESH_AGENT_VERSION, NODE_PROXY_TYPE},
@@ -46,21 +46,22 @@ pub(super) fn withheld<'a>(
 
 /// `available` of `type_url` without what a ztunnel would refuse, and how
 /// many were left out.
-pub(super) fn for_ztunnel(
+pub(super) fn for_ztunnel<'a>(
     type_url: &str,
-    available: TypeResources,
+    available: Cow<'a, TypeResources>,
     current: &Resources,
-) -> (TypeResources, usize) {
+) -> (Cow<'a, TypeResources>, usize) {
     if type_url != AUTHORIZATION_TYPE_URL || current.ztunnel_withheld.is_empty() {
         return (available, 0);
     }
     let before = available.len();
     let kept: TypeResources = available
-        .into_iter()
-        .filter(|(name, _)| !current.ztunnel_withheld.contains(name))
+        .iter()
+        .filter(|(name, _)| !current.ztunnel_withheld.contains(*name))
+        .map(|(n, r)| (n.clone(), r.clone()))
         .collect();
     let left_out = before - kept.len();
-    (kept, left_out)
+    (Cow::Owned(kept), left_out)
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod gateway_api;
 mod ingress_gateway;
 pub mod kubernetes;
 mod objects;
+mod parsed_files;
 mod pod_owner;
 mod pod_probes;
 mod published;
@@ -54,6 +55,7 @@ pub use build::DATAPLANE_MODE_LABEL;
 pub use error::{LoadError, Problem};
 pub(crate) use fields::parse_block;
 pub use kubernetes::{watch_kubernetes, KubeSourceError, KubeSourceOptions};
+pub use parsed_files::ParsedFiles;
 pub use published::SourceWatch;
 pub use watch::{watch_directory, DirectoryWatch, DEFAULT_RELOAD_INTERVAL};
 
@@ -117,6 +119,16 @@ pub struct Snapshot {
 
 /// Loads `dir` once. Any problem rejects the whole directory.
 pub fn load_directory(dir: &Path, config: &SourceConfig) -> Result<Snapshot, LoadError> {
+    load_directory_with(dir, config, &mut ParsedFiles::default())
+}
+
+/// [`load_directory`], parsing again only the files whose text differs
+/// from their parse in `parsed` (which then holds this load's).
+pub fn load_directory_with(
+    dir: &Path,
+    config: &SourceConfig,
+    parsed: &mut ParsedFiles,
+) -> Result<Snapshot, LoadError> {
     let directory_error = |error| LoadError::Directory {
         path: dir.to_path_buf(),
         error,
@@ -132,7 +144,12 @@ pub fn load_directory(dir: &Path, config: &SourceConfig) -> Result<Snapshot, Loa
             Err(error) => problems.push(file_problem(&name, &format!("cannot be read: {error}"))),
         }
     }
-    let result = load_files(&files, config);
+    let loaded = load_parsed(&parsed.parse(files), config);
+    let result = if loaded.problems.is_empty() {
+        Ok(loaded.snapshot)
+    } else {
+        Err(loaded.problems)
+    };
     match result {
         Ok(snapshot) if problems.is_empty() => Ok(snapshot),
         Ok(_) => Err(LoadError::Invalid {
@@ -173,19 +190,30 @@ pub(crate) struct Loaded {
 
 /// [`load_files`] without the all-or-nothing rule.
 pub(crate) fn load_all(files: &[(String, String)], config: &SourceConfig) -> Loaded {
-    let mut problems = vec![];
-    let mut warnings = vec![];
-    let mut docs = vec![];
-    for (name, text) in files {
-        docs.extend(documents::parse(name, text, &mut problems, &mut warnings));
-    }
-    load_documents(&docs, problems, warnings, config)
+    load_parsed(&ParsedFiles::default().parse(files.to_vec()), config)
+}
+
+/// Parsed files, in order → [`Loaded`].
+fn load_parsed(
+    files: &[std::sync::Arc<parsed_files::ParsedFile>],
+    config: &SourceConfig,
+) -> Loaded {
+    let problems = files
+        .iter()
+        .flat_map(|f| f.problems.iter().cloned())
+        .collect();
+    let warnings = files
+        .iter()
+        .flat_map(|f| f.warnings.iter().cloned())
+        .collect();
+    let docs = files.iter().flat_map(|f| f.docs.iter());
+    load_documents(docs, problems, warnings, config)
 }
 
 /// Parsed documents → [`Loaded`]; `problems` and `warnings` are those of
 /// parsing so far.
-pub(crate) fn load_documents(
-    docs: &[documents::Document],
+pub(crate) fn load_documents<'d>(
+    docs: impl IntoIterator<Item = &'d documents::Document>,
     mut problems: Vec<Problem>,
     mut warnings: Vec<String>,
     config: &SourceConfig,

@@ -12,6 +12,9 @@
 //! late. Writers should replace files by rename (atomic); a half-written
 //! file is at worst rejected once and picked up at the next poll.
 //!
+//! A reload parses again only the files whose text changed
+//! ([`ParsedFiles`]); the state is still rebuilt from every document.
+//!
 //! A load with any problem is rejected whole: the problems are logged (one
 //! error line each) and exposed in [`DirectoryWatch::last_error`], and the
 //! previous state stays published. A valid load is published only when it
@@ -27,9 +30,9 @@ use tokio::sync::watch;
 
 use super::{
     documents::yaml_files,
-    load_directory,
+    load_directory_with,
     published::{publish_if_changed, SourceWatch},
-    LoadError, RawResource, Snapshot, SourceConfig,
+    LoadError, ParsedFiles, RawResource, Snapshot, SourceConfig,
 };
 use crate::model::MeshState;
 
@@ -52,12 +55,14 @@ pub async fn watch_directory(
         let (dir, config) = (dir.clone(), config.clone());
         tokio::task::spawn_blocking(move || {
             let fingerprint = fingerprint(&dir);
-            (fingerprint, load_directory(&dir, &config))
+            let mut parsed = ParsedFiles::default();
+            let result = load_directory_with(&dir, &config, &mut parsed);
+            (fingerprint, result.map(|snapshot| (snapshot, parsed)))
         })
         .await
         .expect("directory load panicked")
     };
-    let snapshot = result?;
+    let (snapshot, parsed) = result?;
     log_loaded(&dir, &snapshot, true);
     let (state_tx, state) = watch::channel(Arc::new(snapshot.state));
     let (raw_tx, raw) = watch::channel(Arc::new(snapshot.raw));
@@ -69,7 +74,7 @@ pub async fn watch_directory(
         error: error_tx,
         reloads: reloads_tx,
     };
-    let task = tokio::spawn(poll(dir, config, interval, fingerprint, outputs));
+    let task = tokio::spawn(poll(dir, config, interval, fingerprint, parsed, outputs));
     let mut watch = SourceWatch::new(state, raw, last_error, vec![task]);
     watch.reloads = reloads;
     Ok(watch)
@@ -98,6 +103,7 @@ async fn poll(
     config: SourceConfig,
     interval: Duration,
     mut last: Fingerprint,
+    mut parsed: ParsedFiles,
     outputs: Outputs,
 ) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -109,15 +115,22 @@ async fn poll(
             return;
         }
         let (dir_, config_, last_) = (dir.clone(), config.clone(), last.clone());
+        let mut cache = std::mem::take(&mut parsed);
         let outcome = tokio::task::spawn_blocking(move || {
             let now = fingerprint(&dir_);
-            (now != last_).then(|| {
-                let result = load_directory(&dir_, &config_);
+            let loaded = (now != last_).then(|| {
+                let result = load_directory_with(&dir_, &config_, &mut cache);
                 (now, result)
-            })
+            });
+            (cache, loaded)
         })
         .await;
-        let Ok(Some((now, result))) = outcome else {
+        // A load that panicked loses the cache: the next one parses all.
+        let Ok((cache, loaded)) = outcome else {
+            continue;
+        };
+        parsed = cache;
+        let Some((now, result)) = loaded else {
             continue;
         };
         // Remembered even when the load fails: a broken directory is

@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{Request, StatusCode};
 use rustls::pki_types::CertificateDer;
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -64,15 +65,19 @@ pub(super) async fn serve_connection(
             None => tracing::debug!(%peer_addr, %error, "HBONE {what} failed"),
         }
     };
+    let tcp = BufReader::with_capacity(settings::SOCKET_READ_BUFFER, tcp);
     let accept = acceptor.accept(tcp).into_fallible();
-    let tls = match tokio::time::timeout(timeout, accept).await {
+    let mut tls = match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, tcp))) => {
             fail("TLS handshake", &e);
-            return super::linger::close_after_alert(tcp).await;
+            return super::linger::close_after_alert(tcp.into_inner()).await;
         }
         Err(_) => return fail("TLS handshake", &format!("timed out after {timeout:?}")),
     };
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(settings::TLS_SEND_BUFFER));
     let session = tls.get_ref().1;
     let peer_certificate = session
         .peer_certificates()
@@ -208,9 +213,8 @@ async fn handle_stream(
     ctx.stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
     let mut tunnel = HboneStream::new(send, body, Some(info.peer_certificate.clone()), None);
     let mut upstream = Counted::new(upstream, End::Destination, Arc::clone(&connect.live));
-    let size = ctx.options.relay_buffer_size;
-    let result =
-        tokio::io::copy_bidirectional_with_sizes(&mut tunnel, &mut upstream, size, size).await;
+    let max_read = ctx.options.relay_buffer_size;
+    let result = crate::relay::relay_with(&mut upstream, &mut tunnel, max_read).await;
     let error = result.err();
     if error.is_some() {
         tunnel.reset(Reason::CANCEL);

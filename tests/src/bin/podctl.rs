@@ -11,6 +11,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
+use mesh_e2e::openloop::open;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -90,6 +91,11 @@ enum Cmd {
         count: u32,
         #[arg(long, default_value_t = 30)]
         max_seconds: u64,
+        /// Reach `to` through this SOCKS5 proxy (e.g. ztunnel's
+        /// 127.0.0.1:15080): one more round trip, to the proxy, at
+        /// connection set-up only.
+        #[arg(long)]
+        socks5: Option<SocketAddr>,
     },
     /// New connection + one 1-byte round trip, `count` times: setup latency.
     ConnRr {
@@ -97,6 +103,30 @@ enum Cmd {
         to: SocketAddr,
         #[arg(long)]
         count: u32,
+        /// Reach `to` through this SOCKS5 proxy (e.g. ztunnel's
+        /// 127.0.0.1:15080): one more round trip, to the proxy, at
+        /// connection set-up only.
+        #[arg(long)]
+        socks5: Option<SocketAddr>,
+    },
+    /// Open loop: 1-byte requests at a fixed rate on a few connections,
+    /// latency from each request's intended send time
+    /// (mesh_e2e::openloop).
+    Rate {
+        #[arg(long)]
+        to: SocketAddr,
+        /// Requests per second, over all connections.
+        #[arg(long)]
+        rate: u32,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Reach `to` through this SOCKS5 proxy (e.g. ztunnel's
+        /// 127.0.0.1:15080): one more round trip, to the proxy, at
+        /// connection set-up only.
+        #[arg(long)]
+        socks5: Option<SocketAddr>,
     },
     /// A bounded batch of HTTP requests; prints a summary by status and
     /// by the version/pod named in each reply (mesh_e2e::httpc).
@@ -126,6 +156,11 @@ enum Cmd {
         to: SocketAddr,
         #[arg(long)]
         bytes: u64,
+        /// Reach `to` through this SOCKS5 proxy (e.g. ztunnel's
+        /// 127.0.0.1:15080): one more round trip, to the proxy, at
+        /// connection set-up only.
+        #[arg(long)]
+        socks5: Option<SocketAddr>,
     },
 }
 
@@ -162,9 +197,26 @@ fn main() -> anyhow::Result<()> {
             to,
             count,
             max_seconds,
-        } => rr(to, count, max_seconds),
-        Cmd::Stream { to, bytes } => stream(to, bytes),
-        Cmd::ConnRr { to, count } => conn_rr(to, count),
+            socks5,
+        } => rr(to, socks5, count, max_seconds),
+        Cmd::Stream { to, bytes, socks5 } => stream(to, socks5, bytes),
+        Cmd::ConnRr { to, count, socks5 } => conn_rr(to, socks5, count),
+        Cmd::Rate {
+            to,
+            rate,
+            seconds,
+            connections,
+            socks5,
+        } => {
+            println_json(mesh_e2e::openloop::run(&mesh_e2e::openloop::Schedule {
+                to,
+                socks5,
+                rate,
+                seconds,
+                connections,
+            })?);
+            Ok(())
+        }
         Cmd::Http {
             url,
             method,
@@ -403,9 +455,13 @@ fn hold(to: SocketAddr, max: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rr(to: SocketAddr, count: u32, max_seconds: u64) -> anyhow::Result<()> {
-    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-    conn.set_nodelay(true)?;
+fn rr(
+    to: SocketAddr,
+    socks5: Option<SocketAddr>,
+    count: u32,
+    max_seconds: u64,
+) -> anyhow::Result<()> {
+    let mut conn = open(to, socks5, Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let deadline = Instant::now() + Duration::from_secs(max_seconds);
     let mut samples = Vec::with_capacity(count as usize);
@@ -437,7 +493,7 @@ fn rr(to: SocketAddr, count: u32, max_seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn conn_rr(to: SocketAddr, count: u32) -> anyhow::Result<()> {
+fn conn_rr(to: SocketAddr, socks5: Option<SocketAddr>, count: u32) -> anyhow::Result<()> {
     let mut samples = Vec::with_capacity(count as usize);
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..count {
@@ -445,8 +501,7 @@ fn conn_rr(to: SocketAddr, count: u32) -> anyhow::Result<()> {
             break;
         }
         let start = Instant::now();
-        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-        conn.set_nodelay(true)?;
+        let mut conn = open(to, socks5, Duration::from_secs(5))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
         conn.write_all(&[i as u8])?;
         let mut byte = [0u8; 1];
@@ -463,8 +518,8 @@ fn conn_rr(to: SocketAddr, count: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stream(to: SocketAddr, bytes: u64) -> anyhow::Result<()> {
-    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+fn stream(to: SocketAddr, socks5: Option<SocketAddr>, bytes: u64) -> anyhow::Result<()> {
+    let mut conn = open(to, socks5, Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
     let buf = vec![0x5au8; 256 * 1024];
     let start = Instant::now();

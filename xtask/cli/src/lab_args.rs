@@ -46,16 +46,46 @@ pub enum BenchArgs {
         /// Round trips per latency run.
         #[arg(long, default_value_t = 20_000)]
         rounds: u32,
+        /// A ztunnel binary you built (Istio's; never fetched or built by
+        /// the project): measured on the same pods, load tool and run,
+        /// two instances with HBONE mTLS between them.
+        #[arg(long)]
+        ztunnel: Option<PathBuf>,
+        /// Offered load of the open-loop run (requests per second) at which
+        /// vCPU and RSS per 1 k req/s are measured.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u32,
     },
     /// HTTP through mesh-waypoint vs a stock Envoy vs direct, one proxy core each.
     L7(L7Args),
+    /// Configuration at scale: workloads, services and policies pushed
+    /// through the control plane to several agents and a waypoint.
+    Scale(ScaleArgs),
+}
+
+/// `bench scale` options.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ScaleArgs {
+    /// Workloads (pods) in the pushed configuration.
+    #[arg(long, default_value_t = 10_000)]
+    pub workloads: usize,
+    /// Services in the pushed configuration.
+    #[arg(long, default_value_t = 1_000)]
+    pub services: usize,
+    /// Agents subscribed at once (each a separate process).
+    #[arg(long, default_value_t = 4)]
+    pub agents: usize,
+    /// Single-resource changes timed from write to applied everywhere.
+    #[arg(long, default_value_t = 50)]
+    pub changes: usize,
 }
 
 /// `bench l7` options.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct L7Args {
-    /// Seconds per load run (12 runs per proxy).
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds per load run (per run and protocol: closed loop, open loop
+    /// at --load, open loop at --rate, for each proxy).
+    #[arg(long, default_value_t = 7.0)]
     pub duration: f64,
     /// Open-loop offered load as a fraction of Envoy's closed-loop maximum.
     #[arg(long, default_value_t = 0.7)]
@@ -68,6 +98,13 @@ pub struct L7Args {
     pub h2_connections: usize,
     #[arg(long, default_value_t = 32)]
     pub h2_streams: usize,
+    /// Repeats of each measurement; the spread between them is printed.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Fixed open-loop offered load (requests per second) at which vCPU
+    /// and RSS per 1 k req/s are measured for every proxy.
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u32,
 }
 
 /// Options as command-line flags, for the `mesh-lab` command line.
@@ -112,11 +149,26 @@ impl ToFlags for BenchArgs {
                 bytes,
                 repeats,
                 rounds,
+                ztunnel,
+                rate,
             } => [
                 vec!["l4".to_string()],
                 flag("bytes", bytes).to_vec(),
                 flag("repeats", repeats).to_vec(),
                 flag("rounds", rounds).to_vec(),
+                flag("rate", rate).to_vec(),
+                ztunnel
+                    .iter()
+                    .flat_map(|z| flag("ztunnel", z.display()))
+                    .collect(),
+            ]
+            .concat(),
+            BenchArgs::Scale(o) => [
+                vec!["scale".to_string()],
+                flag("workloads", o.workloads).to_vec(),
+                flag("services", o.services).to_vec(),
+                flag("agents", o.agents).to_vec(),
+                flag("changes", o.changes).to_vec(),
             ]
             .concat(),
             BenchArgs::L7(o) => [
@@ -126,6 +178,8 @@ impl ToFlags for BenchArgs {
                 flag("h1-connections", o.h1_connections).to_vec(),
                 flag("h2-connections", o.h2_connections).to_vec(),
                 flag("h2-streams", o.h2_streams).to_vec(),
+                flag("runs", o.runs).to_vec(),
+                flag("rate", o.rate).to_vec(),
             ]
             .concat(),
         }

@@ -3,15 +3,21 @@
 //! ingress gateway (`mesh-waypoint --role gateway` against Envoy as a
 //! gateway pod, `bench_l7_ingress.rs`), and against no proxy at all, in
 //! one run on one machine (see `bench_l7_topology.rs`).
-//! `MESH_BENCH_ONLY=waypoint|ingress` runs one of the two pairs.
+//! `MESH_BENCH_ONLY=waypoint|ingress` runs one of the two pairs;
+//! `MESH_BENCH_L7_BASELINE=<mesh-waypoint binary>` measures that build in
+//! Envoy's place (an interleaved A/B of two builds).
 //!
-//! Each proxy runs with one worker pinned to one CPU (`taskset`), so its
-//! throughput is per core. For HTTP/1.1 and h2c: closed loop (maximum
-//! requests per second), then open loop at the same offered load for every
-//! path (a fraction of Envoy's maximum) for p50/p99 measured from intended
-//! send times. RSS (VmRSS) of each proxy idle and under load. The table
-//! ends with mesh-waypoint / Envoy ratios against the targets in
-//! `docs/benchmarks.md`.
+//! Each proxy runs with one worker pinned to the same CPU (`taskset`), so
+//! its throughput is per core. Both proxies of a pair run at once (the
+//! idle one costs nothing) and every measurement alternates between them,
+//! `--runs` times, Envoy first in odd runs and mesh-waypoint first in even
+//! ones, so drift on the machine hits both alike. Per run and protocol
+//! (HTTP/1.1, h2c): closed loop (maximum requests per second and requests
+//! per proxy CPU-second), open loop at `--load` of that run's Envoy
+//! maximum (p50/p99 from intended send times), and open loop at the fixed
+//! `--rate` (vCPU per 1 k req/s from the proxy's utime + stime, RSS).
+//! The report (`bench_l7/report.rs`) gives medians, and each
+//! mesh-waypoint / Envoy ratio with its spread over the runs.
 use std::{
     process::Command,
     sync::{
@@ -25,12 +31,14 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::{
-    bench::{cpu_seconds, status_kib, verdict},
+    bench::{cpu_seconds, status_kib},
     bench_l7_ingress::{GW_ENVOY, GW_MESH, INGRESS_HOST},
     bench_l7_topology::{Bed, Cpus, Programs, HOST},
     lab_args::L7Args,
     step,
 };
+
+mod report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
@@ -45,39 +53,73 @@ impl Proto {
             Proto::H2 => "h2c",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Proto::H1 => 0,
+            Proto::H2 => 1,
+        }
+    }
 }
 
-/// One path's figures for one protocol.
+/// One run's figures of one path for one protocol.
 #[derive(Debug, Default, Clone)]
 struct Row {
     max_rps: f64,
     /// Requests per CPU-second of the proxy during the closed loop.
     rps_per_cpu: Option<f64>,
+    /// Offered load of the open loop (rps).
+    offered: f64,
     p50_us: f64,
     p99_us: f64,
-    /// Transport errors of both runs plus open-loop requests never sent
+    /// Transport errors of the runs plus open-loop requests never sent
     /// (due while every connection was still busy at the end).
     errors: u64,
+    /// The open loop at the fixed `--rate` (proxies only).
+    fixed: Option<Fixed>,
 }
 
-/// One path: its rows and its RSS.
+/// A proxy at the fixed offered load.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Fixed {
+    /// Requests per second actually answered.
+    rps: f64,
+    /// CPU-seconds of the proxy per second of the run.
+    vcpu: f64,
+    p99_us: f64,
+    /// Largest RSS seen during the run (MB).
+    rss_mb: f64,
+}
+
+impl Fixed {
+    fn vcpu_per_krps(&self) -> f64 {
+        self.vcpu / (self.rps / 1000.0)
+    }
+}
+
+/// One path: per protocol one row per run, and its RSS.
 #[derive(Debug, Default, Clone)]
 struct Measured {
     name: &'static str,
-    h1: Row,
-    h2: Row,
+    runs: [Vec<Row>; 2],
     rss_idle_mb: Option<f64>,
     rss_load_mb: Option<f64>,
-    /// Open-loop offered load per protocol (rps).
-    offered: [f64; 2],
 }
 
 impl Measured {
-    fn row(&mut self, p: Proto) -> &mut Row {
-        match p {
-            Proto::H1 => &mut self.h1,
-            Proto::H2 => &mut self.h2,
+    fn new(name: &'static str) -> Self {
+        Measured {
+            name,
+            ..Default::default()
         }
+    }
+
+    fn rows(&self, p: Proto) -> &[Row] {
+        &self.runs[p.index()]
+    }
+
+    fn saw_rss(&mut self, mb: f64) {
+        self.rss_load_mb = Some(self.rss_load_mb.unwrap_or(0.0).max(mb));
     }
 }
 
@@ -125,6 +167,13 @@ struct Pair {
     ours: Measured,
 }
 
+/// Load runs of one `bench l7` (for the time estimate): per role, run and
+/// protocol a closed loop, an open loop at `--load` and one at `--rate`
+/// for each of the two proxies; the direct path's two loops per protocol.
+fn load_runs(roles: usize, runs: usize) -> usize {
+    roles * runs * PROTOS.len() * 3 * 2 + PROTOS.len() * 2
+}
+
 pub fn run(opts: L7Args) -> anyhow::Result<()> {
     crate::require_root("cargo xtask bench l7")?;
     anyhow::ensure!(
@@ -137,108 +186,124 @@ pub fn run(opts: L7Args) -> anyhow::Result<()> {
         "--load {}: a fraction in (0, 1]",
         opts.load
     );
+    anyhow::ensure!(
+        (1..=20).contains(&opts.runs),
+        "--runs {}: between 1 and 20",
+        opts.runs
+    );
+    anyhow::ensure!(opts.rate > 0, "--rate {}: above 0", opts.rate);
     let roles = Role::selected(&std::env::var("MESH_BENCH_ONLY").unwrap_or_default())?;
     let envoy =
         mesh_e2e::envoy::envoy_bin().map_err(|e| anyhow::anyhow!("bench l7 needs Envoy: {e}"))?;
     let programs = programs(envoy)?;
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let cpus = Cpus::for_machine(ncpu);
+    let loads = load_runs(roles.len(), opts.runs);
     step(format!(
-        "topology: client, waypoints envoy and waypoint, gateways gw-envoy and gw-mesh, upstream pods; proxy on CPU {}, upstream on {}, loadgen on {}",
-        cpus.proxy, cpus.upstream, cpus.loadgen
+        "{loads} load runs of {} s (about {:.0} min); proxies on CPU {}, upstream on {}, loadgen on {}",
+        opts.duration,
+        loads as f64 * (opts.duration + 0.5) / 60.0,
+        cpus.proxy,
+        cpus.upstream,
+        cpus.loadgen
     ));
     let bed = Bed::new(&programs, cpus)?;
 
-    let mut direct = Measured {
-        name: "direct (no proxy)",
-        ..Default::default()
-    };
+    let mut direct = Measured::new("direct (no proxy)");
+    let mut direct_rows = [Row::default(), Row::default()];
     for p in PROTOS {
         step(format!("direct, {}: closed loop", p.label()));
         let r = load(&bed, &programs, &opts, bed.upstream_addr(), HOST, p, None)?;
-        *direct.row(p) = closed_row(&r, None);
+        direct_rows[p.index()] = closed_row(&r, None);
     }
     let mut pairs = vec![];
     for role in roles {
         pairs.push(measure_pair(&bed, &programs, &opts, role)?);
     }
-    // The direct path at the first pair's offered load, for reference.
-    direct.offered = pairs[0].envoy.offered;
-    for (i, p) in PROTOS.into_iter().enumerate() {
+    // The direct path at the first pair's first offered load, for reference.
+    for p in PROTOS {
+        let row = &mut direct_rows[p.index()];
+        row.offered = pairs[0].envoy.rows(p)[0].offered;
         step(format!(
             "direct, {}: open loop at {:.0} rps",
             p.label(),
-            direct.offered[i]
+            row.offered
         ));
         let addr = bed.upstream_addr();
-        let r = load(
-            &bed,
-            &programs,
-            &opts,
-            addr,
-            HOST,
-            p,
-            Some(direct.offered[i]),
-        )?;
-        open_row(direct.row(p), &r);
+        let r = load(&bed, &programs, &opts, addr, HOST, p, Some(row.offered))?;
+        open_row(row, &r);
+    }
+    for (runs, row) in direct.runs.iter_mut().zip(direct_rows) {
+        runs.push(row);
     }
 
-    print_table(&opts, &direct, &pairs);
+    report::print(&opts, &direct, &pairs);
     Ok(())
 }
 
-/// Envoy, then mesh-waypoint, in `role`: closed loop for each protocol,
-/// then open loop at `--load` of Envoy's maximum.
+/// The first proxy of a pair.
+enum Baseline {
+    Envoy(mesh_e2e::envoy::Envoy),
+    /// `MESH_BENCH_L7_BASELINE`: another mesh-waypoint build.
+    Mesh(mesh_e2e::waypoint::MeshWaypoint),
+}
+
+impl Baseline {
+    fn pid(&self) -> u32 {
+        match self {
+            Baseline::Envoy(e) => e.pid(),
+            Baseline::Mesh(m) => m.pid(),
+        }
+    }
+}
+
+/// A running proxy of a pair: its pid, where it listens, its figures.
+struct Running<'a> {
+    pid: u32,
+    addr: std::net::SocketAddr,
+    measured: &'a mut Measured,
+}
+
+/// Envoy and mesh-waypoint in `role`, both running, every measurement
+/// alternating between them (see the module documentation).
 fn measure_pair(bed: &Bed, programs: &Programs, opts: &L7Args, role: Role) -> anyhow::Result<Pair> {
-    let (envoy_name, ours_name) = match role {
-        Role::Waypoint => ("Envoy --concurrency 1", "mesh-waypoint --worker-threads 1"),
-        Role::Ingress => ("Envoy gateway, 1 worker", "mesh-waypoint --role gateway"),
+    let (envoy_name, ours_name) = match (role, &programs.baseline) {
+        (Role::Waypoint, None) => ("Envoy --concurrency 1", "mesh-waypoint --worker-threads 1"),
+        (Role::Ingress, None) => ("Envoy gateway, 1 worker", "mesh-waypoint --role gateway"),
+        (Role::Waypoint, Some(_)) => ("baseline mesh-waypoint", "mesh-waypoint --worker-threads 1"),
+        (Role::Ingress, Some(_)) => (
+            "baseline mesh-waypoint gateway",
+            "mesh-waypoint --role gateway",
+        ),
     };
-    let mut envoy_path = Measured {
-        name: envoy_name,
-        ..Default::default()
-    };
-    let mut ours = Measured {
-        name: ours_name,
-        ..Default::default()
-    };
+    let mut envoy = Measured::new(envoy_name);
+    let mut ours = Measured::new(ours_name);
     let host = role.host();
 
-    step(format!("starting Envoy ({})", role.label()));
-    let (e, addr) = match role {
-        Role::Waypoint => (bed.start_envoy(&programs.envoy)?, bed.proxy_addr("envoy")),
-        Role::Ingress => (
-            bed.start_envoy_gateway(&programs.envoy)?,
+    step(format!(
+        "starting {envoy_name} and {ours_name} ({})",
+        role.label()
+    ));
+    // In Envoy's pod: Envoy, or the baseline build of an A/B.
+    let (e, e_addr) = match (role, &programs.baseline) {
+        (Role::Waypoint, None) => (
+            Baseline::Envoy(bed.start_envoy(&programs.envoy)?),
+            bed.proxy_addr("envoy"),
+        ),
+        (Role::Ingress, None) => (
+            Baseline::Envoy(bed.start_envoy_gateway(&programs.envoy)?),
+            bed.gateway_addr(GW_ENVOY),
+        ),
+        (Role::Waypoint, Some(bin)) => (
+            Baseline::Mesh(bed.start_waypoint_in(bin, "envoy", "waypoint-envoy")?),
+            bed.proxy_addr("envoy"),
+        ),
+        (Role::Ingress, Some(bin)) => (
+            Baseline::Mesh(bed.start_mesh_gateway_in(bin, GW_ENVOY)?),
             bed.gateway_addr(GW_ENVOY),
         ),
     };
-    envoy_path.rss_idle_mb = Some(rss_mb(e.pid())?);
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!(
-            "Envoy ({}), {}: closed loop",
-            role.label(),
-            p.label()
-        ));
-        let (r, cpu, rss) = under_load(e.pid(), || load(bed, programs, opts, addr, host, p, None))?;
-        *envoy_path.row(p) = closed_row(&r, Some(cpu));
-        envoy_path.rss_load_mb = Some(envoy_path.rss_load_mb.unwrap_or(0.0).max(rss));
-        envoy_path.offered[i] = (envoy_path.row(p).max_rps * opts.load).max(1.0);
-    }
-    let offered = envoy_path.offered;
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!(
-            "Envoy ({}), {}: open loop at {:.0} rps",
-            role.label(),
-            p.label(),
-            offered[i]
-        ));
-        let r = load(bed, programs, opts, addr, host, p, Some(offered[i]))?;
-        open_row(envoy_path.row(p), &r);
-    }
-    drop(e);
-
-    step(format!("starting mesh-waypoint ({})", role.label()));
-    let (w, addr) = match role {
+    let (w, w_addr) = match role {
         Role::Waypoint => (
             bed.start_waypoint(&programs.waypoint)?,
             bed.proxy_addr("waypoint"),
@@ -248,46 +313,106 @@ fn measure_pair(bed: &Bed, programs: &Programs, opts: &L7Args, role: Role) -> an
             bed.gateway_addr(GW_MESH),
         ),
     };
+    envoy.rss_idle_mb = Some(rss_mb(e.pid())?);
     ours.rss_idle_mb = Some(rss_mb(w.pid())?);
-    ours.offered = offered;
-    for p in PROTOS {
-        step(format!(
-            "mesh-waypoint ({}), {}: closed loop",
-            role.label(),
-            p.label()
-        ));
-        let (r, cpu, rss) = under_load(w.pid(), || load(bed, programs, opts, addr, host, p, None))?;
-        *ours.row(p) = closed_row(&r, Some(cpu));
-        ours.rss_load_mb = Some(ours.rss_load_mb.unwrap_or(0.0).max(rss));
+    let mut both = [
+        Running {
+            pid: e.pid(),
+            addr: e_addr,
+            measured: &mut envoy,
+        },
+        Running {
+            pid: w.pid(),
+            addr: w_addr,
+            measured: &mut ours,
+        },
+    ];
+    for run in 0..opts.runs {
+        // Envoy first in odd runs (1-based), mesh-waypoint first in even ones.
+        let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+        for p in PROTOS {
+            let tag = |who: &Running, what: &str| {
+                format!(
+                    "run {}/{}, {} ({}), {}: {what}",
+                    run + 1,
+                    opts.runs,
+                    who.measured.name,
+                    role.label(),
+                    p.label()
+                )
+            };
+            let mut rows = [Row::default(), Row::default()];
+            for i in order {
+                let who = &mut both[i];
+                step(tag(who, "closed loop"));
+                let (r, cpu, rss) = under_load(who.pid, || {
+                    load(bed, programs, opts, who.addr, host, p, None)
+                })?;
+                rows[i] = closed_row(&r, Some(cpu));
+                who.measured.saw_rss(rss);
+            }
+            let offered = (rows[0].max_rps * opts.load).max(1.0);
+            for i in order {
+                let who = &mut both[i];
+                step(tag(who, &format!("open loop at {offered:.0} rps")));
+                let r = load(bed, programs, opts, who.addr, host, p, Some(offered))?;
+                rows[i].offered = offered;
+                open_row(&mut rows[i], &r);
+            }
+            let rate = f64::from(opts.rate);
+            for i in order {
+                let who = &mut both[i];
+                step(tag(who, &format!("open loop at the fixed {rate:.0} rps")));
+                let (r, cpu, rss) = under_load(who.pid, || {
+                    load(bed, programs, opts, who.addr, host, p, Some(rate))
+                })?;
+                rows[i].fixed = Some(fixed(&r, cpu, rss));
+                rows[i].errors += failed(&r);
+                who.measured.saw_rss(rss);
+            }
+            for (who, row) in both.iter_mut().zip(rows) {
+                who.measured.runs[p.index()].push(row);
+            }
+        }
     }
-    for (i, p) in PROTOS.into_iter().enumerate() {
-        step(format!(
-            "mesh-waypoint ({}), {}: open loop at {:.0} rps",
-            role.label(),
-            p.label(),
-            offered[i]
-        ));
-        let r = load(bed, programs, opts, addr, host, p, Some(offered[i]))?;
-        open_row(ours.row(p), &r);
-    }
-    Ok(Pair {
-        role,
-        envoy: envoy_path,
-        ours,
-    })
+    // Both proxies stop here.
+    drop(w);
+    drop(e);
+    Ok(Pair { role, envoy, ours })
 }
 
 /// The release binaries `cargo xtask bench` built beside `mesh-lab`, and Envoy.
+/// `MESH_BENCH_L7_BASELINE=<mesh-waypoint binary>` puts that build in
+/// Envoy's place: an interleaved A/B of two builds.
 fn programs(envoy: std::path::PathBuf) -> anyhow::Result<Programs> {
-    let bins = crate::binaries()?;
-    let loadgen = crate::bin_dir()?.join("loadgen");
-    anyhow::ensure!(loadgen.is_file(), "{} is missing", loadgen.display());
+    // Only what bench l7 runs (no agent): checked here, not as the whole set.
+    let dir = crate::bin_dir()?;
+    let [control, podhttp, loadgen, waypoint] =
+        ["mesh-control", "podhttp", "loadgen", "mesh-waypoint"].map(|b| dir.join(b));
+    for bin in [&control, &podhttp, &loadgen, &waypoint] {
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} is missing: run `cargo xtask bench l7` (or `cargo build --release`)",
+            bin.display()
+        );
+    }
+    let baseline = std::env::var_os("MESH_BENCH_L7_BASELINE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    if let Some(b) = &baseline {
+        anyhow::ensure!(
+            b.is_file(),
+            "MESH_BENCH_L7_BASELINE={}: no such file",
+            b.display()
+        );
+    }
     Ok(Programs {
-        control: bins.control,
-        podhttp: bins.podhttp,
+        control,
+        podhttp,
         loadgen,
         envoy,
-        waypoint: bins.waypoint,
+        waypoint,
+        baseline,
     })
 }
 
@@ -365,14 +490,6 @@ fn under_load(
     Ok((result?, cpu, max_kib as f64 / 1024.0))
 }
 
-/// mesh-waypoint / Envoy: requests per CPU-second of the proxy (its
-/// throughput per core whether or not the core was saturated; the plain
-/// rate when the CPU time is unknown), and p99 at the same offered load.
-fn ratios(wp: &Row, envoy: &Row) -> (f64, f64) {
-    let per_core = |r: &Row| r.rps_per_cpu.unwrap_or(r.max_rps);
-    (per_core(wp) / per_core(envoy), wp.p99_us / envoy.p99_us)
-}
-
 fn rss_mb(pid: u32) -> anyhow::Result<f64> {
     Ok(status_kib(pid, "VmRSS")? as f64 / 1024.0)
 }
@@ -387,104 +504,25 @@ fn closed_row(v: &Value, cpu_seconds: Option<f64>) -> Row {
     }
 }
 
+/// Transport errors and unsent requests of an open loop.
+fn failed(v: &Value) -> u64 {
+    v["errors"].as_u64().unwrap_or(0) + v["unsent"].as_u64().unwrap_or(0)
+}
+
 fn open_row(row: &mut Row, v: &Value) {
     row.p50_us = v["p50_us"].as_f64().unwrap_or(f64::NAN);
     row.p99_us = v["p99_us"].as_f64().unwrap_or(f64::NAN);
-    row.errors += v["errors"].as_u64().unwrap_or(0) + v["unsent"].as_u64().unwrap_or(0);
+    row.errors += failed(v);
 }
 
-fn mb(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |m| format!("{m:.1}"))
-}
-
-fn print_table(opts: &L7Args, direct: &Measured, pairs: &[Pair]) {
-    println!();
-    println!(
-        "bench l7: {:.0} s per run; proxies with one worker pinned to one CPU; open loop at {:.0}% of each role's Envoy max",
-        opts.duration,
-        opts.load * 100.0
-    );
-    println!("  (failed = transport errors + open-loop requests still unsent at the end)");
-    println!(
-        "  {:<32} {:<9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7}   {:>8} {:>8}",
-        "path",
-        "protocol",
-        "max rps",
-        "rps/CPU-s",
-        "offered",
-        "p50 us",
-        "p99 us",
-        "failed",
-        "RSS idle",
-        "RSS load"
-    );
-    let mut paths = vec![direct];
-    for pair in pairs {
-        paths.extend([&pair.envoy, &pair.ours]);
-    }
-    for path in paths {
-        for (i, p) in PROTOS.into_iter().enumerate() {
-            let r = match p {
-                Proto::H1 => &path.h1,
-                Proto::H2 => &path.h2,
-            };
-            println!(
-                "  {:<32} {:<9} {:>10.0} {:>12} {:>10.0} {:>9.0} {:>9.0} {:>7}   {:>8} {:>8}",
-                path.name,
-                p.label(),
-                r.max_rps,
-                r.rps_per_cpu
-                    .map_or_else(|| "-".into(), |x| format!("{x:.0}")),
-                path.offered[i],
-                r.p50_us,
-                r.p99_us,
-                r.errors,
-                mb(path.rss_idle_mb),
-                mb(path.rss_load_mb),
-            );
-        }
-    }
-    for pair in pairs {
-        for p in PROTOS {
-            let d = match p {
-                Proto::H1 => &direct.h1,
-                Proto::H2 => &direct.h2,
-            };
-            let e = match p {
-                Proto::H1 => &pair.envoy.h1,
-                Proto::H2 => &pair.envoy.h2,
-            };
-            if e.max_rps > 0.8 * d.max_rps {
-                println!(
-                    "  note ({}, {}): Envoy reached {:.0}% of the direct rate: the client side may be the limit, ratios understate the proxies' difference",
-                    pair.role.label(),
-                    p.label(),
-                    100.0 * e.max_rps / d.max_rps
-                );
-            }
-        }
-    }
-    for pair in pairs {
-        println!("  mesh-waypoint / Envoy, {}:", pair.role.label());
-        for p in PROTOS {
-            let (e, w) = match p {
-                Proto::H1 => (&pair.envoy.h1, &pair.ours.h1),
-                Proto::H2 => (&pair.envoy.h2, &pair.ours.h2),
-            };
-            let (rps_ratio, p99_ratio) = ratios(w, e);
-            println!(
-                "    {:<9} rps/core {rps_ratio:>5.2}x  target >= 1.50x {:<7}  p99 at the same load {p99_ratio:>5.2}x  target <= 0.70x {}",
-                p.label(),
-                verdict(rps_ratio >= 1.5),
-                verdict(p99_ratio <= 0.7)
-            );
-        }
-        let rss = pair.ours.rss_load_mb.unwrap_or(f64::NAN);
-        println!(
-            "    RSS under load {rss:.1} MB (Envoy {}), target <= 25 MB {}",
-            mb(pair.envoy.rss_load_mb),
-            verdict(rss <= 25.0)
-        );
+/// The fixed-rate figures: the proxy's CPU-seconds per second of the run.
+fn fixed(v: &Value, cpu_seconds: f64, rss_mb: f64) -> Fixed {
+    let elapsed = v["elapsed_s"].as_f64().filter(|s| *s > 0.0);
+    Fixed {
+        rps: v["rps"].as_f64().unwrap_or(0.0),
+        vcpu: elapsed.map_or(f64::NAN, |s| cpu_seconds / s),
+        p99_us: v["p99_us"].as_f64().unwrap_or(f64::NAN),
+        rss_mb,
     }
 }
 
@@ -518,6 +556,16 @@ mod tests {
     }
 
     #[test]
+    fn fixed_rate_is_vcpu_per_thousand_rps() {
+        let v = json!({"rps": 5000.0, "elapsed_s": 10.0, "p99_us": 800});
+        let f = fixed(&v, 2.0, 14.5);
+        assert_eq!(f.vcpu, 0.2);
+        assert!((f.vcpu_per_krps() - 0.04).abs() < 1e-12, "{f:?}");
+        assert_eq!((f.p99_us, f.rss_mb), (800.0, 14.5));
+        assert!(fixed(&json!({"rps": 5000.0}), 2.0, 1.0).vcpu.is_nan());
+    }
+
+    #[test]
     fn mesh_bench_only_selects_the_roles() {
         assert_eq!(
             Role::selected("").unwrap(),
@@ -532,24 +580,9 @@ mod tests {
     }
 
     #[test]
-    fn ratios_against_envoy() {
-        let envoy = Row {
-            max_rps: 8000.0,
-            rps_per_cpu: Some(20000.0),
-            p99_us: 1000.0,
-            ..Row::default()
-        };
-        let wp = Row {
-            max_rps: 12000.0,
-            rps_per_cpu: Some(40000.0),
-            p99_us: 600.0,
-            ..Row::default()
-        };
-        assert_eq!(ratios(&wp, &envoy), (2.0, 0.6));
-        let no_cpu = Row {
-            rps_per_cpu: None,
-            ..wp.clone()
-        };
-        assert_eq!(ratios(&no_cpu, &envoy).0, 0.6);
+    fn load_runs_at_the_defaults() {
+        // Two roles, three runs: 72 proxy runs and the direct path's 4.
+        assert_eq!(load_runs(2, 3), 76);
+        assert_eq!(load_runs(1, 1), 16);
     }
 }

@@ -1,7 +1,7 @@
 //! The ingress path of `cargo xtask bench l7`: a stock Envoy and
 //! `mesh-waypoint --role gateway` as pods of the same ingress Gateway
 //! (docs/contracts/gateway-xds.md), each fed its listener and routes by
-//! the control plane (`router~` node ids), in turn on the proxy CPU. The
+//! the control plane (`router~` node ids), both on the proxy CPU. The
 //! Gateway has one plain HTTP server on port 80 and the VirtualService
 //! bound to it the bench's one route to `bench:9080`.
 use std::{net::SocketAddr, path::Path};
@@ -61,8 +61,14 @@ impl Bed {
     /// `mesh-waypoint --role gateway` as pod [`GW_MESH`], one worker on
     /// the proxy CPU, once ready and answering through the route.
     pub fn start_mesh_gateway(&self, bin: &Path) -> anyhow::Result<MeshWaypoint> {
+        self.start_mesh_gateway_in(bin, GW_MESH)
+    }
+
+    /// [`Bed::start_mesh_gateway`] as pod `pod` (one of the two gateway
+    /// pods): a second build in Envoy's place for an A/B of two builds.
+    pub fn start_mesh_gateway_in(&self, bin: &Path, pod: &str) -> anyhow::Result<MeshWaypoint> {
         let mut spec = WaypointSpec::new(
-            self.node(GW_MESH, GW_MESH),
+            self.node(pod, pod),
             "ingress",
             SocketAddr::from((CONTROL_IP, 15010)),
         );
@@ -70,12 +76,12 @@ impl Bed {
         spec.workers = 1;
         spec.cpu = Some(self.cpus.proxy);
         spec.log = "warn".into();
-        let netns = self.netns(GW_MESH);
-        let dir = self.cluster.dir.join("mesh-gateway");
+        let netns = self.netns(pod);
+        let dir = self.cluster.dir.join(format!("mesh-gateway-{pod}"));
         let mut gw = MeshWaypoint::start(bin, spec, Some(&netns), &dir)?;
         gw.wait_ready(READY)?;
         self.wait_route(
-            self.gateway_addr(GW_MESH),
+            self.gateway_addr(pod),
             INGRESS_HOST,
             "mesh-waypoint gateway",
         )?;

@@ -1,7 +1,8 @@
 //! The network of `cargo xtask bench l7`: one node with the pods `client`
 //! (runs `loadgen`), `envoy` and `waypoint` (the two proxies as
-//! waypoints), `gw-envoy` and `gw-mesh` (the two as ingress gateways; one
-//! proxy runs at a time), `upstream` (runs `podhttp`), and the control
+//! waypoints), `gw-envoy` and `gw-mesh` (the two as ingress gateways; the
+//! two proxies of a role run at once, loaded in turn), `upstream` (runs
+//! `podhttp`), and the control
 //! plane on the underlay feeding both proxies of a role the same routes:
 //! one Service `bench` bound to waypoint `default/waypoint` and a
 //! VirtualService with one simple route; for ingress, a Gateway selecting
@@ -74,6 +75,8 @@ pub struct Programs {
     pub loadgen: PathBuf,
     pub envoy: PathBuf,
     pub waypoint: PathBuf,
+    /// Another mesh-waypoint build measured in Envoy's place (A/B).
+    pub baseline: Option<PathBuf>,
 }
 
 pub struct Bed {
@@ -184,19 +187,31 @@ impl Bed {
     /// mesh-waypoint with one worker on the proxy CPU, once ready and
     /// answering through the route.
     pub fn start_waypoint(&self, bin: &Path) -> anyhow::Result<MeshWaypoint> {
+        self.start_waypoint_in(bin, "waypoint", "waypoint")
+    }
+
+    /// [`Bed::start_waypoint`] in harness pod `pod` (Kubernetes pod
+    /// `name`, a pod of waypoint `default/waypoint`): a second build in
+    /// Envoy's place for an A/B of two builds.
+    pub fn start_waypoint_in(
+        &self,
+        bin: &Path,
+        pod: &str,
+        name: &str,
+    ) -> anyhow::Result<MeshWaypoint> {
         let mut spec = WaypointSpec::new(
-            self.node("waypoint", "waypoint"),
+            self.node(pod, name),
             "waypoint",
             SocketAddr::from((CONTROL_IP, 15010)),
         );
         spec.workers = 1;
         spec.cpu = Some(self.cpus.proxy);
         spec.log = "warn".into();
-        let netns = self.netns("waypoint");
-        let mut wp =
-            MeshWaypoint::start(bin, spec, Some(&netns), &self.cluster.dir.join("waypoint"))?;
+        let netns = self.netns(pod);
+        let dir = self.cluster.dir.join(format!("mesh-waypoint-{pod}"));
+        let mut wp = MeshWaypoint::start(bin, spec, Some(&netns), &dir)?;
         wp.wait_ready(READY)?;
-        self.wait_route(self.proxy_addr("waypoint"), HOST, "mesh-waypoint")?;
+        self.wait_route(self.proxy_addr(pod), HOST, "mesh-waypoint")?;
         Ok(wp)
     }
 

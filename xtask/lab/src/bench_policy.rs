@@ -13,15 +13,17 @@ use serde_json::Value;
 
 use crate::{
     bench::{gbit, median, verdict},
+    bench_l4_proc::{can_pin, pin_threads, PodsPinned, PROXY_CPU},
     step,
 };
 
 const ECHO: u16 = 9080;
 const SINK: u16 = 9090;
 
-/// Agent flags of each configuration.
-const BASELINE: &[&str] = &["--metrics=false", "--access-log=false"];
-const FEATURED: &[&str] = &["--metrics=true", "--access-log=false"];
+/// Agent flags of each configuration. The same-node fast path is off in
+/// both: this part measures the agent's own evaluation, per connection.
+const BASELINE: &[&str] = &["--metrics=false", "--access-log=false", "--fast-path=false"];
+const FEATURED: &[&str] = &["--metrics=true", "--access-log=false", "--fast-path=false"];
 
 /// 99 rules that never match the client, then the one that does: an
 /// ALLOW set of 100 rules evaluated for every new connection.
@@ -80,24 +82,7 @@ fn restart(c: &mut mesh_e2e::cluster::Cluster, args: &[&str], pin: bool) -> anyh
 /// without pinning, where the scheduler happens to place the three
 /// processes moves the round-trip p50 between ~45 and ~75 µs from run to
 /// run, which drowns the few microseconds measured here.
-const PODS_CPU: usize = 0;
-const AGENT_CPU: usize = 1;
-
-fn cpu_set(cpu: usize) -> anyhow::Result<nix::sched::CpuSet> {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu)?;
-    Ok(set)
-}
-
-/// Pins every thread of `pid` to `cpu`.
-fn pin_threads(pid: u32, cpu: usize) -> anyhow::Result<()> {
-    let set = cpu_set(cpu)?;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)?;
-    }
-    Ok(())
-}
+const AGENT_CPU: usize = PROXY_CPU;
 
 pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     // The differences measured here are a few percent and microseconds,
@@ -107,11 +92,9 @@ pub fn run(bytes: u64, repeats: u32, rounds: u32) -> anyhow::Result<()> {
     // attribute a cost); the default is both, which is the target.
     let feature = std::env::var("MESH_BENCH_FEATURE").unwrap_or_else(|_| "both".into());
     step("policy and telemetry cost: node1 pods `client` and `server`, same-node delivery");
-    let two_cpus = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
-    if two_cpus {
-        // Inherited by every pod process started from here on.
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu_set(PODS_CPU)?)?;
-    }
+    let two_cpus = can_pin();
+    // Inherited by every pod process started from here on; undone at the end.
+    let _pinned = two_cpus.then(PodsPinned::new).transpose()?;
     let mut c = mesh_e2e::cluster::Cluster::new(
         "mbench",
         crate::binaries()?,

@@ -9,15 +9,20 @@
 //!   ServiceEntry host ([`demo_egress`]), and a Prometheus
 //!   scraping all of it ([`demo_prometheus`]);
 //! - [`demo_l4`]: L4 authorization, in the agents and in the kernel;
-//! - [`bench`] (`l4`), [`bench_policy`], [`bench_l7`] with its topology
+//! - [`bench`] (`l4`, cross node in [`bench_l4_cross`]), [`bench_policy`], [`bench_l7`] with its topology
 //!   and its ingress path ([`bench_l7_ingress`]);
 //! - [`soak`]: the demo mesh under load, churn and restarts, judged by
 //!   [`soak_report`].
 pub mod bench;
+pub mod bench_l4_cross;
+pub mod bench_l4_proc;
+pub mod bench_l4_report;
 pub mod bench_l7;
 pub mod bench_l7_ingress;
 pub mod bench_l7_topology;
 pub mod bench_policy;
+pub mod bench_same_node;
+pub mod bench_scale;
 pub mod demo_bookinfo;
 pub mod demo_config;
 pub mod demo_dashboard;

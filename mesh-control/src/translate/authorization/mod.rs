@@ -8,14 +8,19 @@
 //!   to it) are the waypoint's ([`super::waypoint::rbac`]), not sent here.
 //! - [`policies_for_workload`]: the names a workload lists in
 //!   `authorization_policies` (selector and `targetRefs` policies).
+//! - [`index`]: the lookups that keep both linear in the mesh's size.
 //! - [`rules`]: one policy rule → `Rule{clauses}`, with Istio's fail-safe
 //!   handling of L7 attributes.
 //!
 //! Both the xDS conversion and the source (which logs the findings once per
 //! load) call this; it is pure and cheap, so nothing is cached.
+mod index;
 mod rules;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use index::ByLabel;
+pub use index::WorkloadPolicies;
 
 use mesh_xds::proto::istio_security::{Action, Authorization, Scope};
 
@@ -45,8 +50,11 @@ pub fn resource_name(policy: &AuthorizationPolicy) -> String {
 /// policies mesh-wide (`GLOBAL`) and selector policies cross-namespace.
 pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
     let mut out = Translation::default();
+    let workloads = ByLabel::new(state);
     for policy in &state.authorization_policies {
-        if let Some(authz) = translate_one(state, policy, root_namespace, &mut out.findings) {
+        if let Some(authz) =
+            translate_one(state, &workloads, policy, root_namespace, &mut out.findings)
+        {
             out.authorizations.push((resource_name(policy), authz));
         }
     }
@@ -58,19 +66,9 @@ pub fn translate(state: &MeshState, root_namespace: &str) -> Translation {
 /// selector or `targetRefs`, sorted. Only mesh workloads are listed: the
 /// agents police nothing else. Namespace-wide and global policies are not
 /// listed (their scope says where they apply).
+/// One workload's answer; for many, build a [`WorkloadPolicies`] once.
 pub fn policies_for_workload(state: &MeshState, w: &Workload, root_namespace: &str) -> Vec<String> {
-    if !w.mesh {
-        return vec![];
-    }
-    let names: BTreeSet<String> = state
-        .authorization_policies
-        .iter()
-        .filter(|p| {
-            publishable(state, p, root_namespace) && applies_to(state, p, w, root_namespace)
-        })
-        .map(resource_name)
-        .collect();
-    names.into_iter().collect()
+    WorkloadPolicies::new(state, root_namespace).of(w)
 }
 
 /// CUSTOM policies, and policies targeting only objects agents do not
@@ -116,7 +114,9 @@ fn target_service<'s>(
         .find(|(_, s)| s.namespace == policy.namespace && s.name == target.name)
 }
 
-/// True when `policy` names `w` by selector or by a Service `targetRef`.
+/// True when `policy` names `w` by selector or by a Service `targetRef`:
+/// the pairwise scan [`WorkloadPolicies`] must agree with.
+#[cfg(test)]
 fn applies_to(
     state: &MeshState,
     policy: &AuthorizationPolicy,
@@ -137,6 +137,7 @@ fn applies_to(
 
 fn translate_one(
     state: &MeshState,
+    workloads: &ByLabel<'_>,
     policy: &AuthorizationPolicy,
     root_namespace: &str,
     findings: &mut Vec<Finding>,
@@ -191,13 +192,8 @@ fn translate_one(
         return None;
     }
     if let Some(selector) = &policy.selector {
-        let matched: Vec<&Workload> = state
-            .workloads
-            .values()
-            .filter(|w| {
-                (policy.namespace == w.namespace || policy.namespace == root_namespace)
-                    && selects(selector, &w.labels)
-            })
+        let matched: Vec<&Workload> = workloads
+            .selected(selector, &policy.namespace, root_namespace)
             .collect();
         // An ingress gateway's pods are outside the mesh, but the gateway
         // enforces the policies selecting them.

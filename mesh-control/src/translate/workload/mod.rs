@@ -39,6 +39,7 @@ use mesh_xds::proto::{
     },
 };
 
+use super::authorization::WorkloadPolicies;
 use crate::model::{service_entry::Resolution, MeshState, MtlsMode, PeerAuthentication};
 
 pub mod external;
@@ -159,6 +160,17 @@ pub fn workload_address(
     w: &crate::model::Workload,
     opts: &ConvertOptions,
 ) -> Workload {
+    let policies = WorkloadPolicies::new(state, &opts.root_namespace);
+    workload_address_with(state, w, opts, &policies)
+}
+
+/// [`workload_address`] with the policy index built once for all pods.
+fn workload_address_with(
+    state: &MeshState,
+    w: &crate::model::Workload,
+    opts: &ConvertOptions,
+    policies: &WorkloadPolicies<'_>,
+) -> Workload {
     let (workload_name, workload_type) = workload_name(w);
     let canonical_name = first_label(
         &w.labels,
@@ -182,8 +194,7 @@ pub fn workload_address(
     // Istio sets `network_gateway` only for a workload on another network
     // (its east-west gateway); every workload here shares `opts.network`.
     let network_gateway = None;
-    let mut authorization_policies =
-        super::authorization::policies_for_workload(state, w, &opts.root_namespace);
+    let mut authorization_policies = policies.of(w);
     if w.mesh && is_strict(state, w, opts) {
         authorization_policies.push(format!("{}/{STATIC_STRICT_POLICY}", opts.root_namespace));
     }
@@ -287,8 +298,9 @@ pub fn service_address(
 
 /// Every Address resource of the mesh: (resource name, resource).
 pub fn addresses(state: &MeshState, opts: &ConvertOptions) -> Vec<(String, Address)> {
+    let policies = WorkloadPolicies::new(state, &opts.root_namespace);
     let workloads = state.workloads.values().map(|w| {
-        let addr = address::Type::Workload(workload_address(state, w, opts));
+        let addr = address::Type::Workload(workload_address_with(state, w, opts, &policies));
         (w.uid.clone(), Address { r#type: Some(addr) })
     });
     let services = state.services.values().map(|s| {
