@@ -161,7 +161,11 @@ fn report(ctx: &SockOpsContext, kind: u32, tuple: ConnTuple) {
     let event = KernelConnEvent {
         kind,
         // In a state callback, argument 0 is the state left.
-        old_state: if kind == KERNEL_CONN_CLOSED { ctx.arg(0) } else { 0 },
+        old_state: if kind == KERNEL_CONN_CLOSED {
+            ctx.arg(0)
+        } else {
+            0
+        },
         unacked: snd_nxt.wrapping_sub(snd_una),
         _pad: 0,
         // SAFETY: helper valid in sock_ops programs.
