@@ -177,13 +177,11 @@ pub async fn run(cfg: AgentConfig, log: Arc<LogControl>) -> anyhow::Result<()> {
     };
     // The same-node fast path needs the mesh's view (its decisions) and
     // the pods' namespaces (to abort a connection): only with a control plane.
-    let fast_path = match (&cfg.mesh, cfg.fast_path) {
-        (Some(_), true) => Some(Arc::new(
-            crate::capture::fast_path::FastPath::open(&layout)
-                .context("opening the fast-path map")?,
-        )),
-        _ => None,
-    };
+    // Opening empties the pinned map: pairs a previous agent cached must
+    // not outlive it, whether or not this one uses the fast path.
+    let fast_path =
+        crate::capture::fast_path::FastPath::open(&layout).context("opening the fast-path map")?;
+    let fast_path = (cfg.mesh.is_some() && cfg.fast_path).then(|| Arc::new(fast_path));
     let mesh = match &cfg.mesh {
         Some(mesh_cfg) => Some(
             crate::mesh::start(

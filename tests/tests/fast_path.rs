@@ -180,12 +180,21 @@ fn strict_destinations_admit_the_fast_path_and_it_can_be_switched_off() {
     assert_eq!(routes, ["local", "kernel", "kernel"]);
     drop(c);
 
-    let c = cluster(&["--fast-path=false"], &[]);
+    let mut c = cluster(&[], &[]);
+    for _ in 0..2 {
+        echo(&c, 4096);
+    }
+    let fast = c.agent("node1").kernel_counter("fast_path").unwrap();
+    assert_eq!(fast, 1, "the second connection took the fast path");
+    // Restarted without it: the pair cached before is forgotten too.
+    c.stop_agent("node1");
+    c.start_agent("node1", &["--fast-path=false"]).unwrap();
+    c.wait_ready("node1", 2, &["a", "b"]).unwrap();
     for _ in 0..3 {
         echo(&c, 4096);
     }
     let done = wait_finished(&c, 3);
     let routes: Vec<&str> = done.iter().filter_map(|r| r["route"].as_str()).collect();
     assert_eq!(routes, ["local", "local", "local"]);
-    assert_eq!(c.agent("node1").kernel_counter("fast_path").unwrap(), 0);
+    assert_eq!(c.agent("node1").kernel_counter("fast_path").unwrap(), fast);
 }
