@@ -92,11 +92,7 @@ pub fn run(s: &Schedule) -> anyhow::Result<Value> {
     }
     let seconds = start.elapsed().as_secs_f64();
     samples.sort_unstable();
-    let pct = |p: f64| {
-        samples
-            .get(((samples.len() as f64 - 1.0) * p) as usize)
-            .copied()
-    };
+    let pct = |p: f64| percentile(&samples, p);
     Ok(json!({
         "offered_rate": s.rate,
         "sent": sent,
@@ -165,4 +161,12 @@ fn one_connection(
         late,
         latencies,
     })
+}
+
+/// The `p` quantile (0..=1) of `sorted` (ascending), nearest rank below;
+/// `None` when there are no samples.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p) as usize)
+        .copied()
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use mesh_e2e::openloop::open;
+use mesh_e2e::openloop::{open, percentile};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -479,11 +479,7 @@ fn rr(
         }
     }
     samples.sort_unstable();
-    let pct = |p: f64| {
-        samples
-            .get(((samples.len() as f64 - 1.0) * p) as usize)
-            .copied()
-    };
+    let pct = |p: f64| percentile(&samples, p);
     println_json(json!({
         "count": samples.len(),
         "p50_ns": pct(0.50),
@@ -509,11 +505,7 @@ fn conn_rr(to: SocketAddr, socks5: Option<SocketAddr>, count: u32) -> anyhow::Re
         samples.push(start.elapsed().as_nanos() as u64);
     }
     samples.sort_unstable();
-    let pct = |p: f64| {
-        samples
-            .get(((samples.len() as f64 - 1.0) * p) as usize)
-            .copied()
-    };
+    let pct = |p: f64| percentile(&samples, p);
     println_json(json!({"count": samples.len(), "p50_ns": pct(0.5), "p99_ns": pct(0.99)}));
     Ok(())
 }
